@@ -1,0 +1,8 @@
+package errs
+
+import "context"
+
+var (
+	contextDeadline = context.DeadlineExceeded
+	contextCanceled = context.Canceled
+)

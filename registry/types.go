@@ -1,0 +1,152 @@
+// Package registry keeps models, their immutable versions, aliases, signatures,
+// lineage and serving settings, and the content-addressed artifacts versions point
+// to. Metadata sits behind the Store interface (sqlite now, postgres later); artifact
+// bytes behind BlobStore. Registry combines them into the operations the API offers.
+package registry
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/nimbus-ai/nimbus/tensor"
+)
+
+// DefaultNamespace is used wherever a namespace is not given.
+const DefaultNamespace = "default"
+
+// ChampionAlias is the alias served by /v2/models/{m} when no version is named.
+const ChampionAlias = "champion"
+
+// ServingConfig is a model's serving settings: the one owner of how a model runs.
+// A version may override it. Stored as JSON so later settings need no migration.
+// Zero values mean "use the default".
+type ServingConfig struct {
+	// Threads is ONNX Runtime's intra-op thread count (default 1).
+	Threads int `json:"threads,omitempty" yaml:"threads,omitempty"`
+	// InterOpThreads is ONNX Runtime's inter-op thread count (default 1).
+	InterOpThreads int `json:"interOpThreads,omitempty" yaml:"interOpThreads,omitempty"`
+}
+
+// Merge returns c with every non-zero field of o applied on top.
+func (c ServingConfig) Merge(o *ServingConfig) ServingConfig {
+	if o == nil {
+		return c
+	}
+	if o.Threads != 0 {
+		c.Threads = o.Threads
+	}
+	if o.InterOpThreads != 0 {
+		c.InterOpThreads = o.InterOpThreads
+	}
+	return c
+}
+
+// Model is a registered model: a name in a namespace owning versions and aliases.
+type Model struct {
+	Namespace     string            `json:"namespace"`
+	Name          string            `json:"name"`
+	Description   string            `json:"description,omitempty"`
+	Labels        map[string]string `json:"labels,omitempty"`
+	Aliases       map[string]int64  `json:"aliases,omitempty"`
+	Serving       ServingConfig     `json:"serving"`
+	LatestVersion int64             `json:"latestVersion"`
+	CreatedAt     time.Time         `json:"createdAt"`
+	UpdatedAt     time.Time         `json:"updatedAt"`
+}
+
+// Version is an immutable model version pointing to a content-addressed artifact.
+// Only Serving (the per-version override) may change after creation.
+type Version struct {
+	Namespace   string            `json:"namespace"`
+	Model       string            `json:"model"`
+	Version     int64             `json:"version"`
+	Format      string            `json:"format"`
+	SHA256      string            `json:"sha256"`
+	Size        int64             `json:"size"`
+	Signature   tensor.Signature  `json:"signature"`
+	Description string            `json:"description,omitempty"`
+	// Source is where the bytes came from: "push", or a URI.
+	Source string `json:"source,omitempty"`
+	// Lineage records provenance: run id, commit, dataset, etc.
+	Lineage   map[string]string `json:"lineage,omitempty"`
+	Serving   *ServingConfig    `json:"serving,omitempty"`
+	CreatedAt time.Time         `json:"createdAt"`
+}
+
+// ListOptions pages through names in order. After is the last name of the previous page.
+type ListOptions struct {
+	Limit  int    // 0 means DefaultPageSize; capped at MaxPageSize
+	After  string // exclusive cursor (a model name)
+	Prefix string // only names with this prefix
+}
+
+// Page sizes for ListModels.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
+
+// ModelPage is one page of models; Next is "" on the last page.
+type ModelPage struct {
+	Items []Model `json:"items"`
+	Next  string  `json:"next,omitempty"`
+}
+
+// Store persists registry metadata. Implementations must be safe for concurrent use
+// and return errs kinds: NotFound, AlreadyExists, Conflict, InvalidArgument.
+// Every key carries the namespace.
+type Store interface {
+	// CreateVersion records a new version. If v.Version is 0 the next number
+	// (latest+1) is assigned atomically. The model row is created if missing.
+	// A duplicate version number is AlreadyExists.
+	CreateVersion(ctx context.Context, v Version) (Version, error)
+	GetVersion(ctx context.Context, ns, model string, version int64) (Version, error)
+	ListVersions(ctx context.Context, ns, model string) ([]Version, error)
+	// DeleteVersion removes a version and any alias pointing to it.
+	DeleteVersion(ctx context.Context, ns, model string, version int64) error
+	SetVersionServing(ctx context.Context, ns, model string, version int64, s *ServingConfig) error
+
+	GetModel(ctx context.Context, ns, name string) (Model, error)
+	ListModels(ctx context.Context, ns string, opt ListOptions) (ModelPage, error)
+	// UpdateModel changes Description, Labels and Serving of an existing model.
+	UpdateModel(ctx context.Context, m Model) (Model, error)
+	// DeleteModel removes a model, its versions and aliases.
+	DeleteModel(ctx context.Context, ns, name string) error
+	ListNamespaces(ctx context.Context) ([]string, error)
+
+	// SetAlias points alias at an existing version (NotFound otherwise).
+	SetAlias(ctx context.Context, ns, model, alias string, version int64) error
+	DeleteAlias(ctx context.Context, ns, model, alias string) error
+
+	// BlobRefs counts versions (in any namespace) whose artifact is sha256.
+	BlobRefs(ctx context.Context, sha256 string) (int, error)
+	// ReferencedBlobs returns every sha256 some version points to.
+	ReferencedBlobs(ctx context.Context) (map[string]struct{}, error)
+
+	Close() error
+}
+
+// BlobInfo describes a stored artifact.
+type BlobInfo struct {
+	SHA256  string    `json:"sha256"`
+	Size    int64     `json:"size"`
+	ModTime time.Time `json:"modTime"`
+}
+
+// BlobStore keeps artifact bytes addressed by their sha256 (lowercase hex).
+type BlobStore interface {
+	// Put streams r to a temp file, hashing as it goes, then renames it into place.
+	// If want is non-empty and the digest differs, nothing is kept (InvalidArgument).
+	// A failed or cut write leaves nothing behind.
+	Put(ctx context.Context, r io.Reader, want string) (BlobInfo, error)
+	// Open returns the artifact for reading (NotFound if absent).
+	Open(ctx context.Context, sha256 string) (io.ReadSeekCloser, BlobInfo, error)
+	// Path returns the local file path of the artifact (for runtimes that load files).
+	Path(sha256 string) string
+	// Verify re-hashes the artifact; a mismatch is a FailedPrecondition "corrupt" error.
+	Verify(ctx context.Context, sha256 string) error
+	Stat(ctx context.Context, sha256 string) (BlobInfo, error)
+	Delete(ctx context.Context, sha256 string) error
+	List(ctx context.Context) ([]BlobInfo, error)
+}
