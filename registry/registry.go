@@ -80,3 +80,48 @@ func (r *Registry) DeleteModel(ctx context.Context, ns, model string, force bool
 func (r *Registry) GC(ctx context.Context) ([]BlobInfo, error) {
 	return nil, errs.New(errs.Unimplemented, "not implemented")
 }
+
+// GetModel returns a model with its aliases.
+func (r *Registry) GetModel(ctx context.Context, ns, name string) (Model, error) {
+	return Model{}, errs.New(errs.Unimplemented, "not implemented")
+}
+
+// ListModels pages through a namespace's models by name.
+func (r *Registry) ListModels(ctx context.Context, ns string, opt ListOptions) (ModelPage, error) {
+	return ModelPage{}, errs.New(errs.Unimplemented, "not implemented")
+}
+
+// GetVersion returns one version by number.
+func (r *Registry) GetVersion(ctx context.Context, ns, model string, version int64) (Version, error) {
+	return Version{}, errs.New(errs.Unimplemented, "not implemented")
+}
+
+// ListVersions returns a model's versions, oldest first.
+func (r *Registry) ListVersions(ctx context.Context, ns, model string) ([]Version, error) {
+	return nil, errs.New(errs.Unimplemented, "not implemented")
+}
+
+// SetAlias points alias at version (validated: not all digits, DNS-label-like).
+func (r *Registry) SetAlias(ctx context.Context, ns, model, alias string, version int64) error {
+	return errs.New(errs.Unimplemented, "not implemented")
+}
+
+// DeleteAlias removes an alias.
+func (r *Registry) DeleteAlias(ctx context.Context, ns, model, alias string) error {
+	return errs.New(errs.Unimplemented, "not implemented")
+}
+
+// SetModelServing replaces a model's serving settings (validated).
+func (r *Registry) SetModelServing(ctx context.Context, ns, model string, s ServingConfig) (Model, error) {
+	return Model{}, errs.New(errs.Unimplemented, "not implemented")
+}
+
+// SetVersionServing sets (or with nil clears) a version's serving override.
+func (r *Registry) SetVersionServing(ctx context.Context, ns, model string, version int64, s *ServingConfig) error {
+	return errs.New(errs.Unimplemented, "not implemented")
+}
+
+// UpdateModel changes a model's description and labels.
+func (r *Registry) UpdateModel(ctx context.Context, m Model) (Model, error) {
+	return Model{}, errs.New(errs.Unimplemented, "not implemented")
+}
