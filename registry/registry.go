@@ -2,12 +2,27 @@ package registry
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/runtime"
 )
+
+// DefaultFormat is the artifact format of a version that names none.
+const DefaultFormat = "onnx"
+
+// DefaultGCGrace is how old an unreferenced blob must be before GC deletes it: an
+// upload is referenced only when the client's create-version call follows it.
+const DefaultGCGrace = 10 * time.Minute
 
 // Registry combines metadata, artifacts and format inspectors into the registry's
 // operations. Handlers and the serving layer use it; nothing else touches Store.
@@ -16,6 +31,19 @@ type Registry struct {
 	blobs      BlobStore
 	inspectors map[string]runtime.Inspector // by format
 	log        *slog.Logger
+	gcGrace    atomic.Int64 // time.Duration
+	observers  []func(Change)
+
+	// blobMu orders blob deletion against version creation: CreateVersion holds it
+	// shared from "the blob exists" until the version referencing it is stored;
+	// anything that deletes blobs (GC, collecting after a delete) holds it
+	// exclusively from "no version references it" until the file is gone. Without
+	// it a push could see its blob, lose it to a concurrent GC and record a version
+	// pointing at nothing. blobMu and modelMu are never held together.
+	blobMu sync.RWMutex
+	// modelMu serializes read-modify-write updates of a model row (UpdateModel,
+	// SetModelServing), since Store.UpdateModel writes all mutable fields at once.
+	modelMu sync.Mutex
 }
 
 // New builds a Registry. inspectors maps a format name ("onnx") to its Inspector.
@@ -23,8 +51,17 @@ func New(store Store, blobs BlobStore, inspectors map[string]runtime.Inspector, 
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Registry{store: store, blobs: blobs, inspectors: inspectors, log: log}
+	r := &Registry{store: store, blobs: blobs, inspectors: inspectors, log: log}
+	r.gcGrace.Store(int64(DefaultGCGrace))
+	return r
 }
+
+// SetGCGrace sets how old an unreferenced blob must be before GC removes it
+// (DefaultGCGrace unless set; negative means 0).
+func (r *Registry) SetGCGrace(d time.Duration) { r.gcGrace.Store(int64(max(d, 0))) }
+
+// GCGrace returns the current grace period.
+func (r *Registry) GCGrace() time.Duration { return time.Duration(r.gcGrace.Load()) }
 
 // Store returns the underlying metadata store.
 func (r *Registry) Store() Store { return r.store }
@@ -48,80 +85,472 @@ type CreateVersionRequest struct {
 
 // PutBlob stores artifact bytes (see BlobStore.Put).
 func (r *Registry) PutBlob(ctx context.Context, body io.Reader, want string) (BlobInfo, error) {
-	return BlobInfo{}, errs.New(errs.Unimplemented, "not implemented")
+	info, err := r.blobs.Put(ctx, body, want)
+	if err != nil {
+		return BlobInfo{}, fmt.Errorf("registry: put blob: %w", err)
+	}
+	return info, nil
 }
 
 // CreateVersion validates names, verifies the blob exists and matches, inspects it
 // with the format's Inspector (recording the signature; an invalid artifact is
 // InvalidArgument and creates nothing), creates the version and sets aliases.
+//
+// Verifying re-hashes the artifact, so a blob damaged on disk since upload is
+// caught at push time rather than when a server first loads it.
 func (r *Registry) CreateVersion(ctx context.Context, req CreateVersionRequest) (Version, error) {
-	return Version{}, errs.New(errs.Unimplemented, "not implemented")
+	const op = "registry: create version: %w"
+	ns, err := checkModelRef(req.Namespace, req.Model)
+	if err != nil {
+		return Version{}, fmt.Errorf(op, err)
+	}
+	if req.Version < 0 {
+		return Version{}, fmt.Errorf(op, checkVersionNumber(req.Version))
+	}
+	format := req.Format
+	if format == "" {
+		format = DefaultFormat
+	}
+	insp, ok := r.inspectors[format]
+	if !ok {
+		return Version{}, fmt.Errorf(op, errs.New(errs.InvalidArgument, "format %q: unknown; known formats: %s",
+			format, joinList(slices.Sorted(maps.Keys(r.inspectors)))).WithField("format"))
+	}
+	if err := ValidateDigest(req.SHA256); err != nil {
+		return Version{}, fmt.Errorf(op, err)
+	}
+	var aliases []string
+	for _, a := range req.Aliases {
+		if err := ValidateAlias(a); err != nil {
+			return Version{}, fmt.Errorf(op, err)
+		}
+		if !slices.Contains(aliases, a) {
+			aliases = append(aliases, a)
+		}
+	}
+	if req.Serving != nil {
+		if err := req.Serving.Validate(); err != nil {
+			return Version{}, fmt.Errorf(op, err)
+		}
+	}
+
+	r.blobMu.RLock()
+	defer r.blobMu.RUnlock()
+	info, err := r.blobs.Stat(ctx, req.SHA256)
+	if errors.Is(err, errs.ErrNotFound) {
+		return Version{}, fmt.Errorf(op, errs.New(errs.NotFound, "blob sha256:%s not found; upload it first", req.SHA256).WithField("sha256"))
+	}
+	if err != nil {
+		return Version{}, fmt.Errorf(op, err)
+	}
+	if err := r.blobs.Verify(ctx, req.SHA256); err != nil {
+		return Version{}, fmt.Errorf(op, err)
+	}
+	sig, err := insp.Inspect(r.blobs.Path(req.SHA256))
+	if err != nil {
+		return Version{}, fmt.Errorf(op, errs.Wrap(errs.InvalidArgument, err, "artifact is not a valid %s model", format))
+	}
+	v, err := r.store.CreateVersion(ctx, Version{
+		Namespace:   ns,
+		Model:       req.Model,
+		Version:     req.Version,
+		Format:      format,
+		SHA256:      req.SHA256,
+		Size:        info.Size,
+		Signature:   sig,
+		Description: req.Description,
+		Source:      req.Source,
+		Lineage:     req.Lineage,
+		Serving:     req.Serving,
+		CreatedAt:   time.Now(),
+	})
+	if err != nil {
+		return Version{}, fmt.Errorf(op, err)
+	}
+	r.log.Info("version created", "namespace", ns, "model", v.Model, "version", v.Version, "sha256", v.SHA256)
+	defer r.notify(Change{Kind: VersionCreated, Namespace: ns, Model: v.Model, Version: v.Version})
+	for _, a := range aliases {
+		if err := r.store.SetAlias(ctx, ns, v.Model, a, v.Version); err != nil {
+			// The version exists; say so, so a client does not push it again.
+			return v, fmt.Errorf("registry: create version: version %d of model %s was created, but setting alias %s failed: %w",
+				v.Version, v.Model, a, err)
+		}
+	}
+	return v, nil
 }
 
 // Resolve maps a version reference to a version: "" means the champion alias if set,
 // else the latest version; digits mean that version; anything else is an alias name.
+// "Latest" is the highest existing version (Model.LatestVersion may name a deleted one).
 func (r *Registry) Resolve(ctx context.Context, ns, model, ref string) (Version, error) {
-	return Version{}, errs.New(errs.Unimplemented, "not implemented")
+	const op = "registry: resolve: %w"
+	ns, err := checkModelRef(ns, model)
+	if err != nil {
+		return Version{}, fmt.Errorf(op, err)
+	}
+	if allDigits(ref) {
+		n, err := strconv.ParseInt(ref, 10, 64)
+		if err != nil || n == 0 {
+			return Version{}, fmt.Errorf(op, errs.New(errs.InvalidArgument, "version %q: must be a positive number", ref).WithField("version"))
+		}
+		v, err := r.store.GetVersion(ctx, ns, model, n)
+		if err != nil {
+			return Version{}, fmt.Errorf(op, err)
+		}
+		return v, nil
+	}
+	if ref != "" {
+		if err := ValidateAlias(ref); err != nil {
+			return Version{}, fmt.Errorf(op, err)
+		}
+	}
+	m, err := r.store.GetModel(ctx, ns, model)
+	if err != nil {
+		return Version{}, fmt.Errorf(op, err)
+	}
+	alias := ref
+	if alias == "" {
+		alias = ChampionAlias
+	}
+	n, ok := m.Aliases[alias]
+	switch {
+	case ok:
+	case ref == "":
+		return r.latest(ctx, m)
+	default:
+		existing := "it has no aliases"
+		if len(m.Aliases) > 0 {
+			existing = "existing aliases: " + joinList(slices.Sorted(maps.Keys(m.Aliases)))
+		}
+		return Version{}, fmt.Errorf(op, errs.New(errs.NotFound, "model %s has no alias %q; %s", model, ref, existing).WithField("alias"))
+	}
+	v, err := r.store.GetVersion(ctx, ns, model, n)
+	if err != nil {
+		return Version{}, fmt.Errorf(op, err)
+	}
+	return v, nil
+}
+
+func (r *Registry) latest(ctx context.Context, m Model) (Version, error) {
+	v, err := r.store.GetVersion(ctx, m.Namespace, m.Name, m.LatestVersion)
+	if err == nil {
+		return v, nil
+	}
+	if !errors.Is(err, errs.ErrNotFound) && m.LatestVersion != 0 {
+		return Version{}, fmt.Errorf("registry: resolve: %w", err)
+	}
+	// The highest number was deleted; fall back to the highest that remains.
+	vs, err := r.store.ListVersions(ctx, m.Namespace, m.Name)
+	if err != nil {
+		return Version{}, fmt.Errorf("registry: resolve: %w", err)
+	}
+	if len(vs) == 0 {
+		return Version{}, fmt.Errorf("registry: resolve: %w", errs.New(errs.NotFound, "model %s has no versions", m.Name))
+	}
+	return vs[len(vs)-1], nil
 }
 
 // DeleteVersion deletes a version; refused (Conflict, naming the aliases) while an
 // alias references it, unless force. Unreferenced blobs are collected afterwards.
 func (r *Registry) DeleteVersion(ctx context.Context, ns, model string, version int64, force bool) error {
-	return errs.New(errs.Unimplemented, "not implemented")
+	const op = "registry: delete version: %w"
+	ns, err := checkModelRef(ns, model)
+	if err != nil {
+		return fmt.Errorf(op, err)
+	}
+	if err := checkVersionNumber(version); err != nil {
+		return fmt.Errorf(op, err)
+	}
+	m, err := r.store.GetModel(ctx, ns, model)
+	if err != nil {
+		return fmt.Errorf(op, err)
+	}
+	v, err := r.store.GetVersion(ctx, ns, model, version)
+	if err != nil {
+		return fmt.Errorf(op, err)
+	}
+	var refs []string
+	for a, n := range m.Aliases {
+		if n == version {
+			refs = append(refs, a)
+		}
+	}
+	slices.Sort(refs)
+	if len(refs) > 0 && !force {
+		what, them := "alias", "the alias"
+		if len(refs) > 1 {
+			what, them = "aliases", "the aliases"
+		}
+		return fmt.Errorf(op, errs.New(errs.Conflict, "version %d of model %s is referenced by %s %s; remove %s or use --force",
+			version, model, what, joinList(refs), them))
+	}
+	if err := r.store.DeleteVersion(ctx, ns, model, version); err != nil {
+		return fmt.Errorf(op, err)
+	}
+	r.log.Info("version deleted", "namespace", ns, "model", model, "version", version, "aliases", refs)
+	r.notify(Change{Kind: VersionDeleted, Namespace: ns, Model: model, Version: version})
+	r.collect(ctx, v.SHA256)
+	return nil
 }
 
 // DeleteModel deletes a model with all versions; refused while any alias exists unless force.
 func (r *Registry) DeleteModel(ctx context.Context, ns, model string, force bool) error {
-	return errs.New(errs.Unimplemented, "not implemented")
+	const op = "registry: delete model: %w"
+	ns, err := checkModelRef(ns, model)
+	if err != nil {
+		return fmt.Errorf(op, err)
+	}
+	m, err := r.store.GetModel(ctx, ns, model)
+	if err != nil {
+		return fmt.Errorf(op, err)
+	}
+	if len(m.Aliases) > 0 && !force {
+		return fmt.Errorf(op, errs.New(errs.Conflict, "model %s has aliases %s; remove them or use --force",
+			model, joinList(slices.Sorted(maps.Keys(m.Aliases)))))
+	}
+	vs, err := r.store.ListVersions(ctx, ns, model)
+	if err != nil {
+		return fmt.Errorf(op, err)
+	}
+	if err := r.store.DeleteModel(ctx, ns, model); err != nil {
+		return fmt.Errorf(op, err)
+	}
+	r.log.Info("model deleted", "namespace", ns, "model", model, "versions", len(vs))
+	r.notify(Change{Kind: ModelDeleted, Namespace: ns, Model: model})
+	shas := make([]string, 0, len(vs))
+	for _, v := range vs {
+		shas = append(shas, v.SHA256)
+	}
+	r.collect(ctx, shas...)
+	return nil
+}
+
+// collect deletes the given blobs if no version references them any more. A
+// failure is logged, not returned: the metadata change already happened, and GC
+// will find the orphan later.
+func (r *Registry) collect(ctx context.Context, shas ...string) {
+	r.blobMu.Lock()
+	defer r.blobMu.Unlock()
+	for _, sha := range shas {
+		n, err := r.store.BlobRefs(ctx, sha)
+		if err != nil {
+			r.log.Warn("blob left for GC", "sha256", sha, "err", err)
+			continue
+		}
+		if n > 0 {
+			continue
+		}
+		if err := r.blobs.Delete(ctx, sha); err != nil && !errors.Is(err, errs.ErrNotFound) {
+			r.log.Warn("blob left for GC", "sha256", sha, "err", err)
+			continue
+		}
+		r.log.Info("blob deleted", "sha256", sha)
+	}
 }
 
 // GC deletes blobs no version references, skipping blobs younger than the grace
 // period (an upload may be about to create a version). It returns what it removed.
 func (r *Registry) GC(ctx context.Context) ([]BlobInfo, error) {
-	return nil, errs.New(errs.Unimplemented, "not implemented")
+	r.blobMu.Lock()
+	defer r.blobMu.Unlock()
+	refs, err := r.store.ReferencedBlobs(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("registry: gc: %w", err)
+	}
+	all, err := r.blobs.List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("registry: gc: %w", err)
+	}
+	cutoff := time.Now().Add(-r.GCGrace())
+	removed := []BlobInfo{}
+	for _, b := range all {
+		if _, ok := refs[b.SHA256]; ok || b.ModTime.After(cutoff) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return removed, fmt.Errorf("registry: gc: %w", err)
+		}
+		if err := r.blobs.Delete(ctx, b.SHA256); err != nil && !errors.Is(err, errs.ErrNotFound) {
+			return removed, fmt.Errorf("registry: gc: %w", err)
+		}
+		removed = append(removed, b)
+	}
+	if len(removed) > 0 {
+		r.log.Info("gc removed blobs", "count", len(removed))
+	}
+	return removed, nil
 }
 
 // GetModel returns a model with its aliases.
 func (r *Registry) GetModel(ctx context.Context, ns, name string) (Model, error) {
-	return Model{}, errs.New(errs.Unimplemented, "not implemented")
+	ns, err := checkModelRef(ns, name)
+	if err != nil {
+		return Model{}, fmt.Errorf("registry: get model: %w", err)
+	}
+	m, err := r.store.GetModel(ctx, ns, name)
+	if err != nil {
+		return Model{}, fmt.Errorf("registry: get model: %w", err)
+	}
+	return m, nil
 }
 
 // ListModels pages through a namespace's models by name.
 func (r *Registry) ListModels(ctx context.Context, ns string, opt ListOptions) (ModelPage, error) {
-	return ModelPage{}, errs.New(errs.Unimplemented, "not implemented")
+	ns = namespaceOr(ns)
+	if err := ValidateNamespace(ns); err != nil {
+		return ModelPage{}, fmt.Errorf("registry: list models: %w", err)
+	}
+	if opt.Limit < 0 {
+		return ModelPage{}, fmt.Errorf("registry: list models: %w",
+			errs.New(errs.InvalidArgument, "limit %d: must not be negative", opt.Limit).WithField("limit"))
+	}
+	p, err := r.store.ListModels(ctx, ns, opt)
+	if err != nil {
+		return ModelPage{}, fmt.Errorf("registry: list models: %w", err)
+	}
+	return p, nil
 }
 
 // GetVersion returns one version by number.
 func (r *Registry) GetVersion(ctx context.Context, ns, model string, version int64) (Version, error) {
-	return Version{}, errs.New(errs.Unimplemented, "not implemented")
+	ns, err := checkModelRef(ns, model)
+	if err == nil {
+		err = checkVersionNumber(version)
+	}
+	if err != nil {
+		return Version{}, fmt.Errorf("registry: get version: %w", err)
+	}
+	v, err := r.store.GetVersion(ctx, ns, model, version)
+	if err != nil {
+		return Version{}, fmt.Errorf("registry: get version: %w", err)
+	}
+	return v, nil
 }
 
 // ListVersions returns a model's versions, oldest first.
 func (r *Registry) ListVersions(ctx context.Context, ns, model string) ([]Version, error) {
-	return nil, errs.New(errs.Unimplemented, "not implemented")
+	ns, err := checkModelRef(ns, model)
+	if err != nil {
+		return nil, fmt.Errorf("registry: list versions: %w", err)
+	}
+	vs, err := r.store.ListVersions(ctx, ns, model)
+	if err != nil {
+		return nil, fmt.Errorf("registry: list versions: %w", err)
+	}
+	return vs, nil
 }
 
 // SetAlias points alias at version (validated: not all digits, DNS-label-like).
 func (r *Registry) SetAlias(ctx context.Context, ns, model, alias string, version int64) error {
-	return errs.New(errs.Unimplemented, "not implemented")
+	ns, err := checkModelRef(ns, model)
+	if err == nil {
+		err = ValidateAlias(alias)
+	}
+	if err == nil {
+		err = checkVersionNumber(version)
+	}
+	if err == nil {
+		err = r.store.SetAlias(ctx, ns, model, alias, version)
+	}
+	if err != nil {
+		return fmt.Errorf("registry: set alias: %w", err)
+	}
+	r.log.Info("alias set", "namespace", ns, "model", model, "alias", alias, "version", version)
+	r.notify(Change{Kind: AliasChanged, Namespace: ns, Model: model, Version: version})
+	return nil
 }
 
 // DeleteAlias removes an alias.
 func (r *Registry) DeleteAlias(ctx context.Context, ns, model, alias string) error {
-	return errs.New(errs.Unimplemented, "not implemented")
+	ns, err := checkModelRef(ns, model)
+	if err == nil {
+		err = ValidateAlias(alias)
+	}
+	if err == nil {
+		err = r.store.DeleteAlias(ctx, ns, model, alias)
+	}
+	if err != nil {
+		return fmt.Errorf("registry: delete alias: %w", err)
+	}
+	r.log.Info("alias deleted", "namespace", ns, "model", model, "alias", alias)
+	r.notify(Change{Kind: AliasChanged, Namespace: ns, Model: model})
+	return nil
 }
 
 // SetModelServing replaces a model's serving settings (validated).
 func (r *Registry) SetModelServing(ctx context.Context, ns, model string, s ServingConfig) (Model, error) {
-	return Model{}, errs.New(errs.Unimplemented, "not implemented")
+	ns, err := checkModelRef(ns, model)
+	if err == nil {
+		err = s.Validate()
+	}
+	if err != nil {
+		return Model{}, fmt.Errorf("registry: set model serving: %w", err)
+	}
+	m, err := r.updateModel(ctx, ns, model, func(m *Model) { m.Serving = s })
+	if err != nil {
+		return Model{}, fmt.Errorf("registry: set model serving: %w", err)
+	}
+	r.notify(Change{Kind: ServingChanged, Namespace: ns, Model: model})
+	return m, nil
 }
 
 // SetVersionServing sets (or with nil clears) a version's serving override.
 func (r *Registry) SetVersionServing(ctx context.Context, ns, model string, version int64, s *ServingConfig) error {
-	return errs.New(errs.Unimplemented, "not implemented")
+	ns, err := checkModelRef(ns, model)
+	if err == nil {
+		err = checkVersionNumber(version)
+	}
+	if err == nil && s != nil {
+		err = s.Validate()
+	}
+	if err == nil {
+		err = r.store.SetVersionServing(ctx, ns, model, version, s)
+	}
+	if err != nil {
+		return fmt.Errorf("registry: set version serving: %w", err)
+	}
+	r.notify(Change{Kind: ServingChanged, Namespace: ns, Model: model, Version: version})
+	return nil
 }
 
 // UpdateModel changes a model's description and labels.
 func (r *Registry) UpdateModel(ctx context.Context, m Model) (Model, error) {
-	return Model{}, errs.New(errs.Unimplemented, "not implemented")
+	ns, err := checkModelRef(m.Namespace, m.Name)
+	if err == nil {
+		err = validateLabels(m.Labels)
+	}
+	if err != nil {
+		return Model{}, fmt.Errorf("registry: update model: %w", err)
+	}
+	out, err := r.updateModel(ctx, ns, m.Name, func(cur *Model) {
+		cur.Description = m.Description
+		cur.Labels = m.Labels
+	})
+	if err != nil {
+		return Model{}, fmt.Errorf("registry: update model: %w", err)
+	}
+	r.notify(Change{Kind: ModelUpdated, Namespace: ns, Model: m.Name})
+	return out, nil
+}
+
+// updateModel applies change to the stored model. Store.UpdateModel writes every
+// mutable field, so concurrent partial updates are serialized to not undo each other.
+func (r *Registry) updateModel(ctx context.Context, ns, name string, change func(*Model)) (Model, error) {
+	r.modelMu.Lock()
+	defer r.modelMu.Unlock()
+	cur, err := r.store.GetModel(ctx, ns, name)
+	if err != nil {
+		return Model{}, err
+	}
+	change(&cur)
+	return r.store.UpdateModel(ctx, cur)
+}
+
+func validateLabels(labels map[string]string) error {
+	for k := range labels {
+		if k == "" || len(k) > 253 {
+			return errs.New(errs.InvalidArgument, "labels: key %q must be 1 to 253 characters", k).WithField("labels")
+		}
+	}
+	return nil
 }

@@ -199,7 +199,12 @@ func (s Signature) Output(name string) (TensorSpec, bool) {
 }
 
 // ShapeMatches reports whether shape fits spec (same rank; -1 matches any size).
+// A nil spec means the rank is unknown and matches any shape; an empty non-nil
+// spec is a scalar.
 func ShapeMatches(spec, shape []int64) bool {
+	if spec == nil {
+		return true
+	}
 	if len(spec) != len(shape) {
 		return false
 	}

@@ -1,0 +1,40 @@
+# Nimbus: `make run` sets up, builds and starts the server; `make test` runs every test.
+GO       ?= go
+BIN      := bin/nimbus
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X github.com/nimbus-ai/nimbus/internal/cli.Version=$(VERSION)
+ARGS     ?=
+FUZZTIME ?= 10s
+
+.PHONY: all setup build run test test-short fuzz bench models lint clean
+
+all: build
+
+setup: ## install what is missing (ONNX Runtime library, Go modules); idempotent
+	@scripts/setup.sh
+
+build: ## build bin/nimbus
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/nimbus
+
+run: setup build ## set up, build and start the server on ./nimbus-data
+	./$(BIN) server $(ARGS)
+
+test: setup ## every test, with the race detector, then a short run of each fuzz target
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+
+test-short: ## tests without the race detector (faster while editing)
+	$(GO) test -count=1 ./...
+
+fuzz: ## run each fuzz target for FUZZTIME (default 10s)
+	@scripts/fuzz.sh $(FUZZTIME)
+
+bench: setup build ## benchmarks; see docs/BENCHMARKS.md
+	@bench/run.sh
+
+models: ## regenerate the test models (needs Debian's python3-onnx)
+	/usr/bin/python3 testdata/models/gen_models.py
+
+clean:
+	rm -rf bin

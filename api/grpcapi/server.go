@@ -1,0 +1,268 @@
+// Package grpcapi serves the Open Inference Protocol v2 gRPC service
+// (inference.GRPCInferenceService) over a small Backend interface. Handlers are thin:
+// they convert protobuf messages to serving types (RequestFromProto,
+// ResponseToProto), call the Backend, and map errors once through internal/errs.
+// NewGRPCServer builds a grpc.Server with Nimbus's message size limit, the standard
+// health service and server reflection.
+package grpcapi
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/nimbus-ai/nimbus/api/inferencepb"
+	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/serving"
+	"github.com/nimbus-ai/nimbus/telemetry"
+	"github.com/nimbus-ai/nimbus/tensor"
+)
+
+// DefaultMaxMessageBytes is the request and response size limit when
+// Options.MaxMessageBytes is 0. It matches the REST body limit so a request that
+// fits one protocol fits the other (gRPC's own default is 4 MiB).
+const DefaultMaxMessageBytes = 64 << 20
+
+// NamespaceMetadataKey is the incoming gRPC metadata key that selects the namespace.
+const NamespaceMetadataKey = "nimbus-namespace"
+
+// DefaultNamespace is used when a request carries no namespace metadata.
+const DefaultNamespace = "default"
+
+// ServiceName is the fully qualified name of the inference service, as the health and
+// reflection services report it.
+const ServiceName = "inference.GRPCInferenceService"
+
+// Backend is what the gRPC service needs from the serving layer.
+type Backend interface {
+	Infer(ctx context.Context, req *serving.InferRequest) (*serving.InferResponse, error)
+	ModelMetadata(ctx context.Context, ns, model, version string) (*serving.ModelMetadata, error)
+	ModelReady(ctx context.Context, ns, model, version string) (bool, error)
+	ServerReady(ctx context.Context) bool
+	ServerMetadata() serving.ServerMetadata
+}
+
+// Options configure the gRPC service and server.
+type Options struct {
+	// MaxMessageBytes limits received and sent messages; 0 means DefaultMaxMessageBytes.
+	MaxMessageBytes int
+	// Metrics records every ModelInfer; nil records nothing.
+	Metrics *telemetry.Metrics
+	// Logger logs internal errors and recovered panics; nil discards.
+	Logger *slog.Logger
+	// Health is the health service NewGRPCServer registers, with "" and ServiceName
+	// set to SERVING. Pass health.NewServer() to keep a handle and call its Shutdown
+	// method when draining, which turns every service NOT_SERVING. If nil,
+	// NewGRPCServer makes one the caller cannot reach.
+	Health *health.Server
+}
+
+func (o Options) maxBytes() int {
+	if o.MaxMessageBytes > 0 {
+		return o.MaxMessageBytes
+	}
+	return DefaultMaxMessageBytes
+}
+
+func (o Options) logger() *slog.Logger {
+	if o.Logger != nil {
+		return o.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// Server implements inference.GRPCInferenceService over a Backend.
+type Server struct {
+	pb.UnimplementedGRPCInferenceServiceServer
+
+	b       Backend
+	metrics *telemetry.Metrics
+	log     *slog.Logger
+}
+
+var _ pb.GRPCInferenceServiceServer = (*Server)(nil)
+
+// New returns the inference service for b.
+func New(b Backend, opts Options) *Server {
+	return &Server{b: b, metrics: opts.Metrics, log: opts.logger().With("component", "grpcapi")}
+}
+
+// Register registers the inference service on g.
+func (s *Server) Register(g *grpc.Server) { pb.RegisterGRPCInferenceServiceServer(g, s) }
+
+// NewGRPCServer returns a grpc.Server whose receive and send limits are
+// opts.MaxMessageBytes, with a panic-recovering interceptor, the grpc.health.v1
+// service (see Options.Health) and server reflection registered. extra options (TLS,
+// auth interceptors) are appended. Register the inference service with
+// Server.Register.
+func NewGRPCServer(opts Options, extra ...grpc.ServerOption) *grpc.Server {
+	log := opts.logger().With("component", "grpcapi")
+	max := opts.maxBytes()
+	sopts := append([]grpc.ServerOption{
+		grpc.MaxRecvMsgSize(max),
+		grpc.MaxSendMsgSize(max),
+		grpc.ChainUnaryInterceptor(recoverUnary(log)),
+	}, extra...)
+	g := grpc.NewServer(sopts...)
+	hs := opts.Health
+	if hs == nil {
+		hs = health.NewServer()
+	}
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(g, hs)
+	reflection.Register(g)
+	return g
+}
+
+// recoverUnary turns a handler panic into codes.Internal so one bad request cannot
+// take the process down; the stack goes to the log, not the client.
+func recoverUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("panic in gRPC handler", "method", info.FullMethod, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+				resp, err = nil, status.Error(codes.Internal, "internal error")
+			}
+		}()
+		return h(ctx, req)
+	}
+}
+
+// namespace reads the namespace from incoming metadata.
+func namespace(ctx context.Context) string {
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get(NamespaceMetadataKey); len(v) > 0 && v[0] != "" {
+			return v[0]
+		}
+	}
+	return DefaultNamespace
+}
+
+// toStatus maps err to a gRPC status with the user-safe message; internal causes are
+// logged, never sent.
+func (s *Server) toStatus(ctx context.Context, method string, err error) error {
+	k := errs.KindOf(err)
+	if k == errs.Internal {
+		s.log.ErrorContext(ctx, "gRPC request failed", "method", method, "err", err)
+	}
+	return status.Error(k.GRPCCode(), errs.PublicMessage(err))
+}
+
+// ServerLive reports that the process answers requests.
+func (s *Server) ServerLive(context.Context, *pb.ServerLiveRequest) (*pb.ServerLiveResponse, error) {
+	return &pb.ServerLiveResponse{Live: true}, nil
+}
+
+// ServerReady reports whether the backend is ready.
+func (s *Server) ServerReady(ctx context.Context, _ *pb.ServerReadyRequest) (*pb.ServerReadyResponse, error) {
+	return &pb.ServerReadyResponse{Ready: s.b.ServerReady(ctx)}, nil
+}
+
+// ModelReady reports whether a model version is ready in the request's namespace.
+func (s *Server) ModelReady(ctx context.Context, req *pb.ModelReadyRequest) (*pb.ModelReadyResponse, error) {
+	if req.GetName() == "" {
+		return nil, status.Error(codes.InvalidArgument, "name is required")
+	}
+	ok, err := s.b.ModelReady(ctx, namespace(ctx), req.GetName(), req.GetVersion())
+	if err != nil {
+		return nil, s.toStatus(ctx, "ModelReady", err)
+	}
+	return &pb.ModelReadyResponse{Ready: ok}, nil
+}
+
+// ServerMetadata returns the server's name, version and extensions.
+func (s *Server) ServerMetadata(context.Context, *pb.ServerMetadataRequest) (*pb.ServerMetadataResponse, error) {
+	m := s.b.ServerMetadata()
+	return &pb.ServerMetadataResponse{Name: m.Name, Version: m.Version, Extensions: m.Extensions}, nil
+}
+
+// ModelMetadata returns a model's platform, versions and signature.
+func (s *Server) ModelMetadata(ctx context.Context, req *pb.ModelMetadataRequest) (*pb.ModelMetadataResponse, error) {
+	if req.GetName() == "" {
+		return nil, status.Error(codes.InvalidArgument, "name is required")
+	}
+	m, err := s.b.ModelMetadata(ctx, namespace(ctx), req.GetName(), req.GetVersion())
+	if err != nil {
+		return nil, s.toStatus(ctx, "ModelMetadata", err)
+	}
+	if m == nil {
+		return nil, s.toStatus(ctx, "ModelMetadata", errs.New(errs.Internal, "backend returned no metadata"))
+	}
+	return ModelMetadataToProto(m), nil
+}
+
+// ModelMetadataToProto converts model metadata. A value OIP cannot carry (a
+// TensorSpec whose Kind is neither "" nor "tensor", such as an ONNX sequence of maps)
+// is still listed, with datatype "", so clients see the model's whole signature while
+// knowing they cannot request it.
+func ModelMetadataToProto(m *serving.ModelMetadata) *pb.ModelMetadataResponse {
+	return &pb.ModelMetadataResponse{
+		Name:     m.Name,
+		Versions: m.Versions,
+		Platform: m.Platform,
+		Inputs:   specsToProto(m.Inputs),
+		Outputs:  specsToProto(m.Outputs),
+	}
+}
+
+func specsToProto(specs []tensor.TensorSpec) []*pb.ModelMetadataResponse_TensorMetadata {
+	out := make([]*pb.ModelMetadataResponse_TensorMetadata, 0, len(specs))
+	for _, sp := range specs {
+		dt := ""
+		if sp.Supported() && sp.DataType.Valid() {
+			dt = sp.DataType.String()
+		}
+		out = append(out, &pb.ModelMetadataResponse_TensorMetadata{Name: sp.Name, Datatype: dt, Shape: sp.Shape})
+	}
+	return out
+}
+
+// ModelInfer converts the request, runs it on the backend and answers in the form
+// the request used: raw_output_contents for raw_input_contents, else typed contents.
+func (s *Server) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
+	start := time.Now()
+	ns := namespace(ctx)
+	resp, version, err := s.infer(ctx, ns, req)
+	code := codes.OK
+	if err != nil {
+		err = s.toStatus(ctx, "ModelInfer", err)
+		code = status.Code(err)
+	}
+	s.metrics.ObserveRequest(ns, req.GetModelName(), version, "grpc", code.String(), time.Since(start))
+	return resp, err
+}
+
+// infer returns the response and the version that answered ("" if none).
+func (s *Server) infer(ctx context.Context, ns string, req *pb.ModelInferRequest) (*pb.ModelInferResponse, string, error) {
+	ir, err := RequestFromProto(req)
+	if err != nil {
+		return nil, "", err
+	}
+	ir.Namespace = ns
+	res, err := s.b.Infer(ctx, ir)
+	if err != nil {
+		return nil, "", fmt.Errorf("infer %s/%s: %w", ns, ir.Model, err)
+	}
+	if res == nil {
+		return nil, "", errs.New(errs.Internal, "backend returned no response")
+	}
+	out, err := ResponseToProto(res, len(req.GetRawInputContents()) > 0)
+	if err != nil {
+		return nil, res.ModelVersion, err
+	}
+	if out.Id == "" {
+		out.Id = req.GetId() // the spec echoes the id whether or not the backend did
+	}
+	return out, res.ModelVersion, nil
+}

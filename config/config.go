@@ -1,0 +1,211 @@
+// Package config holds the server's typed configuration: defaults, loading from an
+// optional YAML file, NIMBUS_* environment variables and flags (in rising order of
+// precedence), and validation at load with messages that name the setting.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the server configuration.
+type Config struct {
+	// DataDir holds the metadata database and the artifact store.
+	DataDir string `yaml:"dataDir"`
+	// HTTPAddr serves OIP REST, the management API and /metrics.
+	HTTPAddr string `yaml:"httpAddr"`
+	// GRPCAddr serves OIP gRPC, health and reflection. Empty disables gRPC.
+	GRPCAddr string `yaml:"grpcAddr"`
+	// MaxBodyBytes limits REST request bodies and gRPC messages alike.
+	MaxBodyBytes int64 `yaml:"maxBodyBytes"`
+	// MaxBlobBytes limits one uploaded artifact.
+	MaxBlobBytes int64 `yaml:"maxBlobBytes"`
+	// ORTLib is the path of libonnxruntime.so; empty means search (see runtime/onnx).
+	ORTLib string `yaml:"ortLib"`
+	// LogFormat is text or json; LogLevel is debug, info, warn or error.
+	LogFormat string `yaml:"logFormat"`
+	LogLevel  string `yaml:"logLevel"`
+	// ShutdownTimeout bounds how long in-flight requests may drain on shutdown.
+	ShutdownTimeout time.Duration `yaml:"shutdownTimeout"`
+	// BlobGCGrace protects freshly uploaded, not yet referenced artifacts from GC.
+	BlobGCGrace time.Duration `yaml:"blobGCGrace"`
+}
+
+// Default returns the embedded default configuration.
+func Default() Config {
+	return Config{
+		DataDir:         "./nimbus-data",
+		HTTPAddr:        "127.0.0.1:8080",
+		GRPCAddr:        "127.0.0.1:8081",
+		MaxBodyBytes:    64 << 20,
+		MaxBlobBytes:    4 << 30,
+		LogFormat:       "text",
+		LogLevel:        "info",
+		ShutdownTimeout: 30 * time.Second,
+		BlobGCGrace:     10 * time.Minute,
+	}
+}
+
+// LoadFile applies a YAML file on top of c. Unknown keys are errors that name file and line.
+func (c *Config) LoadFile(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	return c.loadYAML(path, data)
+}
+
+func (c *Config) loadYAML(name string, data []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil // an empty file changes nothing
+		}
+		return yamlError(name, err)
+	}
+	return nil
+}
+
+// yamlError rewrites yaml.v3's "line N: msg" errors as "file:N: msg", one per line.
+func yamlError(name string, err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs := make([]error, 0, len(te.Errors))
+		for _, e := range te.Errors {
+			msgs = append(msgs, errors.New(fileLine(name, e)))
+		}
+		return errors.Join(msgs...)
+	}
+	return errors.New(fileLine(name, strings.TrimPrefix(err.Error(), "yaml: ")))
+}
+
+func fileLine(name, msg string) string {
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if n, after, ok := strings.Cut(rest, ": "); ok {
+			return name + ":" + n + ": " + after
+		}
+	}
+	return name + ": " + msg
+}
+
+// Env names each setting's environment variable.
+var Env = map[string]string{
+	"dataDir":         "NIMBUS_DATA_DIR",
+	"httpAddr":        "NIMBUS_HTTP_ADDR",
+	"grpcAddr":        "NIMBUS_GRPC_ADDR",
+	"maxBodyBytes":    "NIMBUS_MAX_BODY_BYTES",
+	"maxBlobBytes":    "NIMBUS_MAX_BLOB_BYTES",
+	"ortLib":          "NIMBUS_ORT_LIB",
+	"logFormat":       "NIMBUS_LOG_FORMAT",
+	"logLevel":        "NIMBUS_LOG_LEVEL",
+	"shutdownTimeout": "NIMBUS_SHUTDOWN_TIMEOUT",
+	"blobGCGrace":     "NIMBUS_BLOB_GC_GRACE",
+}
+
+// LoadEnv applies NIMBUS_* variables found through lookup (os.LookupEnv in production).
+func (c *Config) LoadEnv(lookup func(string) (string, bool)) error {
+	var errList []error
+	str := func(key string, dst *string) {
+		if v, ok := lookup(Env[key]); ok {
+			*dst = v
+		}
+	}
+	i64 := func(key string, dst *int64) {
+		if v, ok := lookup(Env[key]); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				errList = append(errList, fmt.Errorf("%s=%q: not an integer", Env[key], v))
+				return
+			}
+			*dst = n
+		}
+	}
+	dur := func(key string, dst *time.Duration) {
+		if v, ok := lookup(Env[key]); ok {
+			d, err := time.ParseDuration(strings.TrimSpace(v))
+			if err != nil {
+				errList = append(errList, fmt.Errorf("%s=%q: not a duration (e.g. 30s)", Env[key], v))
+				return
+			}
+			*dst = d
+		}
+	}
+	str("dataDir", &c.DataDir)
+	str("httpAddr", &c.HTTPAddr)
+	str("grpcAddr", &c.GRPCAddr)
+	i64("maxBodyBytes", &c.MaxBodyBytes)
+	i64("maxBlobBytes", &c.MaxBlobBytes)
+	str("ortLib", &c.ORTLib)
+	str("logFormat", &c.LogFormat)
+	str("logLevel", &c.LogLevel)
+	dur("shutdownTimeout", &c.ShutdownTimeout)
+	dur("blobGCGrace", &c.BlobGCGrace)
+	return errors.Join(errList...)
+}
+
+// Validate reports every invalid setting at once.
+func (c *Config) Validate() error {
+	var errList []error
+	bad := func(field, format string, args ...any) {
+		errList = append(errList, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if strings.TrimSpace(c.DataDir) == "" {
+		bad("dataDir", "must not be empty")
+	}
+	if err := checkAddr(c.HTTPAddr); err != nil {
+		bad("httpAddr", "%v", err)
+	}
+	if c.GRPCAddr != "" {
+		if err := checkAddr(c.GRPCAddr); err != nil {
+			bad("grpcAddr", "%v", err)
+		}
+	}
+	if c.MaxBodyBytes < 1024 {
+		bad("maxBodyBytes", "must be at least 1024, got %d", c.MaxBodyBytes)
+	}
+	if c.MaxBlobBytes < 1 {
+		bad("maxBlobBytes", "must be positive, got %d", c.MaxBlobBytes)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		bad("logFormat", "must be text or json, got %q", c.LogFormat)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("logLevel", "must be debug, info, warn or error, got %q", c.LogLevel)
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("shutdownTimeout", "must be positive, got %s", c.ShutdownTimeout)
+	}
+	if c.BlobGCGrace < 0 {
+		bad("blobGCGrace", "must not be negative, got %s", c.BlobGCGrace)
+	}
+	return errors.Join(errList...)
+}
+
+func checkAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not HOST:PORT", addr)
+	}
+	if host != "" && net.ParseIP(host) == nil && strings.ContainsAny(host, " /") {
+		return fmt.Errorf("%q has an invalid host", addr)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("%q has an invalid port", addr)
+	}
+	return nil
+}

@@ -1,0 +1,214 @@
+// Package system is the struct of Nimbus's subsystems, wired by hand, and the run
+// group that starts them and stops them in order: a failed start closes what
+// already started, and shutdown drains in-flight requests before closing models
+// and the store.
+package system
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+
+	"github.com/nimbus-ai/nimbus/api/grpcapi"
+	"github.com/nimbus-ai/nimbus/api/mgmt"
+	"github.com/nimbus-ai/nimbus/api/oip"
+	"github.com/nimbus-ai/nimbus/config"
+	"github.com/nimbus-ai/nimbus/registry"
+	"github.com/nimbus-ai/nimbus/registry/blob"
+	"github.com/nimbus-ai/nimbus/registry/sqlite"
+	"github.com/nimbus-ai/nimbus/runtime"
+	"github.com/nimbus-ai/nimbus/runtime/onnx"
+	"github.com/nimbus-ai/nimbus/serving"
+	"github.com/nimbus-ai/nimbus/telemetry"
+)
+
+// System holds every subsystem of one server process.
+type System struct {
+	Config   config.Config
+	Log      *slog.Logger
+	Metrics  *telemetry.Metrics
+	Store    registry.Store
+	Blobs    *blob.FS
+	Registry *registry.Registry
+	Manager  *serving.Manager
+	Runtime  *onnx.Runtime
+
+	httpLn  net.Listener
+	grpcLn  net.Listener
+	httpSrv *http.Server
+	grpcSrv *grpc.Server
+	grpcAPI *grpcapi.Server
+	// grpcHealth turns NOT_SERVING when shutdown starts, so balancers stop sending.
+	grpcHealth *health.Server
+}
+
+// New opens the data dir and binds the listeners. On error, whatever was opened
+// is closed again.
+func New(ctx context.Context, cfg config.Config, version string, log *slog.Logger) (_ *System, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	s := &System{Config: cfg, Log: log, Metrics: telemetry.NewMetrics()}
+	defer func() {
+		if err != nil {
+			s.closeAll()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	if s.Store, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, "nimbus.db")); err != nil {
+		return nil, fmt.Errorf("open metadata store: %w", err)
+	}
+	if s.Blobs, err = blob.NewFS(filepath.Join(cfg.DataDir, "blobs")); err != nil {
+		return nil, fmt.Errorf("open artifact store: %w", err)
+	}
+	s.Runtime = onnx.New(cfg.ORTLib, log.With("component", "onnxruntime"))
+	s.Registry = registry.New(s.Store, s.Blobs, map[string]runtime.Inspector{"onnx": onnx.Inspector{}}, log.With("component", "registry"))
+	s.Registry.SetGCGrace(cfg.BlobGCGrace)
+	s.Manager = serving.NewManager(s.Registry, s.Blobs, serving.Options{
+		Runtimes: []runtime.Runtime{s.Runtime}, Metrics: s.Metrics, Logger: log, Version: version,
+	})
+	s.Registry.OnChange(func(c registry.Change) {
+		switch c.Kind {
+		case registry.VersionDeleted, registry.ServingChanged:
+			// Drop the loaded copy; a serving change reloads with the new settings on next use.
+			s.Manager.Forget(c.Namespace, c.Model, c.Version, false)
+		case registry.ModelDeleted:
+			s.Manager.Forget(c.Namespace, c.Model, 0, true)
+		default:
+			s.Manager.Invalidate(c.Namespace, c.Model)
+		}
+	})
+
+	mux := http.NewServeMux()
+	oipHandler := oip.NewHandler(s.Manager, oip.Options{MaxBodyBytes: cfg.MaxBodyBytes, Metrics: s.Metrics, Logger: log.With("component", "oip")})
+	mux.Handle("/v2/", oipHandler)
+	mux.Handle("/v2", oipHandler)
+	mux.Handle("/ns/", oipHandler)
+	mux.Handle("/api/v1/", mgmt.NewHandler(s.Registry, mgmt.Options{
+		UploadDir: filepath.Join(cfg.DataDir, "uploads"), MaxBlobBytes: cfg.MaxBlobBytes, Logger: log.With("component", "mgmt"),
+	}))
+	mux.Handle("GET /metrics", s.Metrics.Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	s.httpSrv = &http.Server{
+		Handler:           recoverer(mux, log),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("listen on http address %s: %w", cfg.HTTPAddr, err)
+	}
+	if cfg.GRPCAddr != "" {
+		s.grpcHealth = health.NewServer()
+		gopts := grpcapi.Options{MaxMessageBytes: int(cfg.MaxBodyBytes), Metrics: s.Metrics, Logger: log.With("component", "grpc"), Health: s.grpcHealth}
+		s.grpcSrv = grpcapi.NewGRPCServer(gopts)
+		s.grpcAPI = grpcapi.New(s.Manager, gopts)
+		s.grpcAPI.Register(s.grpcSrv)
+		if s.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+			return nil, fmt.Errorf("listen on grpc address %s: %w", cfg.GRPCAddr, err)
+		}
+	}
+	return s, nil
+}
+
+// HTTPAddr is the bound REST address (useful with port 0).
+func (s *System) HTTPAddr() string { return s.httpLn.Addr().String() }
+
+// GRPCAddr is the bound gRPC address, or "" when gRPC is off.
+func (s *System) GRPCAddr() string {
+	if s.grpcLn == nil {
+		return ""
+	}
+	return s.grpcLn.Addr().String()
+}
+
+// Run serves until ctx ends, then shuts down gracefully: stop accepting, drain
+// in-flight requests (bounded by ShutdownTimeout), close models and the store.
+func (s *System) Run(ctx context.Context) error {
+	errc := make(chan error, 2)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("http server: %w", err)
+		}
+	}()
+	if s.grpcSrv != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.grpcSrv.Serve(s.grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				errc <- fmt.Errorf("grpc server: %w", err)
+			}
+		}()
+	}
+	s.Log.Info("nimbus serving", "http", s.HTTPAddr(), "grpc", s.GRPCAddr(), "data_dir", s.Config.DataDir)
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	s.Log.Info("shutting down", "timeout", s.Config.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), s.Config.ShutdownTimeout)
+	defer cancel()
+	if s.grpcHealth != nil {
+		s.grpcHealth.Shutdown()
+	}
+	if err := s.httpSrv.Shutdown(sctx); err != nil {
+		s.Log.Warn("http shutdown", "err", err)
+	}
+	if s.grpcSrv != nil {
+		stopped := make(chan struct{})
+		go func() { s.grpcSrv.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-sctx.Done():
+			s.grpcSrv.Stop()
+			<-stopped
+		}
+	}
+	wg.Wait()
+	s.closeAll()
+	s.Log.Info("stopped")
+	return runErr
+}
+
+func (s *System) closeAll() {
+	if s.httpLn != nil && s.httpSrv == nil {
+		s.httpLn.Close()
+	}
+	if s.Manager != nil {
+		s.Manager.Close()
+	}
+	if s.Store != nil {
+		if err := s.Store.Close(); err != nil {
+			s.Log.Warn("closing store", "err", err)
+		}
+	}
+}
+
+// recoverer turns a handler panic into a 500 and a log line instead of a dead connection.
+func recoverer(next http.Handler, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil && v != http.ErrAbortHandler {
+				log.Error("handler panic", "method", r.Method, "path", r.URL.Path, "panic", v)
+				http.Error(w, `{"error": "internal error"}`, http.StatusInternalServerError)
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,298 @@
+// Package blob stores model artifacts on the local file system, addressed by their
+// sha256: the registry.BlobStore used by a single node. Writes are atomic (temp
+// file, fsync, rename, fsync the directory) so a crash never leaves a blob whose
+// name does not match its bytes.
+package blob
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/registry"
+)
+
+// FS is a registry.BlobStore rooted at a directory:
+//
+//	dir/sha256/<first 2 hex>/<64 hex>   artifacts
+//	dir/tmp/                            uploads in progress
+type FS struct {
+	dir string
+}
+
+var _ registry.BlobStore = (*FS)(nil)
+
+// NewFS opens (creating if needed) a blob store at dir and removes temp files left
+// by uploads that a crash interrupted. Only one FS may use a directory at a time.
+func NewFS(dir string) (*FS, error) {
+	f := &FS{dir: dir}
+	for _, d := range []string{f.blobRoot(), f.tmpDir()} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("blob: create %s: %w", d, err)
+		}
+	}
+	entries, err := os.ReadDir(f.tmpDir())
+	if err != nil {
+		return nil, fmt.Errorf("blob: read %s: %w", f.tmpDir(), err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(f.tmpDir(), e.Name())); err != nil {
+			return nil, fmt.Errorf("blob: remove stale upload: %w", err)
+		}
+	}
+	return f, nil
+}
+
+func (f *FS) blobRoot() string { return filepath.Join(f.dir, "sha256") }
+func (f *FS) tmpDir() string   { return filepath.Join(f.dir, "tmp") }
+func (f *FS) path(sha string) string {
+	return filepath.Join(f.blobRoot(), sha[:2], sha)
+}
+
+// Path returns where the artifact lives, or "" for a malformed digest (so a
+// digest can never name a path outside the store).
+func (f *FS) Path(sha256 string) string {
+	if registry.ValidateDigest(sha256) != nil {
+		return ""
+	}
+	return f.path(sha256)
+}
+
+// Put streams r into a temp file while hashing it, then moves it into place.
+// Storing bytes that are already present succeeds and refreshes the blob's
+// modification time, so GC's grace period covers a re-upload that is about to be
+// referenced by a new version.
+func (f *FS) Put(ctx context.Context, r io.Reader, want string) (registry.BlobInfo, error) {
+	if want != "" {
+		if err := registry.ValidateDigest(want); err != nil {
+			return registry.BlobInfo{}, err
+		}
+	}
+	tmp, err := f.newTemp()
+	if err != nil {
+		return registry.BlobInfo{}, err
+	}
+	tmpName := tmp.Name()
+	kept := false
+	defer func() {
+		if !kept {
+			tmp.Close()
+			os.Remove(tmpName)
+		}
+	}()
+
+	h := sha256.New()
+	size, err := io.Copy(io.MultiWriter(tmp, h), ctxReader{ctx: ctx, r: r})
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return registry.BlobInfo{}, fmt.Errorf("blob: put: %w", ctxErr)
+		}
+		return registry.BlobInfo{}, fmt.Errorf("blob: put: write: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return registry.BlobInfo{}, fmt.Errorf("blob: put: sync: %w", err)
+	}
+	// Stat before the rename: once in place the file may be deleted by a
+	// concurrent GC at any moment (the registry orders that, not this store).
+	st, err := tmp.Stat()
+	if err != nil {
+		return registry.BlobInfo{}, fmt.Errorf("blob: put: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return registry.BlobInfo{}, fmt.Errorf("blob: put: close: %w", err)
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	if want != "" && sum != want {
+		return registry.BlobInfo{}, errs.New(errs.InvalidArgument,
+			"uploaded bytes hash to sha256:%s, not the expected sha256:%s", sum, want).WithField("sha256")
+	}
+
+	dst := f.path(sum)
+	now := time.Now()
+	switch err := os.Chtimes(dst, now, now); {
+	case err == nil:
+		return registry.BlobInfo{SHA256: sum, Size: size, ModTime: now}, nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return registry.BlobInfo{}, fmt.Errorf("blob: put: touch existing %s: %w", sum, err)
+	}
+	shard := filepath.Dir(dst)
+	if err := os.MkdirAll(shard, 0o755); err != nil {
+		return registry.BlobInfo{}, fmt.Errorf("blob: put: %w", err)
+	}
+	if err := os.Rename(tmpName, dst); err != nil {
+		return registry.BlobInfo{}, fmt.Errorf("blob: put: rename into place: %w", err)
+	}
+	kept = true
+	// The rename is durable only once the directory entry is; the shard directory
+	// may itself be new, so sync its parent too.
+	for _, d := range []string{shard, f.blobRoot()} {
+		if err := syncDir(d); err != nil {
+			return registry.BlobInfo{}, fmt.Errorf("blob: put: %w", err)
+		}
+	}
+	return registry.BlobInfo{SHA256: sum, Size: size, ModTime: st.ModTime()}, nil
+}
+
+func (f *FS) newTemp() (*os.File, error) {
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, fmt.Errorf("blob: put: %w", err)
+	}
+	name := filepath.Join(f.tmpDir(), "upload-"+hex.EncodeToString(b[:]))
+	tmp, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("blob: put: create temp file: %w", err)
+	}
+	return tmp, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// ctxReader stops a copy when ctx ends, so a cancelled upload stops reading.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+func errNotFound(sha string) error {
+	return errs.New(errs.NotFound, "blob sha256:%s not found", sha)
+}
+
+// Open returns the artifact for reading.
+func (f *FS) Open(ctx context.Context, sha256 string) (io.ReadSeekCloser, registry.BlobInfo, error) {
+	if err := registry.ValidateDigest(sha256); err != nil {
+		return nil, registry.BlobInfo{}, err
+	}
+	file, err := os.Open(f.path(sha256))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, registry.BlobInfo{}, errNotFound(sha256)
+	}
+	if err != nil {
+		return nil, registry.BlobInfo{}, fmt.Errorf("blob: open %s: %w", sha256, err)
+	}
+	st, err := file.Stat()
+	if err != nil {
+		file.Close()
+		return nil, registry.BlobInfo{}, fmt.Errorf("blob: open %s: %w", sha256, err)
+	}
+	return file, registry.BlobInfo{SHA256: sha256, Size: st.Size(), ModTime: st.ModTime()}, nil
+}
+
+// Verify re-hashes the artifact. A mismatch means the file was damaged after it
+// was stored (disk fault, manual edit): FailedPrecondition, since retrying cannot help.
+func (f *FS) Verify(ctx context.Context, sha256 string) error {
+	r, _, err := f.Open(ctx, sha256)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	got, err := hashReader(ctx, r)
+	if err != nil {
+		return fmt.Errorf("blob: verify %s: %w", sha256, err)
+	}
+	if got != sha256 {
+		return errs.New(errs.FailedPrecondition,
+			"artifact sha256:%s is corrupt (sha mismatch: its bytes hash to %s); delete it and upload it again", sha256, got)
+	}
+	return nil
+}
+
+func hashReader(ctx context.Context, r io.Reader) (string, error) {
+	h := sha256.New()
+	if _, err := io.Copy(h, ctxReader{ctx: ctx, r: r}); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Stat describes a stored artifact.
+func (f *FS) Stat(ctx context.Context, sha256 string) (registry.BlobInfo, error) {
+	if err := registry.ValidateDigest(sha256); err != nil {
+		return registry.BlobInfo{}, err
+	}
+	st, err := os.Stat(f.path(sha256))
+	if errors.Is(err, fs.ErrNotExist) {
+		return registry.BlobInfo{}, errNotFound(sha256)
+	}
+	if err != nil {
+		return registry.BlobInfo{}, fmt.Errorf("blob: stat %s: %w", sha256, err)
+	}
+	return registry.BlobInfo{SHA256: sha256, Size: st.Size(), ModTime: st.ModTime()}, nil
+}
+
+// Delete removes an artifact (NotFound if absent).
+func (f *FS) Delete(ctx context.Context, sha256 string) error {
+	if err := registry.ValidateDigest(sha256); err != nil {
+		return err
+	}
+	err := os.Remove(f.path(sha256))
+	if errors.Is(err, fs.ErrNotExist) {
+		return errNotFound(sha256)
+	}
+	if err != nil {
+		return fmt.Errorf("blob: delete %s: %w", sha256, err)
+	}
+	return nil
+}
+
+// List returns every stored artifact, skipping files whose names are not digests.
+func (f *FS) List(ctx context.Context) ([]registry.BlobInfo, error) {
+	shards, err := os.ReadDir(f.blobRoot())
+	if err != nil {
+		return nil, fmt.Errorf("blob: list: %w", err)
+	}
+	out := []registry.BlobInfo{}
+	for _, shard := range shards {
+		if !shard.IsDir() {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("blob: list: %w", err)
+		}
+		entries, err := os.ReadDir(filepath.Join(f.blobRoot(), shard.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("blob: list: %w", err)
+		}
+		for _, e := range entries {
+			name := e.Name()
+			if !e.Type().IsRegular() || registry.ValidateDigest(name) != nil || name[:2] != shard.Name() {
+				continue
+			}
+			info, err := e.Info()
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // deleted while listing
+			}
+			if err != nil {
+				return nil, fmt.Errorf("blob: list: %w", err)
+			}
+			out = append(out, registry.BlobInfo{SHA256: name, Size: info.Size(), ModTime: info.ModTime()})
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,128 @@
+package registry
+
+import (
+	"strings"
+
+	"github.com/nimbus-ai/nimbus/internal/errs"
+)
+
+// MaxNameLen is the longest namespace, model or alias name: a DNS label, so names can
+// become Kubernetes object names, metric label values and URL path segments unchanged.
+const MaxNameLen = 63
+
+// Serving setting bounds. Higher thread counts than cores only add contention; 64
+// keeps a typo ("640") from taking a machine down.
+const (
+	MaxThreads        = 64
+	MaxInterOpThreads = 64
+)
+
+// ValidateNamespace checks a namespace name (the caller maps "" to DefaultNamespace first).
+func ValidateNamespace(ns string) error { return validateName("namespace", "namespace", ns) }
+
+// ValidateModelName checks a model name.
+func ValidateModelName(name string) error { return validateName("model", "model name", name) }
+
+// ValidateAlias checks an alias name. Unlike model names an alias may not be all
+// digits: a reference of digits means a version number (see Registry.Resolve).
+func ValidateAlias(alias string) error {
+	if err := validateName("alias", "alias", alias); err != nil {
+		return err
+	}
+	if allDigits(alias) {
+		return errs.New(errs.InvalidArgument, "alias %q: must not be all digits (a number refers to a version)", alias).WithField("alias")
+	}
+	return nil
+}
+
+// ValidateDigest checks that s is a sha256 digest as the registry stores it:
+// 64 lowercase hex characters, no "sha256:" prefix.
+func ValidateDigest(s string) error {
+	if len(s) != 64 {
+		return errs.New(errs.InvalidArgument, "sha256 %q: must be 64 lowercase hex characters", s).WithField("sha256")
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return errs.New(errs.InvalidArgument, "sha256 %q: must be 64 lowercase hex characters", s).WithField("sha256")
+		}
+	}
+	return nil
+}
+
+// Validate checks the serving settings' bounds. Messages name the field as it is
+// spelled in config files ("serving.threads").
+func (c ServingConfig) Validate() error {
+	if c.Threads < 0 || c.Threads > MaxThreads {
+		return errs.New(errs.InvalidArgument, "serving.threads: must be between 0 and %d, got %d", MaxThreads, c.Threads).WithField("serving.threads")
+	}
+	if c.InterOpThreads < 0 || c.InterOpThreads > MaxInterOpThreads {
+		return errs.New(errs.InvalidArgument, "serving.interOpThreads: must be between 0 and %d, got %d", MaxInterOpThreads, c.InterOpThreads).WithField("serving.interOpThreads")
+	}
+	return nil
+}
+
+func validateName(field, what, s string) error {
+	if s == "" {
+		return errs.New(errs.InvalidArgument, "%s: must not be empty", what).WithField(field)
+	}
+	if len(s) > MaxNameLen {
+		return errs.New(errs.InvalidArgument, "%s %q: must be at most %d characters", what, s, MaxNameLen).WithField(field)
+	}
+	ok := isAlnum(s[0]) && isAlnum(s[len(s)-1])
+	for i := 0; ok && i < len(s); i++ {
+		c := s[i]
+		ok = isAlnum(c) || c == '-' || c == '_' || c == '.'
+	}
+	if !ok {
+		return errs.New(errs.InvalidArgument,
+			"%s %q: must consist of lowercase letters, digits, '-', '_' or '.', and start and end with a letter or digit", what, s).WithField(field)
+	}
+	return nil
+}
+
+func isAlnum(c byte) bool { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') }
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// namespaceOr returns ns, or DefaultNamespace when ns is empty.
+func namespaceOr(ns string) string {
+	if ns == "" {
+		return DefaultNamespace
+	}
+	return ns
+}
+
+// checkModelRef defaults and validates a namespace and model name.
+func checkModelRef(ns, model string) (string, error) {
+	ns = namespaceOr(ns)
+	if err := ValidateNamespace(ns); err != nil {
+		return "", err
+	}
+	if err := ValidateModelName(model); err != nil {
+		return "", err
+	}
+	return ns, nil
+}
+
+func checkVersionNumber(v int64) error {
+	if v <= 0 {
+		return errs.New(errs.InvalidArgument, "version %d: must be a positive number", v).WithField("version")
+	}
+	return nil
+}
+
+// joinList is for error messages listing names.
+func joinList(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}

@@ -1,0 +1,420 @@
+// Package sqlite is the registry's metadata Store on an embedded SQLite database
+// (modernc.org/sqlite, no cgo): the default for a single node. The schema is
+// versioned by embedded migrations and written in portable SQL so a PostgreSQL
+// store can share it; registry/storetest holds the behaviour both must show.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/registry"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// Store implements registry.Store on SQLite.
+//
+// Writes go through one connection whose transactions begin IMMEDIATE: writers
+// queue in database/sql instead of racing for SQLite's lock, and a transaction
+// never upgrades a read lock to a write lock, which is what deadlocks (SQLITE_BUSY)
+// deferred transactions under concurrency. Other processes on the same file wait
+// up to busy_timeout. Reads use a separate pool and, in WAL mode, never wait for
+// the writer.
+type Store struct {
+	w *sql.DB // exactly one connection; every write transaction
+	r *sql.DB // read-only pool
+}
+
+var _ registry.Store = (*Store)(nil)
+
+const busyTimeoutMS = 5000
+
+// Open opens (creating if needed) the database at path and migrates it to the
+// latest schema. A database written by a newer nimbus is refused (FailedPrecondition).
+func Open(ctx context.Context, path string) (*Store, error) {
+	w, err := openWriter(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := migrate(ctx, w, 0); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open registry database %s: %w", path, err)
+	}
+	r, err := openReader(path)
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	return &Store{w: w, r: r}, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error {
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+func checkPath(path string) error {
+	if path == "" || strings.ContainsAny(path, "?#") || strings.HasPrefix(path, "file:") || path == ":memory:" {
+		return errs.New(errs.InvalidArgument, "registry database path %q: must be a plain file path without '?' or '#'", path)
+	}
+	return nil
+}
+
+// openWriter opens the single write connection. synchronous=FULL makes every
+// committed transaction durable: a version must not vanish after a push returned.
+func openWriter(path string) (*sql.DB, error) {
+	if err := checkPath(path); err != nil {
+		return nil, err
+	}
+	dsn := fmt.Sprintf("%s?_busy_timeout=%d&_foreign_keys=1&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate", path, busyTimeoutMS)
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open registry database %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+	return db, nil
+}
+
+func openReader(path string) (*sql.DB, error) {
+	dsn := fmt.Sprintf("%s?_busy_timeout=%d&_foreign_keys=1&_query_only=1", path, busyTimeoutMS)
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open registry database %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(8)
+	db.SetMaxIdleConns(8)
+	return db, nil
+}
+
+// write runs fn in an immediate transaction on the writer connection. fn must use
+// tx only: the writer has one connection, so s.w inside fn would wait forever.
+func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: %s: begin: %w", op, err)
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	if err := fn(tx); err != nil {
+		return wrapOp(op, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: %s: commit: %w", op, err)
+	}
+	return nil
+}
+
+// read runs fn in a read transaction, so multi-query reads see one snapshot.
+func (s *Store) read(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
+	tx, err := s.r.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: %s: begin: %w", op, err)
+	}
+	defer tx.Rollback() //nolint:errcheck // read-only
+	if err := fn(tx); err != nil {
+		return wrapOp(op, err)
+	}
+	return nil
+}
+
+// wrapOp prefixes unclassified errors; classified ones carry their own user message.
+func wrapOp(op string, err error) error {
+	var e *errs.Error
+	if errors.As(err, &e) {
+		return err
+	}
+	return fmt.Errorf("sqlite: %s: %w", op, err)
+}
+
+func errModelNotFound(ns, name string) error {
+	return errs.New(errs.NotFound, "model %s not found in namespace %s", name, ns)
+}
+
+func errVersionNotFound(name string, v int64) error {
+	return errs.New(errs.NotFound, "version %d of model %s not found", v, name)
+}
+
+func checkKey(ns, name string) error {
+	if ns == "" || name == "" {
+		return errs.New(errs.InvalidArgument, "namespace and model name must not be empty")
+	}
+	return nil
+}
+
+// modelExists reports whether the model row exists.
+func modelExists(ctx context.Context, tx *sql.Tx, ns, name string) (bool, error) {
+	var one int
+	err := tx.QueryRowContext(ctx, `SELECT 1 FROM models WHERE namespace = ? AND name = ?`, ns, name).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// versionMissing returns the NotFound error for a version lookup that found nothing,
+// naming the model instead when the model itself is missing.
+func versionMissing(ctx context.Context, tx *sql.Tx, ns, name string, v int64) error {
+	ok, err := modelExists(ctx, tx, ns, name)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errModelNotFound(ns, name)
+	}
+	return errVersionNotFound(name, v)
+}
+
+// CreateVersion records v, creating the model row if needed. Version 0 takes
+// latest_version+1; an explicit number must be above every number ever assigned
+// (numbers are never reused, so a client holding "fraud:3" never silently gets a
+// different artifact): an existing number is AlreadyExists, a lower one Conflict.
+func (s *Store) CreateVersion(ctx context.Context, v registry.Version) (registry.Version, error) {
+	if err := checkKey(v.Namespace, v.Model); err != nil {
+		return registry.Version{}, err
+	}
+	if v.Version < 0 {
+		return registry.Version{}, errs.New(errs.InvalidArgument, "version %d: must not be negative", v.Version)
+	}
+	if v.SHA256 == "" || v.Format == "" {
+		return registry.Version{}, errs.New(errs.InvalidArgument, "version needs a format and a sha256")
+	}
+	now := time.Now()
+	if v.CreatedAt.IsZero() {
+		v.CreatedAt = now
+	}
+	v.CreatedAt = fromNanos(v.CreatedAt.UnixNano())
+	sig, err := json.Marshal(v.Signature)
+	if err != nil {
+		return registry.Version{}, fmt.Errorf("sqlite: create version: encode signature: %w", err)
+	}
+	lineage, err := encodeMap(v.Lineage)
+	if err != nil {
+		return registry.Version{}, err
+	}
+	serving, err := encodeServing(v.Serving)
+	if err != nil {
+		return registry.Version{}, err
+	}
+	err = s.write(ctx, "create version", func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO models (namespace, name, created_at, updated_at)
+VALUES (?, ?, ?, ?) ON CONFLICT (namespace, name) DO NOTHING`, v.Namespace, v.Model, now.UnixNano(), now.UnixNano()); err != nil {
+			return err
+		}
+		if v.Version == 0 {
+			// One statement reads and bumps the counter, so this stays atomic on
+			// PostgreSQL under READ COMMITTED too (the UPDATE locks the row).
+			if err := tx.QueryRowContext(ctx, `UPDATE models SET latest_version = latest_version + 1, updated_at = ?
+WHERE namespace = ? AND name = ? RETURNING latest_version`, now.UnixNano(), v.Namespace, v.Model).Scan(&v.Version); err != nil {
+				return err
+			}
+		} else {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM versions WHERE namespace = ? AND model = ? AND version = ?`,
+				v.Namespace, v.Model, v.Version).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return errs.New(errs.AlreadyExists, "version %d of model %s already exists", v.Version, v.Model)
+			}
+			res, err := tx.ExecContext(ctx, `UPDATE models SET latest_version = ?, updated_at = ?
+WHERE namespace = ? AND name = ? AND latest_version < ?`, v.Version, now.UnixNano(), v.Namespace, v.Model, v.Version)
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n == 0 {
+				var latest int64
+				if err := tx.QueryRowContext(ctx, `SELECT latest_version FROM models WHERE namespace = ? AND name = ?`,
+					v.Namespace, v.Model).Scan(&latest); err != nil {
+					return err
+				}
+				return errs.New(errs.Conflict,
+					"version %d of model %s: numbers must be above the latest version ever assigned (%d); version numbers are never reused",
+					v.Version, v.Model, latest)
+			}
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO versions (namespace, model, version, format, sha256, size, signature,
+description, source, lineage, serving, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			v.Namespace, v.Model, v.Version, v.Format, v.SHA256, v.Size, string(sig),
+			v.Description, v.Source, lineage, serving, v.CreatedAt.UnixNano())
+		return err
+	})
+	if err != nil {
+		return registry.Version{}, err
+	}
+	return v, nil
+}
+
+const versionCols = `namespace, model, version, format, sha256, size, signature, description, source, lineage, serving, created_at`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanVersion(row scanner) (registry.Version, error) {
+	var (
+		v            registry.Version
+		sig, lineage string
+		serving      sql.NullString
+		created      int64
+	)
+	if err := row.Scan(&v.Namespace, &v.Model, &v.Version, &v.Format, &v.SHA256, &v.Size, &sig,
+		&v.Description, &v.Source, &lineage, &serving, &created); err != nil {
+		return registry.Version{}, err
+	}
+	if err := json.Unmarshal([]byte(sig), &v.Signature); err != nil {
+		return registry.Version{}, fmt.Errorf("decode signature of %s version %d: %w", v.Model, v.Version, err)
+	}
+	var err error
+	if v.Lineage, err = decodeMap(lineage); err != nil {
+		return registry.Version{}, fmt.Errorf("decode lineage of %s version %d: %w", v.Model, v.Version, err)
+	}
+	if serving.Valid {
+		v.Serving = new(registry.ServingConfig)
+		if err := json.Unmarshal([]byte(serving.String), v.Serving); err != nil {
+			return registry.Version{}, fmt.Errorf("decode serving of %s version %d: %w", v.Model, v.Version, err)
+		}
+	}
+	v.CreatedAt = fromNanos(created)
+	return v, nil
+}
+
+// GetVersion returns one version.
+func (s *Store) GetVersion(ctx context.Context, ns, model string, version int64) (registry.Version, error) {
+	var v registry.Version
+	err := s.read(ctx, "get version", func(tx *sql.Tx) error {
+		var err error
+		v, err = scanVersion(tx.QueryRowContext(ctx, `SELECT `+versionCols+` FROM versions
+WHERE namespace = ? AND model = ? AND version = ?`, ns, model, version))
+		if errors.Is(err, sql.ErrNoRows) {
+			return versionMissing(ctx, tx, ns, model, version)
+		}
+		return err
+	})
+	return v, err
+}
+
+// ListVersions returns a model's versions, oldest first (NotFound if the model is missing).
+func (s *Store) ListVersions(ctx context.Context, ns, model string) ([]registry.Version, error) {
+	var out []registry.Version
+	err := s.read(ctx, "list versions", func(tx *sql.Tx) error {
+		ok, err := modelExists(ctx, tx, ns, model)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return errModelNotFound(ns, model)
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT `+versionCols+` FROM versions
+WHERE namespace = ? AND model = ? ORDER BY version`, ns, model)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			v, err := scanVersion(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, v)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// DeleteVersion removes a version and the aliases pointing to it. The aliases are
+// deleted explicitly rather than by the foreign key cascade so the behaviour does
+// not depend on foreign_keys being enabled.
+func (s *Store) DeleteVersion(ctx context.Context, ns, model string, version int64) error {
+	return s.write(ctx, "delete version", func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM aliases WHERE namespace = ? AND model = ? AND version = ?`,
+			ns, model, version); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM versions WHERE namespace = ? AND model = ? AND version = ?`,
+			ns, model, version)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return versionMissing(ctx, tx, ns, model, version)
+		}
+		return touchModel(ctx, tx, ns, model)
+	})
+}
+
+// SetVersionServing sets or (nil) clears a version's serving override.
+func (s *Store) SetVersionServing(ctx context.Context, ns, model string, version int64, sc *registry.ServingConfig) error {
+	serving, err := encodeServing(sc)
+	if err != nil {
+		return err
+	}
+	return s.write(ctx, "set version serving", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE versions SET serving = ? WHERE namespace = ? AND model = ? AND version = ?`,
+			serving, ns, model, version)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return versionMissing(ctx, tx, ns, model, version)
+		}
+		return nil
+	})
+}
+
+func touchModel(ctx context.Context, tx *sql.Tx, ns, name string) error {
+	_, err := tx.ExecContext(ctx, `UPDATE models SET updated_at = ? WHERE namespace = ? AND name = ?`,
+		time.Now().UnixNano(), ns, name)
+	return err
+}
+
+func fromNanos(n int64) time.Time { return time.Unix(0, n).UTC() }
+
+// encodeMap stores nil and empty maps alike as "{}".
+func encodeMap(m map[string]string) (string, error) {
+	if len(m) == 0 {
+		return "{}", nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return "", fmt.Errorf("sqlite: encode map: %w", err)
+	}
+	return string(b), nil
+}
+
+// decodeMap returns nil for an empty map so values round-trip the way they were
+// most likely written (omitempty).
+func decodeMap(s string) (map[string]string, error) {
+	var m map[string]string
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		return nil, err
+	}
+	if len(m) == 0 {
+		return nil, nil
+	}
+	return m, nil
+}
+
+func encodeServing(sc *registry.ServingConfig) (any, error) {
+	if sc == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(sc)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: encode serving: %w", err)
+	}
+	return string(b), nil
+}

@@ -1,0 +1,485 @@
+package serving
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/registry"
+	"github.com/nimbus-ai/nimbus/runtime"
+	"github.com/nimbus-ai/nimbus/telemetry"
+)
+
+// Registry is what the manager needs from the model registry.
+type Registry interface {
+	Resolve(ctx context.Context, ns, model, ref string) (registry.Version, error)
+	GetModel(ctx context.Context, ns, name string) (registry.Model, error)
+	ListVersions(ctx context.Context, ns, model string) ([]registry.Version, error)
+	ListModels(ctx context.Context, ns string, opt registry.ListOptions) (registry.ModelPage, error)
+}
+
+// Artifacts locates and verifies artifact files.
+type Artifacts interface {
+	Path(sha256 string) string
+	Verify(ctx context.Context, sha256 string) error
+}
+
+// Options configure a Manager.
+type Options struct {
+	Runtimes []runtime.Runtime
+	Metrics  *telemetry.Metrics
+	Logger   *slog.Logger
+	// Version is reported in server metadata.
+	Version string
+	// FailedRetryAfter is how long a failed load is remembered before a request may
+	// try again (so a broken artifact does not cause a load storm). Default 5s.
+	FailedRetryAfter time.Duration
+	// Now is the clock (tests may fake it).
+	Now func() time.Time
+}
+
+type modelKey struct{ ns, model string }
+
+type versionKey struct {
+	ns, model string
+	version   int64
+}
+
+// Manager loads model versions on demand and runs inference on them.
+type Manager struct {
+	reg      Registry
+	blobs    Artifacts
+	runtimes map[string]runtime.Runtime
+	metrics  *telemetry.Metrics
+	log      *slog.Logger
+	opts     Options
+
+	mu       sync.Mutex
+	loaded   map[versionKey]*instance
+	unloaded map[modelKey]bool // explicitly unloaded through the repository API
+	stats    map[versionKey]*versionStats
+	closed   bool
+
+	refs refCache
+}
+
+// NewManager builds a Manager.
+func NewManager(reg Registry, blobs Artifacts, opts Options) *Manager {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.FailedRetryAfter == 0 {
+		opts.FailedRetryAfter = 5 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	rts := make(map[string]runtime.Runtime, len(opts.Runtimes))
+	for _, r := range opts.Runtimes {
+		rts[r.Format()] = r
+	}
+	return &Manager{
+		reg: reg, blobs: blobs, runtimes: rts, metrics: opts.Metrics, log: opts.Logger.With("component", "serving"),
+		opts: opts, loaded: map[versionKey]*instance{}, unloaded: map[modelKey]bool{}, stats: map[versionKey]*versionStats{},
+		refs: refCache{m: map[refKey]registry.Version{}},
+	}
+}
+
+// instance is one loaded (or loading, or failed) model version.
+type instance struct {
+	key     versionKey
+	version registry.Version
+	ready   chan struct{} // closed when the load finished, successfully or not
+
+	// Set before ready closes; read-only afterwards.
+	model    runtime.Model
+	err      error
+	failedAt time.Time
+
+	run      sync.RWMutex // Run holds it shared; Close holds it exclusively
+	closed   bool
+	lastUsed atomic.Int64 // unix nanos
+}
+
+// resolve maps (ns, model, ref) to a version, through a cache that the registry's
+// change notifications invalidate. When the registry is unreachable, cached answers
+// keep the data path serving.
+func (m *Manager) resolve(ctx context.Context, ns, model, ref string) (registry.Version, error) {
+	k := refKey{ns, model, ref}
+	if v, ok := m.refs.get(k); ok {
+		return v, nil
+	}
+	v, err := m.reg.Resolve(ctx, ns, model, ref)
+	if err != nil {
+		return registry.Version{}, err
+	}
+	m.refs.put(k, v)
+	return v, nil
+}
+
+// Invalidate drops cached resolutions for a model; the registry calls it on every change.
+func (m *Manager) Invalidate(ns, model string) {
+	m.refs.invalidate(ns, model)
+}
+
+// acquire returns a loaded instance for v with its run lock held shared; the
+// caller must call release. Concurrent callers share one load.
+func (m *Manager) acquire(ctx context.Context, v registry.Version) (*instance, error) {
+	key := versionKey{v.Namespace, v.Model, v.Version}
+	for {
+		m.mu.Lock()
+		if m.closed {
+			m.mu.Unlock()
+			return nil, errs.New(errs.Unavailable, "server is shutting down")
+		}
+		if m.unloaded[modelKey{key.ns, key.model}] {
+			m.mu.Unlock()
+			return nil, errs.New(errs.Unavailable, "model %q is unloaded; load it with POST /v2/repository/models/%s/load", key.model, key.model)
+		}
+		inst, ok := m.loaded[key]
+		if ok && inst.version.SHA256 != v.SHA256 {
+			ok = false // a deleted and re-created version number: never serve stale bytes
+		}
+		if !ok {
+			inst = &instance{key: key, version: v, ready: make(chan struct{})}
+			m.loaded[key] = inst
+			m.mu.Unlock()
+			go m.load(inst)
+		} else {
+			m.mu.Unlock()
+		}
+		select {
+		case <-inst.ready:
+		case <-ctx.Done():
+			return nil, errs.Wrap(errs.KindOf(ctx.Err()), ctx.Err(), "waiting for model %s version %d to load", key.model, key.version)
+		}
+		if inst.err != nil {
+			if m.opts.Now().Sub(inst.failedAt) >= m.opts.FailedRetryAfter {
+				m.mu.Lock()
+				if m.loaded[key] == inst {
+					delete(m.loaded, key)
+				}
+				m.mu.Unlock()
+				continue
+			}
+			return nil, inst.err
+		}
+		inst.run.RLock()
+		if inst.closed {
+			inst.run.RUnlock()
+			continue // unloaded between ready and lock; load again (or get refused)
+		}
+		inst.lastUsed.Store(m.opts.Now().UnixNano())
+		return inst, nil
+	}
+}
+
+func (inst *instance) release() { inst.run.RUnlock() }
+
+// load verifies the artifact and loads it. It runs detached from any one request's
+// context: other requests may be waiting on the same load.
+func (m *Manager) load(inst *instance) {
+	start := time.Now()
+	ctx := context.Background()
+	v := inst.version
+	log := m.log.With("namespace", v.Namespace, "model", v.Model, "version", v.Version)
+	err := func() error {
+		rt, ok := m.runtimes[v.Format]
+		if !ok {
+			return errs.New(errs.FailedPrecondition, "no runtime for format %q", v.Format)
+		}
+		if err := m.blobs.Verify(ctx, v.SHA256); err != nil {
+			return fmt.Errorf("verify artifact of %s version %d: %w", v.Model, v.Version, err)
+		}
+		cfg := m.servingConfig(ctx, v)
+		model, err := rt.Load(ctx, m.blobs.Path(v.SHA256), runtime.Options{IntraOpThreads: cfg.Threads, InterOpThreads: cfg.InterOpThreads})
+		if err != nil {
+			return fmt.Errorf("load %s version %d: %w", v.Model, v.Version, err)
+		}
+		inst.model = model
+		return nil
+	}()
+	m.metrics.ObserveLoad(v.Namespace, v.Model, time.Since(start), err)
+	if err != nil {
+		// Whatever the cause (missing library, corrupt artifact, invalid model), the
+		// caller's request was fine: the model is unavailable, and the message says why.
+		err = errs.Wrap(errs.Unavailable, err, "model %s version %d failed to load", v.Model, v.Version)
+		inst.err = err
+		inst.failedAt = m.opts.Now()
+		log.Error("model load failed", "err", err)
+	} else {
+		log.Info("model loaded", "duration", time.Since(start).Round(time.Microsecond), "sha256", v.SHA256)
+	}
+	close(inst.ready)
+	m.updateLoadedGauge()
+}
+
+// servingConfig merges the model's settings with the version's override. If the
+// registry is unreachable the defaults apply.
+func (m *Manager) servingConfig(ctx context.Context, v registry.Version) registry.ServingConfig {
+	var cfg registry.ServingConfig
+	if mod, err := m.reg.GetModel(ctx, v.Namespace, v.Model); err == nil {
+		cfg = mod.Serving
+	} else {
+		m.log.Warn("model settings unavailable; using defaults", "model", v.Model, "err", err)
+	}
+	return cfg.Merge(v.Serving)
+}
+
+func (m *Manager) updateLoadedGauge() {
+	m.mu.Lock()
+	n, bytes := 0, int64(0)
+	for _, inst := range m.loaded {
+		select {
+		case <-inst.ready:
+			if inst.err == nil {
+				n++
+				bytes += inst.version.Size
+			}
+		default:
+		}
+	}
+	m.mu.Unlock()
+	m.metrics.SetLoaded(n, bytes)
+}
+
+// closeInstance waits for in-flight runs, then frees the model.
+func (m *Manager) closeInstance(inst *instance) {
+	<-inst.ready
+	inst.run.Lock()
+	defer inst.run.Unlock()
+	if inst.closed {
+		return
+	}
+	inst.closed = true
+	if inst.model != nil {
+		if err := inst.model.Close(); err != nil {
+			m.log.Warn("closing model", "model", inst.key.model, "version", inst.key.version, "err", err)
+		}
+	}
+}
+
+// ServerReady reports whether the server accepts inference.
+func (m *Manager) ServerReady(ctx context.Context) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return !m.closed
+}
+
+// ServerMetadata describes this server.
+func (m *Manager) ServerMetadata() ServerMetadata {
+	return ServerMetadata{
+		Name:       "nimbus",
+		Version:    m.opts.Version,
+		Extensions: []string{"binary_tensor_data", "model_repository", "statistics"},
+	}
+}
+
+// ModelMetadata returns a version's signature and the model's versions.
+func (m *Manager) ModelMetadata(ctx context.Context, ns, model, ref string) (*ModelMetadata, error) {
+	v, err := m.resolve(ctx, ns, model, ref)
+	if err != nil {
+		return nil, err
+	}
+	md := &ModelMetadata{Name: model, Platform: platform(v.Format), Inputs: v.Signature.Inputs, Outputs: v.Signature.Outputs}
+	if vs, err := m.reg.ListVersions(ctx, ns, model); err == nil {
+		for _, x := range vs {
+			md.Versions = append(md.Versions, strconv.FormatInt(x.Version, 10))
+		}
+	} else {
+		md.Versions = []string{strconv.FormatInt(v.Version, 10)}
+	}
+	return md, nil
+}
+
+func platform(format string) string {
+	if format == "onnx" {
+		return "onnxruntime_onnx"
+	}
+	return format
+}
+
+// ModelReady reports whether a version can serve: it exists, is not explicitly
+// unloaded, and has not failed to load. A cold version is ready: it loads on demand.
+func (m *Manager) ModelReady(ctx context.Context, ns, model, ref string) (bool, error) {
+	v, err := m.resolve(ctx, ns, model, ref)
+	if err != nil {
+		return false, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed || m.unloaded[modelKey{ns, model}] {
+		return false, nil
+	}
+	if inst, ok := m.loaded[versionKey{ns, model, v.Version}]; ok {
+		select {
+		case <-inst.ready:
+			return inst.err == nil, nil
+		default:
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// RepositoryIndex lists every version in a namespace with its state.
+func (m *Manager) RepositoryIndex(ctx context.Context, ns string, readyOnly bool) ([]RepositoryEntry, error) {
+	var out []RepositoryEntry
+	opt := registry.ListOptions{Limit: registry.MaxPageSize}
+	for {
+		page, err := m.reg.ListModels(ctx, ns, opt)
+		if err != nil {
+			return nil, err
+		}
+		for _, mod := range page.Items {
+			vs, err := m.reg.ListVersions(ctx, ns, mod.Name)
+			if err != nil {
+				return nil, err
+			}
+			for _, v := range vs {
+				e := m.entryState(ns, mod.Name, v.Version)
+				if readyOnly && e.State != StateReady {
+					continue
+				}
+				out = append(out, e)
+			}
+		}
+		if page.Next == "" {
+			return out, nil
+		}
+		opt.After = page.Next
+	}
+}
+
+func (m *Manager) entryState(ns, model string, version int64) RepositoryEntry {
+	e := RepositoryEntry{Name: model, Version: strconv.FormatInt(version, 10)}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.unloaded[modelKey{ns, model}] {
+		e.State, e.Reason = StateUnavailable, "unloaded"
+		return e
+	}
+	inst, ok := m.loaded[versionKey{ns, model, version}]
+	if !ok {
+		e.State, e.Reason = StateReady, "not resident; loads on first request"
+		return e
+	}
+	select {
+	case <-inst.ready:
+		if inst.err != nil {
+			e.State, e.Reason = StateUnavailable, errs.PublicMessage(inst.err)
+		} else {
+			e.State = StateReady
+		}
+	default:
+		e.State = StateLoading
+	}
+	return e
+}
+
+// LoadModel makes a model available again and loads its default version now.
+func (m *Manager) LoadModel(ctx context.Context, ns, model string) error {
+	v, err := m.resolve(ctx, ns, model, "")
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	delete(m.unloaded, modelKey{ns, model})
+	if inst, ok := m.loaded[versionKey{ns, model, v.Version}]; ok && inst.err != nil {
+		delete(m.loaded, versionKey{ns, model, v.Version}) // an explicit load retries at once
+	}
+	m.mu.Unlock()
+	inst, err := m.acquire(ctx, v)
+	if err != nil {
+		return err
+	}
+	inst.release()
+	return nil
+}
+
+// UnloadModel frees every loaded version of a model and refuses requests until
+// LoadModel. In-flight requests finish first.
+func (m *Manager) UnloadModel(ctx context.Context, ns, model string) error {
+	if _, err := m.reg.GetModel(ctx, ns, model); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.unloaded[modelKey{ns, model}] = true
+	var victims []*instance
+	for k, inst := range m.loaded {
+		if k.ns == ns && k.model == model {
+			victims = append(victims, inst)
+			delete(m.loaded, k)
+		}
+	}
+	m.mu.Unlock()
+	for _, inst := range victims {
+		m.closeInstance(inst)
+	}
+	m.updateLoadedGauge()
+	return nil
+}
+
+// Forget drops a version (every version when version is 0) from memory and from
+// the resolution cache; the next request loads it again if it still exists.
+// deleted also forgets an explicit unload (the model is gone).
+func (m *Manager) Forget(ns, model string, version int64, deleted bool) {
+	m.Invalidate(ns, model)
+	m.mu.Lock()
+	var victims []*instance
+	for k, inst := range m.loaded {
+		if k.ns == ns && k.model == model && (version == 0 || k.version == version) {
+			victims = append(victims, inst)
+			delete(m.loaded, k)
+		}
+	}
+	if deleted {
+		delete(m.unloaded, modelKey{ns, model})
+	}
+	m.mu.Unlock()
+	for _, inst := range victims {
+		m.closeInstance(inst)
+	}
+	m.updateLoadedGauge()
+}
+
+// Close stops accepting requests, waits for in-flight runs and frees every model.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	m.closed = true
+	victims := make([]*instance, 0, len(m.loaded))
+	for k, inst := range m.loaded {
+		victims = append(victims, inst)
+		delete(m.loaded, k)
+	}
+	m.mu.Unlock()
+	for _, inst := range victims {
+		m.closeInstance(inst)
+	}
+	m.updateLoadedGauge()
+	return nil
+}
+
+// Loaded lists the resident versions, for status pages and tests.
+func (m *Manager) Loaded() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for k, inst := range m.loaded {
+		select {
+		case <-inst.ready:
+			if inst.err == nil {
+				out = append(out, fmt.Sprintf("%s/%s:%d", k.ns, k.model, k.version))
+			}
+		default:
+		}
+	}
+	sort.Strings(out)
+	return out
+}

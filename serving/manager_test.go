@@ -1,0 +1,358 @@
+package serving_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"math"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/internal/testutil"
+	"github.com/nimbus-ai/nimbus/registry"
+	"github.com/nimbus-ai/nimbus/registry/blob"
+	"github.com/nimbus-ai/nimbus/registry/sqlite"
+	"github.com/nimbus-ai/nimbus/runtime"
+	"github.com/nimbus-ai/nimbus/runtime/onnx"
+	"github.com/nimbus-ai/nimbus/serving"
+	"github.com/nimbus-ai/nimbus/tensor"
+)
+
+// countingRuntime wraps the real ONNX runtime and counts loads.
+type countingRuntime struct {
+	runtime.Runtime
+	loads atomic.Int32
+	gate  chan struct{} // if set, loads wait for it (to pile up concurrent requests)
+}
+
+func (c *countingRuntime) Load(ctx context.Context, path string, opts runtime.Options) (runtime.Model, error) {
+	c.loads.Add(1)
+	if c.gate != nil {
+		<-c.gate
+	}
+	return c.Runtime.Load(ctx, path, opts)
+}
+
+type env struct {
+	reg   *registry.Registry
+	blobs *blob.FS
+	rt    *countingRuntime
+	mgr   *serving.Manager
+	now   atomic.Int64
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	dir := t.TempDir()
+	store, err := sqlite.Open(context.Background(), dir+"/nimbus.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	blobs, err := blob.NewFS(dir + "/blobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{blobs: blobs, rt: &countingRuntime{Runtime: onnx.New("", nil)}}
+	e.now.Store(time.Now().UnixNano())
+	e.reg = registry.New(store, blobs, map[string]runtime.Inspector{"onnx": onnx.Inspector{}}, nil)
+	e.mgr = serving.NewManager(e.reg, blobs, serving.Options{
+		Runtimes: []runtime.Runtime{e.rt},
+		Now:      func() time.Time { return time.Unix(0, e.now.Load()) },
+	})
+	e.reg.OnChange(func(c registry.Change) { e.mgr.Forget(c.Namespace, c.Model, c.Version, c.Kind == registry.ModelDeleted) })
+	t.Cleanup(func() { e.mgr.Close() })
+	return e
+}
+
+func (e *env) push(t *testing.T, ns, name, model string, aliases ...string) registry.Version {
+	t.Helper()
+	f, err := os.Open(testutil.Model(model))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	info, err := e.reg.PutBlob(context.Background(), f, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := e.reg.CreateVersion(context.Background(), registry.CreateVersionRequest{Namespace: ns, Model: name, SHA256: info.SHA256, Aliases: aliases})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func f32(name string, shape []int64, vals ...float32) *tensor.Tensor {
+	b := make([]byte, 4*len(vals))
+	for i, v := range vals {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
+	}
+	return &tensor.Tensor{Name: name, DataType: tensor.FP32, Shape: shape, Data: b}
+}
+
+func TestInferMatchesRawRuntime(t *testing.T) {
+	e := newEnv(t)
+	v := e.push(t, "default", "mlp", "mlp", "champion")
+	in := f32("x", []int64{2, 4}, 0.1, 0.2, 0.3, 0.4, -1, 2, -3, 4)
+
+	raw, err := onnx.New("", nil).Load(context.Background(), e.blobs.Path(v.SHA256), runtime.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	want, err := raw.Run(context.Background(), []*tensor.Tensor{in}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ref := range []string{"", "1", "champion"} {
+		resp, err := e.mgr.Infer(context.Background(), &serving.InferRequest{Model: "mlp", Version: ref, Inputs: []*tensor.Tensor{in}})
+		if err != nil {
+			t.Fatalf("ref %q: %v", ref, err)
+		}
+		if resp.ModelName != "mlp" || resp.ModelVersion != "1" || len(resp.Outputs) != len(want) {
+			t.Fatalf("ref %q: unexpected response %+v", ref, resp)
+		}
+		for i := range want {
+			if resp.Outputs[i].Name != want[i].Name || !bytes.Equal(resp.Outputs[i].Data, want[i].Data) {
+				t.Errorf("ref %q output %s differs from the raw runtime", ref, want[i].Name)
+			}
+		}
+	}
+	// Output selection returns only what was asked, in order.
+	resp, err := e.mgr.Infer(context.Background(), &serving.InferRequest{Model: "mlp", Inputs: []*tensor.Tensor{in},
+		Outputs: []serving.OutputRequest{{Name: "probs"}}})
+	if err != nil || len(resp.Outputs) != 1 || resp.Outputs[0].Name != "probs" {
+		t.Fatalf("output selection: %v %+v", err, resp)
+	}
+}
+
+func TestInvalidRequests(t *testing.T) {
+	e := newEnv(t)
+	e.push(t, "default", "mlp", "mlp")
+	e.push(t, "default", "zip", "tree_zipmap")
+	good := f32("x", []int64{1, 4}, 1, 2, 3, 4)
+	cases := []struct {
+		name string
+		req  serving.InferRequest
+		kind errs.Kind
+		msg  string
+	}{
+		{"unknown model", serving.InferRequest{Model: "nope", Inputs: []*tensor.Tensor{good}}, errs.NotFound, "nope"},
+		{"unknown version", serving.InferRequest{Model: "mlp", Version: "9", Inputs: []*tensor.Tensor{good}}, errs.NotFound, "9"},
+		{"unknown alias", serving.InferRequest{Model: "mlp", Version: "champion", Inputs: []*tensor.Tensor{good}}, errs.NotFound, "champion"},
+		{"wrong shape", serving.InferRequest{Model: "mlp", Inputs: []*tensor.Tensor{f32("x", []int64{1, 3}, 1, 2, 3)}}, errs.InvalidArgument,
+			"input x expects shape [-1,4] FP32, got [1,3] FP32"},
+		{"wrong dtype", serving.InferRequest{Model: "mlp", Inputs: []*tensor.Tensor{{Name: "x", DataType: tensor.FP64, Shape: []int64{1, 4}, Data: make([]byte, 32)}}},
+			errs.InvalidArgument, "input x expects shape [-1,4] FP32, got [1,4] FP64"},
+		{"unknown input", serving.InferRequest{Model: "mlp", Inputs: []*tensor.Tensor{f32("z", []int64{1, 4}, 1, 2, 3, 4)}}, errs.InvalidArgument,
+			`unknown input "z": model mlp expects x FP32 [-1,4]`},
+		{"missing input", serving.InferRequest{Model: "mlp"}, errs.InvalidArgument, "missing input x FP32 [-1,4]"},
+		{"short data", serving.InferRequest{Model: "mlp", Inputs: []*tensor.Tensor{{Name: "x", DataType: tensor.FP32, Shape: []int64{1, 4}, Data: make([]byte, 12)}}},
+			errs.InvalidArgument, "needs 16 bytes, got 12"},
+		{"duplicate input", serving.InferRequest{Model: "mlp", Inputs: []*tensor.Tensor{good, good}}, errs.InvalidArgument, "given twice"},
+		{"unknown output", serving.InferRequest{Model: "mlp", Inputs: []*tensor.Tensor{good}, Outputs: []serving.OutputRequest{{Name: "q"}}},
+			errs.InvalidArgument, `unknown output "q"`},
+		{"zipmap output", serving.InferRequest{Model: "zip", Inputs: []*tensor.Tensor{{Name: "input", DataType: tensor.FP32, Shape: []int64{1, 4}, Data: make([]byte, 16)}},
+			Outputs: []serving.OutputRequest{{Name: "output_probability"}}}, errs.InvalidArgument, "which the Open Inference Protocol cannot carry"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := e.mgr.Infer(context.Background(), &c.req)
+			if err == nil {
+				t.Fatal("expected an error")
+			}
+			if k := errs.KindOf(err); k != c.kind {
+				t.Errorf("kind = %v, want %v (%v)", k, c.kind, err)
+			}
+			if !strings.Contains(errs.PublicMessage(err), c.msg) {
+				t.Errorf("message %q lacks %q", errs.PublicMessage(err), c.msg)
+			}
+		})
+	}
+	if n := e.rt.loads.Load(); n > 0 {
+		t.Errorf("invalid requests caused %d loads", n)
+	}
+}
+
+func TestConcurrentFirstRequestsLoadOnce(t *testing.T) {
+	e := newEnv(t)
+	e.push(t, "default", "mlp", "mlp")
+	e.rt.gate = make(chan struct{})
+	const n = 200
+	var wg sync.WaitGroup
+	errc := make(chan error, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := e.mgr.Infer(context.Background(), &serving.InferRequest{Model: "mlp", Inputs: []*tensor.Tensor{f32("x", []int64{1, 4}, 1, 2, 3, 4)}})
+			errc <- err
+		}()
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return e.rt.loads.Load() == 1 }, "no load started")
+	close(e.rt.gate)
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := e.rt.loads.Load(); got != 1 {
+		t.Fatalf("loads = %d, want 1", got)
+	}
+	st, err := e.mgr.Stats(context.Background(), "default", "mlp", "1")
+	if err != nil || len(st) != 1 || st[0].InferenceCount != n || st[0].Success.Count != n {
+		t.Fatalf("stats: %v %+v", err, st)
+	}
+}
+
+func TestCorruptArtifactRefusedWithoutRetryStorm(t *testing.T) {
+	e := newEnv(t)
+	v := e.push(t, "default", "mlp", "mlp")
+	path := e.blobs.Path(v.SHA256)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0xff
+	os.Chmod(path, 0o644)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	req := &serving.InferRequest{Model: "mlp", Inputs: []*tensor.Tensor{f32("x", []int64{1, 4}, 1, 2, 3, 4)}}
+	for range 3 {
+		_, err := e.mgr.Infer(context.Background(), req)
+		if errs.KindOf(err) != errs.Unavailable || !strings.Contains(errs.PublicMessage(err), "corrupt") {
+			t.Fatalf("want Unavailable corrupt error, got %v", err)
+		}
+	}
+	if ready, _ := e.mgr.ModelReady(context.Background(), "default", "mlp", ""); ready {
+		t.Error("a model that failed to load reports ready")
+	}
+	if n := e.rt.loads.Load(); n != 0 {
+		t.Errorf("corrupt artifact reached the runtime %d times", n)
+	}
+	idx, err := e.mgr.RepositoryIndex(context.Background(), "default", false)
+	if err != nil || len(idx) != 1 || idx[0].State != serving.StateUnavailable || !strings.Contains(idx[0].Reason, "corrupt") {
+		t.Fatalf("index: %v %+v", err, idx)
+	}
+	// Repaired bytes load once the retry window has passed.
+	data[len(data)/2] ^= 0xff
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.now.Add(int64(10 * time.Second))
+	if _, err := e.mgr.Infer(context.Background(), req); err != nil {
+		t.Fatalf("after repair: %v", err)
+	}
+}
+
+func TestUnloadAndLoad(t *testing.T) {
+	e := newEnv(t)
+	e.push(t, "default", "mlp", "mlp")
+	ctx := context.Background()
+	req := &serving.InferRequest{Model: "mlp", Inputs: []*tensor.Tensor{f32("x", []int64{1, 4}, 1, 2, 3, 4)}}
+	if err := e.mgr.LoadModel(ctx, "default", "mlp"); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.mgr.Loaded(); len(got) != 1 || got[0] != "default/mlp:1" {
+		t.Fatalf("loaded = %v", got)
+	}
+	if err := e.mgr.UnloadModel(ctx, "default", "mlp"); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.mgr.Loaded(); len(got) != 0 {
+		t.Fatalf("after unload: %v", got)
+	}
+	if _, err := e.mgr.Infer(ctx, req); errs.KindOf(err) != errs.Unavailable {
+		t.Fatalf("infer after unload: %v", err)
+	}
+	if ready, err := e.mgr.ModelReady(ctx, "default", "mlp", ""); err != nil || ready {
+		t.Fatalf("ready after unload = %v, %v", ready, err)
+	}
+	if err := e.mgr.LoadModel(ctx, "default", "mlp"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.mgr.Infer(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.mgr.UnloadModel(ctx, "default", "nope"); !errors.Is(err, errs.ErrNotFound) {
+		t.Fatalf("unload unknown: %v", err)
+	}
+}
+
+func TestUnloadWaitsForInFlight(t *testing.T) {
+	e := newEnv(t)
+	e.push(t, "default", "medium", "mlp_medium")
+	ctx := context.Background()
+	rows := 512
+	in := &tensor.Tensor{Name: "x", DataType: tensor.FP32, Shape: []int64{int64(rows), 64}, Data: make([]byte, rows*64*4)}
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 10 {
+				_, err := e.mgr.Infer(ctx, &serving.InferRequest{Model: "medium", Inputs: []*tensor.Tensor{in}})
+				if err != nil && errs.KindOf(err) != errs.Unavailable {
+					t.Errorf("unexpected error: %v", err)
+				}
+				if err != nil {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return len(e.mgr.Loaded()) == 1 }, "never loaded")
+	// Unloading while runs are in flight must neither crash ORT nor fail a running request.
+	if err := e.mgr.UnloadModel(ctx, "default", "medium"); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+}
+
+func TestNamespacesIsolate(t *testing.T) {
+	e := newEnv(t)
+	e.push(t, "payments", "fraud", "mlp")
+	ctx := context.Background()
+	req := serving.InferRequest{Model: "fraud", Inputs: []*tensor.Tensor{f32("x", []int64{1, 4}, 1, 2, 3, 4)}}
+	if _, err := e.mgr.Infer(ctx, &req); !errors.Is(err, errs.ErrNotFound) {
+		t.Fatalf("default namespace sees payments/fraud: %v", err)
+	}
+	req.Namespace = "payments"
+	if _, err := e.mgr.Infer(ctx, &req); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAliasChangeIsSeenImmediately(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.push(t, "default", "m", "mlp", "champion")
+	e.push(t, "default", "m", "mlp_medium")
+	in := f32("x", []int64{1, 4}, 1, 2, 3, 4)
+	resp, err := e.mgr.Infer(ctx, &serving.InferRequest{Model: "m", Inputs: []*tensor.Tensor{in}})
+	if err != nil || resp.ModelVersion != "1" {
+		t.Fatalf("champion: %v %+v", err, resp)
+	}
+	if err := e.reg.DeleteAlias(ctx, "default", "m", "champion"); err != nil {
+		t.Fatal(err)
+	}
+	// No champion: latest (2) serves; it takes 64 features, so metadata must say so.
+	md, err := e.mgr.ModelMetadata(ctx, "default", "m", "")
+	if err != nil || md.Inputs[0].Shape[1] != 64 || len(md.Versions) != 2 {
+		t.Fatalf("metadata after alias removal: %v %+v", err, md)
+	}
+}
+
+var _ io.Reader = (*bytes.Reader)(nil)

@@ -1,0 +1,260 @@
+#!/usr/bin/python3
+"""Generates the small ONNX test models in this directory, plus cases.json.
+
+Run with Debian's python3 (onnx 1.12, numpy):  /usr/bin/python3 testdata/models/gen_models.py
+Output is deterministic (fixed seeds); see README.md.
+"""
+import json
+import os
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OPSET = [helper.make_opsetid("", 17)]
+OPSET_ML = OPSET + [helper.make_opsetid("ai.onnx.ml", 3)]
+IR_VERSION = 8
+
+
+def save(model, name):
+    model.ir_version = IR_VERSION
+    model.producer_name = "nimbus-gen_models"
+    onnx.checker.check_model(model)
+    onnx.save(model, os.path.join(HERE, name))
+
+
+def vi(name, elem, shape):
+    return helper.make_tensor_value_info(name, elem, shape)
+
+
+def init(name, arr):
+    return numpy_helper.from_array(arr, name)
+
+
+def relu(x):
+    return np.maximum(x, 0)
+
+
+def softmax(x):
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def tensor_case(dtype, arr):
+    return {"datatype": dtype, "shape": list(arr.shape), "data": arr.reshape(-1).tolist()}
+
+
+# ---------------------------------------------------------------- mlp
+def gen_mlp():
+    rng = np.random.default_rng(1)
+    w1 = rng.normal(0, 0.5, (4, 16)).astype(np.float32)
+    b1 = rng.normal(0, 0.1, (16,)).astype(np.float32)
+    w2 = rng.normal(0, 0.5, (16, 3)).astype(np.float32)
+    b2 = rng.normal(0, 0.1, (3,)).astype(np.float32)
+    nodes = [
+        helper.make_node("Gemm", ["x", "w1", "b1"], ["h"]),
+        helper.make_node("Relu", ["h"], ["hr"]),
+        helper.make_node("Gemm", ["hr", "w2", "b2"], ["y"]),
+        helper.make_node("Softmax", ["y"], ["probs"], axis=1),
+    ]
+    g = helper.make_graph(
+        nodes, "mlp",
+        [vi("x", TensorProto.FLOAT, ["batch", 4])],
+        [vi("y", TensorProto.FLOAT, ["batch", 3]), vi("probs", TensorProto.FLOAT, ["batch", 3])],
+        [init("w1", w1), init("b1", b1), init("w2", w2), init("b2", b2)],
+    )
+    save(helper.make_model(g, opset_imports=OPSET), "mlp.onnx")
+
+    cases = []
+    for n in (1, 3):
+        x = rng.normal(0, 1, (n, 4)).astype(np.float32)
+        y = relu(x @ w1 + b1) @ w2 + b2
+        cases.append({
+            "inputs": {"x": tensor_case("FP32", x)},
+            "outputs": {"y": tensor_case("FP32", y), "probs": tensor_case("FP32", softmax(y))},
+        })
+    return cases
+
+
+def gen_mlp_medium():
+    rng = np.random.default_rng(2)
+    dims = [64, 512, 512, 10]
+    inits, nodes = [], []
+    cur = "x"
+    for i in range(3):
+        w = rng.normal(0, 1 / np.sqrt(dims[i]), (dims[i], dims[i + 1])).astype(np.float32)
+        b = np.zeros(dims[i + 1], np.float32)
+        inits += [init(f"w{i}", w), init(f"b{i}", b)]
+        out = "y" if i == 2 else f"h{i}"
+        nodes.append(helper.make_node("Gemm", [cur, f"w{i}", f"b{i}"], [out]))
+        if i < 2:
+            nodes.append(helper.make_node("Relu", [out], [out + "r"]))
+            out += "r"
+        cur = out
+    g = helper.make_graph(nodes, "mlp_medium", [vi("x", TensorProto.FLOAT, ["batch", 64])],
+                          [vi("y", TensorProto.FLOAT, ["batch", 10])], inits)
+    save(helper.make_model(g, opset_imports=OPSET), "mlp_medium.onnx")
+
+
+# ---------------------------------------------------------------- multi_io
+def gen_multi_io():
+    nodes = [
+        helper.make_node("Cast", ["b"], ["bf"], to=TensorProto.FLOAT),
+        helper.make_node("Add", ["a", "bf"], ["sum"]),
+        helper.make_node("Constant", [], ["zero"], value=helper.make_tensor("zero_v", TensorProto.FLOAT, [], [0.0])),
+        helper.make_node("Where", ["mask", "a", "zero"], ["masked"]),
+        helper.make_node("Cast", ["mask"], ["mask_i"], to=TensorProto.INT64),
+        helper.make_node("Constant", [], ["axes"], value=helper.make_tensor("axes_v", TensorProto.INT64, [1], [1])),
+        helper.make_node("ReduceSum", ["mask_i", "axes"], ["count"], keepdims=0),
+    ]
+    g = helper.make_graph(
+        nodes, "multi_io",
+        [vi("a", TensorProto.FLOAT, ["batch", 3]), vi("b", TensorProto.INT64, ["batch", 3]),
+         vi("mask", TensorProto.BOOL, ["batch", 3])],
+        [vi("sum", TensorProto.FLOAT, ["batch", 3]), vi("masked", TensorProto.FLOAT, ["batch", 3]),
+         vi("count", TensorProto.INT64, ["batch"])],
+    )
+    save(helper.make_model(g, opset_imports=OPSET), "multi_io.onnx")
+
+    rng = np.random.default_rng(3)
+    cases = []
+    for n in (1, 4):
+        a = rng.normal(0, 2, (n, 3)).astype(np.float32)
+        b = rng.integers(-1000, 1000, (n, 3)).astype(np.int64)
+        mask = rng.random((n, 3)) < 0.5
+        cases.append({
+            "inputs": {"a": tensor_case("FP32", a), "b": tensor_case("INT64", b), "mask": tensor_case("BOOL", mask)},
+            "outputs": {
+                "sum": tensor_case("FP32", a + b.astype(np.float32)),
+                "masked": tensor_case("FP32", np.where(mask, a, np.float32(0))),
+                "count": tensor_case("INT64", mask.astype(np.int64).sum(axis=1)),
+            },
+        })
+    return cases
+
+
+# ---------------------------------------------------------------- tree
+N_TREES, DEPTH, N_FEAT, N_CLASS = 5, 3, 4, 3
+
+
+def make_forest(rng):
+    """Full binary trees of depth DEPTH: node i has children 2i+1, 2i+2."""
+    n_internal = 2 ** DEPTH - 1
+    n_nodes = 2 ** (DEPTH + 1) - 1
+    trees = []
+    for _ in range(N_TREES):
+        feat = rng.integers(0, N_FEAT, n_internal)
+        thr = rng.normal(0, 1, n_internal).astype(np.float32)
+        leaf_p = rng.dirichlet(np.ones(N_CLASS), n_nodes - n_internal).astype(np.float32)
+        trees.append((feat, thr, leaf_p))
+    return trees
+
+
+def forest_attrs(trees):
+    n_internal = 2 ** DEPTH - 1
+    n_nodes = 2 ** (DEPTH + 1) - 1
+    a = {k: [] for k in ("nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_values", "nodes_modes",
+                         "nodes_truenodeids", "nodes_falsenodeids", "class_treeids", "class_nodeids", "class_ids",
+                         "class_weights")}
+    for t, (feat, thr, leaf_p) in enumerate(trees):
+        for n in range(n_nodes):
+            a["nodes_treeids"].append(t)
+            a["nodes_nodeids"].append(n)
+            if n < n_internal:
+                a["nodes_featureids"].append(int(feat[n]))
+                a["nodes_values"].append(float(thr[n]))
+                a["nodes_modes"].append("BRANCH_LEQ")
+                a["nodes_truenodeids"].append(2 * n + 1)
+                a["nodes_falsenodeids"].append(2 * n + 2)
+            else:
+                a["nodes_featureids"].append(0)
+                a["nodes_values"].append(0.0)
+                a["nodes_modes"].append("LEAF")
+                a["nodes_truenodeids"].append(0)
+                a["nodes_falsenodeids"].append(0)
+                # As skl2onnx does for a random forest: each leaf votes its class
+                # probabilities divided by the number of trees, so the sum is the mean.
+                for c in range(N_CLASS):
+                    a["class_treeids"].append(t)
+                    a["class_nodeids"].append(n)
+                    a["class_ids"].append(c)
+                    a["class_weights"].append(float(leaf_p[n - n_internal][c] / np.float32(N_TREES)))
+    return a
+
+
+def forest_predict(trees, x):
+    """The forest by hand: mean of the leaf distributions; label = argmax."""
+    n_internal = 2 ** DEPTH - 1
+    probs = np.zeros((x.shape[0], N_CLASS), np.float32)
+    for r in range(x.shape[0]):
+        for feat, thr, leaf_p in trees:
+            n = 0
+            while n < n_internal:
+                n = 2 * n + 1 if x[r, feat[n]] <= thr[n] else 2 * n + 2
+            probs[r] += leaf_p[n - n_internal] / np.float32(N_TREES)
+    return probs.argmax(axis=1).astype(np.int64), probs
+
+
+def gen_tree():
+    rng = np.random.default_rng(4)
+    trees = make_forest(rng)
+    attrs = forest_attrs(trees)
+    common = dict(domain="ai.onnx.ml", classlabels_int64s=list(range(N_CLASS)), post_transform="NONE", **attrs)
+    tree_node = helper.make_node("TreeEnsembleClassifier", ["input"], ["label", "probabilities"], **common)
+    inputs = [vi("input", TensorProto.FLOAT, ["batch", N_FEAT])]
+    label = vi("label", TensorProto.INT64, ["batch"])
+    g = helper.make_graph([tree_node], "tree", inputs,
+                          [label, vi("probabilities", TensorProto.FLOAT, ["batch", N_CLASS])])
+    save(helper.make_model(g, opset_imports=OPSET_ML), "tree.onnx")
+
+    # tree_zipmap: what skl2onnx emits by default (zipmap=True).
+    zip_node = helper.make_node("ZipMap", ["probabilities"], ["output_probability"], domain="ai.onnx.ml",
+                                classlabels_int64s=list(range(N_CLASS)))
+    map_type = onnx.TypeProto()
+    map_type.map_type.key_type = TensorProto.INT64
+    map_type.map_type.value_type.CopyFrom(helper.make_tensor_type_proto(TensorProto.FLOAT, []))
+    seq_map = helper.make_value_info("output_probability", helper.make_sequence_type_proto(map_type))
+    tree_node2 = helper.make_node("TreeEnsembleClassifier", ["input"], ["label", "probabilities"], **common)
+    g2 = helper.make_graph([tree_node2, zip_node], "tree_zipmap", inputs, [label, seq_map])
+    save(helper.make_model(g2, opset_imports=OPSET_ML), "tree_zipmap.onnx")
+
+    cases = []
+    for n in (1, 6):
+        x = rng.normal(0, 1.2, (n, N_FEAT)).astype(np.float32)
+        lab, probs = forest_predict(trees, x)
+        cases.append({
+            "inputs": {"input": tensor_case("FP32", x)},
+            "outputs": {"label": tensor_case("INT64", lab), "probabilities": tensor_case("FP32", probs)},
+        })
+    return cases
+
+
+# ---------------------------------------------------------------- dtypes
+DTYPES = [  # suffix, ONNX elem type: every OIP type. ORT 1.24 runs Identity (opset 16) on all of them.
+    ("bool", TensorProto.BOOL), ("uint8", TensorProto.UINT8), ("uint16", TensorProto.UINT16),
+    ("uint32", TensorProto.UINT32), ("uint64", TensorProto.UINT64), ("int8", TensorProto.INT8),
+    ("int16", TensorProto.INT16), ("int32", TensorProto.INT32), ("int64", TensorProto.INT64),
+    ("fp16", TensorProto.FLOAT16), ("fp32", TensorProto.FLOAT), ("fp64", TensorProto.DOUBLE),
+    ("string", TensorProto.STRING), ("bf16", TensorProto.BFLOAT16),
+]
+
+
+def gen_dtypes():
+    nodes = [helper.make_node("Identity", [f"in_{s}"], [f"out_{s}"]) for s, _ in DTYPES]
+    g = helper.make_graph(nodes, "dtypes", [vi(f"in_{s}", t, ["batch", 2]) for s, t in DTYPES],
+                          [vi(f"out_{s}", t, ["batch", 2]) for s, t in DTYPES])
+    save(helper.make_model(g, opset_imports=OPSET), "dtypes.onnx")
+
+
+def main():
+    cases = {"mlp": gen_mlp(), "multi_io": gen_multi_io(), "tree": gen_tree()}
+    gen_mlp_medium()
+    gen_dtypes()
+    with open(os.path.join(HERE, "cases.json"), "w") as f:
+        json.dump(cases, f, indent=1)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
