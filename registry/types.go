@@ -58,14 +58,14 @@ type Model struct {
 // Version is an immutable model version pointing to a content-addressed artifact.
 // Only Serving (the per-version override) may change after creation.
 type Version struct {
-	Namespace   string            `json:"namespace"`
-	Model       string            `json:"model"`
-	Version     int64             `json:"version"`
-	Format      string            `json:"format"`
-	SHA256      string            `json:"sha256"`
-	Size        int64             `json:"size"`
-	Signature   tensor.Signature  `json:"signature"`
-	Description string            `json:"description,omitempty"`
+	Namespace   string           `json:"namespace"`
+	Model       string           `json:"model"`
+	Version     int64            `json:"version"`
+	Format      string           `json:"format"`
+	SHA256      string           `json:"sha256"`
+	Size        int64            `json:"size"`
+	Signature   tensor.Signature `json:"signature"`
+	Description string           `json:"description,omitempty"`
 	// Source is where the bytes came from: "push", or a URI.
 	Source string `json:"source,omitempty"`
 	// Lineage records provenance: run id, commit, dataset, etc.

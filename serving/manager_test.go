@@ -67,7 +67,9 @@ func newEnv(t *testing.T) *env {
 		Runtimes: []runtime.Runtime{e.rt},
 		Now:      func() time.Time { return time.Unix(0, e.now.Load()) },
 	})
-	e.reg.OnChange(func(c registry.Change) { e.mgr.Forget(c.Namespace, c.Model, c.Version, c.Kind == registry.ModelDeleted) })
+	e.reg.OnChange(func(c registry.Change) {
+		e.mgr.Forget(c.Namespace, c.Model, c.Version, c.Kind == registry.ModelDeleted)
+	})
 	t.Cleanup(func() { e.mgr.Close() })
 	return e
 }

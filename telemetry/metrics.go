@@ -16,13 +16,13 @@ import (
 type Metrics struct {
 	reg *prometheus.Registry
 
-	requests      *prometheus.CounterVec
-	latency       *prometheus.HistogramVec
-	loadSeconds   *prometheus.HistogramVec
-	loadFailures  *prometheus.CounterVec
-	loadedModels  prometheus.Gauge
-	loadedBytes   prometheus.Gauge
-	inferRows     *prometheus.CounterVec
+	requests     *prometheus.CounterVec
+	latency      *prometheus.HistogramVec
+	loadSeconds  *prometheus.HistogramVec
+	loadFailures *prometheus.CounterVec
+	loadedModels prometheus.Gauge
+	loadedBytes  prometheus.Gauge
+	inferRows    *prometheus.CounterVec
 }
 
 // NewMetrics registers every collector on a fresh registry (plus Go and process collectors).
@@ -76,9 +76,16 @@ func (m *Metrics) Handler() http.Handler {
 
 // ObserveRequest records one inference request. code is the HTTP status for REST and
 // the gRPC code name for gRPC. version is the version that answered ("" if none).
+//
+// The model and namespace labels come from the client; when no version answered
+// (unknown model, rejected request) they are replaced by "" so a client cannot
+// create unbounded series by inventing names.
 func (m *Metrics) ObserveRequest(ns, model, version, protocol, code string, d time.Duration) {
 	if m == nil {
 		return
+	}
+	if version == "" {
+		ns, model = "", ""
 	}
 	m.requests.WithLabelValues(ns, model, version, protocol, code).Inc()
 	m.latency.WithLabelValues(ns, model, version, protocol).Observe(d.Seconds())

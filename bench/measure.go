@@ -1,0 +1,134 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Load says how long one cell runs. Iterations, when positive, fixes the number of
+// measured calls per worker and Duration is ignored; the same holds for
+// WarmupIterations and Warmup.
+type Load struct {
+	Warmup           time.Duration
+	Duration         time.Duration
+	WarmupIterations int
+	Iterations       int
+}
+
+// sample is what one closed-loop cell measured.
+type sample struct {
+	lat     []time.Duration // every call's latency, sorted after measure returns
+	elapsed time.Duration   // wall time from the first call's start to the last call's end
+}
+
+// op is one call of the system under test. worker is the caller's index (0..conc-1),
+// so an op can keep per-worker buffers without locking.
+type op func(ctx context.Context, worker int) error
+
+// measure drives fn closed-loop from conc goroutines: each calls fn again as soon
+// as the previous call returns. It warms up first, then records every call's
+// latency into a slice allocated before the measured phase.
+func measure(ctx context.Context, conc int, load Load, fn op) (sample, error) {
+	warm, err := runPhase(ctx, conc, load.WarmupIterations, load.Warmup, nil, fn)
+	if err != nil {
+		return sample{}, fmt.Errorf("warm-up: %w", err)
+	}
+	// Size each worker's slice from the warm-up rate so that appends never
+	// allocate in the measured phase (30% headroom; an overrun still works).
+	per := load.Iterations
+	if per <= 0 {
+		rate := float64(len(warm.lat)) / max(warm.elapsed.Seconds(), 1e-9) / float64(conc)
+		per = int(math.Ceil(rate*load.Duration.Seconds()*1.3)) + 1024
+	}
+	bufs := make([][]time.Duration, conc)
+	for i := range bufs {
+		bufs[i] = make([]time.Duration, 0, per)
+	}
+	s, err := runPhase(ctx, conc, load.Iterations, load.Duration, bufs, fn)
+	if err != nil {
+		return sample{}, err
+	}
+	slices.Sort(s.lat)
+	return s, nil
+}
+
+// runPhase runs conc closed-loop workers for iters calls each, or until d has
+// passed since the common start when iters is 0. bufs, when non-nil, receives
+// the latencies (one slice per worker); else they are counted only.
+func runPhase(ctx context.Context, conc, iters int, d time.Duration, bufs [][]time.Duration, fn op) (sample, error) {
+	if bufs == nil {
+		bufs = make([][]time.Duration, conc)
+		for i := range bufs {
+			bufs[i] = make([]time.Duration, 0, max(iters, 1024))
+		}
+	}
+	var (
+		wg    sync.WaitGroup
+		errMu sync.Mutex
+		first error
+		ends  = make([]time.Time, conc)
+		gate  = make(chan struct{})
+	)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for w := range conc {
+		wg.Go(func() {
+			lat := bufs[w]
+			<-gate
+			start := time.Now()
+			deadline := start.Add(d)
+			t0 := start
+			for i := 0; iters <= 0 || i < iters; i++ {
+				if err := fn(ctx, w); err != nil {
+					errMu.Lock()
+					if first == nil {
+						first = err
+					}
+					errMu.Unlock()
+					cancel()
+					break
+				}
+				t1 := time.Now()
+				lat = append(lat, t1.Sub(t0))
+				t0 = t1
+				if (iters <= 0 && !t1.Before(deadline)) || ctx.Err() != nil {
+					break
+				}
+			}
+			bufs[w] = lat
+			ends[w] = t0
+		})
+	}
+	start := time.Now()
+	close(gate)
+	wg.Wait()
+	if first != nil {
+		return sample{}, first
+	}
+	var last time.Time
+	n := 0
+	for w := range conc {
+		if ends[w].After(last) {
+			last = ends[w]
+		}
+		n += len(bufs[w])
+	}
+	all := make([]time.Duration, 0, n)
+	for _, b := range bufs {
+		all = append(all, b...)
+	}
+	return sample{lat: all, elapsed: last.Sub(start)}, nil
+}
+
+// percentile is the nearest-rank percentile of sorted latencies (p in (0,100]).
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
+	return sorted[min(max(rank, 1), len(sorted))-1]
+}

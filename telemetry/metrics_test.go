@@ -1,0 +1,37 @@
+package telemetry
+
+import (
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestUnresolvedModelsShareOneSeries(t *testing.T) {
+	m := NewMetrics()
+	for _, name := range []string{"a", "b", "c"} {
+		m.ObserveRequest("default", name, "", "rest", "404", time.Millisecond)
+	}
+	m.ObserveRequest("default", "real", "3", "rest", "200", time.Millisecond)
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(rec.Body)
+	text := string(body)
+	if !strings.Contains(text, `nimbus_requests_total{code="404",model="",namespace="",protocol="rest",version=""} 3`) {
+		t.Errorf("unresolved requests not aggregated:\n%s", grep(text, "nimbus_requests_total"))
+	}
+	if !strings.Contains(text, `nimbus_requests_total{code="200",model="real",namespace="default",protocol="rest",version="3"} 1`) {
+		t.Errorf("resolved request missing:\n%s", grep(text, "nimbus_requests_total"))
+	}
+}
+
+func grep(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
