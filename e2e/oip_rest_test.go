@@ -131,10 +131,10 @@ func TestBinaryTensorExtension(t *testing.T) {
 	var bin bytes.Buffer
 	binary.Write(&bin, binary.LittleEndian, bvals)
 	bin.Write(mask)
-	header := fmt.Sprintf(`{"inputs":[`+
-		`{"name":"a","shape":[2,3],"datatype":"FP32","data":[1,2,3,4,5,6]},`+
-		`{"name":"b","shape":[2,3],"datatype":"INT64","parameters":{"binary_data_size":48}},`+
-		`{"name":"mask","shape":[2,3],"datatype":"BOOL","parameters":{"binary_data_size":6}}],`+
+	header := fmt.Sprintf(`{"inputs":[` +
+		`{"name":"a","shape":[2,3],"datatype":"FP32","data":[1,2,3,4,5,6]},` +
+		`{"name":"b","shape":[2,3],"datatype":"INT64","parameters":{"binary_data_size":48}},` +
+		`{"name":"mask","shape":[2,3],"datatype":"BOOL","parameters":{"binary_data_size":6}}],` +
 		`"outputs":[{"name":"sum","parameters":{"binary_data":true}},{"name":"count"}]}`)
 	body := append([]byte(header), bin.Bytes()...)
 	st, hdr, resp := do(t, "POST", srv.URL+"/v2/models/multi/infer", "application/octet-stream", body,

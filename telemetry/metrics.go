@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Metrics are the server's Prometheus collectors.
@@ -23,6 +24,7 @@ type Metrics struct {
 	loadedModels prometheus.Gauge
 	loadedBytes  prometheus.Gauge
 	inferRows    *prometheus.CounterVec
+	inFlight     *prometheus.GaugeVec
 }
 
 // NewMetrics registers every collector on a fresh registry (plus Go and process collectors).
@@ -61,8 +63,12 @@ func NewMetrics() *Metrics {
 			Name: "nimbus_inference_rows_total",
 			Help: "Rows (first-dimension elements) inferred.",
 		}, []string{"namespace", "model", "version"}),
+		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "nimbus_requests_in_flight",
+			Help: "Requests being handled now, by protocol (rest, grpc, mgmt).",
+		}, []string{"protocol"}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.loadSeconds, m.loadFailures, m.loadedModels, m.loadedBytes, m.inferRows)
+	reg.MustRegister(m.inFlight, m.requests, m.latency, m.loadSeconds, m.loadFailures, m.loadedModels, m.loadedBytes, m.inferRows)
 	return m
 }
 
@@ -118,4 +124,26 @@ func (m *Metrics) SetLoaded(models int, bytes int64) {
 	}
 	m.loadedModels.Set(float64(models))
 	m.loadedBytes.Set(float64(bytes))
+}
+
+// Track counts one request in flight for protocol until the returned func is called.
+func (m *Metrics) Track(protocol string) (done func()) {
+	if m == nil {
+		return func() {}
+	}
+	g := m.inFlight.WithLabelValues(protocol)
+	g.Inc()
+	return g.Dec
+}
+
+// InFlight returns the current in-flight count for protocol.
+func (m *Metrics) InFlight(protocol string) float64 {
+	if m == nil {
+		return 0
+	}
+	var out dto.Metric
+	if err := m.inFlight.WithLabelValues(protocol).Write(&out); err != nil {
+		return 0
+	}
+	return out.GetGauge().GetValue()
 }

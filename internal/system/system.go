@@ -93,12 +93,13 @@ func New(ctx context.Context, cfg config.Config, version string, log *slog.Logge
 
 	mux := http.NewServeMux()
 	oipHandler := oip.NewHandler(s.Manager, oip.Options{MaxBodyBytes: cfg.MaxBodyBytes, Metrics: s.Metrics, Logger: log.With("component", "oip")})
+	oipHandler = s.tracked("rest", oipHandler)
 	mux.Handle("/v2/", oipHandler)
 	mux.Handle("/v2", oipHandler)
 	mux.Handle("/ns/", oipHandler)
-	mux.Handle("/api/v1/", mgmt.NewHandler(s.Registry, mgmt.Options{
+	mux.Handle("/api/v1/", s.tracked("mgmt", mgmt.NewHandler(s.Registry, mgmt.Options{
 		UploadDir: filepath.Join(cfg.DataDir, "uploads"), MaxBlobBytes: cfg.MaxBlobBytes, Logger: log.With("component", "mgmt"),
-	}))
+	})))
 	mux.Handle("GET /metrics", s.Metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	s.httpSrv = &http.Server{
@@ -198,6 +199,15 @@ func (s *System) closeAll() {
 			s.Log.Warn("closing store", "err", err)
 		}
 	}
+}
+
+// tracked counts requests in flight per protocol.
+func (s *System) tracked(protocol string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		done := s.Metrics.Track(protocol)
+		defer done()
+		next.ServeHTTP(w, r)
+	})
 }
 
 // recoverer turns a handler panic into a 500 and a log line instead of a dead connection.
