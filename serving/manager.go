@@ -195,12 +195,12 @@ func (m *Manager) load(inst *instance) {
 			return errs.New(errs.FailedPrecondition, "no runtime for format %q", v.Format)
 		}
 		if err := m.blobs.Verify(ctx, v.SHA256); err != nil {
-			return fmt.Errorf("verify artifact of %s version %d: %w", v.Model, v.Version, err)
+			return err
 		}
 		cfg := m.servingConfig(ctx, v)
 		model, err := rt.Load(ctx, m.blobs.Path(v.SHA256), runtime.Options{IntraOpThreads: cfg.Threads, InterOpThreads: cfg.InterOpThreads})
 		if err != nil {
-			return fmt.Errorf("load %s version %d: %w", v.Model, v.Version, err)
+			return err
 		}
 		inst.model = model
 		return nil

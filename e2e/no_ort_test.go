@@ -1,0 +1,76 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nimbus-ai/nimbus/internal/cli"
+	"github.com/nimbus-ai/nimbus/internal/testutil"
+)
+
+// TestMain lets this test binary act as the nimbus binary in a child process:
+// ONNX Runtime's environment is process-wide, so "no library" needs a fresh process.
+func TestMain(m *testing.M) {
+	if os.Getenv("NIMBUS_E2E_CHILD") == "server" {
+		os.Exit(cli.Run(context.Background(), []string{"server", "--http-addr", "127.0.0.1:0", "--grpc-addr", "",
+			"--data-dir", os.Getenv("NIMBUS_E2E_DATA")}, os.Stdout, os.Stderr, os.Getenv))
+	}
+	os.Exit(m.Run())
+}
+
+func TestServerRunsWithoutONNXRuntime(t *testing.T) {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "NIMBUS_E2E_CHILD=server", "NIMBUS_E2E_DATA="+t.TempDir(),
+		"NIMBUS_ORT_LIB=/nonexistent/libonnxruntime.so.1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	addrRe := regexp.MustCompile(`msg="nimbus serving" http=(127\.0\.0\.1:\d+)`)
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sent := false
+		for sc.Scan() {
+			if m := addrRe.FindStringSubmatch(sc.Text()); m != nil && !sent {
+				addr <- m[1]
+				sent = true
+			}
+		}
+	}()
+	var url string
+	select {
+	case a := <-addr:
+		url = "http://" + a
+	case <-time.After(20 * time.Second):
+		t.Fatal("server without ONNX Runtime did not start")
+	}
+	srv := &testutil.Server{URL: url}
+	// The registry works without the runtime: push reads the signature in pure Go.
+	mustCLI(t, srv, "models", "push", testutil.Model("mlp"), "--name", "m")
+	st, body := postJSON(t, url+"/v2/models/m/infer", `{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]}`)
+	t.Logf("answer: %d %s", st, body)
+	if st != 503 || !strings.Contains(string(body), "make setup") || !strings.Contains(string(body), "NIMBUS_ORT_LIB") {
+		t.Fatalf("infer without ONNX Runtime: %d %s", st, body)
+	}
+}
