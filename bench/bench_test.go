@@ -43,7 +43,7 @@ func TestQuickRun(t *testing.T) {
 		if r.P50 <= 0 || r.P99 < r.P50 || r.ReqPerSec <= 0 || r.RowsPerSec != r.ReqPerSec*float64(r.Batch) {
 			t.Errorf("%s b=%d c=%d: insane cell %+v", name, r.Batch, r.Conc, r)
 		}
-		if r.HasAdded != (r.Path != PathRaw && r.Path != PathBareHTTP && r.Path != PathBareGRPC) {
+		if r.HasAdded != (r.Path != PathORT && r.Path != PathBareHTTP && r.Path != PathBareGRPC) {
 			t.Errorf("%s: HasAdded = %v", name, r.HasAdded)
 		}
 		if r.HasAdded && r.RawRatio <= 0 {

@@ -33,6 +33,7 @@ import (
 
 // Paths, in the order each (model, batch, concurrency) group runs them.
 const (
+	PathORT          = "ort-direct"    // ONNX Runtime AdvancedSession.Run with tensors bound once, in-process
 	PathRaw          = "raw-run"       // runtime/onnx Model.Run in-process, context.Background
 	PathManager      = "manager"       // serving.Manager.Infer in-process
 	PathRESTHandler  = "rest-handler"  // OIP REST http.Handler in-process (JSON codec, no network)
@@ -43,7 +44,7 @@ const (
 )
 
 // Paths lists every path in run order.
-var Paths = []string{PathRaw, PathManager, PathRESTHandler, PathRESTLoopback, PathBareHTTP, PathGRPCLoopback, PathBareGRPC}
+var Paths = []string{PathORT, PathRaw, PathManager, PathRESTHandler, PathRESTLoopback, PathBareHTTP, PathGRPCLoopback, PathBareGRPC}
 
 // Config is one benchmark run.
 type Config struct {
@@ -73,12 +74,14 @@ type Result struct {
 	ReqPerSec  float64
 	RowsPerSec float64
 	// Added latency over the reference: raw-run for in-process paths, raw-run plus
-	// the bare server of the same protocol for loopback paths. HasAdded is false
-	// for raw-run and the bare servers.
+	// the bare server of the same protocol for loopback paths, ort-direct for
+	// raw-run itself (the adapter's cost). HasAdded is false for ort-direct and
+	// the bare servers.
 	HasAdded bool
 	AddedP50 time.Duration
 	AddedP99 time.Duration
-	// RawRatio is RowsPerSec ÷ raw-run's RowsPerSec (0 for raw-run and the bare servers).
+	// RawRatio is RowsPerSec ÷ raw-run's RowsPerSec (÷ ort-direct's for raw-run;
+	// 0 where HasAdded is false).
 	RawRatio float64
 }
 
@@ -116,7 +119,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 			return nil, fmt.Errorf("push %s: %w", name, err)
 		}
 		for _, batch := range cfg.Batches {
-			w, err := env.workload(ctx, name, raw, batch)
+			w, err := env.workload(ctx, name, path, raw, batch)
 			if err != nil {
 				raw.Close()
 				return nil, fmt.Errorf("%s batch %d: %w", name, batch, err)

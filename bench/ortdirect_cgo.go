@@ -13,9 +13,6 @@ import (
 	"github.com/nimbus-ai/nimbus/tensor"
 )
 
-// ortDirectAvailable says whether this build can drive ONNX Runtime directly.
-const ortDirectAvailable = true
-
 // newORTDirect opens one ONNX Runtime AdvancedSession per worker with input and
 // output tensors bound once, so a call is ORT's Run and nothing else: below
 // raw-run, which converts tensors through Nimbus's adapter on every call. It

@@ -8,8 +8,6 @@ import (
 	"github.com/nimbus-ai/nimbus/tensor"
 )
 
-const ortDirectAvailable = false
-
 func newORTDirect(string, tensor.Signature, *tensor.Tensor, int) (op, func(), error) {
 	return nil, nil, errors.New("ort-direct needs cgo")
 }

@@ -18,6 +18,7 @@ type Report struct {
 
 // pathNotes says what each path measures, for the legend.
 var pathNotes = map[string]string{
+	PathORT:          "ONNX Runtime `AdvancedSession.Run` in-process, tensors bound once (one session per worker): ORT alone",
 	PathRaw:          "`runtime/onnx` Model.Run in-process (Nimbus's ORT adapter, context.Background): the physical limit",
 	PathManager:      "`serving.Manager.Infer` in-process: resolve, validate, stats, run (cancellable context, as a request's)",
 	PathRESTHandler:  "the OIP REST `http.Handler` called in-process: JSON decode + Manager + JSON encode, no network",
@@ -39,8 +40,9 @@ func (r Report) WriteMarkdown(w io.Writer) error {
 	fmt.Fprintf(&b, "- load: %s\n", describeLoad(r.Load))
 	fmt.Fprintf(&b, "- client and servers share the same cores; closed loop (each worker sends its next request when the last one returns)\n\n")
 	b.WriteString(Table(r.Results))
-	b.WriteString("\nadded = p50 (p99) − raw-run's for in-process paths; − (raw-run + bare server of the same protocol) for loopback paths.\n")
-	b.WriteString("÷raw = rows/s ÷ raw-run's rows/s at the same model, batch and concurrency.\n\n")
+	b.WriteString("\nadded = p50 (p99) − raw-run's for in-process paths; − (raw-run + bare server of the same protocol) for loopback paths;\n")
+	b.WriteString("for raw-run itself, − ort-direct's (the cost of Nimbus's runtime adapter).\n")
+	b.WriteString("÷raw = rows/s ÷ raw-run's rows/s at the same model, batch and concurrency (raw-run: ÷ ort-direct's).\n\n")
 	for _, p := range Paths {
 		fmt.Fprintf(&b, "- `%s`: %s\n", p, pathNotes[p])
 	}

@@ -21,6 +21,7 @@ import (
 // workload is one model at one batch size, in every form the paths send it.
 type workload struct {
 	model    string
+	path     string // the .onnx file
 	batch    int
 	raw      runtime.Model
 	inputs   []*tensor.Tensor
@@ -33,7 +34,7 @@ type workload struct {
 // workload builds the request for a single-FP32-input model with a dynamic batch
 // dimension, asks Nimbus once over REST and gRPC, checks the answers, and loads
 // them into the bare servers.
-func (e *env) workload(ctx context.Context, name string, raw runtime.Model, batch int) (*workload, error) {
+func (e *env) workload(ctx context.Context, name, path string, raw runtime.Model, batch int) (*workload, error) {
 	sig := raw.Signature()
 	if len(sig.Inputs) != 1 || sig.Inputs[0].DataType != tensor.FP32 || len(sig.Inputs[0].Shape) != 2 || sig.Inputs[0].Shape[1] <= 0 {
 		return nil, fmt.Errorf("the harness drives models with one FP32 [batch, features] input; %s has %v", name, sig.Inputs)
@@ -45,7 +46,7 @@ func (e *env) workload(ctx context.Context, name string, raw runtime.Model, batc
 		binary.LittleEndian.PutUint32(data[4*i:], math.Float32bits(float32(2*math.Sin(float64(i)*0.37))))
 	}
 	x := &tensor.Tensor{Name: in.Name, DataType: tensor.FP32, Shape: []int64{int64(batch), int64(feats)}, Data: data}
-	w := &workload{model: name, batch: batch, raw: raw, inputs: []*tensor.Tensor{x}, restPath: "/v2/models/" + name + "/infer"}
+	w := &workload{model: name, path: path, batch: batch, raw: raw, inputs: []*tensor.Tensor{x}, restPath: "/v2/models/" + name + "/infer"}
 	body, _, err := oip.EncodeInferRequest(nil, &serving.InferRequest{Inputs: w.inputs}, false)
 	if err != nil {
 		return nil, fmt.Errorf("encode request: %w", err)
@@ -98,7 +99,14 @@ func (e *env) runGroup(ctx context.Context, cfg Config, w *workload, conc int) (
 	defer bareConn.Close()
 	bareGRPC := pb.NewGRPCInferenceServiceClient(bareConn)
 
+	direct, closeDirect, err := newORTDirect(w.path, w.raw.Signature(), w.inputs[0], conc)
+	if err != nil {
+		return nil, err
+	}
+	defer closeDirect()
+
 	ops := map[string]op{
+		PathORT: direct,
 		// The physical limit: the runtime adapter's fast path (no cancellable context).
 		PathRaw: func(context.Context, int) error {
 			_, err := w.raw.Run(context.Background(), w.inputs, nil)
@@ -175,25 +183,28 @@ func derive(group []Result) {
 		}
 		return nil
 	}
-	raw := find(PathRaw)
-	if raw == nil {
-		return
-	}
-	ref := map[string]*Result{PathRESTLoopback: find(PathBareHTTP), PathGRPCLoopback: find(PathBareGRPC)}
+	raw, direct := find(PathRaw), find(PathORT)
+	bare := map[string]*Result{PathRESTLoopback: find(PathBareHTTP), PathGRPCLoopback: find(PathBareGRPC)}
 	for i := range group {
 		r := &group[i]
+		ref := raw
 		switch r.Path {
-		case PathRaw, PathBareHTTP, PathBareGRPC:
+		case PathORT, PathBareHTTP, PathBareGRPC:
+			continue
+		case PathRaw:
+			ref = direct
+		}
+		if ref == nil {
 			continue
 		}
 		r.HasAdded = true
-		r.AddedP50, r.AddedP99 = r.P50-raw.P50, r.P99-raw.P99
-		if b := ref[r.Path]; b != nil {
+		r.AddedP50, r.AddedP99 = r.P50-ref.P50, r.P99-ref.P99
+		if b := bare[r.Path]; b != nil {
 			r.AddedP50 -= b.P50
 			r.AddedP99 -= b.P99
 		}
-		if raw.RowsPerSec > 0 {
-			r.RawRatio = r.RowsPerSec / raw.RowsPerSec
+		if ref.RowsPerSec > 0 {
+			r.RawRatio = r.RowsPerSec / ref.RowsPerSec
 		}
 	}
 }

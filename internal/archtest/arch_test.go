@@ -1,0 +1,126 @@
+// Package archtest guards the architecture: every package says what it is for,
+// and the layering between packages holds (domain packages never import the API
+// layer; leaf packages stay leaves).
+package archtest
+
+import (
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/nimbus-ai/nimbus/internal/testutil"
+)
+
+const module = "github.com/nimbus-ai/nimbus"
+
+type pkg struct {
+	hasDoc  bool
+	imports map[string]bool
+}
+
+func loadPackages(t *testing.T) map[string]*pkg {
+	t.Helper()
+	root := testutil.RepoRoot()
+	pkgs := map[string]*pkg{}
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			name := d.Name()
+			if path != root && (strings.HasPrefix(name, ".") || name == "testdata" || name == "node_modules" || name == "bin") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly|parser.ParseComments)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, filepath.Dir(path))
+		p := pkgs[rel]
+		if p == nil {
+			p = &pkg{imports: map[string]bool{}}
+			pkgs[rel] = p
+		}
+		if f.Doc != nil && strings.HasPrefix(strings.TrimSpace(f.Doc.Text()), "Package "+f.Name.Name) || f.Name.Name == "main" && f.Doc != nil {
+			p.hasDoc = true
+		}
+		for _, imp := range f.Imports {
+			p.imports[strings.Trim(imp.Path.Value, `"`)] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pkgs
+}
+
+func TestEveryPackageHasADocComment(t *testing.T) {
+	var missing []string
+	for dir, p := range loadPackages(t) {
+		if !p.hasDoc && !strings.HasPrefix(dir, "cmd") && !strings.HasPrefix(dir, "bench") {
+			missing = append(missing, dir)
+		}
+	}
+	sort.Strings(missing)
+	if len(missing) > 0 {
+		t.Errorf("packages without a \"// Package x ...\" doc comment: %v", missing)
+	}
+}
+
+func TestLayering(t *testing.T) {
+	pkgs := loadPackages(t)
+	// forbidden[p] lists module-relative prefixes package p must not import.
+	forbidden := map[string][]string{
+		"tensor":        {""}, // a leaf: nothing from this module
+		"internal/errs": {""},
+		"runtime":       {"registry", "serving", "api", "internal/system", "internal/cli", "client"},
+		"runtime/onnx":  {"registry", "serving", "api", "internal/system", "internal/cli", "client"},
+		"registry":      {"serving", "api", "internal/system", "internal/cli", "client", "runtime/onnx"},
+		"serving":       {"api", "internal/system", "internal/cli", "client", "runtime/onnx", "registry/sqlite", "registry/blob"},
+		"api/oip":       {"registry/sqlite", "runtime/onnx", "internal/system", "internal/cli"},
+		"api/grpcapi":   {"registry/sqlite", "runtime/onnx", "internal/system", "internal/cli"},
+		"api/mgmt":      {"registry/sqlite", "runtime/onnx", "internal/system", "internal/cli", "serving"},
+		"client":        {"registry/sqlite", "runtime/onnx", "internal/system", "serving", "api/mgmt"},
+		"config":        {"registry", "serving", "api", "runtime", "internal/system", "internal/cli"},
+	}
+	for dir, bans := range forbidden {
+		p, ok := pkgs[dir]
+		if !ok {
+			t.Errorf("package %s not found", dir)
+			continue
+		}
+		for imp := range p.imports {
+			rel, inModule := strings.CutPrefix(imp, module)
+			if !inModule {
+				continue
+			}
+			rel = strings.TrimPrefix(rel, "/")
+			for _, ban := range bans {
+				if ban == "" || rel == ban || strings.HasPrefix(rel, ban+"/") {
+					t.Errorf("%s imports %s, which the layering forbids", dir, rel)
+				}
+			}
+		}
+	}
+}
+
+// TestCLIDoesNotTouchTheDataDir: the CLI is a client of the API; only the server
+// command wires storage.
+func TestCLIDoesNotTouchTheDataDir(t *testing.T) {
+	p := loadPackages(t)["internal/cli"]
+	for imp := range p.imports {
+		if strings.HasPrefix(imp, module+"/registry/sqlite") || strings.HasPrefix(imp, module+"/registry/blob") {
+			t.Errorf("internal/cli imports %s directly", imp)
+		}
+	}
+}
