@@ -155,7 +155,6 @@ func (a *api) createVersion(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("create version: %w", err)
 	}
 	w.Header().Set("Location", fmt.Sprintf("/api/v1/namespaces/%s/models/%s/versions/%d", v.Namespace, v.Model, v.Version))
-	a.log.InfoContext(r.Context(), "version created", "namespace", v.Namespace, "model", v.Model, "version", v.Version, "sha256", v.SHA256)
 	writeJSON(w, http.StatusCreated, v)
 	return nil
 }

@@ -98,7 +98,7 @@ func New(ctx context.Context, cfg config.Config, version string, log *slog.Logge
 	mux.Handle("/v2", oipHandler)
 	mux.Handle("/ns/", oipHandler)
 	mux.Handle("/api/v1/", s.tracked("mgmt", mgmt.NewHandler(s.Registry, mgmt.Options{
-		UploadDir: filepath.Join(cfg.DataDir, "uploads"), MaxBlobBytes: cfg.MaxBlobBytes, Logger: log.With("component", "mgmt"),
+		UploadDir: filepath.Join(cfg.DataDir, "uploads"), MaxBlobBytes: cfg.MaxBlobBytes, Logger: log,
 	})))
 	mux.Handle("GET /metrics", s.Metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
@@ -113,7 +113,7 @@ func New(ctx context.Context, cfg config.Config, version string, log *slog.Logge
 	}
 	if cfg.GRPCAddr != "" {
 		s.grpcHealth = health.NewServer()
-		gopts := grpcapi.Options{MaxMessageBytes: int(cfg.MaxBodyBytes), Metrics: s.Metrics, Logger: log.With("component", "grpc"), Health: s.grpcHealth}
+		gopts := grpcapi.Options{MaxMessageBytes: int(cfg.MaxBodyBytes), Metrics: s.Metrics, Logger: log, Health: s.grpcHealth}
 		s.grpcSrv = grpcapi.NewGRPCServer(gopts)
 		s.grpcAPI = grpcapi.New(s.Manager, gopts)
 		s.grpcAPI.Register(s.grpcSrv)
