@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -51,7 +52,10 @@ type Config struct {
 	Models      []string // test model names under ModelDir, e.g. "mlp"
 	Batches     []int
 	Concurrency []int
-	Load        Load
+	// Paths restricts the run to these paths (nil: all); derived columns need
+	// their reference paths in the same run.
+	Paths []string
+	Load  Load
 	// RepoRoot holds testdata/models and .deps/onnxruntime; "" finds it from the working directory.
 	RepoRoot string
 	// Log receives the server's warnings; nil discards them.
@@ -100,6 +104,11 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	}
 	if len(cfg.Concurrency) == 0 {
 		cfg.Concurrency = []int{1}
+	}
+	for _, p := range cfg.Paths {
+		if !slices.Contains(Paths, p) {
+			return nil, fmt.Errorf("unknown path %q (known: %s)", p, strings.Join(Paths, ", "))
+		}
 	}
 	env, err := start(ctx, cfg)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	goruntime "runtime"
+	"slices"
 
 	"google.golang.org/protobuf/proto"
 
@@ -151,6 +152,9 @@ func (e *env) runGroup(ctx context.Context, cfg Config, w *workload, conc int) (
 
 	var out []Result
 	for _, path := range Paths {
+		if cfg.Paths != nil && !slices.Contains(cfg.Paths, path) {
+			continue
+		}
 		goruntime.GC() // don't bill one cell for the previous cell's garbage
 		s, err := measure(ctx, conc, cfg.Load, ops[path])
 		if err != nil {

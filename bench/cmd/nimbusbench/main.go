@@ -32,6 +32,7 @@ func run() error {
 		models   = flag.String("models", "mlp,mlp_medium", "comma-separated test models (testdata/models/NAME.onnx)")
 		batches  = flag.String("batches", "1,64", "comma-separated batch sizes")
 		concs    = flag.String("concurrency", "1", "comma-separated closed-loop concurrency levels")
+		paths    = flag.String("paths", "", "comma-separated paths to run (default all: "+strings.Join(bench.Paths, ",")+")")
 		duration = flag.Duration("duration", 5*time.Second, "measured time per cell")
 		warmup   = flag.Duration("warmup", time.Second, "warm-up time per cell")
 		iters    = flag.Int("iterations", 0, "measured calls per worker per cell (overrides -duration when > 0)")
@@ -48,6 +49,7 @@ func run() error {
 		cfg.Load = bench.Load{WarmupIterations: 20, Iterations: 200}
 	}
 	cfg.Models = splitList(*models)
+	cfg.Paths = splitList(*paths)
 	var err error
 	if cfg.Batches, err = intList("batches", *batches); err != nil {
 		return err
