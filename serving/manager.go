@@ -411,19 +411,32 @@ func (m *Manager) UnloadModel(ctx context.Context, ns, model string) error {
 	}
 	m.mu.Lock()
 	m.unloaded[modelKey{ns, model}] = true
+	victims := m.detachLocked(func(k versionKey) bool { return k.ns == ns && k.model == model })
+	m.mu.Unlock()
+	m.closeAll(victims)
+	return nil
+}
+
+// detachLocked removes matching instances from the loaded set and returns them
+// for closing outside the lock. m.mu must be held.
+func (m *Manager) detachLocked(match func(versionKey) bool) []*instance {
 	var victims []*instance
 	for k, inst := range m.loaded {
-		if k.ns == ns && k.model == model {
+		if match(k) {
 			victims = append(victims, inst)
 			delete(m.loaded, k)
 		}
 	}
-	m.mu.Unlock()
+	return victims
+}
+
+// closeAll closes detached instances (waiting for their in-flight runs) and
+// updates the resident gauges.
+func (m *Manager) closeAll(victims []*instance) {
 	for _, inst := range victims {
 		m.closeInstance(inst)
 	}
 	m.updateLoadedGauge()
-	return nil
 }
 
 // Forget drops a version (every version when version is 0) from memory and from
@@ -432,37 +445,23 @@ func (m *Manager) UnloadModel(ctx context.Context, ns, model string) error {
 func (m *Manager) Forget(ns, model string, version int64, deleted bool) {
 	m.Invalidate(ns, model)
 	m.mu.Lock()
-	var victims []*instance
-	for k, inst := range m.loaded {
-		if k.ns == ns && k.model == model && (version == 0 || k.version == version) {
-			victims = append(victims, inst)
-			delete(m.loaded, k)
-		}
-	}
+	victims := m.detachLocked(func(k versionKey) bool {
+		return k.ns == ns && k.model == model && (version == 0 || k.version == version)
+	})
 	if deleted {
 		delete(m.unloaded, modelKey{ns, model})
 	}
 	m.mu.Unlock()
-	for _, inst := range victims {
-		m.closeInstance(inst)
-	}
-	m.updateLoadedGauge()
+	m.closeAll(victims)
 }
 
 // Close stops accepting requests, waits for in-flight runs and frees every model.
 func (m *Manager) Close() error {
 	m.mu.Lock()
 	m.closed = true
-	victims := make([]*instance, 0, len(m.loaded))
-	for k, inst := range m.loaded {
-		victims = append(victims, inst)
-		delete(m.loaded, k)
-	}
+	victims := m.detachLocked(func(versionKey) bool { return true })
 	m.mu.Unlock()
-	for _, inst := range victims {
-		m.closeInstance(inst)
-	}
-	m.updateLoadedGauge()
+	m.closeAll(victims)
 	return nil
 }
 
