@@ -10,13 +10,6 @@ import (
 // become Kubernetes object names, metric label values and URL path segments unchanged.
 const MaxNameLen = 63
 
-// Serving setting bounds. Higher thread counts than cores only add contention; 64
-// keeps a typo ("640") from taking a machine down.
-const (
-	MaxThreads        = 64
-	MaxInterOpThreads = 64
-)
-
 // ValidateNamespace checks a namespace name (the caller maps "" to DefaultNamespace first).
 func ValidateNamespace(ns string) error { return validateName("namespace", "namespace", ns) }
 
@@ -46,18 +39,6 @@ func ValidateDigest(s string) error {
 		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
 			return errs.New(errs.InvalidArgument, "sha256 %q: must be 64 lowercase hex characters", s).WithField("sha256")
 		}
-	}
-	return nil
-}
-
-// Validate checks the serving settings' bounds. Messages name the field as it is
-// spelled in config files ("serving.threads").
-func (c ServingConfig) Validate() error {
-	if c.Threads < 0 || c.Threads > MaxThreads {
-		return errs.New(errs.InvalidArgument, "serving.threads: must be between 0 and %d, got %d", MaxThreads, c.Threads).WithField("serving.threads")
-	}
-	if c.InterOpThreads < 0 || c.InterOpThreads > MaxInterOpThreads {
-		return errs.New(errs.InvalidArgument, "serving.interOpThreads: must be between 0 and %d, got %d", MaxInterOpThreads, c.InterOpThreads).WithField("serving.interOpThreads")
 	}
 	return nil
 }

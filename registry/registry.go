@@ -486,6 +486,21 @@ func (r *Registry) SetModelServing(ctx context.Context, ns, model string, s Serv
 	if err != nil {
 		return Model{}, fmt.Errorf("registry: set model serving: %w", err)
 	}
+	if s.BatchSize() > 1 {
+		vs, err := r.store.ListVersions(ctx, ns, model)
+		if err != nil {
+			return Model{}, fmt.Errorf("registry: set model serving: %w", err)
+		}
+		for _, v := range vs {
+			if v.Serving != nil && v.Serving.Batching != nil {
+				continue // the version's own override decides for it
+			}
+			if err := CheckBatchable(v.Signature); err != nil {
+				return Model{}, fmt.Errorf("registry: set model serving: %w", bad("serving.batching.maxBatchSize",
+					"version %d cannot batch: %v; leave batching off for this model or override it on that version", v.Version, err))
+			}
+		}
+	}
 	m, err := r.updateModel(ctx, ns, model, func(m *Model) { m.Serving = s })
 	if err != nil {
 		return Model{}, fmt.Errorf("registry: set model serving: %w", err)
@@ -502,6 +517,14 @@ func (r *Registry) SetVersionServing(ctx context.Context, ns, model string, vers
 	}
 	if err == nil && s != nil {
 		err = s.Validate()
+	}
+	if err == nil && s != nil && s.BatchSize() > 1 {
+		var v Version
+		if v, err = r.store.GetVersion(ctx, ns, model, version); err == nil {
+			if berr := CheckBatchable(v.Signature); berr != nil {
+				err = bad("serving.batching.maxBatchSize", "version %d cannot batch: %v", version, berr)
+			}
+		}
 	}
 	if err == nil {
 		err = r.store.SetVersionServing(ctx, ns, model, version, s)

@@ -18,30 +18,6 @@ const DefaultNamespace = "default"
 // ChampionAlias is the alias served by /v2/models/{m} when no version is named.
 const ChampionAlias = "champion"
 
-// ServingConfig is a model's serving settings: the one owner of how a model runs.
-// A version may override it. Stored as JSON so later settings need no migration.
-// Zero values mean "use the default".
-type ServingConfig struct {
-	// Threads is ONNX Runtime's intra-op thread count (default 1).
-	Threads int `json:"threads,omitempty" yaml:"threads,omitempty"`
-	// InterOpThreads is ONNX Runtime's inter-op thread count (default 1).
-	InterOpThreads int `json:"interOpThreads,omitempty" yaml:"interOpThreads,omitempty"`
-}
-
-// Merge returns c with every non-zero field of o applied on top.
-func (c ServingConfig) Merge(o *ServingConfig) ServingConfig {
-	if o == nil {
-		return c
-	}
-	if o.Threads != 0 {
-		c.Threads = o.Threads
-	}
-	if o.InterOpThreads != 0 {
-		c.InterOpThreads = o.InterOpThreads
-	}
-	return c
-}
-
 // Model is a registered model: a name in a namespace owning versions and aliases.
 type Model struct {
 	Namespace     string            `json:"namespace"`

@@ -42,11 +42,17 @@ func (m *Manager) Infer(ctx context.Context, req *InferRequest) (*InferResponse,
 		st.fail.add(time.Since(start))
 		return nil, err
 	}
-	queued := time.Now()
-	st.queue.add(queued.Sub(start))
-	outs, err := inst.model.Run(ctx, req.Inputs, outNames)
+	runCtx := ctx
+	if t := inst.cfg.Timeout.D(); t > 0 {
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithTimeout(ctx, t)
+		defer cancel()
+	}
+	loaded := time.Now()
+	outs, queued, err := inst.b.submit(runCtx, req.Inputs, outNames)
 	inst.release()
 	ran := time.Now()
+	st.queue.add(loaded.Sub(start) + queued)
 	if err != nil {
 		st.fail.add(ran.Sub(start))
 		if errs.KindOf(err) == errs.Internal {
@@ -55,7 +61,7 @@ func (m *Manager) Infer(ctx context.Context, req *InferRequest) (*InferResponse,
 		return nil, err
 	}
 	rows := batchRows(req.Inputs)
-	st.computeInfer.add(ran.Sub(queued))
+	st.computeInfer.add(ran.Sub(loaded) - queued)
 	st.success.add(ran.Sub(start))
 	st.record(rows, ran)
 	m.metrics.ObserveRows(ns, v.Model, strconv.FormatInt(v.Version, 10), rows)
@@ -177,8 +183,14 @@ func (d *durationStat) get() Duration {
 func (s *versionStats) record(rows int64, at time.Time) {
 	s.mu.Lock()
 	s.inferenceCount += rows
-	s.executionCount++
 	s.lastInference = at
+	s.mu.Unlock()
+}
+
+// recordExecution counts one runtime call (a batch counts once).
+func (s *versionStats) recordExecution() {
+	s.mu.Lock()
+	s.executionCount++
 	s.mu.Unlock()
 }
 

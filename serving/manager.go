@@ -99,6 +99,8 @@ type instance struct {
 
 	// Set before ready closes; read-only afterwards.
 	model    runtime.Model
+	cfg      registry.ServingConfig
+	b        *batcher
 	err      error
 	failedAt time.Time
 
@@ -203,6 +205,8 @@ func (m *Manager) load(inst *instance) {
 			return err
 		}
 		inst.model = model
+		inst.cfg = cfg
+		inst.b = newBatcher(model, cfg, m.statsFor(inst.key), m.metrics.ForVersion(v.Namespace, v.Model, strconv.FormatInt(v.Version, 10)), log)
 		return nil
 	}()
 	m.metrics.ObserveLoad(v.Namespace, v.Model, time.Since(start), err)
@@ -258,6 +262,9 @@ func (m *Manager) closeInstance(inst *instance) {
 		return
 	}
 	inst.closed = true
+	if inst.b != nil {
+		inst.b.close() // in-flight requests hold inst.run, so the queue is empty here
+	}
 	if inst.model != nil {
 		if err := inst.model.Close(); err != nil {
 			m.log.Warn("closing model", "model", inst.key.model, "version", inst.key.version, "err", err)

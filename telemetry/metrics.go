@@ -25,6 +25,7 @@ type Metrics struct {
 	loadedBytes  prometheus.Gauge
 	inferRows    *prometheus.CounterVec
 	inFlight     *prometheus.GaugeVec
+	version      *versionCollectors
 }
 
 // NewMetrics registers every collector on a fresh registry (plus Go and process collectors).
@@ -68,6 +69,7 @@ func NewMetrics() *Metrics {
 			Help: "Requests being handled now, by protocol (rest, grpc, mgmt).",
 		}, []string{"protocol"}),
 	}
+	m.version = newVersionCollectors(reg)
 	reg.MustRegister(m.inFlight, m.requests, m.latency, m.loadSeconds, m.loadFailures, m.loadedModels, m.loadedBytes, m.inferRows)
 	return m
 }

@@ -40,12 +40,17 @@ func RequestFromProto(req *pb.ModelInferRequest) (*serving.InferRequest, error) 
 		Parameters: params,
 		Inputs:     make([]*tensor.Tensor, 0, len(ins)),
 	}
-	seen := make(map[string]struct{}, len(ins))
+	var seen map[string]struct{}
+	if len(ins) > 1 {
+		seen = make(map[string]struct{}, len(ins))
+	}
 	for i, in := range ins {
-		if _, dup := seen[in.GetName()]; dup {
-			return nil, errs.New(errs.InvalidArgument, "input %q appears more than once", in.GetName())
+		if seen != nil {
+			if _, dup := seen[in.GetName()]; dup {
+				return nil, errs.New(errs.InvalidArgument, "input %q appears more than once", in.GetName())
+			}
+			seen[in.GetName()] = struct{}{}
 		}
-		seen[in.GetName()] = struct{}{}
 		t, err := inputFromProto(i, in, raw)
 		if err != nil {
 			return nil, err
@@ -55,9 +60,11 @@ func RequestFromProto(req *pb.ModelInferRequest) (*serving.InferRequest, error) 
 	if reqOuts := req.GetOutputs(); len(reqOuts) > 0 {
 		out.Outputs = make([]serving.OutputRequest, 0, len(reqOuts))
 		for _, o := range reqOuts {
-			p, err := paramsFromProto(fmt.Sprintf("output %q: ", o.GetName()), o.GetParameters())
-			if err != nil {
-				return nil, err
+			var p map[string]any
+			if op := o.GetParameters(); len(op) > 0 { // the error prefix costs an allocation
+				if p, err = paramsFromProto(fmt.Sprintf("output %q: ", o.GetName()), op); err != nil {
+					return nil, err
+				}
 			}
 			out.Outputs = append(out.Outputs, serving.OutputRequest{Name: o.GetName(), Parameters: p})
 		}
@@ -75,9 +82,11 @@ func inputFromProto(i int, in *pb.ModelInferRequest_InferInputTensor, raw [][]by
 	if err != nil {
 		return nil, errs.Wrap(errs.InvalidArgument, err, "input %q", name)
 	}
-	params, err := paramsFromProto(fmt.Sprintf("input %q: ", name), in.GetParameters())
-	if err != nil {
-		return nil, err
+	var params map[string]any
+	if p := in.GetParameters(); len(p) > 0 { // the error prefix costs an allocation
+		if params, err = paramsFromProto(fmt.Sprintf("input %q: ", name), p); err != nil {
+			return nil, err
+		}
 	}
 	t := &tensor.Tensor{Name: name, DataType: dt, Shape: in.GetShape(), Parameters: params}
 	if len(raw) > 0 {
@@ -251,9 +260,7 @@ func decodeTyped(t *tensor.Tensor, n int64, c *pb.InferTensorContents) error {
 			}
 		}
 	case tensor.Int64:
-		for i, v := range c.GetInt64Contents() {
-			le.PutUint64(d[8*i:], uint64(v))
-		}
+		putLE(d, c.GetInt64Contents(), func(b []byte, v int64) { le.PutUint64(b, uint64(v)) })
 	case tensor.Uint8, tensor.Uint16, tensor.Uint32:
 		hi := uint32(1)<<(8*size) - 1
 		if size == 4 {
@@ -273,17 +280,11 @@ func decodeTyped(t *tensor.Tensor, n int64, c *pb.InferTensorContents) error {
 			}
 		}
 	case tensor.Uint64:
-		for i, v := range c.GetUint64Contents() {
-			le.PutUint64(d[8*i:], v)
-		}
+		putLE(d, c.GetUint64Contents(), le.PutUint64)
 	case tensor.FP32:
-		for i, v := range c.GetFp32Contents() {
-			le.PutUint32(d[4*i:], math.Float32bits(v))
-		}
+		putLE(d, c.GetFp32Contents(), func(b []byte, v float32) { le.PutUint32(b, math.Float32bits(v)) })
 	case tensor.FP64:
-		for i, v := range c.GetFp64Contents() {
-			le.PutUint64(d[8*i:], math.Float64bits(v))
-		}
+		putLE(d, c.GetFp64Contents(), func(b []byte, v float64) { le.PutUint64(b, math.Float64bits(v)) })
 	}
 	t.Data = d
 	return nil
@@ -337,9 +338,11 @@ func ResponseToProto(resp *serving.InferResponse, raw bool) (*pb.ModelInferRespo
 		out.RawOutputContents = make([][]byte, 0, len(resp.Outputs))
 	}
 	for _, t := range resp.Outputs {
-		p, err := paramsToProto(fmt.Sprintf("output %q: ", t.Name), t.Parameters)
-		if err != nil {
-			return nil, err
+		var p map[string]*pb.InferParameter
+		if len(t.Parameters) > 0 { // the error prefix costs an allocation
+			if p, err = paramsToProto(fmt.Sprintf("output %q: ", t.Name), t.Parameters); err != nil {
+				return nil, err
+			}
 		}
 		o := &pb.ModelInferResponse_InferOutputTensor{
 			Name:       t.Name,
@@ -412,14 +415,10 @@ func encodeTyped(t *tensor.Tensor) *pb.InferTensorContents {
 		}
 	case tensor.Int32:
 		c.IntContents = make([]int32, n)
-		for i := range n {
-			c.IntContents[i] = int32(le.Uint32(d[4*i:]))
-		}
+		getLE(c.IntContents, d, func(b []byte) int32 { return int32(le.Uint32(b)) })
 	case tensor.Int64:
 		c.Int64Contents = make([]int64, n)
-		for i := range n {
-			c.Int64Contents[i] = int64(le.Uint64(d[8*i:]))
-		}
+		getLE(c.Int64Contents, d, func(b []byte) int64 { return int64(le.Uint64(b)) })
 	case tensor.Uint8:
 		c.UintContents = make([]uint32, n)
 		for i := range n {
@@ -432,24 +431,16 @@ func encodeTyped(t *tensor.Tensor) *pb.InferTensorContents {
 		}
 	case tensor.Uint32:
 		c.UintContents = make([]uint32, n)
-		for i := range n {
-			c.UintContents[i] = le.Uint32(d[4*i:])
-		}
+		getLE(c.UintContents, d, le.Uint32)
 	case tensor.Uint64:
 		c.Uint64Contents = make([]uint64, n)
-		for i := range n {
-			c.Uint64Contents[i] = le.Uint64(d[8*i:])
-		}
+		getLE(c.Uint64Contents, d, le.Uint64)
 	case tensor.FP32:
 		c.Fp32Contents = make([]float32, n)
-		for i := range n {
-			c.Fp32Contents[i] = math.Float32frombits(le.Uint32(d[4*i:]))
-		}
+		getLE(c.Fp32Contents, d, func(b []byte) float32 { return math.Float32frombits(le.Uint32(b)) })
 	case tensor.FP64:
 		c.Fp64Contents = make([]float64, n)
-		for i := range n {
-			c.Fp64Contents[i] = math.Float64frombits(le.Uint64(d[8*i:]))
-		}
+		getLE(c.Fp64Contents, d, func(b []byte) float64 { return math.Float64frombits(le.Uint64(b)) })
 	case tensor.Bytes:
 		c.BytesContents = t.Strings
 	}

@@ -25,6 +25,16 @@ func invalid(format string, args ...any) error {
 	return errs.New(errs.InvalidArgument, format, args...)
 }
 
+// tensorRef names a tensor in errors. It formats itself (see String) only when an
+// error is actually built: a label per tensor cost several allocations per request.
+type tensorRef struct {
+	kind  string
+	index int
+	name  string
+}
+
+func (r tensorRef) String() string { return tensorLabel(r.kind, r.index, r.name) }
+
 // tensorLabel names a tensor in errors: `input "x"`, or `input 2` before its name is known.
 func tensorLabel(kind string, index int, name string) string {
 	if name == "" {
@@ -65,11 +75,13 @@ func decodeTensor(s *scanner, kind string, index int) (decodedTensor, error) {
 				return err
 			}
 			hasDType = true
-			dtName = string(v)
 			parsedData = false // data read before must be read again as this type
-			t.DataType, _ = tensor.ParseDataType(dtName)
+			var ok bool
+			if t.DataType, ok = tensor.ParseDataType(unsafeString(v)); !ok {
+				dtName = string(v) // for the error message
+			}
 		case "shape":
-			shape, err := readShape(s, tensorLabel(kind, index, t.Name))
+			shape, err := readShape(s, tensorRef{kind, index, t.Name})
 			if err != nil {
 				return err
 			}
@@ -90,7 +102,7 @@ func decodeTensor(s *scanner, kind string, index int) (decodedTensor, error) {
 			hasData, dataAt = true, s.pos
 			if t.Name != "" && t.DataType.Valid() && hasShape && shapeOK {
 				parsedData = true
-				return decodeData(s, t, tensorLabel(kind, index, t.Name))
+				return decodeData(s, t, tensorRef{kind, index, t.Name})
 			}
 			parsedData = false
 			return s.skipValue(0)
@@ -102,7 +114,7 @@ func decodeTensor(s *scanner, kind string, index int) (decodedTensor, error) {
 	if err != nil {
 		return decodedTensor{}, err
 	}
-	label := tensorLabel(kind, index, t.Name)
+	label := tensorRef{kind, index, t.Name}
 	switch {
 	case t.Name == "":
 		return decodedTensor{}, invalid("%s: name is required", label)
@@ -139,7 +151,7 @@ func decodeTensor(s *scanner, kind string, index int) (decodedTensor, error) {
 }
 
 // readShape reads a shape array of integers.
-func readShape(s *scanner, label string) ([]int64, error) {
+func readShape(s *scanner, label tensorRef) ([]int64, error) {
 	shape := make([]int64, 0, 4)
 	err := s.arrayElems(func(i int) error {
 		at := s.pos
@@ -164,7 +176,7 @@ func readShape(s *scanner, label string) ([]int64, error) {
 type dataDecoder struct {
 	s     *scanner
 	t     *tensor.Tensor
-	label string
+	label tensorRef
 	n     int64 // elements the shape needs
 	count int64 // elements read so far
 	// BYTES elements are collected in one arena and split at the end.
@@ -173,7 +185,7 @@ type dataDecoder struct {
 }
 
 // decodeData parses the data array at s.pos into t (whose datatype and shape are valid).
-func decodeData(s *scanner, t *tensor.Tensor, label string) error {
+func decodeData(s *scanner, t *tensor.Tensor, label tensorRef) error {
 	n, _ := tensor.NumElements(t.Shape)
 	d := dataDecoder{s: s, t: t, label: label, n: n}
 	if s.peek() != '[' {
@@ -387,12 +399,17 @@ func (d *dataDecoder) float(c byte) (float64, error) {
 	if d.t.DataType == tensor.FP32 {
 		bits = 32
 	}
-	f, err := strconv.ParseFloat(string(lit), bits)
-	if err != nil && errors.Is(err, strconv.ErrRange) && !math.IsInf(f, 0) {
-		err = nil // underflow rounds to zero
-	}
-	if err != nil {
-		return 0, d.outOfRange(lit)
+	f, ok := parseFloatFast(lit, bits)
+	if !ok {
+		var err error
+		// strconv keeps no reference to its argument (errors hold a copy).
+		f, err = strconv.ParseFloat(unsafeString(lit), bits)
+		if err != nil && errors.Is(err, strconv.ErrRange) && !math.IsInf(f, 0) {
+			err = nil // underflow rounds to zero
+		}
+		if err != nil {
+			return 0, d.outOfRange(lit)
+		}
 	}
 	switch d.t.DataType {
 	case tensor.FP16:
@@ -441,7 +458,7 @@ func assignBinary(ts []decodedTensor, kind string, bin []byte, hasBin bool) erro
 			continue
 		}
 		t := dt.t
-		label := tensorLabel(kind, i, t.Name)
+		label := tensorRef{kind, i, t.Name}
 		if !hasBin {
 			return invalid("%s: parameters.binary_data_size is set but the request has no binary data (no Inference-Header-Content-Length header)", label)
 		}
@@ -460,7 +477,7 @@ func assignBinary(ts []decodedTensor, kind string, bin []byte, hasBin bool) erro
 			t.Data = part
 			continue
 		}
-		strs, err := splitBinaryBytes(part, n, label, tensor.ShapeString(t.Shape))
+		strs, err := splitBinaryBytes(part, n, label, t.Shape)
 		if err != nil {
 			return err
 		}
@@ -474,11 +491,11 @@ func assignBinary(ts []decodedTensor, kind string, bin []byte, hasBin bool) erro
 
 // splitBinaryBytes splits BYTES binary data: a 4-byte little-endian length, then
 // the bytes, per element.
-func splitBinaryBytes(part []byte, n int64, label, shape string) ([][]byte, error) {
+func splitBinaryBytes(part []byte, n int64, label tensorRef, shape []int64) ([][]byte, error) {
 	strs := make([][]byte, 0, min(n, int64(len(part)/4)))
 	for off := 0; off < len(part); {
 		if int64(len(strs)) == n {
-			return nil, invalid("%s: binary data holds more than the %d BYTES elements of shape %s", label, n, shape)
+			return nil, invalid("%s: binary data holds more than the %d BYTES elements of shape %s", label, n, tensor.ShapeString(shape))
 		}
 		if len(part)-off < 4 {
 			return nil, invalid("%s: BYTES element %d: %d bytes left, too few for its 4-byte length", label, len(strs), len(part)-off)
@@ -493,7 +510,7 @@ func splitBinaryBytes(part []byte, n int64, label, shape string) ([][]byte, erro
 		off = end
 	}
 	if int64(len(strs)) != n {
-		return nil, invalid("%s: binary data holds %d BYTES elements, shape %s needs %d", label, len(strs), shape, n)
+		return nil, invalid("%s: binary data holds %d BYTES elements, shape %s needs %d", label, len(strs), tensor.ShapeString(shape), n)
 	}
 	return strs, nil
 }

@@ -461,6 +461,9 @@ func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	hdr.Del(HeaderContentLength)
 	hdr.Set("Content-Type", "application/json")
 	hdr.Set("Content-Length", strconv.Itoa(len(b)))
+	if ra := errs.RetryAfterOf(err); ra > 0 {
+		hdr.Set("Retry-After", strconv.Itoa(int(max(1, (ra+time.Second-1)/time.Second))))
+	}
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 	return status

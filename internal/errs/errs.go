@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"google.golang.org/grpc/codes"
 )
@@ -118,6 +119,9 @@ type Error struct {
 	Message string
 	Field   string
 	Err     error
+	// RetryAfter, when set on ResourceExhausted or Unavailable errors, tells the
+	// client when to try again (HTTP Retry-After).
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -166,6 +170,21 @@ func (e *Error) WithField(field string) *Error {
 	c := *e
 	c.Field = field
 	return &c
+}
+
+// RetryAfterOf returns the retry hint of the first *Error in err's chain that has one.
+func RetryAfterOf(err error) time.Duration {
+	for err != nil {
+		var e *Error
+		if !errors.As(err, &e) {
+			return 0
+		}
+		if e.RetryAfter > 0 {
+			return e.RetryAfter
+		}
+		err = e.Err
+	}
+	return 0
 }
 
 // KindOf returns the Kind of the first *Error in err's chain, or Internal.

@@ -16,32 +16,86 @@ import (
 )
 
 // batch holds the ONNX Runtime values of one Run and frees them in release.
+// Batches are recycled per model (see model.getBatch), so every slice here is
+// scratch that must not escape to the caller.
 //
 // Numeric inputs are wrapped without copying: ONNX Runtime reads the tensor's
-// Data in place. That memory is pinned (cgo forbids C keeping unpinned Go
-// pointers) until release, which runs after the session has finished.
+// Data in place. Numeric outputs whose shape follows from the inputs are
+// preallocated in Go memory that ONNX Runtime writes into (see prepareOutputs).
+// That memory is pinned (cgo forbids C keeping unpinned Go pointers) until
+// release, which runs after the session has finished.
 type batch struct {
-	in     []ort.Value
-	out    []ort.Value
-	outBuf [][]byte // data of outputs this package allocated (see preallocOutputs)
-	pin    runtime.Pinner
+	in      []ort.Value
+	out     []ort.Value
+	ordered []*tensor.Tensor // inputs in session order
+	want    []int            // requested session outputs, in request order
+	// outData[si] is the preallocated data of session output si, nil when ONNX
+	// Runtime allocates it; outShape[si] is its shape.
+	outData  [][]byte
+	outShape [][]int64
+	// scratch backs outputs that were computed but not requested; it is reused
+	// by the next Run of this batch.
+	scratch  []uint64
+	shapeBuf []int64          // resolved output shapes, before they are copied out
+	dims     map[string]int64 // dim_param -> size in this batch
+	pin      runtime.Pinner
 }
 
 func newBatch(nIn, nOut int) *batch {
-	return &batch{in: make([]ort.Value, nIn), out: make([]ort.Value, nOut), outBuf: make([][]byte, nOut)}
+	return &batch{
+		in: make([]ort.Value, nIn), ordered: make([]*tensor.Tensor, nIn),
+		out: make([]ort.Value, nOut), outData: make([][]byte, nOut), outShape: make([][]int64, nOut),
+		want: make([]int, 0, nOut),
+	}
 }
 
+// release destroys the ORT values and unpins memory; the batch can be reused.
 func (b *batch) release() {
-	for _, vs := range [][]ort.Value{b.in, b.out} {
-		for i, v := range vs {
-			// The binding can leave a typed nil in an output when converting it fails.
-			if v != nil && !reflect.ValueOf(v).IsNil() {
-				_ = v.Destroy()
-			}
-			vs[i] = nil
-		}
-	}
+	destroyValues(b.in)
+	b.releaseOutputs()
 	b.pin.Unpin()
+	clear(b.ordered)
+	b.want = b.want[:0]
+}
+
+// releaseOutputs destroys the output values and forgets the preallocated memory
+// (which belongs to the caller once Run returns).
+func (b *batch) releaseOutputs() {
+	destroyValues(b.out)
+	clear(b.outData)
+	clear(b.outShape)
+	b.shapeBuf = b.shapeBuf[:0]
+}
+
+func destroyValues(vs []ort.Value) {
+	for i, v := range vs {
+		if !isNilValue(v) {
+			_ = v.Destroy()
+		}
+		vs[i] = nil
+	}
+}
+
+// isNilValue reports whether v is nil, including the typed nils the binding can
+// leave in an output when converting it fails.
+func isNilValue(v ort.Value) bool {
+	switch v := v.(type) {
+	case nil:
+		return true
+	case *ort.CustomDataTensor:
+		return v == nil
+	case *ort.Tensor[float32]:
+		return v == nil
+	case *ort.StringTensor:
+		return v == nil
+	}
+	// Rare types: reflection is fine here.
+	return valueIsNil(v)
+}
+
+func valueIsNil(v ort.Value) bool {
+	rv := reflect.ValueOf(v)
+	return rv.Kind() == reflect.Pointer && rv.IsNil()
 }
 
 // inputValue wraps t (already validated against the signature) as an ORT value.
@@ -50,7 +104,9 @@ func (b *batch) inputValue(t *tensor.Tensor) (ort.Value, error) {
 		return nil, errs.New(errs.Unimplemented,
 			"input %s: scalar (rank 0) tensors are not supported by the ONNX runtime", t.Name).WithField(t.Name)
 	}
-	shape := ort.NewShape(t.Shape...)
+	// The binding copies the shape into ONNX Runtime (and clones it for itself):
+	// no need for a copy of our own.
+	shape := ort.Shape(t.Shape)
 	if t.DataType == tensor.Bytes {
 		strs := make([]string, len(t.Strings))
 		for i, s := range t.Strings {
@@ -87,83 +143,187 @@ func (b *batch) inputValue(t *tensor.Tensor) (ort.Value, error) {
 	return v, nil
 }
 
-// preallocOutputs allocates FP16 and BF16 outputs whose shape follows from the
-// inputs. onnxruntime_go v1.27.0 cannot convert such outputs when ONNX Runtime
-// allocates them (it copies one byte per element), so for these types ONNX
-// Runtime must write into memory given to it. Other outputs are left to ONNX
-// Runtime, whose shape the model need not declare.
-func (b *batch) preallocOutputs(m *model, inputs []*tensor.Tensor) error {
-	var dims map[string]int64
+// prepareOutputs preallocates session outputs in Go memory, so that ONNX Runtime
+// writes the results where the caller gets them: no ORT allocation, no
+// conversion through the binding (about ten cgo calls per output) and no copy.
+//
+// FP16 and BF16 outputs are always preallocated: onnxruntime_go v1.27.0 cannot
+// convert them when ONNX Runtime allocates them (it copies one byte per element).
+// Other numeric outputs are preallocated when all is set and their shape follows
+// from the inputs' (dim_params shared with an input); the rest, and every
+// BYTES output, are left to ONNX Runtime.
+//
+// Requested outputs share one arena, allocated here and owned by the caller
+// after Run; unrequested ones (the session computes every output) use b.scratch.
+func (b *batch) prepareOutputs(m *model, all bool) error {
+	b.resolveDims(m)
+	var arenaWords, scratchWords int
+	var shapeLen int
+	requested := func(si int) bool {
+		for _, w := range b.want {
+			if w == si {
+				return true
+			}
+		}
+		return false
+	}
+	// First pass: shapes and sizes. Shapes of requested outputs are counted so
+	// they can share one allocation too.
+	type planned struct {
+		shape []int64
+		size  int
+		req   bool
+	}
+	var plan [8]planned
+	plans := plan[:0]
+	if len(m.sessOuts) > len(plan) {
+		plans = make([]planned, 0, len(m.sessOuts))
+	}
 	for si, oi := range m.sessOuts {
 		spec := m.sig.Outputs[oi]
-		if spec.DataType != tensor.FP16 && spec.DataType != tensor.BF16 {
+		half := spec.DataType == tensor.FP16 || spec.DataType == tensor.BF16
+		if !half && (!all || spec.DataType == tensor.Bytes) {
+			plans = append(plans, planned{size: -1})
 			continue
 		}
-		if dims == nil {
-			dims = symbolicDims(m.info, inputs)
-		}
-		shape, ok := resolveShape(spec.Shape, m.info.outDimParams[oi], dims)
+		start := len(b.shapeBuf)
+		var ok bool
+		b.shapeBuf, ok = resolveShapeInto(b.shapeBuf, spec.Shape, m.info.outDimParams[oi], b.dims)
+		shape := b.shapeBuf[start:len(b.shapeBuf):len(b.shapeBuf)]
 		if !ok {
-			return errs.New(errs.Unimplemented,
-				"output %s: %s outputs need a shape the runtime can work out from the inputs' (got %s)",
-				spec.Name, spec.DataType, tensor.ShapeString(spec.Shape)).WithField(spec.Name)
+			b.shapeBuf = b.shapeBuf[:start]
+			if half {
+				return errs.New(errs.Unimplemented,
+					"output %s: %s outputs need a shape the runtime can work out from the inputs' (got %s)",
+					spec.Name, spec.DataType, tensor.ShapeString(spec.Shape)).WithField(spec.Name)
+			}
+			plans = append(plans, planned{size: -1})
+			continue
 		}
 		n, err := tensor.NumElements(shape)
 		if err != nil {
 			return fmt.Errorf("onnx: output %s: %w", spec.Name, err)
 		}
 		size := int(n) * spec.DataType.Size()
-		buf := alignedBytes(max(size, 8))
-		b.pin.Pin(unsafe.SliceData(buf))
-		v, err := ort.NewCustomDataTensor(ort.NewShape(shape...), buf, ort.TensorElementDataType(onnxElemType(spec.DataType)))
+		words := (max(size, 8) + 7) / 8 // the binding wants at least one byte
+		p := planned{shape: shape, size: size, req: requested(si)}
+		if p.req {
+			arenaWords += words
+			shapeLen += len(shape)
+		} else {
+			scratchWords += words
+		}
+		plans = append(plans, p)
+	}
+	// One allocation for the data and the shapes of every requested output.
+	var arena []uint64
+	var shapes []int64
+	if arenaWords > 0 {
+		arena = make([]uint64, arenaWords+shapeLen)
+		b.pin.Pin(unsafe.SliceData(arena))
+		tail := arena[arenaWords:]
+		shapes = unsafe.Slice((*int64)(unsafe.Pointer(unsafe.SliceData(tail))), len(tail))[:0]
+	}
+	if scratchWords > 0 {
+		if cap(b.scratch) < scratchWords {
+			b.scratch = make([]uint64, scratchWords)
+		}
+		b.pin.Pin(unsafe.SliceData(b.scratch))
+	}
+	arenaOff, scratchOff := 0, 0
+	for si, p := range plans {
+		if p.size < 0 {
+			continue
+		}
+		words := (max(p.size, 8) + 7) / 8
+		var mem []uint64
+		if p.req {
+			mem = arena[arenaOff : arenaOff+words : arenaOff+words]
+			arenaOff += words
+			// The caller owns the shape: give it a slice of one shared allocation.
+			start := len(shapes)
+			shapes = append(shapes, p.shape...)
+			p.shape = shapes[start:len(shapes):len(shapes)]
+		} else {
+			mem = b.scratch[scratchOff : scratchOff+words : scratchOff+words]
+			scratchOff += words
+		}
+		buf := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(mem))), words*8)
+		spec := m.sig.Outputs[m.sessOuts[si]]
+		v, err := ort.NewCustomDataTensor(ort.Shape(p.shape), buf, ort.TensorElementDataType(onnxElemType(spec.DataType)))
 		if err != nil {
 			return fmt.Errorf("onnx: output %s: %w", spec.Name, err)
 		}
-		b.out[si], b.outBuf[si] = v, buf[:size]
+		// Full slice expressions: appending to one output must not overwrite the next.
+		b.out[si], b.outData[si], b.outShape[si] = v, buf[:p.size:p.size], p.shape
 	}
 	return nil
 }
 
-// symbolicDims maps each dim_param of the inputs (e.g. "batch") to its size in this batch.
-func symbolicDims(info *modelInfo, inputs []*tensor.Tensor) map[string]int64 {
-	dims := map[string]int64{}
-	for i, params := range info.inDimParams {
+// resolveDims fills b.dims with the size of each dim_param of the inputs (e.g.
+// "batch") in this batch.
+func (b *batch) resolveDims(m *model) {
+	if !m.hasDimParams {
+		return
+	}
+	if b.dims == nil {
+		b.dims = make(map[string]int64, 4)
+	}
+	clear(b.dims)
+	for i, params := range m.info.inDimParams {
 		for j, p := range params {
-			if p != "" && j < len(inputs[i].Shape) {
-				dims[p] = inputs[i].Shape[j]
+			if p != "" && j < len(b.ordered[i].Shape) {
+				b.dims[p] = b.ordered[i].Shape[j]
 			}
 		}
 	}
-	return dims
 }
 
 func resolveShape(spec []int64, params []string, dims map[string]int64) ([]int64, bool) {
-	if len(spec) == 0 { // unknown rank, or a scalar (which the binding cannot create)
+	shape, ok := resolveShapeInto(nil, spec, params, dims)
+	if !ok {
 		return nil, false
-	}
-	shape := make([]int64, len(spec))
-	for i, d := range spec {
-		if d >= 0 {
-			shape[i] = d
-			continue
-		}
-		v, ok := dims[params[i]]
-		if params[i] == "" || !ok {
-			return nil, false
-		}
-		shape[i] = v
 	}
 	return shape, true
 }
 
-// outputTensor converts session output si to a tensor. Numeric data that the
-// binding copied into Go memory is used as is (no second copy).
-func (b *batch) outputTensor(si int, spec tensor.TensorSpec) (*tensor.Tensor, error) {
-	v := b.out[si]
-	if v == nil {
-		return nil, fmt.Errorf("onnx: output %s: no value", spec.Name)
+// resolveShapeInto appends the concrete shape of spec to dst. When it is not
+// resolvable it returns false and dst possibly with a partial shape appended.
+func resolveShapeInto(dst, spec []int64, params []string, dims map[string]int64) ([]int64, bool) {
+	if len(spec) == 0 { // unknown rank, or a scalar (which the binding cannot create)
+		return dst, false
 	}
-	t := &tensor.Tensor{Name: spec.Name, Shape: []int64(v.GetShape())}
+	for i, d := range spec {
+		if d >= 0 {
+			dst = append(dst, d)
+			continue
+		}
+		if params[i] == "" {
+			return dst, false
+		}
+		v, ok := dims[params[i]]
+		if !ok {
+			return dst, false
+		}
+		dst = append(dst, v)
+	}
+	return dst, true
+}
+
+// outputTensor converts session output si to t. Preallocated outputs are used as
+// they are; numeric data that the binding copied into Go memory is used as is
+// (no second copy).
+func (b *batch) outputTensor(t *tensor.Tensor, si int, spec tensor.TensorSpec) error {
+	t.Name = spec.Name
+	if d := b.outData[si]; d != nil {
+		t.DataType, t.Data, t.Shape = spec.DataType, d, b.outShape[si]
+		return nil
+	}
+	v := b.out[si]
+	if isNilValue(v) {
+		return fmt.Errorf("onnx: output %s: no value", spec.Name)
+	}
+	t.Shape = []int64(v.GetShape())
 	switch v := v.(type) {
 	case *ort.Tensor[float32]:
 		t.DataType, t.Data = tensor.FP32, tensorBytes(v)
@@ -190,21 +350,18 @@ func (b *batch) outputTensor(si int, spec tensor.TensorSpec) (*tensor.Tensor, er
 	case *ort.StringTensor:
 		strs, err := v.GetContents()
 		if err != nil {
-			return nil, fmt.Errorf("onnx: output %s: %w", spec.Name, err)
+			return fmt.Errorf("onnx: output %s: %w", spec.Name, err)
 		}
 		t.DataType, t.Strings = tensor.Bytes, make([][]byte, len(strs))
 		for i, s := range strs {
 			t.Strings[i] = []byte(s)
 		}
 	case *ort.CustomDataTensor:
-		if b.outBuf[si] == nil {
-			return nil, fmt.Errorf("onnx: output %s: unexpected element type %d", spec.Name, v.DataType())
-		}
-		t.DataType, t.Data = spec.DataType, b.outBuf[si]
+		return fmt.Errorf("onnx: output %s: unexpected element type %d", spec.Name, v.DataType())
 	default:
-		return nil, fmt.Errorf("onnx: output %s: unsupported value %T", spec.Name, v)
+		return fmt.Errorf("onnx: output %s: unsupported value %T", spec.Name, v)
 	}
-	return t, nil
+	return nil
 }
 
 // tensorBytes views a tensor's Go-owned data as little-endian bytes. The data

@@ -463,12 +463,18 @@ var elemTypes = map[int32]tensor.DataType{
 	onnxUint64: tensor.Uint64, onnxBFloat16: tensor.BF16,
 }
 
+// onnxElemTypes inverts elemTypes; Run looks it up for every tensor it wraps.
+var onnxElemTypes = func() (inv [tensor.Bytes + 1]int32) {
+	for k, v := range elemTypes {
+		inv[v] = k
+	}
+	return inv
+}()
+
 // onnxElemType is the ONNX element type of an OIP data type (0 if none).
 func onnxElemType(dt tensor.DataType) int32 {
-	for k, v := range elemTypes {
-		if v == dt {
-			return k
-		}
+	if int(dt) < len(onnxElemTypes) {
+		return onnxElemTypes[dt]
 	}
 	return 0
 }

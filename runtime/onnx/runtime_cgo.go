@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -122,7 +123,12 @@ func (r *Runtime) Load(ctx context.Context, path string, opts runtime.Options) (
 	}
 	defer so.Destroy()
 
-	m := &model{info: info, sig: info.sig, outIndex: map[string]int{}}
+	m := &model{info: info, sig: info.sig, log: r.log, outIndex: map[string]int{}}
+	for _, params := range info.inDimParams {
+		for _, p := range params {
+			m.hasDimParams = m.hasDimParams || p != ""
+		}
+	}
 	inNames := make([]string, len(info.sig.Inputs))
 	for i, in := range info.sig.Inputs {
 		inNames[i] = in.Name
@@ -131,6 +137,7 @@ func (r *Runtime) Load(ctx context.Context, path string, opts runtime.Options) (
 	for i, out := range info.sig.Outputs {
 		if out.Supported() {
 			m.outIndex[out.Name] = len(outNames)
+			m.allOuts = append(m.allOuts, len(outNames))
 			m.sessOuts = append(m.sessOuts, i)
 			outNames = append(outNames, out.Name)
 		}
@@ -182,8 +189,20 @@ type model struct {
 	sess     *ort.DynamicAdvancedSession
 	info     *modelInfo
 	sig      tensor.Signature
+	log      *slog.Logger
 	sessOuts []int          // session output i is info.sig.Outputs[sessOuts[i]]
 	outIndex map[string]int // output name -> session output index (supported outputs only)
+	allOuts  []int          // 0..len(sessOuts)-1: every output, for Run(..., nil)
+	// hasDimParams: some input dim is named (e.g. "batch"), so output shapes may
+	// follow from input shapes.
+	hasDimParams bool
+	// noPrealloc is set when ONNX Runtime refused an output preallocated from the
+	// model's declared shape (a model whose outputs are not what it declares):
+	// from then on ONNX Runtime allocates the outputs it can convert.
+	noPrealloc atomic.Bool
+
+	batches sync.Pool // *batch, sized for this model
+	runOpts runOptionsPool
 
 	mu     sync.RWMutex
 	closed bool
@@ -198,23 +217,38 @@ func (m *model) Close() error {
 		return nil
 	}
 	m.closed = true
+	m.runOpts.close()
 	if err := m.sess.Destroy(); err != nil {
 		return fmt.Errorf("onnx: close: %w", err)
 	}
 	return nil
 }
 
-// Run executes one batch; see runtime.Model.
+func (m *model) getBatch() *batch {
+	if b, ok := m.batches.Get().(*batch); ok {
+		return b
+	}
+	return newBatch(len(m.sig.Inputs), len(m.sessOuts))
+}
+
+// Run executes one batch; see runtime.Model. The returned tensors (data and
+// shapes) belong to the caller: nothing here keeps or reuses them. The data of
+// all outputs of one call may share one allocation; each output's Data has its
+// capacity clipped to its length.
 func (m *model) Run(ctx context.Context, inputs []*tensor.Tensor, outputs []string) ([]*tensor.Tensor, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	want, err := m.selectOutputs(outputs)
-	if err != nil {
+	b := m.getBatch()
+	defer func() {
+		b.release()
+		m.batches.Put(b)
+	}()
+	var err error
+	if b.want, err = m.selectOutputs(outputs, b.want[:0]); err != nil {
 		return nil, err
 	}
-	ordered, err := m.orderInputs(inputs)
-	if err != nil {
+	if err := m.orderInputs(inputs, b.ordered); err != nil {
 		return nil, err
 	}
 
@@ -224,26 +258,44 @@ func (m *model) Run(ctx context.Context, inputs []*tensor.Tensor, outputs []stri
 		return nil, errs.New(errs.Unavailable, "onnx: the model has been unloaded")
 	}
 
-	b := newBatch(len(ordered), len(m.sessOuts))
-	defer b.release()
-	for i, t := range ordered {
+	for i, t := range b.ordered {
 		if b.in[i], err = b.inputValue(t); err != nil {
 			return nil, err
 		}
 	}
-	if err := b.preallocOutputs(m, ordered); err != nil {
+	prealloc := !m.noPrealloc.Load()
+	if err := b.prepareOutputs(m, prealloc); err != nil {
 		return nil, err
 	}
 	if err := m.runSession(ctx, b); err != nil {
-		return nil, err
-	}
-
-	res := make([]*tensor.Tensor, len(want))
-	for i, si := range want {
-		spec := m.sig.Outputs[m.sessOuts[si]]
-		if res[i], err = b.outputTensor(si, spec); err != nil {
+		if !prealloc || ctx.Err() != nil {
 			return nil, err
 		}
+		// Perhaps the model's outputs do not have the shapes it declares. Run
+		// again with ONNX Runtime allocating them; if that works, stop
+		// preallocating for this model. A failure that is not about shapes
+		// fails the same way twice (errors are rare; their cost does not matter).
+		b.releaseOutputs()
+		if perr := b.prepareOutputs(m, false); perr != nil {
+			return nil, err
+		}
+		if rerr := m.runSession(ctx, b); rerr != nil {
+			return nil, rerr
+		}
+		if m.noPrealloc.CompareAndSwap(false, true) {
+			m.log.Warn("onnx: the model's outputs do not match their declared shapes; ONNX Runtime allocates them from now on",
+				"err", err)
+		}
+	}
+
+	res := make([]*tensor.Tensor, len(b.want))
+	ts := make([]tensor.Tensor, len(b.want))
+	for i, si := range b.want {
+		spec := m.sig.Outputs[m.sessOuts[si]]
+		if err := b.outputTensor(&ts[i], si, spec); err != nil {
+			return nil, err
+		}
+		res[i] = &ts[i]
 	}
 	return res, nil
 }
@@ -256,29 +308,21 @@ func (m *model) runSession(ctx context.Context, b *batch) error {
 		}
 		return nil
 	}
-	ro, err := ort.NewRunOptions()
+	ro, err := m.runOpts.get()
 	if err != nil {
 		return fmt.Errorf("onnx: run options: %w", err)
 	}
 	// mu orders Terminate before Destroy: the AfterFunc may still be running when
 	// stop returns false.
-	var (
-		mu        sync.Mutex
-		destroyed bool
-	)
-	stop := context.AfterFunc(ctx, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if !destroyed {
-			_ = ro.Terminate()
-		}
-	})
+	c := &runCancel{ro: ro}
+	stop := context.AfterFunc(ctx, c.terminate)
 	err = m.sess.RunWithOptions(b.in, b.out, ro)
-	stop()
-	mu.Lock()
-	destroyed = true
-	_ = ro.Destroy()
-	mu.Unlock()
+	if stop() {
+		// The AfterFunc never ran: ro was not terminated and can serve another Run.
+		m.runOpts.put(ro)
+	} else {
+		c.destroy()
+	}
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
 			return fmt.Errorf("onnx: run stopped: %w", cerr)
@@ -288,17 +332,78 @@ func (m *model) runSession(ctx context.Context, b *batch) error {
 	return nil
 }
 
-// selectOutputs maps requested output names to session output indexes.
-func (m *model) selectOutputs(names []string) ([]int, error) {
-	if names == nil {
-		all := make([]int, len(m.sessOuts))
-		for i := range all {
-			all[i] = i
-		}
-		return all, nil
+// runCancel terminates one Run's options when its context ends.
+type runCancel struct {
+	mu        sync.Mutex
+	ro        *ort.RunOptions
+	destroyed bool
+}
+
+func (c *runCancel) terminate() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.destroyed {
+		_ = c.ro.Terminate()
 	}
-	idx := make([]int, len(names))
-	for i, name := range names {
+}
+
+func (c *runCancel) destroy() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.destroyed = true
+	_ = c.ro.Destroy()
+}
+
+// runOptionsPool recycles OrtRunOptions (one cgo create and release per Run
+// otherwise). Only options that were never terminated come back. It is bounded;
+// close destroys what it holds.
+type runOptionsPool struct {
+	mu     sync.Mutex
+	free   []*ort.RunOptions
+	closed bool
+}
+
+const maxPooledRunOptions = 64
+
+func (p *runOptionsPool) get() (*ort.RunOptions, error) {
+	p.mu.Lock()
+	if n := len(p.free); n > 0 {
+		ro := p.free[n-1]
+		p.free = p.free[:n-1]
+		p.mu.Unlock()
+		return ro, nil
+	}
+	p.mu.Unlock()
+	return ort.NewRunOptions()
+}
+
+func (p *runOptionsPool) put(ro *ort.RunOptions) {
+	p.mu.Lock()
+	if !p.closed && len(p.free) < maxPooledRunOptions {
+		p.free = append(p.free, ro)
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
+	_ = ro.Destroy()
+}
+
+func (p *runOptionsPool) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for _, ro := range p.free {
+		_ = ro.Destroy()
+	}
+	p.free = nil
+}
+
+// selectOutputs appends the session output indexes of the requested names to idx.
+func (m *model) selectOutputs(names []string, idx []int) ([]int, error) {
+	if names == nil {
+		return append(idx, m.allOuts...), nil
+	}
+	for _, name := range names {
 		si, ok := m.outIndex[name]
 		if !ok {
 			if spec, found := m.sig.Output(name); found {
@@ -307,45 +412,45 @@ func (m *model) selectOutputs(names []string) ([]int, error) {
 			}
 			return nil, errs.New(errs.InvalidArgument, "unknown output %q", name).WithField(name)
 		}
-		idx[i] = si
+		idx = append(idx, si)
 	}
 	return idx, nil
 }
 
-// orderInputs matches inputs to the model's by name and checks type and shape.
-func (m *model) orderInputs(inputs []*tensor.Tensor) ([]*tensor.Tensor, error) {
-	ordered := make([]*tensor.Tensor, len(m.sig.Inputs))
+// orderInputs matches inputs to the model's by name, checks type and shape, and
+// puts them in ordered (len(m.sig.Inputs), all nil) in session order.
+func (m *model) orderInputs(inputs []*tensor.Tensor, ordered []*tensor.Tensor) error {
 	for _, t := range inputs {
 		if t == nil {
-			return nil, errs.New(errs.InvalidArgument, "nil input tensor")
+			return errs.New(errs.InvalidArgument, "nil input tensor")
 		}
 		i := m.inputIndex(t.Name)
 		if i < 0 {
-			return nil, errs.New(errs.InvalidArgument, "unknown input %q", t.Name).WithField(t.Name)
+			return errs.New(errs.InvalidArgument, "unknown input %q", t.Name).WithField(t.Name)
 		}
 		if ordered[i] != nil {
-			return nil, errs.New(errs.InvalidArgument, "input %q given twice", t.Name).WithField(t.Name)
+			return errs.New(errs.InvalidArgument, "input %q given twice", t.Name).WithField(t.Name)
 		}
 		spec := m.sig.Inputs[i]
 		if t.DataType != spec.DataType {
-			return nil, errs.New(errs.InvalidArgument, "input %s: datatype %s, want %s", t.Name, t.DataType, spec.DataType).WithField(t.Name)
+			return errs.New(errs.InvalidArgument, "input %s: datatype %s, want %s", t.Name, t.DataType, spec.DataType).WithField(t.Name)
 		}
 		if spec.Shape != nil && !tensor.ShapeMatches(spec.Shape, t.Shape) {
-			return nil, errs.New(errs.InvalidArgument, "input %s: shape %s does not match %s",
+			return errs.New(errs.InvalidArgument, "input %s: shape %s does not match %s",
 				t.Name, tensor.ShapeString(t.Shape), tensor.ShapeString(spec.Shape)).WithField(t.Name)
 		}
 		if err := t.Validate(); err != nil {
-			return nil, errs.Wrap(errs.InvalidArgument, err, "input %s", t.Name).WithField(t.Name)
+			return errs.Wrap(errs.InvalidArgument, err, "input %s", t.Name).WithField(t.Name)
 		}
 		ordered[i] = t
 	}
 	for i, t := range ordered {
 		if t == nil {
 			name := m.sig.Inputs[i].Name
-			return nil, errs.New(errs.InvalidArgument, "missing input %q", name).WithField(name)
+			return errs.New(errs.InvalidArgument, "missing input %q", name).WithField(name)
 		}
 	}
-	return ordered, nil
+	return nil
 }
 
 func (m *model) inputIndex(name string) int {

@@ -247,10 +247,25 @@ def gen_dtypes():
     save(helper.make_model(g, opset_imports=OPSET), "dtypes.onnx")
 
 
+def gen_lookup():
+    """Embedding-style lookup: out[i] = table[idx[i]]. An index outside 0..9 makes
+    ONNX Runtime fail the run, so tests have a real model that errors on bad values."""
+    table = (np.arange(10 * 3, dtype=np.float32).reshape(10, 3) / 10.0)
+    nodes = [
+        helper.make_node("Squeeze", ["idx", "axis1"], ["flat"]),
+        helper.make_node("Gather", ["table", "flat"], ["out"], axis=0),
+    ]
+    g = helper.make_graph(nodes, "lookup", [vi("idx", TensorProto.INT64, ["batch", 1])],
+                          [vi("out", TensorProto.FLOAT, ["batch", 3])],
+                          [init("table", table), init("axis1", np.array([1], dtype=np.int64))])
+    save(helper.make_model(g, opset_imports=OPSET), "lookup.onnx")
+
+
 def main():
     cases = {"mlp": gen_mlp(), "multi_io": gen_multi_io(), "tree": gen_tree()}
     gen_mlp_medium()
     gen_dtypes()
+    gen_lookup()
     with open(os.path.join(HERE, "cases.json"), "w") as f:
         json.dump(cases, f, indent=1)
         f.write("\n")

@@ -144,12 +144,33 @@ func (f *Registry) SetModelServing(_ context.Context, ns, name string, s registr
 	if s.Threads < 0 || s.InterOpThreads < 0 {
 		return registry.Model{}, errs.New(errs.InvalidArgument, "threads must not be negative").WithField("threads")
 	}
+	if err := s.Validate(); err != nil {
+		return registry.Model{}, err
+	}
 	m, err := f.model(ns, name)
 	if err != nil {
 		return registry.Model{}, err
 	}
+	if s.BatchSize() > 1 {
+		for _, v := range f.versions[key(ns, name)] {
+			if v.Serving != nil && v.Serving.Batching != nil {
+				continue // the version's own override decides for it
+			}
+			if err := registry.CheckBatchable(v.Signature); err != nil {
+				return registry.Model{}, cannotBatch(v.Version, err,
+					"; leave batching off for this model or override it on that version")
+			}
+		}
+	}
 	m.Serving = s
 	return *m, nil
+}
+
+// cannotBatch is the registry's error for batching a version whose signature
+// cannot be batched.
+func cannotBatch(v int64, err error, hint string) error {
+	const field = "serving.batching.maxBatchSize"
+	return errs.New(errs.InvalidArgument, "%s: version %d cannot batch: %v%s", field, v, err, hint).WithField(field)
 }
 
 // CreateVersion implements mgmt.Registry.
@@ -266,9 +287,19 @@ func (f *Registry) DeleteVersion(_ context.Context, ns, model string, v int64, f
 func (f *Registry) SetVersionServing(_ context.Context, ns, model string, v int64, s *registry.ServingConfig) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if s != nil {
+		if err := s.Validate(); err != nil {
+			return err
+		}
+	}
 	p, err := f.version(ns, model, v)
 	if err != nil {
 		return err
+	}
+	if s != nil && s.BatchSize() > 1 {
+		if err := registry.CheckBatchable(p.Signature); err != nil {
+			return cannotBatch(v, err, "")
+		}
 	}
 	p.Serving = s
 	return nil

@@ -1,0 +1,223 @@
+package registry
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/tensor"
+)
+
+// Serving setting bounds. Higher thread counts than cores only add contention; the
+// caps keep a typo ("640") from taking a machine down.
+const (
+	MaxThreads        = 64
+	MaxInterOpThreads = 64
+	MaxInstances      = 64
+	MaxBatchSize      = 1 << 16
+	MaxQueueDelay     = 10 * time.Second
+	MaxQueueSize      = 1 << 20
+	MaxTimeout        = time.Hour
+)
+
+// Defaults applied where a setting is zero.
+const (
+	DefaultInstances    = 1
+	DefaultMaxQueueSize = 1024
+)
+
+// ServingConfig is a model's serving settings: the one owner of how a model runs.
+// A version may override it (see Merge). Stored as JSON so later settings need no
+// migration. Zero values mean "use the default".
+type ServingConfig struct {
+	// Threads is ONNX Runtime's intra-op thread count (default 1).
+	Threads int `json:"threads,omitempty" yaml:"threads,omitempty"`
+	// InterOpThreads is ONNX Runtime's inter-op thread count (default 1).
+	InterOpThreads int `json:"interOpThreads,omitempty" yaml:"interOpThreads,omitempty"`
+	// Batching combines concurrent requests into one runtime call. Nil: off.
+	Batching *BatchingConfig `json:"batching,omitempty" yaml:"batching,omitempty"`
+	// Instances are in-process execution instances: how many runtime calls of this
+	// version may run at once (default 1).
+	Instances *InstancesConfig `json:"instances,omitempty" yaml:"instances,omitempty"`
+	// MaxQueueSize bounds the requests waiting for an instance (default 1024);
+	// past it requests are shed with 429 / RESOURCE_EXHAUSTED.
+	MaxQueueSize int `json:"maxQueueSize,omitempty" yaml:"maxQueueSize,omitempty"`
+	// Timeout is the default request timeout, queueing included (0: none beyond the
+	// client's own deadline). A request past it answers 504 / DEADLINE_EXCEEDED.
+	Timeout Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`
+}
+
+// BatchingConfig is dynamic batching: requests are concatenated along dim 0.
+type BatchingConfig struct {
+	// MaxBatchSize is the most rows in one runtime call; 0 or 1 turns batching off.
+	MaxBatchSize int `json:"maxBatchSize" yaml:"maxBatchSize"`
+	// MaxQueueDelay is the most a request waits for batch-mates while the model is
+	// busy. An idle instance never waits.
+	MaxQueueDelay Duration `json:"maxQueueDelay,omitempty" yaml:"maxQueueDelay,omitempty"`
+	// PreferredBatchSizes are sizes the batcher cuts at when more rows are queued.
+	PreferredBatchSizes []int `json:"preferredBatchSizes,omitempty" yaml:"preferredBatchSizes,omitempty"`
+}
+
+// InstancesConfig sizes the execution instances. Max is the count used today;
+// Min and TargetConcurrency drive autoscaling (a later release).
+type InstancesConfig struct {
+	Min               int `json:"min,omitempty" yaml:"min,omitempty"`
+	Max               int `json:"max,omitempty" yaml:"max,omitempty"`
+	TargetConcurrency int `json:"targetConcurrency,omitempty" yaml:"targetConcurrency,omitempty"`
+}
+
+// Merge returns c with every set field of o applied on top (a version override).
+func (c ServingConfig) Merge(o *ServingConfig) ServingConfig {
+	if o == nil {
+		return c
+	}
+	if o.Threads != 0 {
+		c.Threads = o.Threads
+	}
+	if o.InterOpThreads != 0 {
+		c.InterOpThreads = o.InterOpThreads
+	}
+	if o.Batching != nil {
+		c.Batching = o.Batching
+	}
+	if o.Instances != nil {
+		c.Instances = o.Instances
+	}
+	if o.MaxQueueSize != 0 {
+		c.MaxQueueSize = o.MaxQueueSize
+	}
+	if o.Timeout != 0 {
+		c.Timeout = o.Timeout
+	}
+	return c
+}
+
+// InstanceCount is the number of execution instances to run.
+func (c ServingConfig) InstanceCount() int {
+	if c.Instances == nil || c.Instances.Max <= 0 {
+		return max(DefaultInstances, c.minInstances())
+	}
+	return c.Instances.Max
+}
+
+func (c ServingConfig) minInstances() int {
+	if c.Instances == nil {
+		return 0
+	}
+	return c.Instances.Min
+}
+
+// QueueSize is the bound on waiting requests.
+func (c ServingConfig) QueueSize() int {
+	if c.MaxQueueSize <= 0 {
+		return DefaultMaxQueueSize
+	}
+	return c.MaxQueueSize
+}
+
+// BatchSize is the most rows per runtime call (1 when batching is off).
+func (c ServingConfig) BatchSize() int {
+	if c.Batching == nil || c.Batching.MaxBatchSize <= 1 {
+		return 1
+	}
+	return c.Batching.MaxBatchSize
+}
+
+func bad(field, format string, args ...any) error {
+	return errs.New(errs.InvalidArgument, "%s: %s", field, fmt.Sprintf(format, args...)).WithField(field)
+}
+
+// Validate checks bounds; messages name the field, e.g. "serving.threads: must be
+// between 0 and 64, got 640".
+func (c ServingConfig) Validate() error {
+	if c.Threads < 0 || c.Threads > MaxThreads {
+		return bad("serving.threads", "must be between 0 and %d, got %d", MaxThreads, c.Threads)
+	}
+	if c.InterOpThreads < 0 || c.InterOpThreads > MaxInterOpThreads {
+		return bad("serving.interOpThreads", "must be between 0 and %d, got %d", MaxInterOpThreads, c.InterOpThreads)
+	}
+	if b := c.Batching; b != nil {
+		if b.MaxBatchSize < 0 || b.MaxBatchSize > MaxBatchSize {
+			return bad("serving.batching.maxBatchSize", "must be between 0 and %d, got %d", MaxBatchSize, b.MaxBatchSize)
+		}
+		if b.MaxQueueDelay < 0 || b.MaxQueueDelay.D() > MaxQueueDelay {
+			return bad("serving.batching.maxQueueDelay", "must be between 0 and %s, got %s", MaxQueueDelay, b.MaxQueueDelay)
+		}
+		for i, p := range b.PreferredBatchSizes {
+			field := fmt.Sprintf("serving.batching.preferredBatchSizes[%d]", i)
+			if p < 1 || p > max(b.MaxBatchSize, 1) {
+				return bad(field, "must be between 1 and maxBatchSize (%d), got %d", b.MaxBatchSize, p)
+			}
+			if i > 0 && p <= b.PreferredBatchSizes[i-1] {
+				return bad(field, "sizes must increase, got %d after %d", p, b.PreferredBatchSizes[i-1])
+			}
+		}
+	}
+	if in := c.Instances; in != nil {
+		if in.Min < 0 || in.Min > MaxInstances {
+			return bad("serving.instances.min", "must be between 0 and %d, got %d", MaxInstances, in.Min)
+		}
+		if in.Max < 0 || in.Max > MaxInstances {
+			return bad("serving.instances.max", "must be between 0 and %d, got %d", MaxInstances, in.Max)
+		}
+		if in.Max > 0 && in.Min > in.Max {
+			return bad("serving.instances.min", "must not exceed max (%d), got %d", in.Max, in.Min)
+		}
+		if in.TargetConcurrency < 0 {
+			return bad("serving.instances.targetConcurrency", "must not be negative, got %d", in.TargetConcurrency)
+		}
+	}
+	if c.MaxQueueSize < 0 || c.MaxQueueSize > MaxQueueSize {
+		return bad("serving.maxQueueSize", "must be between 0 and %d, got %d", MaxQueueSize, c.MaxQueueSize)
+	}
+	if c.Timeout < 0 || c.Timeout.D() > MaxTimeout {
+		return bad("serving.timeout", "must be between 0 and %s, got %s", MaxTimeout, c.Timeout)
+	}
+	return nil
+}
+
+// CheckBatchable reports why a signature cannot batch: every input and output must
+// be a tensor whose first dim is dynamic (-1), so requests can be concatenated and
+// results split along dim 0.
+func CheckBatchable(sig tensor.Signature) error {
+	check := func(kind string, specs []tensor.TensorSpec) error {
+		for _, s := range specs {
+			if !s.Supported() {
+				if kind == "output" {
+					continue // never computed when batching: OIP cannot return it anyway
+				}
+				return fmt.Errorf("%s %s is %s", kind, s.Name, s.Kind)
+			}
+			if len(s.Shape) == 0 || s.Shape[0] != -1 {
+				return fmt.Errorf("%s %s has shape %s without a dynamic first (batch) dimension", kind, s.Name, tensor.ShapeString(s.Shape))
+			}
+		}
+		return nil
+	}
+	if err := check("input", sig.Inputs); err != nil {
+		return err
+	}
+	return check("output", sig.Outputs)
+}
+
+// Duration is a time.Duration written as text ("2ms", "5m") in JSON and YAML.
+type Duration time.Duration
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalText writes Go duration syntax.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText reads Go duration syntax ("250us", "2ms", "1m30s").
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q: use a number with a unit, e.g. 2ms or 5m", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+

@@ -1,0 +1,517 @@
+package serving
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/registry"
+	"github.com/nimbus-ai/nimbus/runtime"
+	"github.com/nimbus-ai/nimbus/telemetry"
+	"github.com/nimbus-ai/nimbus/tensor"
+)
+
+// batcher runs one loaded version: it bounds concurrent runtime calls to the
+// configured instances, queues what does not fit (bounded; shedding past it),
+// and, when batching is on, concatenates queued requests along dim 0 into one
+// runtime call and splits the results back.
+//
+// Scheduling rules:
+//   - A request that finds an instance free and nothing queued runs at once, in
+//     the caller's goroutine: batching never adds latency at low load.
+//   - Otherwise it queues. A worker takes the oldest request and every queued
+//     request of the same shape (FIFO) up to maxBatchSize rows, cut at the largest
+//     preferred batch size that fits.
+//   - If that batch is smaller than the next preferred size (or maxBatchSize) and
+//     another instance is still running, the worker waits for batch-mates until
+//     the oldest request has waited maxQueueDelay. An idle model never waits.
+//   - Requests whose context ends while queued are dropped and never run.
+//   - A batch whose runtime call fails is re-run request by request, so one bad
+//     request never fails its batch-mates.
+type batcher struct {
+	model     runtime.Model
+	sig       tensor.Signature
+	instances int
+	maxRows   int // 1: batching off
+	delay     time.Duration
+	preferred []int
+	queueCap  int
+	stats     *versionStats
+	vm        *telemetry.VersionMetrics
+	log       *slog.Logger
+
+	mu      sync.Mutex
+	wake    *sync.Cond // signalled when work arrives or an instance frees
+	queue   []*pending
+	busy    int // instances in use: runtime calls in progress, or a worker lingering
+	linger  int // workers waiting for batch-mates
+	closed  bool
+	workers sync.WaitGroup
+}
+
+// pending is one queued request.
+type pending struct {
+	ctx     context.Context
+	inputs  []*tensor.Tensor // in signature order
+	outputs []string         // nil: all supported
+	rows    int64
+	key     string // requests with equal keys can share a batch
+	enq     time.Time
+	done    chan result // buffered 1
+	state   atomic.Int32
+}
+
+const (
+	stateQueued int32 = iota
+	stateTaken
+	stateAbandoned
+)
+
+type result struct {
+	outs  []*tensor.Tensor
+	err   error
+	queue time.Duration // time spent queued
+}
+
+func newBatcher(model runtime.Model, cfg registry.ServingConfig, stats *versionStats, vm *telemetry.VersionMetrics, log *slog.Logger) *batcher {
+	b := &batcher{
+		model:     model,
+		sig:       model.Signature(),
+		instances: cfg.InstanceCount(),
+		maxRows:   cfg.BatchSize(),
+		queueCap:  cfg.QueueSize(),
+		stats:     stats,
+		vm:        vm,
+		log:       log,
+	}
+	if b.maxRows > 1 {
+		if err := registry.CheckBatchable(b.sig); err != nil {
+			log.Warn("batching disabled for this version", "reason", err.Error())
+			b.maxRows = 1
+		} else {
+			b.delay = cfg.Batching.MaxQueueDelay.D()
+			b.preferred = slices.Clone(cfg.Batching.PreferredBatchSizes)
+		}
+	}
+	b.wake = sync.NewCond(&b.mu)
+	for range b.instances {
+		b.workers.Add(1)
+		go b.worker()
+	}
+	return b
+}
+
+// submit runs one request (inputs already validated) and returns its outputs.
+func (b *batcher) submit(ctx context.Context, inputs []*tensor.Tensor, outputs []string) ([]*tensor.Tensor, time.Duration, error) {
+	ordered := b.order(inputs)
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil, 0, errs.New(errs.Unavailable, "model version is unloading")
+	}
+	if b.busy < b.instances && len(b.queue) == 0 {
+		// An instance is free and nobody is waiting: run now, in this goroutine.
+		b.busy++
+		b.mu.Unlock()
+		outs, err := b.execute(ctx, ordered, outputs, batchRows(ordered))
+		b.release()
+		return outs, 0, err
+	}
+	if len(b.queue) >= b.queueCap {
+		b.mu.Unlock()
+		b.vm.Rejected()
+		return nil, 0, &errs.Error{Kind: errs.ResourceExhausted, RetryAfter: time.Second,
+			Message: fmt.Sprintf("model is overloaded: %d requests queued (maxQueueSize); retry later", b.queueCap)}
+	}
+	p := &pending{ctx: ctx, inputs: ordered, outputs: outputs, rows: batchRows(ordered), enq: time.Now(), done: make(chan result, 1)}
+	if b.maxRows > 1 {
+		p.key = shapeKey(ordered)
+	}
+	b.queue = append(b.queue, p)
+	b.vm.SetQueueDepth(len(b.queue))
+	b.signal()
+	b.mu.Unlock()
+
+	select {
+	case r := <-p.done:
+		return r.outs, r.queue, r.err
+	case <-ctx.Done():
+		if p.state.CompareAndSwap(stateQueued, stateAbandoned) {
+			b.mu.Lock()
+			if i := slices.Index(b.queue, p); i >= 0 {
+				b.queue = slices.Delete(b.queue, i, i+1)
+				b.vm.SetQueueDepth(len(b.queue))
+			}
+			b.mu.Unlock()
+			b.vm.TimedOut()
+			return nil, time.Since(p.enq), errs.Wrap(errs.KindOf(ctx.Err()), ctx.Err(), "request %s while queued", ctxVerb(ctx.Err()))
+		}
+		// Already taken by a worker: its run is under way; the caller has gone.
+		return nil, time.Since(p.enq), errs.Wrap(errs.KindOf(ctx.Err()), ctx.Err(), "request %s", ctxVerb(ctx.Err()))
+	}
+}
+
+func ctxVerb(err error) string {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "timed out"
+	}
+	return "canceled"
+}
+
+// release frees an instance and wakes a worker if work is waiting.
+func (b *batcher) release() {
+	b.mu.Lock()
+	b.busy--
+	if len(b.queue) > 0 || b.linger > 0 {
+		b.signal()
+	}
+	b.mu.Unlock()
+}
+
+// signal wakes a worker; every worker while one lingers, since the lingering one
+// must see new batch-mates (and a freed instance) at once. b.mu is held.
+func (b *batcher) signal() {
+	if b.linger > 0 {
+		b.wake.Broadcast()
+		return
+	}
+	b.wake.Signal()
+}
+
+func (b *batcher) worker() {
+	defer b.workers.Done()
+	for {
+		batch := b.next()
+		if batch == nil {
+			return
+		}
+		b.runBatch(batch)
+		b.release()
+	}
+}
+
+// next blocks until it can take a batch (an instance is free and work is queued)
+// and returns it with b.busy incremented; nil once closed and drained.
+func (b *batcher) next() []*pending {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for {
+		for !b.closed && (len(b.queue) == 0 || b.busy >= b.instances) {
+			b.wake.Wait()
+		}
+		if len(b.queue) == 0 {
+			return nil // closed and drained
+		}
+		if b.busy >= b.instances {
+			b.wake.Wait() // closing: wait for a free instance to drain the queue
+			continue
+		}
+		batch := b.take()
+		if len(batch) == 0 {
+			continue
+		}
+		others := b.busy
+		b.busy++ // claim the instance now, so nobody takes what we wait for
+		if b.maxRows > 1 && b.delay > 0 && others > 0 && !b.closed {
+			batch = b.waitForMates(batch)
+		}
+		b.vm.SetQueueDepth(len(b.queue))
+		return batch
+	}
+}
+
+// take removes the oldest live request and its compatible followers (up to
+// maxRows, cut at a preferred size) from the queue. b.mu is held.
+func (b *batcher) take() []*pending {
+	var batch []*pending
+	rows := int64(0)
+	kept := b.queue[:0]
+	for i, p := range b.queue {
+		if p.state.Load() != stateQueued {
+			continue
+		}
+		fits := len(batch) == 0 || (b.maxRows > 1 && p.key == batch[0].key && rows+p.rows <= int64(b.maxRows))
+		if !fits {
+			kept = append(kept, p)
+			if b.maxRows <= 1 || rows >= int64(b.maxRows) {
+				kept = append(kept, b.queue[i+1:]...)
+				break
+			}
+			continue
+		}
+		if !p.state.CompareAndSwap(stateQueued, stateTaken) {
+			continue // abandoned a moment ago
+		}
+		batch = append(batch, p)
+		rows += p.rows
+	}
+	clear(b.queue[len(kept):])
+	b.queue = kept
+	if cut := b.preferredCut(batch); cut < len(batch) {
+		for _, p := range batch[cut:] {
+			p.state.Store(stateQueued)
+		}
+		b.queue = append(slices.Clone(batch[cut:]), b.queue...)
+		batch = batch[:cut]
+	}
+	return batch
+}
+
+// preferredCut returns how many requests of batch to keep so its rows do not pass
+// the largest preferred size that the batch reaches (whole requests only).
+func (b *batcher) preferredCut(batch []*pending) int {
+	if len(b.preferred) == 0 || len(batch) < 2 {
+		return len(batch)
+	}
+	total := int64(0)
+	for _, p := range batch {
+		total += p.rows
+	}
+	target := int64(0)
+	for _, s := range b.preferred {
+		if int64(s) <= total {
+			target = int64(s)
+		}
+	}
+	if target == 0 || target == total || total == int64(b.maxRows) {
+		return len(batch)
+	}
+	rows := int64(0)
+	for i, p := range batch {
+		if rows+p.rows > target {
+			return max(i, 1)
+		}
+		rows += p.rows
+	}
+	return len(batch)
+}
+
+// waitForMates waits (b.mu held, released while waiting) for batch-mates until
+// the batch reaches its goal, the oldest request has waited maxQueueDelay, or no
+// other instance is busy any more. The caller holds one instance (b.busy).
+func (b *batcher) waitForMates(batch []*pending) []*pending {
+	goal := int64(b.maxRows)
+	rows := int64(0)
+	for _, p := range batch {
+		rows += p.rows
+	}
+	for _, s := range b.preferred {
+		if int64(s) > rows {
+			goal = int64(s)
+			break
+		}
+	}
+	deadline := batch[0].enq.Add(b.delay)
+	b.linger++
+	defer func() { b.linger-- }()
+	for rows < goal && !b.closed && b.busy > 1 {
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			break
+		}
+		t := time.AfterFunc(wait, func() {
+			b.mu.Lock()
+			b.wake.Broadcast()
+			b.mu.Unlock()
+		})
+		b.wake.Wait()
+		t.Stop()
+		for i := 0; i < len(b.queue) && rows < goal; {
+			p := b.queue[i]
+			if p.key != batch[0].key || rows+p.rows > int64(b.maxRows) || !p.state.CompareAndSwap(stateQueued, stateTaken) {
+				i++
+				continue
+			}
+			batch = append(batch, p)
+			rows += p.rows
+			b.queue = slices.Delete(b.queue, i, i+1)
+		}
+	}
+	return batch
+}
+
+// runBatch executes a batch taken from the queue and answers every request in it.
+func (b *batcher) runBatch(batch []*pending) {
+	start := time.Now()
+	live := batch[:0]
+	for _, p := range batch {
+		if err := p.ctx.Err(); err != nil {
+			b.vm.TimedOut()
+			p.done <- result{err: errs.Wrap(errs.KindOf(err), err, "request %s while queued", ctxVerb(err)), queue: start.Sub(p.enq)}
+			continue
+		}
+		b.vm.ObserveQueueWait(start.Sub(p.enq))
+		live = append(live, p)
+	}
+	switch len(live) {
+	case 0:
+		return
+	case 1:
+		p := live[0]
+		outs, err := b.execute(p.ctx, p.inputs, p.outputs, p.rows)
+		p.done <- result{outs: outs, err: err, queue: start.Sub(p.enq)}
+		return
+	}
+	outs, err := b.executeBatch(live)
+	if err != nil {
+		// One request may be at fault: run each alone so the others still succeed.
+		b.log.Debug("batch failed; retrying its requests one by one", "requests", len(live), "err", err)
+		for _, p := range live {
+			outs, err := b.execute(p.ctx, p.inputs, p.outputs, p.rows)
+			p.done <- result{outs: outs, err: err, queue: start.Sub(p.enq)}
+		}
+		return
+	}
+	for i, p := range live {
+		p.done <- result{outs: outs[i], queue: start.Sub(p.enq)}
+	}
+}
+
+// execute is one runtime call for one request.
+func (b *batcher) execute(ctx context.Context, inputs []*tensor.Tensor, outputs []string, rows int64) ([]*tensor.Tensor, error) {
+	b.vm.ObserveBatch(rows)
+	b.stats.recordExecution()
+	return b.model.Run(ctx, inputs, outputs)
+}
+
+// executeBatch concatenates the requests' inputs, runs them once and splits the
+// outputs per request (each request gets the outputs it selected, in its order).
+func (b *batcher) executeBatch(batch []*pending) ([][]*tensor.Tensor, error) {
+	total := int64(0)
+	for _, p := range batch {
+		total += p.rows
+	}
+	inputs := make([]*tensor.Tensor, len(batch[0].inputs))
+	for i, first := range batch[0].inputs {
+		t := &tensor.Tensor{Name: first.Name, DataType: first.DataType, Shape: slices.Clone(first.Shape)}
+		t.Shape[0] = total
+		if first.DataType == tensor.Bytes {
+			for _, p := range batch {
+				t.Strings = append(t.Strings, p.inputs[i].Strings...)
+			}
+		} else {
+			n := 0
+			for _, p := range batch {
+				n += len(p.inputs[i].Data)
+			}
+			t.Data = make([]byte, 0, n)
+			for _, p := range batch {
+				t.Data = append(t.Data, p.inputs[i].Data...)
+			}
+		}
+		inputs[i] = t
+	}
+	outputs := unionOutputs(batch)
+	b.vm.ObserveBatch(total)
+	b.stats.recordExecution()
+	// The batch belongs to no single request: one caller's cancellation must not
+	// stop the others' work (their own contexts were checked just before).
+	outs, err := b.model.Run(context.Background(), inputs, outputs)
+	if err != nil {
+		return nil, err
+	}
+	res := make([][]*tensor.Tensor, len(batch))
+	off := int64(0)
+	for i, p := range batch {
+		res[i] = make([]*tensor.Tensor, 0, len(outs))
+		for _, o := range outs {
+			if p.outputs != nil && !slices.Contains(p.outputs, o.Name) {
+				continue
+			}
+			part, err := sliceRows(o, off, p.rows, total)
+			if err != nil {
+				return nil, err
+			}
+			res[i] = append(res[i], part)
+		}
+		if p.outputs != nil {
+			slices.SortFunc(res[i], func(x, y *tensor.Tensor) int {
+				return slices.Index(p.outputs, x.Name) - slices.Index(p.outputs, y.Name)
+			})
+		}
+		off += p.rows
+	}
+	return res, nil
+}
+
+// sliceRows returns rows [off, off+n) of t, whose first dim must be total.
+func sliceRows(t *tensor.Tensor, off, n, total int64) (*tensor.Tensor, error) {
+	if len(t.Shape) == 0 || t.Shape[0] != total {
+		return nil, fmt.Errorf("output %s has shape %s, not %d rows: cannot split a batch", t.Name, tensor.ShapeString(t.Shape), total)
+	}
+	part := &tensor.Tensor{Name: t.Name, DataType: t.DataType, Shape: slices.Clone(t.Shape)}
+	part.Shape[0] = n
+	if t.DataType == tensor.Bytes {
+		per := int64(len(t.Strings)) / max(total, 1)
+		part.Strings = t.Strings[off*per : (off+n)*per : (off+n)*per]
+		return part, nil
+	}
+	per := int64(len(t.Data)) / max(total, 1)
+	part.Data = t.Data[off*per : (off+n)*per : (off+n)*per]
+	return part, nil
+}
+
+// unionOutputs is every output any request selected; nil if one wants all.
+func unionOutputs(batch []*pending) []string {
+	var names []string
+	for _, p := range batch {
+		if p.outputs == nil {
+			return nil
+		}
+		for _, n := range p.outputs {
+			if !slices.Contains(names, n) {
+				names = append(names, n)
+			}
+		}
+	}
+	return names
+}
+
+// order returns inputs in signature order (validation guarantees a 1:1 match).
+func (b *batcher) order(inputs []*tensor.Tensor) []*tensor.Tensor {
+	if len(inputs) < 2 {
+		return inputs
+	}
+	out := make([]*tensor.Tensor, 0, len(inputs))
+	for _, s := range b.sig.Inputs {
+		for _, in := range inputs {
+			if in.Name == s.Name {
+				out = append(out, in)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// shapeKey identifies requests that can be concatenated: the same non-batch dims
+// for every input (datatypes are fixed by the signature).
+func shapeKey(inputs []*tensor.Tensor) string {
+	var sb strings.Builder
+	for _, in := range inputs {
+		for _, d := range in.Shape[1:] {
+			sb.WriteString(strconv.FormatInt(d, 10))
+			sb.WriteByte(',')
+		}
+		sb.WriteByte(';')
+	}
+	return sb.String()
+}
+
+// close stops accepting requests, lets the workers drain the queue, and waits.
+func (b *batcher) close() {
+	b.mu.Lock()
+	b.closed = true
+	b.wake.Broadcast()
+	b.mu.Unlock()
+	b.workers.Wait()
+	b.vm.Delete()
+}

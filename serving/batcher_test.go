@@ -1,0 +1,425 @@
+package serving
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"path/filepath"
+	goruntime "runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/registry"
+	"github.com/nimbus-ai/nimbus/runtime"
+	"github.com/nimbus-ai/nimbus/runtime/onnx"
+	"github.com/nimbus-ai/nimbus/tensor"
+)
+
+// gatedModel wraps a real ONNX Runtime model. Tests arm it to hold the next runs
+// until released, so they can fill the queue deterministically; it records the
+// rows of every runtime call. (The model and its outputs are real.)
+type gatedModel struct {
+	runtime.Model
+	hold    atomic.Int32 // runs still to hold
+	entered chan struct{}
+	release chan struct{}
+
+	mu      sync.Mutex
+	batches []int64
+	seen    [][]byte // first input's bytes per call
+}
+
+func newGated(t *testing.T, name string) *gatedModel {
+	t.Helper()
+	_, file, _, _ := goruntime.Caller(0)
+	path := filepath.Join(filepath.Dir(file), "..", "testdata", "models", name+".onnx")
+	m, err := onnx.New("", nil).Load(context.Background(), path, runtime.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return &gatedModel{Model: m, entered: make(chan struct{}, 64), release: make(chan struct{}, 64)}
+}
+
+func (g *gatedModel) Run(ctx context.Context, in []*tensor.Tensor, out []string) ([]*tensor.Tensor, error) {
+	g.mu.Lock()
+	g.batches = append(g.batches, in[0].Shape[0])
+	g.seen = append(g.seen, slices.Clone(in[0].Data))
+	g.mu.Unlock()
+	if g.hold.Add(-1) >= 0 {
+		g.entered <- struct{}{}
+		<-g.release
+	} else {
+		g.hold.Add(1)
+	}
+	return g.Model.Run(ctx, in, out)
+}
+
+func (g *gatedModel) calls() []int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.batches)
+}
+
+func (g *gatedModel) sawData(data []byte) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, s := range g.seen {
+		if bytes.Contains(s, data) {
+			return true
+		}
+	}
+	return false
+}
+
+func batching(maxBatch int, delay time.Duration, instances int, preferred ...int) registry.ServingConfig {
+	return registry.ServingConfig{
+		Batching:  &registry.BatchingConfig{MaxBatchSize: maxBatch, MaxQueueDelay: registry.Duration(delay), PreferredBatchSizes: preferred},
+		Instances: &registry.InstancesConfig{Max: instances},
+	}
+}
+
+func newTestBatcher(t *testing.T, g *gatedModel, cfg registry.ServingConfig) *batcher {
+	t.Helper()
+	b := newBatcher(g, cfg, &versionStats{}, nil, discardLog())
+	t.Cleanup(b.close)
+	return b
+}
+
+func (b *batcher) queued() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.queue)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func row(vals ...float32) *tensor.Tensor {
+	b := make([]byte, 4*len(vals))
+	for i, v := range vals {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
+	}
+	return &tensor.Tensor{Name: "x", DataType: tensor.FP32, Shape: []int64{int64(len(vals) / 4), 4}, Data: b}
+}
+
+type answer struct {
+	outs []*tensor.Tensor
+	err  error
+}
+
+// submitAsync submits in a goroutine; the answer arrives on the returned channel.
+func submitAsync(ctx context.Context, b *batcher, in *tensor.Tensor, outputs []string) <-chan answer {
+	ch := make(chan answer, 1)
+	go func() {
+		outs, _, err := b.submit(ctx, []*tensor.Tensor{in}, outputs)
+		ch <- answer{outs, err}
+	}()
+	return ch
+}
+
+func TestBatchesFormAndResultsSplitCorrectly(t *testing.T) {
+	g := newGated(t, "mlp")
+	b := newTestBatcher(t, g, batching(64, 0, 1))
+	g.hold.Store(1)
+	first := submitAsync(context.Background(), b, row(0, 0, 0, 0), nil)
+	<-g.entered // the only instance is busy now
+	const n = 150
+	inputs := make([]*tensor.Tensor, n)
+	answers := make([]<-chan answer, n)
+	for i := range n {
+		inputs[i] = row(float32(i), float32(-i), float32(i)/7, 1)
+		answers[i] = submitAsync(context.Background(), b, inputs[i], []string{"probs", "y"})
+	}
+	waitFor(t, "150 queued requests", func() bool { return b.queued() == n })
+	g.release <- struct{}{}
+	if a := <-first; a.err != nil {
+		t.Fatal(a.err)
+	}
+	for i := range n {
+		a := <-answers[i]
+		if a.err != nil {
+			t.Fatalf("request %d: %v", i, a.err)
+		}
+		want, err := g.Model.Run(context.Background(), []*tensor.Tensor{inputs[i]}, []string{"probs", "y"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(a.outs) != 2 || a.outs[0].Name != "probs" || a.outs[1].Name != "y" {
+			t.Fatalf("request %d outputs: %v", i, names(a.outs))
+		}
+		for j := range want {
+			if !bytes.Equal(a.outs[j].Data, want[j].Data) || fmt.Sprint(a.outs[j].Shape) != "[1 3]" {
+				t.Fatalf("request %d output %s differs from its own unbatched run", i, want[j].Name)
+			}
+		}
+	}
+	// One held call, then the 150 queued rows in batches of at most 64.
+	if got := g.calls(); fmt.Sprint(got) != "[1 64 64 22]" {
+		t.Errorf("runtime calls by rows = %v, want [1 64 64 22]", got)
+	}
+}
+
+func names(ts []*tensor.Tensor) []string {
+	out := make([]string, len(ts))
+	for i, t := range ts {
+		out[i] = t.Name
+	}
+	return out
+}
+
+func TestBatchingOffRunsOneRequestPerCall(t *testing.T) {
+	g := newGated(t, "mlp")
+	b := newTestBatcher(t, g, registry.ServingConfig{})
+	g.hold.Store(1)
+	first := submitAsync(context.Background(), b, row(0, 0, 0, 0), nil)
+	<-g.entered
+	var answers []<-chan answer
+	for i := range 5 {
+		answers = append(answers, submitAsync(context.Background(), b, row(float32(i), 0, 0, 0), nil))
+	}
+	waitFor(t, "queued", func() bool { return b.queued() == 5 })
+	g.release <- struct{}{}
+	<-first
+	for _, a := range answers {
+		if r := <-a; r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+	if got := g.calls(); fmt.Sprint(got) != "[1 1 1 1 1 1]" {
+		t.Errorf("calls = %v", got)
+	}
+}
+
+func TestPreferredBatchSizes(t *testing.T) {
+	g := newGated(t, "mlp")
+	b := newTestBatcher(t, g, batching(8, 0, 1, 4))
+	g.hold.Store(1)
+	first := submitAsync(context.Background(), b, row(0, 0, 0, 0), nil)
+	<-g.entered
+	var answers []<-chan answer
+	for i := range 6 {
+		answers = append(answers, submitAsync(context.Background(), b, row(float32(i), 0, 0, 0), nil))
+	}
+	waitFor(t, "queued", func() bool { return b.queued() == 6 })
+	g.release <- struct{}{}
+	<-first
+	for _, a := range answers {
+		if r := <-a; r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+	if got := g.calls(); fmt.Sprint(got) != "[1 4 2]" {
+		t.Errorf("calls = %v, want [1 4 2] (cut at the preferred size 4)", got)
+	}
+}
+
+// TestBadRequestNeverFailsItsBatchMates: an index out of range makes ONNX Runtime
+// fail the whole batch; the batcher re-runs each request alone.
+func TestBadRequestNeverFailsItsBatchMates(t *testing.T) {
+	g := newGated(t, "lookup")
+	b := newTestBatcher(t, g, batching(16, 0, 1))
+	idx := func(v int64) *tensor.Tensor {
+		d := make([]byte, 8)
+		binary.LittleEndian.PutUint64(d, uint64(v))
+		return &tensor.Tensor{Name: "idx", DataType: tensor.Int64, Shape: []int64{1, 1}, Data: d}
+	}
+	g.hold.Store(1)
+	first := submitAsync(context.Background(), b, idx(0), nil)
+	<-g.entered
+	good1 := submitAsync(context.Background(), b, idx(3), nil)
+	bad := submitAsync(context.Background(), b, idx(99), nil)
+	good2 := submitAsync(context.Background(), b, idx(9), nil)
+	waitFor(t, "queued", func() bool { return b.queued() == 3 })
+	g.release <- struct{}{}
+	<-first
+	for i, ch := range []<-chan answer{good1, good2} {
+		a := <-ch
+		if a.err != nil {
+			t.Fatalf("good request %d failed with its bad batch-mate: %v", i, a.err)
+		}
+	}
+	if a := <-bad; a.err == nil {
+		t.Fatal("the out-of-range request succeeded")
+	}
+	if got := g.calls(); fmt.Sprint(got) != "[1 3 1 1 1]" {
+		t.Errorf("calls = %v, want the batch of 3 then each alone", got)
+	}
+}
+
+func TestQueuedRequestsThatExpireNeverRun(t *testing.T) {
+	g := newGated(t, "mlp")
+	b := newTestBatcher(t, g, batching(8, 0, 1))
+	g.hold.Store(1)
+	first := submitAsync(context.Background(), b, row(0, 0, 0, 0), nil)
+	<-g.entered
+	dctx, cancel1 := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel1()
+	cctx, cancel2 := context.WithCancel(context.Background())
+	expiring := submitAsync(dctx, b, row(111, 111, 111, 111), nil)
+	canceled := submitAsync(cctx, b, row(222, 222, 222, 222), nil)
+	kept := submitAsync(context.Background(), b, row(333, 333, 333, 333), nil)
+	waitFor(t, "queued", func() bool { return b.queued() == 3 })
+	cancel2()
+	a := <-expiring
+	if !errors.Is(a.err, context.DeadlineExceeded) || errs.KindOf(a.err) != errs.DeadlineExceeded {
+		t.Errorf("expired request: %v", a.err)
+	}
+	if a := <-canceled; errs.KindOf(a.err) != errs.Canceled {
+		t.Errorf("canceled request: %v", a.err)
+	}
+	waitFor(t, "abandoned requests leave the queue", func() bool { return b.queued() == 1 })
+	g.release <- struct{}{}
+	<-first
+	if a := <-kept; a.err != nil {
+		t.Fatal(a.err)
+	}
+	for _, v := range []float32{111, 222} {
+		if g.sawData(row(v, v, v, v).Data) {
+			t.Errorf("request %v ran after it was dropped", v)
+		}
+	}
+}
+
+func TestFullQueueSheds(t *testing.T) {
+	g := newGated(t, "mlp")
+	cfg := batching(4, 0, 1)
+	cfg.MaxQueueSize = 2
+	b := newTestBatcher(t, g, cfg)
+	g.hold.Store(1)
+	first := submitAsync(context.Background(), b, row(0, 0, 0, 0), nil)
+	<-g.entered
+	q1 := submitAsync(context.Background(), b, row(1, 0, 0, 0), nil)
+	q2 := submitAsync(context.Background(), b, row(2, 0, 0, 0), nil)
+	waitFor(t, "queue full", func() bool { return b.queued() == 2 })
+	_, _, err := b.submit(context.Background(), []*tensor.Tensor{row(3, 0, 0, 0)}, nil)
+	if errs.KindOf(err) != errs.ResourceExhausted || errs.RetryAfterOf(err) <= 0 {
+		t.Fatalf("over the queue bound: %v (retry after %v)", err, errs.RetryAfterOf(err))
+	}
+	g.release <- struct{}{}
+	for _, ch := range []<-chan answer{first, q1, q2} {
+		if a := <-ch; a.err != nil {
+			t.Fatal(a.err)
+		}
+	}
+}
+
+// TestWaitsForBatchMatesOnlyWhileBusy: with two instances, a free worker whose
+// batch is short waits for batch-mates while the other instance runs, and stops
+// waiting the moment the other instance frees up.
+func TestWaitsForBatchMatesOnlyWhileBusy(t *testing.T) {
+	g := newGated(t, "mlp")
+	b := newTestBatcher(t, g, batching(2, 10*time.Second, 2))
+	g.hold.Store(2)
+	a1 := submitAsync(context.Background(), b, row(0, 0, 0, 0), nil)
+	a2 := submitAsync(context.Background(), b, row(0, 0, 0, 1), nil)
+	<-g.entered
+	<-g.entered // both instances busy
+	r1 := submitAsync(context.Background(), b, row(1, 1, 1, 1), nil)
+	waitFor(t, "r1 queued", func() bool { return b.queued() == 1 })
+	g.release <- struct{}{} // one instance frees: it takes r1 and waits for a mate
+	waitFor(t, "r1 taken", func() bool { return b.queued() == 0 })
+	r2 := submitAsync(context.Background(), b, row(2, 2, 2, 2), nil)
+	for _, ch := range []<-chan answer{r1, r2} {
+		if a := <-ch; a.err != nil {
+			t.Fatal(a.err)
+		}
+	}
+	g.release <- struct{}{} // the other held run
+	<-a1
+	<-a2
+	if got := g.calls(); fmt.Sprint(got) != "[1 1 2]" {
+		t.Errorf("calls = %v, want r1 and r2 in one batch of 2", got)
+	}
+
+	// Now: one instance busy, a short batch waiting, and the busy one frees:
+	// the waiting worker must run at once, alone.
+	g.hold.Store(2)
+	h1 := submitAsync(context.Background(), b, row(5, 0, 0, 0), nil)
+	h2 := submitAsync(context.Background(), b, row(6, 0, 0, 0), nil)
+	<-g.entered
+	<-g.entered
+	r3 := submitAsync(context.Background(), b, row(3, 3, 3, 3), nil)
+	waitFor(t, "r3 queued", func() bool { return b.queued() == 1 })
+	g.release <- struct{}{}
+	waitFor(t, "r3 taken", func() bool { return b.queued() == 0 })
+	g.release <- struct{}{} // the other instance frees: stop waiting for mates
+	if a := <-r3; a.err != nil {
+		t.Fatal(a.err)
+	}
+	<-h1
+	<-h2
+	if got := g.calls(); fmt.Sprint(got[3:]) != "[1 1 1]" {
+		t.Errorf("calls = %v, want r3 alone after the other instance freed", got)
+	}
+}
+
+func TestBatchingEveryDatatype(t *testing.T) {
+	g := newGated(t, "dtypes")
+	b := newTestBatcher(t, g, batching(8, 0, 1))
+	mk := func(seed byte) []*tensor.Tensor {
+		var ins []*tensor.Tensor
+		for _, s := range g.Signature().Inputs {
+			tt := &tensor.Tensor{Name: s.Name, DataType: s.DataType, Shape: []int64{1, 2}}
+			if s.DataType == tensor.Bytes {
+				tt.Strings = [][]byte{{'a', seed}, {'b', seed, seed}}
+			} else {
+				tt.Data = bytes.Repeat([]byte{seed & 1}, 2*s.DataType.Size()) // 0/1 is valid for BOOL too
+				if s.DataType != tensor.Bool {
+					tt.Data[0] = seed
+				}
+			}
+			ins = append(ins, tt)
+		}
+		return ins
+	}
+	g.hold.Store(1)
+	first := make(chan answer, 1)
+	go func() { o, _, err := b.submit(context.Background(), mk(0), nil); first <- answer{o, err} }()
+	<-g.entered
+	chans := make([]chan answer, 3)
+	for i := range chans {
+		chans[i] = make(chan answer, 1)
+		go func() { o, _, err := b.submit(context.Background(), mk(byte(i+1)), nil); chans[i] <- answer{o, err} }()
+	}
+	waitFor(t, "queued", func() bool { return b.queued() == 3 })
+	g.release <- struct{}{}
+	<-first
+	for i, ch := range chans {
+		a := <-ch
+		if a.err != nil {
+			t.Fatal(a.err)
+		}
+		want := mk(byte(i + 1))
+		for j, o := range a.outs {
+			if o.DataType == tensor.Bytes {
+				if fmt.Sprint(o.Strings) != fmt.Sprint(want[j].Strings) {
+					t.Errorf("request %d %s = %q", i, o.Name, o.Strings)
+				}
+			} else if !bytes.Equal(o.Data, want[j].Data) {
+				t.Errorf("request %d %s = %v, want %v", i, o.Name, o.Data, want[j].Data)
+			}
+		}
+	}
+	if got := g.calls(); fmt.Sprint(got) != "[1 3]" {
+		t.Errorf("calls = %v", got)
+	}
+}
+
+func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
