@@ -99,7 +99,7 @@ func TestWalkthroughFiveMinutes(t *testing.T) {
 	for _, want := range []string{
 		`nimbus_requests_total{code="200",model="churn",namespace="default",protocol="rest",version="1"}`,
 		`nimbus_request_duration_seconds_bucket{model="churn",namespace="default",protocol="rest",version="1"`,
-		`nimbus_model_load_duration_seconds_count{model="churn",namespace="default"} 1`,
+		`nimbus_model_load_duration_seconds_count{namespace="default"} 1`,
 		`nimbus_models_loaded 1`,
 	} {
 		if !strings.Contains(string(metrics), want) {

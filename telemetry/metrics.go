@@ -45,13 +45,13 @@ func NewMetrics() *Metrics {
 		}, []string{"namespace", "model", "version", "protocol"}),
 		loadSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "nimbus_model_load_duration_seconds",
-			Help:    "Time to verify and load a model version.",
+			Help:    "Time to verify and load a model version (by namespace: per-model labels would grow with the registry).",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
-		}, []string{"namespace", "model"}),
+		}, []string{"namespace"}),
 		loadFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nimbus_model_load_failures_total",
-			Help: "Model loads that failed.",
-		}, []string{"namespace", "model"}),
+			Help: "Model loads that failed (the log names the model and the reason).",
+		}, []string{"namespace"}),
 		loadedModels: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "nimbus_models_loaded",
 			Help: "Model versions currently loaded in memory.",
@@ -70,6 +70,7 @@ func NewMetrics() *Metrics {
 		}, []string{"protocol"}),
 	}
 	m.version = newVersionCollectors(reg)
+	m.version.perVersion = append(m.version.perVersion, m.requests, m.latency, m.inferRows)
 	reg.MustRegister(m.inFlight, m.requests, m.latency, m.loadSeconds, m.loadFailures, m.loadedModels, m.loadedBytes, m.inferRows)
 	return m
 }
@@ -113,10 +114,10 @@ func (m *Metrics) ObserveLoad(ns, model string, d time.Duration, err error) {
 		return
 	}
 	if err != nil {
-		m.loadFailures.WithLabelValues(ns, model).Inc()
+		m.loadFailures.WithLabelValues(ns).Inc()
 		return
 	}
-	m.loadSeconds.WithLabelValues(ns, model).Observe(d.Seconds())
+	m.loadSeconds.WithLabelValues(ns).Observe(d.Seconds())
 }
 
 // SetLoaded sets the resident model gauges.

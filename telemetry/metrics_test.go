@@ -35,3 +35,32 @@ func grep(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+func TestVersionSeriesGoAwayOnUnload(t *testing.T) {
+	m := NewMetrics()
+	vm := m.ForVersion("default", "m", "1")
+	vm.ObserveBatch(4)
+	vm.SetQueueDepth(2)
+	m.ObserveRequest("default", "m", "1", "rest", "200", time.Millisecond)
+	m.ObserveRequest("default", "other", "2", "rest", "200", time.Millisecond)
+	scrape := func() string {
+		rec := httptest.NewRecorder()
+		m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		b, _ := io.ReadAll(rec.Body)
+		return string(b)
+	}
+	before := scrape()
+	for _, want := range []string{`nimbus_batch_size_count{model="m"`, `nimbus_requests_total{code="200",model="m"`, `nimbus_queue_depth{model="m"`} {
+		if !strings.Contains(before, want) {
+			t.Fatalf("missing %s before unload", want)
+		}
+	}
+	vm.Delete()
+	after := scrape()
+	if strings.Contains(after, `model="m"`) {
+		t.Errorf("series of the unloaded version remain:\n%s", grep(after, `model="m"`))
+	}
+	if !strings.Contains(after, `model="other"`) {
+		t.Error("another version's series were deleted")
+	}
+}

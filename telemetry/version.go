@@ -15,6 +15,10 @@ type versionCollectors struct {
 	batchSize  *prometheus.HistogramVec
 	rejected   *prometheus.CounterVec
 	timedOut   *prometheus.CounterVec
+	// Request series are labelled per version too; they are deleted with the rest.
+	perVersion []interface {
+		DeletePartialMatch(prometheus.Labels) int
+	}
 }
 
 func newVersionCollectors(reg *prometheus.Registry) *versionCollectors {
@@ -118,4 +122,7 @@ func (v *VersionMetrics) Delete() {
 	v.c.batchSize.Delete(v.labels)
 	v.c.rejected.Delete(v.labels)
 	v.c.timedOut.Delete(v.labels)
+	for _, vec := range v.c.perVersion {
+		vec.DeletePartialMatch(v.labels)
+	}
 }
