@@ -114,7 +114,12 @@ func New(ctx context.Context, cfg config.Config, version string, log *slog.Logge
 	if cfg.GRPCAddr != "" {
 		s.grpcHealth = health.NewServer()
 		gopts := grpcapi.Options{MaxMessageBytes: int(cfg.MaxBodyBytes), Metrics: s.Metrics, Logger: log, Health: s.grpcHealth}
-		s.grpcSrv = grpcapi.NewGRPCServer(gopts)
+		s.grpcSrv = grpcapi.NewGRPCServer(gopts, grpc.ChainUnaryInterceptor(
+			func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
+				done := s.Metrics.Track("grpc")
+				defer done()
+				return next(ctx, req)
+			}))
 		s.grpcAPI = grpcapi.New(s.Manager, gopts)
 		s.grpcAPI.Register(s.grpcSrv)
 		if s.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
