@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -131,4 +132,86 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 	}
 	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
 	return sorted[min(max(rank, 1), len(sorted))-1]
+}
+
+// measureOpen drives fn open-loop: calls are due at a fixed rate (req/s) from
+// the start. One pacer goroutine releases each call when it is due, and conc
+// workers send them in order; a call is timed from its release, so one that waits
+// for a free worker is charged for that wait (no coordinated omission). The pacer
+// sleeps with nanosleep(2) (Go's timers overshoot by ~1 ms on Linux; nanosleep by
+// ~0.1 ms), and a call released late is timed from when it was released, so the
+// generator's own lateness is not billed to the server. With load.Iterations > 0
+// it sends conc×Iterations calls, else rate×load.Duration.
+func measureOpen(ctx context.Context, conc int, rate float64, load Load, fn op) (sample, error) {
+	if rate <= 0 {
+		return sample{}, fmt.Errorf("open loop needs a positive rate, got %v", rate)
+	}
+	n := conc * load.Iterations
+	if n <= 0 {
+		n = max(int(rate*load.Duration.Seconds()), 1)
+	}
+	interval := float64(time.Second) / rate
+	lat := make([]time.Duration, n)
+	released := make([]time.Time, n)
+	queue := make(chan int, n)
+	var (
+		wg    sync.WaitGroup
+		errMu sync.Mutex
+		first error
+		ends  = make([]time.Time, conc)
+	)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	start := time.Now()
+	wg.Go(func() {
+		defer close(queue)
+		for i := range n {
+			due := start.Add(time.Duration(float64(i) * interval))
+			if d := time.Until(due); d > 0 {
+				ts := syscall.NsecToTimespec(int64(d))
+				syscall.Nanosleep(&ts, nil)
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			released[i] = due
+			if now := time.Now(); now.After(due) {
+				released[i] = now
+			}
+			queue <- i
+		}
+	})
+	for w := range conc {
+		wg.Go(func() {
+			for i := range queue {
+				if ctx.Err() != nil {
+					continue
+				}
+				if err := fn(ctx, w); err != nil {
+					errMu.Lock()
+					if first == nil {
+						first = err
+					}
+					errMu.Unlock()
+					cancel()
+					continue
+				}
+				end := time.Now()
+				lat[i] = end.Sub(released[i])
+				ends[w] = end
+			}
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		return sample{}, first
+	}
+	var last time.Time
+	for _, t := range ends {
+		if t.After(last) {
+			last = t
+		}
+	}
+	slices.Sort(lat)
+	return sample{lat: lat, elapsed: last.Sub(start)}, nil
 }

@@ -1,6 +1,9 @@
-// Command nimbusbench measures Nimbus's serving core against raw ONNX Runtime and
-// bare net/http and grpc-go servers in one run, and prints a markdown table.
-// bench/run.sh (make bench) builds and runs it; see docs/BENCHMARKS.md.
+// Command nimbusbench measures Nimbus against raw ONNX Runtime, bare net/http and
+// grpc-go servers and a Node.js peer in one run, and prints a markdown report.
+// Two modes: -suite (issue 3's suite: single-row requests, batching off and on,
+// closed and open loop, wrk and ghz where installed, targets) and the default
+// layer-by-layer path matrix. bench/run.sh (make bench) builds and runs the suite;
+// see docs/BENCHMARKS.md.
 package main
 
 import (
@@ -10,14 +13,17 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/nimbus-ai/nimbus/bench"
+	"github.com/nimbus-ai/nimbus/registry"
 )
 
 func main() {
@@ -41,8 +47,37 @@ func run() error {
 		command  = flag.String("command", "", "command line to record in the report (default: this process's)")
 		cpuprof  = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 		verbose  = flag.Bool("v", false, "print each cell as it finishes and the server's warnings")
+
+		suite      = flag.Bool("suite", false, "run the benchmark suite (issue 3) instead of the path matrix")
+		openDur    = flag.Duration("open-duration", 2*time.Second, "suite: measured time per open-loop cell")
+		openFrac   = flag.Float64("open-fraction", 0.5, "suite: open-loop rate as a fraction of the closed loop's req/s")
+		extDur     = flag.Duration("ext-duration", 2*time.Second, "suite: time per wrk/ghz cell")
+		maxBatch   = flag.Int("max-batch", 64, "suite: MaxBatchSize of the batched copies")
+		queueDelay = flag.Duration("queue-delay", time.Millisecond, "suite: MaxQueueDelay of the batched copies")
+		instances  = flag.Int("instances", 1, "suite: instances (Instances.Max) of every model")
+		drivers    = flag.String("drivers", "", "suite: comma-separated drivers (default all installed: "+strings.Join(bench.SuiteDrivers, ",")+")")
+		noExt      = flag.Bool("no-external", false, "suite: skip wrk, ghz and the Node peer even if installed")
 	)
 	flag.Parse()
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if *suite {
+		if !set["models"] {
+			*models = "mlp,mlp_medium,tree"
+		}
+		if !set["concurrency"] {
+			*concs = "1,8,64,256"
+		}
+		if !set["duration"] {
+			*duration = 3 * time.Second
+		}
+		if !set["warmup"] {
+			*warmup = 500 * time.Millisecond
+		}
+		return runSuite(suiteFlags{models: *models, concs: *concs, duration: *duration, warmup: *warmup, iters: *iters,
+			quick: *quick, out: *out, command: *command, verbose: *verbose, openDur: *openDur, openFrac: *openFrac,
+			extDur: *extDur, maxBatch: *maxBatch, queueDelay: *queueDelay, instances: *instances, drivers: *drivers, noExt: *noExt})
+	}
 
 	cfg := bench.Config{Load: bench.Load{Warmup: *warmup, Duration: *duration, Iterations: *iters}}
 	if *quick {
@@ -128,4 +163,106 @@ func intList(name, s string) ([]int, error) {
 		out = append(out, n)
 	}
 	return out, nil
+}
+
+type suiteFlags struct {
+	models, concs, out, command, drivers          string
+	duration, warmup, openDur, extDur, queueDelay time.Duration
+	iters, maxBatch, instances                    int
+	openFrac                                      float64
+	quick, verbose, noExt                         bool
+}
+
+func runSuite(f suiteFlags) error {
+	root, err := bench.FindRepoRoot()
+	if err != nil {
+		return err
+	}
+	cfg := bench.SuiteConfig{
+		Models:           splitList(f.models),
+		Load:             bench.Load{Warmup: f.warmup, Duration: f.duration, Iterations: f.iters},
+		OpenLoad:         bench.Load{Duration: f.openDur, Iterations: f.iters},
+		OpenFraction:     f.openFrac,
+		ExternalDuration: f.extDur,
+		Batching:         registry.BatchingConfig{MaxBatchSize: f.maxBatch, MaxQueueDelay: registry.Duration(f.queueDelay)},
+		Instances:        f.instances,
+		Drivers:          splitList(f.drivers),
+		RawBatches:       []int{f.maxBatch},
+		RepoRoot:         root,
+	}
+	if f.quick {
+		cfg.Load = bench.Load{WarmupIterations: 20, Iterations: 200}
+		cfg.OpenLoad = bench.Load{Iterations: 100}
+		cfg.ExternalDuration = time.Second
+	}
+	if cfg.Concurrency, err = intList("concurrency", f.concs); err != nil {
+		return err
+	}
+	if len(cfg.Models) == 0 || len(cfg.Concurrency) == 0 {
+		return fmt.Errorf("-models and -concurrency must each name at least one value")
+	}
+	for _, d := range cfg.Drivers {
+		if !slices.Contains(bench.SuiteDrivers, d) {
+			return fmt.Errorf("-drivers: unknown driver %q (known: %s)", d, strings.Join(bench.SuiteDrivers, ", "))
+		}
+	}
+	if f.noExt {
+		cfg.Tools = bench.Tools{NodeWhy: "skipped (-no-external)"}
+		if cfg.Drivers == nil {
+			cfg.Drivers = []string{bench.DriverClosed, bench.DriverOpen}
+		}
+	} else {
+		cfg.Tools = bench.DetectTools(root)
+	}
+	fmt.Fprintf(os.Stderr, "nimbusbench: wrk %s, ghz %s, node peer %s\n", found(cfg.Tools.Wrk), found(cfg.Tools.Ghz), found(cfg.Tools.Node))
+	if f.verbose {
+		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	start := time.Now()
+	cfg.Progress = func(c bench.Cell) {
+		if f.verbose {
+			fmt.Fprintf(os.Stderr, "%6.0fs %-10s %-6s %-11s batching=%-3s c=%-3d b=%-2d n=%-7d rows/s=%-9.0f p50=%-9s p99=%-9s batch=%.1f\n",
+				time.Since(start).Seconds(), c.Model, c.Driver, c.Target, map[bool]string{false: "off", true: "on"}[c.Batching],
+				c.Conc, c.Batch, c.Samples, c.RowsPerSec, c.P50.Round(time.Microsecond/10), c.P99.Round(time.Microsecond/10), c.MeanBatch)
+		}
+	}
+	cmdline := f.command
+	if cmdline == "" {
+		cmdline = strings.Join(os.Args, " ")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	date := time.Now()
+	res, err := bench.RunSuite(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	rep := bench.SuiteReport{Date: date, Command: cmdline, Machine: bench.DescribeMachine(root), Config: cfg, Result: res, Batcher: batcherCommit(root)}
+	w := io.Writer(os.Stdout)
+	if f.out != "" {
+		file, err := os.Create(f.out)
+		if err != nil {
+			return err
+		}
+		defer file.Close()
+		w = io.MultiWriter(os.Stdout, file)
+	}
+	fmt.Fprintf(os.Stderr, "nimbusbench: suite took %s\n", time.Since(start).Round(time.Second))
+	return rep.WriteMarkdown(w)
+}
+
+func found(path string) string {
+	if path == "" {
+		return "not installed"
+	}
+	return path
+}
+
+// batcherCommit is the newest commit subject mentioning a batcher, or "".
+func batcherCommit(root string) string {
+	out, err := exec.Command("git", "-C", root, "log", "-1", "-i", "--grep=batcher", "--format=%h %s").Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
 }
