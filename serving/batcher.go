@@ -53,6 +53,10 @@ type batcher struct {
 	queue   []*pending
 	busy    int // instances in use: runtime calls in progress, or a worker lingering
 	linger  int // workers waiting for batch-mates
+	// saturated is set while workers find more queued work after each batch; it
+	// closes the inline path so arrivals join the next batch instead of taking
+	// an instance for a call of one request.
+	saturated bool
 	closed  bool
 	workers sync.WaitGroup
 }
@@ -117,7 +121,7 @@ func (b *batcher) submit(ctx context.Context, inputs []*tensor.Tensor, outputs [
 		b.mu.Unlock()
 		return nil, 0, errs.New(errs.Unavailable, "model version is unloading")
 	}
-	if b.busy < b.instances && len(b.queue) == 0 {
+	if b.busy < b.instances && len(b.queue) == 0 && !b.saturated {
 		// An instance is free and nobody is waiting: run now, in this goroutine.
 		b.busy++
 		b.mu.Unlock()
@@ -190,12 +194,67 @@ func (b *batcher) worker() {
 	defer b.workers.Done()
 	for {
 		batch := b.next()
-		if batch == nil {
+		for batch != nil {
+			b.runBatch(batch)
+			batch = b.continueOrRelease(len(batch))
+		}
+		if b.isClosedAndDrained() {
 			return
 		}
-		b.runBatch(batch)
-		b.release()
 	}
+}
+
+// continueOrRelease keeps the worker's instance and returns the next batch when
+// work is queued (no gap in which a lone request could take the instance for a
+// call of one). After a batch of several requests — evidence of load — it also
+// holds the instance up to maxQueueDelay for the next wave of requests, as
+// closed-loop clients send it right after their answers. Otherwise it frees the
+// instance and returns nil.
+func (b *batcher) continueOrRelease(lastRequests int) []*pending {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	batching := b.maxRows > 1 && b.delay > 0
+	if len(b.queue) == 0 && batching && lastRequests > 1 && !b.closed {
+		b.saturated = true
+		b.linger++
+		deadline := time.Now().Add(b.delay)
+		for len(b.queue) == 0 && !b.closed {
+			wait := time.Until(deadline)
+			if wait <= 0 {
+				break
+			}
+			t := time.AfterFunc(wait, func() {
+				b.mu.Lock()
+				b.wake.Broadcast()
+				b.mu.Unlock()
+			})
+			b.wake.Wait()
+			t.Stop()
+		}
+		b.linger--
+	}
+	if len(b.queue) > 0 {
+		b.saturated = b.maxRows > 1
+		if batch := b.take(); len(batch) > 0 {
+			if batching && b.saturated {
+				batch = b.waitForMates(batch)
+			}
+			b.vm.SetQueueDepth(len(b.queue))
+			return batch
+		}
+	}
+	b.saturated = false
+	b.busy--
+	if len(b.queue) > 0 || b.linger > 0 {
+		b.signal()
+	}
+	return nil
+}
+
+func (b *batcher) isClosedAndDrained() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed && len(b.queue) == 0
 }
 
 // next blocks until it can take a batch (an instance is free and work is queued)
@@ -220,7 +279,7 @@ func (b *batcher) next() []*pending {
 		}
 		others := b.busy
 		b.busy++ // claim the instance now, so nobody takes what we wait for
-		if b.maxRows > 1 && b.delay > 0 && others > 0 && !b.closed {
+		if b.maxRows > 1 && b.delay > 0 && (others > 0 || b.saturated) && !b.closed {
 			batch = b.waitForMates(batch)
 		}
 		b.vm.SetQueueDepth(len(b.queue))
@@ -295,8 +354,9 @@ func (b *batcher) preferredCut(batch []*pending) int {
 }
 
 // waitForMates waits (b.mu held, released while waiting) for batch-mates until
-// the batch reaches its goal, the oldest request has waited maxQueueDelay, or no
-// other instance is busy any more. The caller holds one instance (b.busy).
+// the batch reaches its goal or the oldest request has waited maxQueueDelay, and,
+// unless the batcher is saturated, stops as soon as no other instance is busy.
+// The caller holds one instance (b.busy).
 func (b *batcher) waitForMates(batch []*pending) []*pending {
 	goal := int64(b.maxRows)
 	rows := int64(0)
@@ -312,7 +372,7 @@ func (b *batcher) waitForMates(batch []*pending) []*pending {
 	deadline := batch[0].enq.Add(b.delay)
 	b.linger++
 	defer func() { b.linger-- }()
-	for rows < goal && !b.closed && b.busy > 1 {
+	for rows < goal && !b.closed && (b.busy > 1 || b.saturated) {
 		wait := time.Until(deadline)
 		if wait <= 0 {
 			break

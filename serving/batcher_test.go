@@ -320,10 +320,9 @@ func TestFullQueueSheds(t *testing.T) {
 	}
 }
 
-// TestWaitsForBatchMatesOnlyWhileBusy: with two instances, a free worker whose
-// batch is short waits for batch-mates while the other instance runs, and stops
-// waiting the moment the other instance frees up.
-func TestWaitsForBatchMatesOnlyWhileBusy(t *testing.T) {
+// TestWaitsForBatchMatesWhileAnotherInstanceRuns: with two instances, a free
+// worker whose batch is short waits for batch-mates while the other instance runs.
+func TestWaitsForBatchMatesWhileAnotherInstanceRuns(t *testing.T) {
 	g := newGated(t, "mlp")
 	b := newTestBatcher(t, g, batching(2, 10*time.Second, 2))
 	g.hold.Store(2)
@@ -347,26 +346,56 @@ func TestWaitsForBatchMatesOnlyWhileBusy(t *testing.T) {
 	if got := g.calls(); fmt.Sprint(got) != "[1 1 2]" {
 		t.Errorf("calls = %v, want r1 and r2 in one batch of 2", got)
 	}
+}
 
-	// Now: one instance busy, a short batch waiting, and the busy one frees:
-	// the waiting worker must run at once, alone.
-	g.hold.Store(2)
-	h1 := submitAsync(context.Background(), b, row(5, 0, 0, 0), nil)
-	h2 := submitAsync(context.Background(), b, row(6, 0, 0, 0), nil)
-	<-g.entered
-	<-g.entered
-	r3 := submitAsync(context.Background(), b, row(3, 3, 3, 3), nil)
-	waitFor(t, "r3 queued", func() bool { return b.queued() == 1 })
-	g.release <- struct{}{}
-	waitFor(t, "r3 taken", func() bool { return b.queued() == 0 })
-	g.release <- struct{}{} // the other instance frees: stop waiting for mates
-	if a := <-r3; a.err != nil {
-		t.Fatal(a.err)
+// TestIdleModelNeverWaits: a lone request on an idle model runs at once, even
+// with a long maxQueueDelay (its deadline is far shorter than the delay).
+func TestIdleModelNeverWaits(t *testing.T) {
+	g := newGated(t, "mlp")
+	b := newTestBatcher(t, g, batching(64, time.Hour, 1))
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, _, err := b.submit(ctx, []*tensor.Tensor{row(float32(i), 0, 0, 0)}, nil)
+		cancel()
+		if err != nil {
+			t.Fatalf("request %d on an idle model: %v", i, err)
+		}
 	}
-	<-h1
-	<-h2
-	if got := g.calls(); fmt.Sprint(got[3:]) != "[1 1 1]" {
-		t.Errorf("calls = %v, want r3 alone after the other instance freed", got)
+	if got := g.calls(); fmt.Sprint(got) != "[1 1 1]" {
+		t.Errorf("calls = %v", got)
+	}
+}
+
+// TestNextWaveAfterABurstFormsOneBatch: after a batch of several requests the
+// worker keeps its instance for up to maxQueueDelay, so the callers' next wave
+// (sent one by one, as closed-loop clients do) runs as one batch, not as a call
+// of one followed by the rest.
+func TestNextWaveAfterABurstFormsOneBatch(t *testing.T) {
+	g := newGated(t, "mlp")
+	b := newTestBatcher(t, g, batching(8, time.Hour, 1))
+	g.hold.Store(1)
+	first := submitAsync(context.Background(), b, row(0, 0, 0, 0), nil)
+	<-g.entered
+	q1 := submitAsync(context.Background(), b, row(1, 0, 0, 0), nil)
+	q2 := submitAsync(context.Background(), b, row(2, 0, 0, 0), nil)
+	waitFor(t, "queued", func() bool { return b.queued() == 2 })
+	g.release <- struct{}{}
+	for _, ch := range []<-chan answer{first, q1, q2} {
+		if a := <-ch; a.err != nil {
+			t.Fatal(a.err)
+		}
+	}
+	var wave []<-chan answer
+	for i := range 8 {
+		wave = append(wave, submitAsync(context.Background(), b, row(float32(10+i), 0, 0, 0), nil))
+	}
+	for _, ch := range wave {
+		if a := <-ch; a.err != nil {
+			t.Fatal(a.err)
+		}
+	}
+	if got := g.calls(); fmt.Sprint(got) != "[1 2 8]" {
+		t.Errorf("calls = %v, want the held call, the burst of 2, then the wave of 8 as one batch", got)
 	}
 }
 
