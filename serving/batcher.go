@@ -48,17 +48,17 @@ type batcher struct {
 	vm        *telemetry.VersionMetrics
 	log       *slog.Logger
 
-	mu      sync.Mutex
-	wake    *sync.Cond // signalled when work arrives or an instance frees
-	queue   []*pending
-	busy    int // instances in use: runtime calls in progress, or a worker lingering
-	linger  int // workers waiting for batch-mates
+	mu     sync.Mutex
+	wake   *sync.Cond // signalled when work arrives or an instance frees
+	queue  []*pending
+	busy   int // instances in use: runtime calls in progress, or a worker lingering
+	linger int // workers waiting for batch-mates
 	// saturated is set while workers find more queued work after each batch; it
 	// closes the inline path so arrivals join the next batch instead of taking
 	// an instance for a call of one request.
 	saturated bool
-	closed  bool
-	workers sync.WaitGroup
+	closed    bool
+	workers   sync.WaitGroup
 }
 
 // pending is one queued request.
