@@ -57,6 +57,10 @@ type batcher struct {
 	// closes the inline path so arrivals join the next batch instead of taking
 	// an instance for a call of one request.
 	saturated bool
+	// lastRows is the size of the latest runtime call: the wave a saturated
+	// worker can expect back. Waiting for more than the load delivers would hold
+	// every batch for the full maxQueueDelay.
+	lastRows int64
 	closed    bool
 	workers   sync.WaitGroup
 }
@@ -125,7 +129,11 @@ func (b *batcher) submit(ctx context.Context, inputs []*tensor.Tensor, outputs [
 		// An instance is free and nobody is waiting: run now, in this goroutine.
 		b.busy++
 		b.mu.Unlock()
-		outs, err := b.execute(ctx, ordered, outputs, batchRows(ordered))
+		rows := batchRows(ordered)
+		outs, err := b.execute(ctx, ordered, outputs, rows)
+		b.mu.Lock()
+		b.lastRows = rows
+		b.mu.Unlock()
 		b.release()
 		return outs, 0, err
 	}
@@ -196,7 +204,7 @@ func (b *batcher) worker() {
 		batch := b.next()
 		for batch != nil {
 			b.runBatch(batch)
-			batch = b.continueOrRelease(len(batch))
+			batch = b.continueOrRelease(batch)
 		}
 		if b.isClosedAndDrained() {
 			return
@@ -210,11 +218,15 @@ func (b *batcher) worker() {
 // holds the instance up to maxQueueDelay for the next wave of requests, as
 // closed-loop clients send it right after their answers. Otherwise it frees the
 // instance and returns nil.
-func (b *batcher) continueOrRelease(lastRequests int) []*pending {
+func (b *batcher) continueOrRelease(last []*pending) []*pending {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.lastRows = 0
+	for _, p := range last {
+		b.lastRows += p.rows
+	}
 	batching := b.maxRows > 1 && b.delay > 0
-	if len(b.queue) == 0 && batching && lastRequests > 1 && !b.closed {
+	if len(b.queue) == 0 && batching && len(last) > 1 && !b.closed {
 		b.saturated = true
 		b.linger++
 		deadline := time.Now().Add(b.delay)
@@ -368,6 +380,13 @@ func (b *batcher) waitForMates(batch []*pending) []*pending {
 			goal = int64(s)
 			break
 		}
+	}
+	// Expect no more than the load has shown it delivers: the last call's rows
+	// (at least one mate when another instance is the reason to wait).
+	if b.saturated {
+		goal = min(goal, b.lastRows)
+	} else {
+		goal = min(goal, max(b.lastRows, 2))
 	}
 	deadline := batch[0].enq.Add(b.delay)
 	b.linger++

@@ -16,7 +16,7 @@ import (
 // row each (mlp_medium): rows/s and the mean rows per runtime call, batching on
 // and off. `go test -run '^$' -bench Batcher -benchtime 3s ./serving`
 func BenchmarkBatcher(b *testing.B) {
-	for _, conc := range []int{1, 64} {
+	for _, conc := range []int{1, 8, 64} {
 		for _, on := range []bool{false, true} {
 			name := fmt.Sprintf("conc=%d/batching=%v", conc, on)
 			b.Run(name, func(b *testing.B) {

@@ -367,35 +367,42 @@ func TestIdleModelNeverWaits(t *testing.T) {
 }
 
 // TestNextWaveAfterABurstFormsOneBatch: after a batch of several requests the
-// worker keeps its instance for up to maxQueueDelay, so the callers' next wave
-// (sent one by one, as closed-loop clients do) runs as one batch, not as a call
-// of one followed by the rest.
+// worker keeps its instance for up to maxQueueDelay and expects a wave as large
+// as that batch, so the callers' next wave (sent one by one, as closed-loop
+// clients do) runs as one batch, not as a call of one followed by the rest.
 func TestNextWaveAfterABurstFormsOneBatch(t *testing.T) {
 	g := newGated(t, "mlp")
 	b := newTestBatcher(t, g, batching(8, time.Hour, 1))
 	g.hold.Store(1)
 	first := submitAsync(context.Background(), b, row(0, 0, 0, 0), nil)
 	<-g.entered
-	q1 := submitAsync(context.Background(), b, row(1, 0, 0, 0), nil)
-	q2 := submitAsync(context.Background(), b, row(2, 0, 0, 0), nil)
-	waitFor(t, "queued", func() bool { return b.queued() == 2 })
+	var burst []<-chan answer
+	for i := range 3 {
+		burst = append(burst, submitAsync(context.Background(), b, row(float32(i+1), 0, 0, 0), nil))
+	}
+	waitFor(t, "queued", func() bool { return b.queued() == 3 })
 	g.release <- struct{}{}
-	for _, ch := range []<-chan answer{first, q1, q2} {
+	for _, ch := range append(burst, first) {
 		if a := <-ch; a.err != nil {
 			t.Fatal(a.err)
 		}
 	}
 	var wave []<-chan answer
-	for i := range 8 {
+	for i := range 3 {
 		wave = append(wave, submitAsync(context.Background(), b, row(float32(10+i), 0, 0, 0), nil))
+		waitFor(t, "the wave request reached the batcher", func() bool {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			return len(b.queue) == 0 // taken by the waiting worker
+		})
 	}
 	for _, ch := range wave {
 		if a := <-ch; a.err != nil {
 			t.Fatal(a.err)
 		}
 	}
-	if got := g.calls(); fmt.Sprint(got) != "[1 2 8]" {
-		t.Errorf("calls = %v, want the held call, the burst of 2, then the wave of 8 as one batch", got)
+	if got := g.calls(); fmt.Sprint(got) != "[1 3 3]" {
+		t.Errorf("calls = %v, want the held call, the burst of 3, then the wave of 3 as one batch", got)
 	}
 }
 
