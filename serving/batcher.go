@@ -61,8 +61,8 @@ type batcher struct {
 	// worker can expect back. Waiting for more than the load delivers would hold
 	// every batch for the full maxQueueDelay.
 	lastRows int64
-	closed    bool
-	workers   sync.WaitGroup
+	closed   bool
+	workers  sync.WaitGroup
 }
 
 // pending is one queued request.
