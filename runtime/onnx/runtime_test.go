@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/nimbus-ai/nimbus/internal/errs"
@@ -508,5 +509,45 @@ func BenchmarkRawRun(b *testing.B) {
 			}
 			b.ReportMetric(float64(int64(b.N)*bb.batch)/b.Elapsed().Seconds(), "rows/s")
 		})
+	}
+}
+
+// BenchmarkInstances answers how execution instances should run: two goroutines
+// calling Run concurrently on one shared session, or each on its own session.
+// `go test -run '^$' -bench Instances -benchtime 3s ./runtime/onnx`
+func BenchmarkInstances(b *testing.B) {
+	for _, batch := range []int64{1, 64} {
+		for _, shared := range []bool{true, false} {
+			b.Run(fmt.Sprintf("mlp_medium/batch=%d/shared=%v", batch, shared), func(b *testing.B) {
+				const workers = 2
+				models := make([]runtime.Model, workers)
+				models[0] = loadModel(b, "mlp_medium.onnx")
+				for i := 1; i < workers; i++ {
+					if shared {
+						models[i] = models[0]
+					} else {
+						models[i] = loadModel(b, "mlp_medium.onnx")
+					}
+				}
+				x := &tensor.Tensor{Name: "x", DataType: tensor.FP32, Shape: []int64{batch, 64}, Data: make([]byte, batch*64*4)}
+				var next atomic.Int64
+				var wg sync.WaitGroup
+				b.ResetTimer()
+				for w := range workers {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for next.Add(1) <= int64(b.N) {
+							if _, err := models[w].Run(context.Background(), []*tensor.Tensor{x}, nil); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					}()
+				}
+				wg.Wait()
+				b.ReportMetric(float64(int64(b.N)*batch)/b.Elapsed().Seconds(), "rows/s")
+			})
+		}
 	}
 }
