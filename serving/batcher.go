@@ -130,11 +130,11 @@ func (b *batcher) submit(ctx context.Context, inputs []*tensor.Tensor, outputs [
 		b.busy++
 		b.mu.Unlock()
 		rows := batchRows(ordered)
+		defer b.release()
 		outs, err := b.execute(ctx, ordered, outputs, rows)
 		b.mu.Lock()
 		b.lastRows = rows
 		b.mu.Unlock()
-		b.release()
 		return outs, 0, err
 	}
 	if len(b.queue) >= b.queueCap {
@@ -182,10 +182,20 @@ func ctxVerb(err error) string {
 func (b *batcher) release() {
 	b.mu.Lock()
 	b.busy--
-	if len(b.queue) > 0 || b.linger > 0 {
+	b.wakeAfterRelease()
+	b.mu.Unlock()
+}
+
+// wakeAfterRelease wakes a worker for queued work after an instance frees; while
+// closing, every worker, so that one waiting to drain the queue cannot miss it.
+// b.mu is held.
+func (b *batcher) wakeAfterRelease() {
+	switch {
+	case b.closed:
+		b.wake.Broadcast()
+	case len(b.queue) > 0 || b.linger > 0:
 		b.signal()
 	}
-	b.mu.Unlock()
 }
 
 // signal wakes a worker; every worker while one lingers, since the lingering one
@@ -235,13 +245,7 @@ func (b *batcher) continueOrRelease(last []*pending) []*pending {
 			if wait <= 0 {
 				break
 			}
-			t := time.AfterFunc(wait, func() {
-				b.mu.Lock()
-				b.wake.Broadcast()
-				b.mu.Unlock()
-			})
-			b.wake.Wait()
-			t.Stop()
+			b.waitAtMost(wait)
 		}
 		b.linger--
 	}
@@ -257,9 +261,7 @@ func (b *batcher) continueOrRelease(last []*pending) []*pending {
 	}
 	b.saturated = false
 	b.busy--
-	if len(b.queue) > 0 || b.linger > 0 {
-		b.signal()
-	}
+	b.wakeAfterRelease()
 	return nil
 }
 
@@ -327,11 +329,21 @@ func (b *batcher) take() []*pending {
 	clear(b.queue[len(kept):])
 	b.queue = kept
 	if cut := b.preferredCut(batch); cut < len(batch) {
+		var back []*pending
 		for _, p := range batch[cut:] {
 			p.state.Store(stateQueued)
+			// A caller whose context ended while we held its request could not
+			// take it out of the queue; do it for it.
+			if p.ctx.Err() != nil && p.state.CompareAndSwap(stateQueued, stateAbandoned) {
+				continue
+			}
+			back = append(back, p)
 		}
-		b.queue = append(slices.Clone(batch[cut:]), b.queue...)
+		b.queue = append(back, b.queue...)
 		batch = batch[:cut]
+		if len(back) > 0 {
+			b.signal() // another instance may be free for them
+		}
 	}
 	return batch
 }
@@ -396,13 +408,7 @@ func (b *batcher) waitForMates(batch []*pending) []*pending {
 		if wait <= 0 {
 			break
 		}
-		t := time.AfterFunc(wait, func() {
-			b.mu.Lock()
-			b.wake.Broadcast()
-			b.mu.Unlock()
-		})
-		b.wake.Wait()
-		t.Stop()
+		b.waitAtMost(wait)
 		for i := 0; i < len(b.queue) && rows < goal; {
 			p := b.queue[i]
 			if p.key != batch[0].key || rows+p.rows > int64(b.maxRows) || !p.state.CompareAndSwap(stateQueued, stateTaken) {
@@ -458,6 +464,18 @@ func (b *batcher) runBatch(batch []*pending) {
 func (b *batcher) execute(ctx context.Context, inputs []*tensor.Tensor, outputs []string, rows int64) ([]*tensor.Tensor, error) {
 	b.vm.ObserveBatch(rows)
 	b.stats.recordExecution()
+	return b.run(ctx, inputs, outputs)
+}
+
+// run calls the model, turning a panic into an error so that an instance is never
+// lost and a worker never dies with requests in hand.
+func (b *batcher) run(ctx context.Context, inputs []*tensor.Tensor, outputs []string) (outs []*tensor.Tensor, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			b.log.Error("model run panicked", "panic", r)
+			outs, err = nil, errs.New(errs.Internal, "model run failed: %v", r)
+		}
+	}()
 	return b.model.Run(ctx, inputs, outputs)
 }
 
@@ -493,7 +511,7 @@ func (b *batcher) executeBatch(batch []*pending) ([][]*tensor.Tensor, error) {
 	b.stats.recordExecution()
 	// The batch belongs to no single request: one caller's cancellation must not
 	// stop the others' work (their own contexts were checked just before).
-	outs, err := b.model.Run(context.Background(), inputs, outputs)
+	outs, err := b.run(context.Background(), inputs, outputs)
 	if err != nil {
 		return nil, err
 	}
@@ -583,6 +601,17 @@ func shapeKey(inputs []*tensor.Tensor) string {
 		sb.WriteByte(';')
 	}
 	return sb.String()
+}
+
+// waitAtMost waits on b.wake (b.mu held) until woken or d has passed.
+func (b *batcher) waitAtMost(d time.Duration) {
+	t := time.AfterFunc(d, func() {
+		b.mu.Lock()
+		b.wake.Broadcast()
+		b.mu.Unlock()
+	})
+	b.wake.Wait()
+	t.Stop()
 }
 
 // close stops accepting requests, lets the workers drain the queue, and waits.

@@ -32,6 +32,8 @@ type gatedModel struct {
 	entered chan struct{}
 	release chan struct{}
 
+	panicOn []byte // a run whose first input contains these bytes panics
+
 	mu      sync.Mutex
 	batches []int64
 	seen    [][]byte // first input's bytes per call
@@ -50,6 +52,9 @@ func newGated(t *testing.T, name string) *gatedModel {
 }
 
 func (g *gatedModel) Run(ctx context.Context, in []*tensor.Tensor, out []string) ([]*tensor.Tensor, error) {
+	if g.panicOn != nil && bytes.Contains(in[0].Data, g.panicOn) {
+		panic("model exploded")
+	}
 	g.mu.Lock()
 	g.batches = append(g.batches, in[0].Shape[0])
 	g.seen = append(g.seen, slices.Clone(in[0].Data))
@@ -459,3 +464,73 @@ func TestBatchingEveryDatatype(t *testing.T) {
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestPanickingModelLosesNoInstance: a panic inside the runtime becomes that
+// request's error, on the inline path and in a worker, and the instance keeps
+// serving (a leaked instance would queue every later request forever).
+func TestPanickingModelLosesNoInstance(t *testing.T) {
+	g := newGated(t, "mlp")
+	bad := row(666, 666, 666, 666)
+	g.panicOn = bad.Data
+	b := newTestBatcher(t, g, batching(8, 0, 1))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, _, err := b.submit(ctx, []*tensor.Tensor{bad}, nil); errs.KindOf(err) != errs.Internal {
+		t.Fatalf("inline panic: %v", err)
+	}
+	if _, _, err := b.submit(ctx, []*tensor.Tensor{row(1, 2, 3, 4)}, nil); err != nil {
+		t.Fatalf("after an inline panic: %v", err)
+	}
+	// In a worker: the panicking request is batched with a good one; the batch
+	// fails, both re-run alone, only the bad one fails.
+	g.hold.Store(1)
+	first := submitAsync(ctx, b, row(0, 0, 0, 0), nil)
+	<-g.entered
+	badCh := submitAsync(ctx, b, bad, nil)
+	goodCh := submitAsync(ctx, b, row(5, 6, 7, 8), nil)
+	waitFor(t, "queued", func() bool { return b.queued() == 2 })
+	g.release <- struct{}{}
+	if a := <-first; a.err != nil {
+		t.Fatal(a.err)
+	}
+	if a := <-badCh; errs.KindOf(a.err) != errs.Internal {
+		t.Errorf("worker panic: %v", a.err)
+	}
+	if a := <-goodCh; a.err != nil {
+		t.Errorf("good batch-mate of a panicking request: %v", a.err)
+	}
+	if _, _, err := b.submit(ctx, []*tensor.Tensor{row(1, 2, 3, 4)}, nil); err != nil {
+		t.Fatalf("after a worker panic: %v", err)
+	}
+}
+
+// TestCloseDrainsQueueWhileCallersHoldInstances: close waits for queued work even
+// when the instances are held by inline callers that finish in any order.
+func TestCloseDrainsQueueWhileCallersHoldInstances(t *testing.T) {
+	for range 3 { // which held call finishes first varies; any order must drain
+		g := newGated(t, "mlp")
+		b := newBatcher(g, registry.ServingConfig{Instances: &registry.InstancesConfig{Max: 2}}, &versionStats{}, nil, discardLog())
+		g.hold.Store(2)
+		held := []<-chan answer{submitAsync(context.Background(), b, row(0, 0, 0, 0), nil), submitAsync(context.Background(), b, row(0, 0, 0, 1), nil)}
+		<-g.entered
+		<-g.entered
+		q := []<-chan answer{submitAsync(context.Background(), b, row(1, 0, 0, 0), nil), submitAsync(context.Background(), b, row(2, 0, 0, 0), nil)}
+		waitFor(t, "queued", func() bool { return b.queued() == 2 })
+		closed := make(chan struct{})
+		go func() { b.close(); close(closed) }()
+		g.release <- struct{}{}
+		g.release <- struct{}{}
+		<-held[0]
+		<-held[1]
+		for _, ch := range q {
+			if a := <-ch; a.err != nil {
+				t.Fatal(a.err)
+			}
+		}
+		select {
+		case <-closed:
+		case <-time.After(10 * time.Second):
+			t.Fatal("close never returned: a worker missed the wake-up to drain")
+		}
+	}
+}

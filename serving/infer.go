@@ -49,8 +49,10 @@ func (m *Manager) Infer(ctx context.Context, req *InferRequest) (*InferResponse,
 		defer cancel()
 	}
 	loaded := time.Now()
-	outs, queued, err := inst.b.submit(runCtx, req.Inputs, outNames)
-	inst.release()
+	outs, queued, err := func() ([]*tensor.Tensor, time.Duration, error) {
+		defer inst.release() // also if the batcher panics
+		return inst.b.submit(runCtx, req.Inputs, outNames)
+	}()
 	ran := time.Now()
 	st.queue.add(loaded.Sub(start) + queued)
 	if err != nil {

@@ -67,6 +67,7 @@ type Manager struct {
 	closed   bool
 
 	refs refCache
+	bg   sync.WaitGroup // loads (and stale closes) running in the background
 }
 
 // NewManager builds a Manager.
@@ -145,14 +146,23 @@ func (m *Manager) acquire(ctx context.Context, v registry.Version) (*instance, e
 			return nil, errs.New(errs.Unavailable, "model %q is unloaded; load it with POST /v2/repository/models/%s/load", key.model, key.model)
 		}
 		inst, ok := m.loaded[key]
+		var stale *instance
 		if ok && inst.version.SHA256 != v.SHA256 {
-			ok = false // a deleted and re-created version number: never serve stale bytes
+			// A deleted and re-created version number: never serve stale bytes.
+			stale, ok = inst, false
 		}
 		if !ok {
 			inst = &instance{key: key, version: v, ready: make(chan struct{})}
 			m.loaded[key] = inst
+			m.bg.Add(1)
 			m.mu.Unlock()
-			go m.load(inst)
+			go func() {
+				defer m.bg.Done()
+				if stale != nil {
+					m.closeInstance(stale)
+				}
+				m.load(inst)
+			}()
 		} else {
 			m.mu.Unlock()
 		}
@@ -469,6 +479,7 @@ func (m *Manager) Close() error {
 	victims := m.detachLocked(func(versionKey) bool { return true })
 	m.mu.Unlock()
 	m.closeAll(victims)
+	m.bg.Wait()
 	return nil
 }
 
