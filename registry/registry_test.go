@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/registry"
@@ -41,7 +42,16 @@ func (fakeInspector) Inspect(path string) (tensor.Signature, error) {
 	if bytes.HasPrefix(b, []byte("bad")) {
 		return tensor.Signature{}, errors.New("proto: cannot parse invalid wire-format data")
 	}
+	if bytes.HasPrefix(b, []byte("fixed")) {
+		return fixedSig, nil
+	}
 	return fakeSig, nil
+}
+
+// fixedSig has no dynamic batch dimension, so it cannot batch.
+var fixedSig = tensor.Signature{
+	Inputs:  []tensor.TensorSpec{{Name: "x", DataType: tensor.FP32, Shape: []int64{1, 4}}},
+	Outputs: []tensor.TensorSpec{{Name: "y", DataType: tensor.FP32, Shape: []int64{1, 1}}},
 }
 
 type env struct {
@@ -159,6 +169,15 @@ func TestServingValidate(t *testing.T) {
 		{registry.ServingConfig{Threads: 65}, "serving.threads: must be between 0 and 64"},
 		{registry.ServingConfig{Threads: -1}, "serving.threads: must be between 0 and 64"},
 		{registry.ServingConfig{InterOpThreads: 100}, "serving.interOpThreads: must be between 0 and 64"},
+		{registry.ServingConfig{Batching: &registry.BatchingConfig{MaxBatchSize: 64, MaxQueueDelay: registry.Duration(2 * time.Millisecond), PreferredBatchSizes: []int{16, 32}}}, ""},
+		{registry.ServingConfig{Batching: &registry.BatchingConfig{MaxBatchSize: -1}}, "serving.batching.maxBatchSize: must be between 0 and 65536"},
+		{registry.ServingConfig{Batching: &registry.BatchingConfig{MaxBatchSize: 8, MaxQueueDelay: registry.Duration(time.Minute)}}, "serving.batching.maxQueueDelay: must be between 0 and 10s, got 1m0s"},
+		{registry.ServingConfig{Batching: &registry.BatchingConfig{MaxBatchSize: 8, PreferredBatchSizes: []int{4, 16}}}, "serving.batching.preferredBatchSizes[1]: must be between 1 and maxBatchSize (8), got 16"},
+		{registry.ServingConfig{Batching: &registry.BatchingConfig{MaxBatchSize: 8, PreferredBatchSizes: []int{4, 2}}}, "serving.batching.preferredBatchSizes[1]: sizes must increase, got 2 after 4"},
+		{registry.ServingConfig{Instances: &registry.InstancesConfig{Min: 3, Max: 2}}, "serving.instances.min: must not exceed max (2), got 3"},
+		{registry.ServingConfig{Instances: &registry.InstancesConfig{Max: 65}}, "serving.instances.max: must be between 0 and 64"},
+		{registry.ServingConfig{MaxQueueSize: -5}, "serving.maxQueueSize: must be between 0 and"},
+		{registry.ServingConfig{Timeout: registry.Duration(2 * time.Hour)}, "serving.timeout: must be between 0 and 1h0m0s, got 2h0m0s"},
 	}
 	for _, tc := range tests {
 		err := tc.in.Validate()
@@ -502,5 +521,34 @@ func TestAliasesAndListing(t *testing.T) {
 	vs, err := e.reg.ListVersions(ctx, "default", "b-model")
 	if err != nil || len(vs) != 1 {
 		t.Errorf("ListVersions = %v, %v", vs, err)
+	}
+}
+
+// TestBatchingNeedsADynamicBatchDim: batching is refused for a model (or version)
+// whose signature has no dynamic first dimension, naming the version and tensor.
+func TestBatchingNeedsADynamicBatchDim(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.push(t, "m", "dynamic model bytes")
+	e.push(t, "m", "fixed model bytes")
+	on := registry.ServingConfig{Batching: &registry.BatchingConfig{MaxBatchSize: 8}}
+	_, err := e.reg.SetModelServing(ctx, "default", "m", on)
+	wantErr(t, err, errs.ErrInvalid, "serving.batching.maxBatchSize: version 2 cannot batch: input x has shape [1,4] without a dynamic first (batch) dimension")
+	if got := errs.FieldOf(err); got != "serving.batching.maxBatchSize" {
+		t.Errorf("field = %q", got)
+	}
+	err = e.reg.SetVersionServing(ctx, "default", "m", 2, &on)
+	wantErr(t, err, errs.ErrInvalid, "version 2 cannot batch")
+	// Version 2 opting out lets the model batch (version 1 can).
+	off := registry.ServingConfig{Batching: &registry.BatchingConfig{MaxBatchSize: 0}}
+	if err := e.reg.SetVersionServing(ctx, "default", "m", 2, &off); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.reg.SetModelServing(ctx, "default", "m", on); err != nil {
+		t.Fatalf("model batching with the fixed version opted out: %v", err)
+	}
+	m, err := e.reg.GetModel(ctx, "default", "m")
+	if err != nil || m.Serving.BatchSize() != 8 {
+		t.Fatalf("stored settings: %+v %v", m.Serving, err)
 	}
 }
