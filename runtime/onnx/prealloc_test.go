@@ -40,7 +40,9 @@ func TestMisdeclaredOutputShape(t *testing.T) {
 	}
 	m, err := newTestRuntime(t).Load(context.Background(), path, runtime.Options{})
 	if err != nil {
-		t.Skipf("ONNX Runtime refuses the model at load: %v", err)
+		// ORT 1.24 (the pinned version) loads this model; if a future version
+		// refuses it, the fallback needs another way to be exercised.
+		t.Fatalf("ONNX Runtime refuses the model at load, so the fallback goes untested: %v", err)
 	}
 	defer m.Close()
 	x := &tensor.Tensor{Name: "x", DataType: tensor.FP32, Shape: []int64{2, 2}, Data: make([]byte, 16)}
