@@ -101,6 +101,7 @@ func TestWalkthroughFiveMinutes(t *testing.T) {
 		`nimbus_request_duration_seconds_bucket{model="churn",namespace="default",protocol="rest",version="1"`,
 		`nimbus_model_load_duration_seconds_count{namespace="default"} 1`,
 		`nimbus_models_loaded 1`,
+		`nimbus_cold_starts_total{namespace="default"} 1`,
 	} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("/metrics lacks %s", want)

@@ -18,12 +18,14 @@ const (
 	MaxQueueDelay     = 10 * time.Second
 	MaxQueueSize      = 1 << 20
 	MaxTimeout        = time.Hour
+	MaxIdleTimeout    = 7 * 24 * time.Hour
 )
 
 // Defaults applied where a setting is zero.
 const (
 	DefaultInstances    = 1
 	DefaultMaxQueueSize = 1024
+	DefaultIdleTimeout  = 15 * time.Minute
 )
 
 // ServingConfig is a model's serving settings: the one owner of how a model runs.
@@ -45,6 +47,9 @@ type ServingConfig struct {
 	// Timeout is the default request timeout, queueing included (0: none beyond the
 	// client's own deadline). A request past it answers 504 / DEADLINE_EXCEEDED.
 	Timeout Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`
+	// IdleTimeout unloads a version that served nothing for this long (scale to
+	// zero; default 15m). instances.min >= 1 keeps a version loaded.
+	IdleTimeout Duration `json:"idleTimeout,omitempty" yaml:"idleTimeout,omitempty"`
 }
 
 // BatchingConfig is dynamic batching: requests are concatenated along dim 0.
@@ -89,7 +94,22 @@ func (c ServingConfig) Merge(o *ServingConfig) ServingConfig {
 	if o.Timeout != 0 {
 		c.Timeout = o.Timeout
 	}
+	if o.IdleTimeout != 0 {
+		c.IdleTimeout = o.IdleTimeout
+	}
 	return c
+}
+
+// IdleAfter is how long a version may sit unused before it is unloaded; 0 means
+// never (instances.min >= 1 keeps it loaded).
+func (c ServingConfig) IdleAfter() time.Duration {
+	if c.minInstances() >= 1 {
+		return 0
+	}
+	if c.IdleTimeout <= 0 {
+		return DefaultIdleTimeout
+	}
+	return c.IdleTimeout.D()
 }
 
 // InstanceCount is the number of execution instances to run.
@@ -172,6 +192,9 @@ func (c ServingConfig) Validate() error {
 	}
 	if c.Timeout < 0 || c.Timeout.D() > MaxTimeout {
 		return bad("serving.timeout", "must be between 0 and %s, got %s", MaxTimeout, c.Timeout)
+	}
+	if c.IdleTimeout < 0 || c.IdleTimeout.D() > MaxIdleTimeout {
+		return bad("serving.idleTimeout", "must be between 0 and %s, got %s", MaxIdleTimeout, c.IdleTimeout)
 	}
 	return nil
 }

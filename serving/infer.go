@@ -37,7 +37,7 @@ func (m *Manager) Infer(ctx context.Context, req *InferRequest) (*InferResponse,
 		st.fail.add(time.Since(start))
 		return nil, err
 	}
-	inst, err := m.acquire(ctx, v)
+	inst, err := m.acquire(ctx, v, true)
 	if err != nil {
 		st.fail.add(time.Since(start))
 		return nil, err
@@ -50,7 +50,10 @@ func (m *Manager) Infer(ctx context.Context, req *InferRequest) (*InferResponse,
 	}
 	loaded := time.Now()
 	outs, queued, err := func() ([]*tensor.Tensor, time.Duration, error) {
-		defer inst.release() // also if the batcher panics
+		defer func() {
+			inst.lastUsed.Store(m.opts.Now().UnixNano())
+			inst.release() // also if the batcher panics
+		}()
 		return inst.b.submit(runCtx, req.Inputs, outNames)
 	}()
 	ran := time.Now()

@@ -42,6 +42,8 @@ type Options struct {
 	FailedRetryAfter time.Duration
 	// Now is the clock (tests may fake it).
 	Now func() time.Time
+	// IdleCheckEvery is how often Start looks for idle versions to unload (default 10s).
+	IdleCheckEvery time.Duration
 }
 
 type modelKey struct{ ns, model string }
@@ -80,6 +82,9 @@ func NewManager(reg Registry, blobs Artifacts, opts Options) *Manager {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.IdleCheckEvery <= 0 {
+		opts.IdleCheckEvery = 10 * time.Second
 	}
 	rts := make(map[string]runtime.Runtime, len(opts.Runtimes))
 	for _, r := range opts.Runtimes {
@@ -133,7 +138,7 @@ func (m *Manager) Invalidate(ns, model string) {
 
 // acquire returns a loaded instance for v with its run lock held shared; the
 // caller must call release. Concurrent callers share one load.
-func (m *Manager) acquire(ctx context.Context, v registry.Version) (*instance, error) {
+func (m *Manager) acquire(ctx context.Context, v registry.Version, onDemand bool) (*instance, error) {
 	key := versionKey{v.Namespace, v.Model, v.Version}
 	for {
 		m.mu.Lock()
@@ -154,6 +159,9 @@ func (m *Manager) acquire(ctx context.Context, v registry.Version) (*instance, e
 		if !ok {
 			inst = &instance{key: key, version: v, ready: make(chan struct{})}
 			m.loaded[key] = inst
+			if onDemand {
+				m.metrics.ColdStart(key.ns)
+			}
 			m.bg.Add(1)
 			m.mu.Unlock()
 			go func() {
@@ -216,6 +224,7 @@ func (m *Manager) load(inst *instance) {
 		}
 		inst.model = model
 		inst.cfg = cfg
+		inst.lastUsed.Store(m.opts.Now().UnixNano())
 		inst.b = newBatcher(model, cfg, m.statsFor(inst.key), m.metrics.ForVersion(v.Namespace, v.Model, strconv.FormatInt(v.Version, 10)), log)
 		return nil
 	}()
@@ -412,12 +421,77 @@ func (m *Manager) LoadModel(ctx context.Context, ns, model string) error {
 		delete(m.loaded, versionKey{ns, model, v.Version}) // an explicit load retries at once
 	}
 	m.mu.Unlock()
-	inst, err := m.acquire(ctx, v)
+	inst, err := m.acquire(ctx, v, false)
 	if err != nil {
 		return err
 	}
 	inst.release()
 	return nil
+}
+
+// Start unloads idle versions every IdleCheckEvery until ctx ends (scale to zero).
+func (m *Manager) Start(ctx context.Context) error {
+	t := time.NewTicker(m.opts.IdleCheckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			m.UnloadIdle()
+		}
+	}
+}
+
+// UnloadIdle unloads every resident version unused for its idleTimeout and
+// returns how many it unloaded. A version with requests in flight or queued is
+// never unloaded: it is taken only if its run lock is free at that moment.
+func (m *Manager) UnloadIdle() int {
+	now := m.opts.Now()
+	m.mu.Lock()
+	var idle []*instance
+	for _, inst := range m.loaded {
+		select {
+		case <-inst.ready:
+		default:
+			continue // loading
+		}
+		if inst.err != nil || inst.model == nil {
+			continue
+		}
+		after := inst.cfg.IdleAfter()
+		if after > 0 && now.Sub(time.Unix(0, inst.lastUsed.Load())) >= after {
+			idle = append(idle, inst)
+		}
+	}
+	m.mu.Unlock()
+	n := 0
+	for _, inst := range idle {
+		if !inst.run.TryLock() {
+			continue // in use right now: not idle after all
+		}
+		m.mu.Lock()
+		if m.loaded[inst.key] == inst {
+			delete(m.loaded, inst.key)
+		}
+		m.mu.Unlock()
+		// Requests that found inst before it left the map wait on its run lock,
+		// then see it closed and load afresh.
+		inst.closed = true
+		inst.b.close()
+		if err := inst.model.Close(); err != nil {
+			m.log.Warn("closing idle model", "model", inst.key.model, "version", inst.key.version, "err", err)
+		}
+		inst.run.Unlock()
+		n++
+		m.metrics.IdleUnload(inst.key.ns)
+		m.log.Info("unloaded idle version", "namespace", inst.key.ns, "model", inst.key.model, "version", inst.key.version,
+			"idle", now.Sub(time.Unix(0, inst.lastUsed.Load())).Round(time.Second))
+	}
+	if n > 0 {
+		m.updateLoadedGauge()
+	}
+	return n
 }
 
 // UnloadModel frees every loaded version of a model and refuses requests until

@@ -358,3 +358,86 @@ func TestAliasChangeIsSeenImmediately(t *testing.T) {
 }
 
 var _ io.Reader = (*bytes.Reader)(nil)
+
+func idleCfg(idle time.Duration, minInstances int) registry.ServingConfig {
+	return registry.ServingConfig{IdleTimeout: registry.Duration(idle), Instances: &registry.InstancesConfig{Min: minInstances}}
+}
+
+// TestIdleVersionsScaleToZero: a version unused for its idleTimeout is unloaded and
+// loads again on the next request; instances.min >= 1 keeps it.
+func TestIdleVersionsScaleToZero(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.push(t, "default", "m", "mlp")
+	if _, err := e.reg.SetModelServing(ctx, "default", "m", idleCfg(time.Minute, 0)); err != nil {
+		t.Fatal(err)
+	}
+	req := &serving.InferRequest{Model: "m", Inputs: []*tensor.Tensor{f32("x", []int64{1, 4}, 1, 2, 3, 4)}}
+	if _, err := e.mgr.Infer(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.mgr.UnloadIdle(); n != 0 {
+		t.Fatalf("unloaded %d versions that were just used", n)
+	}
+	e.now.Add(int64(59 * time.Second))
+	if n := e.mgr.UnloadIdle(); n != 0 {
+		t.Fatalf("unloaded before the idle timeout: %d", n)
+	}
+	e.now.Add(int64(2 * time.Second))
+	if n := e.mgr.UnloadIdle(); n != 1 || len(e.mgr.Loaded()) != 0 {
+		t.Fatalf("idle unload: %d, loaded %v", n, e.mgr.Loaded())
+	}
+	if ready, err := e.mgr.ModelReady(ctx, "default", "m", ""); err != nil || !ready {
+		t.Errorf("a cold version must stay ready (servable): %v %v", ready, err)
+	}
+	if _, err := e.mgr.Infer(ctx, req); err != nil {
+		t.Fatalf("cold start after scale to zero: %v", err)
+	}
+	if got := e.rt.loads.Load(); got != 2 {
+		t.Errorf("loads = %d, want 2", got)
+	}
+	// min 1 keeps it however long it idles.
+	if _, err := e.reg.SetModelServing(ctx, "default", "m", idleCfg(time.Minute, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.mgr.Infer(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	e.now.Add(int64(24 * time.Hour))
+	if n := e.mgr.UnloadIdle(); n != 0 || len(e.mgr.Loaded()) != 1 {
+		t.Fatalf("instances.min 1 was unloaded: %d %v", n, e.mgr.Loaded())
+	}
+}
+
+// TestIdleUnloadSkipsBusyVersions: a version running a request is never unloaded,
+// however old its last use looks.
+func TestIdleUnloadSkipsBusyVersions(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.push(t, "default", "m", "mlp_medium")
+	if _, err := e.reg.SetModelServing(ctx, "default", "m", idleCfg(time.Second, 0)); err != nil {
+		t.Fatal(err)
+	}
+	rows := 150_000 // about a second of work
+	big := &tensor.Tensor{Name: "x", DataType: tensor.FP32, Shape: []int64{int64(rows), 64}, Data: make([]byte, rows*256)}
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.mgr.Infer(ctx, &serving.InferRequest{Model: "m", Inputs: []*tensor.Tensor{big}})
+		done <- err
+	}()
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		st, _ := e.mgr.Stats(ctx, "default", "m", "1")
+		return len(st) == 1 && st[0].ExecutionCount == 1
+	}, "the long request never started")
+	e.now.Add(int64(time.Hour))
+	if n := e.mgr.UnloadIdle(); n != 0 {
+		t.Fatalf("unloaded a version with a request running")
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the running request failed: %v", err)
+	}
+	e.now.Add(int64(time.Hour))
+	if n := e.mgr.UnloadIdle(); n != 1 {
+		t.Fatalf("idle after its request: unloaded %d", n)
+	}
+}

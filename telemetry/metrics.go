@@ -25,6 +25,8 @@ type Metrics struct {
 	loadedBytes  prometheus.Gauge
 	inferRows    *prometheus.CounterVec
 	inFlight     *prometheus.GaugeVec
+	coldStarts   *prometheus.CounterVec
+	idleUnloads  *prometheus.CounterVec
 	version      *versionCollectors
 }
 
@@ -69,6 +71,15 @@ func NewMetrics() *Metrics {
 			Help: "Requests being handled now, by protocol (rest, grpc, mgmt).",
 		}, []string{"protocol"}),
 	}
+	m.coldStarts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "nimbus_cold_starts_total",
+		Help: "Loads started by a request for a version that was not resident.",
+	}, []string{"namespace"})
+	m.idleUnloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "nimbus_idle_unloads_total",
+		Help: "Versions unloaded after their idleTimeout without traffic (scale to zero).",
+	}, []string{"namespace"})
+	reg.MustRegister(m.coldStarts, m.idleUnloads)
 	m.version = newVersionCollectors(reg)
 	m.version.perVersion = append(m.version.perVersion, m.requests, m.latency, m.inferRows)
 	reg.MustRegister(m.inFlight, m.requests, m.latency, m.loadSeconds, m.loadFailures, m.loadedModels, m.loadedBytes, m.inferRows)
@@ -149,4 +160,18 @@ func (m *Metrics) InFlight(protocol string) float64 {
 		return 0
 	}
 	return out.GetGauge().GetValue()
+}
+
+// ColdStart counts a load started by a request.
+func (m *Metrics) ColdStart(ns string) {
+	if m != nil {
+		m.coldStarts.WithLabelValues(ns).Inc()
+	}
+}
+
+// IdleUnload counts a version unloaded for idleness.
+func (m *Metrics) IdleUnload(ns string) {
+	if m != nil {
+		m.idleUnloads.WithLabelValues(ns).Inc()
+	}
 }

@@ -33,6 +33,7 @@ type servingFlags struct {
 	targetConcurrency            int
 	maxQueueSize                 int
 	timeout                      durationValue
+	idleTimeout                  durationValue
 	fs                           *pflag.FlagSet
 	batchingFlags, settingsFlags []string
 }
@@ -50,9 +51,10 @@ func (sf *servingFlags) register(f *pflag.FlagSet) {
 	f.IntVar(&sf.targetConcurrency, "target-concurrency", 0, "requests in flight per instance to scale at (instances.targetConcurrency)")
 	f.IntVar(&sf.maxQueueSize, "max-queue-size", 0, fmt.Sprintf("most requests waiting for an instance before shedding (0: default, %d)", registry.DefaultMaxQueueSize))
 	f.Var(&sf.timeout, "timeout", "default request timeout, queueing included, e.g. 500ms or 5s (0s: none)")
+	f.Var(&sf.idleTimeout, "idle-timeout", "unload the version after this long without traffic (scale to zero; 0s: default 15m; --min-instances 1 keeps it)")
 	sf.batchingFlags = []string{"max-batch-size", "max-queue-delay", "preferred-batch-sizes"}
 	sf.settingsFlags = []string{"threads", "inter-op-threads", "max-batch-size", "max-queue-delay", "preferred-batch-sizes",
-		"no-batching", "instances", "min-instances", "target-concurrency", "max-queue-size", "timeout"}
+		"no-batching", "instances", "min-instances", "target-concurrency", "max-queue-size", "timeout", "idle-timeout"}
 }
 
 // given lists the flags among names that were set on the command line.
@@ -142,6 +144,9 @@ func (sf *servingFlags) apply(s *registry.ServingConfig, inherited *registry.Ser
 	}
 	if f.Changed("timeout") {
 		s.Timeout = sf.timeout.d
+	}
+	if f.Changed("idle-timeout") {
+		s.IdleTimeout = sf.idleTimeout.d
 	}
 	return nil
 }
@@ -305,6 +310,15 @@ var servingRows = []struct {
 			return "-"
 		}
 		return "none"
+	}},
+	{"idleTimeout", func(s registry.ServingConfig, o bool) string {
+		switch {
+		case s.IdleTimeout != 0:
+			return s.IdleTimeout.String()
+		case o:
+			return "-"
+		}
+		return registry.DefaultIdleTimeout.String() + " (default)"
 	}},
 }
 

@@ -44,6 +44,7 @@ batching        off
 instances       max=1 (default)
 maxQueueSize    1024 (default)
 timeout         none
+idleTimeout     15m0s (default)
 `,
 		},
 		{
@@ -56,6 +57,7 @@ batching        maxBatchSize=64 maxQueueDelay=2ms preferredBatchSizes=[16,32]
 instances       max=1 (default)
 maxQueueSize    1024 (default)
 timeout         none
+idleTimeout     15m0s (default)
 `,
 			wantView: &servingView{Model: "churn", Serving: registry.ServingConfig{Batching: batching},
 				Effective: registry.ServingConfig{Threads: 1, InterOpThreads: 1, Batching: batching}},
@@ -112,6 +114,7 @@ batching        maxBatchSize=64 maxQueueDelay=2ms preferredBatchSizes=[16,32]
 instances       min=1 max=2 targetConcurrency=8
 maxQueueSize    256
 timeout         none
+idleTimeout     15m0s (default)
 `,
 		},
 		{
@@ -132,6 +135,7 @@ batching        maxBatchSize=64 maxQueueDelay=2ms preferredBatchSizes=[16,32]  o
 instances       max=2                                                          -          max=2
 maxQueueSize    1024 (default)                                                 -          1024 (default)
 timeout         none                                                           1s         1s
+idleTimeout     15m0s (default)                                                -          15m0s (default)
 `,
 		},
 		{

@@ -145,6 +145,13 @@ func (s *System) GRPCAddr() string {
 func (s *System) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
 	var wg sync.WaitGroup
+	unloaderCtx, stopUnloader := context.WithCancel(ctx)
+	defer stopUnloader()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.Manager.Start(unloaderCtx) // scale to zero: unload idle versions
+	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -168,6 +175,7 @@ func (s *System) Run(ctx context.Context) error {
 	case runErr = <-errc:
 	}
 	s.Log.Info("shutting down", "timeout", s.Config.ShutdownTimeout)
+	stopUnloader()
 	sctx, cancel := context.WithTimeout(context.Background(), s.Config.ShutdownTimeout)
 	defer cancel()
 	if s.grpcHealth != nil {
