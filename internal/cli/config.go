@@ -302,24 +302,22 @@ var servingRows = []struct {
 	{"maxQueueSize", func(s registry.ServingConfig, o bool) string {
 		return showInt(s.MaxQueueSize, registry.DefaultMaxQueueSize, o)
 	}},
-	{"timeout", func(s registry.ServingConfig, o bool) string {
-		switch {
-		case s.Timeout != 0:
-			return s.Timeout.String()
-		case o:
-			return "-"
-		}
-		return "none"
-	}},
+	{"timeout", func(s registry.ServingConfig, o bool) string { return showDuration(s.Timeout, "none", o) }},
 	{"idleTimeout", func(s registry.ServingConfig, o bool) string {
-		switch {
-		case s.IdleTimeout != 0:
-			return s.IdleTimeout.String()
-		case o:
-			return "-"
-		}
-		return registry.DefaultIdleTimeout.String() + " (default)"
+		return showDuration(s.IdleTimeout, registry.DefaultIdleTimeout.String()+" (default)", o)
 	}},
+}
+
+// showDuration renders a duration setting: its value, "-" for an unset override,
+// or what applies when it is unset.
+func showDuration(d registry.Duration, unset string, override bool) string {
+	switch {
+	case d != 0:
+		return d.String()
+	case override:
+		return "-"
+	}
+	return unset
 }
 
 // render writes the table: one row per setting; for a version the model's
