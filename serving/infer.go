@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nimbus-ai/nimbus/internal/errs"
@@ -27,6 +28,7 @@ func (m *Manager) Infer(ctx context.Context, req *InferRequest) (*InferResponse,
 		return nil, err
 	}
 	st := m.statsFor(versionKey{ns, v.Model, v.Version})
+	version := strconv.FormatInt(v.Version, 10)
 	start := time.Now()
 	if err := validateInputs(v, req.Inputs); err != nil {
 		st.fail.add(time.Since(start))
@@ -69,10 +71,10 @@ func (m *Manager) Infer(ctx context.Context, req *InferRequest) (*InferResponse,
 	st.computeInfer.add(ran.Sub(loaded) - queued)
 	st.success.add(ran.Sub(start))
 	st.record(rows, ran)
-	m.metrics.ObserveRows(ns, v.Model, strconv.FormatInt(v.Version, 10), rows)
+	m.metrics.ObserveRows(ns, v.Model, version, rows)
 	return &InferResponse{
 		ModelName:    v.Model,
-		ModelVersion: strconv.FormatInt(v.Version, 10),
+		ModelVersion: version,
 		ID:           req.ID,
 		Outputs:      outs,
 	}, nil
@@ -87,34 +89,43 @@ func batchRows(inputs []*tensor.Tensor) int64 {
 
 // validateInputs checks names, datatypes, shapes and data sizes, with messages a
 // user can act on: "input x expects shape [-1,4] FP32, got [1,3]".
+//
+// It allocates nothing unless it fails: this runs on every request.
 func validateInputs(v registry.Version, inputs []*tensor.Tensor) error {
 	sig := v.Signature
-	seen := make(map[string]bool, len(inputs))
+	field := func(i int, suffix string) string { return fmt.Sprintf("inputs[%d]%s", i, suffix) }
+	var seenSmall [64]bool // index into sig.Inputs; the common case
+	seen := seenSmall[:0]
+	if len(sig.Inputs) <= len(seenSmall) {
+		seen = seenSmall[:len(sig.Inputs)]
+	} else {
+		seen = make([]bool, len(sig.Inputs))
+	}
 	for i, in := range inputs {
-		field := fmt.Sprintf("inputs[%d]", i)
 		if in == nil {
-			return errs.New(errs.InvalidArgument, "%s is empty", field).WithField(field)
+			return errs.New(errs.InvalidArgument, "%s is empty", field(i, "")).WithField(field(i, ""))
 		}
-		spec, ok := sig.Input(in.Name)
-		if !ok {
-			return errs.New(errs.InvalidArgument, "unknown input %q: model %s expects %s", in.Name, v.Model, describeSpecs(sig.Inputs)).WithField(field + ".name")
+		j := slices.IndexFunc(sig.Inputs, func(s tensor.TensorSpec) bool { return s.Name == in.Name })
+		if j < 0 {
+			return errs.New(errs.InvalidArgument, "unknown input %q: model %s expects %s", in.Name, v.Model, describeSpecs(sig.Inputs)).WithField(field(i, ".name"))
 		}
-		if seen[in.Name] {
-			return errs.New(errs.InvalidArgument, "input %s is given twice", in.Name).WithField(field + ".name")
+		if seen[j] {
+			return errs.New(errs.InvalidArgument, "input %s is given twice", in.Name).WithField(field(i, ".name"))
 		}
-		seen[in.Name] = true
+		seen[j] = true
+		spec := sig.Inputs[j]
 		if in.DataType != spec.DataType || !tensor.ShapeMatches(spec.Shape, in.Shape) {
 			return errs.New(errs.InvalidArgument, "input %s expects shape %s %s, got %s %s",
-				in.Name, tensor.ShapeString(spec.Shape), spec.DataType, tensor.ShapeString(in.Shape), in.DataType).WithField(field)
+				in.Name, tensor.ShapeString(spec.Shape), spec.DataType, tensor.ShapeString(in.Shape), in.DataType).WithField(field(i, ""))
 		}
 		if err := in.Validate(); err != nil {
-			return errs.Wrap(errs.InvalidArgument, err, "input %s", in.Name).WithField(field + ".data")
+			return errs.Wrap(errs.InvalidArgument, err, "input %s", in.Name).WithField(field(i, ".data"))
 		}
 	}
-	if len(seen) != len(sig.Inputs) {
+	if len(inputs) != len(sig.Inputs) { // no duplicates, so some are missing
 		var missing []string
-		for _, s := range sig.Inputs {
-			if !seen[s.Name] {
+		for j, s := range sig.Inputs {
+			if !seen[j] {
 				missing = append(missing, describeSpec(s))
 			}
 		}
@@ -157,57 +168,40 @@ func selectOutputs(v registry.Version, reqs []OutputRequest) ([]string, error) {
 	return names, nil
 }
 
-// versionStats are Triton-style counters for one version.
+// versionStats are Triton-style counters for one version, updated on every
+// request without locks.
 type versionStats struct {
-	mu                                 sync.Mutex
-	lastInference                      time.Time
-	inferenceCount                     int64
-	executionCount                     int64
+	lastInference                      atomic.Int64 // unix nanos; 0: never
+	inferenceCount                     atomic.Int64
+	executionCount                     atomic.Int64
 	success, fail, queue, computeInfer durationStat
 }
 
-type durationStat struct {
-	mu    sync.Mutex
-	count int64
-	total time.Duration
-}
+type durationStat struct{ count, total atomic.Int64 }
 
 func (d *durationStat) add(x time.Duration) {
-	d.mu.Lock()
-	d.count++
-	d.total += x
-	d.mu.Unlock()
+	d.count.Add(1)
+	d.total.Add(int64(x))
 }
 
 func (d *durationStat) get() Duration {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return Duration{Count: d.count, Total: d.total}
+	return Duration{Count: d.count.Load(), Total: time.Duration(d.total.Load())}
 }
 
 func (s *versionStats) record(rows int64, at time.Time) {
-	s.mu.Lock()
-	s.inferenceCount += rows
-	s.lastInference = at
-	s.mu.Unlock()
+	s.inferenceCount.Add(rows)
+	s.lastInference.Store(at.UnixNano())
 }
 
 // recordExecution counts one runtime call (a batch counts once).
-func (s *versionStats) recordExecution() {
-	s.mu.Lock()
-	s.executionCount++
-	s.mu.Unlock()
-}
+func (s *versionStats) recordExecution() { s.executionCount.Add(1) }
 
 func (m *Manager) statsFor(k versionKey) *versionStats {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	st, ok := m.stats[k]
-	if !ok {
-		st = &versionStats{}
-		m.stats[k] = st
+	if st, ok := m.stats.Load(k); ok {
+		return st.(*versionStats)
 	}
-	return st
+	st, _ := m.stats.LoadOrStore(k, &versionStats{})
+	return st.(*versionStats)
 }
 
 // Stats returns statistics for one version, every version of a model (version ""),
@@ -229,24 +223,24 @@ func (m *Manager) Stats(ctx context.Context, ns, model, ref string) ([]ModelStat
 		}
 		filter = func(k versionKey) bool { return k == versionKey{ns, model, v.Version} }
 	}
-	m.mu.Lock()
-	keys := make([]versionKey, 0, len(m.stats))
-	for k := range m.stats {
-		if filter(k) {
-			keys = append(keys, k)
+	var keys []versionKey
+	m.stats.Range(func(k, _ any) bool {
+		if filter(k.(versionKey)) {
+			keys = append(keys, k.(versionKey))
 		}
-	}
-	m.mu.Unlock()
+		return true
+	})
 	sortKeys(keys)
 	out := make([]ModelStats, 0, len(keys))
 	for _, k := range keys {
 		st := m.statsFor(k)
-		st.mu.Lock()
 		ms := ModelStats{
-			Name: k.model, Version: strconv.FormatInt(k.version, 10), LastInference: st.lastInference,
-			InferenceCount: st.inferenceCount, ExecutionCount: st.executionCount,
+			Name: k.model, Version: strconv.FormatInt(k.version, 10),
+			InferenceCount: st.inferenceCount.Load(), ExecutionCount: st.executionCount.Load(),
 		}
-		st.mu.Unlock()
+		if n := st.lastInference.Load(); n != 0 {
+			ms.LastInference = time.Unix(0, n)
+		}
 		ms.Success, ms.Fail, ms.Queue, ms.ComputeInfer = st.success.get(), st.fail.get(), st.queue.get(), st.computeInfer.get()
 		out = append(out, ms)
 	}
@@ -262,36 +256,36 @@ func sortKeys(keys []versionKey) {
 	})
 }
 
-// refCache caches reference resolutions per (namespace, model, ref).
-type refKey struct{ ns, model, ref string }
-
+// refCache caches reference resolutions per model, so a change to a model drops
+// its entries with one delete.
 type refCache struct {
 	mu sync.RWMutex
-	m  map[refKey]registry.Version
+	m  map[modelKey]map[string]registry.Version // ref -> version
 }
 
-func (c *refCache) get(k refKey) (registry.Version, bool) {
+func (c *refCache) get(mk modelKey, ref string) (registry.Version, bool) {
 	c.mu.RLock()
-	v, ok := c.m[k]
+	v, ok := c.m[mk][ref]
 	c.mu.RUnlock()
 	return v, ok
 }
 
-func (c *refCache) put(k refKey, v registry.Version) {
+func (c *refCache) put(mk modelKey, ref string, v registry.Version) {
 	c.mu.Lock()
-	if len(c.m) > 100_000 {
-		clear(c.m) // bound memory; entries refill on demand
+	refs, ok := c.m[mk]
+	if !ok {
+		if len(c.m) >= 100_000 {
+			clear(c.m) // bound memory; entries refill on demand
+		}
+		refs = map[string]registry.Version{}
+		c.m[mk] = refs
 	}
-	c.m[k] = v
+	refs[ref] = v
 	c.mu.Unlock()
 }
 
-func (c *refCache) invalidate(ns, model string) {
+func (c *refCache) invalidate(mk modelKey) {
 	c.mu.Lock()
-	for k := range c.m {
-		if k.ns == ns && k.model == model {
-			delete(c.m, k)
-		}
-	}
+	delete(c.m, mk)
 	c.mu.Unlock()
 }

@@ -62,10 +62,10 @@ type Manager struct {
 	log      *slog.Logger
 	opts     Options
 
-	mu       sync.Mutex
+	mu       sync.RWMutex // guards loaded, unloaded, closed; requests take it shared
 	loaded   map[versionKey]*instance
 	unloaded map[modelKey]bool // explicitly unloaded through the repository API
-	stats    map[versionKey]*versionStats
+	stats    sync.Map          // versionKey -> *versionStats; kept across unloads, as Triton does
 	closed   bool
 
 	refs refCache
@@ -92,8 +92,8 @@ func NewManager(reg Registry, blobs Artifacts, opts Options) *Manager {
 	}
 	return &Manager{
 		reg: reg, blobs: blobs, runtimes: rts, metrics: opts.Metrics, log: opts.Logger.With("component", "serving"),
-		opts: opts, loaded: map[versionKey]*instance{}, unloaded: map[modelKey]bool{}, stats: map[versionKey]*versionStats{},
-		refs: refCache{m: map[refKey]registry.Version{}},
+		opts: opts, loaded: map[versionKey]*instance{}, unloaded: map[modelKey]bool{},
+		refs: refCache{m: map[modelKey]map[string]registry.Version{}},
 	}
 }
 
@@ -119,21 +119,21 @@ type instance struct {
 // change notifications invalidate. When the registry is unreachable, cached answers
 // keep the data path serving.
 func (m *Manager) resolve(ctx context.Context, ns, model, ref string) (registry.Version, error) {
-	k := refKey{ns, model, ref}
-	if v, ok := m.refs.get(k); ok {
+	mk := modelKey{ns, model}
+	if v, ok := m.refs.get(mk, ref); ok {
 		return v, nil
 	}
 	v, err := m.reg.Resolve(ctx, ns, model, ref)
 	if err != nil {
 		return registry.Version{}, err
 	}
-	m.refs.put(k, v)
+	m.refs.put(mk, ref, v)
 	return v, nil
 }
 
 // Invalidate drops cached resolutions for a model; the registry calls it on every change.
 func (m *Manager) Invalidate(ns, model string) {
-	m.refs.invalidate(ns, model)
+	m.refs.invalidate(modelKey{ns, model})
 }
 
 // acquire returns a loaded instance for v with its run lock held shared; the
@@ -141,38 +141,9 @@ func (m *Manager) Invalidate(ns, model string) {
 func (m *Manager) acquire(ctx context.Context, v registry.Version, onDemand bool) (*instance, error) {
 	key := versionKey{v.Namespace, v.Model, v.Version}
 	for {
-		m.mu.Lock()
-		if m.closed {
-			m.mu.Unlock()
-			return nil, errs.New(errs.Unavailable, "server is shutting down")
-		}
-		if m.unloaded[modelKey{key.ns, key.model}] {
-			m.mu.Unlock()
-			return nil, errs.New(errs.Unavailable, "model %q is unloaded; load it with POST /v2/repository/models/%s/load", key.model, key.model)
-		}
-		inst, ok := m.loaded[key]
-		var stale *instance
-		if ok && inst.version.SHA256 != v.SHA256 {
-			// A deleted and re-created version number: never serve stale bytes.
-			stale, ok = inst, false
-		}
-		if !ok {
-			inst = &instance{key: key, version: v, ready: make(chan struct{})}
-			m.loaded[key] = inst
-			if onDemand {
-				m.metrics.ColdStart(key.ns)
-			}
-			m.bg.Add(1)
-			m.mu.Unlock()
-			go func() {
-				defer m.bg.Done()
-				if stale != nil {
-					m.closeInstance(stale)
-				}
-				m.load(inst)
-			}()
-		} else {
-			m.mu.Unlock()
+		inst, err := m.instanceFor(key, v, onDemand)
+		if err != nil {
+			return nil, err
 		}
 		select {
 		case <-inst.ready:
@@ -201,6 +172,52 @@ func (m *Manager) acquire(ctx context.Context, v registry.Version, onDemand bool
 }
 
 func (inst *instance) release() { inst.run.RUnlock() }
+
+// instanceFor returns the instance of v, starting its load if it has none. The
+// common case — resident and current — takes the manager's lock shared only.
+func (m *Manager) instanceFor(key versionKey, v registry.Version, onDemand bool) (*instance, error) {
+	mk := modelKey{key.ns, key.model}
+	m.mu.RLock()
+	inst, ok := m.loaded[key]
+	if ok && !m.closed && !m.unloaded[mk] && inst.version.SHA256 == v.SHA256 {
+		m.mu.RUnlock()
+		return inst, nil
+	}
+	m.mu.RUnlock()
+
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, errs.New(errs.Unavailable, "server is shutting down")
+	}
+	if m.unloaded[mk] {
+		m.mu.Unlock()
+		return nil, errs.New(errs.Unavailable, "model %q is unloaded; load it with POST /v2/repository/models/%s/load", key.model, key.model)
+	}
+	inst, ok = m.loaded[key]
+	if ok && inst.version.SHA256 == v.SHA256 {
+		m.mu.Unlock()
+		return inst, nil
+	}
+	// Not resident, or a deleted and re-created version number: never serve
+	// stale bytes; close the old instance once its requests finish.
+	stale := inst
+	inst = &instance{key: key, version: v, ready: make(chan struct{})}
+	m.loaded[key] = inst
+	if onDemand {
+		m.metrics.ColdStart(key.ns)
+	}
+	m.bg.Add(1)
+	m.mu.Unlock()
+	go func() {
+		defer m.bg.Done()
+		if stale != nil {
+			m.closeInstance(stale)
+		}
+		m.load(inst)
+	}()
+	return inst, nil
+}
 
 // load verifies the artifact and loads it. It runs detached from any one request's
 // context: other requests may be waiting on the same load.

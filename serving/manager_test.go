@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"os"
@@ -439,5 +440,32 @@ func TestIdleUnloadSkipsBusyVersions(t *testing.T) {
 	e.now.Add(int64(time.Hour))
 	if n := e.mgr.UnloadIdle(); n != 1 {
 		t.Fatalf("idle after its request: unloaded %d", n)
+	}
+}
+
+// BenchmarkManagerInfer is the serving layer's per-request cost around a small
+// model (resolve, validate, acquire, run, stats) at one and at 8 callers.
+// `go test -run '^$' -bench ManagerInfer -benchmem ./serving`
+func BenchmarkManagerInfer(b *testing.B) {
+	t := &testing.T{}
+	e := newEnv(t)
+	e.push(t, "default", "mlp", "mlp")
+	req := &serving.InferRequest{Model: "mlp", Inputs: []*tensor.Tensor{f32("x", []int64{1, 4}, 1, 2, 3, 4)}}
+	if _, err := e.mgr.Infer(context.Background(), req); err != nil {
+		b.Fatal(err)
+	}
+	for _, par := range []int{1, 8} {
+		b.Run(fmt.Sprintf("callers=%d", par), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetParallelism(par)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := e.mgr.Infer(context.Background(), req); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
 	}
 }
