@@ -201,8 +201,12 @@ func (s *System) Run(ctx context.Context) error {
 }
 
 func (s *System) closeAll() {
-	if s.httpLn != nil && s.httpSrv == nil {
-		s.httpLn.Close()
+	// After Run the servers have closed them already; after a failed New nobody
+	// has, and the ports must not stay taken. A second Close is harmless.
+	for _, ln := range []net.Listener{s.httpLn, s.grpcLn} {
+		if ln != nil {
+			ln.Close()
+		}
 	}
 	if s.Manager != nil {
 		s.Manager.Close()
