@@ -4,6 +4,7 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/nimbus-ai/nimbus/config"
 	"github.com/nimbus-ai/nimbus/internal/system"
@@ -14,10 +15,7 @@ import (
 // then NIMBUS_* variables, then flags that were set explicitly.
 func newServerCommand() *cobra.Command {
 	def := config.Default()
-	var (
-		cfgFile string
-		flagCfg = def
-	)
+	var cfgFile string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the Nimbus server: registry, OIP v2 REST and gRPC, management API, metrics",
@@ -32,33 +30,11 @@ variables, then flags.`,
   NIMBUS_LOG_FORMAT=json nimbus server --config nimbus.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := config.Default()
 			if cfgFile == "" {
 				cfgFile = os.Getenv("NIMBUS_CONFIG")
 			}
-			if cfgFile != "" {
-				if err := cfg.LoadFile(cfgFile); err != nil {
-					return err
-				}
-			}
-			if err := cfg.LoadEnv(os.LookupEnv); err != nil {
-				return err
-			}
-			f := cmd.Flags()
-			set := func(name string, apply func()) {
-				if f.Changed(name) {
-					apply()
-				}
-			}
-			set("data-dir", func() { cfg.DataDir = flagCfg.DataDir })
-			set("http-addr", func() { cfg.HTTPAddr = flagCfg.HTTPAddr })
-			set("grpc-addr", func() { cfg.GRPCAddr = flagCfg.GRPCAddr })
-			set("max-body-bytes", func() { cfg.MaxBodyBytes = flagCfg.MaxBodyBytes })
-			set("ort-lib", func() { cfg.ORTLib = flagCfg.ORTLib })
-			set("log-format", func() { cfg.LogFormat = flagCfg.LogFormat })
-			set("log-level", func() { cfg.LogLevel = flagCfg.LogLevel })
-			set("shutdown-timeout", func() { cfg.ShutdownTimeout = flagCfg.ShutdownTimeout })
-			if err := cfg.Validate(); err != nil {
+			cfg, err := serverConfig(cmd.Flags(), cfgFile, os.LookupEnv)
+			if err != nil {
 				return err
 			}
 			log, err := telemetry.NewLogger(cmd.ErrOrStderr(), cfg.LogFormat, cfg.LogLevel)
@@ -74,13 +50,46 @@ variables, then flags.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfgFile, "config", "", "YAML config file (env NIMBUS_CONFIG)")
-	f.StringVar(&flagCfg.DataDir, "data-dir", def.DataDir, "data directory for the registry and artifacts (env NIMBUS_DATA_DIR)")
-	f.StringVar(&flagCfg.HTTPAddr, "http-addr", def.HTTPAddr, "REST, management API and /metrics address (env NIMBUS_HTTP_ADDR)")
-	f.StringVar(&flagCfg.GRPCAddr, "grpc-addr", def.GRPCAddr, `gRPC address; "" disables gRPC (env NIMBUS_GRPC_ADDR)`)
-	f.Int64Var(&flagCfg.MaxBodyBytes, "max-body-bytes", def.MaxBodyBytes, "largest REST body and gRPC message (env NIMBUS_MAX_BODY_BYTES)")
-	f.StringVar(&flagCfg.ORTLib, "ort-lib", "", "path to libonnxruntime.so (env NIMBUS_ORT_LIB; default: search .deps/onnxruntime)")
-	f.StringVar(&flagCfg.LogFormat, "log-format", def.LogFormat, "log format: text or json (env NIMBUS_LOG_FORMAT)")
-	f.StringVar(&flagCfg.LogLevel, "log-level", def.LogLevel, "log level: debug, info, warn, error (env NIMBUS_LOG_LEVEL)")
-	f.DurationVar(&flagCfg.ShutdownTimeout, "shutdown-timeout", def.ShutdownTimeout, "how long in-flight requests may drain on shutdown (env NIMBUS_SHUTDOWN_TIMEOUT)")
+	f.String("data-dir", def.DataDir, "data directory for the registry and artifacts (env NIMBUS_DATA_DIR)")
+	f.String("http-addr", def.HTTPAddr, "REST, management API and /metrics address (env NIMBUS_HTTP_ADDR)")
+	f.String("grpc-addr", def.GRPCAddr, `gRPC address; "" disables gRPC (env NIMBUS_GRPC_ADDR)`)
+	f.Int64("max-body-bytes", def.MaxBodyBytes, "largest REST body and gRPC message (env NIMBUS_MAX_BODY_BYTES)")
+	f.String("ort-lib", "", "path to libonnxruntime.so (env NIMBUS_ORT_LIB; default: search .deps/onnxruntime)")
+	f.String("log-format", def.LogFormat, "log format: text or json (env NIMBUS_LOG_FORMAT)")
+	f.String("log-level", def.LogLevel, "log level: debug, info, warn, error (env NIMBUS_LOG_LEVEL)")
+	f.Duration("shutdown-timeout", def.ShutdownTimeout, "how long in-flight requests may drain on shutdown (env NIMBUS_SHUTDOWN_TIMEOUT)")
 	return cmd
+}
+
+// serverConfig layers the settings: defaults, then the YAML file (if any), then
+// NIMBUS_* variables, then the flags that were set explicitly; then validates.
+func serverConfig(f *pflag.FlagSet, cfgFile string, lookup func(string) (string, bool)) (config.Config, error) {
+	cfg := config.Default()
+	if cfgFile != "" {
+		if err := cfg.LoadFile(cfgFile); err != nil {
+			return cfg, err
+		}
+	}
+	if err := cfg.LoadEnv(lookup); err != nil {
+		return cfg, err
+	}
+	// The flags' types are fixed by newServerCommand, so the getters cannot fail.
+	str := func(name string, dst *string) {
+		if f.Changed(name) {
+			*dst, _ = f.GetString(name)
+		}
+	}
+	str("data-dir", &cfg.DataDir)
+	str("http-addr", &cfg.HTTPAddr)
+	str("grpc-addr", &cfg.GRPCAddr)
+	str("ort-lib", &cfg.ORTLib)
+	str("log-format", &cfg.LogFormat)
+	str("log-level", &cfg.LogLevel)
+	if f.Changed("max-body-bytes") {
+		cfg.MaxBodyBytes, _ = f.GetInt64("max-body-bytes")
+	}
+	if f.Changed("shutdown-timeout") {
+		cfg.ShutdownTimeout, _ = f.GetDuration("shutdown-timeout")
+	}
+	return cfg, cfg.Validate()
 }
