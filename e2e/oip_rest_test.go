@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 	"testing"
@@ -291,5 +290,3 @@ func TestBadInputAnswers(t *testing.T) {
 		t.Fatalf("healthy request after bad ones: %d %s", st, b)
 	}
 }
-
-var _ = math.NaN

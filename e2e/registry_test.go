@@ -94,7 +94,7 @@ func TestInterruptedUploadCreatesNoVersion(t *testing.T) {
 		}
 	}
 	// Nothing half-written sits in the blob store.
-	testutil.Eventually(t, 5*1e9, func() bool { return countFiles(t, filepath.Join(srv.DataDir, "blobs", "tmp")) == 0 }, "temp file left behind")
+	testutil.Eventually(t, 5*time.Second, func() bool { return countFiles(t, filepath.Join(srv.DataDir, "blobs", "tmp")) == 0 }, "temp file left behind")
 	if n := countFiles(t, filepath.Join(srv.DataDir, "blobs", "sha256")); n != 0 {
 		t.Errorf("%d blobs stored from a cut upload", n)
 	}
@@ -108,12 +108,8 @@ func TestInterruptedUploadCreatesNoVersion(t *testing.T) {
 	if _, err := c.UploadChunk(ctx, "default", up.ID, 0, data[:len(data)/2]); err != nil {
 		t.Fatal(err)
 	}
-	if st := getJSON(t, srv.URL+"/api/v1/namespaces/default/models", nil); st != 200 {
-		t.Fatal(st)
-	}
 	var page registry.ModelPage
-	getJSON(t, srv.URL+"/api/v1/namespaces/default/models", &page)
-	if len(page.Items) != 0 {
+	if st := getJSON(t, srv.URL+"/api/v1/namespaces/default/models", &page); st != 200 || len(page.Items) != 0 {
 		t.Fatalf("half an upload created a model: %+v", page.Items)
 	}
 	off, err := c.UploadOffset(ctx, "default", up.ID)

@@ -211,13 +211,13 @@ func (b *batcher) signal() {
 func (b *batcher) worker() {
 	defer b.workers.Done()
 	for {
-		batch := b.next()
+		batch := b.next() // nil only once closed and drained
+		if batch == nil {
+			return
+		}
 		for batch != nil {
 			b.runBatch(batch)
 			batch = b.continueOrRelease(batch)
-		}
-		if b.isClosedAndDrained() {
-			return
 		}
 	}
 }
@@ -263,12 +263,6 @@ func (b *batcher) continueOrRelease(last []*pending) []*pending {
 	b.busy--
 	b.wakeAfterRelease()
 	return nil
-}
-
-func (b *batcher) isClosedAndDrained() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.closed && len(b.queue) == 0
 }
 
 // next blocks until it can take a batch (an instance is free and work is queued)

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"strings"
@@ -357,8 +356,6 @@ func TestAliasChangeIsSeenImmediately(t *testing.T) {
 		t.Fatalf("metadata after alias removal: %v %+v", err, md)
 	}
 }
-
-var _ io.Reader = (*bytes.Reader)(nil)
 
 func idleCfg(idle time.Duration, minInstances int) registry.ServingConfig {
 	return registry.ServingConfig{IdleTimeout: registry.Duration(idle), Instances: &registry.InstancesConfig{Min: minInstances}}

@@ -4,6 +4,7 @@
 package errs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -195,9 +196,9 @@ func KindOf(err error) Kind {
 		return e.Kind
 	}
 	switch {
-	case errors.Is(err, contextDeadline):
+	case errors.Is(err, context.DeadlineExceeded):
 		return DeadlineExceeded
-	case errors.Is(err, contextCanceled):
+	case errors.Is(err, context.Canceled):
 		return Canceled
 	}
 	return Internal

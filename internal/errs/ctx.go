@@ -1,8 +1,0 @@
-package errs
-
-import "context"
-
-var (
-	contextDeadline = context.DeadlineExceeded
-	contextCanceled = context.Canceled
-)
