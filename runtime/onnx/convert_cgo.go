@@ -79,21 +79,9 @@ func destroyValues(vs []ort.Value) {
 // isNilValue reports whether v is nil, including the typed nils the binding can
 // leave in an output when converting it fails.
 func isNilValue(v ort.Value) bool {
-	switch v := v.(type) {
-	case nil:
+	if v == nil {
 		return true
-	case *ort.CustomDataTensor:
-		return v == nil
-	case *ort.Tensor[float32]:
-		return v == nil
-	case *ort.StringTensor:
-		return v == nil
 	}
-	// Rare types: reflection is fine here.
-	return valueIsNil(v)
-}
-
-func valueIsNil(v ort.Value) bool {
 	rv := reflect.ValueOf(v)
 	return rv.Kind() == reflect.Pointer && rv.IsNil()
 }
@@ -142,6 +130,10 @@ func (b *batch) inputValue(t *tensor.Tensor) (ort.Value, error) {
 	}
 	return v, nil
 }
+
+// maxPreallocBytes bounds one preallocated output. Larger ones are left to ONNX
+// Runtime.
+const maxPreallocBytes = 1 << 30
 
 // prepareOutputs preallocates session outputs in Go memory, so that ONNX Runtime
 // writes the results where the caller gets them: no ORT allocation, no
@@ -200,11 +192,20 @@ func (b *batch) prepareOutputs(m *model, all bool) error {
 			plans = append(plans, planned{size: -1})
 			continue
 		}
+		// An empty input can name a huge dim ([2^40,0] holds no data): an
+		// output sized from it must not take the process down.
 		n, err := tensor.NumElements(shape)
-		if err != nil {
-			return fmt.Errorf("onnx: output %s: %w", spec.Name, err)
-		}
 		size := int(n) * spec.DataType.Size()
+		if err != nil || size > maxPreallocBytes {
+			b.shapeBuf = b.shapeBuf[:start]
+			if half {
+				return errs.New(errs.TooLarge, "output %s: shape %s is too large",
+					spec.Name, tensor.ShapeString(shape)).WithField(spec.Name)
+			}
+			// ONNX Runtime allocates it, and fails cleanly if it really is that large.
+			plans = append(plans, planned{size: -1})
+			continue
+		}
 		words := (max(size, 8) + 7) / 8 // the binding wants at least one byte
 		p := planned{shape: shape, size: size, req: requested(si)}
 		if p.req {
@@ -279,14 +280,6 @@ func (b *batch) resolveDims(m *model) {
 	}
 }
 
-func resolveShape(spec []int64, params []string, dims map[string]int64) ([]int64, bool) {
-	shape, ok := resolveShapeInto(nil, spec, params, dims)
-	if !ok {
-		return nil, false
-	}
-	return shape, true
-}
-
 // resolveShapeInto appends the concrete shape of spec to dst. When it is not
 // resolvable it returns false and dst possibly with a partial shape appended.
 func resolveShapeInto(dst, spec []int64, params []string, dims map[string]int64) ([]int64, bool) {
@@ -325,28 +318,6 @@ func (b *batch) outputTensor(t *tensor.Tensor, si int, spec tensor.TensorSpec) e
 	}
 	t.Shape = []int64(v.GetShape())
 	switch v := v.(type) {
-	case *ort.Tensor[float32]:
-		t.DataType, t.Data = tensor.FP32, tensorBytes(v)
-	case *ort.Tensor[float64]:
-		t.DataType, t.Data = tensor.FP64, tensorBytes(v)
-	case *ort.Tensor[int64]:
-		t.DataType, t.Data = tensor.Int64, tensorBytes(v)
-	case *ort.Tensor[int32]:
-		t.DataType, t.Data = tensor.Int32, tensorBytes(v)
-	case *ort.Tensor[int16]:
-		t.DataType, t.Data = tensor.Int16, tensorBytes(v)
-	case *ort.Tensor[int8]:
-		t.DataType, t.Data = tensor.Int8, tensorBytes(v)
-	case *ort.Tensor[uint64]:
-		t.DataType, t.Data = tensor.Uint64, tensorBytes(v)
-	case *ort.Tensor[uint32]:
-		t.DataType, t.Data = tensor.Uint32, tensorBytes(v)
-	case *ort.Tensor[uint16]:
-		t.DataType, t.Data = tensor.Uint16, tensorBytes(v)
-	case *ort.Tensor[uint8]:
-		t.DataType, t.Data = tensor.Uint8, tensorBytes(v)
-	case *ort.Tensor[bool]:
-		t.DataType, t.Data = tensor.Bool, tensorBytes(v)
 	case *ort.StringTensor:
 		strs, err := v.GetContents()
 		if err != nil {
@@ -356,12 +327,36 @@ func (b *batch) outputTensor(t *tensor.Tensor, si int, spec tensor.TensorSpec) e
 		for i, s := range strs {
 			t.Strings[i] = []byte(s)
 		}
-	case *ort.CustomDataTensor:
-		return fmt.Errorf("onnx: output %s: unexpected element type %d", spec.Name, v.DataType())
-	default:
-		return fmt.Errorf("onnx: output %s: unsupported value %T", spec.Name, v)
+		return nil
 	}
-	return nil
+	if int(spec.DataType) >= len(outputViews) {
+		return fmt.Errorf("onnx: output %s: unsupported datatype %s", spec.Name, spec.DataType)
+	}
+	if view := outputViews[spec.DataType]; view != nil {
+		if d, ok := view(v); ok {
+			t.DataType, t.Data = spec.DataType, d
+			return nil
+		}
+	}
+	return fmt.Errorf("onnx: output %s: got %T, want %s", spec.Name, v, spec.DataType)
+}
+
+// outputViews[dt] views an ONNX Runtime-allocated output of OIP type dt, which
+// the binding hands back as an *ort.Tensor of the matching Go type. FP16 and
+// BF16 are missing: they are always preallocated (see prepareOutputs).
+var outputViews = [...]func(ort.Value) ([]byte, bool){
+	tensor.Bool: viewAs[bool], tensor.Uint8: viewAs[uint8], tensor.Uint16: viewAs[uint16],
+	tensor.Uint32: viewAs[uint32], tensor.Uint64: viewAs[uint64], tensor.Int8: viewAs[int8],
+	tensor.Int16: viewAs[int16], tensor.Int32: viewAs[int32], tensor.Int64: viewAs[int64],
+	tensor.FP32: viewAs[float32], tensor.FP64: viewAs[float64], tensor.Bytes: nil,
+}
+
+func viewAs[T ort.TensorData](v ort.Value) ([]byte, bool) {
+	t, ok := v.(*ort.Tensor[T])
+	if !ok {
+		return nil, false
+	}
+	return tensorBytes(t), true
 }
 
 // tensorBytes views a tensor's Go-owned data as little-endian bytes. The data

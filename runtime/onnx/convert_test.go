@@ -25,7 +25,7 @@ func TestResolveShape(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, ok := resolveShape(tt.spec, tt.params, dims)
+			got, ok := resolveShapeInto(nil, tt.spec, tt.params, dims)
 			if tt.want == "" {
 				if ok {
 					t.Fatalf("resolveShape = %v, want unresolvable", got)

@@ -8,15 +8,16 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/runtime"
 	"github.com/nimbus-ai/nimbus/tensor"
 )
 
-// TestMisdeclaredOutputShape: a model whose output is not the shape it declares
-// (here Identity of x [batch,2] declared as y [batch,3]) still runs: Run finds
-// that ONNX Runtime refuses the preallocated output, runs again with ONNX Runtime
-// allocating it, and stops preallocating for that model.
-func TestMisdeclaredOutputShape(t *testing.T) {
+// loadIdentityModel writes and loads a one-node model, y = Identity(x), whose
+// input and output declare the given tensor types: the output's may differ
+// from what the model really produces.
+func loadIdentityModel(t *testing.T, in, out []byte) *model {
+	t.Helper()
 	const (
 		modelOpset = 8
 		graphNode  = 1
@@ -24,27 +25,36 @@ func TestMisdeclaredOutputShape(t *testing.T) {
 		nodeOutput = 2
 		nodeOpType = 4
 		opsetVer   = 2
-		batchParam = "batch"
 	)
-	dims := func(second uint64) []byte {
-		return tensorType(onnxFloat, field(dimParam, []byte(batchParam)), varint(dimValue, second))
-	}
 	node := cat(field(nodeInput, []byte("x")), field(nodeOutput, []byte("y")), field(nodeOpType, []byte("Identity")))
 	data := cat(varint(modelIRVersion, 8), field(modelOpset, varint(opsetVer, 13)),
 		field(modelGraph, cat(field(graphNode, node),
-			field(graphInput, valueInfo("x", dims(2))),
-			field(graphOutput, valueInfo("y", dims(3))))))
-	path := filepath.Join(t.TempDir(), "liar.onnx")
+			field(graphInput, valueInfo("x", in)),
+			field(graphOutput, valueInfo("y", out)))))
+	path := filepath.Join(t.TempDir(), "identity.onnx")
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	m, err := newTestRuntime(t).Load(context.Background(), path, runtime.Options{})
 	if err != nil {
-		// ORT 1.24 (the pinned version) loads this model; if a future version
-		// refuses it, the fallback needs another way to be exercised.
-		t.Fatalf("ONNX Runtime refuses the model at load, so the fallback goes untested: %v", err)
+		// ORT 1.24 (the pinned version) loads these models; if a future version
+		// refuses them, the paths they exercise need another way to be tested.
+		t.Fatalf("ONNX Runtime refuses the model at load: %v", err)
 	}
-	defer m.Close()
+	t.Cleanup(func() { m.Close() })
+	return m.(*model)
+}
+
+func batchDims(dt uint64, second ...[]byte) []byte {
+	return tensorType(dt, append([][]byte{field(dimParam, []byte("batch"))}, second...)...)
+}
+
+// TestMisdeclaredOutputShape: a model whose output is not the shape it declares
+// (here Identity of x [batch,2] declared as y [batch,3]) still runs: Run finds
+// that ONNX Runtime refuses the preallocated output, runs again with ONNX Runtime
+// allocating it, and stops preallocating for that model.
+func TestMisdeclaredOutputShape(t *testing.T) {
+	m := loadIdentityModel(t, batchDims(onnxFloat, varint(dimValue, 2)), batchDims(onnxFloat, varint(dimValue, 3)))
 	x := &tensor.Tensor{Name: "x", DataType: tensor.FP32, Shape: []int64{2, 2}, Data: make([]byte, 16)}
 	x.Data[0] = 1
 	for i := range 3 {
@@ -56,7 +66,33 @@ func TestMisdeclaredOutputShape(t *testing.T) {
 			t.Fatalf("run %d: got %+v", i, got[0])
 		}
 	}
-	if !m.(*model).noPrealloc.Load() {
+	if !m.noPrealloc.Load() {
 		t.Error("preallocation is still on for a model whose output shape is wrong")
 	}
+}
+
+// TestHugeResolvedOutput: an empty input may name a huge dim ([2^40, 0] holds no
+// data), and an output declared from it must not be preallocated from that
+// shape: that would take terabytes and crash the process.
+func TestHugeResolvedOutput(t *testing.T) {
+	const huge = 1 << 40
+	seq := field(dimParam, []byte("seq"))
+	t.Run("numeric", func(t *testing.T) {
+		// y is really [batch,seq] (empty) but declared [batch,3].
+		m := loadIdentityModel(t, batchDims(onnxFloat, seq), batchDims(onnxFloat, varint(dimValue, 3)))
+		x := &tensor.Tensor{Name: "x", DataType: tensor.FP32, Shape: []int64{huge, 0}}
+		got, err := m.Run(context.Background(), []*tensor.Tensor{x}, nil)
+		if err != nil || len(got) != 1 || tensor.ShapeString(got[0].Shape) != "[1099511627776,0]" || len(got[0].Data) != 0 {
+			t.Fatalf("Run = %+v, %v", got, err)
+		}
+	})
+	t.Run("fp16", func(t *testing.T) {
+		// FP16 outputs can only be preallocated: a huge one is refused.
+		m := loadIdentityModel(t, batchDims(onnxFloat16, seq), batchDims(onnxFloat16, varint(dimValue, 3)))
+		x := &tensor.Tensor{Name: "x", DataType: tensor.FP16, Shape: []int64{huge, 0}}
+		_, err := m.Run(context.Background(), []*tensor.Tensor{x}, nil)
+		if errs.KindOf(err) != errs.TooLarge {
+			t.Fatalf("err = %v (kind %v), want TooLarge", err, errs.KindOf(err))
+		}
+	})
 }

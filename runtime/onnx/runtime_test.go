@@ -186,13 +186,7 @@ func TestRunCases(t *testing.T) {
 				for j := len(sig) - 1; j >= 0; j-- {
 					names = append(names, sig[j].Name)
 				}
-				got, err := m.Run(context.Background(), inputs, names)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if len(got) != len(names) {
-					t.Fatalf("got %d outputs, want %d", len(got), len(names))
-				}
+				got := runOK(t, m, inputs, names, len(names))
 				for j, n := range names {
 					requireClose(t, got[j], c.Outputs[n].tensor(t, n))
 				}
@@ -222,27 +216,94 @@ func dtypeInput(name string, dt tensor.DataType) *tensor.Tensor {
 	return t
 }
 
+// runOK runs m and fails the test unless it returns n outputs.
+func runOK(t *testing.T, m runtime.Model, inputs []*tensor.Tensor, outputs []string, n int) []*tensor.Tensor {
+	t.Helper()
+	got, err := m.Run(context.Background(), inputs, outputs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n {
+		t.Fatalf("got %d outputs, want %d", len(got), n)
+	}
+	return got
+}
+
+// TestDtypesRoundTrip runs every data type through the model twice: with the
+// outputs preallocated, and with ONNX Runtime allocating them (as for a model
+// whose output shapes cannot be worked out; FP16 and BF16 stay preallocated).
 func TestDtypesRoundTrip(t *testing.T) {
 	m := loadModel(t, "dtypes.onnx")
 	var inputs []*tensor.Tensor
 	for _, d := range dtypesModel {
 		inputs = append(inputs, dtypeInput("in_"+d.suffix, d.dt))
 	}
-	got, err := m.Run(context.Background(), inputs, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != len(dtypesModel) {
-		t.Fatalf("got %d outputs, want %d", len(got), len(dtypesModel))
-	}
-	for i, d := range dtypesModel {
-		t.Run(d.suffix, func(t *testing.T) {
-			want := dtypeInput("out_"+d.suffix, d.dt)
-			if got[i].Name != want.Name || got[i].DataType != d.dt || fmt.Sprint(got[i].Shape) != "[3 2]" {
-				t.Fatalf("got %s %s %v", got[i].Name, got[i].DataType, got[i].Shape)
+	for _, ortAllocates := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ortAllocates=%v", ortAllocates), func(t *testing.T) {
+			m.(*model).noPrealloc.Store(ortAllocates)
+			got := runOK(t, m, inputs, nil, len(dtypesModel))
+			for i, d := range dtypesModel {
+				t.Run(d.suffix, func(t *testing.T) {
+					want := dtypeInput("out_"+d.suffix, d.dt)
+					if got[i].Name != want.Name || got[i].DataType != d.dt || fmt.Sprint(got[i].Shape) != "[3 2]" {
+						t.Fatalf("got %s %s %v", got[i].Name, got[i].DataType, got[i].Shape)
+					}
+					if !bytes.Equal(got[i].Data, want.Data) || fmt.Sprint(got[i].Strings) != fmt.Sprint(want.Strings) {
+						t.Errorf("got %v %q, want %v %q", got[i].Data, got[i].Strings, want.Data, want.Strings)
+					}
+				})
 			}
-			if !bytes.Equal(got[i].Data, want.Data) || fmt.Sprint(got[i].Strings) != fmt.Sprint(want.Strings) {
-				t.Errorf("got %v %q, want %v %q", got[i].Data, got[i].Strings, want.Data, want.Strings)
+		})
+	}
+}
+
+// TestRunBadInput: malformed tensors fail with InvalidArgument, never a panic.
+func TestRunBadInput(t *testing.T) {
+	m := loadModel(t, "dtypes.onnx")
+	valid := func() []*tensor.Tensor {
+		var inputs []*tensor.Tensor
+		for _, d := range dtypesModel {
+			inputs = append(inputs, dtypeInput("in_"+d.suffix, d.dt))
+		}
+		return inputs
+	}
+	input := func(inputs []*tensor.Tensor, dt tensor.DataType) *tensor.Tensor {
+		for _, in := range inputs {
+			if in.DataType == dt {
+				return in
+			}
+		}
+		t.Fatalf("dtypes.onnx has no %s input", dt)
+		return nil
+	}
+	tests := []struct {
+		name  string
+		spoil func(inputs []*tensor.Tensor) []*tensor.Tensor
+		want  string
+	}{
+		{"nil tensor", func(in []*tensor.Tensor) []*tensor.Tensor { return append(in, nil) }, "nil input tensor"},
+		{"nil data", func(in []*tensor.Tensor) []*tensor.Tensor { input(in, tensor.FP32).Data = nil; return in }, "needs 24 bytes, got 0"},
+		{"long data", func(in []*tensor.Tensor) []*tensor.Tensor {
+			x := input(in, tensor.Int64)
+			x.Data = append(x.Data, 0)
+			return in
+		}, "needs 48 bytes, got 49"},
+		{"negative dim", func(in []*tensor.Tensor) []*tensor.Tensor { input(in, tensor.Uint8).Shape = []int64{-3, 2}; return in }, "negative dimension"},
+		{"too few strings", func(in []*tensor.Tensor) []*tensor.Tensor {
+			x := input(in, tensor.Bytes)
+			x.Strings = x.Strings[:5]
+			return in
+		}, "needs 6 elements, got 5"},
+		{"string with NUL", func(in []*tensor.Tensor) []*tensor.Tensor {
+			input(in, tensor.Bytes).Strings[2] = []byte("a\x00b")
+			return in
+		}, "element 2 contains a NUL byte"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := m.Run(context.Background(), tt.spoil(valid()), nil)
+			if errs.KindOf(err) != errs.InvalidArgument || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v (kind %v), want InvalidArgument containing %q", err, errs.KindOf(err), tt.want)
 			}
 		})
 	}
