@@ -40,17 +40,10 @@ func RequestFromProto(req *pb.ModelInferRequest) (*serving.InferRequest, error) 
 		Parameters: params,
 		Inputs:     make([]*tensor.Tensor, 0, len(ins)),
 	}
-	var seen map[string]struct{}
-	if len(ins) > 1 {
-		seen = make(map[string]struct{}, len(ins))
+	if name, dup := duplicateName(ins); dup {
+		return nil, errs.New(errs.InvalidArgument, "input %q appears more than once", name)
 	}
 	for i, in := range ins {
-		if seen != nil {
-			if _, dup := seen[in.GetName()]; dup {
-				return nil, errs.New(errs.InvalidArgument, "input %q appears more than once", in.GetName())
-			}
-			seen[in.GetName()] = struct{}{}
-		}
 		t, err := inputFromProto(i, in, raw)
 		if err != nil {
 			return nil, err
@@ -70,6 +63,31 @@ func RequestFromProto(req *pb.ModelInferRequest) (*serving.InferRequest, error) 
 		}
 	}
 	return out, nil
+}
+
+// duplicateName reports the first input name that repeats. Requests usually carry a
+// handful of inputs, which a pairwise scan checks without allocating; a map keeps
+// a message with many inputs from costing quadratic time.
+func duplicateName(ins []*pb.ModelInferRequest_InferInputTensor) (string, bool) {
+	const scanMax = 8
+	if len(ins) <= scanMax {
+		for i := 1; i < len(ins); i++ {
+			for _, prev := range ins[:i] {
+				if prev.GetName() == ins[i].GetName() {
+					return ins[i].GetName(), true
+				}
+			}
+		}
+		return "", false
+	}
+	seen := make(map[string]struct{}, len(ins))
+	for _, in := range ins {
+		if _, dup := seen[in.GetName()]; dup {
+			return in.GetName(), true
+		}
+		seen[in.GetName()] = struct{}{}
+	}
+	return "", false
 }
 
 func inputFromProto(i int, in *pb.ModelInferRequest_InferInputTensor, raw [][]byte) (*tensor.Tensor, error) {
@@ -244,40 +262,22 @@ func decodeTyped(t *tensor.Tensor, n int64, c *pb.InferTensorContents) error {
 				d[i] = 1
 			}
 		}
-	case tensor.Int8, tensor.Int16, tensor.Int32:
-		lo, hi := intRange(t.DataType)
-		for i, v := range c.GetIntContents() {
-			if int64(v) < lo || int64(v) > hi {
-				return errs.New(errs.InvalidArgument, "input %q: int_contents[%d] = %d is out of range for %s", t.Name, i, v, t.DataType)
-			}
-			switch size {
-			case 1:
-				d[i] = byte(v)
-			case 2:
-				le.PutUint16(d[2*i:], uint16(v))
-			default:
-				le.PutUint32(d[4*i:], uint32(v))
-			}
+	case tensor.Int32:
+		putLE(d, c.GetIntContents(), func(b []byte, v int32) { le.PutUint32(b, uint32(v)) })
+	case tensor.Int8, tensor.Int16:
+		lo, hi := int32(-1)<<(8*size-1), int32(1)<<(8*size-1)-1
+		if i := putNarrow(d, size, c.GetIntContents(), lo, hi); i >= 0 {
+			return errs.New(errs.InvalidArgument, "input %q: int_contents[%d] = %d is out of range for %s",
+				t.Name, i, c.GetIntContents()[i], t.DataType)
 		}
 	case tensor.Int64:
 		putLE(d, c.GetInt64Contents(), func(b []byte, v int64) { le.PutUint64(b, uint64(v)) })
-	case tensor.Uint8, tensor.Uint16, tensor.Uint32:
-		hi := uint32(1)<<(8*size) - 1
-		if size == 4 {
-			hi = math.MaxUint32
-		}
-		for i, v := range c.GetUintContents() {
-			if v > hi {
-				return errs.New(errs.InvalidArgument, "input %q: uint_contents[%d] = %d is out of range for %s", t.Name, i, v, t.DataType)
-			}
-			switch size {
-			case 1:
-				d[i] = byte(v)
-			case 2:
-				le.PutUint16(d[2*i:], uint16(v))
-			default:
-				le.PutUint32(d[4*i:], v)
-			}
+	case tensor.Uint32:
+		putLE(d, c.GetUintContents(), le.PutUint32)
+	case tensor.Uint8, tensor.Uint16:
+		if i := putNarrow(d, size, c.GetUintContents(), 0, uint32(1)<<(8*size)-1); i >= 0 {
+			return errs.New(errs.InvalidArgument, "input %q: uint_contents[%d] = %d is out of range for %s",
+				t.Name, i, c.GetUintContents()[i], t.DataType)
 		}
 	case tensor.Uint64:
 		putLE(d, c.GetUint64Contents(), le.PutUint64)
@@ -290,15 +290,21 @@ func decodeTyped(t *tensor.Tensor, n int64, c *pb.InferTensorContents) error {
 	return nil
 }
 
-func intRange(dt tensor.DataType) (lo, hi int64) {
-	switch dt {
-	case tensor.Int8:
-		return math.MinInt8, math.MaxInt8
-	case tensor.Int16:
-		return math.MinInt16, math.MaxInt16
-	default:
-		return math.MinInt32, math.MaxInt32
+// putNarrow packs 8- or 16-bit integers carried in a 32-bit typed field into d as
+// size-byte little-endian values. It returns the index of the first value outside
+// [lo, hi], or -1.
+func putNarrow[T int32 | uint32](d []byte, size int, vals []T, lo, hi T) int {
+	for i, v := range vals {
+		if v < lo || v > hi {
+			return i
+		}
+		if size == 1 {
+			d[i] = byte(v)
+		} else {
+			binary.LittleEndian.PutUint16(d[2*i:], uint16(v))
+		}
 	}
+	return -1
 }
 
 // ResponseToProto converts a response into a ModelInferResponse. With raw set, or

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/nimbus-ai/nimbus/api/inferencepb"
+	"github.com/nimbus-ai/nimbus/api/oip"
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/serving"
 	"github.com/nimbus-ai/nimbus/telemetry"
@@ -31,13 +32,14 @@ import (
 // DefaultMaxMessageBytes is the request and response size limit when
 // Options.MaxMessageBytes is 0. It matches the REST body limit so a request that
 // fits one protocol fits the other (gRPC's own default is 4 MiB).
-const DefaultMaxMessageBytes = 64 << 20
+const DefaultMaxMessageBytes = oip.DefaultMaxBodyBytes
 
 // NamespaceMetadataKey is the incoming gRPC metadata key that selects the namespace.
 const NamespaceMetadataKey = "nimbus-namespace"
 
-// DefaultNamespace is used when a request carries no namespace metadata.
-const DefaultNamespace = "default"
+// DefaultNamespace is used when a request carries no namespace metadata; it is the
+// namespace of the REST API's un-prefixed routes.
+const DefaultNamespace = oip.DefaultNamespace
 
 // ServiceName is the fully qualified name of the inference service, as the health and
 // reflection services report it.
@@ -139,15 +141,18 @@ func recoverUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
 	}
 }
 
-// namespace reads the namespace from incoming metadata.
+// namespace reads the namespace from incoming metadata. ValueFromIncomingContext
+// copies only this key's values, where FromIncomingContext would copy every header
+// on every request.
 func namespace(ctx context.Context) string {
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(NamespaceMetadataKey); len(v) > 0 && v[0] != "" {
-			return v[0]
-		}
+	if v := metadata.ValueFromIncomingContext(ctx, NamespaceMetadataKey); len(v) > 0 && v[0] != "" {
+		return v[0]
 	}
 	return DefaultNamespace
 }
+
+// errNoName answers ModelReady and ModelMetadata requests without a model name.
+var errNoName = status.Error(codes.InvalidArgument, "name is required")
 
 // toStatus maps err to a gRPC status with the user-safe message; internal causes are
 // logged, never sent.
@@ -172,7 +177,7 @@ func (s *Server) ServerReady(ctx context.Context, _ *pb.ServerReadyRequest) (*pb
 // ModelReady reports whether a model version is ready in the request's namespace.
 func (s *Server) ModelReady(ctx context.Context, req *pb.ModelReadyRequest) (*pb.ModelReadyResponse, error) {
 	if req.GetName() == "" {
-		return nil, status.Error(codes.InvalidArgument, "name is required")
+		return nil, errNoName
 	}
 	ok, err := s.b.ModelReady(ctx, namespace(ctx), req.GetName(), req.GetVersion())
 	if err != nil {
@@ -190,7 +195,7 @@ func (s *Server) ServerMetadata(context.Context, *pb.ServerMetadataRequest) (*pb
 // ModelMetadata returns a model's platform, versions and signature.
 func (s *Server) ModelMetadata(ctx context.Context, req *pb.ModelMetadataRequest) (*pb.ModelMetadataResponse, error) {
 	if req.GetName() == "" {
-		return nil, status.Error(codes.InvalidArgument, "name is required")
+		return nil, errNoName
 	}
 	m, err := s.b.ModelMetadata(ctx, namespace(ctx), req.GetName(), req.GetVersion())
 	if err != nil {

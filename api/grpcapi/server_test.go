@@ -30,6 +30,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/nimbus-ai/nimbus/api/inferencepb"
+	"github.com/nimbus-ai/nimbus/api/oip"
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/serving"
 	"github.com/nimbus-ai/nimbus/telemetry"
@@ -74,6 +75,8 @@ func (f *fakeBackend) Infer(ctx context.Context, req *serving.InferRequest) (*se
 		return nil, ctx.Err()
 	case "boom":
 		return nil, errors.New("secret internal detail")
+	case "panic":
+		panic("secret panic detail")
 	case "fp16out":
 		return &serving.InferResponse{ModelName: req.Model, ModelVersion: "3", Outputs: []*tensor.Tensor{
 			{Name: "h", DataType: tensor.FP16, Shape: []int64{2}, Data: []byte{0x00, 0x3c, 0x00, 0xc0}},
@@ -291,6 +294,33 @@ func TestModelInferRawRoundTrip(t *testing.T) {
 	mustEqual(t, resp, want)
 }
 
+// TestModelInferRawInRawOut: a raw request whose outputs all have typed fields
+// still gets raw outputs. TestModelInferRawRoundTrip cannot show this, because its
+// FP16 and BF16 outputs force raw whatever the request used.
+func TestModelInferRawInRawOut(t *testing.T) {
+	h := start(t, Options{})
+	req := &pb.ModelInferRequest{
+		ModelName: "echo",
+		Inputs: []*pb.ModelInferRequest_InferInputTensor{
+			{Name: "x", Datatype: "FP32", Shape: []int64{2}},
+			{Name: "s", Datatype: "BYTES", Shape: []int64{1}},
+		},
+		RawInputContents: [][]byte{rawOf(tensor.FP32, uint64(math.Float32bits(1)), uint64(math.Float32bits(-2))), rawStrings("hi")},
+	}
+	resp, err := h.client.ModelInfer(testCtx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, resp, &pb.ModelInferResponse{
+		ModelName: "echo", ModelVersion: "7",
+		Outputs: []*pb.ModelInferResponse_InferOutputTensor{
+			{Name: "x", Datatype: "FP32", Shape: []int64{2}},
+			{Name: "s", Datatype: "BYTES", Shape: []int64{1}},
+		},
+		RawOutputContents: req.RawInputContents,
+	})
+}
+
 func TestModelInferOutputSelectionAndFP16Fallback(t *testing.T) {
 	h := start(t, Options{})
 	ctx := testCtx(t)
@@ -380,6 +410,19 @@ func TestModelInferInvalid(t *testing.T) {
 			`raw_input_contents[0] for input "s": has 7 bytes, too few for 1099511627776 length-prefixed elements`},
 		{"duplicate input", &pb.ModelInferRequest{ModelName: "m", Inputs: append(fp32x([]int64{0}, nil), fp32x([]int64{0}, nil)...)},
 			`input "x" appears more than once`},
+		{"duplicate input, not adjacent", &pb.ModelInferRequest{ModelName: "m", Inputs: []*In{
+			{Name: "a", Datatype: "FP32", Shape: []int64{0}}, {Name: "b", Datatype: "FP32", Shape: []int64{0}}, {Name: "a", Datatype: "FP32", Shape: []int64{0}}}},
+			`input "a" appears more than once`},
+		{"duplicate among many inputs", &pb.ModelInferRequest{ModelName: "m", Inputs: manyInputs(20, "i7")},
+			`input "i7" appears more than once`},
+		{"raw without inputs", &pb.ModelInferRequest{ModelName: "m", RawInputContents: [][]byte{{1, 2, 3, 4}}},
+			"raw_input_contents has 1 entries for 0 inputs; it needs one per input"},
+		{"int8 below range", &pb.ModelInferRequest{ModelName: "m", Inputs: []*In{{Name: "i", Datatype: "INT8", Shape: []int64{1}, Contents: &C{IntContents: []int32{-129}}}}},
+			`input "i": int_contents[0] = -129 is out of range for INT8`},
+		{"int16 range", &pb.ModelInferRequest{ModelName: "m", Inputs: []*In{{Name: "i", Datatype: "INT16", Shape: []int64{2}, Contents: &C{IntContents: []int32{0, math.MaxInt16 + 1}}}}},
+			`input "i": int_contents[1] = 32768 is out of range for INT16`},
+		{"uint8 range", &pb.ModelInferRequest{ModelName: "m", Inputs: []*In{{Name: "u", Datatype: "UINT8", Shape: []int64{1}, Contents: &C{UintContents: []uint32{256}}}}},
+			`input "u": uint_contents[0] = 256 is out of range for UINT8`},
 		{"empty parameter", &pb.ModelInferRequest{ModelName: "m", Parameters: map[string]*pb.InferParameter{"p": {}}},
 			`parameter "p" has no value`},
 		{"empty tensor parameter", &pb.ModelInferRequest{ModelName: "m", Inputs: []*In{{Name: "x", Datatype: "FP32", Shape: []int64{0}, Parameters: map[string]*pb.InferParameter{"p": nil}}}},
@@ -398,6 +441,15 @@ func TestModelInferInvalid(t *testing.T) {
 	}
 }
 
+// manyInputs returns n empty FP32 inputs i0..i(n-1), plus one more named dup.
+func manyInputs(n int, dup string) []*pb.ModelInferRequest_InferInputTensor {
+	var ins []*pb.ModelInferRequest_InferInputTensor
+	for i := range n {
+		ins = append(ins, &pb.ModelInferRequest_InferInputTensor{Name: fmt.Sprintf("i%d", i), Datatype: "FP32", Shape: []int64{0}})
+	}
+	return append(ins, &pb.ModelInferRequest_InferInputTensor{Name: dup, Datatype: "FP32", Shape: []int64{0}})
+}
+
 func TestModelInferErrorMapping(t *testing.T) {
 	m := telemetry.NewMetrics()
 	h := start(t, Options{Metrics: m})
@@ -413,6 +465,7 @@ func TestModelInferErrorMapping(t *testing.T) {
 		{model: "expired", code: codes.DeadlineExceeded, msg: "deadline exceeded"},
 		{model: "slow", timeout: 50 * time.Millisecond, code: codes.DeadlineExceeded},
 		{model: "boom", code: codes.Internal, msg: "internal error"},
+		{model: "panic", code: codes.Internal, msg: "internal error"}, // recovered; the server lives on
 		{model: "badout", code: codes.Internal, msg: `output "y" is malformed: tensor "y": shape [2] of FP32 needs 8 bytes, got 3`},
 	}
 	for _, tt := range tests {
@@ -508,6 +561,8 @@ func TestNamespaceMetadata(t *testing.T) {
 		{"default", nil, "default"},
 		{"set", []string{NamespaceMetadataKey, "team-a"}, "team-a"},
 		{"empty", []string{NamespaceMetadataKey, ""}, "default"},
+		{"first of two", []string{NamespaceMetadataKey, "team-b", NamespaceMetadataKey, "team-c"}, "team-b"},
+		{"other keys only", []string{"nimbus-other", "team-d"}, "default"},
 	}
 	calls := []struct {
 		name string
@@ -639,6 +694,15 @@ func TestHealthService(t *testing.T) {
 	}
 }
 
+// TestHealthServiceDefault: without Options.Health the server still reports SERVING.
+func TestHealthServiceDefault(t *testing.T) {
+	h := start(t, Options{})
+	r, err := healthpb.NewHealthClient(h.conn).Check(testCtx(t), &healthpb.HealthCheckRequest{Service: ServiceName})
+	if err != nil || r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("Check = %v, %v; want SERVING", r, err)
+	}
+}
+
 func TestReflectionListsServices(t *testing.T) {
 	h := start(t, Options{})
 	stream, err := reflectionpb.NewServerReflectionClient(h.conn).ServerReflectionInfo(testCtx(t))
@@ -664,9 +728,26 @@ func TestReflectionListsServices(t *testing.T) {
 			t.Errorf("reflection does not list %s; got %v", want, got)
 		}
 	}
+	// grpcurl and similar tools also need the descriptor behind the name.
+	if err := stream.Send(&reflectionpb.ServerReflectionRequest{
+		MessageRequest: &reflectionpb.ServerReflectionRequest_FileContainingSymbol{FileContainingSymbol: ServiceName + ".ModelInfer"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := resp.GetErrorResponse(); e != nil || len(resp.GetFileDescriptorResponse().GetFileDescriptorProto()) == 0 {
+		t.Fatalf("reflection cannot resolve %s.ModelInfer: %v", ServiceName, e)
+	}
 }
 
 func TestMessageSizeLimit(t *testing.T) {
+	// A request that fits the REST body limit must fit the gRPC one.
+	if DefaultMaxMessageBytes != oip.DefaultMaxBodyBytes {
+		t.Fatalf("DefaultMaxMessageBytes = %d, REST DefaultMaxBodyBytes = %d", DefaultMaxMessageBytes, oip.DefaultMaxBodyBytes)
+	}
 	bigReq := func(bytes int) *pb.ModelInferRequest {
 		n := bytes / 4
 		return &pb.ModelInferRequest{
@@ -681,8 +762,10 @@ func TestMessageSizeLimit(t *testing.T) {
 		bytes int
 		code  codes.Code
 	}{
-		{"10MiB under default", 0, 10 << 20, codes.OK}, // above gRPC's 4 MiB default
+		{"10MiB under default", 0, 10 << 20, codes.OK},                     // above gRPC's 4 MiB default
+		{"just under default", 0, DefaultMaxMessageBytes - 1024, codes.OK}, // fails if the default shrinks
 		{"over default", 0, DefaultMaxMessageBytes + 1024, codes.ResourceExhausted},
+		{"under custom", 1 << 20, 1<<20 - 1024, codes.OK},
 		{"over custom", 1 << 20, 2 << 20, codes.ResourceExhausted},
 	}
 	for _, tt := range tests {
