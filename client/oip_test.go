@@ -23,6 +23,9 @@ func TestOIP(t *testing.T) {
 		gotPath = r.URL.Path
 		_, _ = io.WriteString(w, `{"name":"churn","versions":["1"],"platform":"onnxruntime_onnx","inputs":[{"name":"x","datatype":"FP32","shape":[-1,4]}],"outputs":[]}`)
 	}
+	mux.HandleFunc("GET /ns/{ns}/v2/models/{m}/versions/{v}/ready", func(_ http.ResponseWriter, r *http.Request) {
+		gotPath = r.URL.Path
+	})
 	mux.HandleFunc("GET /v2/models/{m}", meta)
 	mux.HandleFunc("GET /ns/{ns}/v2/models/{m}/versions/{v}", meta)
 	mux.HandleFunc("POST /v2/models/{m}/versions/{v}/infer", func(w http.ResponseWriter, r *http.Request) {
@@ -40,6 +43,12 @@ func TestOIP(t *testing.T) {
 	}
 	if ready, err := c.ServerReady(ctx); err != nil || ready {
 		t.Errorf("ServerReady = %v, %v", ready, err)
+	}
+	if ready, err := c.ModelReady(ctx, "payments", "churn", "2"); err != nil || !ready || gotPath != "/ns/payments/v2/models/churn/versions/2/ready" {
+		t.Errorf("ModelReady = %v, %v (path %q)", ready, err, gotPath)
+	}
+	if ready, err := c.ModelReady(ctx, "default", "churn", ""); err != nil || ready { // no such route: 404
+		t.Errorf("ModelReady on a 404 = %v, %v", ready, err)
 	}
 	tests := []struct {
 		ns, version, path string

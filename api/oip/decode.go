@@ -84,12 +84,8 @@ func DecodeInferRequest(body []byte, headerLen int) (*serving.InferRequest, erro
 	if err := checkNames(inputs, "input"); err != nil {
 		return nil, err
 	}
-	if err := assignBinary(inputs, "input", bin, hasBin); err != nil {
+	if req.Inputs, err = finishTensors(inputs, "input", bin, hasBin); err != nil {
 		return nil, err
-	}
-	req.Inputs = make([]*tensor.Tensor, len(inputs))
-	for i, dt := range inputs {
-		req.Inputs[i] = dt.t
 	}
 	return req, nil
 }
@@ -137,14 +133,22 @@ func DecodeInferResponse(body []byte, headerLen int) (*serving.InferResponse, er
 	if err != nil {
 		return nil, err
 	}
-	if err := assignBinary(outputs, "output", bin, hasBin); err != nil {
+	if resp.Outputs, err = finishTensors(outputs, "output", bin, hasBin); err != nil {
 		return nil, err
 	}
-	resp.Outputs = make([]*tensor.Tensor, len(outputs))
-	for i, dt := range outputs {
-		resp.Outputs[i] = dt.t
-	}
 	return resp, nil
+}
+
+// finishTensors gives the decoded tensors their binary data and returns them.
+func finishTensors(ts []decodedTensor, kind string, bin []byte, hasBin bool) ([]*tensor.Tensor, error) {
+	if err := assignBinary(ts, kind, bin, hasBin); err != nil {
+		return nil, err
+	}
+	out := make([]*tensor.Tensor, len(ts))
+	for i, dt := range ts {
+		out[i] = dt.t
+	}
+	return out, nil
 }
 
 func readID(s *scanner) (string, error) { return readOptString(s, "id") }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -265,10 +266,7 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 		err  error
 	)
 	if r.ContentLength > 0 {
-		body = make([]byte, r.ContentLength)
-		var n int
-		n, err = io.ReadFull(rd, body)
-		body = body[:n]
+		body, err = readN(rd, r.ContentLength)
 	} else {
 		body, err = io.ReadAll(rd)
 	}
@@ -282,6 +280,26 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 		return nil, h.tooLarge()
 	}
 	return nil, errs.Wrap(errs.InvalidArgument, err, "read request body")
+}
+
+// bodyPrealloc is the most readN allocates before any body bytes arrive.
+const bodyPrealloc = 1 << 20
+
+// readN reads exactly n bytes. Small bodies take one exact allocation; above
+// bodyPrealloc the buffer at most doubles as data arrives, so a Content-Length
+// the client never sends costs at most twice what it did send.
+func readN(rd io.Reader, n int64) ([]byte, error) {
+	buf := make([]byte, min(n, bodyPrealloc))
+	off := 0
+	for {
+		m, err := io.ReadFull(rd, buf[off:])
+		off += m
+		if err != nil || int64(off) == n {
+			return buf[:off], err
+		}
+		next := int(min(n, 2*int64(len(buf))))
+		buf = slices.Grow(buf, next-len(buf))[:next]
+	}
 }
 
 func (h *handler) tooLarge() error {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -348,5 +349,74 @@ func TestRealServer(t *testing.T) {
 	_ = pw.CloseWithError(context.Canceled)
 	if err := <-done; err == nil {
 		t.Fatal("canceled request succeeded")
+	}
+}
+
+func TestInferHeaderContentLength(t *testing.T) {
+	tests := []struct{ name, value, wantMsg string }{
+		{"not a number", "12x", `{"error":"invalid Inference-Header-Content-Length \"12x\""}`},
+		{"overflows int", "99999999999999999999", `{"error":"invalid Inference-Header-Content-Length \"99999999999999999999\""}`},
+		{"negative", "-4", `{"error":"Inference-Header-Content-Length must not be negative, got -4"}`},
+		{"past the body", strconv.Itoa(len(inferBody) + 1), `{"error":"Inference-Header-Content-Length ` + strconv.Itoa(len(inferBody)+1) + ` exceeds the body size ` + strconv.Itoa(len(inferBody)) + `"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fb := &fakeBackend{}
+			req := httptest.NewRequest("POST", "/v2/models/m/infer", strings.NewReader(inferBody))
+			req.Header.Set(HeaderContentLength, tt.value)
+			rec := httptest.NewRecorder()
+			NewHandler(fb, Options{}).ServeHTTP(rec, req)
+			if rec.Code != http.StatusBadRequest || rec.Body.String() != tt.wantMsg {
+				t.Fatalf("status %d body %s", rec.Code, rec.Body)
+			}
+			if c := fb.last(); c.method != "" {
+				t.Fatalf("backend was called: %+v", c)
+			}
+		})
+	}
+}
+
+// TestBodyShorterThanContentLength checks that a body that ends before its
+// declared length is refused, and that the declared length alone does not make
+// the handler allocate it.
+func TestBodyShorterThanContentLength(t *testing.T) {
+	fb := &fakeBackend{}
+	h := NewHandler(fb, Options{})
+	req := httptest.NewRequest("POST", "/v2/models/m/infer", strings.NewReader(inferBody))
+	req.ContentLength = DefaultMaxBodyBytes
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	runtime.ReadMemStats(&after)
+	if rec.Code != http.StatusBadRequest {
+		t.Fatalf("status %d body %s", rec.Code, rec.Body)
+	}
+	if c := fb.last(); c.method != "" {
+		t.Fatalf("backend was called: %+v", c)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 8<<20 {
+		t.Fatalf("allocated %d bytes for a %d-byte body", got, len(inferBody))
+	}
+}
+
+// TestLargeBody reads a body past bodyPrealloc, so readN has to grow its buffer.
+func TestLargeBody(t *testing.T) {
+	data := make([]byte, 3*bodyPrealloc+5)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	js := `{"parameters":{"binary_data_output":true},"inputs":[{"name":"x","shape":[` + strconv.Itoa(len(data)) +
+		`],"datatype":"UINT8","parameters":{"binary_data_size":` + strconv.Itoa(len(data)) + `}}]}`
+	body := append([]byte(js), data...)
+	req := httptest.NewRequest("POST", "/v2/models/m/infer", bytes.NewReader(body))
+	req.Header.Set(HeaderContentLength, strconv.Itoa(len(js)))
+	rec := httptest.NewRecorder()
+	NewHandler(&fakeBackend{}, Options{}).ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("status %d body %.200s", rec.Code, rec.Body)
+	}
+	if got := rec.Body.Bytes(); !bytes.HasSuffix(got, data) {
+		t.Fatalf("response does not end with the %d input bytes (got %d bytes)", len(data), len(got))
 	}
 }
