@@ -92,6 +92,16 @@ func (r *Registry) PutBlob(ctx context.Context, body io.Reader, want string) (Bl
 	return info, nil
 }
 
+// AdoptBlob stores the file at path as an artifact, moving rather than copying it
+// (see BlobStore.Adopt).
+func (r *Registry) AdoptBlob(ctx context.Context, path, want string) (BlobInfo, error) {
+	info, err := r.blobs.Adopt(ctx, path, want)
+	if err != nil {
+		return BlobInfo{}, fmt.Errorf("registry: adopt blob: %w", err)
+	}
+	return info, nil
+}
+
 // CreateVersion validates names, verifies the blob exists and matches, inspects it
 // with the format's Inspector (recording the signature; an invalid artifact is
 // InvalidArgument and creates nothing), creates the version and sets aliases.
@@ -251,7 +261,8 @@ func (r *Registry) latest(ctx context.Context, m Model) (Version, error) {
 }
 
 // DeleteVersion deletes a version; refused (Conflict, naming the aliases) while an
-// alias references it, unless force. Unreferenced blobs are collected afterwards.
+// alias references it, unless force. The store checks the aliases in the same
+// transaction as the delete. Unreferenced blobs are collected afterwards.
 func (r *Registry) DeleteVersion(ctx context.Context, ns, model string, version int64, force bool) error {
 	const op = "registry: delete version: %w"
 	ns, err := checkModelRef(ns, model)
@@ -261,33 +272,14 @@ func (r *Registry) DeleteVersion(ctx context.Context, ns, model string, version 
 	if err := checkVersionNumber(version); err != nil {
 		return fmt.Errorf(op, err)
 	}
-	m, err := r.store.GetModel(ctx, ns, model)
-	if err != nil {
-		return fmt.Errorf(op, err)
-	}
 	v, err := r.store.GetVersion(ctx, ns, model, version)
 	if err != nil {
 		return fmt.Errorf(op, err)
 	}
-	var refs []string
-	for a, n := range m.Aliases {
-		if n == version {
-			refs = append(refs, a)
-		}
-	}
-	slices.Sort(refs)
-	if len(refs) > 0 && !force {
-		what, them := "alias", "the alias"
-		if len(refs) > 1 {
-			what, them = "aliases", "the aliases"
-		}
-		return fmt.Errorf(op, errs.New(errs.Conflict, "version %d of model %s is referenced by %s %s; remove %s or use --force",
-			version, model, what, joinList(refs), them))
-	}
-	if err := r.store.DeleteVersion(ctx, ns, model, version); err != nil {
+	if err := r.store.DeleteVersion(ctx, ns, model, version, force); err != nil {
 		return fmt.Errorf(op, err)
 	}
-	r.log.Info("version deleted", "namespace", ns, "model", model, "version", version, "aliases", refs)
+	r.log.Info("version deleted", "namespace", ns, "model", model, "version", version, "force", force)
 	r.notify(Change{Kind: VersionDeleted, Namespace: ns, Model: model, Version: version})
 	r.collect(ctx, v.SHA256)
 	return nil
@@ -300,19 +292,13 @@ func (r *Registry) DeleteModel(ctx context.Context, ns, model string, force bool
 	if err != nil {
 		return fmt.Errorf(op, err)
 	}
-	m, err := r.store.GetModel(ctx, ns, model)
-	if err != nil {
-		return fmt.Errorf(op, err)
-	}
-	if len(m.Aliases) > 0 && !force {
-		return fmt.Errorf(op, errs.New(errs.Conflict, "model %s has aliases %s; remove them or use --force",
-			model, joinList(slices.Sorted(maps.Keys(m.Aliases)))))
-	}
+	// The versions are listed first only to collect their blobs afterwards; one
+	// pushed in between is deleted too and its blob left to GC.
 	vs, err := r.store.ListVersions(ctx, ns, model)
 	if err != nil {
 		return fmt.Errorf(op, err)
 	}
-	if err := r.store.DeleteModel(ctx, ns, model); err != nil {
+	if err := r.store.DeleteModel(ctx, ns, model, force); err != nil {
 		return fmt.Errorf(op, err)
 	}
 	r.log.Info("model deleted", "namespace", ns, "model", model, "versions", len(vs))
@@ -576,4 +562,21 @@ func validateLabels(labels map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// ModelAliasConflict is the Conflict a Store returns when DeleteModel without
+// force finds aliases (sorted) on the model.
+func ModelAliasConflict(model string, aliases []string) error {
+	return errs.New(errs.Conflict, "model %s has aliases %s; remove them or use --force", model, joinList(aliases))
+}
+
+// AliasConflict is the Conflict a Store returns when DeleteVersion without force
+// finds aliases (sorted) pointing at the version.
+func AliasConflict(model string, version int64, aliases []string) error {
+	what, them := "alias", "the alias"
+	if len(aliases) > 1 {
+		what, them = "aliases", "the aliases"
+	}
+	return errs.New(errs.Conflict, "version %d of model %s is referenced by %s %s; remove %s or use --force",
+		version, model, what, joinList(aliases), them)
 }

@@ -79,16 +79,20 @@ type Store interface {
 	CreateVersion(ctx context.Context, v Version) (Version, error)
 	GetVersion(ctx context.Context, ns, model string, version int64) (Version, error)
 	ListVersions(ctx context.Context, ns, model string) ([]Version, error)
-	// DeleteVersion removes a version and any alias pointing to it.
-	DeleteVersion(ctx context.Context, ns, model string, version int64) error
+	// DeleteVersion removes a version and any alias pointing to it. Unless force,
+	// it is refused (Conflict, see AliasConflict) when an alias points to the
+	// version; the check and the delete are one transaction, so an alias set
+	// concurrently is never dropped silently.
+	DeleteVersion(ctx context.Context, ns, model string, version int64, force bool) error
 	SetVersionServing(ctx context.Context, ns, model string, version int64, s *ServingConfig) error
 
 	GetModel(ctx context.Context, ns, name string) (Model, error)
 	ListModels(ctx context.Context, ns string, opt ListOptions) (ModelPage, error)
 	// UpdateModel changes Description, Labels and Serving of an existing model.
 	UpdateModel(ctx context.Context, m Model) (Model, error)
-	// DeleteModel removes a model, its versions and aliases.
-	DeleteModel(ctx context.Context, ns, name string) error
+	// DeleteModel removes a model, its versions and aliases. Without force, a
+	// model with aliases is refused (Conflict) in the same transaction.
+	DeleteModel(ctx context.Context, ns, name string, force bool) error
 	ListNamespaces(ctx context.Context) ([]string, error)
 
 	// SetAlias points alias at an existing version (NotFound otherwise).
@@ -116,6 +120,10 @@ type BlobStore interface {
 	// If want is non-empty and the digest differs, nothing is kept (InvalidArgument).
 	// A failed or cut write leaves nothing behind.
 	Put(ctx context.Context, r io.Reader, want string) (BlobInfo, error)
+	// Adopt stores the file at path as Put would, but moves it instead of copying
+	// its bytes (a staged upload is already on disk). On success path is gone; on a
+	// digest mismatch (InvalidArgument) or an early failure it is left in place.
+	Adopt(ctx context.Context, path, want string) (BlobInfo, error)
 	// Open returns the artifact for reading (NotFound if absent).
 	Open(ctx context.Context, sha256 string) (io.ReadSeekCloser, BlobInfo, error)
 	// Path returns the local file path of the artifact (for runtimes that load files).

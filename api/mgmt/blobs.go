@@ -3,7 +3,6 @@ package mgmt
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -106,7 +105,8 @@ func (a *api) uploadChunk(w http.ResponseWriter, r *http.Request) error {
 	if err != nil || offset < 0 {
 		return errs.New(errs.InvalidArgument, "header %s=%q must be a non-negative number", HeaderUploadOffset, h).WithField(HeaderUploadOffset)
 	}
-	if r.ContentLength > 0 && offset+r.ContentLength > a.opts.MaxBlobBytes {
+	// Compared as a subtraction: offset+ContentLength overflows for a huge offset.
+	if r.ContentLength > 0 && r.ContentLength > a.opts.MaxBlobBytes-offset {
 		return errs.New(errs.TooLarge, "blob is larger than %d bytes", a.opts.MaxBlobBytes)
 	}
 	end, err := a.uploads.append(ns, id, offset, r.Body)
@@ -128,9 +128,11 @@ func (a *api) finishUpload(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var info registry.BlobInfo
-	err = a.uploads.finish(ns, id, func(body io.Reader) error {
+	// The staged file is moved into the blob store, not copied: the bytes are
+	// read once (to hash them) and written once (by the chunks).
+	err = a.uploads.finish(ns, id, func(path string) error {
 		var err error
-		info, err = a.reg.PutBlob(r.Context(), body, want)
+		info, err = a.reg.AdoptBlob(r.Context(), path, want)
 		return err
 	})
 	if err != nil {

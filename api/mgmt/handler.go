@@ -40,6 +40,7 @@ type Registry interface {
 	DeleteAlias(ctx context.Context, ns, model, alias string) error
 
 	PutBlob(ctx context.Context, body io.Reader, want string) (registry.BlobInfo, error)
+	AdoptBlob(ctx context.Context, path, want string) (registry.BlobInfo, error)
 	GC(ctx context.Context) ([]registry.BlobInfo, error)
 
 	// Store is used only for ListNamespaces, Blobs only to open artifacts:

@@ -161,7 +161,12 @@ func (a *api) createVersion(w http.ResponseWriter, r *http.Request) error {
 
 // getVersion accepts a number or an alias, as Resolve does.
 func (a *api) getVersion(w http.ResponseWriter, r *http.Request) error {
-	v, err := a.reg.Resolve(r.Context(), r.PathValue("ns"), r.PathValue("model"), r.PathValue("version"))
+	return a.writeVersion(w, r, r.PathValue("ns"), r.PathValue("model"), r.PathValue("version"))
+}
+
+// writeVersion answers with the version ref resolves to.
+func (a *api) writeVersion(w http.ResponseWriter, r *http.Request, ns, model, ref string) error {
+	v, err := a.reg.Resolve(r.Context(), ns, model, ref)
 	if err != nil {
 		return fmt.Errorf("get version: %w", err)
 	}
@@ -211,12 +216,7 @@ func (a *api) setVersionServing(w http.ResponseWriter, r *http.Request, ver int6
 	if err := a.reg.SetVersionServing(r.Context(), ns, model, ver, s); err != nil {
 		return fmt.Errorf("set version serving settings: %w", err)
 	}
-	v, err := a.reg.Resolve(r.Context(), ns, model, strconv.FormatInt(ver, 10))
-	if err != nil {
-		return fmt.Errorf("get version: %w", err)
-	}
-	writeJSON(w, http.StatusOK, v)
-	return nil
+	return a.writeVersion(w, r, ns, model, strconv.FormatInt(ver, 10))
 }
 
 // getArtifact serves a version's bytes; http.ServeContent handles Range and

@@ -74,6 +74,22 @@ func (u *uploads) release(rel string) {
 	delete(u.busy, rel)
 }
 
+// hold validates the names, takes the upload for this request and returns its
+// dir-relative path and current size; release must be called unless err != nil.
+func (u *uploads) hold(ns, id string) (rel string, size int64, release func(), err error) {
+	if rel, err = u.rel(ns, id); err != nil {
+		return "", 0, nil, err
+	}
+	if err := u.acquire(rel); err != nil {
+		return "", 0, nil, err
+	}
+	if size, err = u.stat(rel); err != nil {
+		u.release(rel)
+		return "", 0, nil, err
+	}
+	return rel, size, func() { u.release(rel) }, nil
+}
+
 // start creates an empty upload and returns its id. Expired uploads are swept first.
 func (u *uploads) start(ns string) (string, error) {
 	if _, err := u.rel(ns, ""); err != nil {
@@ -132,18 +148,11 @@ func (u *uploads) offset(ns, id string) (int64, error) {
 // arrived before a cut connection are kept: the client resumes from the new
 // offset. It returns the offset after the write.
 func (u *uploads) append(ns, id string, offset int64, r io.Reader) (int64, error) {
-	rel, err := u.rel(ns, id)
+	rel, size, release, err := u.hold(ns, id)
 	if err != nil {
 		return 0, err
 	}
-	if err := u.acquire(rel); err != nil {
-		return 0, err
-	}
-	defer u.release(rel)
-	size, err := u.stat(rel)
-	if err != nil {
-		return 0, err
-	}
+	defer release()
 	if offset != size {
 		return 0, &offsetError{offset: size, err: errs.New(errs.Conflict, "upload offset is %d, not %d", size, offset).WithField("Upload-Offset")}
 	}
@@ -172,30 +181,19 @@ func (u *uploads) append(ns, id string, offset int64, r io.Reader) (int64, error
 	return size + n, nil
 }
 
-// finish hands the staged bytes to store. On success, or when store rejects the
-// bytes (InvalidArgument, e.g. a digest mismatch), the upload is removed; other
-// failures keep it so the client may retry.
-func (u *uploads) finish(ns, id string, store func(io.Reader) error) error {
-	rel, err := u.rel(ns, id)
+// finish hands the staged file to store, which may move it away. On success, or
+// when store rejects the bytes (InvalidArgument, e.g. a digest mismatch), the
+// upload is removed; other failures keep it so the client may retry.
+func (u *uploads) finish(ns, id string, store func(path string) error) error {
+	rel, _, release, err := u.hold(ns, id)
 	if err != nil {
 		return err
 	}
-	if err := u.acquire(rel); err != nil {
-		return err
-	}
-	defer u.release(rel)
-	if _, err := u.stat(rel); err != nil {
-		return err
-	}
+	defer release()
 	path := filepath.Join(u.dir, rel)
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("open upload: %w", err)
-	}
-	err = store(f)
-	f.Close()
+	err = store(path)
 	if err == nil || errs.KindOf(err) == errs.InvalidArgument {
-		if rmErr := os.Remove(path); rmErr != nil && err == nil {
+		if rmErr := os.Remove(path); rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) && err == nil {
 			return fmt.Errorf("remove finished upload: %w", rmErr)
 		}
 	}
@@ -204,17 +202,11 @@ func (u *uploads) finish(ns, id string, store func(io.Reader) error) error {
 
 // cancel discards an upload.
 func (u *uploads) cancel(ns, id string) error {
-	rel, err := u.rel(ns, id)
+	rel, _, release, err := u.hold(ns, id)
 	if err != nil {
 		return err
 	}
-	if err := u.acquire(rel); err != nil {
-		return err
-	}
-	defer u.release(rel)
-	if _, err := u.stat(rel); err != nil {
-		return err
-	}
+	defer release()
 	if err := os.Remove(filepath.Join(u.dir, rel)); err != nil {
 		return fmt.Errorf("cancel upload: %w", err)
 	}

@@ -2,7 +2,10 @@ package mgmt_test
 
 import (
 	"encoding/json"
+	"errors"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -23,7 +26,6 @@ func TestResumableUploadHTTP(t *testing.T) {
 		name    string
 		steps   []step
 		stored  bool
-		digest  string
 		removed bool // the upload is gone at the end
 	}{
 		{
@@ -63,6 +65,18 @@ func TestResumableUploadHTTP(t *testing.T) {
 			steps: []step{
 				{method: "PATCH", body: data, offset: "abc", status: 400, code: "invalid_argument", field: mgmt.HeaderUploadOffset},
 				{method: "PATCH", body: data, status: 400, code: "invalid_argument", field: mgmt.HeaderUploadOffset},
+				{method: "PATCH", body: data, offset: "-1", status: 400, code: "invalid_argument", field: mgmt.HeaderUploadOffset},
+				{method: "PATCH", body: data, offset: "99999999999999999999", status: 400, code: "invalid_argument", field: mgmt.HeaderUploadOffset},
+				{method: "GET", status: 200, wantOffset: "0"},
+			},
+		},
+		{
+			// offset+length would overflow int64 and slip under the limit.
+			name: "huge offset",
+			steps: []step{
+				{method: "PATCH", body: data, offset: "9223372036854775807", status: 413, code: "too_large"},
+				{method: "PATCH", body: data, offset: "9223372036854775800", status: 413, code: "too_large"},
+				{method: "GET", status: 200, wantOffset: "0"},
 			},
 		},
 		{
@@ -120,6 +134,64 @@ func TestResumableUploadHTTP(t *testing.T) {
 			if reg.HasBlob(sum) != tt.stored {
 				t.Errorf("stored = %v, want %v", reg.HasBlob(sum), tt.stored)
 			}
+			want := http.StatusOK
+			if tt.removed {
+				want = http.StatusNotFound
+			}
+			if rec := do(h, "GET", loc, "", nil); rec.Code != want {
+				t.Errorf("upload status at the end = %d, want %d (removed %v)", rec.Code, want, tt.removed)
+			}
 		})
+	}
+}
+
+// cutReader yields its bytes, then fails like a connection cut mid-chunk.
+type cutReader struct{ r io.Reader }
+
+func (c cutReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if err == io.EOF {
+		return n, errors.New("connection reset by peer")
+	}
+	return n, err
+}
+
+// An upload cut mid-chunk and then finished with the whole artifact's digest
+// stores nothing, so no version can be created from it.
+func TestInterruptedUploadCreatesNoVersion(t *testing.T) {
+	const data = "0123456789abcdefghij"
+	sum := digest([]byte(data))
+	h, reg := newTestAPI(t)
+	rec := do(h, "POST", "/api/v1/namespaces/default/blobs/uploads", "", nil)
+	if rec.Code != http.StatusAccepted {
+		t.Fatalf("start: %d %s", rec.Code, rec.Body)
+	}
+	loc := rec.Header().Get("Location")
+
+	req := httptest.NewRequest("PATCH", loc, cutReader{strings.NewReader(data[:8])})
+	req.Header.Set(mgmt.HeaderUploadOffset, "0")
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusBadRequest {
+		t.Fatalf("cut chunk: status %d, want 400: %s", rec.Code, rec.Body)
+	}
+	if rec := do(h, "GET", loc, "", nil); rec.Header().Get(mgmt.HeaderUploadOffset) != "8" {
+		t.Errorf("offset after cut = %q, want 8", rec.Header().Get(mgmt.HeaderUploadOffset))
+	}
+
+	// The client gives up resuming and finishes anyway.
+	rec = do(h, "PUT", loc+"?sha256="+sum, "", nil)
+	if rec.Code != http.StatusBadRequest {
+		t.Fatalf("finish of a partial upload: status %d, want 400: %s", rec.Code, rec.Body)
+	}
+	if reg.HasBlob(sum) {
+		t.Fatal("partial upload stored under the full digest")
+	}
+	rec = do(h, "POST", "/api/v1/namespaces/default/models/cut/versions", `{"sha256":"`+sum+`"}`, nil)
+	if rec.Code < 400 {
+		t.Fatalf("create version from a partial upload: status %d: %s", rec.Code, rec.Body)
+	}
+	if rec := do(h, "GET", "/api/v1/namespaces/default/models/cut/versions", "", nil); rec.Code != http.StatusNotFound {
+		t.Errorf("versions of model cut: status %d, want 404: %s", rec.Code, rec.Body)
 	}
 }

@@ -51,7 +51,10 @@ func TestUploadsLifecycle(t *testing.T) {
 			t.Fatalf("%s: err = %v, want kind %v", s.name, err, s.wantErr)
 		}
 		var oe *offsetError
-		if errors.As(err, &oe) && oe.offset != s.wantAt {
+		switch isOE := errors.As(err, &oe); {
+		case s.wantAt != 0 && !isOE:
+			t.Errorf("%s: err = %v, want an offsetError at %d", s.name, err, s.wantAt)
+		case isOE && oe.offset != s.wantAt:
 			t.Errorf("%s: offsetError at %d, want %d", s.name, oe.offset, s.wantAt)
 		}
 		if off, _ := u.offset("default", id); off != s.want {
@@ -63,8 +66,8 @@ func TestUploadsLifecycle(t *testing.T) {
 	}
 
 	var stored string
-	if err := u.finish("default", id, func(r io.Reader) error {
-		b, err := io.ReadAll(r)
+	if err := u.finish("default", id, func(path string) error {
+		b, err := os.ReadFile(path)
 		stored = string(b)
 		return err
 	}); err != nil {
@@ -97,7 +100,7 @@ func TestUploadsFinishFailure(t *testing.T) {
 			if _, err := u.append("ns1", id, 0, strings.NewReader("data")); err != nil {
 				t.Fatal(err)
 			}
-			err = u.finish("ns1", id, func(io.Reader) error { return tt.storeErr })
+			err = u.finish("ns1", id, func(string) error { return tt.storeErr })
 			if !errors.Is(err, tt.storeErr) {
 				t.Fatalf("err = %v", err)
 			}
@@ -172,5 +175,52 @@ func TestUploadsBusy(t *testing.T) {
 	u.release(rel)
 	if _, err := u.append("default", id, 0, strings.NewReader("x")); err != nil {
 		t.Errorf("append after release: %v", err)
+	}
+}
+
+// Two requests finishing the same upload: the second is refused while the first
+// stores, and after it the upload is gone; the bytes are stored exactly once.
+func TestUploadsConcurrentFinish(t *testing.T) {
+	u := newUploads(t.TempDir(), time.Hour, 100)
+	id, err := u.start("default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.append("default", id, 0, strings.NewReader("data")); err != nil {
+		t.Fatal(err)
+	}
+	entered, unblock := make(chan struct{}), make(chan struct{})
+	calls := 0
+	store := func(path string) error {
+		calls++
+		close(entered)
+		<-unblock
+		return os.Remove(path) // moved away, as Adopt does
+	}
+	first := make(chan error, 1)
+	go func() { first <- u.finish("default", id, store) }()
+	<-entered
+	if err := u.finish("default", id, store); errs.KindOf(err) != errs.Conflict {
+		t.Errorf("second finish while the first stores: %v, want Conflict", err)
+	}
+	if err := u.cancel("default", id); errs.KindOf(err) != errs.Conflict {
+		t.Errorf("cancel while finishing: %v, want Conflict", err)
+	}
+	close(unblock)
+	if err := <-first; err != nil {
+		t.Fatalf("first finish: %v", err)
+	}
+	if err := u.finish("default", id, store); errs.KindOf(err) != errs.NotFound {
+		t.Errorf("finish after finish: %v, want NotFound", err)
+	}
+	if calls != 1 {
+		t.Errorf("store called %d times, want 1", calls)
+	}
+	// A request that found nothing must not leave the upload marked busy.
+	u.mu.Lock()
+	busy := len(u.busy)
+	u.mu.Unlock()
+	if busy != 0 {
+		t.Errorf("%d uploads still marked busy", busy)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/nimbus-ai/nimbus/internal/errs"
@@ -82,12 +83,10 @@ func (f *FS) Put(ctx context.Context, r io.Reader, want string) (registry.BlobIn
 		return registry.BlobInfo{}, err
 	}
 	tmpName := tmp.Name()
-	kept := false
 	defer func() {
-		if !kept {
-			tmp.Close()
-			os.Remove(tmpName)
-		}
+		// Once placed, the temp name is gone and both calls fail harmlessly.
+		tmp.Close()
+		os.Remove(tmpName)
 	}()
 
 	h := sha256.New()
@@ -116,6 +115,12 @@ func (f *FS) Put(ctx context.Context, r io.Reader, want string) (registry.BlobIn
 			"uploaded bytes hash to sha256:%s, not the expected sha256:%s", sum, want).WithField("sha256")
 	}
 
+	return f.place(tmpName, sum, size, st.ModTime())
+}
+
+// place moves the synced file src, whose bytes hash to sum, into the store. If the
+// blob is already there src is left alone and the blob's mtime refreshed.
+func (f *FS) place(src, sum string, size int64, modTime time.Time) (registry.BlobInfo, error) {
 	dst := f.path(sum)
 	now := time.Now()
 	switch err := os.Chtimes(dst, now, now); {
@@ -128,18 +133,78 @@ func (f *FS) Put(ctx context.Context, r io.Reader, want string) (registry.BlobIn
 	if err := os.MkdirAll(shard, 0o755); err != nil {
 		return registry.BlobInfo{}, fmt.Errorf("blob: put: %w", err)
 	}
-	if err := os.Rename(tmpName, dst); err != nil {
+	if err := os.Rename(src, dst); err != nil {
 		return registry.BlobInfo{}, fmt.Errorf("blob: put: rename into place: %w", err)
 	}
-	kept = true
 	// The rename is durable only once the directory entry is; the shard directory
 	// may itself be new, so sync its parent too.
 	for _, d := range []string{shard, f.blobRoot()} {
 		if err := syncDir(d); err != nil {
-			return registry.BlobInfo{}, fmt.Errorf("blob: put: %w", err)
+			return registry.BlobInfo{SHA256: sum, Size: size, ModTime: modTime}, fmt.Errorf("blob: put: %w", err)
 		}
 	}
-	return registry.BlobInfo{SHA256: sum, Size: size, ModTime: st.ModTime()}, nil
+	return registry.BlobInfo{SHA256: sum, Size: size, ModTime: modTime}, nil
+}
+
+// Adopt stores the file at path, which the caller hands over, without copying it:
+// the bytes are hashed in place and the file is renamed into the store. On
+// success path no longer exists. If the digest differs from want (InvalidArgument)
+// or anything fails before the move, path is left as it was. When path is on
+// another file system than the store, its bytes are copied as Put does.
+func (f *FS) Adopt(ctx context.Context, path, want string) (registry.BlobInfo, error) {
+	if want != "" {
+		if err := registry.ValidateDigest(want); err != nil {
+			return registry.BlobInfo{}, err
+		}
+	}
+	file, err := os.Open(path)
+	if err != nil {
+		return registry.BlobInfo{}, fmt.Errorf("blob: adopt: %w", err)
+	}
+	defer file.Close()
+	sum, err := hashReader(ctx, file)
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			err = ctxErr
+		}
+		return registry.BlobInfo{}, fmt.Errorf("blob: adopt: read: %w", err)
+	}
+	if want != "" && sum != want {
+		return registry.BlobInfo{}, errs.New(errs.InvalidArgument,
+			"uploaded bytes hash to sha256:%s, not the expected sha256:%s", sum, want).WithField("sha256")
+	}
+	if err := file.Sync(); err != nil {
+		return registry.BlobInfo{}, fmt.Errorf("blob: adopt: sync: %w", err)
+	}
+	st, err := file.Stat()
+	if err != nil {
+		return registry.BlobInfo{}, fmt.Errorf("blob: adopt: %w", err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil { // as Put creates blobs
+		return registry.BlobInfo{}, fmt.Errorf("blob: adopt: %w", err)
+	}
+	// A staged upload may be old; GC's grace period must count from now, as
+	// for a blob Put just wrote.
+	now := time.Now()
+	if err := os.Chtimes(path, now, now); err != nil {
+		return registry.BlobInfo{}, fmt.Errorf("blob: adopt: %w", err)
+	}
+	info, err := f.place(path, sum, st.Size(), now)
+	if errors.Is(err, syscall.EXDEV) {
+		if _, err := file.Seek(0, io.SeekStart); err != nil {
+			return registry.BlobInfo{}, fmt.Errorf("blob: adopt: %w", err)
+		}
+		info, err = f.Put(ctx, file, sum)
+		if err != nil {
+			return registry.BlobInfo{}, err
+		}
+	} else if err != nil {
+		return registry.BlobInfo{}, err
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return info, fmt.Errorf("blob: adopt: remove %s: %w", path, err)
+	}
+	return info, nil
 }
 
 func (f *FS) newTemp() (*os.File, error) {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nimbus-ai/nimbus/internal/errs"
 )
@@ -296,5 +297,74 @@ func TestListAndDelete(t *testing.T) {
 		if _, err := f.Stat(ctx, sha); !errors.Is(err, errs.ErrNotFound) {
 			t.Errorf("Stat after Delete = %v, want NotFound", err)
 		}
+	}
+}
+
+func TestAdopt(t *testing.T) {
+	data := []byte("staged upload bytes")
+	sum := digest(data)
+	tests := []struct {
+		name     string
+		want     string
+		existing bool  // the blob is already stored
+		wantKind error // nil: success
+	}{
+		{name: "no expected digest", want: ""},
+		{name: "matching digest", want: sum},
+		{name: "already stored", want: sum, existing: true},
+		{name: "mismatch", want: digest([]byte("other")), wantKind: errs.ErrInvalid},
+		{name: "malformed digest", want: "../" + sum, wantKind: errs.ErrInvalid},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFS(t)
+			ctx := context.Background()
+			if tc.existing {
+				if _, err := f.Put(ctx, bytes.NewReader(data), ""); err != nil {
+					t.Fatal(err)
+				}
+			}
+			src := filepath.Join(t.TempDir(), "upload")
+			if err := os.WriteFile(src, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			old := time.Now().Add(-48 * time.Hour) // an upload staged long ago
+			if err := os.Chtimes(src, old, old); err != nil {
+				t.Fatal(err)
+			}
+			info, err := f.Adopt(ctx, src, tc.want)
+			if tc.wantKind != nil {
+				if !errors.Is(err, tc.wantKind) {
+					t.Fatalf("Adopt = %v, want kind %v", err, errs.KindOf(tc.wantKind))
+				}
+				if got, rerr := os.ReadFile(src); rerr != nil || !bytes.Equal(got, data) {
+					t.Errorf("rejected source changed: %q, %v", got, rerr)
+				}
+				assertEmpty(t, f)
+				return
+			}
+			if err != nil {
+				t.Fatalf("Adopt: %v", err)
+			}
+			if info.SHA256 != sum || info.Size != int64(len(data)) {
+				t.Errorf("info = %+v", info)
+			}
+			if _, err := os.Stat(src); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("source still there after Adopt: %v", err)
+			}
+			st, err := f.Stat(ctx, sum)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !st.ModTime.After(old.Add(time.Hour)) || !info.ModTime.After(old.Add(time.Hour)) {
+				t.Errorf("mtime %v (reported %v) not refreshed: GC grace would count from the upload's start", st.ModTime, info.ModTime)
+			}
+			if err := f.Verify(ctx, sum); err != nil {
+				t.Errorf("Verify: %v", err)
+			}
+			if fi, err := os.Stat(f.Path(sum)); err != nil || fi.Mode().Perm() != 0o644 {
+				t.Errorf("blob mode = %v, %v; want 0644", fi.Mode(), err)
+			}
+		})
 	}
 }

@@ -102,19 +102,8 @@ func (s *Store) ListModels(ctx context.Context, ns string, opt registry.ListOpti
 
 	var page registry.ModelPage
 	err := s.read(ctx, "list models", func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, q, args...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			m, err := scanModel(rows)
-			if err != nil {
-				return err
-			}
-			page.Items = append(page.Items, m)
-		}
-		if err := rows.Err(); err != nil {
+		var err error
+		if page.Items, err = queryAll(ctx, tx, scanModel, q, args...); err != nil {
 			return err
 		}
 		if len(page.Items) > limit {
@@ -207,8 +196,17 @@ WHERE namespace = ? AND name = ?`, m.Description, labels, string(serving), time.
 }
 
 // DeleteModel removes a model, its versions and aliases.
-func (s *Store) DeleteModel(ctx context.Context, ns, name string) error {
+func (s *Store) DeleteModel(ctx context.Context, ns, name string, force bool) error {
 	return s.write(ctx, "delete model", func(tx *sql.Tx) error {
+		if !force {
+			refs, err := queryStrings(ctx, tx, `SELECT alias FROM aliases WHERE namespace = ? AND model = ? ORDER BY alias`, ns, name)
+			if err != nil {
+				return err
+			}
+			if len(refs) > 0 {
+				return registry.ModelAliasConflict(name, refs)
+			}
+		}
 		for _, q := range []string{
 			`DELETE FROM aliases WHERE namespace = ? AND model = ?`,
 			`DELETE FROM versions WHERE namespace = ? AND model = ?`,
@@ -234,19 +232,9 @@ func (s *Store) DeleteModel(ctx context.Context, ns, name string) error {
 func (s *Store) ListNamespaces(ctx context.Context) ([]string, error) {
 	out := []string{}
 	err := s.read(ctx, "list namespaces", func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT DISTINCT namespace FROM models ORDER BY namespace`)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var ns string
-			if err := rows.Scan(&ns); err != nil {
-				return err
-			}
-			out = append(out, ns)
-		}
-		return rows.Err()
+		nss, err := queryStrings(ctx, tx, `SELECT DISTINCT namespace FROM models ORDER BY namespace`)
+		out = append(out, nss...)
+		return err
 	})
 	return out, err
 }
@@ -310,19 +298,11 @@ func (s *Store) BlobRefs(ctx context.Context, sha256 string) (int, error) {
 func (s *Store) ReferencedBlobs(ctx context.Context) (map[string]struct{}, error) {
 	out := map[string]struct{}{}
 	err := s.read(ctx, "referenced blobs", func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT DISTINCT sha256 FROM versions`)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var sha string
-			if err := rows.Scan(&sha); err != nil {
-				return err
-			}
+		shas, err := queryStrings(ctx, tx, `SELECT DISTINCT sha256 FROM versions`)
+		for _, sha := range shas {
 			out[sha] = struct{}{}
 		}
-		return rows.Err()
+		return err
 	})
 	return out, err
 }

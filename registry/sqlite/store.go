@@ -73,10 +73,9 @@ func openWriter(path string) (*sql.DB, error) {
 	if err := checkPath(path); err != nil {
 		return nil, err
 	}
-	dsn := fmt.Sprintf("%s?_busy_timeout=%d&_foreign_keys=1&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate", path, busyTimeoutMS)
-	db, err := sql.Open("sqlite", dsn)
+	db, err := openDB(path, "_journal_mode=WAL&_synchronous=FULL&_txlock=immediate")
 	if err != nil {
-		return nil, fmt.Errorf("open registry database %s: %w", path, err)
+		return nil, err
 	}
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
@@ -86,13 +85,22 @@ func openWriter(path string) (*sql.DB, error) {
 }
 
 func openReader(path string) (*sql.DB, error) {
-	dsn := fmt.Sprintf("%s?_busy_timeout=%d&_foreign_keys=1&_query_only=1", path, busyTimeoutMS)
+	db, err := openDB(path, "_query_only=1")
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(8)
+	db.SetMaxIdleConns(8)
+	return db, nil
+}
+
+// openDB opens path with the options every connection needs plus extra.
+func openDB(path, extra string) (*sql.DB, error) {
+	dsn := fmt.Sprintf("%s?_busy_timeout=%d&_foreign_keys=1&%s", path, busyTimeoutMS, extra)
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open registry database %s: %w", path, err)
 	}
-	db.SetMaxOpenConns(8)
-	db.SetMaxIdleConns(8)
 	return db, nil
 }
 
@@ -313,29 +321,30 @@ func (s *Store) ListVersions(ctx context.Context, ns, model string) ([]registry.
 		if !ok {
 			return errModelNotFound(ns, model)
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT `+versionCols+` FROM versions
+		out, err = queryAll(ctx, tx, scanVersion, `SELECT `+versionCols+` FROM versions
 WHERE namespace = ? AND model = ? ORDER BY version`, ns, model)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			v, err := scanVersion(rows)
-			if err != nil {
-				return err
-			}
-			out = append(out, v)
-		}
-		return rows.Err()
+		return err
 	})
 	return out, err
 }
 
-// DeleteVersion removes a version and the aliases pointing to it. The aliases are
-// deleted explicitly rather than by the foreign key cascade so the behaviour does
-// not depend on foreign_keys being enabled.
-func (s *Store) DeleteVersion(ctx context.Context, ns, model string, version int64) error {
+// DeleteVersion removes a version and the aliases pointing to it; without force
+// an alias pointing to it refuses the delete. The check shares the transaction
+// with the delete, so an alias set meanwhile is never dropped unnoticed. The
+// aliases are deleted explicitly rather than by the foreign key cascade so the
+// behaviour does not depend on foreign_keys being enabled.
+func (s *Store) DeleteVersion(ctx context.Context, ns, model string, version int64, force bool) error {
 	return s.write(ctx, "delete version", func(tx *sql.Tx) error {
+		if !force {
+			refs, err := queryStrings(ctx, tx, `SELECT alias FROM aliases WHERE namespace = ? AND model = ? AND version = ?
+ORDER BY alias`, ns, model, version)
+			if err != nil {
+				return err
+			}
+			if len(refs) > 0 {
+				return registry.AliasConflict(model, version, refs)
+			}
+		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM aliases WHERE namespace = ? AND model = ? AND version = ?`,
 			ns, model, version); err != nil {
 			return err
@@ -373,6 +382,33 @@ func (s *Store) SetVersionServing(ctx context.Context, ns, model string, version
 		}
 		return nil
 	})
+}
+
+// queryAll runs q and scans every row with scan.
+func queryAll[T any](ctx context.Context, tx *sql.Tx, scan func(scanner) (T, error), q string, args ...any) ([]T, error) {
+	rows, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// queryStrings returns the single text column of every row q selects.
+func queryStrings(ctx context.Context, tx *sql.Tx, q string, args ...any) ([]string, error) {
+	return queryAll(ctx, tx, func(row scanner) (string, error) {
+		var s string
+		err := row.Scan(&s)
+		return s, err
+	}, q, args...)
 }
 
 func touchModel(ctx context.Context, tx *sql.Tx, ns, name string) error {

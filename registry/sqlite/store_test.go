@@ -71,13 +71,14 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.w.ExecContext(ctx, `INSERT INTO schema_version (version, applied_at) VALUES (7, 0)`); err != nil {
+	newer := SchemaVersion() + 1 // whatever the latest migration is
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO schema_version (version, applied_at) VALUES (?, 0)`, newer); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
 
 	_, err = Open(ctx, path)
-	want := fmt.Sprintf("data dir schema version 7 is newer than this nimbus supports (%d); upgrade nimbus", SchemaVersion())
+	want := fmt.Sprintf("data dir schema version %d is newer than this nimbus supports (%d); upgrade nimbus", newer, SchemaVersion())
 	if !errors.Is(err, errs.ErrFailedPrecondition) || !strings.Contains(err.Error(), want) {
 		t.Errorf("Open = %v, want FailedPrecondition containing %q", err, want)
 	}

@@ -33,6 +33,7 @@ func Run(t *testing.T, newStore func(t *testing.T) registry.Store) {
 		{"NotFound", testNotFound},
 		{"ListVersions", testListVersions},
 		{"DeleteVersionDeletesAliases", testDeleteVersionDeletesAliases},
+		{"DeleteVersionRefusedWhileAliased", testDeleteVersionRefusedWhileAliased},
 		{"SetVersionServing", testSetVersionServing},
 		{"Aliases", testAliases},
 		{"UpdateModel", testUpdateModel},
@@ -173,7 +174,7 @@ func testNumbersNotReused(t *testing.T, s registry.Store) {
 	ctx := context.Background()
 	mustCreate(t, s, newVersion(ns, "fraud", 0, Digest(1)))
 	mustCreate(t, s, newVersion(ns, "fraud", 0, Digest(2)))
-	if err := s.DeleteVersion(ctx, ns, "fraud", 2); err != nil {
+	if err := s.DeleteVersion(ctx, ns, "fraud", 2, false); err != nil {
 		t.Fatalf("DeleteVersion: %v", err)
 	}
 	v := mustCreate(t, s, newVersion(ns, "fraud", 0, Digest(3)))
@@ -184,7 +185,7 @@ func testNumbersNotReused(t *testing.T, s registry.Store) {
 	if err != nil || m.LatestVersion != 3 {
 		t.Errorf("LatestVersion = %d, %v; want 3", m.LatestVersion, err)
 	}
-	if err := s.DeleteVersion(ctx, ns, "fraud", 3); err != nil {
+	if err := s.DeleteVersion(ctx, ns, "fraud", 3, false); err != nil {
 		t.Fatalf("DeleteVersion: %v", err)
 	}
 	if m, _ := s.GetModel(ctx, ns, "fraud"); m.LatestVersion != 3 {
@@ -237,11 +238,11 @@ func testNotFound(t *testing.T, s registry.Store) {
 		{"GetVersion missing model", func() error { _, err := s.GetVersion(ctx, ns, "nope", 1); return err }},
 		{"GetVersion missing version", func() error { _, err := s.GetVersion(ctx, ns, "fraud", 9); return err }},
 		{"ListVersions", func() error { _, err := s.ListVersions(ctx, ns, "nope"); return err }},
-		{"DeleteVersion missing model", func() error { return s.DeleteVersion(ctx, ns, "nope", 1) }},
-		{"DeleteVersion missing version", func() error { return s.DeleteVersion(ctx, ns, "fraud", 9) }},
+		{"DeleteVersion missing model", func() error { return s.DeleteVersion(ctx, ns, "nope", 1, false) }},
+		{"DeleteVersion missing version", func() error { return s.DeleteVersion(ctx, ns, "fraud", 9, false) }},
 		{"SetVersionServing", func() error { return s.SetVersionServing(ctx, ns, "fraud", 9, nil) }},
 		{"UpdateModel", func() error { _, err := s.UpdateModel(ctx, registry.Model{Namespace: ns, Name: "nope"}); return err }},
-		{"DeleteModel", func() error { return s.DeleteModel(ctx, ns, "nope") }},
+		{"DeleteModel", func() error { return s.DeleteModel(ctx, ns, "nope", true) }},
 		{"SetAlias missing version", func() error { return s.SetAlias(ctx, ns, "fraud", "champion", 9) }},
 		{"SetAlias missing model", func() error { return s.SetAlias(ctx, ns, "nope", "champion", 1) }},
 		{"DeleteAlias", func() error { return s.DeleteAlias(ctx, ns, "fraud", "champion") }},
@@ -273,7 +274,7 @@ func testListVersions(t *testing.T, s registry.Store) {
 	}
 	// A model whose versions were all deleted still exists, with no versions.
 	for i := int64(1); i <= 3; i++ {
-		if err := s.DeleteVersion(ctx, ns, "fraud", i); err != nil {
+		if err := s.DeleteVersion(ctx, ns, "fraud", i, false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -292,7 +293,7 @@ func testDeleteVersionDeletesAliases(t *testing.T, s registry.Store) {
 			t.Fatalf("SetAlias %s: %v", alias, err)
 		}
 	}
-	if err := s.DeleteVersion(ctx, ns, "fraud", 1); err != nil {
+	if err := s.DeleteVersion(ctx, ns, "fraud", 1, true); err != nil {
 		t.Fatalf("DeleteVersion: %v", err)
 	}
 	m, err := s.GetModel(ctx, ns, "fraud")
@@ -304,6 +305,40 @@ func testDeleteVersionDeletesAliases(t *testing.T, s registry.Store) {
 	}
 	if _, err := s.GetVersion(ctx, ns, "fraud", 1); !errors.Is(err, errs.ErrNotFound) {
 		t.Errorf("GetVersion of deleted version: %v, want NotFound", err)
+	}
+}
+
+// testDeleteVersionRefusedWhileAliased: without force the store itself refuses,
+// in the delete's transaction, so an alias set after a caller's own check is
+// never deleted silently.
+func testDeleteVersionRefusedWhileAliased(t *testing.T, s registry.Store) {
+	ctx := context.Background()
+	mustCreate(t, s, newVersion(ns, "fraud", 0, Digest(1)))
+	mustCreate(t, s, newVersion(ns, "fraud", 0, Digest(2)))
+	if err := s.DeleteVersion(ctx, ns, "fraud", 2, false); err != nil {
+		t.Fatalf("DeleteVersion of an unaliased version: %v", err)
+	}
+	for _, alias := range []string{"shadow", "champion"} {
+		if err := s.SetAlias(ctx, ns, "fraud", alias, 1); err != nil {
+			t.Fatalf("SetAlias %s: %v", alias, err)
+		}
+	}
+	err := s.DeleteVersion(ctx, ns, "fraud", 1, false)
+	if !errors.Is(err, errs.ErrConflict) {
+		t.Fatalf("DeleteVersion of an aliased version = %v, want Conflict", err)
+	}
+	if want := "referenced by aliases champion, shadow"; !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not contain %q", err, want)
+	}
+	if _, err := s.GetVersion(ctx, ns, "fraud", 1); err != nil {
+		t.Errorf("refused delete removed the version: %v", err)
+	}
+	m, err := s.GetModel(ctx, ns, "fraud")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]int64{"champion": 1, "shadow": 1}; !reflect.DeepEqual(m.Aliases, want) {
+		t.Errorf("aliases after refused delete = %v, want %v", m.Aliases, want)
 	}
 }
 
@@ -404,7 +439,16 @@ func testDeleteModel(t *testing.T, s registry.Store) {
 	if err := s.SetAlias(ctx, ns, "fraud", "champion", 2); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteModel(ctx, ns, "fraud"); err != nil {
+	// Without force the aliases refuse it, checked in the delete's own
+	// transaction, and nothing is removed.
+	if err := s.DeleteModel(ctx, ns, "fraud", false); !errors.Is(err, errs.ErrConflict) ||
+		!strings.Contains(errs.PublicMessage(err), "model fraud has aliases champion") {
+		t.Fatalf("DeleteModel of an aliased model without force: %v, want Conflict naming the alias", err)
+	}
+	if _, err := s.GetVersion(ctx, ns, "fraud", 2); err != nil {
+		t.Fatalf("a refused delete removed a version: %v", err)
+	}
+	if err := s.DeleteModel(ctx, ns, "fraud", true); err != nil {
 		t.Fatalf("DeleteModel: %v", err)
 	}
 	if _, err := s.GetModel(ctx, ns, "fraud"); !errors.Is(err, errs.ErrNotFound) {
@@ -446,7 +490,7 @@ func testNamespaceIsolation(t *testing.T, s registry.Store) {
 	if len(mb.Aliases) != 0 || mb.LatestVersion != 1 {
 		t.Errorf("team-b/fraud = %+v, leaked from team-a", mb)
 	}
-	if err := s.DeleteModel(ctx, "team-b", "fraud"); err != nil {
+	if err := s.DeleteModel(ctx, "team-b", "fraud", true); err != nil {
 		t.Fatal(err)
 	}
 	ma, err := s.GetModel(ctx, "team-a", "fraud")
@@ -635,13 +679,13 @@ func testBlobRefs(t *testing.T, s registry.Store) {
 	if want := map[string]struct{}{shared: {}, only: {}}; !reflect.DeepEqual(refs, want) {
 		t.Errorf("ReferencedBlobs = %v, want %v", keys(refs), keys(want))
 	}
-	if err := s.DeleteVersion(ctx, "team-a", "fraud", 1); err != nil {
+	if err := s.DeleteVersion(ctx, "team-a", "fraud", 1, false); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := s.BlobRefs(ctx, shared); n != 1 {
 		t.Errorf("BlobRefs(shared) after deleting one = %d, want 1", n)
 	}
-	if err := s.DeleteModel(ctx, "team-a", "fraud"); err != nil {
+	if err := s.DeleteModel(ctx, "team-a", "fraud", true); err != nil {
 		t.Fatal(err)
 	}
 	refs, err = s.ReferencedBlobs(ctx)

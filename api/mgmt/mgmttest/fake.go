@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
+	"os"
 	"regexp"
 	"slices"
 	"sort"
@@ -356,6 +357,24 @@ func (f *Registry) PutBlob(_ context.Context, body io.Reader, want string) (regi
 	defer f.mu.Unlock()
 	f.blobs[got] = b
 	return registry.BlobInfo{SHA256: got, Size: int64(len(b)), ModTime: f.Now()}, nil
+}
+
+// AdoptBlob implements mgmt.Registry: it stores the file's bytes and, as the
+// real store does, removes the file on success.
+func (f *Registry) AdoptBlob(ctx context.Context, path, want string) (registry.BlobInfo, error) {
+	file, err := os.Open(path)
+	if err != nil {
+		return registry.BlobInfo{}, errs.Wrap(errs.Internal, err, "open staged blob")
+	}
+	info, err := f.PutBlob(ctx, file, want)
+	file.Close()
+	if err != nil {
+		return registry.BlobInfo{}, err
+	}
+	if err := os.Remove(path); err != nil {
+		return registry.BlobInfo{}, errs.Wrap(errs.Internal, err, "remove staged blob")
+	}
+	return info, nil
 }
 
 // GC implements mgmt.Registry.
