@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/nimbus-ai/nimbus/internal/errs"
@@ -95,4 +96,21 @@ func TestHugeResolvedOutput(t *testing.T) {
 			t.Fatalf("err = %v (kind %v), want TooLarge", err, errs.KindOf(err))
 		}
 	})
+}
+
+// TestScalarModelsAreRefusedAtLoad: rank-0 tensors cannot cross the binding, so
+// such a model is refused once at load with the reason, not on every run.
+func TestScalarModelsAreRefusedAtLoad(t *testing.T) {
+	scalar := tensorType(onnxFloat, [][]byte{}...) // a shape with no dims
+	node := cat(field(1, []byte("x")), field(2, []byte("y")), field(4, []byte("Identity")))
+	data := cat(varint(modelIRVersion, 8), field(8, varint(2, 13)),
+		field(modelGraph, cat(field(1, node), field(graphInput, valueInfo("x", scalar)), field(graphOutput, valueInfo("y", scalar)))))
+	path := filepath.Join(t.TempDir(), "scalar.onnx")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := newTestRuntime(t).Load(context.Background(), path, runtime.Options{})
+	if errs.KindOf(err) != errs.Unimplemented || !strings.Contains(errs.PublicMessage(err), "is a scalar (rank 0)") {
+		t.Fatalf("loading a scalar model: %v", err)
+	}
 }

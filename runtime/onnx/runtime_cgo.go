@@ -113,6 +113,9 @@ func (r *Runtime) Load(ctx context.Context, path string, opts runtime.Options) (
 				"onnx: input %s is %s, which the Open Inference Protocol cannot carry", in.Name, in.Kind)
 		}
 	}
+	if err := checkNoScalars(info.sig); err != nil {
+		return nil, err
+	}
 	if err := r.ensureEnv(); err != nil {
 		return nil, err
 	}
@@ -460,4 +463,23 @@ func (m *model) inputIndex(name string) int {
 		}
 	}
 	return -1
+}
+
+// checkNoScalars refuses rank-0 tensors: onnxruntime_go v1.27.0 cannot exchange
+// them, so every run would fail (and the binding leaks the outputs it had not yet
+// converted when one fails). Refusing at load says so once, clearly.
+func checkNoScalars(sig tensor.Signature) error {
+	for _, group := range []struct {
+		kind  string
+		specs []tensor.TensorSpec
+	}{{"input", sig.Inputs}, {"output", sig.Outputs}} {
+		kind := group.kind
+		for _, s := range group.specs {
+			if s.Supported() && s.Shape != nil && len(s.Shape) == 0 {
+				return errs.New(errs.Unimplemented,
+					"onnx: %s %s is a scalar (rank 0), which this ONNX Runtime binding cannot exchange; export it with shape [1]", kind, s.Name)
+			}
+		}
+	}
+	return nil
 }
