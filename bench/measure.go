@@ -68,14 +68,12 @@ func runPhase(ctx context.Context, conc, iters int, d time.Duration, bufs [][]ti
 		}
 	}
 	var (
-		wg    sync.WaitGroup
-		errMu sync.Mutex
-		first error
-		ends  = make([]time.Time, conc)
-		gate  = make(chan struct{})
+		wg   sync.WaitGroup
+		ends = make([]time.Time, conc)
+		gate = make(chan struct{})
 	)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	for w := range conc {
 		wg.Go(func() {
 			lat := bufs[w]
@@ -85,12 +83,7 @@ func runPhase(ctx context.Context, conc, iters int, d time.Duration, bufs [][]ti
 			t0 := start
 			for i := 0; iters <= 0 || i < iters; i++ {
 				if err := fn(ctx, w); err != nil {
-					errMu.Lock()
-					if first == nil {
-						first = err
-					}
-					errMu.Unlock()
-					cancel()
+					cancel(err) // the first error wins; the others stop
 					break
 				}
 				t1 := time.Now()
@@ -107,8 +100,8 @@ func runPhase(ctx context.Context, conc, iters int, d time.Duration, bufs [][]ti
 	start := time.Now()
 	close(gate)
 	wg.Wait()
-	if first != nil {
-		return sample{}, first
+	if err := context.Cause(ctx); err != nil {
+		return sample{}, err
 	}
 	var last time.Time
 	n := 0
@@ -155,13 +148,11 @@ func measureOpen(ctx context.Context, conc int, rate float64, load Load, fn op) 
 	released := make([]time.Time, n)
 	queue := make(chan int, n)
 	var (
-		wg    sync.WaitGroup
-		errMu sync.Mutex
-		first error
-		ends  = make([]time.Time, conc)
+		wg   sync.WaitGroup
+		ends = make([]time.Time, conc)
 	)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	start := time.Now()
 	wg.Go(func() {
 		defer close(queue)
@@ -188,12 +179,7 @@ func measureOpen(ctx context.Context, conc int, rate float64, load Load, fn op) 
 					continue
 				}
 				if err := fn(ctx, w); err != nil {
-					errMu.Lock()
-					if first == nil {
-						first = err
-					}
-					errMu.Unlock()
-					cancel()
+					cancel(err) // the first error wins; the others stop
 					continue
 				}
 				end := time.Now()
@@ -203,8 +189,8 @@ func measureOpen(ctx context.Context, conc int, rate float64, load Load, fn op) 
 		})
 	}
 	wg.Wait()
-	if first != nil {
-		return sample{}, first
+	if err := context.Cause(ctx); err != nil {
+		return sample{}, err
 	}
 	var last time.Time
 	for _, t := range ends {
