@@ -38,6 +38,11 @@ type Config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdownTimeout"`
 	// BlobGCGrace protects freshly uploaded, not yet referenced artifacts from GC.
 	BlobGCGrace time.Duration `yaml:"blobGCGrace"`
+	// MemoryBudget bounds what loaded model versions may cost together: a size
+	// ("2GiB", "512MB"), a percentage of the machine's memory ("50%", the cgroup
+	// limit where one is set), or "0" for unlimited. Past it, least recently used
+	// idle versions are evicted.
+	MemoryBudget string `yaml:"memoryBudget"`
 }
 
 // Default returns the embedded default configuration.
@@ -52,6 +57,7 @@ func Default() Config {
 		LogLevel:        "info",
 		ShutdownTimeout: 30 * time.Second,
 		BlobGCGrace:     10 * time.Minute,
+		MemoryBudget:    "50%",
 	}
 }
 
@@ -110,6 +116,7 @@ var Env = map[string]string{
 	"logLevel":        "NIMBUS_LOG_LEVEL",
 	"shutdownTimeout": "NIMBUS_SHUTDOWN_TIMEOUT",
 	"blobGCGrace":     "NIMBUS_BLOB_GC_GRACE",
+	"memoryBudget":    "NIMBUS_MEMORY_BUDGET",
 }
 
 // LoadEnv applies NIMBUS_* variables found through lookup (os.LookupEnv in production).
@@ -150,6 +157,7 @@ func (c *Config) LoadEnv(lookup func(string) (string, bool)) error {
 	str("logLevel", &c.LogLevel)
 	dur("shutdownTimeout", &c.ShutdownTimeout)
 	dur("blobGCGrace", &c.BlobGCGrace)
+	str("memoryBudget", &c.MemoryBudget)
 	return errors.Join(errList...)
 }
 
@@ -191,6 +199,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BlobGCGrace < 0 {
 		bad("blobGCGrace", "must not be negative, got %s", c.BlobGCGrace)
+	}
+	if _, err := ParseBytes(c.MemoryBudget, 1); err != nil {
+		bad("memoryBudget", "%v", err)
 	}
 	return errors.Join(errList...)
 }

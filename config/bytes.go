@@ -1,0 +1,117 @@
+package config
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+)
+
+var byteUnits = []struct {
+	suffix string
+	mult   float64
+}{
+	// Longest suffixes first, so "MiB" is not read as "B".
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
+	{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30}, {"Ti", 1 << 40},
+	{"K", 1e3}, {"M", 1e6}, {"G", 1e9}, {"T", 1e12},
+	{"B", 1},
+}
+
+// ParseBytes reads a byte size: "2GiB", "512MB", "1.5G", "1048576", or a
+// percentage of total ("50%"). "0", "none" and "unlimited" mean 0 (no limit).
+func ParseBytes(s string, total int64) (int64, error) {
+	t := strings.TrimSpace(s)
+	switch strings.ToLower(t) {
+	case "", "0", "none", "unlimited":
+		return 0, nil
+	}
+	if p, ok := strings.CutSuffix(t, "%"); ok {
+		f, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
+		if err != nil || f <= 0 || f > 100 || math.IsNaN(f) {
+			return 0, fmt.Errorf("%q: a percentage must be in (0, 100]", s)
+		}
+		return int64(f / 100 * float64(total)), nil
+	}
+	mult := 1.0
+	num := t
+	for _, u := range byteUnits {
+		if n, ok := strings.CutSuffix(t, u.suffix); ok {
+			num, mult = strings.TrimSpace(n), u.mult
+			break
+		}
+	}
+	f, err := strconv.ParseFloat(num, 64)
+	if err != nil || f < 0 || math.IsNaN(f) || math.IsInf(f, 0) || f*mult > math.MaxInt64/2 {
+		return 0, fmt.Errorf("%q: not a size (e.g. 2GiB, 512MB, 50%%, or 0 for unlimited)", s)
+	}
+	return int64(f * mult), nil
+}
+
+// FormatBytes writes n in binary units with one decimal ("1.5 GiB").
+func FormatBytes(n int64) string {
+	const unit = 1 << 10
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
+}
+
+// MachineMemory is the memory this process may use: the cgroup v2 limit where
+// one is set, else the machine's total (MemTotal).
+func MachineMemory() (int64, error) {
+	total, err := memTotal("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	if b, err := os.ReadFile("/sys/fs/cgroup/memory.max"); err == nil {
+		if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && n > 0 && n < total {
+			return n, nil
+		}
+	}
+	return total, nil
+}
+
+func memTotal(path string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("read machine memory: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "MemTotal:"); ok {
+			fields := strings.Fields(rest)
+			if len(fields) == 0 {
+				break
+			}
+			kb, err := strconv.ParseInt(fields[0], 10, 64)
+			if err != nil {
+				break
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, errors.New("read machine memory: no MemTotal in " + path)
+}
+
+// MemoryBudgetBytes resolves MemoryBudget against the machine's memory.
+func (c *Config) MemoryBudgetBytes() (int64, error) {
+	if !strings.HasSuffix(strings.TrimSpace(c.MemoryBudget), "%") {
+		return ParseBytes(c.MemoryBudget, 0)
+	}
+	total, err := MachineMemory()
+	if err != nil {
+		return 0, fmt.Errorf("memoryBudget %q: %w; give a size instead", c.MemoryBudget, err)
+	}
+	return ParseBytes(c.MemoryBudget, total)
+}

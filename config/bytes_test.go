@@ -1,0 +1,57 @@
+package config
+
+import "testing"
+
+func TestParseBytes(t *testing.T) {
+	cases := []struct {
+		in   string
+		want int64
+	}{
+		{"0", 0}, {"unlimited", 0}, {"none", 0}, {"", 0},
+		{"1048576", 1 << 20}, {"2GiB", 2 << 30}, {"512MB", 512e6}, {"1.5G", 1.5e9},
+		{"64 MiB", 64 << 20}, {"10Ki", 10 << 10}, {"100B", 100},
+		{"50%", 500}, {"100%", 1000}, {"12.5%", 125},
+	}
+	for _, c := range cases {
+		got, err := ParseBytes(c.in, 1000)
+		if err != nil || got != c.want {
+			t.Errorf("ParseBytes(%q) = %d, %v; want %d", c.in, got, err, c.want)
+		}
+	}
+	for _, bad := range []string{"lots", "-1GiB", "0%", "101%", "NaN", "1e400", "GiB", "5 parsecs"} {
+		if _, err := ParseBytes(bad, 1000); err == nil {
+			t.Errorf("ParseBytes(%q) accepted", bad)
+		}
+	}
+}
+
+func TestFormatBytes(t *testing.T) {
+	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1536: "1.5 KiB", 3 << 30: "3.0 GiB"} {
+		if got := FormatBytes(n); got != want {
+			t.Errorf("FormatBytes(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func TestMachineMemory(t *testing.T) {
+	n, err := MachineMemory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 64<<20 {
+		t.Fatalf("machine memory %d looks wrong", n)
+	}
+	c := Default()
+	b, err := c.MemoryBudgetBytes()
+	if err != nil || b != n/2 {
+		t.Fatalf("default budget = %d, %v; want half of %d", b, err, n)
+	}
+}
+
+func TestMemoryBudgetValidated(t *testing.T) {
+	c := Default()
+	c.MemoryBudget = "lots"
+	if err := c.Validate(); err == nil {
+		t.Fatal("Validate accepted memoryBudget lots")
+	}
+}
