@@ -194,7 +194,8 @@ func suiteModel(ctx context.Context, e *env, mc *client.Client, cfg SuiteConfig,
 	}
 	defer raw.Close()
 	batched := name + batchedSuffix
-	inst := &registry.InstancesConfig{Max: cfg.Instances}
+	// A fixed count (min = max): the suite measures serving, not the autoscaler.
+	inst := &registry.InstancesConfig{Min: cfg.Instances, Max: cfg.Instances}
 	for _, m := range []string{name, batched} {
 		if _, err := mc.PushFile(ctx, registry.DefaultNamespace, m, path, registry.CreateVersionRequest{}, nil); err != nil {
 			return fmt.Errorf("push %s: %w", m, err)

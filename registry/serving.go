@@ -19,6 +19,9 @@ const (
 	MaxQueueSize      = 1 << 20
 	MaxTimeout        = time.Hour
 	MaxIdleTimeout    = 7 * 24 * time.Hour
+	MinStableWindow   = time.Second
+	MaxStableWindow   = time.Hour
+	MaxWarmupRuns     = 100
 )
 
 // Defaults applied where a setting is zero.
@@ -26,6 +29,12 @@ const (
 	DefaultInstances    = 1
 	DefaultMaxQueueSize = 1024
 	DefaultIdleTimeout  = 15 * time.Minute
+	// DefaultTargetConcurrency is one request in flight per instance: an instance
+	// runs one call at a time, so more only queues.
+	DefaultTargetConcurrency = 1
+	// DefaultStableWindow is the autoscaler's averaging window, as Knative's KPA;
+	// its panic window is a tenth of it.
+	DefaultStableWindow = time.Minute
 )
 
 // ServingConfig is a model's serving settings: the one owner of how a model runs.
@@ -50,6 +59,19 @@ type ServingConfig struct {
 	// IdleTimeout unloads a version that served nothing for this long (scale to
 	// zero; default 15m). instances.min >= 1 keeps a version loaded.
 	IdleTimeout Duration `json:"idleTimeout,omitempty" yaml:"idleTimeout,omitempty"`
+	// Warmup runs requests built from the signature before a freshly loaded
+	// version is marked ready, so the first user request is not the slow one.
+	// Nil: off.
+	Warmup *WarmupConfig `json:"warmup,omitempty" yaml:"warmup,omitempty"`
+}
+
+// WarmupConfig describes the warm-up requests: zero-valued tensors shaped by the
+// signature (a dynamic dim is 1, the batch dim BatchSize; strings are empty).
+type WarmupConfig struct {
+	// Runs is how many warm-up requests run (default 1).
+	Runs int `json:"runs,omitempty" yaml:"runs,omitempty"`
+	// BatchSize is the rows of each warm-up request (default 1).
+	BatchSize int `json:"batchSize,omitempty" yaml:"batchSize,omitempty"`
 }
 
 // BatchingConfig is dynamic batching: requests are concatenated along dim 0.
@@ -63,12 +85,21 @@ type BatchingConfig struct {
 	PreferredBatchSizes []int `json:"preferredBatchSizes,omitempty" yaml:"preferredBatchSizes,omitempty"`
 }
 
-// InstancesConfig sizes the execution instances. Max is the count used today;
-// Min and TargetConcurrency drive autoscaling (a later release).
+// InstancesConfig sizes the execution instances. A resident version runs between
+// max(1, Min) and Max instances; where Max is larger, the count follows the
+// requests in flight against TargetConcurrency per instance (see docs/SERVING.md).
 type InstancesConfig struct {
-	Min               int `json:"min,omitempty" yaml:"min,omitempty"`
-	Max               int `json:"max,omitempty" yaml:"max,omitempty"`
+	// Min >= 1 also keeps the version loaded when idle (no scale to zero).
+	Min int `json:"min,omitempty" yaml:"min,omitempty"`
+	// Max is the most instances (default max(1, Min)).
+	Max int `json:"max,omitempty" yaml:"max,omitempty"`
+	// TargetConcurrency is the requests in flight (running or queued) one
+	// instance should carry (default 1).
 	TargetConcurrency int `json:"targetConcurrency,omitempty" yaml:"targetConcurrency,omitempty"`
+	// StableWindow is the autoscaler's averaging window (default 1m): instances
+	// go down only after load stayed low this long. Its tenth is the panic window
+	// that scales up within seconds of a burst.
+	StableWindow Duration `json:"stableWindow,omitempty" yaml:"stableWindow,omitempty"`
 }
 
 // Merge returns c with every set field of o applied on top (a version override).
@@ -97,6 +128,9 @@ func (c ServingConfig) Merge(o *ServingConfig) ServingConfig {
 	if o.IdleTimeout != 0 {
 		c.IdleTimeout = o.IdleTimeout
 	}
+	if o.Warmup != nil {
+		c.Warmup = o.Warmup
+	}
 	return c
 }
 
@@ -112,12 +146,39 @@ func (c ServingConfig) IdleAfter() time.Duration {
 	return c.IdleTimeout.D()
 }
 
-// InstanceCount is the number of execution instances to run.
-func (c ServingConfig) InstanceCount() int {
-	if c.Instances == nil || c.Instances.Max <= 0 {
-		return max(DefaultInstances, c.minInstances())
+// InstanceBounds are the fewest and most execution instances of a resident
+// version: lo = max(1, min), hi = max (at least lo). lo < hi turns on autoscaling.
+func (c ServingConfig) InstanceBounds() (lo, hi int) {
+	lo = max(DefaultInstances, c.minInstances())
+	hi = lo
+	if c.Instances != nil && c.Instances.Max > lo {
+		hi = c.Instances.Max
 	}
-	return c.Instances.Max
+	return lo, hi
+}
+
+// TargetConcurrency is the requests in flight one instance should carry.
+func (c ServingConfig) TargetConcurrency() int {
+	if c.Instances == nil || c.Instances.TargetConcurrency <= 0 {
+		return DefaultTargetConcurrency
+	}
+	return c.Instances.TargetConcurrency
+}
+
+// StableWindow is the autoscaler's averaging window.
+func (c ServingConfig) StableWindow() time.Duration {
+	if c.Instances == nil || c.Instances.StableWindow <= 0 {
+		return DefaultStableWindow
+	}
+	return c.Instances.StableWindow.D()
+}
+
+// WarmupRuns is the number of warm-up requests and their rows (0, 0: off).
+func (c ServingConfig) WarmupRuns() (runs, rows int) {
+	if c.Warmup == nil {
+		return 0, 0
+	}
+	return max(1, c.Warmup.Runs), max(1, c.Warmup.BatchSize)
 }
 
 func (c ServingConfig) minInstances() int {
@@ -183,8 +244,19 @@ func (c ServingConfig) Validate() error {
 		if in.Max > 0 && in.Min > in.Max {
 			return bad("serving.instances.min", "must not exceed max (%d), got %d", in.Max, in.Min)
 		}
-		if in.TargetConcurrency < 0 {
-			return bad("serving.instances.targetConcurrency", "must not be negative, got %d", in.TargetConcurrency)
+		if in.TargetConcurrency < 0 || in.TargetConcurrency > MaxQueueSize {
+			return bad("serving.instances.targetConcurrency", "must be between 0 and %d, got %d", MaxQueueSize, in.TargetConcurrency)
+		}
+		if w := in.StableWindow; w != 0 && (w.D() < MinStableWindow || w.D() > MaxStableWindow) {
+			return bad("serving.instances.stableWindow", "must be between %s and %s, got %s", MinStableWindow, MaxStableWindow, w)
+		}
+	}
+	if w := c.Warmup; w != nil {
+		if w.Runs < 0 || w.Runs > MaxWarmupRuns {
+			return bad("serving.warmup.runs", "must be between 0 and %d, got %d", MaxWarmupRuns, w.Runs)
+		}
+		if w.BatchSize < 0 || w.BatchSize > MaxBatchSize {
+			return bad("serving.warmup.batchSize", "must be between 0 and %d, got %d", MaxBatchSize, w.BatchSize)
 		}
 	}
 	if c.MaxQueueSize < 0 || c.MaxQueueSize > MaxQueueSize {

@@ -1,8 +1,8 @@
 // Package residency describes where model versions live in memory: the states a
-// version moves through (loading, ready, idle, evicted, failed, unloaded), the
-// status report the serving layer produces and the management API returns, and
-// the byte sizes a memory budget is written in. It holds types only and imports
-// nothing of Nimbus, so the server, the API and the client share one definition.
+// version moves through (loading, ready, idle, evicted, failed, unloaded) and the
+// status report the serving layer produces and the management API returns. It
+// holds types only and imports nothing of Nimbus, so the server, the API and the
+// client share one definition.
 package residency
 
 import "time"

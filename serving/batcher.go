@@ -39,7 +39,8 @@ import (
 type batcher struct {
 	model     runtime.Model
 	sig       tensor.Signature
-	instances int
+	instances int // execution instances now (guarded by mu; the autoscaler moves it)
+	started   int // worker goroutines started (guarded by mu); never fewer than instances
 	maxRows   int // 1: batching off
 	delay     time.Duration
 	preferred []int
@@ -63,6 +64,10 @@ type batcher struct {
 	lastRows int64
 	closed   bool
 	workers  sync.WaitGroup
+
+	// active counts requests inside submit, running or queued: the load signal
+	// the autoscaler samples.
+	active atomic.Int64
 }
 
 // pending is one queued request.
@@ -89,11 +94,12 @@ type result struct {
 	queue time.Duration // time spent queued
 }
 
-func newBatcher(model runtime.Model, cfg registry.ServingConfig, stats *versionStats, vm *telemetry.VersionMetrics, log *slog.Logger) *batcher {
+// newBatcher starts a batcher with the given number of execution instances.
+func newBatcher(model runtime.Model, cfg registry.ServingConfig, instances int, stats *versionStats, vm *telemetry.VersionMetrics, log *slog.Logger) *batcher {
 	b := &batcher{
 		model:     model,
 		sig:       model.Signature(),
-		instances: cfg.InstanceCount(),
+		instances: max(1, instances),
 		maxRows:   cfg.BatchSize(),
 		queueCap:  cfg.QueueSize(),
 		stats:     stats,
@@ -110,15 +116,50 @@ func newBatcher(model runtime.Model, cfg registry.ServingConfig, stats *versionS
 		}
 	}
 	b.wake = sync.NewCond(&b.mu)
-	for range b.instances {
+	b.mu.Lock()
+	b.startWorkersLocked()
+	b.mu.Unlock()
+	b.vm.SetInstances(b.instances)
+	return b
+}
+
+// startWorkersLocked starts workers until there is one per instance. Workers are
+// never stopped before close: past the instance count they wait in next(), since
+// b.busy bounds the runtime calls. b.mu is held.
+func (b *batcher) startWorkersLocked() {
+	for b.started < b.instances {
+		b.started++
 		b.workers.Add(1)
 		go b.worker()
 	}
-	return b
+}
+
+// setInstances changes how many runtime calls may run at once. Fewer takes effect
+// as running calls finish; more wakes queued work at once.
+func (b *batcher) setInstances(n int) {
+	n = max(1, n)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed || n == b.instances {
+		return
+	}
+	b.instances = n
+	b.startWorkersLocked()
+	b.wake.Broadcast()
+	b.vm.SetInstances(n)
+}
+
+// instanceCount is the current number of execution instances.
+func (b *batcher) instanceCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.instances
 }
 
 // submit runs one request (inputs already validated) and returns its outputs.
 func (b *batcher) submit(ctx context.Context, inputs []*tensor.Tensor, outputs []string) ([]*tensor.Tensor, time.Duration, error) {
+	b.active.Add(1)
+	defer b.active.Add(-1)
 	ordered := b.order(inputs)
 	b.mu.Lock()
 	if b.closed {

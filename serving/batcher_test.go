@@ -94,7 +94,8 @@ func batching(maxBatch int, delay time.Duration, instances int, preferred ...int
 
 func newTestBatcher(t *testing.T, g *gatedModel, cfg registry.ServingConfig) *batcher {
 	t.Helper()
-	b := newBatcher(g, cfg, &versionStats{}, nil, discardLog())
+	_, hi := cfg.InstanceBounds()
+	b := newBatcher(g, cfg, hi, &versionStats{}, nil, discardLog())
 	t.Cleanup(b.close)
 	return b
 }
@@ -509,7 +510,7 @@ func TestPanickingModelLosesNoInstance(t *testing.T) {
 func TestCloseDrainsQueueWhileCallersHoldInstances(t *testing.T) {
 	for range 3 { // which held call finishes first varies; any order must drain
 		g := newGated(t, "mlp")
-		b := newBatcher(g, registry.ServingConfig{Instances: &registry.InstancesConfig{Max: 2}}, &versionStats{}, nil, discardLog())
+		b := newBatcher(g, registry.ServingConfig{Instances: &registry.InstancesConfig{Max: 2}}, 2, &versionStats{}, nil, discardLog())
 		g.hold.Store(2)
 		held := []<-chan answer{submitAsync(context.Background(), b, row(0, 0, 0, 0), nil), submitAsync(context.Background(), b, row(0, 0, 0, 1), nil)}
 		<-g.entered

@@ -39,10 +39,29 @@ func (m *Manager) Infer(ctx context.Context, req *InferRequest) (*InferResponse,
 		st.fail.add(time.Since(start))
 		return nil, err
 	}
-	inst, err := m.acquire(ctx, v, true)
+	inst, waited, err := m.acquireServing(ctx, ns, req.Model, req.Version, v)
 	if err != nil {
 		st.fail.add(time.Since(start))
 		return nil, err
+	}
+	if prev := inst.version; prev.Version != v.Version {
+		// The reference moved to v while v loads: the version that served it so
+		// far answers — if the request fits its signature too; else it waits for v.
+		prevOuts, err := selectOutputs(prev, req.Outputs)
+		if err == nil && validateInputs(prev, req.Inputs) == nil {
+			v, outNames = prev, prevOuts
+			st = m.statsFor(versionKey{ns, v.Model, v.Version})
+			version = strconv.FormatInt(v.Version, 10)
+		} else {
+			inst.release()
+			if inst, waited, err = m.acquire(ctx, v, true); err != nil {
+				st.fail.add(time.Since(start))
+				return nil, err
+			}
+		}
+	}
+	if waited > 0 {
+		m.metrics.ObserveColdWait(ns, waited)
 	}
 	runCtx := ctx
 	if t := inst.cfg.Timeout.D(); t > 0 {
@@ -77,7 +96,76 @@ func (m *Manager) Infer(ctx context.Context, req *InferRequest) (*InferResponse,
 		ModelVersion: version,
 		ID:           req.ID,
 		Outputs:      outs,
+		ColdStart:    waited,
 	}, nil
+}
+
+// refKey is a model reference as requests write it: an alias or "" (default).
+type refKey struct{ ns, model, ref string }
+
+// acquireServing acquires the instance that answers ref. When an alias or the
+// default reference moves to a version that is not resident yet, the version
+// that answered it so far keeps answering while the new one loads (and if it
+// fails to load); traffic moves once it is ready, so a switch fails no request
+// and makes none wait. A version number always gets that version.
+func (m *Manager) acquireServing(ctx context.Context, ns, model, ref string, v registry.Version) (*instance, time.Duration, error) {
+	if isVersionNumber(ref) {
+		return m.acquire(ctx, v, true)
+	}
+	rk := refKey{ns, model, ref}
+	if p, ok := m.lastServed.Load(rk); ok {
+		if prev := p.(*instance); prev.key.version != v.Version {
+			if inst := m.stayOn(prev, v); inst != nil {
+				return inst, 0, nil
+			}
+		}
+	}
+	inst, waited, err := m.acquire(ctx, v, true)
+	if err != nil {
+		return nil, waited, err
+	}
+	if p, ok := m.lastServed.Load(rk); !ok || p.(*instance) != inst {
+		m.lastServed.Store(rk, inst)
+	}
+	return inst, waited, nil
+}
+
+// stayOn returns prev, acquired, while next — the version its reference moved to
+// — is loading or failed to load; nil once next is ready or prev is gone.
+func (m *Manager) stayOn(prev *instance, next registry.Version) *instance {
+	ni, err := m.instanceFor(versionKey{next.Namespace, next.Model, next.Version}, next, false)
+	if err != nil {
+		return nil
+	}
+	select {
+	case <-ni.ready:
+		if ni.err == nil {
+			return nil // ready: switch
+		}
+	default:
+	}
+	prev.run.RLock()
+	m.mu.RLock()
+	resident := !prev.closed && m.loaded[prev.key] == prev && !m.unloaded[modelKey{prev.key.ns, prev.key.model}]
+	m.mu.RUnlock()
+	if !resident {
+		prev.run.RUnlock()
+		return nil
+	}
+	prev.lastUsed.Store(m.opts.Now().UnixNano())
+	return prev
+}
+
+func isVersionNumber(ref string) bool {
+	if ref == "" {
+		return false
+	}
+	for _, c := range ref {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func batchRows(inputs []*tensor.Tensor) int64 {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/registry"
+	"github.com/nimbus-ai/nimbus/residency"
 	"github.com/nimbus-ai/nimbus/runtime"
 	"github.com/nimbus-ai/nimbus/telemetry"
 )
@@ -44,6 +45,29 @@ type Options struct {
 	Now func() time.Time
 	// IdleCheckEvery is how often Start looks for idle versions to unload (default 10s).
 	IdleCheckEvery time.Duration
+	// MemoryBudget bounds what resident versions may cost together, in bytes; 0
+	// means unlimited. Past it, least recently used idle versions are evicted.
+	MemoryBudget int64
+	// Memory measures what loads cost and trims after unloads; default: the C
+	// allocator's statistics (internal/memstat), where ONNX Runtime allocates.
+	Memory MemoryMeter
+	// RoomWait bounds how long a load waits for versions in use to finish so it
+	// can evict them (default 30s); past it the load fails with 503 + Retry-After.
+	RoomWait time.Duration
+	// ScaleEvery is how often Start samples each version's load for the
+	// instance autoscaler (default 500ms).
+	ScaleEvery time.Duration
+}
+
+// MemoryMeter measures the memory model runtimes hold.
+type MemoryMeter interface {
+	// InUse is the bytes the runtimes' allocator holds now; ok is false where it
+	// cannot tell (the artifact size is then the cost).
+	InUse() (n int64, ok bool)
+	// Trim returns freed memory to the operating system.
+	Trim()
+	// RSS is the process's resident set size.
+	RSS() int64
 }
 
 type modelKey struct{ ns, model string }
@@ -70,6 +94,21 @@ type Manager struct {
 
 	refs refCache
 	bg   sync.WaitGroup // loads (and stale closes) running in the background
+
+	// Memory budget (guarded by mu): used is what resident and loading versions
+	// are charged (instance.cost).
+	used int64
+	// costs maps an artifact's sha256 to its measured cost; measure serializes
+	// first loads (exclusive) against every other load (shared), since an
+	// allocator delta taken while another load runs would count both.
+	costMu  sync.Mutex
+	costs   map[string]int64
+	measure sync.RWMutex
+
+	records    sync.Map // versionKey -> *record: residency history, kept across unloads
+	lastServed sync.Map // refKey -> *instance that last answered an alias or default ref
+	trimming   atomic.Bool
+	scaleMu    sync.Mutex // serializes Autoscale
 }
 
 // NewManager builds a Manager.
@@ -86,6 +125,15 @@ func NewManager(reg Registry, blobs Artifacts, opts Options) *Manager {
 	if opts.IdleCheckEvery <= 0 {
 		opts.IdleCheckEvery = 10 * time.Second
 	}
+	if opts.Memory == nil {
+		opts.Memory = nativeMemory{}
+	}
+	if opts.RoomWait <= 0 {
+		opts.RoomWait = 30 * time.Second
+	}
+	if opts.ScaleEvery <= 0 {
+		opts.ScaleEvery = 500 * time.Millisecond
+	}
 	rts := make(map[string]runtime.Runtime, len(opts.Runtimes))
 	for _, r := range opts.Runtimes {
 		rts[r.Format()] = r
@@ -93,7 +141,8 @@ func NewManager(reg Registry, blobs Artifacts, opts Options) *Manager {
 	return &Manager{
 		reg: reg, blobs: blobs, runtimes: rts, metrics: opts.Metrics, log: opts.Logger.With("component", "serving"),
 		opts: opts, loaded: map[versionKey]*instance{}, unloaded: map[modelKey]bool{},
-		refs: refCache{m: map[modelKey]map[string]registry.Version{}},
+		refs:  refCache{m: map[modelKey]map[string]registry.Version{}},
+		costs: map[string]int64{},
 	}
 }
 
@@ -113,6 +162,14 @@ type instance struct {
 	run      sync.RWMutex // Run holds it shared; Close holds it exclusively
 	closed   bool
 	lastUsed atomic.Int64 // unix nanos
+	loadedAt time.Time    // set before ready closes
+
+	// Guarded by Manager.mu.
+	cost      int64 // bytes charged to the memory budget
+	detached  bool  // removed from Manager.loaded; its cost is released
+	transient bool  // err is not remembered: the next request loads again
+
+	scale scaler // touched only by Autoscale
 }
 
 // resolve maps (ns, model, ref) to a version, through a cache that the registry's
@@ -131,35 +188,72 @@ func (m *Manager) resolve(ctx context.Context, ns, model, ref string) (registry.
 	return v, nil
 }
 
-// Invalidate drops cached resolutions for a model; the registry calls it on every change.
+// Invalidate drops cached resolutions for a model; the registry calls it on every
+// change. Where a reference that has been serving (an alias, or the default) now
+// names another version, that version starts loading at once while the old one
+// keeps answering (see acquireServing).
 func (m *Manager) Invalidate(ns, model string) {
 	m.refs.invalidate(modelKey{ns, model})
+	m.lastServed.Range(func(k, p any) bool {
+		if rk := k.(refKey); rk.ns == ns && rk.model == model {
+			m.preload(rk, p.(*instance))
+		}
+		return true
+	})
+}
+
+// preload loads what rk resolves to now, if that moved away from prev and prev
+// is still resident.
+func (m *Manager) preload(rk refKey, prev *instance) {
+	m.mu.RLock()
+	live := !m.closed && m.loaded[prev.key] == prev
+	m.mu.RUnlock()
+	if !live {
+		return
+	}
+	go func() {
+		v, err := m.resolve(context.Background(), rk.ns, rk.model, rk.ref)
+		if err != nil || v.Version == prev.key.version {
+			return
+		}
+		if _, err := m.instanceFor(versionKey{v.Namespace, v.Model, v.Version}, v, false); err == nil {
+			m.log.Info("reference moved; loading its new version while the old one serves",
+				"namespace", rk.ns, "model", rk.model, "ref", rk.ref, "from", prev.key.version, "to", v.Version)
+		}
+	}()
 }
 
 // acquire returns a loaded instance for v with its run lock held shared; the
-// caller must call release. Concurrent callers share one load.
-func (m *Manager) acquire(ctx context.Context, v registry.Version, onDemand bool) (*instance, error) {
+// caller must call release. Concurrent callers share one load. waited is how long
+// this caller waited for a load (0 when the version was resident).
+func (m *Manager) acquire(ctx context.Context, v registry.Version, onDemand bool) (_ *instance, waited time.Duration, _ error) {
 	key := versionKey{v.Namespace, v.Model, v.Version}
 	for {
 		inst, err := m.instanceFor(key, v, onDemand)
 		if err != nil {
-			return nil, err
+			return nil, waited, err
 		}
 		select {
 		case <-inst.ready:
-		case <-ctx.Done():
-			return nil, errs.Wrap(errs.KindOf(ctx.Err()), ctx.Err(), "waiting for model %s version %d to load", key.model, key.version)
+		default:
+			t0 := time.Now()
+			select {
+			case <-inst.ready:
+				waited += time.Since(t0)
+			case <-ctx.Done():
+				return nil, waited + time.Since(t0), errs.Wrap(errs.KindOf(ctx.Err()), ctx.Err(), "waiting for model %s version %d to load", key.model, key.version)
+			}
 		}
 		if inst.err != nil {
-			if m.opts.Now().Sub(inst.failedAt) >= m.opts.FailedRetryAfter {
+			if !inst.transient && m.opts.Now().Sub(inst.failedAt) >= m.opts.FailedRetryAfter {
 				m.mu.Lock()
 				if m.loaded[key] == inst {
-					delete(m.loaded, key)
+					m.dropLocked(inst)
 				}
 				m.mu.Unlock()
 				continue
 			}
-			return nil, inst.err
+			return nil, waited, inst.err
 		}
 		inst.run.RLock()
 		if inst.closed {
@@ -167,7 +261,7 @@ func (m *Manager) acquire(ctx context.Context, v registry.Version, onDemand bool
 			continue // unloaded between ready and lock; load again (or get refused)
 		}
 		inst.lastUsed.Store(m.opts.Now().UnixNano())
-		return inst, nil
+		return inst, waited, nil
 	}
 }
 
@@ -202,10 +296,14 @@ func (m *Manager) instanceFor(key versionKey, v registry.Version, onDemand bool)
 	// Not resident, or a deleted and re-created version number: never serve
 	// stale bytes; close the old instance once its requests finish.
 	stale := inst
+	if stale != nil {
+		m.dropLocked(stale)
+	}
 	inst = &instance{key: key, version: v, ready: make(chan struct{})}
 	m.loaded[key] = inst
 	if onDemand {
 		m.metrics.ColdStart(key.ns)
+		m.record(key).update(func(r *recordData) { r.coldStarts++ })
 	}
 	m.bg.Add(1)
 	m.mu.Unlock()
@@ -219,8 +317,9 @@ func (m *Manager) instanceFor(key versionKey, v registry.Version, onDemand bool)
 	return inst, nil
 }
 
-// load verifies the artifact and loads it. It runs detached from any one request's
-// context: other requests may be waiting on the same load.
+// load verifies the artifact, makes room for it under the memory budget, loads it,
+// runs its warm-up and measures what it costs. It runs detached from any one
+// request's context: other requests may be waiting on the same load.
 func (m *Manager) load(inst *instance) {
 	start := time.Now()
 	ctx := context.Background()
@@ -235,26 +334,51 @@ func (m *Manager) load(inst *instance) {
 			return err
 		}
 		cfg := m.servingConfig(ctx, v)
-		model, err := rt.Load(ctx, m.blobs.Path(v.SHA256), runtime.Options{IntraOpThreads: cfg.Threads, InterOpThreads: cfg.InterOpThreads})
+		cost, measured := m.costOf(v)
+		if err := m.fits(v, cost, measured); err != nil {
+			return err
+		}
+		if err := m.reserve(inst, cost); err != nil {
+			inst.transient = errs.RetryAfterOf(err) > 0
+			return err
+		}
+		model, cost, err := m.loadMeasured(ctx, rt, v, cfg, cost, measured)
 		if err != nil {
 			return err
 		}
+		if err := m.fits(v, cost, true); err != nil {
+			model.Close()
+			return err
+		}
+		m.settleCost(inst, cost)
+		lo, _ := cfg.InstanceBounds()
 		inst.model = model
 		inst.cfg = cfg
 		inst.lastUsed.Store(m.opts.Now().UnixNano())
-		inst.b = newBatcher(model, cfg, m.statsFor(inst.key), m.metrics.ForVersion(v.Namespace, v.Model, strconv.FormatInt(v.Version, 10)), log)
+		inst.b = newBatcher(model, cfg, lo, m.statsFor(inst.key), m.metrics.ForVersion(v.Namespace, v.Model, strconv.FormatInt(v.Version, 10)), log)
+		inst.loadedAt = m.opts.Now()
 		return nil
 	}()
-	m.metrics.ObserveLoad(v.Namespace, v.Model, time.Since(start), err)
+	took := time.Since(start)
+	m.metrics.ObserveLoad(v.Namespace, v.Model, took, err)
 	if err != nil {
 		// Whatever the cause (missing library, corrupt artifact, invalid model), the
 		// caller's request was fine: the model is unavailable, and the message says why.
 		err = errs.Wrap(errs.Unavailable, err, "model %s version %d failed to load", v.Model, v.Version)
 		inst.err = err
 		inst.failedAt = m.opts.Now()
+		m.mu.Lock()
+		m.used -= inst.cost
+		inst.cost = 0
+		if inst.transient && m.loaded[inst.key] == inst {
+			m.dropLocked(inst) // the next request tries again at once
+		}
+		m.mu.Unlock()
+		m.record(inst.key).update(func(r *recordData) { r.state, r.reason = residency.Failed, errs.PublicMessage(err) })
 		log.Error("model load failed", "err", err)
 	} else {
-		log.Info("model loaded", "duration", time.Since(start).Round(time.Microsecond), "sha256", v.SHA256)
+		m.record(inst.key).update(func(r *recordData) { r.loads++; r.loadDuration = took; r.state, r.reason = "", "" })
+		log.Info("model loaded", "duration", took.Round(time.Microsecond), "memory", inst.cost, "sha256", v.SHA256)
 	}
 	close(inst.ready)
 	m.updateLoadedGauge()
@@ -274,7 +398,7 @@ func (m *Manager) servingConfig(ctx context.Context, v registry.Version) registr
 
 func (m *Manager) updateLoadedGauge() {
 	m.mu.Lock()
-	n, bytes := 0, int64(0)
+	n, bytes, used := 0, int64(0), m.used
 	for _, inst := range m.loaded {
 		select {
 		case <-inst.ready:
@@ -287,13 +411,21 @@ func (m *Manager) updateLoadedGauge() {
 	}
 	m.mu.Unlock()
 	m.metrics.SetLoaded(n, bytes)
+	m.metrics.SetMemory(m.opts.MemoryBudget, used)
 }
 
-// closeInstance waits for in-flight runs, then frees the model.
+// closeInstance waits for in-flight runs, then frees the model. The instance has
+// been detached already.
 func (m *Manager) closeInstance(inst *instance) {
 	<-inst.ready
 	inst.run.Lock()
 	defer inst.run.Unlock()
+	m.closeLocked(inst)
+}
+
+// closeLocked frees a detached instance whose run lock the caller holds
+// exclusively, and has the allocator return what the session held.
+func (m *Manager) closeLocked(inst *instance) {
 	if inst.closed {
 		return
 	}
@@ -305,6 +437,8 @@ func (m *Manager) closeInstance(inst *instance) {
 		if err := inst.model.Close(); err != nil {
 			m.log.Warn("closing model", "model", inst.key.model, "version", inst.key.version, "err", err)
 		}
+		m.record(inst.key).update(func(r *recordData) { r.lastUsed = time.Unix(0, inst.lastUsed.Load()) })
+		m.trimSoon()
 	}
 }
 
@@ -435,10 +569,10 @@ func (m *Manager) LoadModel(ctx context.Context, ns, model string) error {
 	m.mu.Lock()
 	delete(m.unloaded, modelKey{ns, model})
 	if inst, ok := m.loaded[versionKey{ns, model, v.Version}]; ok && inst.err != nil {
-		delete(m.loaded, versionKey{ns, model, v.Version}) // an explicit load retries at once
+		m.dropLocked(inst) // an explicit load retries at once
 	}
 	m.mu.Unlock()
-	inst, err := m.acquire(ctx, v, false)
+	inst, _, err := m.acquire(ctx, v, false)
 	if err != nil {
 		return err
 	}
@@ -446,14 +580,20 @@ func (m *Manager) LoadModel(ctx context.Context, ns, model string) error {
 	return nil
 }
 
-// Start unloads idle versions every IdleCheckEvery until ctx ends (scale to zero).
+// Start runs the background work until ctx ends: every IdleCheckEvery it unloads
+// idle versions (scale to zero); every ScaleEvery it samples load and resizes
+// instances (Autoscale).
 func (m *Manager) Start(ctx context.Context) error {
 	t := time.NewTicker(m.opts.IdleCheckEvery)
 	defer t.Stop()
+	s := time.NewTicker(m.opts.ScaleEvery)
+	defer s.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-s.C:
+			m.Autoscale()
 		case <-t.C:
 			m.UnloadIdle()
 		}
@@ -467,15 +607,7 @@ func (m *Manager) UnloadIdle() int {
 	now := m.opts.Now()
 	m.mu.Lock()
 	var idle []*instance
-	for _, inst := range m.loaded {
-		select {
-		case <-inst.ready:
-		default:
-			continue // loading
-		}
-		if inst.err != nil || inst.model == nil {
-			continue
-		}
+	for _, inst := range m.residentLocked() {
 		after := inst.cfg.IdleAfter()
 		if after > 0 && now.Sub(time.Unix(0, inst.lastUsed.Load())) >= after {
 			idle = append(idle, inst)
@@ -484,31 +616,55 @@ func (m *Manager) UnloadIdle() int {
 	m.mu.Unlock()
 	n := 0
 	for _, inst := range idle {
-		if !inst.run.TryLock() {
+		idleFor := now.Sub(time.Unix(0, inst.lastUsed.Load())).Round(time.Second)
+		if !m.unloadIfUnused(inst, residency.Idle, fmt.Sprintf("unloaded after %s without requests (idleTimeout)", idleFor)) {
 			continue // in use right now: not idle after all
 		}
-		m.mu.Lock()
-		if m.loaded[inst.key] == inst {
-			delete(m.loaded, inst.key)
-		}
-		m.mu.Unlock()
-		// Requests that found inst before it left the map wait on its run lock,
-		// then see it closed and load afresh.
-		inst.closed = true
-		inst.b.close()
-		if err := inst.model.Close(); err != nil {
-			m.log.Warn("closing idle model", "model", inst.key.model, "version", inst.key.version, "err", err)
-		}
-		inst.run.Unlock()
 		n++
 		m.metrics.IdleUnload(inst.key.ns)
-		m.log.Info("unloaded idle version", "namespace", inst.key.ns, "model", inst.key.model, "version", inst.key.version,
-			"idle", now.Sub(time.Unix(0, inst.lastUsed.Load())).Round(time.Second))
+		m.record(inst.key).update(func(r *recordData) { r.idleUnloads++ })
+		m.log.Info("unloaded idle version", "namespace", inst.key.ns, "model", inst.key.model, "version", inst.key.version, "idle", idleFor)
 	}
 	if n > 0 {
 		m.updateLoadedGauge()
 	}
 	return n
+}
+
+// residentLocked lists the loaded, healthy instances. m.mu is held.
+func (m *Manager) residentLocked() []*instance {
+	var out []*instance
+	for _, inst := range m.loaded {
+		select {
+		case <-inst.ready:
+		default:
+			continue // loading
+		}
+		if inst.err == nil && inst.model != nil {
+			out = append(out, inst)
+		}
+	}
+	return out
+}
+
+// unloadIfUnused unloads inst if nothing runs or waits on it right now, and
+// records why (state, reason). Requests that found inst before it left the map
+// wait on its run lock, then see it closed and load afresh: none fails.
+func (m *Manager) unloadIfUnused(inst *instance, state, reason string) bool {
+	if !inst.run.TryLock() {
+		return false
+	}
+	defer inst.run.Unlock()
+	m.mu.Lock()
+	if inst.detached {
+		m.mu.Unlock()
+		return false
+	}
+	m.dropLocked(inst)
+	m.mu.Unlock()
+	m.closeLocked(inst)
+	m.record(inst.key).update(func(r *recordData) { r.state, r.reason = state, reason })
+	return true
 }
 
 // UnloadModel frees every loaded version of a model and refuses requests until
@@ -532,10 +688,23 @@ func (m *Manager) detachLocked(match func(versionKey) bool) []*instance {
 	for k, inst := range m.loaded {
 		if match(k) {
 			victims = append(victims, inst)
-			delete(m.loaded, k)
+			m.dropLocked(inst)
 		}
 	}
 	return victims
+}
+
+// dropLocked removes inst from the loaded set and releases its memory charge.
+// m.mu is held.
+func (m *Manager) dropLocked(inst *instance) {
+	if m.loaded[inst.key] == inst {
+		delete(m.loaded, inst.key)
+	}
+	if !inst.detached {
+		inst.detached = true
+		m.used -= inst.cost
+		inst.cost = 0
+	}
 }
 
 // closeAll closes detached instances (waiting for their in-flight runs) and
@@ -561,6 +730,19 @@ func (m *Manager) Forget(ns, model string, version int64, deleted bool) {
 	}
 	m.mu.Unlock()
 	m.closeAll(victims)
+	for _, inst := range victims {
+		m.record(inst.key).update(func(r *recordData) {
+			r.state, r.reason = residency.Idle, "released after a registry change; loads with the current settings on next request"
+		})
+	}
+	if deleted {
+		m.lastServed.Range(func(k, _ any) bool {
+			if rk := k.(refKey); rk.ns == ns && rk.model == model {
+				m.lastServed.Delete(k)
+			}
+			return true
+		})
+	}
 }
 
 // Close stops accepting requests, waits for in-flight runs and frees every model.

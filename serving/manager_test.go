@@ -19,6 +19,7 @@ import (
 	"github.com/nimbus-ai/nimbus/registry"
 	"github.com/nimbus-ai/nimbus/registry/blob"
 	"github.com/nimbus-ai/nimbus/registry/sqlite"
+	"github.com/nimbus-ai/nimbus/residency"
 	"github.com/nimbus-ai/nimbus/runtime"
 	"github.com/nimbus-ai/nimbus/runtime/onnx"
 	"github.com/nimbus-ai/nimbus/serving"
@@ -30,6 +31,7 @@ type countingRuntime struct {
 	runtime.Runtime
 	loads atomic.Int32
 	gate  chan struct{} // if set, loads wait for it (to pile up concurrent requests)
+	runs  *runGate      // if set, models' runs go through it
 }
 
 func (c *countingRuntime) Load(ctx context.Context, path string, opts runtime.Options) (runtime.Model, error) {
@@ -37,7 +39,66 @@ func (c *countingRuntime) Load(ctx context.Context, path string, opts runtime.Op
 	if c.gate != nil {
 		<-c.gate
 	}
-	return c.Runtime.Load(ctx, path, opts)
+	m, err := c.Runtime.Load(ctx, path, opts)
+	if err != nil || c.runs == nil {
+		return m, err
+	}
+	return &heldModel{Model: m, h: c.runs}, nil
+}
+
+// Init initializes the real runtime (so measured costs leave its setup out).
+func (c *countingRuntime) Init() error { return c.Runtime.(*onnx.Runtime).Init() }
+
+// runGate counts the runs of a countingRuntime's models and, while closed,
+// holds them: tests pile up requests behind it on purpose.
+type runGate struct {
+	mu            sync.Mutex
+	cond          *sync.Cond
+	open          bool
+	runs, running int
+	peak          int
+}
+
+func newRunGate(open bool) *runGate {
+	g := &runGate{open: open}
+	g.cond = sync.NewCond(&g.mu)
+	return g
+}
+
+func (g *runGate) set(open bool) {
+	g.mu.Lock()
+	g.open = open
+	g.cond.Broadcast()
+	g.mu.Unlock()
+}
+
+func (g *runGate) stats() (runs, running, peak int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.runs, g.running, g.peak
+}
+
+type heldModel struct {
+	runtime.Model
+	h *runGate
+}
+
+func (m *heldModel) Run(ctx context.Context, in []*tensor.Tensor, out []string) ([]*tensor.Tensor, error) {
+	g := m.h
+	g.mu.Lock()
+	g.runs++
+	g.running++
+	g.peak = max(g.peak, g.running)
+	for !g.open {
+		g.cond.Wait()
+	}
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		g.running--
+		g.mu.Unlock()
+	}()
+	return m.Model.Run(ctx, in, out)
 }
 
 type env struct {
@@ -48,7 +109,11 @@ type env struct {
 	now   atomic.Int64
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { t.Helper(); return newEnvWith(t, nil, nil) }
+
+// newEnvWith builds a manager over a real registry and the real runtime; runs,
+// if set, gates and counts model runs; opts adjusts the manager's options.
+func newEnvWith(t *testing.T, runs *runGate, opts func(*serving.Options)) *env {
 	t.Helper()
 	dir := t.TempDir()
 	store, err := sqlite.Open(context.Background(), dir+"/nimbus.db")
@@ -60,15 +125,27 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{blobs: blobs, rt: &countingRuntime{Runtime: onnx.New("", nil)}}
+	e := &env{blobs: blobs, rt: &countingRuntime{Runtime: onnx.New("", nil), runs: runs}}
 	e.now.Store(time.Now().UnixNano())
 	e.reg = registry.New(store, blobs, map[string]runtime.Inspector{"onnx": onnx.Inspector{}}, nil)
-	e.mgr = serving.NewManager(e.reg, blobs, serving.Options{
+	o := serving.Options{
 		Runtimes: []runtime.Runtime{e.rt},
 		Now:      func() time.Time { return time.Unix(0, e.now.Load()) },
-	})
+	}
+	if opts != nil {
+		opts(&o)
+	}
+	e.mgr = serving.NewManager(e.reg, blobs, o)
+	// Wired as internal/system wires the server.
 	e.reg.OnChange(func(c registry.Change) {
-		e.mgr.Forget(c.Namespace, c.Model, c.Version, c.Kind == registry.ModelDeleted)
+		switch c.Kind {
+		case registry.VersionDeleted, registry.ServingChanged:
+			e.mgr.Forget(c.Namespace, c.Model, c.Version, false)
+		case registry.ModelDeleted:
+			e.mgr.Forget(c.Namespace, c.Model, 0, true)
+		default:
+			e.mgr.Invalidate(c.Namespace, c.Model)
+		}
 	})
 	t.Cleanup(func() { e.mgr.Close() })
 	return e
@@ -188,7 +265,7 @@ func TestConcurrentFirstRequestsLoadOnce(t *testing.T) {
 	e := newEnv(t)
 	e.push(t, "default", "mlp", "mlp")
 	e.rt.gate = make(chan struct{})
-	const n = 200
+	const n = 1000 // the race detector allows 8,128 goroutines
 	var wg sync.WaitGroup
 	errc := make(chan error, n)
 	for range n {
@@ -214,6 +291,13 @@ func TestConcurrentFirstRequestsLoadOnce(t *testing.T) {
 	st, err := e.mgr.Stats(context.Background(), "default", "mlp", "1")
 	if err != nil || len(st) != 1 || st[0].InferenceCount != n || st[0].Success.Count != n {
 		t.Fatalf("stats: %v %+v", err, st)
+	}
+	rep, err := e.mgr.Status(context.Background(), "default", "mlp")
+	if err != nil || len(rep.Versions) != 1 {
+		t.Fatalf("status: %v %+v", err, rep)
+	}
+	if vs := rep.Versions[0]; vs.State != residency.Ready || vs.Loads != 1 || vs.ColdStarts != 1 || vs.MemoryBytes <= 0 {
+		t.Fatalf("status after the burst: %+v", vs)
 	}
 }
 
@@ -246,6 +330,10 @@ func TestCorruptArtifactRefusedWithoutRetryStorm(t *testing.T) {
 	idx, err := e.mgr.RepositoryIndex(context.Background(), "default", false)
 	if err != nil || len(idx) != 1 || idx[0].State != serving.StateUnavailable || !strings.Contains(idx[0].Reason, "corrupt") {
 		t.Fatalf("index: %v %+v", err, idx)
+	}
+	rep, err := e.mgr.Status(context.Background(), "default", "mlp")
+	if err != nil || len(rep.Versions) != 1 || rep.Versions[0].State != residency.Failed || !strings.Contains(rep.Versions[0].Reason, "corrupt") {
+		t.Fatalf("status: %v %+v", err, rep)
 	}
 	// Repaired bytes load once the retry window has passed.
 	data[len(data)/2] ^= 0xff

@@ -36,6 +36,9 @@ type InferResponse struct {
 	ID           string
 	Parameters   map[string]any
 	Outputs      []*tensor.Tensor
+	// ColdStart is how long this request waited for its version to load (0 when
+	// the version was resident).
+	ColdStart time.Duration
 }
 
 // ModelMetadata is OIP model metadata.

@@ -27,6 +27,11 @@ type Metrics struct {
 	inFlight     *prometheus.GaugeVec
 	coldStarts   *prometheus.CounterVec
 	idleUnloads  *prometheus.CounterVec
+	evictions    *prometheus.CounterVec
+	scaled       *prometheus.CounterVec
+	coldWait     *prometheus.HistogramVec
+	memBudget    prometheus.Gauge
+	memUsed      prometheus.Gauge
 	version      *versionCollectors
 }
 
@@ -79,7 +84,28 @@ func NewMetrics() *Metrics {
 		Name: "nimbus_idle_unloads_total",
 		Help: "Versions unloaded after their idleTimeout without traffic (scale to zero).",
 	}, []string{"namespace"})
-	reg.MustRegister(m.coldStarts, m.idleUnloads)
+	m.evictions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "nimbus_evictions_total",
+		Help: "Idle versions unloaded to make room under the memory budget.",
+	}, []string{"namespace"})
+	m.scaled = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "nimbus_instance_scale_total",
+		Help: "Autoscaler decisions that changed a version's instance count, by direction (up, down).",
+	}, []string{"namespace", "direction"})
+	m.coldWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "nimbus_cold_start_wait_seconds",
+		Help:    "Time requests waited for their version to load (cold requests only).",
+		Buckets: []float64{.001, .002, .003, .005, .0075, .01, .015, .02, .03, .05, .075, .1, .15, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"namespace"})
+	m.memBudget = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "nimbus_memory_budget_bytes",
+		Help: "What resident model versions may cost together (0: unlimited).",
+	})
+	m.memUsed = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "nimbus_memory_used_bytes",
+		Help: "What resident and loading model versions cost, as measured at their first load.",
+	})
+	reg.MustRegister(m.coldStarts, m.idleUnloads, m.evictions, m.scaled, m.coldWait, m.memBudget, m.memUsed)
 	m.version = newVersionCollectors(reg)
 	m.version.perVersion = append(m.version.perVersion, m.requests, m.latency, m.inferRows)
 	reg.MustRegister(m.inFlight, m.requests, m.latency, m.loadSeconds, m.loadFailures, m.loadedModels, m.loadedBytes, m.inferRows)
@@ -173,5 +199,39 @@ func (m *Metrics) ColdStart(ns string) {
 func (m *Metrics) IdleUnload(ns string) {
 	if m != nil {
 		m.idleUnloads.WithLabelValues(ns).Inc()
+	}
+}
+
+// Evicted counts a version evicted for the memory budget.
+func (m *Metrics) Evicted(ns string) {
+	if m != nil {
+		m.evictions.WithLabelValues(ns).Inc()
+	}
+}
+
+// Scaled counts an autoscaler decision; up tells the direction.
+func (m *Metrics) Scaled(ns string, up bool) {
+	if m == nil {
+		return
+	}
+	dir := "down"
+	if up {
+		dir = "up"
+	}
+	m.scaled.WithLabelValues(ns, dir).Inc()
+}
+
+// ObserveColdWait records how long a cold request waited for its load.
+func (m *Metrics) ObserveColdWait(ns string, d time.Duration) {
+	if m != nil {
+		m.coldWait.WithLabelValues(ns).Observe(d.Seconds())
+	}
+}
+
+// SetMemory sets the memory budget gauges.
+func (m *Metrics) SetMemory(budget, used int64) {
+	if m != nil {
+		m.memBudget.Set(float64(budget))
+		m.memUsed.Set(float64(used))
 	}
 }

@@ -15,6 +15,7 @@ type versionCollectors struct {
 	batchSize  *prometheus.HistogramVec
 	rejected   *prometheus.CounterVec
 	timedOut   *prometheus.CounterVec
+	instances  *prometheus.GaugeVec
 	// Request series are labelled per version too; they are deleted with the rest.
 	perVersion []interface {
 		DeletePartialMatch(prometheus.Labels) int
@@ -46,8 +47,12 @@ func newVersionCollectors(reg *prometheus.Registry) *versionCollectors {
 			Name: "nimbus_requests_timed_out_total",
 			Help: "Requests whose deadline passed or whose client went away while queued; they never ran.",
 		}, labels),
+		instances: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "nimbus_instances",
+			Help: "Execution instances of a resident version (the autoscaler moves it between instances.min and max).",
+		}, labels),
 	}
-	reg.MustRegister(v.queueDepth, v.queueWait, v.batchSize, v.rejected, v.timedOut)
+	reg.MustRegister(v.queueDepth, v.queueWait, v.batchSize, v.rejected, v.timedOut, v.instances)
 	return v
 }
 
@@ -61,6 +66,7 @@ type VersionMetrics struct {
 	batchSize  prometheus.Observer
 	rejected   prometheus.Counter
 	timedOut   prometheus.Counter
+	instances  prometheus.Gauge
 }
 
 // ForVersion returns the metrics of one version; call Delete when it unloads.
@@ -73,7 +79,7 @@ func (m *Metrics) ForVersion(ns, model, version string) *VersionMetrics {
 	return &VersionMetrics{
 		c: c, labels: l,
 		queueDepth: c.queueDepth.With(l), queueWait: c.queueWait.With(l), batchSize: c.batchSize.With(l),
-		rejected: c.rejected.With(l), timedOut: c.timedOut.With(l),
+		rejected: c.rejected.With(l), timedOut: c.timedOut.With(l), instances: c.instances.With(l),
 	}
 }
 
@@ -95,6 +101,13 @@ func (v *VersionMetrics) ObserveQueueWait(d time.Duration) {
 func (v *VersionMetrics) ObserveBatch(rows int64) {
 	if v != nil {
 		v.batchSize.Observe(float64(rows))
+	}
+}
+
+// SetInstances sets the number of execution instances.
+func (v *VersionMetrics) SetInstances(n int) {
+	if v != nil {
+		v.instances.Set(float64(n))
 	}
 }
 
@@ -122,6 +135,7 @@ func (v *VersionMetrics) Delete() {
 	v.c.batchSize.Delete(v.labels)
 	v.c.rejected.Delete(v.labels)
 	v.c.timedOut.Delete(v.labels)
+	v.c.instances.Delete(v.labels)
 	for _, vec := range v.c.perVersion {
 		vec.DeletePartialMatch(v.labels)
 	}

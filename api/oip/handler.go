@@ -41,6 +41,10 @@ const DefaultNamespace = "default"
 // HeaderModelVersion names the version that answered an inference request.
 const HeaderModelVersion = "Nimbus-Model-Version"
 
+// HeaderColdStart is set on answers that waited for their version to load: the
+// wait in milliseconds ("12.345").
+const HeaderColdStart = "Nimbus-Cold-Start"
+
 // Options configure NewHandler. The zero value is usable.
 type Options struct {
 	// MaxBodyBytes limits request bodies; larger ones get 413. Default 64 MiB.
@@ -247,6 +251,9 @@ func (h *handler) doInfer(w http.ResponseWriter, r *http.Request, ns, model stri
 	hdr.Set("Content-Length", strconv.Itoa(len(out)))
 	if resp.ModelVersion != "" {
 		hdr.Set(HeaderModelVersion, resp.ModelVersion)
+	}
+	if resp.ColdStart > 0 {
+		hdr.Set(HeaderColdStart, strconv.FormatFloat(float64(resp.ColdStart.Microseconds())/1000, 'f', 3, 64))
 	}
 	w.WriteHeader(http.StatusOK)
 	if _, err := w.Write(out); err != nil {

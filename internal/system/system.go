@@ -76,9 +76,15 @@ func New(ctx context.Context, cfg config.Config, version string, log *slog.Logge
 	s.Runtime = onnx.New(cfg.ORTLib, log.With("component", "onnxruntime"))
 	s.Registry = registry.New(s.Store, s.Blobs, map[string]runtime.Inspector{"onnx": onnx.Inspector{}}, log.With("component", "registry"))
 	s.Registry.SetGCGrace(cfg.BlobGCGrace)
+	budget, err := cfg.MemoryBudgetBytes()
+	if err != nil {
+		return nil, err
+	}
 	s.Manager = serving.NewManager(s.Registry, s.Blobs, serving.Options{
 		Runtimes: []runtime.Runtime{s.Runtime}, Metrics: s.Metrics, Logger: log, Version: version,
+		MemoryBudget: budget,
 	})
+	log.Info("memory budget for loaded models", "budget", cfg.MemoryBudget, "bytes", budget)
 	s.Registry.OnChange(func(c registry.Change) {
 		switch c.Kind {
 		case registry.VersionDeleted, registry.ServingChanged:
@@ -99,6 +105,7 @@ func New(ctx context.Context, cfg config.Config, version string, log *slog.Logge
 	mux.Handle("/ns/", oipHandler)
 	mux.Handle("/api/v1/", s.tracked("mgmt", mgmt.NewHandler(s.Registry, mgmt.Options{
 		UploadDir: filepath.Join(cfg.DataDir, "uploads"), MaxBlobBytes: cfg.MaxBlobBytes, Logger: log,
+		Residency: s.Manager,
 	})))
 	mux.Handle("GET /metrics", s.Metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })

@@ -1,0 +1,351 @@
+package serving_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/internal/testutil"
+	"github.com/nimbus-ai/nimbus/registry"
+	"github.com/nimbus-ai/nimbus/residency"
+	"github.com/nimbus-ai/nimbus/serving"
+	"github.com/nimbus-ai/nimbus/tensor"
+)
+
+func budget(b int64) func(*serving.Options) {
+	return func(o *serving.Options) { o.MemoryBudget = b }
+}
+
+func mediumReq(model string) *serving.InferRequest {
+	return &serving.InferRequest{Model: model, Inputs: []*tensor.Tensor{{Name: "x", DataType: tensor.FP32, Shape: []int64{1, 64}, Data: make([]byte, 256)}}}
+}
+
+func status(t *testing.T, e *env, model string) residency.Report {
+	t.Helper()
+	rep, err := e.mgr.Status(context.Background(), "default", model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+func versionState(t *testing.T, e *env, model string) residency.VersionStatus {
+	t.Helper()
+	rep := status(t, e, model)
+	if len(rep.Versions) != 1 {
+		t.Fatalf("%s: %d versions", model, len(rep.Versions))
+	}
+	return rep.Versions[0]
+}
+
+// TestEvictionUnderConcurrentTraffic: four models share a budget that holds two;
+// concurrent requests over all four evict and reload least recently used versions,
+// and none fails. The budget holds at every load.
+func TestEvictionUnderConcurrentTraffic(t *testing.T) {
+	const budgetBytes = 3 << 20 // mlp_medium costs ~1.3 MB: two fit, three do not
+	e := newEnvWith(t, nil, budget(budgetBytes))
+	models := []string{"a", "b", "c", "d"}
+	for _, m := range models {
+		e.push(t, "default", m, "mlp_medium")
+	}
+	const workers, each = 8, 40
+	var wg sync.WaitGroup
+	errc := make(chan error, workers*each)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				m := models[(w+i*(w+1))%len(models)]
+				resp, err := e.mgr.Infer(context.Background(), mediumReq(m))
+				if err == nil && (resp.ModelName != m || len(resp.Outputs) != 1 || resp.Outputs[0].Shape[1] != 10) {
+					err = fmt.Errorf("%s answered %+v", m, resp)
+				}
+				if err != nil {
+					errc <- err
+				}
+				if rep, err := e.mgr.Status(context.Background(), "default", ""); err != nil || rep.Memory.UsedBytes > budgetBytes {
+					errc <- fmt.Errorf("over budget: %v %+v", err, rep.Memory)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Error(err)
+	}
+	rep := status(t, e, "")
+	var evictions, loads int64
+	for _, v := range rep.Versions {
+		evictions += v.Evictions
+		loads += v.Loads
+		if v.MemoryBytes < 1_200_000 || v.MemoryBytes > 2<<20 {
+			t.Errorf("%s costs %d bytes; mlp_medium weighs 1.2 MB", v.Model, v.MemoryBytes)
+		}
+	}
+	if evictions == 0 || loads <= int64(len(models)) {
+		t.Fatalf("no eviction happened (evictions %d, loads %d): the test did not test", evictions, loads)
+	}
+	if rep.Memory.Resident > 2 || rep.Memory.UsedBytes > budgetBytes {
+		t.Fatalf("memory after the run: %+v", rep.Memory)
+	}
+}
+
+// TestVersionInUseIsNeverEvicted: while a request runs on the only resident
+// version, a load that needs its room waits; when the request ends the version
+// is evicted and the waiting request answered. Nobody fails.
+func TestVersionInUseIsNeverEvicted(t *testing.T) {
+	runs := newRunGate(true)
+	e := newEnvWith(t, runs, budget(2<<20)) // holds one mlp_medium
+	e.push(t, "default", "a", "mlp_medium")
+	e.push(t, "default", "b", "mlp_medium")
+	if _, err := e.mgr.Infer(context.Background(), mediumReq("a")); err != nil {
+		t.Fatal(err)
+	}
+	runs.set(false)
+	t.Cleanup(func() { runs.set(true) })
+	aDone := make(chan error, 1)
+	go func() { _, err := e.mgr.Infer(context.Background(), mediumReq("a")); aDone <- err }()
+	testutil.Eventually(t, 5*time.Second, func() bool { _, running, _ := runs.stats(); return running == 1 }, "a's request never ran")
+	bDone := make(chan error, 1)
+	go func() { _, err := e.mgr.Infer(context.Background(), mediumReq("b")); bDone <- err }()
+	testutil.Eventually(t, 5*time.Second, func() bool { return versionState(t, e, "b").State == residency.Loading }, "b never started loading")
+	if a := versionState(t, e, "a"); a.State != residency.Ready || a.InFlight != 1 {
+		t.Fatalf("a, with a request running: %+v", a)
+	}
+	runs.set(true)
+	if err := <-aDone; err != nil {
+		t.Fatalf("a's request: %v", err)
+	}
+	if err := <-bDone; err != nil {
+		t.Fatalf("b's request: %v", err)
+	}
+	a := versionState(t, e, "a")
+	if a.State != residency.Evicted || a.Evictions != 1 || !strings.Contains(a.Reason, "make room for b") {
+		t.Fatalf("a after b loaded: %+v", a)
+	}
+}
+
+// TestModelBiggerThanTheBudget: a version that cannot fit even alone gets a clear
+// error, reaches neither the runtime nor evicts anything.
+func TestModelBiggerThanTheBudget(t *testing.T) {
+	e := newEnvWith(t, nil, budget(1<<20))
+	e.push(t, "default", "small", "mlp")
+	e.push(t, "default", "big", "mlp_medium")
+	ctx := context.Background()
+	if _, err := e.mgr.Infer(ctx, &serving.InferRequest{Model: "small", Inputs: []*tensor.Tensor{f32("x", []int64{1, 4}, 1, 2, 3, 4)}}); err != nil {
+		t.Fatal(err)
+	}
+	loads := e.rt.loads.Load()
+	for range 3 {
+		_, err := e.mgr.Infer(ctx, mediumReq("big"))
+		msg := errs.PublicMessage(err)
+		if errs.KindOf(err) != errs.Unavailable || !strings.Contains(msg, "more than the whole memory budget of 1.0 MiB") || !strings.Contains(msg, "--memory-budget") {
+			t.Fatalf("want a clear budget error, got %v", err)
+		}
+	}
+	if got := e.rt.loads.Load(); got != loads {
+		t.Errorf("the runtime loaded the oversized model %d times", got-loads)
+	}
+	if s := versionState(t, e, "small"); s.State != residency.Ready || s.Evictions != 0 {
+		t.Errorf("small was disturbed: %+v", s)
+	}
+	if b := versionState(t, e, "big"); b.State != residency.Failed || !strings.Contains(b.Reason, "memory budget") {
+		t.Errorf("big: %+v", b)
+	}
+}
+
+// TestIdleUnloadReturnsItsMemoryCharge: scale to zero (fake clock) releases the
+// version's charge and says why in the status.
+func TestIdleUnloadReturnsItsMemoryCharge(t *testing.T) {
+	e := newEnvWith(t, nil, budget(64<<20))
+	ctx := context.Background()
+	e.push(t, "default", "m", "mlp_medium")
+	if _, err := e.reg.SetModelServing(ctx, "default", "m", idleCfg(time.Minute, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.mgr.Infer(ctx, mediumReq("m")); err != nil {
+		t.Fatal(err)
+	}
+	rep := status(t, e, "m")
+	if rep.Memory.UsedBytes != rep.Versions[0].MemoryBytes || rep.Memory.UsedBytes < 1_200_000 {
+		t.Fatalf("resident: %+v", rep)
+	}
+	e.now.Add(int64(2 * time.Minute))
+	if n := e.mgr.UnloadIdle(); n != 1 {
+		t.Fatalf("unloaded %d", n)
+	}
+	rep = status(t, e, "m")
+	v := rep.Versions[0]
+	if rep.Memory.UsedBytes != 0 || rep.Memory.Resident != 0 || v.State != residency.Idle || v.IdleUnloads != 1 || !strings.Contains(v.Reason, "idleTimeout") {
+		t.Fatalf("after idle unload: %+v", rep)
+	}
+	if v.MemoryBytes < 1_200_000 {
+		t.Errorf("the measured cost is forgotten after unload: %+v", v)
+	}
+}
+
+// TestInstancesFollowLoad: a burst of requests against one instance scales it up
+// within one sample (panic window); once the load is gone for a stable window
+// it scales back to min. Fake clock; requests held by a gate.
+func TestInstancesFollowLoad(t *testing.T) {
+	runs := newRunGate(true)
+	e := newEnvWith(t, runs, nil)
+	ctx := context.Background()
+	e.push(t, "default", "m", "mlp")
+	cfg := registry.ServingConfig{Instances: &registry.InstancesConfig{Min: 1, Max: 4, TargetConcurrency: 1, StableWindow: registry.Duration(10 * time.Second)}}
+	if _, err := e.reg.SetModelServing(ctx, "default", "m", cfg); err != nil {
+		t.Fatal(err)
+	}
+	req := &serving.InferRequest{Model: "m", Inputs: []*tensor.Tensor{f32("x", []int64{1, 4}, 1, 2, 3, 4)}}
+	if _, err := e.mgr.Infer(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	tick := func() { e.now.Add(int64(500 * time.Millisecond)); e.mgr.Autoscale() }
+	tick()
+	if v := versionState(t, e, "m"); v.Instances != 1 || v.MinInstances != 1 || v.MaxInstances != 4 {
+		t.Fatalf("idle: %+v", v)
+	}
+
+	runs.set(false)
+	t.Cleanup(func() { runs.set(true) }) // before the manager closes, should the test fail
+	const burst = 8                      // with the idle sample, a panic-window average of 4
+	done := make(chan error, burst)
+	for range burst {
+		go func() { _, err := e.mgr.Infer(ctx, req); done <- err }()
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return versionState(t, e, "m").InFlight == burst }, "the burst never arrived")
+	if _, running, _ := runs.stats(); running != 1 {
+		t.Fatalf("one instance runs %d calls", running)
+	}
+	tick()
+	if v := versionState(t, e, "m"); v.Instances != 4 {
+		t.Fatalf("after a burst of %d: %d instances, want max 4", burst, v.Instances)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { _, running, _ := runs.stats(); return running == 4 }, "the new instances never ran the queued requests")
+	runs.set(true)
+	for range burst {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Quiet: the panic window holds the count for one stable window, then the
+	// stable average decays and the count falls to min.
+	tick()
+	if v := versionState(t, e, "m"); v.Instances != 4 {
+		t.Fatalf("scaled down at once after the burst (panic mode must hold): %d", v.Instances)
+	}
+	for range 60 { // 30 s of samples: past the panic hold and a whole stable window
+		tick()
+	}
+	if v := versionState(t, e, "m"); v.Instances != 1 {
+		t.Fatalf("after a quiet stable window: %d instances, want min 1", v.Instances)
+	}
+}
+
+// TestVersionSwitchUnderLoad: moving the champion alias while requests flow
+// keeps the old version answering until the new one is loaded (here held on
+// purpose); then every request goes to the new one. No request fails or waits
+// for the load.
+func TestVersionSwitchUnderLoad(t *testing.T) {
+	e := newEnvWith(t, nil, nil)
+	ctx := context.Background()
+	e.push(t, "default", "m", "mlp", "champion")
+	e.push(t, "default", "m", "mlp")
+	req := func() *serving.InferRequest {
+		return &serving.InferRequest{Model: "m", Inputs: []*tensor.Tensor{f32("x", []int64{1, 4}, 1, 2, 3, 4)}}
+	}
+	if resp, err := e.mgr.Infer(ctx, req()); err != nil || resp.ModelVersion != "1" {
+		t.Fatalf("before: %v %+v", err, resp)
+	}
+	e.rt.gate = make(chan struct{}) // hold the next load
+	var (
+		mu       sync.Mutex
+		answered = map[string]int{}
+		failed   []error
+		cold     int
+		back     int // answers from 1 after the same client got one from 2
+	)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			switched := false
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := e.mgr.Infer(ctx, req())
+				mu.Lock()
+				if err != nil {
+					failed = append(failed, err)
+				} else {
+					answered[resp.ModelVersion]++
+					if resp.ColdStart > 0 {
+						cold++
+					}
+					if switched && resp.ModelVersion == "1" {
+						back++
+					}
+					switched = switched || resp.ModelVersion == "2"
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	count := func(v string) int { mu.Lock(); defer mu.Unlock(); return answered[v] }
+	testutil.Eventually(t, 5*time.Second, func() bool { return count("1") > 100 }, "no traffic")
+	if err := e.reg.SetAlias(ctx, "default", "m", "champion", 2); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return e.rt.loads.Load() == 2 }, "version 2 never started loading")
+	before := count("1")
+	testutil.Eventually(t, 5*time.Second, func() bool { return count("1") > before+100 }, "version 1 stopped answering while 2 loads")
+	if count("2") != 0 {
+		t.Fatal("version 2 answered before its load finished")
+	}
+	close(e.rt.gate)
+	testutil.Eventually(t, 5*time.Second, func() bool { return count("2") > 300 }, "traffic never moved to version 2")
+	close(stop)
+	wg.Wait()
+	if len(failed) > 0 {
+		t.Fatalf("%d requests failed during the switch, first: %v", len(failed), failed[0])
+	}
+	if back != 0 {
+		t.Errorf("%d answers came from version 1 after the same client had one from version 2", back)
+	}
+	if cold != 0 {
+		t.Errorf("%d requests waited for a load during the switch", cold)
+	}
+}
+
+// TestWarmupRunsBeforeReady: warm-up requests run before the version serves, so
+// the first request's run is not the first run.
+func TestWarmupRunsBeforeReady(t *testing.T) {
+	runs := newRunGate(true)
+	e := newEnvWith(t, runs, nil)
+	ctx := context.Background()
+	e.push(t, "default", "m", "multi_io")
+	if _, err := e.reg.SetModelServing(ctx, "default", "m", registry.ServingConfig{Warmup: &registry.WarmupConfig{Runs: 3, BatchSize: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	ready, err := e.mgr.ModelReady(ctx, "default", "m", "")
+	if err != nil || !ready {
+		t.Fatal(ready, err)
+	}
+	if err := e.mgr.LoadModel(ctx, "default", "m"); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, _ := runs.stats(); n != 3 {
+		t.Fatalf("%d warm-up runs before ready, want 3", n)
+	}
+}

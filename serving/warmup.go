@@ -1,0 +1,64 @@
+package serving
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nimbus-ai/nimbus/registry"
+	"github.com/nimbus-ai/nimbus/runtime"
+	"github.com/nimbus-ai/nimbus/tensor"
+)
+
+// warmUp runs the version's warm-up requests (serving.warmup) before it is
+// marked ready, so the first user request does not pay for first-run setup.
+func warmUp(ctx context.Context, model runtime.Model, cfg registry.ServingConfig) error {
+	runs, rows := cfg.WarmupRuns()
+	if runs == 0 {
+		return nil
+	}
+	inputs, err := warmupInputs(model.Signature(), rows)
+	if err != nil {
+		return err
+	}
+	for i := range runs {
+		if _, err := model.Run(ctx, inputs, nil); err != nil {
+			return fmt.Errorf("warm-up request %d of %d failed: %w", i+1, runs, err)
+		}
+	}
+	return nil
+}
+
+// warmupInputs builds zero-valued inputs from a signature: the first dynamic dim
+// is rows, other dynamic dims 1; strings are empty.
+func warmupInputs(sig tensor.Signature, rows int) ([]*tensor.Tensor, error) {
+	inputs := make([]*tensor.Tensor, 0, len(sig.Inputs))
+	for _, spec := range sig.Inputs {
+		if spec.Shape == nil {
+			return nil, fmt.Errorf("warm-up: input %s declares no shape to build a request from", spec.Name)
+		}
+		shape := make([]int64, len(spec.Shape))
+		n := int64(1)
+		for i, d := range spec.Shape {
+			switch {
+			case d >= 0:
+				shape[i] = d
+			case i == 0:
+				shape[i] = int64(rows)
+			default:
+				shape[i] = 1
+			}
+			n *= shape[i]
+		}
+		t := &tensor.Tensor{Name: spec.Name, DataType: spec.DataType, Shape: shape}
+		if spec.DataType == tensor.Bytes {
+			t.Strings = make([][]byte, n)
+			for i := range t.Strings {
+				t.Strings[i] = []byte{}
+			}
+		} else {
+			t.Data = make([]byte, n*int64(spec.DataType.Size()))
+		}
+		inputs = append(inputs, t)
+	}
+	return inputs, nil
+}
