@@ -70,6 +70,8 @@ type Options struct {
 	UploadDir string
 	// UploadTTL is how long an upload may sit idle before it is discarded.
 	UploadTTL time.Duration
+	// Residency answers the status routes; nil answers them with 503.
+	Residency Residency
 }
 
 func (o *Options) setDefaults() {
@@ -119,11 +121,13 @@ func NewHandler(reg Registry, opts Options) http.Handler {
 		{"POST /api/v1/gc", a.gc},
 
 		{"GET " + nsp + "/models", a.listModels},
+		{"GET " + nsp + "/status", a.status},
 		{"GET " + mp, a.getModel},
 		{"PATCH " + mp, a.patchModel},
 		{"DELETE " + mp, a.deleteModel},
 		{"GET " + mp + "/serving", a.getServing},
 		{"PUT " + mp + "/serving", a.putServing},
+		{"GET " + mp + "/status", a.status},
 
 		{"GET " + mp + "/versions", a.listVersions},
 		{"POST " + mp + "/versions", a.createVersion},

@@ -187,7 +187,7 @@ func TestAliasDeleteConfigGC(t *testing.T) {
 	}
 
 	want := "MODEL  churn\nthreads         1 (default)\ninterOpThreads  1 (default)\nbatching        off\n" +
-		"instances       max=1 (default)\nmaxQueueSize    1024 (default)\ntimeout         none\nidleTimeout     15m0s (default)\n"
+		"instances       max=1 (default)\nmaxQueueSize    1024 (default)\ntimeout         none\nidleTimeout     15m0s (default)\nwarmup          off\n"
 	if out := cli(t, srv, "models", "config", "churn"); out != want {
 		t.Errorf("config show:\n%s\nwant:\n%s", out, want)
 	}

@@ -31,6 +31,8 @@ type servingFlags struct {
 	noBatching                   bool
 	instances, minInstances      int
 	targetConcurrency            int
+	stableWindow                 durationValue
+	warmupRuns, warmupBatchSize  int
 	maxQueueSize                 int
 	timeout                      durationValue
 	idleTimeout                  durationValue
@@ -46,15 +48,19 @@ func (sf *servingFlags) register(f *pflag.FlagSet) {
 	f.Var(&sf.maxQueueDelay, "max-queue-delay", "dynamic batching: most a request waits for batch-mates, e.g. 2ms")
 	f.Var(&sf.preferred, "preferred-batch-sizes", `dynamic batching: increasing sizes to cut batches at, e.g. 16,32 ("" clears)`)
 	f.BoolVar(&sf.noBatching, "no-batching", false, "turn dynamic batching off (removes the batching settings)")
-	f.IntVar(&sf.instances, "instances", 0, "execution instances of each version (instances.max; 0: default, 1)")
-	f.IntVar(&sf.minInstances, "min-instances", 0, "fewest execution instances (instances.min, for autoscaling)")
-	f.IntVar(&sf.targetConcurrency, "target-concurrency", 0, "requests in flight per instance to scale at (instances.targetConcurrency)")
+	f.IntVar(&sf.instances, "instances", 0, "most execution instances of each version (instances.max; above --min-instances the count follows load)")
+	f.IntVar(&sf.minInstances, "min-instances", 0, "fewest execution instances (instances.min; 1 or more also keeps the version loaded when idle)")
+	f.IntVar(&sf.targetConcurrency, "target-concurrency", 0, "requests in flight one instance should carry (instances.targetConcurrency; 0: default, 1)")
+	f.Var(&sf.stableWindow, "stable-window", "autoscaler averaging window, e.g. 30s (instances.stableWindow; 0s: default 1m); a tenth of it is the panic window")
+	f.IntVar(&sf.warmupRuns, "warmup-runs", 0, "warm-up requests built from the signature before a loaded version serves (0 with no --warmup-batch-size: off)")
+	f.IntVar(&sf.warmupBatchSize, "warmup-batch-size", 0, "rows of each warm-up request (default 1)")
 	f.IntVar(&sf.maxQueueSize, "max-queue-size", 0, fmt.Sprintf("most requests waiting for an instance before shedding (0: default, %d)", registry.DefaultMaxQueueSize))
 	f.Var(&sf.timeout, "timeout", "default request timeout, queueing included, e.g. 500ms or 5s (0s: none)")
 	f.Var(&sf.idleTimeout, "idle-timeout", "unload the version after this long without traffic (scale to zero; 0s: default 15m; --min-instances 1 keeps it)")
 	sf.batchingFlags = []string{"max-batch-size", "max-queue-delay", "preferred-batch-sizes"}
 	sf.settingsFlags = []string{"threads", "inter-op-threads", "max-batch-size", "max-queue-delay", "preferred-batch-sizes",
-		"no-batching", "instances", "min-instances", "target-concurrency", "max-queue-size", "timeout", "idle-timeout"}
+		"no-batching", "instances", "min-instances", "target-concurrency", "stable-window", "max-queue-size", "timeout", "idle-timeout",
+		"warmup-runs", "warmup-batch-size"}
 }
 
 // given lists the flags among names that were set on the command line.
@@ -117,7 +123,7 @@ func (sf *servingFlags) apply(s *registry.ServingConfig, inherited *registry.Ser
 		}
 		s.Batching = b
 	}
-	if f.Changed("instances") || f.Changed("min-instances") || f.Changed("target-concurrency") {
+	if f.Changed("instances") || f.Changed("min-instances") || f.Changed("target-concurrency") || f.Changed("stable-window") {
 		in := cloneInstances(s.Instances)
 		if in == nil && inherited != nil {
 			in = cloneInstances(inherited.Instances)
@@ -134,6 +140,9 @@ func (sf *servingFlags) apply(s *registry.ServingConfig, inherited *registry.Ser
 		if f.Changed("target-concurrency") {
 			in.TargetConcurrency = sf.targetConcurrency
 		}
+		if f.Changed("stable-window") {
+			in.StableWindow = sf.stableWindow.d
+		}
 		if *in == (registry.InstancesConfig{}) && inherited == nil {
 			in = nil // all defaults
 		}
@@ -147,6 +156,22 @@ func (sf *servingFlags) apply(s *registry.ServingConfig, inherited *registry.Ser
 	}
 	if f.Changed("idle-timeout") {
 		s.IdleTimeout = sf.idleTimeout.d
+	}
+	if f.Changed("warmup-runs") || f.Changed("warmup-batch-size") {
+		w := &registry.WarmupConfig{}
+		if s.Warmup != nil {
+			*w = *s.Warmup
+		}
+		if f.Changed("warmup-runs") {
+			w.Runs = sf.warmupRuns
+		}
+		if f.Changed("warmup-batch-size") {
+			w.BatchSize = sf.warmupBatchSize
+		}
+		if *w == (registry.WarmupConfig{}) {
+			w = nil // --warmup-runs 0: off
+		}
+		s.Warmup = w
 	}
 	return nil
 }
@@ -306,6 +331,16 @@ var servingRows = []struct {
 	{"idleTimeout", func(s registry.ServingConfig, o bool) string {
 		return showDuration(s.IdleTimeout, registry.DefaultIdleTimeout.String()+" (default)", o)
 	}},
+	{"warmup", func(s registry.ServingConfig, o bool) string {
+		if s.Warmup == nil {
+			if o {
+				return "-"
+			}
+			return "off"
+		}
+		runs, rows := s.WarmupRuns()
+		return fmt.Sprintf("runs=%d batchSize=%d", runs, rows)
+	}},
 }
 
 // showDuration renders a duration setting: its value, "-" for an unset override,
@@ -391,6 +426,9 @@ func formatInstances(in *registry.InstancesConfig) string {
 	}
 	if in.TargetConcurrency != 0 {
 		parts = append(parts, "targetConcurrency="+strconv.Itoa(in.TargetConcurrency))
+	}
+	if in.StableWindow != 0 {
+		parts = append(parts, "stableWindow="+in.StableWindow.String())
 	}
 	return strings.Join(parts, " ")
 }

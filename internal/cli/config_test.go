@@ -45,6 +45,7 @@ instances       max=1 (default)
 maxQueueSize    1024 (default)
 timeout         none
 idleTimeout     15m0s (default)
+warmup          off
 `,
 		},
 		{
@@ -58,6 +59,7 @@ instances       max=1 (default)
 maxQueueSize    1024 (default)
 timeout         none
 idleTimeout     15m0s (default)
+warmup          off
 `,
 			wantView: &servingView{Model: "churn", Serving: registry.ServingConfig{Batching: batching},
 				Effective: registry.ServingConfig{Threads: 1, InterOpThreads: 1, Batching: batching}},
@@ -115,7 +117,19 @@ instances       min=1 max=2 targetConcurrency=8
 maxQueueSize    256
 timeout         none
 idleTimeout     15m0s (default)
+warmup          off
 `,
+		},
+		{
+			name:   "autoscaling window and warm-up",
+			args:   []string{"--instances", "4", "--stable-window", "30s", "--warmup-runs", "2", "--warmup-batch-size", "8"},
+			outHas: "\ninstances       max=4 stableWindow=30s\nmaxQueueSize    1024 (default)\ntimeout         none\nidleTimeout     15m0s (default)\nwarmup          runs=2 batchSize=8\n",
+		},
+		{
+			name:   "warm-up off again",
+			setup:  [][]string{{"--warmup-runs", "2"}},
+			args:   []string{"--warmup-runs", "0"},
+			outHas: "\nwarmup          off\n",
 		},
 		{
 			name:   "version override starts from the model's batching",
@@ -136,6 +150,7 @@ instances       max=2                                                          -
 maxQueueSize    1024 (default)                                                 -          1024 (default)
 timeout         none                                                           1s         1s
 idleTimeout     15m0s (default)                                                -          15m0s (default)
+warmup          off                                                            -          off
 `,
 		},
 		{

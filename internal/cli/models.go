@@ -31,6 +31,7 @@ func (a *app) modelsCommand() *cobra.Command {
 		a.pushCommand(),
 		a.listCommand(),
 		a.getCommand(),
+		a.statusCommand(),
 		alias,
 		a.deleteCommand(),
 		a.configCommand(),
