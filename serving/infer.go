@@ -114,7 +114,7 @@ func (m *Manager) acquireServing(ctx context.Context, ns, model, ref string, v r
 	}
 	rk := refKey{ns, model, ref}
 	if p, ok := m.lastServed.Load(rk); ok {
-		if prev := p.(*instance); prev.key.version != v.Version {
+		if prev := p.(versionKey); prev.version != v.Version {
 			if inst := m.stayOn(prev, v); inst != nil {
 				return inst, 0, nil
 			}
@@ -124,15 +124,16 @@ func (m *Manager) acquireServing(ctx context.Context, ns, model, ref string, v r
 	if err != nil {
 		return nil, waited, err
 	}
-	if p, ok := m.lastServed.Load(rk); !ok || p.(*instance) != inst {
-		m.lastServed.Store(rk, inst)
+	if p, ok := m.lastServed.Load(rk); !ok || p.(versionKey) != inst.key {
+		m.lastServed.Store(rk, inst.key)
 	}
 	return inst, waited, nil
 }
 
-// stayOn returns prev, acquired, while next — the version its reference moved to
-// — is loading or failed to load; nil once next is ready or prev is gone.
-func (m *Manager) stayOn(prev *instance, next registry.Version) *instance {
+// stayOn returns the instance of prev, acquired, while next — the version its
+// reference moved to — is loading or failed to load; nil once next is ready or
+// prev is no longer resident.
+func (m *Manager) stayOn(prev versionKey, next registry.Version) *instance {
 	ni, err := m.instanceFor(versionKey{next.Namespace, next.Model, next.Version}, next, false)
 	if err != nil {
 		return nil
@@ -144,16 +145,28 @@ func (m *Manager) stayOn(prev *instance, next registry.Version) *instance {
 		}
 	default:
 	}
-	prev.run.RLock()
 	m.mu.RLock()
-	resident := !prev.closed && m.loaded[prev.key] == prev && !m.unloaded[modelKey{prev.key.ns, prev.key.model}]
+	pi, ok := m.loaded[prev]
+	ok = ok && !m.unloaded[modelKey{prev.ns, prev.model}]
 	m.mu.RUnlock()
-	if !resident {
-		prev.run.RUnlock()
+	if !ok {
 		return nil
 	}
-	prev.lastUsed.Store(m.opts.Now().UnixNano())
-	return prev
+	select {
+	case <-pi.ready:
+		if pi.err != nil {
+			return nil
+		}
+	default:
+		return nil
+	}
+	pi.run.RLock()
+	if pi.closed {
+		pi.run.RUnlock()
+		return nil
+	}
+	pi.lastUsed.Store(m.opts.Now().UnixNano())
+	return pi
 }
 
 func isVersionNumber(ref string) bool {

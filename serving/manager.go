@@ -106,7 +106,7 @@ type Manager struct {
 	measure sync.RWMutex
 
 	records    sync.Map // versionKey -> *record: residency history, kept across unloads
-	lastServed sync.Map // refKey -> *instance that last answered an alias or default ref
+	lastServed sync.Map // refKey -> versionKey that last answered an alias or default ref
 	trimming   atomic.Bool
 	scaleMu    sync.Mutex // serializes Autoscale
 }
@@ -196,7 +196,7 @@ func (m *Manager) Invalidate(ns, model string) {
 	m.refs.invalidate(modelKey{ns, model})
 	m.lastServed.Range(func(k, p any) bool {
 		if rk := k.(refKey); rk.ns == ns && rk.model == model {
-			m.preload(rk, p.(*instance))
+			m.preload(rk, p.(versionKey))
 		}
 		return true
 	})
@@ -204,21 +204,22 @@ func (m *Manager) Invalidate(ns, model string) {
 
 // preload loads what rk resolves to now, if that moved away from prev and prev
 // is still resident.
-func (m *Manager) preload(rk refKey, prev *instance) {
+func (m *Manager) preload(rk refKey, prev versionKey) {
 	m.mu.RLock()
-	live := !m.closed && m.loaded[prev.key] == prev
+	_, live := m.loaded[prev]
+	live = live && !m.closed
 	m.mu.RUnlock()
 	if !live {
 		return
 	}
 	go func() {
 		v, err := m.resolve(context.Background(), rk.ns, rk.model, rk.ref)
-		if err != nil || v.Version == prev.key.version {
+		if err != nil || v.Version == prev.version {
 			return
 		}
 		if _, err := m.instanceFor(versionKey{v.Namespace, v.Model, v.Version}, v, false); err == nil {
 			m.log.Info("reference moved; loading its new version while the old one serves",
-				"namespace", rk.ns, "model", rk.model, "ref", rk.ref, "from", prev.key.version, "to", v.Version)
+				"namespace", rk.ns, "model", rk.model, "ref", rk.ref, "from", prev.version, "to", v.Version)
 		}
 	}()
 }
