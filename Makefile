@@ -6,7 +6,7 @@ LDFLAGS  := -X github.com/nimbus-ai/nimbus/internal/cli.Version=$(VERSION)
 ARGS     ?=
 FUZZTIME ?= 10s
 
-.PHONY: all setup build run test test-short fuzz bench models lint clean
+.PHONY: all setup build run test test-short fuzz bench bench-serverless models lint clean
 
 all: build
 
@@ -32,6 +32,9 @@ fuzz: ## run each fuzz target for FUZZTIME (default 10s)
 
 bench: setup build ## benchmarks; see docs/BENCHMARKS.md
 	@bench/run.sh
+
+bench-serverless: setup build ## serverless benchmarks: cold start, density, memory return (~2 min); see docs/BENCHMARKS.md
+	@BENCH_COMMAND="make bench-serverless" bench/serverless.sh
 
 models: ## regenerate the test models (needs Debian's python3-onnx)
 	/usr/bin/python3 testdata/models/gen_models.py
