@@ -4,8 +4,10 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nimbus-ai/nimbus/config"
@@ -56,12 +58,31 @@ func (m *Manager) recordData(k versionKey) recordData {
 	return rec.d
 }
 
+// DefaultMemory is the meter a Manager uses unless Options.Memory says otherwise.
+func DefaultMemory() MemoryMeter { return nativeMemory{} }
+
 // nativeMemory measures the C allocator ONNX Runtime allocates from.
 type nativeMemory struct{}
 
 func (nativeMemory) InUse() (int64, bool) { return memstat.NativeInUse() }
-func (nativeMemory) Trim()                { memstat.Trim() }
-func (nativeMemory) RSS() int64           { return memstat.RSS() }
+
+// Trim returns the C allocator's free memory to the system and, at most every
+// goReleaseEvery, the Go heap's free pages (the artifact bytes read for loads),
+// which takes a full collection; between those Go's scavenger returns them
+// gradually.
+func (nativeMemory) Trim() {
+	memstat.Trim()
+	if now := time.Now().UnixNano(); now-lastGoRelease.Load() >= int64(goReleaseEvery) {
+		lastGoRelease.Store(now)
+		debug.FreeOSMemory()
+	}
+}
+
+const goReleaseEvery = 30 * time.Second
+
+var lastGoRelease atomic.Int64
+
+func (nativeMemory) RSS() int64 { return memstat.RSS() }
 
 // loadOverhead is charged on top of the artifact size until a first load has
 // measured what an artifact really costs (a session's fixed part: 60–120 KiB
@@ -250,15 +271,41 @@ func (m *Manager) settleCost(inst *instance, cost int64) {
 	}
 }
 
+// trimEvery spaces the trims: a trim walks the whole C heap and collects the Go
+// heap, and under eviction churn (hundreds of unloads a second) trimming after
+// each would take a core. Memory comes back within trimEvery of an unload.
+const trimEvery = time.Second
+
 // trimSoon has the allocator return freed memory to the system, in the
-// background; requests that arrive while a trim runs share it.
+// background, at most every trimEvery; unloads in between share one trim. Not
+// while shutting down: the process returns everything when it exits.
 func (m *Manager) trimSoon() {
-	if m.trimming.CompareAndSwap(false, true) {
-		go func() {
-			defer m.trimming.Store(false)
-			m.opts.Memory.Trim()
-		}()
+	m.mu.RLock()
+	closed := m.closed
+	m.mu.RUnlock()
+	if closed {
+		return
 	}
+	m.trimPending.Store(true)
+	if !m.trimming.CompareAndSwap(false, true) {
+		return // the running trimmer will see trimPending
+	}
+	go func() {
+		for {
+			time.Sleep(trimEvery)
+			m.trimPending.Store(false)
+			m.opts.Memory.Trim()
+			if m.trimPending.Load() {
+				continue
+			}
+			m.trimming.Store(false)
+			// An unload between the check and the store found trimming set and left
+			// its trim to us: take it back unless another trimmer started.
+			if !m.trimPending.Load() || !m.trimming.CompareAndSwap(false, true) {
+				return
+			}
+		}
+	}()
 }
 
 // Status reports the residency of every version of model (every model in the
