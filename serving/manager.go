@@ -105,10 +105,12 @@ type Manager struct {
 	costs   map[string]int64
 	measure sync.RWMutex
 
-	records    sync.Map // versionKey -> *record: residency history, kept across unloads
-	lastServed sync.Map // refKey -> versionKey that last answered an alias or default ref
-	trimming   atomic.Bool
-	scaleMu    sync.Mutex // serializes Autoscale
+	records    sync.Map    // versionKey -> *record: residency history, kept across unloads
+	lastServed sync.Map    // refKey -> versionKey that last answered an alias or default ref
+	trimming   atomic.Bool // a trimmer goroutine runs
+	// trimPending: an unload happened since the running trimmer's last trim.
+	trimPending atomic.Bool
+	scaleMu     sync.Mutex // serializes Autoscale
 }
 
 // NewManager builds a Manager.

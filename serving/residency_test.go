@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -347,5 +348,39 @@ func TestWarmupRunsBeforeReady(t *testing.T) {
 	}
 	if n, _, _ := runs.stats(); n != 3 {
 		t.Fatalf("%d warm-up runs before ready, want 3", n)
+	}
+}
+
+// countingMeter is the real meter with its trims counted.
+type countingMeter struct {
+	serving.MemoryMeter
+	trims atomic.Int32
+}
+
+func (c *countingMeter) Trim() { c.trims.Add(1); c.MemoryMeter.Trim() }
+
+// TestUnloadsTrimMemoryInTheBackground: unloads give memory back through one
+// coalesced trim; shutting down does not trim.
+func TestUnloadsTrimMemoryInTheBackground(t *testing.T) {
+	meter := &countingMeter{MemoryMeter: serving.DefaultMemory()}
+	e := newEnvWith(t, nil, func(o *serving.Options) { o.Memory = meter })
+	ctx := context.Background()
+	for _, m := range []string{"a", "b", "c"} {
+		e.push(t, "default", m, "mlp")
+		if _, err := e.mgr.Infer(ctx, &serving.InferRequest{Model: m, Inputs: []*tensor.Tensor{f32("x", []int64{1, 4}, 1, 2, 3, 4)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := meter.trims.Load(); n != 0 {
+		t.Fatalf("%d trims before any unload", n)
+	}
+	for _, m := range []string{"a", "b", "c"} {
+		if err := e.mgr.UnloadModel(ctx, "default", m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return meter.trims.Load() >= 1 }, "no trim after unloads")
+	if n := meter.trims.Load(); n > 2 {
+		t.Errorf("%d trims for three unloads in a row: not coalesced", n)
 	}
 }
