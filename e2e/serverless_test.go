@@ -69,6 +69,9 @@ func TestServerlessThroughTheAPIAndCLI(t *testing.T) {
 	if n := metricValue(t, srv.URL, `nimbus_cold_starts_total{namespace="default"}`); n != 2 {
 		t.Errorf("nimbus_cold_starts_total = %v", n)
 	}
+	if n := metricValue(t, srv.URL, "nimbus_models_loaded "); n != 1 {
+		t.Errorf("nimbus_models_loaded = %v after an eviction, want 1", n)
+	}
 	if n := metricValue(t, srv.URL, "nimbus_memory_budget_bytes"); n != 2<<20 {
 		t.Errorf("nimbus_memory_budget_bytes = %v", n)
 	}

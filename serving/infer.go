@@ -113,18 +113,17 @@ func (m *Manager) acquireServing(ctx context.Context, ns, model, ref string, v r
 		return m.acquire(ctx, v, true)
 	}
 	rk := refKey{ns, model, ref}
-	if p, ok := m.lastServed.Load(rk); ok {
-		if prev := p.(versionKey); prev.version != v.Version {
-			if inst := m.stayOn(prev, v); inst != nil {
-				return inst, 0, nil
-			}
+	p, seen := m.lastServed.Load(rk)
+	if seen && p.(versionKey).version != v.Version {
+		if inst := m.stayOn(p.(versionKey), v); inst != nil {
+			return inst, 0, nil
 		}
 	}
 	inst, waited, err := m.acquire(ctx, v, true)
 	if err != nil {
 		return nil, waited, err
 	}
-	if p, ok := m.lastServed.Load(rk); !ok || p.(versionKey) != inst.key {
+	if !seen || p.(versionKey) != inst.key {
 		m.lastServed.Store(rk, inst.key)
 	}
 	return inst, waited, nil

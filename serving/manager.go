@@ -98,6 +98,10 @@ type Manager struct {
 	// Memory budget (guarded by mu): used is what resident and loading versions
 	// are charged (instance.cost).
 	used int64
+	// readyN and readyBytes count the loaded versions and their artifact bytes
+	// (the nimbus_models_loaded* gauges), kept as versions load and leave.
+	readyN     int
+	readyBytes int64
 	// costs maps an artifact's sha256 to its measured cost; measure serializes
 	// first loads (exclusive) against every other load (shared), since an
 	// allocator delta taken while another load runs would count both.
@@ -167,9 +171,9 @@ type instance struct {
 	loadedAt time.Time    // set before ready closes
 
 	// Guarded by Manager.mu.
-	cost      int64 // bytes charged to the memory budget
-	detached  bool  // removed from Manager.loaded; its cost is released
-	transient bool  // err is not remembered: the next request loads again
+	cost     int64 // bytes charged to the memory budget
+	detached bool  // removed from Manager.loaded; its cost is released
+	counted  bool  // loaded and counted in Manager.readyN
 
 	scale scaler // touched only by Autoscale
 }
@@ -248,14 +252,6 @@ func (m *Manager) acquire(ctx context.Context, v registry.Version, onDemand bool
 			}
 		}
 		if inst.err != nil {
-			if !inst.transient && m.opts.Now().Sub(inst.failedAt) >= m.opts.FailedRetryAfter {
-				m.mu.Lock()
-				if m.loaded[key] == inst {
-					m.dropLocked(inst)
-				}
-				m.mu.Unlock()
-				continue
-			}
 			return nil, waited, inst.err
 		}
 		inst.run.RLock()
@@ -270,13 +266,25 @@ func (m *Manager) acquire(ctx context.Context, v registry.Version, onDemand bool
 
 func (inst *instance) release() { inst.run.RUnlock() }
 
-// instanceFor returns the instance of v, starting its load if it has none. The
-// common case — resident and current — takes the manager's lock shared only.
+// retryDue reports whether inst's load failed at least FailedRetryAfter ago.
+func (m *Manager) retryDue(inst *instance) bool {
+	select {
+	case <-inst.ready:
+		return inst.err != nil && m.opts.Now().Sub(inst.failedAt) >= m.opts.FailedRetryAfter
+	default:
+		return false
+	}
+}
+
+// instanceFor returns the instance of v, starting its load if it has none — or
+// if its last load failed more than FailedRetryAfter ago (until then the failure
+// is the answer: a broken artifact causes no load storm). The common case —
+// resident and current — takes the manager's lock shared only.
 func (m *Manager) instanceFor(key versionKey, v registry.Version, onDemand bool) (*instance, error) {
 	mk := modelKey{key.ns, key.model}
 	m.mu.RLock()
 	inst, ok := m.loaded[key]
-	if ok && !m.closed && !m.unloaded[mk] && inst.version.SHA256 == v.SHA256 {
+	if ok && !m.closed && !m.unloaded[mk] && inst.version.SHA256 == v.SHA256 && !m.retryDue(inst) {
 		m.mu.RUnlock()
 		return inst, nil
 	}
@@ -292,12 +300,13 @@ func (m *Manager) instanceFor(key versionKey, v registry.Version, onDemand bool)
 		return nil, errs.New(errs.Unavailable, "model %q is unloaded; load it with POST /v2/repository/models/%s/load", key.model, key.model)
 	}
 	inst, ok = m.loaded[key]
-	if ok && inst.version.SHA256 == v.SHA256 {
+	if ok && inst.version.SHA256 == v.SHA256 && !m.retryDue(inst) {
 		m.mu.Unlock()
 		return inst, nil
 	}
-	// Not resident, or a deleted and re-created version number: never serve
-	// stale bytes; close the old instance once its requests finish.
+	// Not resident, failed long enough ago, or a deleted and re-created version
+	// number (never serve stale bytes): replace it, closing the old instance once
+	// its requests finish.
 	stale := inst
 	if stale != nil {
 		m.dropLocked(stale)
@@ -342,7 +351,6 @@ func (m *Manager) load(inst *instance) {
 			return err
 		}
 		if err := m.reserve(inst, cost); err != nil {
-			inst.transient = errs.RetryAfterOf(err) > 0
 			return err
 		}
 		model, cost, err := m.loadMeasured(ctx, rt, v, cfg, cost, measured)
@@ -373,15 +381,23 @@ func (m *Manager) load(inst *instance) {
 		m.mu.Lock()
 		m.used -= inst.cost
 		inst.cost = 0
-		if inst.transient && m.loaded[inst.key] == inst {
-			m.dropLocked(inst) // the next request tries again at once
+		if errs.RetryAfterOf(err) > 0 && m.loaded[inst.key] == inst {
+			m.dropLocked(inst) // no room for now: the next request tries again at once
 		}
 		m.mu.Unlock()
 		m.record(inst.key).update(func(r *recordData) { r.state, r.reason = residency.Failed, errs.PublicMessage(err) })
 		log.Error("model load failed", "err", err)
 	} else {
+		m.mu.Lock()
+		cost := inst.cost
+		if !inst.detached {
+			inst.counted = true
+			m.readyN++
+			m.readyBytes += v.Size
+		}
+		m.mu.Unlock()
 		m.record(inst.key).update(func(r *recordData) { r.loads++; r.loadDuration = took; r.state, r.reason = "", "" })
-		log.Info("model loaded", "duration", took.Round(time.Microsecond), "memory", inst.cost, "sha256", v.SHA256)
+		log.Info("model loaded", "duration", took.Round(time.Microsecond), "memory", cost, "sha256", v.SHA256)
 	}
 	close(inst.ready)
 	m.updateLoadedGauge()
@@ -399,20 +415,12 @@ func (m *Manager) servingConfig(ctx context.Context, v registry.Version) registr
 	return cfg.Merge(v.Serving)
 }
 
+// updateLoadedGauge publishes the resident-set gauges from the counts kept as
+// versions load and leave.
 func (m *Manager) updateLoadedGauge() {
-	m.mu.Lock()
-	n, bytes, used := 0, int64(0), m.used
-	for _, inst := range m.loaded {
-		select {
-		case <-inst.ready:
-			if inst.err == nil {
-				n++
-				bytes += inst.version.Size
-			}
-		default:
-		}
-	}
-	m.mu.Unlock()
+	m.mu.RLock()
+	n, bytes, used := m.readyN, m.readyBytes, m.used
+	m.mu.RUnlock()
 	m.metrics.SetLoaded(n, bytes)
 	m.metrics.SetMemory(m.opts.MemoryBudget, used)
 }
@@ -707,6 +715,11 @@ func (m *Manager) dropLocked(inst *instance) {
 		inst.detached = true
 		m.used -= inst.cost
 		inst.cost = 0
+	}
+	if inst.counted {
+		inst.counted = false
+		m.readyN--
+		m.readyBytes -= inst.version.Size
 	}
 }
 

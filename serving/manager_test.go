@@ -57,6 +57,7 @@ type runGate struct {
 	open          bool
 	runs, running int
 	peak          int
+	fail          error // if set, runs fail with it
 }
 
 func newRunGate(open bool) *runGate {
@@ -92,12 +93,16 @@ func (m *heldModel) Run(ctx context.Context, in []*tensor.Tensor, out []string) 
 	for !g.open {
 		g.cond.Wait()
 	}
+	fail := g.fail
 	g.mu.Unlock()
 	defer func() {
 		g.mu.Lock()
 		g.running--
 		g.mu.Unlock()
 	}()
+	if fail != nil {
+		return nil, fail
+	}
 	return m.Model.Run(ctx, in, out)
 }
 

@@ -1,8 +1,11 @@
 package serving_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -383,4 +386,92 @@ func TestUnloadsTrimMemoryInTheBackground(t *testing.T) {
 	if n := meter.trims.Load(); n > 2 {
 		t.Errorf("%d trims for three unloads in a row: not coalesced", n)
 	}
+}
+
+// TestFailedWarmupFailsTheLoad: a version whose warm-up fails is not ready; the
+// status says why.
+func TestFailedWarmupFailsTheLoad(t *testing.T) {
+	runs := newRunGate(true)
+	runs.fail = errors.New("kernel exploded")
+	e := newEnvWith(t, runs, nil)
+	ctx := context.Background()
+	e.push(t, "default", "m", "mlp")
+	if _, err := e.reg.SetModelServing(ctx, "default", "m", registry.ServingConfig{Warmup: &registry.WarmupConfig{Runs: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	err := e.mgr.LoadModel(ctx, "default", "m")
+	if errs.KindOf(err) != errs.Unavailable || !strings.Contains(errs.PublicMessage(err), "warm-up request 1 of 2 failed") {
+		t.Fatalf("load with a failing warm-up: %v", err)
+	}
+	if v := versionState(t, e, "m"); v.State != residency.Failed || !strings.Contains(v.Reason, "kernel exploded") {
+		t.Fatalf("status: %+v", v)
+	}
+	if ready, _ := e.mgr.ModelReady(ctx, "default", "m", ""); ready {
+		t.Error("a version whose warm-up failed reports ready")
+	}
+}
+
+// TestSwitchToABrokenVersionKeepsTheOldOneServing: the champion moves to a
+// version whose artifact is corrupt; the old version keeps answering and the
+// status shows why. Once the artifact is repaired and the retry window has
+// passed, traffic moves.
+func TestSwitchToABrokenVersionKeepsTheOldOneServing(t *testing.T) {
+	e := newEnvWith(t, nil, nil)
+	ctx := context.Background()
+	e.push(t, "default", "m", "mlp", "champion")
+	// Version 2: the same network as another artifact (a doc_string field
+	// appended to the ModelProto: field 6, wire type 2).
+	base, err := os.ReadFile(testutil.Model("mlp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := e.reg.PutBlob(ctx, bytes.NewReader(append(base, 0x32, 2, 'v', '2')), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, err := e.reg.CreateVersion(ctx, registry.CreateVersionRequest{Namespace: "default", Model: "m", SHA256: info.SHA256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &serving.InferRequest{Model: "m", Inputs: []*tensor.Tensor{f32("x", []int64{1, 4}, 1, 2, 3, 4)}}
+	if resp, err := e.mgr.Infer(ctx, req); err != nil || resp.ModelVersion != "1" {
+		t.Fatal(resp, err)
+	}
+	path := e.blobs.Path(v2.SHA256)
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := bytes.Clone(good)
+	bad[len(bad)/2] ^= 0xff
+	os.Chmod(path, 0o644)
+	if err := os.WriteFile(path, bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.reg.SetAlias(ctx, "default", "m", "champion", 2); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		rep := status(t, e, "m")
+		return len(rep.Versions) == 2 && rep.Versions[1].State == residency.Failed
+	}, "version 2 never failed")
+	for range 20 {
+		if resp, err := e.mgr.Infer(ctx, req); err != nil || resp.ModelVersion != "1" {
+			t.Fatalf("while version 2 is broken: %v %+v", err, resp)
+		}
+	}
+	if rep := status(t, e, "m"); !strings.Contains(rep.Versions[1].Reason, "corrupt") {
+		t.Fatalf("version 2's reason: %+v", rep.Versions[1])
+	}
+	if err := os.WriteFile(path, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.now.Add(int64(10 * time.Second)) // past FailedRetryAfter
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		resp, err := e.mgr.Infer(ctx, req)
+		if err != nil {
+			t.Fatalf("after the repair: %v", err)
+		}
+		return resp.ModelVersion == "2"
+	}, "traffic never moved to the repaired version 2")
 }
