@@ -35,7 +35,10 @@ func ParseBytes(s string, total int64) (int64, error) {
 		if err != nil || f <= 0 || f > 100 || math.IsNaN(f) {
 			return 0, fmt.Errorf("%q: a percentage must be in (0, 100]", s)
 		}
-		return int64(f / 100 * float64(total)), nil
+		if n := int64(f / 100 * float64(total)); n > 0 {
+			return n, nil
+		}
+		return 0, fmt.Errorf("%q of %d bytes is less than one byte", s, total)
 	}
 	mult := 1.0
 	num := t
@@ -49,7 +52,11 @@ func ParseBytes(s string, total int64) (int64, error) {
 	if err != nil || f < 0 || math.IsNaN(f) || math.IsInf(f, 0) || f*mult > math.MaxInt64/2 {
 		return 0, fmt.Errorf("%q: not a size (e.g. 2GiB, 512MB, 50%%, or 0 for unlimited)", s)
 	}
-	return int64(f * mult), nil
+	if n := int64(f * mult); n > 0 || f == 0 {
+		return n, nil
+	}
+	// "0.1" would round to 0, which means unlimited: not what was asked.
+	return 0, fmt.Errorf("%q: less than one byte; write 0 for unlimited", s)
 }
 
 // FormatBytes writes n in binary units with one decimal ("1.5 GiB").

@@ -18,7 +18,7 @@ func TestParseBytes(t *testing.T) {
 			t.Errorf("ParseBytes(%q) = %d, %v; want %d", c.in, got, err, c.want)
 		}
 	}
-	for _, bad := range []string{"lots", "-1GiB", "0%", "101%", "NaN", "1e400", "GiB", "5 parsecs"} {
+	for _, bad := range []string{"lots", "-1GiB", "0%", "101%", "NaN", "1e400", "GiB", "5 parsecs", "0.1", "0.5B", "0.01%"} {
 		if _, err := ParseBytes(bad, 1000); err == nil {
 			t.Errorf("ParseBytes(%q) accepted", bad)
 		}

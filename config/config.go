@@ -200,7 +200,7 @@ func (c *Config) Validate() error {
 	if c.BlobGCGrace < 0 {
 		bad("blobGCGrace", "must not be negative, got %s", c.BlobGCGrace)
 	}
-	if _, err := ParseBytes(c.MemoryBudget, 1); err != nil {
+	if _, err := ParseBytes(c.MemoryBudget, 1<<40); err != nil { // syntax only: the machine is read at start
 		bad("memoryBudget", "%v", err)
 	}
 	return errors.Join(errList...)

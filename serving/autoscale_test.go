@@ -1,6 +1,7 @@
 package serving
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -100,6 +101,12 @@ func TestWarmupInputs(t *testing.T) {
 	}
 	if _, err := warmupInputs(tensor.Signature{Inputs: []tensor.TensorSpec{{Name: "any", DataType: tensor.FP32}}}, 1); err == nil {
 		t.Error("an input without a shape was accepted")
+	}
+	for _, shape := range [][]int64{{-1, 1 << 40}, {1 << 20, 1 << 20, 1 << 20, 1 << 20}, {-1, 70 << 20}} {
+		_, err := warmupInputs(tensor.Signature{Inputs: []tensor.TensorSpec{{Name: "huge", DataType: tensor.FP32, Shape: shape}}}, 1)
+		if err == nil || !strings.Contains(err.Error(), "would exceed 256 MiB") {
+			t.Errorf("shape %v: %v", shape, err)
+		}
 	}
 	runs, rows := registry.ServingConfig{Warmup: &registry.WarmupConfig{}}.WarmupRuns()
 	if runs != 1 || rows != 1 {

@@ -28,6 +28,10 @@ func warmUp(ctx context.Context, model runtime.Model, cfg registry.ServingConfig
 	return nil
 }
 
+// maxWarmupBytes bounds one warm-up request: shapes come from the model file, and
+// a declared [1, 1e12] must fail the load with a message, not exhaust memory.
+const maxWarmupBytes = 256 << 20
+
 // warmupInputs builds zero-valued inputs from a signature: the first dynamic dim
 // is rows, other dynamic dims 1; strings are empty.
 func warmupInputs(sig tensor.Signature, rows int) ([]*tensor.Tensor, error) {
@@ -47,7 +51,15 @@ func warmupInputs(sig tensor.Signature, rows int) ([]*tensor.Tensor, error) {
 			default:
 				shape[i] = 1
 			}
+			if shape[i] > 0 && n > maxWarmupBytes/shape[i] {
+				return nil, fmt.Errorf("warm-up: input %s of shape %s would exceed %d MiB; lower warmup.batchSize or turn warm-up off",
+					spec.Name, tensor.ShapeString(shape), maxWarmupBytes>>20)
+			}
 			n *= shape[i]
+		}
+		if n*int64(max(1, spec.DataType.Size())) > maxWarmupBytes {
+			return nil, fmt.Errorf("warm-up: input %s of shape %s would exceed %d MiB; lower warmup.batchSize or turn warm-up off",
+				spec.Name, tensor.ShapeString(shape), maxWarmupBytes>>20)
 		}
 		t := &tensor.Tensor{Name: spec.Name, DataType: spec.DataType, Shape: shape}
 		if spec.DataType == tensor.Bytes {
