@@ -10,7 +10,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -83,8 +82,8 @@ func run() error {
 	if *quick {
 		cfg.Load = bench.Load{WarmupIterations: 20, Iterations: 200}
 	}
-	cfg.Models = splitList(*models)
-	cfg.Paths = splitList(*paths)
+	cfg.Models = bench.SplitList(*models)
+	cfg.Paths = bench.SplitList(*paths)
 	var err error
 	if cfg.Batches, err = intList("batches", *batches); err != nil {
 		return err
@@ -131,31 +130,12 @@ func run() error {
 		return err
 	}
 	rep := bench.Report{Date: date, Command: cmdline, Machine: bench.DescribeMachine(root), Load: cfg.Load, Results: results}
-	w := io.Writer(os.Stdout)
-	if *out != "" {
-		f, err := os.Create(*out)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		w = io.MultiWriter(os.Stdout, f)
-	}
-	return rep.WriteMarkdown(w)
-}
-
-func splitList(s string) []string {
-	var out []string
-	for f := range strings.SplitSeq(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
+	return bench.WriteReport(*out, rep.WriteMarkdown)
 }
 
 func intList(name, s string) ([]int, error) {
 	var out []int
-	for _, f := range splitList(s) {
+	for _, f := range bench.SplitList(s) {
 		n, err := strconv.Atoi(f)
 		if err != nil || n <= 0 {
 			return nil, fmt.Errorf("-%s: %q is not a positive integer", name, f)
@@ -179,14 +159,14 @@ func runSuite(f suiteFlags) error {
 		return err
 	}
 	cfg := bench.SuiteConfig{
-		Models:           splitList(f.models),
+		Models:           bench.SplitList(f.models),
 		Load:             bench.Load{Warmup: f.warmup, Duration: f.duration, Iterations: f.iters},
 		OpenLoad:         bench.Load{Duration: f.openDur, Iterations: f.iters},
 		OpenFraction:     f.openFrac,
 		ExternalDuration: f.extDur,
 		Batching:         registry.BatchingConfig{MaxBatchSize: f.maxBatch, MaxQueueDelay: registry.Duration(f.queueDelay)},
 		Instances:        f.instances,
-		Drivers:          splitList(f.drivers),
+		Drivers:          bench.SplitList(f.drivers),
 		RawBatches:       []int{f.maxBatch},
 		RepoRoot:         root,
 	}
@@ -238,17 +218,8 @@ func runSuite(f suiteFlags) error {
 		return err
 	}
 	rep := bench.SuiteReport{Date: date, Command: cmdline, Machine: bench.DescribeMachine(root), Config: cfg, Result: res, Batcher: batcherCommit(root)}
-	w := io.Writer(os.Stdout)
-	if f.out != "" {
-		file, err := os.Create(f.out)
-		if err != nil {
-			return err
-		}
-		defer file.Close()
-		w = io.MultiWriter(os.Stdout, file)
-	}
 	fmt.Fprintf(os.Stderr, "nimbusbench: suite took %s\n", time.Since(start).Round(time.Second))
-	return rep.WriteMarkdown(w)
+	return bench.WriteReport(f.out, rep.WriteMarkdown)
 }
 
 func found(path string) string {

@@ -11,7 +11,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -86,14 +85,14 @@ func run() error {
 	}
 	cfg.Density.ZipfS, cfg.Density.ZipfV, cfg.Density.Seed, cfg.Density.Budget = *dS, *dV, *dSeed, *dBudget
 	cfg.Memory.Model = *mModel
-	cfg.Cold.Models = splitList(*coldModels)
+	cfg.Cold.Models = bench.SplitList(*coldModels)
 	cfg.Cold.Generated = nil
 	if *bigHidden > 0 {
 		spec := bench.BigMLP
 		spec.Hidden = *bigHidden
 		cfg.Cold.Generated = []bench.MLPSpec{spec}
 	}
-	cfg.Benchmarks = splitList(*only)
+	cfg.Benchmarks = bench.SplitList(*only)
 	cfg.RepoRoot = root
 	cfg.Binary = *binary
 	if cfg.Binary == "" {
@@ -117,24 +116,5 @@ func run() error {
 	}
 	fmt.Fprintf(os.Stderr, "serverlessbench: took %s\n", time.Since(start).Round(time.Second))
 	rep := bench.ServerlessReport{Date: start, Command: cmdline, Machine: bench.DescribeMachine(root), Config: cfg, Result: res}
-	w := io.Writer(os.Stdout)
-	if *out != "" {
-		f, err := os.Create(*out)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		w = io.MultiWriter(os.Stdout, f)
-	}
-	return rep.WriteMarkdown(w)
-}
-
-func splitList(s string) []string {
-	var out []string
-	for f := range strings.SplitSeq(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
+	return bench.WriteReport(*out, rep.WriteMarkdown)
 }
