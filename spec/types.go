@@ -1,0 +1,218 @@
+// Package spec is Nimbus's declarative resource model (apiVersion nimbus.dev/v1):
+// the Model and InferenceService kinds, their YAML decoding with file:line and
+// field-path errors, validation, server-side defaults, diffs and the apply engine
+// that makes the stored and served state match what was declared.
+package spec
+
+import (
+	"time"
+
+	"github.com/nimbus-ai/nimbus/registry"
+)
+
+// APIVersion is the apiVersion of every Nimbus resource.
+const APIVersion = "nimbus.dev/v1"
+
+// Kinds.
+const (
+	KindModel            = "Model"
+	KindInferenceService = "InferenceService"
+)
+
+// ObjectMeta is the metadata every resource has. Generation and ResourceVersion
+// are written by the server: Generation counts spec changes, ResourceVersion
+// every stored change (an update naming a stale one is refused with 409).
+type ObjectMeta struct {
+	Name              string            `json:"name" yaml:"name"`
+	Namespace         string            `json:"namespace,omitempty" yaml:"namespace,omitempty"`
+	Labels            map[string]string `json:"labels,omitempty" yaml:"labels,omitempty"`
+	Annotations       map[string]string `json:"annotations,omitempty" yaml:"annotations,omitempty"`
+	Generation        int64             `json:"generation,omitempty" yaml:"generation,omitempty"`
+	ResourceVersion   string            `json:"resourceVersion,omitempty" yaml:"resourceVersion,omitempty"`
+	CreationTimestamp *time.Time        `json:"creationTimestamp,omitempty" yaml:"creationTimestamp,omitempty"`
+}
+
+// TypeMeta names a document's schema.
+type TypeMeta struct {
+	APIVersion string `json:"apiVersion" yaml:"apiVersion"`
+	Kind       string `json:"kind" yaml:"kind"`
+}
+
+// Object is a decoded resource of any kind.
+type Object interface {
+	GetKind() string
+	GetMeta() *ObjectMeta
+}
+
+// Model declares one registered model: its versions (append-only), aliases and
+// serving settings.
+type Model struct {
+	TypeMeta `json:",inline" yaml:",inline"`
+	Metadata ObjectMeta   `json:"metadata" yaml:"metadata"`
+	Spec     ModelSpec    `json:"spec" yaml:"spec"`
+	Status   *ModelStatus `json:"status,omitempty" yaml:"status,omitempty"`
+}
+
+// GetKind implements Object.
+func (*Model) GetKind() string { return KindModel }
+
+// GetMeta implements Object.
+func (m *Model) GetMeta() *ObjectMeta { return &m.Metadata }
+
+// ModelSpec is what a Model declares.
+type ModelSpec struct {
+	// Versions are append-only: a declared version that exists must have the same
+	// sha256; versions pushed outside apply stay and are listed too.
+	Versions []ModelVersion `json:"versions,omitempty" yaml:"versions,omitempty"`
+	// Aliases map an alias (champion, challenger) to a version number.
+	Aliases map[string]int64 `json:"aliases,omitempty" yaml:"aliases,omitempty"`
+	// Serving is the model's serving settings, the same single owner as
+	// `nimbus models config`. Absent: left as it is.
+	Serving *registry.ServingConfig `json:"serving,omitempty" yaml:"serving,omitempty"`
+}
+
+// ModelVersion declares one version and where its artifact comes from.
+type ModelVersion struct {
+	Version int64  `json:"version" yaml:"version"`
+	Format  string `json:"format,omitempty" yaml:"format,omitempty"`
+	Source  Source `json:"source" yaml:"source"`
+}
+
+// Source locates an artifact: uri (file:// under the allowed directory, https://)
+// and its sha256, which the fetched bytes must match.
+type Source struct {
+	URI    string `json:"uri,omitempty" yaml:"uri,omitempty"`
+	SHA256 string `json:"sha256" yaml:"sha256"`
+}
+
+// ModelStatus is written by the server.
+type ModelStatus struct {
+	ObservedGeneration int64       `json:"observedGeneration,omitempty" yaml:"observedGeneration,omitempty"`
+	Conditions         []Condition `json:"conditions,omitempty" yaml:"conditions,omitempty"`
+}
+
+// InferenceService is a named endpoint that routes requests to model versions.
+// It owns no serving settings: those stay on the Model.
+type InferenceService struct {
+	TypeMeta `json:",inline" yaml:",inline"`
+	Metadata ObjectMeta     `json:"metadata" yaml:"metadata"`
+	Spec     ServiceSpec    `json:"spec" yaml:"spec"`
+	Status   *ServiceStatus `json:"status,omitempty" yaml:"status,omitempty"`
+}
+
+// GetKind implements Object.
+func (*InferenceService) GetKind() string { return KindInferenceService }
+
+// GetMeta implements Object.
+func (s *InferenceService) GetMeta() *ObjectMeta { return &s.Metadata }
+
+// ServiceSpec is what an InferenceService declares.
+type ServiceSpec struct {
+	// Traffic splits requests over targets by weight (summing to 100).
+	Traffic []TrafficTarget `json:"traffic" yaml:"traffic"`
+	// Shadow copies a percentage of requests to another target; its answers are
+	// compared with the primary's and recorded, never returned.
+	Shadow *ShadowTarget `json:"shadow,omitempty" yaml:"shadow,omitempty"`
+	// Timeout bounds each request, queueing included (0: none).
+	Timeout registry.Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`
+	// Routing says what keeps a caller on one target.
+	Routing *Routing `json:"routing,omitempty" yaml:"routing,omitempty"`
+}
+
+// TrafficTarget is one weighted target: "model", "model@alias" or "model@3".
+type TrafficTarget struct {
+	Model  string `json:"model" yaml:"model"`
+	Weight *int   `json:"weight,omitempty" yaml:"weight,omitempty"`
+}
+
+// ShadowTarget receives copies of Percent of the requests.
+type ShadowTarget struct {
+	Model   string `json:"model" yaml:"model"`
+	Percent *int   `json:"percent,omitempty" yaml:"percent,omitempty"`
+}
+
+// Sticky keys.
+const (
+	StickyByHeader    = "header"    // the Nimbus-Routing-Key header (gRPC: nimbus-routing-key)
+	StickyByRequestID = "requestId" // the OIP request id, else the header
+)
+
+// Routing configures sticky routing.
+type Routing struct {
+	StickyBy string `json:"stickyBy,omitempty" yaml:"stickyBy,omitempty"`
+}
+
+// ServiceStatus is written by the server.
+type ServiceStatus struct {
+	ObservedGeneration int64           `json:"observedGeneration,omitempty" yaml:"observedGeneration,omitempty"`
+	Conditions         []Condition     `json:"conditions,omitempty" yaml:"conditions,omitempty"`
+	URL                string          `json:"url,omitempty" yaml:"url,omitempty"`
+	Traffic            []TrafficStatus `json:"traffic,omitempty" yaml:"traffic,omitempty"`
+	Shadow             *ShadowStatus   `json:"shadow,omitempty" yaml:"shadow,omitempty"`
+}
+
+// TrafficStatus is one target as served: what it resolves to now and what it
+// answered since the server started.
+type TrafficStatus struct {
+	Model    string  `json:"model" yaml:"model"`
+	Weight   int     `json:"weight" yaml:"weight"`
+	Version  int64   `json:"version,omitempty" yaml:"version,omitempty"`
+	State    string  `json:"state,omitempty" yaml:"state,omitempty"`
+	Requests int64   `json:"requests" yaml:"requests"`
+	Errors   int64   `json:"errors" yaml:"errors"`
+	Share    float64 `json:"share" yaml:"share"` // fraction of the service's requests
+	MeanMS   float64 `json:"meanMs,omitempty" yaml:"meanMs,omitempty"`
+}
+
+// ShadowStatus counts shadow copies and how their answers compared.
+type ShadowStatus struct {
+	Model      string  `json:"model" yaml:"model"`
+	Sent       int64   `json:"sent" yaml:"sent"`
+	Errors     int64   `json:"errors" yaml:"errors"`
+	Dropped    int64   `json:"dropped" yaml:"dropped"`
+	Compared   int64   `json:"compared" yaml:"compared"`
+	ExactMatch int64   `json:"exactMatch" yaml:"exactMatch"`
+	MaxAbsDiff float64 `json:"maxAbsDiff" yaml:"maxAbsDiff"`
+}
+
+// Condition types and statuses, as Kubernetes writes them.
+const (
+	ConditionReady       = "Ready"
+	ConditionProgressing = "Progressing"
+	ConditionDegraded    = "Degraded"
+
+	ConditionTrue    = "True"
+	ConditionFalse   = "False"
+	ConditionUnknown = "Unknown"
+)
+
+// Condition is one aspect of a resource's observed state.
+type Condition struct {
+	Type    string `json:"type" yaml:"type"`
+	Status  string `json:"status" yaml:"status"`
+	Reason  string `json:"reason,omitempty" yaml:"reason,omitempty"`
+	Message string `json:"message,omitempty" yaml:"message,omitempty"`
+}
+
+// FieldError is one problem with one document: where it is (file, 1-based line,
+// field path like spec.traffic[1].weight) and what is wrong.
+type FieldError struct {
+	File    string `json:"file,omitempty"`
+	Line    int    `json:"line,omitempty"`
+	Kind    string `json:"kind,omitempty"`
+	Name    string `json:"name,omitempty"`
+	Field   string `json:"field,omitempty"`
+	Message string `json:"message"`
+	// Code is the errs.Kind name (invalid_argument, conflict, not_found).
+	Code string `json:"code,omitempty"`
+}
+
+// Document is one decoded YAML document and where it came from.
+type Document struct {
+	File   string
+	Line   int // line of the document's first key
+	Object Object
+	// Lines maps field paths (spec.traffic[1].weight) to their line, so later
+	// checks can still point at the file.
+	Lines map[string]int
+}
