@@ -21,8 +21,11 @@ type InferRequest struct {
 	Namespace string
 	Model     string
 	// Version is a version number, an alias, or "" (champion alias, else latest).
-	Version    string
-	ID         string
+	Version string
+	ID      string
+	// RoutingKey keeps a caller on one target of an InferenceService (the
+	// Nimbus-Routing-Key header, gRPC metadata nimbus-routing-key); "" routes by weight.
+	RoutingKey string
 	Parameters map[string]any
 	Inputs     []*tensor.Tensor
 	// Outputs selects outputs; empty means every supported output.
@@ -39,6 +42,9 @@ type InferResponse struct {
 	// ColdStart is how long this request waited for its version to load (0 when
 	// the version was resident).
 	ColdStart time.Duration
+	// Target names the model and version that answered a request made to an
+	// InferenceService ("fraud-detector@4"); "" for a request made to a model.
+	Target string
 }
 
 // ModelMetadata is OIP model metadata.

@@ -33,6 +33,7 @@ type Metrics struct {
 	memBudget    prometheus.Gauge
 	memUsed      prometheus.Gauge
 	version      *versionCollectors
+	service      *serviceCollectors // InferenceServices: service.go
 }
 
 // NewMetrics registers every collector on a fresh registry (plus Go and process collectors).
@@ -107,6 +108,7 @@ func NewMetrics() *Metrics {
 	})
 	reg.MustRegister(m.coldStarts, m.idleUnloads, m.evictions, m.scaled, m.coldWait, m.memBudget, m.memUsed)
 	m.version = newVersionCollectors(reg)
+	m.service = newServiceCollectors(reg)
 	m.version.perVersion = append(m.version.perVersion, m.requests, m.latency, m.inferRows)
 	reg.MustRegister(m.inFlight, m.requests, m.latency, m.loadSeconds, m.loadFailures, m.loadedModels, m.loadedBytes, m.inferRows)
 	return m

@@ -1,0 +1,60 @@
+package router
+
+import (
+	"context"
+	"strconv"
+	"testing"
+)
+
+// BenchmarkRoute measures the cost of choosing a target, which every request to
+// a service pays: a counter and a slice index without a key, one hash of the key
+// plus a hash mix and a logarithm per target with one.
+func BenchmarkRoute(b *testing.B) {
+	keys := make([]string, 1024)
+	for i := range keys {
+		keys[i] = "user-" + strconv.Itoa(i*7919)
+	}
+	for _, tc := range []struct {
+		name    string
+		weights []int
+	}{
+		{"2targets", []int{90, 10}},
+		{"3targets", []int{33, 33, 34}},
+	} {
+		tab := newTable(Config{Targets: targetsOf(tc.weights)}, nil)
+		b.Run("keyless/"+tc.name, func(b *testing.B) {
+			for b.Loop() {
+				_ = tab.pick("")
+			}
+		})
+		b.Run("keyless-parallel/"+tc.name, func(b *testing.B) {
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					_ = tab.pick("")
+				}
+			})
+		})
+		b.Run("keyed/"+tc.name, func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				_ = tab.pick(keys[i&1023])
+				i++
+			}
+		})
+	}
+	// The whole router around a backend that answers at once: lookup, pick,
+	// request copy, stats and metrics.
+	fb := fakeFor(2)
+	r := New(fb, Options{})
+	defer r.Close()
+	r.Set("default", "svc", Config{Targets: targetsOf([]int{90, 10})})
+	req := request("svc")
+	b.Run("infer", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := r.Infer(context.Background(), req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
