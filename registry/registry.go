@@ -15,6 +15,7 @@ import (
 
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/runtime"
+	"github.com/nimbus-ai/nimbus/tensor"
 )
 
 // DefaultFormat is the artifact format of a version that names none.
@@ -579,4 +580,32 @@ func AliasConflict(model string, version int64, aliases []string) error {
 	}
 	return errs.New(errs.Conflict, "version %d of model %s is referenced by %s %s; remove %s or use --force",
 		version, model, what, joinList(aliases), them)
+}
+
+// InspectBlob verifies a stored artifact and reads its signature with the
+// format's Inspector, without creating a version: apply checks declared versions
+// (batchable signatures, valid artifacts) before it changes anything.
+func (r *Registry) InspectBlob(ctx context.Context, format, sha256 string) (tensor.Signature, error) {
+	const op = "registry: inspect blob: %w"
+	if format == "" {
+		format = DefaultFormat
+	}
+	insp, ok := r.inspectors[format]
+	if !ok {
+		return tensor.Signature{}, fmt.Errorf(op, errs.New(errs.InvalidArgument, "format %q: unknown; known formats: %s",
+			format, joinList(slices.Sorted(maps.Keys(r.inspectors)))).WithField("format"))
+	}
+	if err := ValidateDigest(sha256); err != nil {
+		return tensor.Signature{}, fmt.Errorf(op, err)
+	}
+	r.blobMu.RLock()
+	defer r.blobMu.RUnlock()
+	if err := r.blobs.Verify(ctx, sha256); err != nil {
+		return tensor.Signature{}, fmt.Errorf(op, err)
+	}
+	sig, err := insp.Inspect(r.blobs.Path(sha256))
+	if err != nil {
+		return tensor.Signature{}, fmt.Errorf(op, errs.Wrap(errs.InvalidArgument, err, "artifact is not a valid %s model", format))
+	}
+	return sig, nil
 }

@@ -1,0 +1,439 @@
+package spec
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nimbus-ai/nimbus/audit"
+	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/registry"
+	"github.com/nimbus-ai/nimbus/tensor"
+)
+
+// Registry is what the apply engine needs from *registry.Registry.
+type Registry interface {
+	GetModel(ctx context.Context, ns, name string) (registry.Model, error)
+	UpdateModel(ctx context.Context, m registry.Model) (registry.Model, error)
+	ListVersions(ctx context.Context, ns, model string) ([]registry.Version, error)
+	CreateVersion(ctx context.Context, req registry.CreateVersionRequest) (registry.Version, error)
+	SetAlias(ctx context.Context, ns, model, alias string, version int64) error
+	DeleteAlias(ctx context.Context, ns, model, alias string) error
+	SetModelServing(ctx context.Context, ns, model string, s registry.ServingConfig) (registry.Model, error)
+	DeleteModel(ctx context.Context, ns, model string, force bool) error
+	InspectBlob(ctx context.Context, format, sha256 string) (tensor.Signature, error)
+	PutBlob(ctx context.Context, body io.Reader, want string) (registry.BlobInfo, error)
+	ListModels(ctx context.Context, ns string, opt registry.ListOptions) (registry.ModelPage, error)
+	Store() registry.Store
+}
+
+// BlobPutter is where a Fetcher writes what it fetched.
+type BlobPutter interface {
+	PutBlob(ctx context.Context, body io.Reader, want string) (registry.BlobInfo, error)
+}
+
+// Fetcher fetches a declared artifact (file://, https://) into the blob store,
+// verifying its sha256.
+type Fetcher interface {
+	Fetch(ctx context.Context, uri, sha256 string, dst BlobPutter) (registry.BlobInfo, error)
+}
+
+// Routes receives the InferenceServices to serve. SetService replaces a
+// service's routing table atomically.
+type Routes interface {
+	SetService(ns, name string, generation int64, s ServiceSpec)
+	DeleteService(ns, name string)
+}
+
+// Options configure an Engine.
+type Options struct {
+	Registry  Registry
+	Resources ResourceStore
+	Audit     audit.Log
+	Fetcher   Fetcher
+	Routes    Routes
+	// Observer adds live state (loaded versions, traffic counters) to status;
+	// nil leaves it out.
+	Observer Observer
+	Logger   *slog.Logger
+	Now      func() time.Time
+}
+
+// Engine applies declared resources: it validates every document, then makes the
+// registry, the resource store and the router match, recording each change in
+// the audit log. Applies and deletes run one at a time.
+type Engine struct {
+	opts Options
+	log  *slog.Logger
+	mu   sync.Mutex // one apply or delete at a time
+}
+
+// NewEngine builds an Engine.
+func NewEngine(opts Options) *Engine {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Engine{opts: opts, log: opts.Logger.With("component", "apply")}
+}
+
+// File is one named input of an apply.
+type File struct {
+	Name    string `json:"name"`
+	Content string `json:"content"`
+}
+
+// Request is one apply (or delete) call.
+type Request struct {
+	Files []File `json:"files"`
+	// Namespace is given to documents that name none (default "default").
+	Namespace string `json:"namespace,omitempty"`
+	DryRun    bool   `json:"dryRun,omitempty"`
+	// Actor and Source are recorded in the audit log (set by the server, not the body).
+	Actor  string `json:"-"`
+	Source string `json:"-"`
+}
+
+// Actions of a Result.
+const (
+	ActionCreated    = "created"
+	ActionConfigured = "configured"
+	ActionUnchanged  = "unchanged"
+	ActionDeleted    = "deleted"
+)
+
+// Result is what happened (or, on a dry run, would happen) to one resource.
+type Result struct {
+	Kind       string `json:"kind"`
+	Namespace  string `json:"namespace"`
+	Name       string `json:"name"`
+	Action     string `json:"action"`
+	Generation int64  `json:"generation,omitempty"`
+	Diff       string `json:"diff,omitempty"`
+}
+
+// Response is the outcome of an apply or delete.
+type Response struct {
+	DryRun  bool     `json:"dryRun"`
+	Results []Result `json:"results"`
+}
+
+// Errors is every problem an apply found; nothing was changed.
+type Errors []FieldError
+
+func (e Errors) Error() string {
+	var b strings.Builder
+	for i, fe := range e {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		b.WriteString(fe.String())
+	}
+	return b.String()
+}
+
+// sorted orders the errors by file and line, so they read top to bottom.
+func (e Errors) sorted() Errors {
+	slices.SortStableFunc(e, func(a, b FieldError) int {
+		if c := strings.Compare(a.File, b.File); c != 0 {
+			return c
+		}
+		return a.Line - b.Line
+	})
+	return e
+}
+
+// Status is the HTTP status of the whole answer: 409 when a conflict is among
+// the errors, 404 when every error is a missing reference, else 400.
+func (e Errors) Status() int {
+	notFound := len(e) > 0
+	for _, fe := range e {
+		switch fe.Code {
+		case errs.Conflict.String(), errs.AlreadyExists.String():
+			return errs.Conflict.HTTPStatus()
+		case errs.NotFound.String():
+		default:
+			notFound = false
+		}
+	}
+	if notFound {
+		return errs.NotFound.HTTPStatus()
+	}
+	return errs.InvalidArgument.HTTPStatus()
+}
+
+// String renders "file:line: kind/name: field: message", leaving out empty parts.
+func (fe FieldError) String() string {
+	var parts []string
+	if fe.File != "" {
+		loc := fe.File
+		if fe.Line > 0 {
+			loc += ":" + strconv.Itoa(fe.Line)
+		}
+		parts = append(parts, loc)
+	}
+	if fe.Field != "" {
+		parts = append(parts, fe.Field)
+	}
+	parts = append(parts, fe.Message)
+	return strings.Join(parts, ": ")
+}
+
+// decodeAll decodes, defaults and statically validates every file, and refuses a
+// resource declared twice.
+func decodeAll(req Request) ([]Document, Errors) {
+	ns := req.Namespace
+	if ns == "" {
+		ns = registry.DefaultNamespace
+	}
+	var docs []Document
+	var all Errors
+	seen := map[string]Document{}
+	for _, f := range req.Files {
+		ds, fes := Decode(f.Name, []byte(f.Content))
+		all = append(all, fes...)
+		for _, d := range ds {
+			Default(d.Object, ns)
+			if fes := Validate(d); len(fes) > 0 {
+				all = append(all, fes...)
+				continue
+			}
+			m := d.Object.GetMeta()
+			key := d.Object.GetKind() + "/" + m.Namespace + "/" + m.Name
+			if prev, dup := seen[key]; dup {
+				all = append(all, d.errorf("metadata.name", errs.InvalidArgument,
+					"%s %s/%s is declared twice (also at %s:%d)", d.Object.GetKind(), m.Namespace, m.Name, prev.File, prev.Line))
+				continue
+			}
+			seen[key] = d
+			docs = append(docs, d)
+		}
+	}
+	if len(all) == 0 && len(docs) == 0 {
+		all = append(all, FieldError{Message: "no resources found in the input", Code: errs.InvalidArgument.String()})
+	}
+	return docs, all
+}
+
+// errorf makes a FieldError at field of d, with the field's line when known.
+func (d Document) errorf(field string, kind errs.Kind, format string, args ...any) FieldError {
+	m := d.Object.GetMeta()
+	return FieldError{
+		File: d.File, Line: d.lineOf(field), Kind: d.Object.GetKind(), Name: m.Name,
+		Field: field, Message: fmt.Sprintf(format, args...), Code: kind.String(),
+	}
+}
+
+// lineOf is the line of field, else of its nearest parent, else of the document.
+func (d Document) lineOf(field string) int {
+	for p := field; p != ""; {
+		if l, ok := d.Lines[p]; ok && l > 0 {
+			return l
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return d.Line
+}
+
+// Apply validates every document and, unless it is a dry run, makes it so.
+// Validation errors come back as Errors and change nothing.
+func (e *Engine) Apply(ctx context.Context, req Request) (*Response, error) {
+	docs, fes := decodeAll(req)
+	if len(docs) == 0 {
+		return nil, fes.sorted()
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	// The documents that passed the static checks are planned even when others
+	// failed, so one answer reports every problem of every document.
+	p := &plan{e: e, req: req, models: map[string]*modelPlan{}, errs: fes}
+	for _, d := range docs {
+		if m, ok := d.Object.(*Model); ok {
+			p.planModel(ctx, d, m)
+		}
+	}
+	for _, d := range docs {
+		if s, ok := d.Object.(*InferenceService); ok {
+			p.planService(ctx, d, s)
+		}
+	}
+	if p.internal != nil {
+		return nil, p.internal
+	}
+	if len(p.errs) > 0 {
+		return nil, p.errs.sorted()
+	}
+	resp := &Response{DryRun: req.DryRun, Results: make([]Result, 0, len(p.steps))}
+	for _, st := range p.steps {
+		resp.Results = append(resp.Results, st.result)
+	}
+	if req.DryRun {
+		return resp, nil
+	}
+	for i, st := range p.steps {
+		if err := st.commit(ctx); err != nil {
+			// Validation passed, so this is the store failing: say how far it got.
+			done := make([]string, 0, i)
+			for _, prev := range p.steps[:i] {
+				done = append(done, prev.result.Kind+" "+prev.result.Namespace+"/"+prev.result.Name)
+			}
+			return nil, fmt.Errorf("apply: %s %s/%s failed after %d of %d resources were applied (%s): %w",
+				st.result.Kind, st.result.Namespace, st.result.Name, i, len(p.steps), strings.Join(done, ", "), err)
+		}
+		resp.Results[i] = st.result
+		if st.result.Action != ActionUnchanged {
+			e.record(ctx, req, st)
+		}
+	}
+	return resp, nil
+}
+
+// plan holds what one apply will do, built while validating.
+type plan struct {
+	e        *Engine
+	req      Request
+	errs     Errors
+	internal error
+	steps    []*step
+	// models declared in this apply, by namespace/name, for the services'
+	// reference checks.
+	models map[string]*modelPlan
+}
+
+// step is one resource's change, ready to commit.
+type step struct {
+	result Result
+	commit func(ctx context.Context) error
+	// summary is one line for the audit log.
+	summary string
+	action  string // audit action
+}
+
+func (p *plan) fail(err error) {
+	if p.internal == nil {
+		p.internal = err
+	}
+}
+
+// modelPlan is the state a Model will have after the apply.
+type modelPlan struct {
+	exists   bool
+	versions map[int64]registry.Version // existing and declared
+	aliases  map[string]int64
+}
+
+// storedOrNil returns the stored resource, or nil when there is none.
+func (p *plan) storedOrNil(ctx context.Context, kind, ns, name string) (*StoredResource, error) {
+	r, err := p.e.opts.Resources.GetResource(ctx, kind, ns, name)
+	if errors.Is(err, errs.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// checkResourceVersion enforces metadata.resourceVersion when the document gives one.
+func (p *plan) checkResourceVersion(d Document, stored *StoredResource) bool {
+	m := d.Object.GetMeta()
+	if m.ResourceVersion == "" {
+		return true
+	}
+	want, err := strconv.ParseInt(m.ResourceVersion, 10, 64)
+	if err != nil || want < 1 {
+		p.errs = append(p.errs, d.errorf("metadata.resourceVersion", errs.InvalidArgument,
+			"must be a positive number as the server wrote it, got %q", m.ResourceVersion))
+		return false
+	}
+	switch {
+	case stored == nil:
+		p.errs = append(p.errs, d.errorf("metadata.resourceVersion", errs.Conflict,
+			"%s %s/%s does not exist (any more); remove resourceVersion to create it", d.Object.GetKind(), m.Namespace, m.Name))
+		return false
+	case stored.ResourceVersion != want:
+		p.errs = append(p.errs, d.errorf("metadata.resourceVersion", errs.Conflict,
+			"%s %s/%s was changed (resourceVersion %d, now %d); get it again and retry",
+			d.Object.GetKind(), m.Namespace, m.Name, want, stored.ResourceVersion))
+		return false
+	}
+	return true
+}
+
+// record appends the audit event of a committed step. A failure is logged: the
+// change happened and the caller must learn that, not an audit error.
+func (e *Engine) record(ctx context.Context, req Request, st *step) {
+	if e.opts.Audit == nil {
+		return
+	}
+	actor, source := req.Actor, req.Source
+	if actor == "" {
+		actor = audit.LocalActor
+	}
+	if source == "" {
+		source = audit.SourceAPI
+	}
+	ev := audit.Event{
+		Time: e.opts.Now(), Actor: actor, Source: source, Action: st.action,
+		Kind: st.result.Kind, Namespace: st.result.Namespace, Name: st.result.Name,
+		Generation: st.result.Generation, Summary: st.summary, Diff: st.result.Diff,
+	}
+	if _, err := e.opts.Audit.AppendEvent(context.WithoutCancel(ctx), ev); err != nil {
+		e.log.Error("audit event not recorded", "kind", ev.Kind, "namespace", ev.Namespace, "name", ev.Name, "err", err)
+	}
+}
+
+// yamlOf renders obj for a diff; an error yields its message so a diff still shows.
+func yamlOf(obj Object) []byte {
+	if obj == nil {
+		return nil
+	}
+	b, err := MarshalYAML(obj)
+	if err != nil {
+		return []byte("# " + err.Error() + "\n")
+	}
+	return b
+}
+
+func diffOf(before, after Object) string {
+	from, to := "live", "applied"
+	if before == nil {
+		from = "/dev/null"
+	}
+	if after == nil {
+		to = "/dev/null"
+	}
+	return Diff(yamlOf(before), yamlOf(after), from, to)
+}
+
+func sortedKeys[M ~map[string]V, V any](m M) []string { return slices.Sorted(maps.Keys(m)) }
+
+func marshalSpec(v any) (json.RawMessage, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode spec: %w", err)
+	}
+	return b, nil
+}
+
+func emptyToNil(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}

@@ -1,0 +1,402 @@
+package spec
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/nimbus-ai/nimbus/audit"
+	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/registry"
+)
+
+// ServingDefaults returns s with every default made explicit, so what `get -o
+// yaml` shows is what runs, and re-applying it is a no-op.
+func ServingDefaults(s registry.ServingConfig) registry.ServingConfig {
+	if s.Threads == 0 {
+		s.Threads = 1
+	}
+	if s.InterOpThreads == 0 {
+		s.InterOpThreads = 1
+	}
+	if s.MaxQueueSize == 0 {
+		s.MaxQueueSize = registry.DefaultMaxQueueSize
+	}
+	if s.IdleTimeout == 0 {
+		s.IdleTimeout = registry.Duration(registry.DefaultIdleTimeout)
+	}
+	inst := registry.InstancesConfig{}
+	if s.Instances != nil {
+		inst = *s.Instances
+	}
+	if inst.Max == 0 {
+		inst.Max = max(registry.DefaultInstances, inst.Min)
+	}
+	if inst.TargetConcurrency == 0 {
+		inst.TargetConcurrency = registry.DefaultTargetConcurrency
+	}
+	if inst.StableWindow == 0 {
+		inst.StableWindow = registry.Duration(registry.DefaultStableWindow)
+	}
+	s.Instances = &inst
+	if s.Warmup != nil {
+		w := *s.Warmup
+		if w.Runs == 0 {
+			w.Runs = 1
+		}
+		if w.BatchSize == 0 {
+			w.BatchSize = 1
+		}
+		s.Warmup = &w
+	}
+	if s.Batching != nil && s.Batching.MaxBatchSize <= 1 {
+		s.Batching = nil // off either way; one spelling
+	}
+	return s
+}
+
+// modelState is what a plan knows about a model: as it is, or as this apply
+// will leave it.
+func (p *plan) modelState(ctx context.Context, ns, name string) (*modelPlan, error) {
+	key := ns + "/" + name
+	if mp, ok := p.models[key]; ok {
+		return mp, nil
+	}
+	mp := &modelPlan{versions: map[int64]registry.Version{}, aliases: map[string]int64{}}
+	reg, err := p.e.opts.Registry.GetModel(ctx, ns, name)
+	switch {
+	case errors.Is(err, errs.ErrNotFound):
+	case err != nil:
+		return nil, err
+	default:
+		mp.exists = true
+		maps.Copy(mp.aliases, reg.Aliases)
+		vs, err := p.e.opts.Registry.ListVersions(ctx, ns, name)
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range vs {
+			mp.versions[v.Version] = v
+		}
+	}
+	p.models[key] = mp
+	return mp, nil
+}
+
+// planModel checks a Model against the registry, fetches the artifacts of new
+// versions and adds the step that makes it so.
+func (p *plan) planModel(ctx context.Context, d Document, m *Model) {
+	ns, name := m.Metadata.Namespace, m.Metadata.Name
+	stored, err := p.storedOrNil(ctx, KindModel, ns, name)
+	if err != nil {
+		p.fail(err)
+		return
+	}
+	if !p.checkResourceVersion(d, stored) {
+		return
+	}
+	var reg registry.Model
+	existing := []registry.Version{}
+	reg, err = p.e.opts.Registry.GetModel(ctx, ns, name)
+	exists := err == nil
+	if err != nil && !errors.Is(err, errs.ErrNotFound) {
+		p.fail(err)
+		return
+	}
+	if exists {
+		if existing, err = p.e.opts.Registry.ListVersions(ctx, ns, name); err != nil {
+			p.fail(err)
+			return
+		}
+	}
+	var last ModelSpec
+	var lastLabels map[string]string
+	if stored != nil {
+		if err := json.Unmarshal(stored.Spec, &last); err != nil {
+			p.fail(fmt.Errorf("apply: stored spec of model %s/%s: %w", ns, name, err))
+			return
+		}
+		lastLabels = stored.Labels
+	}
+	mp := &modelPlan{exists: exists, versions: map[int64]registry.Version{}, aliases: map[string]int64{}}
+	for _, v := range existing {
+		mp.versions[v.Version] = v
+	}
+	before := len(p.errs)
+	if !exists && len(m.Spec.Versions) == 0 {
+		p.errs = append(p.errs, d.errorf("spec.versions", errs.InvalidArgument,
+			"required: model %s does not exist yet, so declare at least one version", name))
+	}
+
+	// Versions: existing ones must match; new ones are fetched and inspected now,
+	// so a bad artifact fails the apply before anything changes.
+	var created []registry.Version
+	for i, dv := range m.Spec.Versions {
+		field := fmt.Sprintf("spec.versions[%d]", i)
+		if cur, ok := mp.versions[dv.Version]; ok {
+			if cur.SHA256 != dv.Source.SHA256 {
+				p.errs = append(p.errs, d.errorf(field+".source.sha256", errs.Conflict,
+					"version %d of model %s already exists with sha256 %s; versions never change: declare the new artifact as a new version",
+					dv.Version, name, cur.SHA256))
+			} else if cur.Format != dv.Format {
+				p.errs = append(p.errs, d.errorf(field+".format", errs.Conflict,
+					"version %d of model %s already exists with format %q", dv.Version, name, cur.Format))
+			}
+			continue
+		}
+		if exists && dv.Version <= reg.LatestVersion {
+			p.errs = append(p.errs, d.errorf(field+".version", errs.Conflict,
+				"version %d of model %s was deleted or skipped; numbers are never reused: declare a number above %d",
+				dv.Version, name, reg.LatestVersion))
+			continue
+		}
+		if dv.Source.URI == "" {
+			p.errs = append(p.errs, d.errorf(field+".source.uri", errs.InvalidArgument,
+				"required: version %d does not exist yet, so its artifact must come from a file:// or https:// URI", dv.Version))
+			continue
+		}
+		if p.e.opts.Fetcher == nil {
+			p.errs = append(p.errs, d.errorf(field+".source.uri", errs.FailedPrecondition, "this server fetches no artifacts"))
+			continue
+		}
+		if _, err := p.e.opts.Fetcher.Fetch(ctx, dv.Source.URI, dv.Source.SHA256, p.e.opts.Registry); err != nil {
+			p.errs = append(p.errs, d.errorf(field+".source.uri", errs.KindOf(err), "%s", errs.PublicMessage(err)))
+			continue
+		}
+		sig, err := p.e.opts.Registry.InspectBlob(ctx, dv.Format, dv.Source.SHA256)
+		if err != nil {
+			p.errs = append(p.errs, d.errorf(field+".source.uri", errs.KindOf(err), "%s", errs.PublicMessage(err)))
+			continue
+		}
+		v := registry.Version{Namespace: ns, Model: name, Version: dv.Version, Format: dv.Format,
+			SHA256: dv.Source.SHA256, Signature: sig, Source: dv.Source.URI}
+		mp.versions[dv.Version] = v
+		created = append(created, v)
+	}
+	slices.SortFunc(created, func(a, b registry.Version) int { return int(a.Version - b.Version) })
+
+	// Aliases: drop the ones this resource declared before and no longer does
+	// (one set by hand stays), then set the declared ones.
+	maps.Copy(mp.aliases, reg.Aliases)
+	var dropAliases []string
+	for a := range last.Aliases {
+		if _, still := m.Spec.Aliases[a]; !still {
+			if _, present := mp.aliases[a]; present {
+				dropAliases = append(dropAliases, a)
+				delete(mp.aliases, a)
+			}
+		}
+	}
+	slices.Sort(dropAliases)
+	for _, a := range sortedKeys(m.Spec.Aliases) {
+		v := m.Spec.Aliases[a]
+		if _, ok := mp.versions[v]; !ok {
+			p.errs = append(p.errs, d.errorf("spec.aliases."+a, errs.NotFound,
+				"version %d of model %s neither exists nor is declared in spec.versions", v, name))
+			continue
+		}
+		mp.aliases[a] = v
+	}
+
+	// Serving: the declared settings replace the model's; batching needs every
+	// version without its own batching override to have a batch dimension.
+	var serving *registry.ServingConfig
+	if m.Spec.Serving != nil {
+		s := ServingDefaults(*m.Spec.Serving)
+		serving = &s
+		m.Spec.Serving = &s
+		if s.BatchSize() > 1 {
+			for _, n := range slices.Sorted(maps.Keys(mp.versions)) {
+				v := mp.versions[n]
+				if v.Serving != nil && v.Serving.Batching != nil {
+					continue
+				}
+				if err := registry.CheckBatchable(v.Signature); err != nil {
+					p.errs = append(p.errs, d.errorf("spec.serving.batching.maxBatchSize", errs.InvalidArgument,
+						"version %d cannot batch: %v; leave batching off or give that version its own setting", n, err))
+				}
+			}
+		}
+	}
+	labels := threeWay(reg.Labels, lastLabels, m.Metadata.Labels)
+	if len(p.errs) > before {
+		return
+	}
+	p.models[ns+"/"+name] = mp
+
+	var beforeObj Object
+	if exists {
+		beforeObj = modelView(ns, name, reg.Labels, stored, existing, reg.Aliases, servingShown(reg, stored, nil))
+	}
+	after := modelView(ns, name, labels, nil, slices.Collect(maps.Values(mp.versions)), mp.aliases, servingShown(reg, stored, serving))
+	after.Metadata.Annotations = emptyToNil(m.Metadata.Annotations)
+	if bm, ok := beforeObj.(*Model); ok && stored == nil {
+		bm.Metadata.Annotations = nil
+	}
+	diff := diffOf(beforeObj, after)
+
+	declared := m.Spec
+	slices.SortFunc(declared.Versions, func(a, b ModelVersion) int { return int(a.Version - b.Version) })
+	specJSON, err := marshalSpec(declared)
+	if err != nil {
+		p.fail(err)
+		return
+	}
+	gen, expect := int64(1), int64(0)
+	if stored != nil {
+		gen, expect = stored.Generation, stored.ResourceVersion
+		if diff != "" || string(stored.Spec) != string(specJSON) {
+			gen++
+		}
+	}
+	st := &step{action: audit.ActionUpdate}
+	st.result = Result{Kind: KindModel, Namespace: ns, Name: name, Generation: gen, Diff: diff}
+	switch {
+	case !exists:
+		st.result.Action, st.action = ActionCreated, audit.ActionCreate
+	case diff != "" || (stored != nil && !sameMeta(stored, m.Metadata)):
+		st.result.Action = ActionConfigured
+	default:
+		st.result.Action = ActionUnchanged
+	}
+	st.summary = modelSummary(created, dropAliases, m.Spec.Aliases, serving != nil && !reflect.DeepEqual(servingShown(reg, stored, nil), serving))
+	if st.result.Action == ActionUnchanged && stored != nil {
+		st.commit = func(context.Context) error { return nil }
+		p.steps = append(p.steps, st)
+		return
+	}
+	r := p.e.opts.Registry
+	st.commit = func(ctx context.Context) error {
+		for _, v := range created {
+			if _, err := r.CreateVersion(ctx, registry.CreateVersionRequest{Namespace: ns, Model: name,
+				Version: v.Version, Format: v.Format, SHA256: v.SHA256, Source: v.Source}); err != nil {
+				return err
+			}
+		}
+		for _, a := range dropAliases {
+			if err := r.DeleteAlias(ctx, ns, name, a); err != nil && !errors.Is(err, errs.ErrNotFound) {
+				return err
+			}
+		}
+		for _, a := range sortedKeys(m.Spec.Aliases) {
+			if v := m.Spec.Aliases[a]; reg.Aliases[a] != v {
+				if err := r.SetAlias(ctx, ns, name, a, v); err != nil {
+					return err
+				}
+			}
+		}
+		if serving != nil && !reflect.DeepEqual(servingShown(reg, stored, nil), serving) {
+			if _, err := r.SetModelServing(ctx, ns, name, *serving); err != nil {
+				return err
+			}
+		}
+		if !maps.Equal(emptyToNil(reg.Labels), labels) {
+			cur, err := r.GetModel(ctx, ns, name)
+			if err != nil {
+				return err
+			}
+			cur.Labels = labels
+			if _, err := r.UpdateModel(ctx, cur); err != nil {
+				return err
+			}
+		}
+		_, err := p.e.opts.Resources.PutResource(ctx, StoredResource{
+			Kind: KindModel, Namespace: ns, Name: name,
+			Labels: emptyToNil(m.Metadata.Labels), Annotations: emptyToNil(m.Metadata.Annotations),
+			Spec: specJSON, Generation: gen,
+		}, expect)
+		return err
+	}
+	p.steps = append(p.steps, st)
+}
+
+// servingShown is the serving block a Model shows: the model's settings with
+// defaults filled when apply manages them (declared now or before) or they
+// differ from the defaults; nil otherwise. declared, when set, wins.
+func servingShown(reg registry.Model, stored *StoredResource, declared *registry.ServingConfig) *registry.ServingConfig {
+	if declared != nil {
+		return declared
+	}
+	managed := false
+	if stored != nil {
+		var last ModelSpec
+		managed = json.Unmarshal(stored.Spec, &last) == nil && last.Serving != nil
+	}
+	if !managed && reflect.DeepEqual(reg.Serving, registry.ServingConfig{}) {
+		return nil
+	}
+	s := ServingDefaults(reg.Serving)
+	return &s
+}
+
+// threeWay merges labels as kubectl apply does: keys this resource declared
+// before and no longer does are removed, declared keys set, others kept.
+func threeWay(live, lastApplied, declared map[string]string) map[string]string {
+	out := map[string]string{}
+	maps.Copy(out, live)
+	for k := range lastApplied {
+		if _, ok := declared[k]; !ok {
+			delete(out, k)
+		}
+	}
+	maps.Copy(out, declared)
+	return emptyToNil(out)
+}
+
+func sameMeta(stored *StoredResource, m ObjectMeta) bool {
+	return maps.Equal(emptyToNil(stored.Labels), emptyToNil(m.Labels)) &&
+		maps.Equal(emptyToNil(stored.Annotations), emptyToNil(m.Annotations))
+}
+
+// modelView renders a model's live state as a Model resource (no status).
+func modelView(ns, name string, labels map[string]string, stored *StoredResource, vs []registry.Version,
+	aliases map[string]int64, serving *registry.ServingConfig) *Model {
+	m := &Model{TypeMeta: TypeMeta{APIVersion: APIVersion, Kind: KindModel}}
+	m.Metadata = ObjectMeta{Name: name, Namespace: ns, Labels: emptyToNil(labels)}
+	if stored != nil {
+		m.Metadata.Annotations = emptyToNil(stored.Annotations)
+	}
+	slices.SortFunc(vs, func(a, b registry.Version) int { return int(a.Version - b.Version) })
+	for _, v := range vs {
+		mv := ModelVersion{Version: v.Version, Format: v.Format, Source: Source{SHA256: v.SHA256}}
+		if strings.Contains(v.Source, "://") {
+			mv.Source.URI = v.Source
+		}
+		m.Spec.Versions = append(m.Spec.Versions, mv)
+	}
+	if len(aliases) > 0 {
+		m.Spec.Aliases = maps.Clone(aliases)
+	}
+	m.Spec.Serving = serving
+	return m
+}
+
+func modelSummary(created []registry.Version, dropped []string, aliases map[string]int64, serving bool) string {
+	var parts []string
+	if len(created) > 0 {
+		ns := make([]string, len(created))
+		for i, v := range created {
+			ns[i] = fmt.Sprint(v.Version)
+		}
+		parts = append(parts, "new versions "+strings.Join(ns, ","))
+	}
+	if len(aliases) > 0 {
+		as := make([]string, 0, len(aliases))
+		for _, a := range sortedKeys(aliases) {
+			as = append(as, fmt.Sprintf("%s=%d", a, aliases[a]))
+		}
+		parts = append(parts, "aliases "+strings.Join(as, ","))
+	}
+	if len(dropped) > 0 {
+		parts = append(parts, "removed aliases "+strings.Join(dropped, ","))
+	}
+	if serving {
+		parts = append(parts, "serving settings")
+	}
+	return strings.Join(parts, "; ")
+}

@@ -1,0 +1,197 @@
+package spec
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/nimbus-ai/nimbus/audit"
+	"github.com/nimbus-ai/nimbus/internal/errs"
+)
+
+// planService checks that every target of an InferenceService resolves — in the
+// registry, or among the Models of the same apply — and adds its step.
+func (p *plan) planService(ctx context.Context, d Document, s *InferenceService) {
+	ns, name := s.Metadata.Namespace, s.Metadata.Name
+	stored, err := p.storedOrNil(ctx, KindInferenceService, ns, name)
+	if err != nil {
+		p.fail(err)
+		return
+	}
+	if !p.checkResourceVersion(d, stored) {
+		return
+	}
+	before := len(p.errs)
+	for i, t := range s.Spec.Traffic {
+		p.checkTarget(ctx, d, fmt.Sprintf("spec.traffic[%d].model", i), ns, t.Model)
+	}
+	if s.Spec.Shadow != nil {
+		p.checkTarget(ctx, d, "spec.shadow.model", ns, s.Spec.Shadow.Model)
+	}
+	if len(p.errs) > before || p.internal != nil {
+		return
+	}
+	specJSON, err := marshalSpec(s.Spec)
+	if err != nil {
+		p.fail(err)
+		return
+	}
+	var beforeObj Object
+	gen, expect := int64(1), int64(0)
+	if stored != nil {
+		prev, err := serviceFromStored(*stored)
+		if err != nil {
+			p.fail(err)
+			return
+		}
+		beforeObj = serviceView(prev)
+		gen, expect = stored.Generation, stored.ResourceVersion
+		if string(stored.Spec) != string(specJSON) {
+			gen++
+		}
+	}
+	after := serviceView(s)
+	diff := diffOf(beforeObj, after)
+	st := &step{action: audit.ActionUpdate, summary: serviceSummary(s.Spec)}
+	st.result = Result{Kind: KindInferenceService, Namespace: ns, Name: name, Generation: gen, Diff: diff}
+	switch {
+	case stored == nil:
+		st.result.Action, st.action = ActionCreated, audit.ActionCreate
+	case diff != "":
+		st.result.Action = ActionConfigured
+	default:
+		st.result.Action = ActionUnchanged
+		st.commit = func(context.Context) error { return nil }
+		p.steps = append(p.steps, st)
+		return
+	}
+	spec := s.Spec
+	st.commit = func(ctx context.Context) error {
+		if _, err := p.e.opts.Resources.PutResource(ctx, StoredResource{
+			Kind: KindInferenceService, Namespace: ns, Name: name,
+			Labels: emptyToNil(s.Metadata.Labels), Annotations: emptyToNil(s.Metadata.Annotations),
+			Spec: specJSON, Generation: gen,
+		}, expect); err != nil {
+			return err
+		}
+		if p.e.opts.Routes != nil {
+			p.e.opts.Routes.SetService(ns, name, gen, spec)
+		}
+		return nil
+	}
+	p.steps = append(p.steps, st)
+}
+
+// checkTarget reports a target whose model, alias or version does not exist
+// and is not declared in this apply.
+func (p *plan) checkTarget(ctx context.Context, d Document, field, ns, target string) {
+	model, ref, err := ParseTarget(target)
+	if err != nil {
+		p.errs = append(p.errs, d.errorf(field, errs.InvalidArgument, "%v", err))
+		return
+	}
+	mp, err := p.modelState(ctx, ns, model)
+	if err != nil {
+		p.fail(err)
+		return
+	}
+	switch {
+	case !mp.exists && len(mp.versions) == 0:
+		p.errs = append(p.errs, d.errorf(field, errs.NotFound,
+			"model %s does not exist in namespace %s; push it or declare a Model in the same apply", model, ns))
+	case ref == "":
+	case isDigits(ref):
+		n, _ := strconv.ParseInt(ref, 10, 64)
+		if _, ok := mp.versions[n]; !ok {
+			p.errs = append(p.errs, d.errorf(field, errs.NotFound, "model %s has no version %d%s", model, n, versionsHint(mp)))
+		}
+	default:
+		if _, ok := mp.aliases[ref]; !ok {
+			hint := "it has no aliases"
+			if len(mp.aliases) > 0 {
+				hint = "its aliases: " + strings.Join(sortedKeys(mp.aliases), ", ")
+			}
+			p.errs = append(p.errs, d.errorf(field, errs.NotFound, "model %s has no alias %q; %s", model, ref, hint))
+		}
+	}
+}
+
+func versionsHint(mp *modelPlan) string {
+	if len(mp.versions) == 0 {
+		return ""
+	}
+	ns := make([]string, 0, len(mp.versions))
+	for _, n := range slicesSortedKeys(mp.versions) {
+		ns = append(ns, strconv.FormatInt(n, 10))
+	}
+	return "; its versions: " + strings.Join(ns, ", ")
+}
+
+func slicesSortedKeys[V any](m map[int64]V) []int64 {
+	ks := make([]int64, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// serviceFromStored rebuilds a service from its stored row (no status).
+func serviceFromStored(r StoredResource) (*InferenceService, error) {
+	s := &InferenceService{TypeMeta: TypeMeta{APIVersion: APIVersion, Kind: KindInferenceService}}
+	if err := json.Unmarshal(r.Spec, &s.Spec); err != nil {
+		return nil, fmt.Errorf("stored spec of inferenceservice %s/%s: %w", r.Namespace, r.Name, err)
+	}
+	s.Metadata = ObjectMeta{
+		Name: r.Name, Namespace: r.Namespace, Labels: emptyToNil(r.Labels), Annotations: emptyToNil(r.Annotations),
+		Generation: r.Generation, ResourceVersion: strconv.FormatInt(r.ResourceVersion, 10),
+	}
+	if !r.CreatedAt.IsZero() {
+		t := r.CreatedAt.UTC()
+		s.Metadata.CreationTimestamp = &t
+	}
+	return s, nil
+}
+
+// serviceView is s without server-written fields, as diffs compare it.
+func serviceView(s *InferenceService) *InferenceService {
+	out := &InferenceService{TypeMeta: TypeMeta{APIVersion: APIVersion, Kind: KindInferenceService}, Spec: s.Spec}
+	out.Metadata = ObjectMeta{Name: s.Metadata.Name, Namespace: s.Metadata.Namespace,
+		Labels: emptyToNil(s.Metadata.Labels), Annotations: emptyToNil(s.Metadata.Annotations)}
+	return out
+}
+
+func serviceSummary(s ServiceSpec) string {
+	parts := make([]string, 0, len(s.Traffic))
+	for _, t := range s.Traffic {
+		w := 0
+		if t.Weight != nil {
+			w = *t.Weight
+		}
+		parts = append(parts, fmt.Sprintf("%s=%d", t.Model, w))
+	}
+	out := "traffic " + strings.Join(parts, ",")
+	if s.Shadow != nil {
+		pct := 100
+		if s.Shadow.Percent != nil {
+			pct = *s.Shadow.Percent
+		}
+		out += fmt.Sprintf("; shadow %s %d%%", s.Shadow.Model, pct)
+	}
+	return out
+}

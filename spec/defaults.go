@@ -1,0 +1,189 @@
+package spec
+
+import (
+	"reflect"
+	"slices"
+
+	"github.com/nimbus-ai/nimbus/registry"
+)
+
+// DefaultTrafficWeight is the weight of a service's only target when it names none.
+const DefaultTrafficWeight = 100
+
+// DefaultShadowPercent is the share of requests copied to a shadow that names none.
+const DefaultShadowPercent = 100
+
+// Default fills in what the server assumes where a document is silent, so that
+// `get -o yaml` shows it: apiVersion and kind; metadata.namespace (namespace,
+// itself "default" when empty); each model version's format ("onnx"); the
+// weight of a service's only target (100); shadow.percent (100); and
+// routing.stickyBy ("header"). A model's serving settings are left alone:
+// absent means "not managed by apply". Default is idempotent.
+func Default(obj Object, namespace string) {
+	if namespace == "" {
+		namespace = registry.DefaultNamespace
+	}
+	if m := obj.GetMeta(); m.Namespace == "" {
+		m.Namespace = namespace
+	}
+	switch o := obj.(type) {
+	case *Model:
+		o.TypeMeta = TypeMeta{APIVersion: APIVersion, Kind: KindModel}
+		for i := range o.Spec.Versions {
+			if o.Spec.Versions[i].Format == "" {
+				o.Spec.Versions[i].Format = registry.DefaultFormat
+			}
+		}
+	case *InferenceService:
+		o.TypeMeta = TypeMeta{APIVersion: APIVersion, Kind: KindInferenceService}
+		s := &o.Spec
+		if len(s.Traffic) == 1 && s.Traffic[0].Weight == nil {
+			s.Traffic[0].Weight = pointerTo(DefaultTrafficWeight)
+		}
+		if s.Shadow != nil && s.Shadow.Percent == nil {
+			s.Shadow.Percent = pointerTo(DefaultShadowPercent)
+		}
+		if s.Routing == nil {
+			s.Routing = &Routing{}
+		}
+		if s.Routing.StickyBy == "" {
+			s.Routing.StickyBy = StickyByHeader
+		}
+	}
+}
+
+func pointerTo[T any](v T) *T { return &v }
+
+// Normalize puts obj in the canonical form that comparisons and stored specs
+// use, in place:
+//   - status is dropped, and so are the server-written metadata fields
+//     (generation, resourceVersion, creationTimestamp);
+//   - a model's versions are sorted by version number (a stable sort, so
+//     duplicates, which Validate refuses, keep their order);
+//   - empty maps and lists (labels, annotations, aliases, versions, traffic,
+//     preferredBatchSizes) become nil, so `labels: {}` equals no labels.
+//
+// Traffic targets keep their declared order. Normalize applies no defaults:
+// call Default first to compare what the server would store.
+func Normalize(obj Object) {
+	m := obj.GetMeta()
+	m.Generation, m.ResourceVersion, m.CreationTimestamp = 0, "", nil
+	m.Labels = nilIfEmpty(m.Labels)
+	m.Annotations = nilIfEmpty(m.Annotations)
+	switch o := obj.(type) {
+	case *Model:
+		o.Status = nil
+		s := &o.Spec
+		slices.SortStableFunc(s.Versions, func(a, b ModelVersion) int {
+			switch {
+			case a.Version < b.Version:
+				return -1
+			case a.Version > b.Version:
+				return 1
+			}
+			return 0
+		})
+		if len(s.Versions) == 0 {
+			s.Versions = nil
+		}
+		s.Aliases = nilIfEmpty(s.Aliases)
+		if s.Serving != nil && s.Serving.Batching != nil && len(s.Serving.Batching.PreferredBatchSizes) == 0 {
+			s.Serving.Batching.PreferredBatchSizes = nil
+		}
+	case *InferenceService:
+		o.Status = nil
+		if len(o.Spec.Traffic) == 0 {
+			o.Spec.Traffic = nil
+		}
+	}
+}
+
+func nilIfEmpty[M ~map[string]V, V any](m M) M {
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}
+
+// SpecEqual reports whether a and b are the same kind and declare the same
+// spec once normalized (see Normalize); metadata and status are not compared.
+// Neither argument is changed.
+func SpecEqual(a, b Object) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	if a.GetKind() != b.GetKind() {
+		return false
+	}
+	a, b = Clone(a), Clone(b)
+	Normalize(a)
+	Normalize(b)
+	switch x := a.(type) {
+	case *Model:
+		return reflect.DeepEqual(x.Spec, b.(*Model).Spec)
+	case *InferenceService:
+		return reflect.DeepEqual(x.Spec, b.(*InferenceService).Spec)
+	}
+	return false
+}
+
+// Clone returns a deep copy of obj (nil for nil), sharing nothing with it.
+func Clone(obj Object) Object {
+	if obj == nil {
+		return nil
+	}
+	v := reflect.ValueOf(obj)
+	if v.Kind() != reflect.Pointer || v.IsNil() {
+		return obj
+	}
+	c := reflect.New(v.Type().Elem())
+	deepCopy(c.Elem(), v.Elem())
+	return c.Interface().(Object)
+}
+
+// deepCopy copies src into dst (both of one type), following pointers, slices
+// and maps. Structs with unexported fields (time.Time) are values that share no
+// mutable state and are assigned whole.
+func deepCopy(dst, src reflect.Value) {
+	switch src.Kind() {
+	case reflect.Pointer:
+		if src.IsNil() {
+			return
+		}
+		p := reflect.New(src.Type().Elem())
+		deepCopy(p.Elem(), src.Elem())
+		dst.Set(p)
+	case reflect.Slice:
+		if src.IsNil() {
+			return
+		}
+		s := reflect.MakeSlice(src.Type(), src.Len(), src.Len())
+		for i := range src.Len() {
+			deepCopy(s.Index(i), src.Index(i))
+		}
+		dst.Set(s)
+	case reflect.Map:
+		if src.IsNil() {
+			return
+		}
+		m := reflect.MakeMapWithSize(src.Type(), src.Len())
+		for it := src.MapRange(); it.Next(); {
+			e := reflect.New(src.Type().Elem()).Elem()
+			deepCopy(e, it.Value())
+			m.SetMapIndex(it.Key(), e)
+		}
+		dst.Set(m)
+	case reflect.Struct:
+		for i := range src.NumField() {
+			if !src.Type().Field(i).IsExported() {
+				dst.Set(src)
+				return
+			}
+		}
+		for i := range src.NumField() {
+			deepCopy(dst.Field(i), src.Field(i))
+		}
+	default:
+		dst.Set(src)
+	}
+}

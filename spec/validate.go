@@ -1,0 +1,253 @@
+package spec
+
+import (
+	"fmt"
+	"maps"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/registry"
+)
+
+// Service bounds.
+const (
+	MaxTrafficTargets = 16        // targets in one service's traffic split
+	MaxServiceTimeout = time.Hour // spec.timeout
+	maxLabelKeyLen    = 253       // as the registry's model labels
+)
+
+// Validate checks a document's object on its own, after Default: names,
+// versions, digests, source URIs, aliases and serving settings of a Model;
+// targets, weights, shadow, timeout and routing of an InferenceService. What
+// needs the registry or the store (that a target's model exists, that a
+// declared version matches the stored one) is checked by apply. Each error
+// names its field and the line of that field (else of its nearest parent, else
+// of the document).
+func Validate(doc Document) []FieldError {
+	if doc.Object == nil {
+		return []FieldError{{File: doc.File, Line: doc.Line, Message: "no resource in the document", Code: errs.InvalidArgument.String()}}
+	}
+	v := &validator{doc: doc}
+	switch o := doc.Object.(type) {
+	case *Model:
+		v.meta(&o.Metadata, "model name")
+		v.model(&o.Spec)
+	case *InferenceService:
+		v.meta(&o.Metadata, "service name")
+		v.service(&o.Spec)
+	default:
+		v.errorf("kind", "unknown kind %q; known kinds: %s", doc.Object.GetKind(), knownKinds())
+	}
+	return v.errs
+}
+
+type validator struct {
+	doc  Document
+	errs []FieldError
+}
+
+func (v *validator) errorf(field, format string, args ...any) {
+	v.errs = append(v.errs, v.doc.errorf(field, errs.InvalidArgument, format, args...))
+}
+
+// check records err, a registry validation error, at field.
+func (v *validator) check(field string, err error) {
+	if err != nil {
+		v.errorf(field, "%s", err.Error())
+	}
+}
+
+func (v *validator) meta(m *ObjectMeta, what string) {
+	if m.Name == "" {
+		v.errorf("metadata.name", "required")
+	} else if err := registry.ValidateModelName(m.Name); err != nil {
+		// Services follow the rules of model names (they share the OIP model
+		// slot); say which name it is.
+		v.errorf("metadata.name", "%s", strings.Replace(err.Error(), "model name", what, 1))
+	}
+	v.check("metadata.namespace", registry.ValidateNamespace(m.Namespace))
+	for _, k := range slices.Sorted(maps.Keys(m.Labels)) {
+		if k == "" || len(k) > maxLabelKeyLen {
+			v.errorf(childPath("metadata.labels", k), "label keys must be 1 to %d characters, got %d", maxLabelKeyLen, len(k))
+		}
+	}
+}
+
+func (v *validator) model(s *ModelSpec) {
+	first := map[int64]int{} // version -> index of its first declaration
+	for i, mv := range s.Versions {
+		f := fmt.Sprintf("spec.versions[%d]", i)
+		if mv.Version < 1 {
+			v.errorf(f+".version", "must be a positive number, got %d", mv.Version)
+		} else if j, dup := first[mv.Version]; dup {
+			v.errorf(f+".version", "version %d is declared twice (also spec.versions[%d])", mv.Version, j)
+		} else {
+			first[mv.Version] = i
+		}
+		if mv.Format == "" {
+			v.errorf(f+".format", "required")
+		}
+		v.source(f+".source", mv.Source)
+	}
+	for _, a := range slices.Sorted(maps.Keys(s.Aliases)) {
+		f := childPath("spec.aliases", a)
+		v.check(f, registry.ValidateAlias(a))
+		if n := s.Aliases[a]; n < 1 {
+			v.errorf(f, "must be a positive version number, got %d", n)
+		}
+	}
+	if s.Serving != nil {
+		if err := s.Serving.Validate(); err != nil {
+			// The registry names its fields from "serving.", as the CLI does.
+			field := errs.FieldOf(err)
+			msg := strings.TrimPrefix(err.Error(), field+": ")
+			if field == "" {
+				field = "serving"
+			}
+			v.errorf("spec."+field, "%s", msg)
+		}
+	}
+}
+
+func (v *validator) source(f string, src Source) {
+	switch {
+	case src.SHA256 == "":
+		v.errorf(f+".sha256", "required: the artifact's sha256 digest (64 lowercase hex characters)")
+	case strings.HasPrefix(strings.ToLower(src.SHA256), "sha256:"):
+		v.errorf(f+".sha256", "must be 64 lowercase hex characters, without the \"sha256:\" prefix")
+	default:
+		v.check(f+".sha256", registry.ValidateDigest(src.SHA256))
+	}
+	if src.URI != "" {
+		if msg := checkSourceURI(src.URI); msg != "" {
+			v.errorf(f+".uri", "%s", msg)
+		}
+	}
+}
+
+// checkSourceURI says what is wrong with an artifact URI, "" if nothing is.
+// Whether a file:// path lies under the allowed directory is apply's business.
+func checkSourceURI(uri string) string {
+	scheme, rest, ok := strings.Cut(uri, "://")
+	if !ok {
+		if strings.HasPrefix(uri, "/") {
+			return fmt.Sprintf("must be a file:// or https:// URI, got %q (for a local file write file://%s)", uri, uri)
+		}
+		return fmt.Sprintf("must be a file:// or https:// URI, got %q", uri)
+	}
+	switch strings.ToLower(scheme) {
+	case "file":
+		if rest == "" || !strings.HasPrefix(rest, "/") {
+			return fmt.Sprintf("file URI %q must name an absolute path, e.g. file:///models/model.onnx", uri)
+		}
+		return ""
+	case "https":
+		u, err := url.Parse(uri)
+		if err != nil || u.Host == "" {
+			return fmt.Sprintf("invalid https URI %q", uri)
+		}
+		return ""
+	case "http":
+		return fmt.Sprintf("scheme \"http\" is not supported: artifacts are fetched over https:// (or from file://), got %q", uri)
+	}
+	return fmt.Sprintf("scheme %q is not supported; use file:// or https://", scheme)
+}
+
+func (v *validator) service(s *ServiceSpec) {
+	switch {
+	case len(s.Traffic) == 0:
+		v.errorf("spec.traffic", "required: at least one target")
+	case len(s.Traffic) > MaxTrafficTargets:
+		v.errorf("spec.traffic", "at most %d targets, got %d", MaxTrafficTargets, len(s.Traffic))
+	}
+	sum, summable := 0, len(s.Traffic) > 0
+	first := map[string]int{} // target -> index of its first listing
+	for i, t := range s.Traffic {
+		f := fmt.Sprintf("spec.traffic[%d]", i)
+		if t.Model == "" {
+			v.errorf(f+".model", "required: a target like model, model@alias or model@3")
+		} else if model, ref, err := ParseTarget(t.Model); err != nil {
+			v.errorf(f+".model", "%s", err.Error())
+		} else {
+			key := model + "@" + ref
+			if j, dup := first[key]; dup {
+				v.errorf(f+".model", "target %q is listed twice (also spec.traffic[%d])", t.Model, j)
+			} else {
+				first[key] = i
+			}
+		}
+		switch {
+		case t.Weight == nil:
+			summable = false
+			if len(s.Traffic) > 1 {
+				v.errorf(f+".weight", "required when there is more than one target")
+			}
+		case *t.Weight < 0 || *t.Weight > 100:
+			summable = false
+			v.errorf(f+".weight", "must be 0..100, got %d", *t.Weight)
+		default:
+			sum += *t.Weight
+		}
+	}
+	if summable && sum != 100 {
+		v.errorf("spec.traffic", "weights sum to %d, must be 100", sum)
+	}
+	if sh := s.Shadow; sh != nil {
+		if sh.Model == "" {
+			v.errorf("spec.shadow.model", "required: a target like model, model@alias or model@3")
+		} else if _, _, err := ParseTarget(sh.Model); err != nil {
+			v.errorf("spec.shadow.model", "%s", err.Error())
+		}
+		if sh.Percent != nil && (*sh.Percent < 0 || *sh.Percent > 100) {
+			v.errorf("spec.shadow.percent", "must be 0..100, got %d", *sh.Percent)
+		}
+	}
+	switch t := s.Timeout.D(); {
+	case t < 0:
+		v.errorf("spec.timeout", "must not be negative, got %s", t)
+	case t > MaxServiceTimeout:
+		v.errorf("spec.timeout", "must be at most %s, got %s", MaxServiceTimeout, t)
+	}
+	if r := s.Routing; r != nil && r.StickyBy != StickyByHeader && r.StickyBy != StickyByRequestID {
+		v.errorf("spec.routing.stickyBy", "must be %q or %q, got %q", StickyByHeader, StickyByRequestID, r.StickyBy)
+	}
+}
+
+// ParseTarget splits a traffic or shadow target into its model and reference:
+// "fraud" gives ("fraud", ""), meaning the champion alias, else the latest
+// version; "fraud@challenger" gives ("fraud", "challenger"); "fraud@3" and
+// "fraud@003" give ("fraud", "3"), a version number. Errors are
+// errs.InvalidArgument and say what is wrong.
+func ParseTarget(s string) (model, ref string, err error) {
+	model, ref, hasRef := strings.Cut(s, "@")
+	bad := func(format string, args ...any) error {
+		return errs.New(errs.InvalidArgument, "target %q: %s", s, fmt.Sprintf(format, args...))
+	}
+	if s == "" {
+		return "", "", errs.New(errs.InvalidArgument, "target must not be empty: write model, model@alias or model@3")
+	}
+	if err := registry.ValidateModelName(model); err != nil {
+		return "", "", bad("%s", err.Error())
+	}
+	if !hasRef {
+		return model, "", nil
+	}
+	if ref == "" {
+		return "", "", bad("nothing after @: write model@alias or model@3")
+	}
+	if strings.TrimLeft(ref, "0123456789") == "" { // all digits: a version number
+		n, err := strconv.ParseInt(ref, 10, 64)
+		if err != nil || n < 1 {
+			return "", "", bad("version %q must be a positive number", ref)
+		}
+		return model, strconv.FormatInt(n, 10), nil
+	}
+	if err := registry.ValidateAlias(ref); err != nil {
+		return "", "", bad("%s", err.Error())
+	}
+	return model, ref, nil
+}

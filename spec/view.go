@@ -1,0 +1,466 @@
+package spec
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nimbus-ai/nimbus/audit"
+	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/registry"
+)
+
+// Observer reports live serving state for status.
+type Observer interface {
+	// VersionState is a version's residency state (ready, loading, idle,
+	// evicted, failed, unloaded; "" if never loaded) and, if failed, why.
+	VersionState(ctx context.Context, ns, model string, version int64) (state, reason string)
+	// ServiceStats are a service's counters since the server started.
+	ServiceStats(ns, name string) (ServiceStats, bool)
+}
+
+// ServiceStats are what the router counted for one service.
+type ServiceStats struct {
+	// Generation is the spec generation the router serves.
+	Generation int64
+	Targets    []TargetStats
+	Shadow     *ShadowStatus
+}
+
+// TargetStats are one target's counters.
+type TargetStats struct {
+	Target   string
+	Requests int64
+	Errors   int64
+	Latency  time.Duration // total
+}
+
+// NormalizeKind maps a kind as users type it (model, models, isvc,
+// InferenceService...) to its Kind.
+func NormalizeKind(s string) (string, error) {
+	switch strings.ToLower(s) {
+	case "model", "models":
+		return KindModel, nil
+	case "inferenceservice", "inferenceservices", "isvc", "isvcs":
+		return KindInferenceService, nil
+	}
+	return "", errs.New(errs.NotFound, "unknown kind %q; known kinds: Model (models), InferenceService (inferenceservices, isvc)", s).WithField("kind")
+}
+
+// Get returns one resource with its status.
+func (e *Engine) Get(ctx context.Context, kind, ns, name string) (Object, error) {
+	switch kind {
+	case KindModel:
+		reg, err := e.opts.Registry.GetModel(ctx, ns, name)
+		if err != nil {
+			return nil, fmt.Errorf("get model: %w", err)
+		}
+		return e.modelObject(ctx, reg)
+	case KindInferenceService:
+		r, err := e.opts.Resources.GetResource(ctx, KindInferenceService, ns, name)
+		if errors.Is(err, errs.ErrNotFound) {
+			return nil, errs.New(errs.NotFound, "inferenceservice %s not found in namespace %s", name, ns)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("get inferenceservice: %w", err)
+		}
+		return e.serviceObject(ctx, r)
+	}
+	return nil, errs.New(errs.NotFound, "unknown kind %q", kind)
+}
+
+// List returns a kind's resources in ns ("" for every namespace), by
+// namespace, then name.
+func (e *Engine) List(ctx context.Context, kind, ns string) ([]Object, error) {
+	out := []Object{}
+	switch kind {
+	case KindModel:
+		nss := []string{ns}
+		if ns == "" {
+			var err error
+			if nss, err = e.opts.Registry.Store().ListNamespaces(ctx); err != nil {
+				return nil, fmt.Errorf("list models: %w", err)
+			}
+		}
+		for _, n := range nss {
+			opt := registry.ListOptions{Limit: registry.MaxPageSize}
+			for {
+				page, err := e.opts.Registry.ListModels(ctx, n, opt)
+				if err != nil {
+					return nil, fmt.Errorf("list models: %w", err)
+				}
+				for _, m := range page.Items {
+					obj, err := e.modelObject(ctx, m)
+					if err != nil {
+						return nil, err
+					}
+					out = append(out, obj)
+				}
+				if page.Next == "" {
+					break
+				}
+				opt.After = page.Next
+			}
+		}
+	case KindInferenceService:
+		rs, err := e.opts.Resources.ListResources(ctx, KindInferenceService, ns)
+		if err != nil {
+			return nil, fmt.Errorf("list inferenceservices: %w", err)
+		}
+		for _, r := range rs {
+			obj, err := e.serviceObject(ctx, r)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, obj)
+		}
+	default:
+		return nil, errs.New(errs.NotFound, "unknown kind %q", kind)
+	}
+	return out, nil
+}
+
+func (e *Engine) modelObject(ctx context.Context, reg registry.Model) (*Model, error) {
+	ns, name := reg.Namespace, reg.Name
+	stored, err := (&plan{e: e}).storedOrNil(ctx, KindModel, ns, name)
+	if err != nil {
+		return nil, fmt.Errorf("get model: %w", err)
+	}
+	vs, err := e.opts.Registry.ListVersions(ctx, ns, name)
+	if err != nil {
+		return nil, fmt.Errorf("get model: %w", err)
+	}
+	m := modelView(ns, name, reg.Labels, stored, vs, reg.Aliases, servingShown(reg, stored, nil))
+	created := reg.CreatedAt.UTC()
+	m.Metadata.CreationTimestamp = &created
+	st := &ModelStatus{}
+	if stored != nil {
+		m.Metadata.Generation = stored.Generation
+		m.Metadata.ResourceVersion = strconv.FormatInt(stored.ResourceVersion, 10)
+		st.ObservedGeneration = stored.Generation
+	}
+	var failed []string
+	if e.opts.Observer != nil {
+		for _, v := range vs {
+			if state, reason := e.opts.Observer.VersionState(ctx, ns, name, v.Version); state == "failed" {
+				failed = append(failed, fmt.Sprintf("version %d: %s", v.Version, reason))
+			}
+		}
+	}
+	msg := fmt.Sprintf("%d versions registered; they load on demand", len(vs))
+	st.Conditions = []Condition{{Type: ConditionReady, Status: ConditionTrue, Reason: "Registered", Message: msg}}
+	if len(failed) > 0 {
+		st.Conditions = append(st.Conditions, Condition{Type: ConditionDegraded, Status: ConditionTrue,
+			Reason: "LoadFailed", Message: strings.Join(failed, "; ")})
+	} else {
+		st.Conditions = append(st.Conditions, Condition{Type: ConditionDegraded, Status: ConditionFalse})
+	}
+	m.Status = st
+	return m, nil
+}
+
+func (e *Engine) serviceObject(ctx context.Context, r StoredResource) (*InferenceService, error) {
+	s, err := serviceFromStored(r)
+	if err != nil {
+		return nil, err
+	}
+	st := &ServiceStatus{URL: ServiceURL(r.Namespace, r.Name)}
+	var stats ServiceStats
+	var haveStats bool
+	if e.opts.Observer != nil {
+		stats, haveStats = e.opts.Observer.ServiceStats(r.Namespace, r.Name)
+	}
+	if haveStats {
+		st.ObservedGeneration = stats.Generation
+	}
+	counted := map[string]TargetStats{}
+	var total int64
+	for _, t := range stats.Targets {
+		counted[t.Target] = t
+		total += t.Requests
+	}
+	var missing, failed, loading []string
+	for _, t := range s.Spec.Traffic {
+		ts := TrafficStatus{Model: t.Model}
+		if t.Weight != nil {
+			ts.Weight = *t.Weight
+		}
+		if c, ok := counted[t.Model]; ok {
+			ts.Requests, ts.Errors = c.Requests, c.Errors
+			if total > 0 {
+				ts.Share = float64(c.Requests) / float64(total)
+			}
+			if c.Requests > 0 {
+				ts.MeanMS = float64(c.Latency.Microseconds()) / 1000 / float64(c.Requests)
+			}
+		}
+		model, ref, _ := ParseTarget(t.Model)
+		v, err := e.resolve(ctx, r.Namespace, model, ref)
+		switch {
+		case err != nil:
+			missing = append(missing, t.Model+": "+errs.PublicMessage(err))
+		default:
+			ts.Version = v
+			if e.opts.Observer != nil {
+				state, reason := e.opts.Observer.VersionState(ctx, r.Namespace, model, v)
+				ts.State = state
+				switch state {
+				case "failed":
+					failed = append(failed, fmt.Sprintf("%s (version %d): %s", t.Model, v, reason))
+				case "loading":
+					loading = append(loading, t.Model)
+				}
+			}
+		}
+		st.Traffic = append(st.Traffic, ts)
+	}
+	if s.Spec.Shadow != nil {
+		sh := ShadowStatus{Model: s.Spec.Shadow.Model}
+		if stats.Shadow != nil {
+			sh = *stats.Shadow
+			sh.Model = s.Spec.Shadow.Model
+		}
+		st.Shadow = &sh
+	}
+	switch {
+	case len(missing) > 0:
+		st.Conditions = append(st.Conditions, Condition{Type: ConditionReady, Status: ConditionFalse,
+			Reason: "TargetNotFound", Message: strings.Join(missing, "; ")})
+	case haveStats && stats.Generation != r.Generation:
+		st.Conditions = append(st.Conditions, Condition{Type: ConditionReady, Status: ConditionFalse,
+			Reason: "NotObserved", Message: fmt.Sprintf("the router serves generation %d", stats.Generation)})
+	default:
+		st.Conditions = append(st.Conditions, Condition{Type: ConditionReady, Status: ConditionTrue,
+			Reason: "Routing", Message: fmt.Sprintf("%d targets; versions load on first request", len(s.Spec.Traffic))})
+	}
+	if len(loading) > 0 {
+		st.Conditions = append(st.Conditions, Condition{Type: ConditionProgressing, Status: ConditionTrue,
+			Reason: "Loading", Message: strings.Join(loading, ", ") + " loading"})
+	} else {
+		st.Conditions = append(st.Conditions, Condition{Type: ConditionProgressing, Status: ConditionFalse})
+	}
+	if len(failed)+len(missing) > 0 {
+		reason := "LoadFailed"
+		if len(missing) > 0 {
+			reason = "TargetNotFound"
+		}
+		st.Conditions = append(st.Conditions, Condition{Type: ConditionDegraded, Status: ConditionTrue,
+			Reason: reason, Message: strings.Join(append(missing, failed...), "; ")})
+	} else {
+		st.Conditions = append(st.Conditions, Condition{Type: ConditionDegraded, Status: ConditionFalse})
+	}
+	s.Status = st
+	return s, nil
+}
+
+// resolve maps a target's reference to a version number as serving will.
+func (e *Engine) resolve(ctx context.Context, ns, model, ref string) (int64, error) {
+	reg, err := e.opts.Registry.GetModel(ctx, ns, model)
+	if err != nil {
+		return 0, err
+	}
+	if isDigits(ref) {
+		n, _ := strconv.ParseInt(ref, 10, 64)
+		vs, err := e.opts.Registry.ListVersions(ctx, ns, model)
+		if err != nil {
+			return 0, err
+		}
+		for _, v := range vs {
+			if v.Version == n {
+				return n, nil
+			}
+		}
+		return 0, errs.New(errs.NotFound, "model %s has no version %d", model, n)
+	}
+	alias := ref
+	if alias == "" {
+		alias = registry.ChampionAlias
+	}
+	if n, ok := reg.Aliases[alias]; ok {
+		return n, nil
+	}
+	if ref != "" {
+		return 0, errs.New(errs.NotFound, "model %s has no alias %q", model, ref)
+	}
+	vs, err := e.opts.Registry.ListVersions(ctx, ns, model)
+	if err != nil || len(vs) == 0 {
+		return 0, errs.New(errs.NotFound, "model %s has no versions", model)
+	}
+	return vs[len(vs)-1].Version, nil
+}
+
+// ServiceURL is the OIP inference path of a service.
+func ServiceURL(ns, name string) string {
+	if ns == registry.DefaultNamespace {
+		return "/v2/models/" + name + "/infer"
+	}
+	return "/ns/" + ns + "/v2/models/" + name + "/infer"
+}
+
+// Restore hands every stored InferenceService to the router: run at start.
+func (e *Engine) Restore(ctx context.Context) error {
+	if e.opts.Routes == nil {
+		return nil
+	}
+	rs, err := e.opts.Resources.ListResources(ctx, KindInferenceService, "")
+	if err != nil {
+		return fmt.Errorf("restore inferenceservices: %w", err)
+	}
+	for _, r := range rs {
+		var s ServiceSpec
+		if err := json.Unmarshal(r.Spec, &s); err != nil {
+			return fmt.Errorf("restore inferenceservice %s/%s: %w", r.Namespace, r.Name, err)
+		}
+		e.opts.Routes.SetService(r.Namespace, r.Name, r.Generation, s)
+	}
+	e.log.Info("inferenceservices restored", "count", len(rs))
+	return nil
+}
+
+// DeleteRequest deletes one resource by name.
+type DeleteRequest struct {
+	Kind, Namespace, Name string
+	DryRun                bool
+	Actor, Source         string
+}
+
+// Delete deletes one resource. A Model still targeted by an InferenceService
+// is refused (Conflict) naming the services; deleting a Model removes its
+// versions and aliases from the registry.
+func (e *Engine) Delete(ctx context.Context, dr DeleteRequest) (Result, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.deleteLocked(ctx, dr)
+}
+
+func (e *Engine) deleteLocked(ctx context.Context, dr DeleteRequest) (Result, error) {
+	res := Result{Kind: dr.Kind, Namespace: dr.Namespace, Name: dr.Name, Action: ActionDeleted}
+	before, err := e.Get(ctx, dr.Kind, dr.Namespace, dr.Name)
+	if err != nil {
+		return res, err
+	}
+	before = stripped(before)
+	res.Diff = diffOf(before, nil)
+	if m := before.GetMeta(); m.Generation > 0 {
+		res.Generation = m.Generation
+	}
+	switch dr.Kind {
+	case KindModel:
+		users, err := e.servicesUsing(ctx, dr.Namespace, dr.Name)
+		if err != nil {
+			return res, err
+		}
+		if len(users) > 0 {
+			return res, errs.New(errs.Conflict, "model %s is a target of inferenceservice %s; change or delete those first",
+				dr.Name, strings.Join(users, ", "))
+		}
+		if dr.DryRun {
+			return res, nil
+		}
+		if err := e.opts.Registry.DeleteModel(ctx, dr.Namespace, dr.Name, true); err != nil {
+			return res, err
+		}
+		if err := e.opts.Resources.DeleteResource(ctx, KindModel, dr.Namespace, dr.Name, 0); err != nil && !errors.Is(err, errs.ErrNotFound) {
+			return res, err
+		}
+	case KindInferenceService:
+		if dr.DryRun {
+			return res, nil
+		}
+		if err := e.opts.Resources.DeleteResource(ctx, KindInferenceService, dr.Namespace, dr.Name, 0); err != nil {
+			return res, err
+		}
+		if e.opts.Routes != nil {
+			e.opts.Routes.DeleteService(dr.Namespace, dr.Name)
+		}
+	}
+	e.record(ctx, Request{Actor: dr.Actor, Source: dr.Source}, &step{result: res, action: audit.ActionDelete, summary: "deleted"})
+	return res, nil
+}
+
+// DeleteFiles deletes every resource the files declare, after checking that
+// each exists; a missing one fails the call before anything is deleted.
+func (e *Engine) DeleteFiles(ctx context.Context, req Request) (*Response, error) {
+	docs, fes := decodeAll(req)
+	if len(fes) > 0 {
+		return nil, fes.sorted()
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var missing Errors
+	for _, d := range docs {
+		m := d.Object.GetMeta()
+		if _, err := e.Get(ctx, d.Object.GetKind(), m.Namespace, m.Name); err != nil {
+			if !errors.Is(err, errs.ErrNotFound) {
+				return nil, err
+			}
+			missing = append(missing, d.errorf("metadata.name", errs.NotFound, "%s", errs.PublicMessage(err)))
+		}
+	}
+	if len(missing) > 0 {
+		return nil, missing
+	}
+	// Services first: a Model is refused while a service targets it.
+	resp := &Response{DryRun: req.DryRun}
+	for _, kind := range []string{KindInferenceService, KindModel} {
+		for _, d := range docs {
+			if d.Object.GetKind() != kind {
+				continue
+			}
+			m := d.Object.GetMeta()
+			res, err := e.deleteLocked(ctx, DeleteRequest{Kind: kind, Namespace: m.Namespace, Name: m.Name,
+				DryRun: req.DryRun, Actor: req.Actor, Source: req.Source})
+			if err != nil {
+				return nil, fmt.Errorf("delete %s %s/%s: %w", kind, m.Namespace, m.Name, err)
+			}
+			resp.Results = append(resp.Results, res)
+		}
+	}
+	return resp, nil
+}
+
+func (e *Engine) servicesUsing(ctx context.Context, ns, model string) ([]string, error) {
+	rs, err := e.opts.Resources.ListResources(ctx, KindInferenceService, ns)
+	if err != nil {
+		return nil, err
+	}
+	var users []string
+	for _, r := range rs {
+		var s ServiceSpec
+		if err := json.Unmarshal(r.Spec, &s); err != nil {
+			return nil, err
+		}
+		targets := make([]string, 0, len(s.Traffic)+1)
+		for _, t := range s.Traffic {
+			targets = append(targets, t.Model)
+		}
+		if s.Shadow != nil {
+			targets = append(targets, s.Shadow.Model)
+		}
+		for _, t := range targets {
+			if m, _, err := ParseTarget(t); err == nil && m == model {
+				users = append(users, r.Name)
+				break
+			}
+		}
+	}
+	return users, nil
+}
+
+// stripped is obj without status and server-written metadata, for diffs.
+func stripped(obj Object) Object {
+	switch o := obj.(type) {
+	case *Model:
+		c := *o
+		c.Status = nil
+		c.Metadata = ObjectMeta{Name: o.Metadata.Name, Namespace: o.Metadata.Namespace, Labels: o.Metadata.Labels, Annotations: o.Metadata.Annotations}
+		return &c
+	case *InferenceService:
+		return serviceView(o)
+	}
+	return obj
+}
