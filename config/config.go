@@ -43,6 +43,9 @@ type Config struct {
 	// limit where one is set), or "0" for unlimited. Past it, least recently used
 	// idle versions are evicted.
 	MemoryBudget string `yaml:"memoryBudget"`
+	// SourceDir is the one directory file:// sources of declared Model versions
+	// may be read from (symlinks resolved); empty refuses file:// sources.
+	SourceDir string `yaml:"sourceDir"`
 }
 
 // Default returns the embedded default configuration.
@@ -117,6 +120,7 @@ var Env = map[string]string{
 	"shutdownTimeout": "NIMBUS_SHUTDOWN_TIMEOUT",
 	"blobGCGrace":     "NIMBUS_BLOB_GC_GRACE",
 	"memoryBudget":    "NIMBUS_MEMORY_BUDGET",
+	"sourceDir":       "NIMBUS_SOURCE_DIR",
 }
 
 // LoadEnv applies NIMBUS_* variables found through lookup (os.LookupEnv in production).
@@ -158,6 +162,7 @@ func (c *Config) LoadEnv(lookup func(string) (string, bool)) error {
 	dur("shutdownTimeout", &c.ShutdownTimeout)
 	dur("blobGCGrace", &c.BlobGCGrace)
 	str("memoryBudget", &c.MemoryBudget)
+	str("sourceDir", &c.SourceDir)
 	return errors.Join(errList...)
 }
 

@@ -37,6 +37,13 @@ const DefaultMaxMessageBytes = oip.DefaultMaxBodyBytes
 // NamespaceMetadataKey is the incoming gRPC metadata key that selects the namespace.
 const NamespaceMetadataKey = "nimbus-namespace"
 
+// RoutingKeyMetadataKey keeps a caller of an InferenceService on one target.
+const RoutingKeyMetadataKey = "nimbus-routing-key"
+
+// TargetMetadataKey is the response header naming the model and version that
+// answered a request to an InferenceService ("fraud-detector@4").
+const TargetMetadataKey = "nimbus-target"
+
 // DefaultNamespace is used when a request carries no namespace metadata; it is the
 // namespace of the REST API's un-prefixed routes.
 const DefaultNamespace = oip.DefaultNamespace
@@ -255,6 +262,9 @@ func (s *Server) infer(ctx context.Context, ns string, req *pb.ModelInferRequest
 		return nil, "", err
 	}
 	ir.Namespace = ns
+	if v := metadata.ValueFromIncomingContext(ctx, RoutingKeyMetadataKey); len(v) > 0 {
+		ir.RoutingKey = v[0]
+	}
 	res, err := s.b.Infer(ctx, ir)
 	if err != nil {
 		return nil, "", fmt.Errorf("infer %s/%s: %w", ns, ir.Model, err)
@@ -268,6 +278,10 @@ func (s *Server) infer(ctx context.Context, ns string, req *pb.ModelInferRequest
 	}
 	if out.Id == "" {
 		out.Id = req.GetId() // the spec echoes the id whether or not the backend did
+	}
+	if res.Target != "" {
+		// Best effort: a header can only fail once headers were sent.
+		_ = grpc.SetHeader(ctx, metadata.Pairs(TargetMetadataKey, res.Target))
 	}
 	return out, res.ModelVersion, nil
 }

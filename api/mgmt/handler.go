@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nimbus-ai/nimbus/audit"
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/registry"
 )
@@ -72,6 +73,11 @@ type Options struct {
 	UploadTTL time.Duration
 	// Residency answers the status routes; nil answers them with 503.
 	Residency Residency
+	// Resources serves apply, get and delete of declarative resources; nil
+	// answers those routes with 503.
+	Resources Resources
+	// Audit records every change and serves the events routes; nil records nothing.
+	Audit audit.Log
 }
 
 func (o *Options) setDefaults() {
@@ -118,27 +124,36 @@ func NewHandler(reg Registry, opts Options) http.Handler {
 		h       handlerFunc
 	}{
 		{"GET /api/v1/namespaces", a.listNamespaces},
-		{"POST /api/v1/gc", a.gc},
+		{"POST /api/v1/gc", a.audited("Blob", a.gc)},
+
+		{"POST /api/v1/apply", a.apply},
+		{"POST /api/v1/delete", a.deleteFiles},
+		{"GET /api/v1/resources/{kind}", a.listResources},
+		{"GET " + nsp + "/resources/{kind}", a.listResources},
+		{"GET " + nsp + "/resources/{kind}/{name}", a.getResource},
+		{"DELETE " + nsp + "/resources/{kind}/{name}", a.deleteResource},
+		{"GET /api/v1/events", a.listEvents},
+		{"GET " + nsp + "/events", a.listEvents},
 
 		{"GET " + nsp + "/models", a.listModels},
 		{"GET " + nsp + "/status", a.status},
 		{"GET " + mp, a.getModel},
-		{"PATCH " + mp, a.patchModel},
-		{"DELETE " + mp, a.deleteModel},
+		{"PATCH " + mp, a.audited("Model", a.patchModel)},
+		{"DELETE " + mp, a.audited("Model", a.deleteModel)},
 		{"GET " + mp + "/serving", a.getServing},
-		{"PUT " + mp + "/serving", a.putServing},
+		{"PUT " + mp + "/serving", a.audited("Model", a.putServing)},
 		{"GET " + mp + "/status", a.status},
 
 		{"GET " + mp + "/versions", a.listVersions},
-		{"POST " + mp + "/versions", a.createVersion},
+		{"POST " + mp + "/versions", a.audited("Model", a.createVersion)},
 		{"GET " + vp, a.getVersion},
-		{"DELETE " + vp, a.deleteVersion},
-		{"PUT " + vp + "/serving", a.putVersionServing},
-		{"DELETE " + vp + "/serving", a.deleteVersionServing},
+		{"DELETE " + vp, a.audited("Model", a.deleteVersion)},
+		{"PUT " + vp + "/serving", a.audited("Model", a.putVersionServing)},
+		{"DELETE " + vp + "/serving", a.audited("Model", a.deleteVersionServing)},
 		{"GET " + vp + "/artifact", a.getArtifact},
 
-		{"PUT " + mp + "/aliases/{alias}", a.setAlias},
-		{"DELETE " + mp + "/aliases/{alias}", a.deleteAlias},
+		{"PUT " + mp + "/aliases/{alias}", a.audited("Model", a.setAlias)},
+		{"DELETE " + mp + "/aliases/{alias}", a.audited("Model", a.deleteAlias)},
 
 		{"POST " + nsp + "/blobs", a.postBlob},
 		{"POST " + nsp + "/blobs/uploads", a.startUpload},
@@ -205,7 +220,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // decodeJSON reads one JSON value of at most opts.MaxBodyBytes into v, refusing
 // unknown fields so typos fail loudly.
 func (a *api) decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	body := http.MaxBytesReader(w, r.Body, a.opts.MaxBodyBytes)
+	return decodeJSONMax(w, r, v, a.opts.MaxBodyBytes)
+}
+
+// decodeJSONMax is decodeJSON with its own size limit.
+func decodeJSONMax(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
+	body := http.MaxBytesReader(w, r.Body, limit)
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

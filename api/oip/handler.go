@@ -41,6 +41,13 @@ const DefaultNamespace = "default"
 // HeaderModelVersion names the version that answered an inference request.
 const HeaderModelVersion = "Nimbus-Model-Version"
 
+// HeaderRoutingKey keeps a caller of an InferenceService on one target.
+const HeaderRoutingKey = "Nimbus-Routing-Key"
+
+// HeaderTarget names the model and version that answered a request to an
+// InferenceService ("fraud-detector@4").
+const HeaderTarget = "Nimbus-Target"
+
 // HeaderColdStart is set on answers that waited for their version to load: the
 // wait in milliseconds ("12.345").
 const HeaderColdStart = "Nimbus-Cold-Start"
@@ -223,6 +230,7 @@ func (h *handler) doInfer(w http.ResponseWriter, r *http.Request, ns, model stri
 		return h.writeError(w, r, err), ""
 	}
 	req.Namespace, req.Model, req.Version = ns, model, r.PathValue("version")
+	req.RoutingKey = r.Header.Get(HeaderRoutingKey)
 	resp, err := h.b.Infer(r.Context(), req)
 	if err == nil && resp == nil {
 		err = errs.New(errs.Internal, "backend returned no response")
@@ -251,6 +259,9 @@ func (h *handler) doInfer(w http.ResponseWriter, r *http.Request, ns, model stri
 	hdr.Set("Content-Length", strconv.Itoa(len(out)))
 	if resp.ModelVersion != "" {
 		hdr.Set(HeaderModelVersion, resp.ModelVersion)
+	}
+	if resp.Target != "" {
+		hdr.Set(HeaderTarget, resp.Target)
 	}
 	if resp.ColdStart > 0 {
 		hdr.Set(HeaderColdStart, strconv.FormatFloat(float64(resp.ColdStart.Microseconds())/1000, 'f', 3, 64))

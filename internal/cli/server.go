@@ -58,6 +58,7 @@ variables, then flags.`,
 	f.String("log-format", def.LogFormat, "log format: text or json (env NIMBUS_LOG_FORMAT)")
 	f.String("log-level", def.LogLevel, "log level: debug, info, warn, error (env NIMBUS_LOG_LEVEL)")
 	f.String("memory-budget", def.MemoryBudget, `what loaded models may cost together: "2GiB", "50%" of machine memory, or "0" for unlimited (env NIMBUS_MEMORY_BUDGET)`)
+	f.String("source-dir", "", "directory that file:// sources of applied Model versions may be read from (env NIMBUS_SOURCE_DIR; default: none, file:// refused)")
 	f.Duration("shutdown-timeout", def.ShutdownTimeout, "how long in-flight requests may drain on shutdown (env NIMBUS_SHUTDOWN_TIMEOUT)")
 	return cmd
 }
@@ -87,6 +88,7 @@ func serverConfig(f *pflag.FlagSet, cfgFile string, lookup func(string) (string,
 	str("log-format", &cfg.LogFormat)
 	str("log-level", &cfg.LogLevel)
 	str("memory-budget", &cfg.MemoryBudget)
+	str("source-dir", &cfg.SourceDir)
 	if f.Changed("max-body-bytes") {
 		cfg.MaxBodyBytes, _ = f.GetInt64("max-body-bytes")
 	}

@@ -29,6 +29,9 @@ import (
 	"github.com/nimbus-ai/nimbus/runtime"
 	"github.com/nimbus-ai/nimbus/runtime/onnx"
 	"github.com/nimbus-ai/nimbus/serving"
+	"github.com/nimbus-ai/nimbus/serving/router"
+	"github.com/nimbus-ai/nimbus/spec"
+	"github.com/nimbus-ai/nimbus/spec/source"
 	"github.com/nimbus-ai/nimbus/telemetry"
 )
 
@@ -42,6 +45,9 @@ type System struct {
 	Registry *registry.Registry
 	Manager  *serving.Manager
 	Runtime  *onnx.Runtime
+	// Router routes InferenceServices; Resources applies declarative resources.
+	Router    *router.Router
+	Resources *spec.Engine
 
 	httpLn  net.Listener
 	grpcLn  net.Listener
@@ -67,9 +73,11 @@ func New(ctx context.Context, cfg config.Config, version string, log *slog.Logge
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	if s.Store, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, "nimbus.db")); err != nil {
+	db, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "nimbus.db"))
+	if err != nil {
 		return nil, fmt.Errorf("open metadata store: %w", err)
 	}
+	s.Store = db
 	if s.Blobs, err = blob.NewFS(filepath.Join(cfg.DataDir, "blobs")); err != nil {
 		return nil, fmt.Errorf("open artifact store: %w", err)
 	}
@@ -97,15 +105,26 @@ func New(ctx context.Context, cfg config.Config, version string, log *slog.Logge
 		}
 	})
 
+	s.Router = router.New(s.Manager, router.Options{Metrics: s.Metrics, Logger: log.With("component", "router")})
+	s.Resources = spec.NewEngine(spec.Options{
+		Registry: s.Registry, Resources: db, Audit: db, Routes: routes{s.Router},
+		Fetcher:  fetcher{source.New(source.Options{AllowedDir: cfg.SourceDir, MaxBytes: cfg.MaxBlobBytes})},
+		Observer: observer{s.Manager, s.Router}, Logger: log,
+	})
+	if err := s.Resources.Restore(ctx); err != nil {
+		return nil, err
+	}
+	gw := gateway{Manager: s.Manager, router: s.Router}
+
 	mux := http.NewServeMux()
-	oipHandler := oip.NewHandler(s.Manager, oip.Options{MaxBodyBytes: cfg.MaxBodyBytes, Metrics: s.Metrics, Logger: log.With("component", "oip")})
+	oipHandler := oip.NewHandler(gw, oip.Options{MaxBodyBytes: cfg.MaxBodyBytes, Metrics: s.Metrics, Logger: log.With("component", "oip")})
 	oipHandler = s.tracked("rest", oipHandler)
 	mux.Handle("/v2/", oipHandler)
 	mux.Handle("/v2", oipHandler)
 	mux.Handle("/ns/", oipHandler)
 	mux.Handle("/api/v1/", s.tracked("mgmt", mgmt.NewHandler(s.Registry, mgmt.Options{
 		UploadDir: filepath.Join(cfg.DataDir, "uploads"), MaxBlobBytes: cfg.MaxBlobBytes, Logger: log,
-		Residency: s.Manager,
+		Residency: s.Manager, Resources: s.Resources, Audit: db,
 	})))
 	mux.Handle("GET /metrics", s.Metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
@@ -127,7 +146,7 @@ func New(ctx context.Context, cfg config.Config, version string, log *slog.Logge
 				defer done()
 				return next(ctx, req)
 			}))
-		s.grpcAPI = grpcapi.New(s.Manager, gopts)
+		s.grpcAPI = grpcapi.New(gw, gopts)
 		s.grpcAPI.Register(s.grpcSrv)
 		if s.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 			return nil, fmt.Errorf("listen on grpc address %s: %w", cfg.GRPCAddr, err)
@@ -214,6 +233,9 @@ func (s *System) closeAll() {
 		if ln != nil {
 			ln.Close()
 		}
+	}
+	if s.Router != nil {
+		s.Router.Close() // shadow copies finish before their models close
 	}
 	if s.Manager != nil {
 		s.Manager.Close()

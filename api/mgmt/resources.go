@@ -1,0 +1,337 @@
+package mgmt
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nimbus-ai/nimbus/audit"
+	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/spec"
+)
+
+// Resources is what the declarative routes need from *spec.Engine.
+type Resources interface {
+	Apply(ctx context.Context, req spec.Request) (*spec.Response, error)
+	DeleteFiles(ctx context.Context, req spec.Request) (*spec.Response, error)
+	Delete(ctx context.Context, dr spec.DeleteRequest) (spec.Result, error)
+	Get(ctx context.Context, kind, ns, name string) (spec.Object, error)
+	List(ctx context.Context, kind, ns string) ([]spec.Object, error)
+}
+
+var _ Resources = (*spec.Engine)(nil)
+
+// HeaderChangeSource says through what a change arrives (cli, api, gitops); it
+// is recorded in the audit log.
+const HeaderChangeSource = "Nimbus-Change-Source"
+
+// MaxApplyBytes limits one apply or delete body.
+const MaxApplyBytes = 16 << 20
+
+type itemsBody[T any] struct {
+	Items []T `json:"items"`
+}
+
+type errorsBody struct {
+	Errors spec.Errors `json:"errors"`
+}
+
+// actor is who makes a request: a token's fingerprint, or "local" without one.
+// (Tokens are not checked yet; auth will map them to names.)
+func actor(r *http.Request) string {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || tok == "" {
+		return audit.LocalActor
+	}
+	sum := sha256.Sum256([]byte(tok))
+	return "token:" + hex.EncodeToString(sum[:6])
+}
+
+// source is the change source a request names; anything unknown is "api".
+func source(r *http.Request) string {
+	switch s := strings.ToLower(r.Header.Get(HeaderChangeSource)); s {
+	case audit.SourceCLI, "gitops", "ui":
+		return s
+	}
+	return audit.SourceAPI
+}
+
+func (a *api) resources() (Resources, error) {
+	if a.opts.Resources == nil {
+		return nil, errs.New(errs.Unavailable, "declarative resources are not enabled on this server")
+	}
+	return a.opts.Resources, nil
+}
+
+// readApply reads an apply or delete body: JSON {"files": [...]} or raw YAML
+// (Content-Type application/yaml, a single file named "request").
+func (a *api) readApply(w http.ResponseWriter, r *http.Request) (spec.Request, error) {
+	var req spec.Request
+	ct := r.Header.Get("Content-Type")
+	if strings.Contains(ct, "yaml") {
+		b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxApplyBytes))
+		if err != nil {
+			return req, err
+		}
+		req.Files = []spec.File{{Name: "request", Content: string(b)}}
+	} else {
+		if err := decodeJSONMax(w, r, &req, MaxApplyBytes); err != nil {
+			return req, err
+		}
+	}
+	q := r.URL.Query()
+	if ns := q.Get("namespace"); ns != "" {
+		req.Namespace = ns
+	}
+	if q.Has("dryRun") {
+		dry, err := boolQuery(r, "dryRun")
+		if err != nil {
+			return req, err
+		}
+		req.DryRun = dry
+	}
+	req.Actor, req.Source = actor(r), source(r)
+	return req, nil
+}
+
+// writeApplyError answers spec.Errors as {"errors": [...]}; other errors go the
+// usual way.
+func writeApplyError(w http.ResponseWriter, err error) error {
+	var fes spec.Errors
+	if errors.As(err, &fes) {
+		writeJSON(w, fes.Status(), errorsBody{Errors: fes})
+		return nil
+	}
+	return err
+}
+
+func (a *api) apply(w http.ResponseWriter, r *http.Request) error {
+	res, err := a.resources()
+	if err != nil {
+		return err
+	}
+	req, err := a.readApply(w, r)
+	if err != nil {
+		return err
+	}
+	out, err := res.Apply(r.Context(), req)
+	if err != nil {
+		return writeApplyError(w, err)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *api) deleteFiles(w http.ResponseWriter, r *http.Request) error {
+	res, err := a.resources()
+	if err != nil {
+		return err
+	}
+	req, err := a.readApply(w, r)
+	if err != nil {
+		return err
+	}
+	out, err := res.DeleteFiles(r.Context(), req)
+	if err != nil {
+		return writeApplyError(w, err)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *api) listResources(w http.ResponseWriter, r *http.Request) error {
+	res, err := a.resources()
+	if err != nil {
+		return err
+	}
+	kind, err := spec.NormalizeKind(r.PathValue("kind"))
+	if err != nil {
+		return err
+	}
+	ns := r.PathValue("ns")
+	if ns == "" {
+		ns = r.URL.Query().Get("namespace")
+	}
+	items, err := res.List(r.Context(), kind, ns)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, itemsBody[spec.Object]{Items: items})
+	return nil
+}
+
+func (a *api) getResource(w http.ResponseWriter, r *http.Request) error {
+	res, err := a.resources()
+	if err != nil {
+		return err
+	}
+	kind, err := spec.NormalizeKind(r.PathValue("kind"))
+	if err != nil {
+		return err
+	}
+	obj, err := res.Get(r.Context(), kind, r.PathValue("ns"), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, obj)
+	return nil
+}
+
+func (a *api) deleteResource(w http.ResponseWriter, r *http.Request) error {
+	res, err := a.resources()
+	if err != nil {
+		return err
+	}
+	kind, err := spec.NormalizeKind(r.PathValue("kind"))
+	if err != nil {
+		return err
+	}
+	dry, err := boolQuery(r, "dryRun")
+	if err != nil {
+		return err
+	}
+	out, err := res.Delete(r.Context(), spec.DeleteRequest{Kind: kind, Namespace: r.PathValue("ns"), Name: r.PathValue("name"),
+		DryRun: dry, Actor: actor(r), Source: source(r)})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *api) listEvents(w http.ResponseWriter, r *http.Request) error {
+	if a.opts.Audit == nil {
+		return errs.New(errs.Unavailable, "the audit log is not enabled on this server")
+	}
+	q := r.URL.Query()
+	query := audit.Query{Namespace: r.PathValue("ns"), Name: q.Get("name")}
+	if query.Namespace == "" {
+		query.Namespace = q.Get("namespace")
+	}
+	if k := q.Get("kind"); k != "" {
+		kind, err := spec.NormalizeKind(k)
+		if err != nil {
+			kind = k // events also name other kinds (Blob, Version)
+		}
+		query.Kind = kind
+	}
+	for _, p := range []struct {
+		name string
+		dst  *int64
+	}{{"after", &query.After}} {
+		if s := q.Get(p.name); s != "" {
+			n, err := strconv.ParseInt(s, 10, 64)
+			if err != nil || n < 0 {
+				return errs.New(errs.InvalidArgument, "%s=%q: must be a non-negative number", p.name, s).WithField(p.name)
+			}
+			*p.dst = n
+		}
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 || n > audit.MaxLimit {
+			return errs.New(errs.InvalidArgument, "limit=%q: must be 0..%d", s, audit.MaxLimit).WithField("limit")
+		}
+		query.Limit = n
+	}
+	if s := q.Get("since"); s != "" {
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			return errs.New(errs.InvalidArgument, "since=%q: must be an RFC 3339 time like 2026-11-25T10:00:00Z", s).WithField("since")
+		}
+		query.Since = t
+	}
+	evs, err := a.opts.Audit.ListEvents(r.Context(), query)
+	if err != nil {
+		return err
+	}
+	if evs == nil {
+		evs = []audit.Event{}
+	}
+	writeJSON(w, http.StatusOK, itemsBody[audit.Event]{Items: evs})
+	return nil
+}
+
+// bodyTap keeps the first bytes of a request body for the audit log.
+type bodyTap struct {
+	io.ReadCloser
+	buf bytes.Buffer
+}
+
+const maxAuditBody = 16 << 10
+
+func (t *bodyTap) Read(p []byte) (int, error) {
+	n, err := t.ReadCloser.Read(p)
+	if room := maxAuditBody - t.buf.Len(); room > 0 && n > 0 {
+		t.buf.Write(p[:min(n, room)])
+	}
+	return n, err
+}
+
+// audited records a successful imperative change (push, alias, serving, delete)
+// in the audit log: the declarative routes record their own, with diffs.
+func (a *api) audited(kind string, h handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if a.opts.Audit == nil {
+			return h(w, r)
+		}
+		tap := &bodyTap{ReadCloser: r.Body}
+		r.Body = tap
+		rec := &codeRecorder{ResponseWriter: w}
+		if err := h(rec, r); err != nil {
+			return err
+		}
+		if rec.code >= 400 {
+			return nil
+		}
+		action := audit.ActionUpdate
+		switch r.Method {
+		case http.MethodPost:
+			action = audit.ActionCreate
+		case http.MethodDelete:
+			action = audit.ActionDelete
+		}
+		ev := audit.Event{
+			Actor: actor(r), Source: source(r), Action: action, Kind: kind,
+			Namespace: r.PathValue("ns"), Name: r.PathValue("model"),
+			Summary: r.Method + " " + r.URL.Path,
+		}
+		if q := r.URL.RawQuery; q != "" {
+			ev.Summary += "?" + q
+		}
+		if b := tap.buf.Bytes(); len(b) > 0 && bytes.HasPrefix(bytes.TrimSpace(b), []byte("{")) {
+			ev.Diff = string(b)
+		}
+		if _, err := a.opts.Audit.AppendEvent(context.WithoutCancel(r.Context()), ev); err != nil {
+			a.log.Error("audit event not recorded", "summary", ev.Summary, "err", err)
+		}
+		return nil
+	}
+}
+
+// codeRecorder remembers the status a handler wrote.
+type codeRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (c *codeRecorder) WriteHeader(code int) {
+	if c.code == 0 {
+		c.code = code
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *codeRecorder) Write(b []byte) (int, error) {
+	if c.code == 0 {
+		c.code = http.StatusOK
+	}
+	return c.ResponseWriter.Write(b)
+}

@@ -1,0 +1,112 @@
+package system
+
+import (
+	"context"
+
+	"github.com/nimbus-ai/nimbus/registry"
+	"github.com/nimbus-ai/nimbus/serving"
+	"github.com/nimbus-ai/nimbus/serving/router"
+	"github.com/nimbus-ai/nimbus/spec"
+	"github.com/nimbus-ai/nimbus/spec/source"
+)
+
+// gateway is what the OIP handlers serve: the model manager, with inference,
+// metadata and readiness going through the router so a service name answers
+// on /v2/models/{service}.
+type gateway struct {
+	*serving.Manager
+	router *router.Router
+}
+
+func (g gateway) Infer(ctx context.Context, req *serving.InferRequest) (*serving.InferResponse, error) {
+	return g.router.Infer(ctx, req)
+}
+
+func (g gateway) ModelMetadata(ctx context.Context, ns, model, version string) (*serving.ModelMetadata, error) {
+	return g.router.ModelMetadata(ctx, ns, model, version)
+}
+
+func (g gateway) ModelReady(ctx context.Context, ns, model, version string) (bool, error) {
+	return g.router.ModelReady(ctx, ns, model, version)
+}
+
+// fetcher adapts source.Fetcher to spec.Fetcher (the two packages each name
+// the blob store interface they need).
+type fetcher struct{ f *source.Fetcher }
+
+func (f fetcher) Fetch(ctx context.Context, uri, sha256 string, dst spec.BlobPutter) (registry.BlobInfo, error) {
+	return f.f.Fetch(ctx, uri, sha256, dst)
+}
+
+// routes hands applied InferenceServices to the router.
+type routes struct{ r *router.Router }
+
+var _ spec.Routes = routes{}
+
+// RouterConfig converts a service spec into the router's table. The spec was
+// validated, so targets parse.
+func RouterConfig(generation int64, s spec.ServiceSpec) router.Config {
+	cfg := router.Config{Generation: generation, Timeout: s.Timeout.D()}
+	for _, t := range s.Traffic {
+		model, ref, _ := spec.ParseTarget(t.Model)
+		w := 100
+		if t.Weight != nil {
+			w = *t.Weight
+		}
+		cfg.Targets = append(cfg.Targets, router.Target{Model: model, Ref: ref, Weight: w})
+	}
+	if s.Shadow != nil {
+		model, ref, _ := spec.ParseTarget(s.Shadow.Model)
+		pct := 100
+		if s.Shadow.Percent != nil {
+			pct = *s.Shadow.Percent
+		}
+		cfg.Shadow = &router.Shadow{Model: model, Ref: ref, Percent: pct}
+	}
+	cfg.StickyByRequestID = s.Routing != nil && s.Routing.StickyBy == spec.StickyByRequestID
+	return cfg
+}
+
+func (r routes) SetService(ns, name string, generation int64, s spec.ServiceSpec) {
+	r.r.Set(ns, name, RouterConfig(generation, s))
+}
+
+func (r routes) DeleteService(ns, name string) { r.r.Delete(ns, name) }
+
+// observer gives resource status the live view: residency from the manager,
+// counters from the router.
+type observer struct {
+	m *serving.Manager
+	r *router.Router
+}
+
+var _ spec.Observer = observer{}
+
+func (o observer) VersionState(ctx context.Context, ns, model string, version int64) (string, string) {
+	rep, err := o.m.Status(ctx, ns, model)
+	if err != nil {
+		return "", ""
+	}
+	for _, v := range rep.Versions {
+		if v.Model == model && v.Version == version {
+			return v.State, v.Reason
+		}
+	}
+	return "", ""
+}
+
+func (o observer) ServiceStats(ns, name string) (spec.ServiceStats, bool) {
+	st, ok := o.r.Stats(ns, name)
+	if !ok {
+		return spec.ServiceStats{}, false
+	}
+	out := spec.ServiceStats{Generation: st.Generation}
+	for _, t := range st.Targets {
+		out.Targets = append(out.Targets, spec.TargetStats{Target: t.Target, Requests: t.Requests, Errors: t.Errors, Latency: t.TotalLatency})
+	}
+	if sh := st.Shadow; sh != nil {
+		out.Shadow = &spec.ShadowStatus{Sent: sh.Sent, Errors: sh.Errors, Dropped: sh.Dropped,
+			Compared: sh.Compared, ExactMatch: sh.ExactMatch, MaxAbsDiff: sh.MaxAbsDiff}
+	}
+	return out, true
+}
