@@ -28,6 +28,7 @@ type Client struct {
 	chunkSize  int64
 	retries    int
 	retryDelay time.Duration
+	source     string
 }
 
 // Option configures a Client.
@@ -41,6 +42,14 @@ func WithToken(token string) Option { return func(c *Client) { c.token = token }
 
 // WithUserAgent sets the User-Agent header.
 func WithUserAgent(ua string) Option { return func(c *Client) { c.userAgent = ua } }
+
+// ChangeSourceHeader names, on mutating requests, through what a change
+// arrived (audit.SourceCLI...); the server records it in the audit log.
+const ChangeSourceHeader = "Nimbus-Change-Source"
+
+// WithChangeSource sends "Nimbus-Change-Source: source" with every mutating
+// request (any method but GET and HEAD).
+func WithChangeSource(source string) Option { return func(c *Client) { c.source = source } }
 
 // WithChunkSize sets the chunk size of resumable uploads.
 func WithChunkSize(n int64) Option {
@@ -177,6 +186,9 @@ func (c *Client) send(ctx context.Context, req request) (*http.Response, error) 
 	if c.token != "" {
 		hr.Header.Set("Authorization", "Bearer "+c.token)
 	}
+	if c.source != "" && req.method != http.MethodGet && req.method != http.MethodHead {
+		hr.Header.Set(ChangeSourceHeader, c.source)
+	}
 	resp, err := c.hc.Do(hr)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", req.method, req.path, err)
@@ -186,7 +198,7 @@ func (c *Client) send(ctx context.Context, req request) (*http.Response, error) 
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	return resp, decodeError(resp.StatusCode, b)
+	return resp, decodeAnswerError(resp.StatusCode, b)
 }
 
 // call performs req and decodes a JSON answer into out (when non-nil).

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/nimbus-ai/nimbus/audit"
 	"github.com/nimbus-ai/nimbus/client"
 )
 
@@ -26,7 +27,8 @@ const (
 )
 
 // Execute runs nimbus with the process's arguments and streams and returns the
-// exit code: 0 on success, 1 on failure, 2 on a usage error.
+// exit code: 0 on success, 1 on failure, 2 on a usage error (nimbus diff: 1
+// when something would change, 2 on any error).
 func Execute(ctx context.Context) int {
 	return Run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
 }
@@ -34,14 +36,27 @@ func Execute(ctx context.Context) int {
 // Run runs the command tree with args and returns the exit code. getenv
 // supplies NIMBUS_* defaults; tests pass their own.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	return run(ctx, args, os.Stdin, stdout, stderr, getenv)
+}
+
+// run is Run reading stdin (apply -f -) from stdin.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
 	a := &app{stdout: stdout, stderr: stderr, isTerminal: isTerminal}
 	root := a.rootCommand(getenv)
 	root.SetArgs(args)
+	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return 0
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintf(stderr, "Error: %s\n", ee.err)
+		}
+		return ee.code
 	}
 	fmt.Fprintf(stderr, "Error: %s\n", err)
 	if isUsageError(err) {
@@ -62,7 +77,8 @@ type app struct {
 }
 
 func (a *app) client() *client.Client {
-	return client.New(a.server, client.WithUserAgent("nimbus-cli/"+Version+" ("+runtime.GOOS+"/"+runtime.GOARCH+")"))
+	return client.New(a.server, client.WithUserAgent("nimbus-cli/"+Version+" ("+runtime.GOOS+"/"+runtime.GOARCH+")"),
+		client.WithChangeSource(audit.SourceCLI))
 }
 
 func isTerminal(w io.Writer) bool {
@@ -89,10 +105,15 @@ Protocol v2 over REST and gRPC, and this CLI for the management API.`,
   nimbus predict churn --data '{"x": [[0.3, 12, 1, 0]]}'`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		PersistentPreRunE: func(*cobra.Command, []string) error {
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			switch a.output {
 			case "table", "json", "yaml":
 				return nil
+			case "wide":
+				if cmd.Annotations[annotationWide] != "" {
+					return nil
+				}
+				return usageErrorf("%s does not support --output wide: want table, json or yaml", cmd.CommandPath())
 			}
 			return usageErrorf("invalid --output %q: want table, json or yaml", a.output)
 		},
@@ -100,7 +121,7 @@ Protocol v2 over REST and gRPC, and this CLI for the management API.`,
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.server, "server", envOr(getenv, "NIMBUS_SERVER", defaultServer), "Nimbus server URL (env NIMBUS_SERVER)")
 	pf.StringVarP(&a.namespace, "namespace", "n", envOr(getenv, "NIMBUS_NAMESPACE", defaultNamespace), "namespace (env NIMBUS_NAMESPACE)")
-	pf.StringVarP(&a.output, "output", "o", "table", "output format: table, json or yaml")
+	pf.StringVarP(&a.output, "output", "o", "table", "output format: table, json or yaml (get: also wide)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 
 	root.AddCommand(
@@ -108,9 +129,34 @@ Protocol v2 over REST and gRPC, and this CLI for the management API.`,
 		a.versionCommand(),
 		a.modelsCommand(),
 		a.predictCommand(),
+		a.applyCommand(),
+		a.diffCommand(),
+		a.getResourcesCommand(),
+		a.describeCommand(),
+		a.deleteResourcesCommand(),
+		a.eventsCommand(),
 	)
 	return root
 }
+
+// annotationWide marks commands that accept --output wide.
+const annotationWide = "nimbus.dev/output-wide"
+
+// exitError ends the command with code; err, if set, is printed as any error
+// is. Commands that print their own report (diff, refused applies) use it.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
 
 // usageError marks errors that should exit with code 2.
 type usageError struct{ error }

@@ -1,0 +1,311 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nimbus-ai/nimbus/audit"
+	"github.com/nimbus-ai/nimbus/spec"
+)
+
+// ApplyFile is one named input of an apply or delete: YAML (or JSON) holding
+// one or more documents. Name is what errors point at ("fraud/model.yaml").
+type ApplyFile struct {
+	Name    string `json:"name"`
+	Content string `json:"content"`
+}
+
+// ApplyOptions tune an apply or delete.
+type ApplyOptions struct {
+	// Namespace is given to documents that name none (server default "default").
+	Namespace string
+	// DryRun validates and reports what would change without changing anything.
+	DryRun bool
+}
+
+// ApplyResult is what an apply or delete did, or on a dry run would do.
+type ApplyResult struct {
+	DryRun  bool             `json:"dryRun"`
+	Results []ResourceResult `json:"results"`
+}
+
+// Changed reports whether any resource was (or on a dry run would be) created,
+// changed or deleted.
+func (r *ApplyResult) Changed() bool {
+	for _, res := range r.Results {
+		if res.Action != ActionUnchanged {
+			return true
+		}
+	}
+	return false
+}
+
+// Actions of a ResourceResult.
+const (
+	ActionCreated    = "created"
+	ActionConfigured = "configured"
+	ActionUnchanged  = "unchanged"
+	ActionDeleted    = "deleted"
+)
+
+// ResourceResult is what happened to one resource. Diff is a unified diff of
+// its YAML, empty when unchanged.
+type ResourceResult struct {
+	Kind       string `json:"kind"`
+	Namespace  string `json:"namespace"`
+	Name       string `json:"name"`
+	Action     string `json:"action"`
+	Generation int64  `json:"generation,omitempty"`
+	Diff       string `json:"diff,omitempty"`
+}
+
+// ApplyError is an apply or delete the server refused as a whole: every problem
+// it found in every document. Nothing was changed.
+type ApplyError struct {
+	Status int // HTTP status: 400, 409 when a document conflicts, 404 for a missing resource on delete
+	Errors []spec.FieldError
+
+	api *APIError
+}
+
+// Error lists every problem, one per line, as "file:line: field: message".
+func (e *ApplyError) Error() string {
+	lines := make([]string, len(e.Errors))
+	for i, fe := range e.Errors {
+		lines[i] = FormatFieldError(fe)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Unwrap returns the server's answer as an *APIError, so IsNotFound and
+// errors.As work on an ApplyError too.
+func (e *ApplyError) Unwrap() error {
+	if e.api == nil {
+		return nil
+	}
+	return e.api
+}
+
+// FormatFieldError renders fe as "file:line: field: message", leaving out the
+// parts it lacks. Without a file it names the resource ("inferenceservice/fraud")
+// where it can.
+func FormatFieldError(fe spec.FieldError) string {
+	var parts []string
+	switch {
+	case fe.File != "" && fe.Line > 0:
+		parts = append(parts, fe.File+":"+strconv.Itoa(fe.Line))
+	case fe.File != "":
+		parts = append(parts, fe.File)
+	case fe.Name != "" && fe.Kind != "":
+		parts = append(parts, strings.ToLower(fe.Kind)+"/"+fe.Name)
+	case fe.Name != "":
+		parts = append(parts, fe.Name)
+	case fe.Line > 0:
+		parts = append(parts, "line "+strconv.Itoa(fe.Line))
+	}
+	if fe.Field != "" {
+		parts = append(parts, fe.Field)
+	}
+	msg := fe.Message
+	if msg == "" {
+		msg = fe.Code
+	}
+	if msg != "" {
+		parts = append(parts, msg)
+	}
+	return strings.Join(parts, ": ")
+}
+
+// decodeAnswerError builds the error of a non-2xx answer: an *ApplyError for a
+// 4xx answer carrying {"errors": [...]} (only apply and delete send those),
+// else an *APIError.
+func decodeAnswerError(status int, body []byte) error {
+	ae := decodeError(status, body)
+	if status < 400 || status >= 500 {
+		return ae
+	}
+	var env struct {
+		Errors []spec.FieldError `json:"errors"`
+	}
+	if json.Unmarshal(body, &env) != nil || len(env.Errors) == 0 {
+		return ae
+	}
+	return &ApplyError{Status: status, Errors: env.Errors, api: ae}
+}
+
+type applyBody struct {
+	Files     []ApplyFile `json:"files"`
+	Namespace string      `json:"namespace,omitempty"`
+	DryRun    bool        `json:"dryRun,omitempty"`
+}
+
+// Apply sends files to the server, which validates every document before
+// changing anything and then creates or updates the resources they declare.
+// A refused apply is an *ApplyError listing every problem.
+func (c *Client) Apply(ctx context.Context, files []ApplyFile, opt ApplyOptions) (*ApplyResult, error) {
+	return c.applyCall(ctx, "/api/v1/apply", files, opt)
+}
+
+// DeleteFiles deletes the resources files declare (only their kind, namespace
+// and name matter). A missing resource makes the whole call fail with an
+// *ApplyError (status 404) and nothing is deleted.
+func (c *Client) DeleteFiles(ctx context.Context, files []ApplyFile, opt ApplyOptions) (*ApplyResult, error) {
+	return c.applyCall(ctx, "/api/v1/delete", files, opt)
+}
+
+func (c *Client) applyCall(ctx context.Context, path string, files []ApplyFile, opt ApplyOptions) (*ApplyResult, error) {
+	if files == nil {
+		files = []ApplyFile{}
+	}
+	body := applyBody{Files: files, Namespace: opt.Namespace, DryRun: opt.DryRun}
+	var out ApplyResult
+	if err := c.call(ctx, request{method: http.MethodPost, path: path, json: body}, &out); err != nil {
+		return nil, err
+	}
+	if out.Results == nil {
+		out.Results = []ResourceResult{}
+	}
+	return &out, nil
+}
+
+// NormalizeKind resolves what a user types for a kind (model, models,
+// inferenceservice, inferenceservices, isvc; any case, optionally with the
+// ".nimbus.dev" group) to the kind ("Model") and its plural ("models") as
+// the REST paths name it.
+func NormalizeKind(s string) (kind, plural string, err error) {
+	k := strings.ToLower(strings.TrimSpace(s))
+	k = strings.TrimSuffix(k, ".nimbus.dev")
+	switch k {
+	case "model", "models":
+		return spec.KindModel, "models", nil
+	case "inferenceservice", "inferenceservices", "isvc", "isvcs":
+		return spec.KindInferenceService, "inferenceservices", nil
+	}
+	return "", "", fmt.Errorf("unknown kind %q: want model or inferenceservice (isvc)", s)
+}
+
+func resourcesPath(ns, plural string) string {
+	if ns == "" {
+		ns = "default"
+	}
+	return "/api/v1/namespaces/" + esc(ns) + "/resources/" + plural
+}
+
+// newObject returns an empty object of kind.
+func newObject(kind string) (spec.Object, error) {
+	switch kind {
+	case spec.KindModel:
+		return &spec.Model{}, nil
+	case spec.KindInferenceService:
+		return &spec.InferenceService{}, nil
+	}
+	return nil, fmt.Errorf("unknown kind %q", kind)
+}
+
+// decodeObject decodes one resource; its own "kind" wins over want.
+func decodeObject(raw json.RawMessage, want string) (spec.Object, error) {
+	var tm spec.TypeMeta
+	if err := json.Unmarshal(raw, &tm); err == nil && tm.Kind != "" {
+		want = tm.Kind
+	}
+	obj, err := newObject(want)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(raw, obj); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", want, err)
+	}
+	return obj, nil
+}
+
+// GetResource returns one resource with its status: a *spec.Model or a
+// *spec.InferenceService. ns "" is "default".
+func (c *Client) GetResource(ctx context.Context, kind, ns, name string) (spec.Object, error) {
+	k, plural, err := NormalizeKind(kind)
+	if err != nil {
+		return nil, err
+	}
+	var raw json.RawMessage
+	if err := c.call(ctx, request{method: http.MethodGet, path: resourcesPath(ns, plural) + "/" + esc(name)}, &raw); err != nil {
+		return nil, err
+	}
+	return decodeObject(raw, k)
+}
+
+// ListResources lists a kind's resources of namespace ns ("" is "default"), or
+// of every namespace, by namespace and then name.
+func (c *Client) ListResources(ctx context.Context, kind, ns string, allNamespaces bool) ([]spec.Object, error) {
+	k, plural, err := NormalizeKind(kind)
+	if err != nil {
+		return nil, err
+	}
+	path := resourcesPath(ns, plural)
+	if allNamespaces {
+		path = "/api/v1/resources/" + plural
+	}
+	var out struct {
+		Items []json.RawMessage `json:"items"`
+	}
+	if err := c.call(ctx, request{method: http.MethodGet, path: path}, &out); err != nil {
+		return nil, err
+	}
+	objs := make([]spec.Object, 0, len(out.Items))
+	for _, raw := range out.Items {
+		obj, err := decodeObject(raw, k)
+		if err != nil {
+			return nil, fmt.Errorf("GET %s: %w", path, err)
+		}
+		objs = append(objs, obj)
+	}
+	return objs, nil
+}
+
+// DeleteResource deletes one resource by name.
+func (c *Client) DeleteResource(ctx context.Context, kind, ns, name string) error {
+	_, plural, err := NormalizeKind(kind)
+	if err != nil {
+		return err
+	}
+	return c.call(ctx, request{method: http.MethodDelete, path: resourcesPath(ns, plural) + "/" + esc(name)}, nil)
+}
+
+// Events lists audit events matching q, oldest first. q.Namespace "" means
+// every namespace. Page with q.After set to the last ID seen.
+func (c *Client) Events(ctx context.Context, q audit.Query) ([]audit.Event, error) {
+	v := url.Values{}
+	if q.Kind != "" {
+		v.Set("kind", q.Kind)
+	}
+	if q.Name != "" {
+		v.Set("name", q.Name)
+	}
+	if q.After > 0 {
+		v.Set("after", strconv.FormatInt(q.After, 10))
+	}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	if !q.Since.IsZero() {
+		v.Set("since", q.Since.UTC().Format(time.RFC3339Nano))
+	}
+	path := "/api/v1/events"
+	if q.Namespace != "" {
+		path = "/api/v1/namespaces/" + esc(q.Namespace) + "/events"
+	}
+	var out struct {
+		Items []audit.Event `json:"items"`
+	}
+	if err := c.call(ctx, request{method: http.MethodGet, path: path, query: v}, &out); err != nil {
+		return nil, err
+	}
+	if out.Items == nil {
+		out.Items = []audit.Event{}
+	}
+	return out.Items, nil
+}

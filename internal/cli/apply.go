@@ -1,0 +1,351 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
+
+	"github.com/nimbus-ai/nimbus/client"
+)
+
+// stdinName is what errors call a file read from stdin.
+const stdinName = "stdin"
+
+// resourceExts are the file names a directory given to -f contributes.
+var resourceExts = []string{".yaml", ".yml", ".json"}
+
+// readResourceFiles reads what -f names: files, directories (recursively, their
+// *.yaml, *.yml and *.json files in lexical order, skipping hidden ones) and
+// "-" for stdin. It refuses input that holds no document at all.
+func readResourceFiles(paths []string, stdin io.Reader) ([]client.ApplyFile, error) {
+	if len(paths) == 0 {
+		return nil, usageErrorf("no input: give -f FILE, -f DIRECTORY or -f - (stdin)")
+	}
+	var files []client.ApplyFile
+	seen := map[string]bool{}
+	add := func(name string, content []byte) {
+		if !seen[name] {
+			seen[name] = true
+			files = append(files, client.ApplyFile{Name: name, Content: string(content)})
+		}
+	}
+	for _, p := range paths {
+		if p == "-" {
+			if seen[stdinName] {
+				return nil, usageErrorf("-f - (stdin) given twice")
+			}
+			b, err := io.ReadAll(stdin)
+			if err != nil {
+				return nil, fmt.Errorf("read stdin: %w", err)
+			}
+			add(stdinName, b)
+			continue
+		}
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", p, err)
+		}
+		if !fi.IsDir() {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return nil, fmt.Errorf("read %s: %w", p, err)
+			}
+			add(filepath.ToSlash(filepath.Clean(p)), b)
+			continue
+		}
+		found, err := resourceFilesUnder(p)
+		if err != nil {
+			return nil, err
+		}
+		if len(found) == 0 {
+			return nil, fmt.Errorf("no *.yaml, *.yml or *.json files under %s", p)
+		}
+		for _, f := range found {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("read %s: %w", f, err)
+			}
+			add(filepath.ToSlash(f), b)
+		}
+	}
+	if !slices.ContainsFunc(files, func(f client.ApplyFile) bool { return hasDocuments(f.Content) }) {
+		names := make([]string, len(files))
+		for i, f := range files {
+			names[i] = f.Name
+		}
+		return nil, fmt.Errorf("no resources in %s: the input holds no YAML or JSON document", strings.Join(names, ", "))
+	}
+	return files, nil
+}
+
+// resourceFilesUnder lists dir's resource files, recursively and sorted.
+// Hidden files and directories (.git) are skipped.
+func resourceFilesUnder(dir string) ([]string, error) {
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		hidden := p != dir && strings.HasPrefix(d.Name(), ".")
+		if d.IsDir() {
+			if hidden {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !hidden && slices.Contains(resourceExts, strings.ToLower(filepath.Ext(p))) {
+			out = append(out, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", dir, err)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// hasDocuments reports whether content holds a document that is not empty.
+// Content that does not parse counts as a document: the server says what is
+// wrong with it, with its line.
+func hasDocuments(content string) bool {
+	dec := yaml.NewDecoder(strings.NewReader(content))
+	for {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			return false
+		}
+		if err != nil {
+			return true
+		}
+		if len(n.Content) > 0 && n.Content[0].Tag != "!!null" {
+			return true
+		}
+	}
+}
+
+// resourceRef names a resource as kubectl does: "inferenceservice.nimbus.dev/fraud".
+func resourceRef(kind, name string) string {
+	return strings.ToLower(kind) + ".nimbus.dev/" + name
+}
+
+// printResults writes one line per resource: "model.nimbus.dev/churn created".
+func (a *app) printResults(res *client.ApplyResult) error {
+	return a.print(res, func(t *table) {
+		suffix := ""
+		if res.DryRun {
+			suffix = " (dry run)"
+		}
+		for _, r := range res.Results {
+			t.row(resourceRef(r.Kind, r.Name) + " " + r.Action + suffix)
+		}
+	})
+}
+
+// refused reports an apply or delete the server refused as a whole: every
+// problem on stderr as "file:line: field: message" (and, for -o json/yaml, the
+// list on stdout), then an error that exits with code.
+func (a *app) refused(op string, err error, code int) error {
+	var ae *client.ApplyError
+	if !errors.As(err, &ae) {
+		return &exitError{code: code, err: fmt.Errorf("%s: %w", op, err)}
+	}
+	for _, fe := range ae.Errors {
+		fmt.Fprintln(a.stderr, client.FormatFieldError(fe))
+	}
+	if a.output == "json" || a.output == "yaml" {
+		if perr := a.print(map[string]any{"errors": ae.Errors}, nil); perr != nil {
+			return perr
+		}
+	}
+	n := len(ae.Errors)
+	plural := "s"
+	if n == 1 {
+		plural = ""
+	}
+	if op == "diff" {
+		return &exitError{code: code, err: fmt.Errorf("diff: %d problem%s in the input", n, plural)}
+	}
+	return &exitError{code: code, err: fmt.Errorf("%s refused: %d problem%s; nothing was changed", op, n, plural)}
+}
+
+func (a *app) applyCommand() *cobra.Command {
+	var paths []string
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "apply -f PATH [-f PATH...]",
+		Short: "Create or update models and inference services from YAML files",
+		Long: `Declare models and inference services in YAML (apiVersion: nimbus.dev/v1) and
+make the server match. PATH is a file, a directory (read recursively: its
+*.yaml, *.yml and *.json files in lexical order; hidden ones are skipped) or
+"-" for stdin. A file may hold several documents separated by "---".
+
+Everything given is sent in one call: the server validates every document
+before it changes anything, so either all of it applies or none of it does.
+Problems are printed as "file:line: field: message" and the command exits 1.
+
+Each resource is reported as created, configured or unchanged. --dry-run
+validates and reports what would happen without changing anything; see
+"nimbus diff" for the changes themselves. Documents without
+metadata.namespace go to --namespace. Changes are recorded in the audit log
+with source "cli" (see "nimbus events").`,
+		Example: `  nimbus apply -f fraud.yaml
+  nimbus apply -f deploy/ --dry-run
+  nimbus apply -f model.yaml -f service.yaml -n payments
+  nimbus get isvc fraud -o yaml | sed 's/weight: 10/weight: 50/' | nimbus apply -f -
+  nimbus apply -f deploy/ -o json`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			files, err := readResourceFiles(paths, cmd.InOrStdin())
+			if err != nil {
+				return err
+			}
+			res, err := a.client().Apply(cmd.Context(), files, client.ApplyOptions{Namespace: a.namespace, DryRun: dryRun})
+			if err != nil {
+				return a.refused("apply", err, 1)
+			}
+			return a.printResults(res)
+		},
+	}
+	cmd.Flags().StringArrayVarP(&paths, "filename", "f", nil, `file, directory or "-" (stdin) to apply; repeatable`)
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate and report what would change, without changing anything")
+	return cmd
+}
+
+func (a *app) diffCommand() *cobra.Command {
+	var paths []string
+	cmd := &cobra.Command{
+		Use:   "diff -f PATH [-f PATH...]",
+		Short: "Show what apply would change, as unified diffs",
+		Long: `Show what "nimbus apply" would change: a dry-run apply of the same input
+(files, directories or "-" for stdin, as apply reads them), printing each
+resource's unified diff between its stored and declared YAML. Unchanged
+resources print nothing.
+
+Exit status, as "kubectl diff" and diff(1) have it:
+  0  nothing would change
+  1  something would change (the diffs are printed)
+  2  an error: invalid documents (printed as "file:line: field: message"),
+     an unreachable server, bad flags
+
+-o json prints the dry-run result, diffs included.`,
+		Example: `  nimbus diff -f deploy/
+  nimbus diff -f fraud.yaml && echo "in sync"
+  nimbus diff -f deploy/ -o json`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			files, err := readResourceFiles(paths, cmd.InOrStdin())
+			if err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			res, err := a.client().Apply(cmd.Context(), files, client.ApplyOptions{Namespace: a.namespace, DryRun: true})
+			if err != nil {
+				return a.refused("diff", err, 2)
+			}
+			if a.output == "table" {
+				a.writeDiffs(res)
+			} else if err := a.print(res, nil); err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			if res.Changed() {
+				return &exitError{code: 1}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringArrayVarP(&paths, "filename", "f", nil, `file, directory or "-" (stdin) to compare; repeatable`)
+	return cmd
+}
+
+// writeDiffs prints the diff of every resource that would change, each under
+// a "diff -u -N live/NS/REF applied/NS/REF" line naming it, as kubectl diff
+// does; "---"/"+++" headers are added where the server's diff has none.
+func (a *app) writeDiffs(res *client.ApplyResult) {
+	for _, r := range res.Results {
+		if r.Action == client.ActionUnchanged {
+			continue
+		}
+		ref := r.Namespace + "/" + resourceRef(r.Kind, r.Name)
+		fmt.Fprintf(a.stdout, "diff -u -N live/%s applied/%s\n", ref, ref)
+		d := r.Diff
+		if !strings.HasPrefix(d, "--- ") {
+			from := "live"
+			if r.Action == client.ActionCreated {
+				from = "/dev/null"
+			}
+			d = "--- " + from + "\n+++ applied\n" + d
+		}
+		if !strings.HasSuffix(d, "\n") {
+			d += "\n"
+		}
+		fmt.Fprint(a.stdout, d)
+	}
+}
+
+func (a *app) deleteResourcesCommand() *cobra.Command {
+	var paths []string
+	cmd := &cobra.Command{
+		Use:   "delete (-f PATH... | KIND NAME... | KIND/NAME...)",
+		Short: "Delete models and inference services, by file or by name",
+		Long: `Delete declared resources, either those the files name (-f, read as apply
+reads them; only kind, namespace and name matter) or by kind and name.
+
+With -f the server deletes all of them or, if one is missing, none. By name,
+each resource is deleted in turn and the failures are reported at the end.
+
+Deleting a Model deletes the model with all its versions; kinds are model and
+inferenceservice (isvc).`,
+		Example: `  nimbus delete -f fraud.yaml
+  nimbus delete isvc fraud
+  nimbus delete model fraud-detector churn -n payments
+  nimbus delete inferenceservice.nimbus.dev/fraud`,
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			c := a.client()
+			if len(paths) > 0 {
+				if len(argv) > 0 {
+					return usageErrorf("give either -f or KIND NAME, not both")
+				}
+				files, err := readResourceFiles(paths, cmd.InOrStdin())
+				if err != nil {
+					return err
+				}
+				res, err := c.DeleteFiles(cmd.Context(), files, client.ApplyOptions{Namespace: a.namespace})
+				if err != nil {
+					return a.refused("delete", err, 1)
+				}
+				return a.printResults(res)
+			}
+			refs, err := parseResourceArgs(argv)
+			if err != nil {
+				return err
+			}
+			res := &client.ApplyResult{Results: []client.ResourceResult{}}
+			var errs []error
+			for _, r := range refs {
+				if r.name == "" {
+					return usageErrorf("delete %s: give the names to delete (KIND NAME...)", r.kind)
+				}
+				if err := c.DeleteResource(cmd.Context(), r.kind, a.namespace, r.name); err != nil {
+					errs = append(errs, fmt.Errorf("delete %s: %w", resourceRef(r.kind, r.name), err))
+					continue
+				}
+				res.Results = append(res.Results, client.ResourceResult{Kind: r.kind, Namespace: a.namespace, Name: r.name, Action: client.ActionDeleted})
+			}
+			if err := a.printResults(res); err != nil {
+				return err
+			}
+			return errors.Join(errs...)
+		},
+	}
+	cmd.Flags().StringArrayVarP(&paths, "filename", "f", nil, `file, directory or "-" (stdin) naming what to delete; repeatable`)
+	return cmd
+}
