@@ -18,6 +18,9 @@ import (
 type MLPSpec struct {
 	Inputs, Hidden, Outputs int
 	Seed                    uint64
+	// FixedBatch, when above 0, fixes the first dimension to that size instead
+	// of the dynamic "batch": a model that cannot be batched.
+	FixedBatch int
 }
 
 // BigMLP is the cold-start benchmark's large model: 256 → 4096 → 256, 8.4 MB.
@@ -98,8 +101,8 @@ func (s MLPSpec) ONNX() []byte {
 	g = appendBytes(g, pbGraphInitializer, floatTensor("b1", []int64{int64(s.Hidden)}, b1))
 	g = appendBytes(g, pbGraphInitializer, floatTensor("w2", []int64{int64(s.Hidden), int64(s.Outputs)}, w2))
 	g = appendBytes(g, pbGraphInitializer, floatTensor("b2", []int64{int64(s.Outputs)}, b2))
-	g = appendBytes(g, pbGraphInput, batchValueInfo("x", s.Inputs))
-	g = appendBytes(g, pbGraphOutput, batchValueInfo("y", s.Outputs))
+	g = appendBytes(g, pbGraphInput, batchValueInfo("x", s.FixedBatch, s.Inputs))
+	g = appendBytes(g, pbGraphOutput, batchValueInfo("y", s.FixedBatch, s.Outputs))
 
 	var m []byte
 	m = protowire.AppendTag(m, pbModelIRVersion, protowire.VarintType)
@@ -161,9 +164,14 @@ func floatTensor(name string, dims []int64, data []float32) []byte {
 }
 
 // batchValueInfo is a FP32 [batch, features] ValueInfoProto.
-func batchValueInfo(name string, features int) []byte {
+func batchValueInfo(name string, fixedBatch, features int) []byte {
 	var batchDim, featDim []byte
-	batchDim = appendString(batchDim, pbDimParam, "batch")
+	if fixedBatch > 0 {
+		batchDim = protowire.AppendTag(batchDim, pbDimValue, protowire.VarintType)
+		batchDim = protowire.AppendVarint(batchDim, uint64(fixedBatch))
+	} else {
+		batchDim = appendString(batchDim, pbDimParam, "batch")
+	}
 	featDim = protowire.AppendTag(featDim, pbDimValue, protowire.VarintType)
 	featDim = protowire.AppendVarint(featDim, uint64(features))
 	var shape []byte
