@@ -35,6 +35,11 @@ spec:
 
 func writeFile(t *testing.T, dir, name, content string) string {
 	t.Helper()
+	return writeFileB(t, dir, name, content)
+}
+
+func writeFileB(t testing.TB, dir, name, content string) string {
+	t.Helper()
 	p := filepath.Join(dir, name)
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)

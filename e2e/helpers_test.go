@@ -23,6 +23,11 @@ import (
 // runCLI runs the nimbus command tree in-process against srv.
 func runCLI(t *testing.T, srv *testutil.Server, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return runCLIB(srv, args...)
+}
+
+// runCLIB is runCLI for benchmarks.
+func runCLIB(srv *testutil.Server, args ...string) (stdout, stderr string, code int) {
 	var out, errb bytes.Buffer
 	env := map[string]string{"NIMBUS_SERVER": srv.URL}
 	code = cli.Run(context.Background(), args, &out, &errb, func(k string) string { return env[k] })

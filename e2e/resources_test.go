@@ -108,6 +108,9 @@ func TestResourcesSurviveRestartAndDelete(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+	if evs[1].Summary != "create version" || evs[0].Diff == "" || evs[4].Summary != "deleted" {
+		t.Fatalf("summaries: %q %q, push body %q", evs[1].Summary, evs[4].Summary, evs[0].Diff)
+	}
 	for i := 1; i < len(evs); i++ {
 		if evs[i].ID <= evs[i-1].ID || evs[i].Time.Before(evs[i-1].Time) || evs[i].Actor != "local" {
 			t.Fatalf("events out of order or without actor: %+v", evs)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -192,10 +193,10 @@ func (e *Engine) serviceObject(ctx context.Context, r StoredResource) (*Inferenc
 		if c, ok := counted[t.Model]; ok {
 			ts.Requests, ts.Errors = c.Requests, c.Errors
 			if total > 0 {
-				ts.Share = float64(c.Requests) / float64(total)
+				ts.Share = math.Round(float64(c.Requests)/float64(total)*1e4) / 1e4
 			}
 			if c.Requests > 0 {
-				ts.MeanMS = float64(c.Latency.Microseconds()) / 1000 / float64(c.Requests)
+				ts.MeanMS = math.Round(float64(c.Latency.Microseconds())/float64(c.Requests)) / 1000
 			}
 		}
 		model, ref, _ := ParseTarget(t.Model)

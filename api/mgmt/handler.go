@@ -124,7 +124,7 @@ func NewHandler(reg Registry, opts Options) http.Handler {
 		h       handlerFunc
 	}{
 		{"GET /api/v1/namespaces", a.listNamespaces},
-		{"POST /api/v1/gc", a.audited("Blob", a.gc)},
+		{"POST /api/v1/gc", a.audited("Blob", "collect unreferenced blobs", a.gc)},
 
 		{"POST /api/v1/apply", a.apply},
 		{"POST /api/v1/delete", a.deleteFiles},
@@ -138,22 +138,22 @@ func NewHandler(reg Registry, opts Options) http.Handler {
 		{"GET " + nsp + "/models", a.listModels},
 		{"GET " + nsp + "/status", a.status},
 		{"GET " + mp, a.getModel},
-		{"PATCH " + mp, a.audited("Model", a.patchModel)},
-		{"DELETE " + mp, a.audited("Model", a.deleteModel)},
+		{"PATCH " + mp, a.audited("Model", "update description and labels", a.patchModel)},
+		{"DELETE " + mp, a.audited("Model", "delete model", a.deleteModel)},
 		{"GET " + mp + "/serving", a.getServing},
-		{"PUT " + mp + "/serving", a.audited("Model", a.putServing)},
+		{"PUT " + mp + "/serving", a.audited("Model", "set serving settings", a.putServing)},
 		{"GET " + mp + "/status", a.status},
 
 		{"GET " + mp + "/versions", a.listVersions},
-		{"POST " + mp + "/versions", a.audited("Model", a.createVersion)},
+		{"POST " + mp + "/versions", a.audited("Model", "create version", a.createVersion)},
 		{"GET " + vp, a.getVersion},
-		{"DELETE " + vp, a.audited("Model", a.deleteVersion)},
-		{"PUT " + vp + "/serving", a.audited("Model", a.putVersionServing)},
-		{"DELETE " + vp + "/serving", a.audited("Model", a.deleteVersionServing)},
+		{"DELETE " + vp, a.audited("Model", "delete version {version}", a.deleteVersion)},
+		{"PUT " + vp + "/serving", a.audited("Model", "set serving settings of version {version}", a.putVersionServing)},
+		{"DELETE " + vp + "/serving", a.audited("Model", "clear serving settings of version {version}", a.deleteVersionServing)},
 		{"GET " + vp + "/artifact", a.getArtifact},
 
-		{"PUT " + mp + "/aliases/{alias}", a.audited("Model", a.setAlias)},
-		{"DELETE " + mp + "/aliases/{alias}", a.audited("Model", a.deleteAlias)},
+		{"PUT " + mp + "/aliases/{alias}", a.audited("Model", "set alias {alias}", a.setAlias)},
+		{"DELETE " + mp + "/aliases/{alias}", a.audited("Model", "delete alias {alias}", a.deleteAlias)},
 
 		{"POST " + nsp + "/blobs", a.postBlob},
 		{"POST " + nsp + "/blobs/uploads", a.startUpload},

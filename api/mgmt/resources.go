@@ -277,7 +277,8 @@ func (t *bodyTap) Read(p []byte) (int, error) {
 
 // audited records a successful imperative change (push, alias, serving, delete)
 // in the audit log: the declarative routes record their own, with diffs.
-func (a *api) audited(kind string, h handlerFunc) handlerFunc {
+// what summarizes the change; {alias} and {version} are filled from the path.
+func (a *api) audited(kind, what string, h handlerFunc) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		if a.opts.Audit == nil {
 			return h(w, r)
@@ -301,10 +302,10 @@ func (a *api) audited(kind string, h handlerFunc) handlerFunc {
 		ev := audit.Event{
 			Actor: actor(r), Source: source(r), Action: action, Kind: kind,
 			Namespace: r.PathValue("ns"), Name: r.PathValue("model"),
-			Summary: r.Method + " " + r.URL.Path,
+			Summary: strings.NewReplacer("{alias}", r.PathValue("alias"), "{version}", r.PathValue("version")).Replace(what),
 		}
 		if q := r.URL.RawQuery; q != "" {
-			ev.Summary += "?" + q
+			ev.Summary += " (" + q + ")"
 		}
 		if b := tap.buf.Bytes(); len(b) > 0 && bytes.HasPrefix(bytes.TrimSpace(b), []byte("{")) {
 			ev.Diff = string(b)
