@@ -218,6 +218,28 @@ spec:
 	if !strings.Contains(errOut, "lookup.yaml:8: spec.serving.batching.maxBatchSize: version 1 cannot batch") {
 		t.Fatalf("batching on a fixed-shape model:\n%s", errOut)
 	}
+
+	// A dry run reports what would happen and changes nothing.
+	os.Remove(filepath.Join(files, "d", "lookup.yaml"))
+	writeFile(t, files, "b/services.yaml", `apiVersion: nimbus.dev/v1
+kind: InferenceService
+metadata: {name: bad}
+spec:
+  traffic:
+    - {model: fraud-detector@champion, weight: 90}
+    - {model: fraud-detector@challenger, weight: 10}
+`)
+	out := mustCLI(t, srv, "apply", "--dry-run", "-f", files)
+	if !strings.Contains(out, "model.nimbus.dev/fraud-detector created (dry run)") || !strings.Contains(out, "inferenceservice.nimbus.dev/bad created (dry run)") {
+		t.Fatalf("dry run: %q", out)
+	}
+	if st, _, _ := do(t, "GET", srv.URL+"/api/v1/namespaces/default/models/fraud-detector", "", nil); st != 404 {
+		t.Fatalf("a dry run created the model: %d", st)
+	}
+	var evs []audit.Event
+	if err := json.Unmarshal([]byte(mustCLI(t, srv, "events", "-o", "json")), &evs); err != nil || len(evs) != 0 {
+		t.Fatalf("events after failed applies and a dry run: %v %+v", err, evs)
+	}
 }
 
 // TestConcurrentApplies: applies racing on one service all succeed, one at a

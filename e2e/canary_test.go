@@ -245,4 +245,14 @@ func TestStickyRoutingAndNamespaces(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("model version: %d %s", code, body)
 	}
+
+	// A model named like a service: the service wins on /v2/models/fraud, the
+	// model stays reachable by version.
+	mustCLI(t, srv, "-n", "risk", "models", "push", testutil.Model("fraud_v1"), "--name", "fraud")
+	if _, _, target, err := inferService(srv.URL+"/ns/risk/v2/models/fraud/infer", ""); err != nil || target != "fraud-detector@2" {
+		t.Fatalf("service vs model of the same name: target %q, %v", target, err)
+	}
+	if _, v, target, err := inferService(srv.URL+"/ns/risk/v2/models/fraud/versions/1/infer", ""); err != nil || v != "1" || target != "" {
+		t.Fatalf("the model by version: version %q target %q, %v", v, target, err)
+	}
 }
