@@ -266,13 +266,17 @@ func (c *Client) ListResources(ctx context.Context, kind, ns string, allNamespac
 	return objs, nil
 }
 
-// DeleteResource deletes one resource by name.
-func (c *Client) DeleteResource(ctx context.Context, kind, ns, name string) error {
+// DeleteResource deletes one resource by name; with dryRun it only checks that it could.
+func (c *Client) DeleteResource(ctx context.Context, kind, ns, name string, dryRun bool) error {
 	_, plural, err := NormalizeKind(kind)
 	if err != nil {
 		return err
 	}
-	return c.call(ctx, request{method: http.MethodDelete, path: resourcesPath(ns, plural) + "/" + esc(name)}, nil)
+	req := request{method: http.MethodDelete, path: resourcesPath(ns, plural) + "/" + esc(name)}
+	if dryRun {
+		req.query = url.Values{"dryRun": {"true"}}
+	}
+	return c.call(ctx, req, nil)
 }
 
 // Events lists audit events matching q, oldest first. q.Namespace "" means

@@ -303,7 +303,7 @@ func TestListResources(t *testing.T) {
 
 func TestDeleteResource(t *testing.T) {
 	c, h := cannedServer(t, http.StatusOK, `{"kind":"InferenceService","namespace":"a b","name":"fraud","action":"deleted"}`, client.WithChangeSource("cli"))
-	if err := c.DeleteResource(context.Background(), "inferenceservice", "a b", "fraud"); err != nil {
+	if err := c.DeleteResource(context.Background(), "inferenceservice", "a b", "fraud", false); err != nil {
 		t.Fatal(err)
 	}
 	if r := h.last(t); r.Method != "DELETE" || r.Path != "/api/v1/namespaces/a%20b/resources/inferenceservices/fraud" || r.Source != "cli" {
@@ -349,7 +349,7 @@ func TestChangeSourceOnMutations(t *testing.T) {
 	calls := []func() error{
 		func() error { _, err := c.Apply(ctx, nil, client.ApplyOptions{}); return err },
 		func() error { _, err := c.DeleteFiles(ctx, nil, client.ApplyOptions{}); return err },
-		func() error { return c.DeleteResource(ctx, "model", "default", "m") },
+		func() error { return c.DeleteResource(ctx, "model", "default", "m", false) },
 		func() error { return c.DeleteAlias(ctx, "default", "m", "champion") },
 	}
 	for i, call := range calls {

@@ -287,3 +287,71 @@ func TestConcurrentApplies(t *testing.T) {
 }
 
 func auditQuery(kind, name string) audit.Query { return audit.Query{Kind: kind, Name: name} }
+
+// TestApplyKeepsServicesAndHandSetAliases walks the review's sequences: a
+// declaration that changes while the live state already matches is still
+// recorded (so a later hand-set alias survives); a Model apply that would take
+// a service's target away is refused; delete -f of a service and its model
+// works, dry run included, and never deletes part of a refused request.
+func TestApplyKeepsServicesAndHandSetAliases(t *testing.T) {
+	dir, sha := sourceDir(t)
+	srv := testutil.StartServer(t, func(c *config.Config) { c.SourceDir = dir })
+	files := t.TempDir()
+	model := writeFile(t, files, "model.yaml", modelYAML(dir, sha, ""))
+	mustCLI(t, srv, "apply", "-f", model)
+
+	mustCLI(t, srv, "models", "alias", "rm", "fraud-detector", "challenger")
+	noChallenger := strings.Replace(modelYAML(dir, sha, ""), "aliases: {champion: 1, challenger: 2}", "aliases: {champion: 1}", 1)
+	writeFile(t, files, "model.yaml", noChallenger)
+	if out := mustCLI(t, srv, "apply", "-f", model); !strings.Contains(out, "configured") {
+		t.Fatalf("a changed declaration over a matching live state: %q", out)
+	}
+	mustCLI(t, srv, "models", "alias", "set", "fraud-detector", "challenger", "2")
+	if out := mustCLI(t, srv, "apply", "-f", model); !strings.Contains(out, "unchanged") {
+		t.Fatalf("re-apply: %q", out)
+	}
+	var m spec.Model
+	if err := json.Unmarshal([]byte(mustCLI(t, srv, "get", "model", "fraud-detector", "-o", "json")), &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Spec.Aliases["challenger"] != 2 || m.Metadata.Generation != 2 {
+		t.Fatalf("hand-set alias lost or generation wrong: %v, generation %d", m.Spec.Aliases, m.Metadata.Generation)
+	}
+
+	// A service targets the challenger: once the file declares it, a Model
+	// that drops it again is refused.
+	svc := writeFile(t, files, "svc.yaml", serviceYAML("default", 50, 50))
+	mustCLI(t, srv, "apply", "-f", svc)
+	writeFile(t, files, "model.yaml", modelYAML(dir, sha, ""))
+	mustCLI(t, srv, "apply", "-f", model)
+	writeFile(t, files, "model.yaml", noChallenger)
+	_, errOut, code := runCLI(t, srv, "apply", "-f", model)
+	if code != 1 || !strings.Contains(errOut, "model.yaml:12: spec.aliases: alias challenger is a target of inferenceservice fraud") {
+		t.Fatalf("dropping a service's alias: exit %d\n%s", code, errOut)
+	}
+
+	// delete -f of the service and its model, as a dry run and for real.
+	both := writeFile(t, files, "both.yaml", modelYAML(dir, sha, "")+"---\n"+serviceYAML("default", 50, 50))
+	if out := mustCLI(t, srv, "delete", "--dry-run", "-f", both); strings.Count(out, "deleted") != 2 {
+		t.Fatalf("delete --dry-run: %q", out)
+	}
+	// Another service on the model: the whole request is refused, nothing deleted.
+	other := strings.Replace(serviceYAML("default", 100, 0), "name: fraud", "name: other", 1)
+	mustCLI(t, srv, "apply", "-f", writeFile(t, files, "other.yaml", other))
+	_, errOut, code = runCLI(t, srv, "delete", "-f", both)
+	if code != 1 || !strings.Contains(errOut, "is a target of inferenceservice other") {
+		t.Fatalf("delete with another user: exit %d\n%s", code, errOut)
+	}
+	if st, _, _ := do(t, "GET", srv.URL+"/api/v1/namespaces/default/resources/isvc/fraud", "", nil); st != 200 {
+		t.Fatalf("a refused delete deleted the service: %d", st)
+	}
+	mustCLI(t, srv, "delete", "isvc", "other")
+	if out := mustCLI(t, srv, "delete", "-f", both); strings.Count(out, "deleted") != 2 {
+		t.Fatalf("delete -f: %q", out)
+	}
+	// The model's last-applied state went with it: a new push starts clean.
+	mustCLI(t, srv, "models", "push", testutil.Model("fraud_v1"), "--name", "fraud-detector")
+	if st, _, _ := do(t, "GET", srv.URL+"/api/v1/namespaces/default/resources/models/fraud-detector", "", nil); st != 200 {
+		t.Fatalf("pushed model as a resource: %d", st)
+	}
+}

@@ -261,7 +261,12 @@ func (e *Engine) Apply(ctx context.Context, req Request) (*Response, error) {
 	defer e.mu.Unlock()
 	// The documents that passed the static checks are planned even when others
 	// failed, so one answer reports every problem of every document.
-	p := &plan{e: e, req: req, models: map[string]*modelPlan{}, errs: fes}
+	p := &plan{e: e, req: req, models: map[string]*modelPlan{}, services: map[string]bool{}, errs: fes}
+	for _, d := range docs {
+		if s, ok := d.Object.(*InferenceService); ok {
+			p.services[s.Metadata.Namespace+"/"+s.Metadata.Name] = true
+		}
+	}
 	for _, d := range docs {
 		if m, ok := d.Object.(*Model); ok {
 			p.planModel(ctx, d, m)
@@ -285,6 +290,9 @@ func (e *Engine) Apply(ctx context.Context, req Request) (*Response, error) {
 	if req.DryRun {
 		return resp, nil
 	}
+	// Validation passed: the changes are made even if the client goes away now,
+	// so a disconnect cannot leave a resource half applied.
+	ctx = context.WithoutCancel(ctx)
 	for i, st := range p.steps {
 		if err := st.commit(ctx); err != nil {
 			// Validation passed, so this is the store failing: say how far it got.
@@ -313,6 +321,8 @@ type plan struct {
 	// models declared in this apply, by namespace/name, for the services'
 	// reference checks.
 	models map[string]*modelPlan
+	// services declared in this apply, by namespace/name.
+	services map[string]bool
 }
 
 // step is one resource's change, ready to commit.

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/url"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/nimbus-ai/nimbus/audit"
@@ -174,7 +176,7 @@ func (p *plan) planModel(ctx context.Context, d Document, m *Model) {
 			continue
 		}
 		v := registry.Version{Namespace: ns, Model: name, Version: dv.Version, Format: dv.Format,
-			SHA256: dv.Source.SHA256, Signature: sig, Source: dv.Source.URI}
+			SHA256: dv.Source.SHA256, Signature: sig, Source: RedactURI(dv.Source.URI)}
 		mp.versions[dv.Version] = v
 		created = append(created, v)
 	}
@@ -227,6 +229,9 @@ func (p *plan) planModel(ctx context.Context, d Document, m *Model) {
 	if len(p.errs) > before {
 		return
 	}
+	if !p.checkServicesKeepTargets(ctx, d, ns, name, mp) {
+		return
+	}
 	p.models[ns+"/"+name] = mp
 
 	var beforeObj Object
@@ -241,16 +246,26 @@ func (p *plan) planModel(ctx context.Context, d Document, m *Model) {
 	diff := diffOf(beforeObj, after)
 
 	declared := m.Spec
+	declared.Versions = slices.Clone(m.Spec.Versions)
+	for i := range declared.Versions {
+		declared.Versions[i].Source.URI = RedactURI(declared.Versions[i].Source.URI)
+	}
 	slices.SortFunc(declared.Versions, func(a, b ModelVersion) int { return int(a.Version - b.Version) })
 	specJSON, err := marshalSpec(declared)
 	if err != nil {
 		p.fail(err)
 		return
 	}
+	// The generation counts changes of the declared spec. A declaration that
+	// changed although the live state already matched (an alias removed by hand,
+	// then from the file) is still stored, so later three-way merges see it.
 	gen, expect := int64(1), int64(0)
+	specChanged, metaChanged := true, true
 	if stored != nil {
 		gen, expect = stored.Generation, stored.ResourceVersion
-		if diff != "" || string(stored.Spec) != string(specJSON) {
+		specChanged = string(stored.Spec) != string(specJSON)
+		metaChanged = !sameMeta(stored, m.Metadata)
+		if specChanged {
 			gen++
 		}
 	}
@@ -259,13 +274,14 @@ func (p *plan) planModel(ctx context.Context, d Document, m *Model) {
 	switch {
 	case !exists:
 		st.result.Action, st.action = ActionCreated, audit.ActionCreate
-	case diff != "" || (stored != nil && !sameMeta(stored, m.Metadata)):
+	case diff != "" || specChanged || metaChanged:
+		// Also a pushed model applied for the first time: it becomes declared.
 		st.result.Action = ActionConfigured
 	default:
 		st.result.Action = ActionUnchanged
 	}
 	st.summary = modelSummary(created, dropAliases, m.Spec.Aliases, serving != nil && !reflect.DeepEqual(servingShown(reg, stored, nil), serving))
-	if st.result.Action == ActionUnchanged && stored != nil {
+	if st.result.Action == ActionUnchanged {
 		st.commit = func(context.Context) error { return nil }
 		p.steps = append(p.steps, st)
 		return
@@ -313,6 +329,65 @@ func (p *plan) planModel(ctx context.Context, d Document, m *Model) {
 		return err
 	}
 	p.steps = append(p.steps, st)
+}
+
+// RedactURI drops what may be a credential from a source URI before it is
+// stored, diffed or written to the audit log: user info, and the query of a
+// presigned URL (kept as "?<redacted>" so readers know there was one).
+func RedactURI(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || (u.User == nil && u.RawQuery == "" && u.Fragment == "") {
+		return s
+	}
+	q := u.RawQuery != ""
+	u.User, u.RawQuery, u.Fragment = nil, "", ""
+	out := u.String()
+	if q {
+		out += "?<redacted>"
+	}
+	return out
+}
+
+// checkServicesKeepTargets refuses a Model change that would leave a stored
+// InferenceService (one not re-declared in this apply) without its target.
+func (p *plan) checkServicesKeepTargets(ctx context.Context, d Document, ns, model string, mp *modelPlan) bool {
+	rs, err := p.e.opts.Resources.ListResources(ctx, KindInferenceService, ns)
+	if err != nil {
+		p.fail(err)
+		return false
+	}
+	ok := true
+	for _, r := range rs {
+		if p.services[ns+"/"+r.Name] {
+			continue // checked against this apply's state when planned
+		}
+		var s ServiceSpec
+		if err := json.Unmarshal(r.Spec, &s); err != nil {
+			p.fail(fmt.Errorf("stored spec of inferenceservice %s/%s: %w", ns, r.Name, err))
+			return false
+		}
+		for _, t := range s.targets() {
+			m, ref, err := ParseTarget(t)
+			if err != nil || m != model {
+				continue
+			}
+			if isDigits(ref) {
+				n, _ := strconv.ParseInt(ref, 10, 64)
+				if _, has := mp.versions[n]; !has {
+					p.errs = append(p.errs, d.errorf("spec.versions", errs.Conflict,
+						"version %d is a target of inferenceservice %s; change that service first, or in the same apply", n, r.Name))
+					ok = false
+				}
+			} else if ref != "" {
+				if _, has := mp.aliases[ref]; !has {
+					p.errs = append(p.errs, d.errorf("spec.aliases", errs.Conflict,
+						"alias %s is a target of inferenceservice %s; change that service first, or in the same apply", ref, r.Name))
+					ok = false
+				}
+			}
+		}
+	}
+	return ok
 }
 
 // servingShown is the serving block a Model shows: the model's settings with

@@ -151,6 +151,18 @@ func isDigits(s string) bool {
 	return true
 }
 
+// targets lists every model reference of a service: traffic, then shadow.
+func (s ServiceSpec) targets() []string {
+	out := make([]string, 0, len(s.Traffic)+1)
+	for _, t := range s.Traffic {
+		out = append(out, t.Model)
+	}
+	if s.Shadow != nil {
+		out = append(out, s.Shadow.Model)
+	}
+	return out
+}
+
 // serviceFromStored rebuilds a service from its stored row (no status).
 func serviceFromStored(r StoredResource) (*InferenceService, error) {
 	s := &InferenceService{TypeMeta: TypeMeta{APIVersion: APIVersion, Kind: KindInferenceService}}

@@ -335,10 +335,10 @@ type DeleteRequest struct {
 func (e *Engine) Delete(ctx context.Context, dr DeleteRequest) (Result, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.deleteLocked(ctx, dr)
+	return e.deleteLocked(context.WithoutCancel(ctx), dr, nil)
 }
 
-func (e *Engine) deleteLocked(ctx context.Context, dr DeleteRequest) (Result, error) {
+func (e *Engine) deleteLocked(ctx context.Context, dr DeleteRequest, deleting map[string]bool) (Result, error) {
 	res := Result{Kind: dr.Kind, Namespace: dr.Namespace, Name: dr.Name, Action: ActionDeleted}
 	before, err := e.Get(ctx, dr.Kind, dr.Namespace, dr.Name)
 	if err != nil {
@@ -351,13 +351,8 @@ func (e *Engine) deleteLocked(ctx context.Context, dr DeleteRequest) (Result, er
 	}
 	switch dr.Kind {
 	case KindModel:
-		users, err := e.servicesUsing(ctx, dr.Namespace, dr.Name)
-		if err != nil {
+		if err := e.checkUnused(ctx, dr.Namespace, dr.Name, deleting); err != nil {
 			return res, err
-		}
-		if len(users) > 0 {
-			return res, errs.New(errs.Conflict, "model %s is a target of inferenceservice %s; change or delete those first",
-				dr.Name, strings.Join(users, ", "))
 		}
 		if dr.DryRun {
 			return res, nil
@@ -403,9 +398,33 @@ func (e *Engine) DeleteFiles(ctx context.Context, req Request) (*Response, error
 		}
 	}
 	if len(missing) > 0 {
-		return nil, missing
+		return nil, missing.sorted()
 	}
-	// Services first: a Model is refused while a service targets it.
+	// Every Model must be free of services other than the ones deleted with it
+	// before anything is deleted, dry run or not.
+	deleting := map[string]bool{}
+	for _, d := range docs {
+		if m := d.Object.GetMeta(); d.Object.GetKind() == KindInferenceService {
+			deleting[m.Namespace+"/"+m.Name] = true
+		}
+	}
+	var inUse Errors
+	for _, d := range docs {
+		if m := d.Object.GetMeta(); d.Object.GetKind() == KindModel {
+			if err := e.checkUnused(ctx, m.Namespace, m.Name, deleting); err != nil {
+				if errs.KindOf(err) != errs.Conflict {
+					return nil, err
+				}
+				inUse = append(inUse, d.errorf("metadata.name", errs.Conflict, "%s", errs.PublicMessage(err)))
+			}
+		}
+	}
+	if len(inUse) > 0 {
+		return nil, inUse.sorted()
+	}
+	// Services first: a Model is refused while a service targets it. Past the
+	// checks, a client that goes away does not stop the deletes halfway.
+	ctx = context.WithoutCancel(ctx)
 	resp := &Response{DryRun: req.DryRun}
 	for _, kind := range []string{KindInferenceService, KindModel} {
 		for _, d := range docs {
@@ -414,7 +433,7 @@ func (e *Engine) DeleteFiles(ctx context.Context, req Request) (*Response, error
 			}
 			m := d.Object.GetMeta()
 			res, err := e.deleteLocked(ctx, DeleteRequest{Kind: kind, Namespace: m.Namespace, Name: m.Name,
-				DryRun: req.DryRun, Actor: req.Actor, Source: req.Source})
+				DryRun: req.DryRun, Actor: req.Actor, Source: req.Source}, deleting)
 			if err != nil {
 				return nil, fmt.Errorf("delete %s %s/%s: %w", kind, m.Namespace, m.Name, err)
 			}
@@ -424,7 +443,9 @@ func (e *Engine) DeleteFiles(ctx context.Context, req Request) (*Response, error
 	return resp, nil
 }
 
-func (e *Engine) servicesUsing(ctx context.Context, ns, model string) ([]string, error) {
+// servicesUsing names the services in ns that target model, leaving out those
+// in ignore (namespace/name: being deleted in the same call).
+func (e *Engine) servicesUsing(ctx context.Context, ns, model string, ignore map[string]bool) ([]string, error) {
 	rs, err := e.opts.Resources.ListResources(ctx, KindInferenceService, ns)
 	if err != nil {
 		return nil, err
@@ -435,14 +456,10 @@ func (e *Engine) servicesUsing(ctx context.Context, ns, model string) ([]string,
 		if err := json.Unmarshal(r.Spec, &s); err != nil {
 			return nil, err
 		}
-		targets := make([]string, 0, len(s.Traffic)+1)
-		for _, t := range s.Traffic {
-			targets = append(targets, t.Model)
+		if ignore[ns+"/"+r.Name] {
+			continue
 		}
-		if s.Shadow != nil {
-			targets = append(targets, s.Shadow.Model)
-		}
-		for _, t := range targets {
+		for _, t := range s.targets() {
 			if m, _, err := ParseTarget(t); err == nil && m == model {
 				users = append(users, r.Name)
 				break
@@ -450,6 +467,20 @@ func (e *Engine) servicesUsing(ctx context.Context, ns, model string) ([]string,
 		}
 	}
 	return users, nil
+}
+
+// checkUnused is a Conflict naming the services (other than those in
+// deleting) that target model.
+func (e *Engine) checkUnused(ctx context.Context, ns, model string, deleting map[string]bool) error {
+	users, err := e.servicesUsing(ctx, ns, model, deleting)
+	if err != nil {
+		return err
+	}
+	if len(users) > 0 {
+		return errs.New(errs.Conflict, "model %s is a target of inferenceservice %s; change or delete those first",
+			model, strings.Join(users, ", "))
+	}
+	return nil
 }
 
 // stripped is obj without status and server-written metadata, for diffs.

@@ -293,6 +293,7 @@ func (a *app) writeDiffs(res *client.ApplyResult) {
 
 func (a *app) deleteResourcesCommand() *cobra.Command {
 	var paths []string
+	var dryRun bool
 	cmd := &cobra.Command{
 		Use:   "delete (-f PATH... | KIND NAME... | KIND/NAME...)",
 		Short: "Delete models and inference services, by file or by name",
@@ -318,7 +319,7 @@ inferenceservice (isvc).`,
 				if err != nil {
 					return err
 				}
-				res, err := c.DeleteFiles(cmd.Context(), files, client.ApplyOptions{Namespace: a.namespace})
+				res, err := c.DeleteFiles(cmd.Context(), files, client.ApplyOptions{Namespace: a.namespace, DryRun: dryRun})
 				if err != nil {
 					return a.refused("delete", err, 1)
 				}
@@ -328,13 +329,13 @@ inferenceservice (isvc).`,
 			if err != nil {
 				return err
 			}
-			res := &client.ApplyResult{Results: []client.ResourceResult{}}
+			res := &client.ApplyResult{DryRun: dryRun, Results: []client.ResourceResult{}}
 			var errs []error
 			for _, r := range refs {
 				if r.name == "" {
 					return usageErrorf("delete %s: give the names to delete (KIND NAME...)", r.kind)
 				}
-				if err := c.DeleteResource(cmd.Context(), r.kind, a.namespace, r.name); err != nil {
+				if err := c.DeleteResource(cmd.Context(), r.kind, a.namespace, r.name, dryRun); err != nil {
 					errs = append(errs, fmt.Errorf("delete %s: %w", resourceRef(r.kind, r.name), err))
 					continue
 				}
@@ -347,5 +348,6 @@ inferenceservice (isvc).`,
 		},
 	}
 	cmd.Flags().StringArrayVarP(&paths, "filename", "f", nil, `file, directory or "-" (stdin) naming what to delete; repeatable`)
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "check and report what would be deleted, without deleting")
 	return cmd
 }

@@ -94,6 +94,10 @@ type Router struct {
 	metrics       *telemetry.Metrics
 	log           *slog.Logger
 	shadowTimeout time.Duration
+	// stop ends when Close starts: shadow copies still running are cancelled,
+	// so a copy stuck in a full queue cannot hold shutdown for its timeout.
+	stop        context.Context
+	stopShadows context.CancelFunc
 
 	mu       sync.Mutex                          // serializes Set and Delete
 	services atomic.Pointer[map[svcKey]*service] // copy on write: requests read without locks
@@ -132,6 +136,7 @@ func New(b Backend, opts Options) *Router {
 		shadowTimeout: opts.ShadowTimeout,
 		shadowSlot:    make(chan struct{}, opts.MaxShadowInFlight),
 	}
+	r.stop, r.stopShadows = context.WithCancel(context.Background())
 	r.services.Store(&map[svcKey]*service{})
 	return r
 }
@@ -306,12 +311,13 @@ func (r *Router) ModelReady(ctx context.Context, ns, model, version string) (boo
 	return true, nil
 }
 
-// Close stops mirroring (requests are still answered) and waits for the shadow
-// copies in flight. It is idempotent.
+// Close stops mirroring (requests are still answered), cancels the shadow
+// copies in flight and waits for them. It is idempotent.
 func (r *Router) Close() {
 	r.shadowMu.Lock()
 	r.closed = true
 	r.shadowMu.Unlock()
+	r.stopShadows()
 	r.shadows.Wait()
 }
 

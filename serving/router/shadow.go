@@ -57,6 +57,7 @@ func (r *Router) runShadow(ctx context.Context, timeout time.Duration, ns, servi
 	defer func() { <-r.shadowSlot }()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	defer context.AfterFunc(r.stop, cancel)()
 	resp, err := r.callShadow(ctx, req)
 	sh.stats.sent.Add(1)
 	if err != nil {

@@ -95,6 +95,15 @@ func TestHeldShadowDoesNotDelayPrimary(t *testing.T) {
 	}
 	cancel() // the callers are gone; the shadows must not notice
 	close(held.release)
+	// Close would cancel them: wait until they are done on their own first.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if st, _ := r.Stats("default", "svc"); st.Shadow.Sent == 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("held shadows never finished after release")
+		}
+	}
 	r.Close()
 
 	st, _ := r.Stats("default", "svc")
@@ -354,6 +363,33 @@ func TestHalfToFloat64(t *testing.T) {
 	}
 	if !math.IsNaN(halfToFloat64(0x7e00)) {
 		t.Error("0x7e00 is not NaN")
+	}
+}
+
+// TestCloseCancelsShadows: Close cancels copies still running, so one stuck in a
+// full queue cannot hold shutdown for its timeout.
+func TestCloseCancelsShadows(t *testing.T) {
+	b := newFake()
+	b.models["champ"] = echo("1")
+	started := make(chan struct{}, 1)
+	b.models["slow"] = func(ctx context.Context, req *serving.InferRequest) (*serving.InferResponse, error) {
+		started <- struct{}{}
+		<-ctx.Done() // only cancellation ends it
+		return nil, ctx.Err()
+	}
+	r := New(b, Options{ShadowTimeout: time.Hour})
+	r.Set("default", "svc", Config{Targets: []Target{{Model: "champ", Weight: 100}}, Shadow: &Shadow{Model: "slow", Percent: 100}})
+	inferWithin(t, r, context.Background(), request("svc"), 5*time.Second)
+	<-started
+	closed := make(chan struct{})
+	go func() { r.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waited for a shadow with an hour's timeout")
+	}
+	if st, _ := r.Stats("default", "svc"); st.Shadow.Errors != 1 {
+		t.Fatalf("the cancelled shadow is not counted as an error: %+v", st.Shadow)
 	}
 }
 
