@@ -187,6 +187,20 @@ func TestWalkthroughCanaryByHand(t *testing.T) {
 		!strings.Contains(evs[2].Diff, "-      weight: 50") || !strings.Contains(evs[2].Diff, "+      weight: 100") {
 		t.Fatalf("events: %+v", evs)
 	}
+
+	// Imperative deletes may not take a target away from the live service.
+	for _, args := range [][]string{
+		{"models", "alias", "rm", "fraud-detector", "challenger"},
+		{"models", "delete", "fraud-detector@2", "--force"}, // its alias challenger would go too
+		{"models", "delete", "fraud-detector", "--force"},
+	} {
+		if _, errOut, code := runCLI(t, srv, args...); code != 1 || !strings.Contains(errOut, "inferenceservice fraud (fraud-detector@") {
+			t.Errorf("nimbus %s: exit %d %s", strings.Join(args, " "), code, errOut)
+		}
+	}
+	if got := split(10); got["2"] != 10 {
+		t.Fatalf("after refused deletes: %v", got)
+	}
 }
 
 func ready(cs []spec.Condition) bool {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -467,6 +468,38 @@ func (e *Engine) servicesUsing(ctx context.Context, ns, model string, ignore map
 		}
 	}
 	return users, nil
+}
+
+// Unreferenced is a Conflict naming the InferenceServices that target model
+// through one of refs (alias names or version numbers) or, with no refs,
+// through anything: the management API asks before an imperative delete, so a
+// live service does not lose its target behind its back.
+func (e *Engine) Unreferenced(ctx context.Context, ns, model string, refs ...string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rs, err := e.opts.Resources.ListResources(ctx, KindInferenceService, ns)
+	if err != nil {
+		return err
+	}
+	var users []string
+	for _, r := range rs {
+		var s ServiceSpec
+		if err := json.Unmarshal(r.Spec, &s); err != nil {
+			return err
+		}
+		for _, t := range s.targets() {
+			m, ref, err := ParseTarget(t)
+			if err != nil || m != model || (len(refs) > 0 && !slices.Contains(refs, ref)) {
+				continue
+			}
+			users = append(users, fmt.Sprintf("%s (%s)", r.Name, t))
+			break
+		}
+	}
+	if len(users) > 0 {
+		return errs.New(errs.Conflict, "inferenceservice %s still routes there; change or delete it first", strings.Join(users, ", "))
+	}
+	return nil
 }
 
 // checkUnused is a Conflict naming the services (other than those in

@@ -101,6 +101,9 @@ func (a *api) deleteModel(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := a.unreferenced(r); err != nil {
+		return fmt.Errorf("delete model: %w", err)
+	}
 	if err := a.reg.DeleteModel(r.Context(), r.PathValue("ns"), r.PathValue("model"), force); err != nil {
 		return fmt.Errorf("delete model: %w", err)
 	}
@@ -183,6 +186,19 @@ func (a *api) deleteVersion(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	refs := []string{strconv.FormatInt(ver, 10)}
+	if force { // the aliases pointing at it go too
+		if m, err := a.reg.GetModel(r.Context(), r.PathValue("ns"), r.PathValue("model")); err == nil {
+			for alias, v := range m.Aliases {
+				if v == ver {
+					refs = append(refs, alias)
+				}
+			}
+		}
+	}
+	if err := a.unreferenced(r, refs...); err != nil {
+		return fmt.Errorf("delete version: %w", err)
+	}
 	if err := a.reg.DeleteVersion(r.Context(), r.PathValue("ns"), r.PathValue("model"), ver, force); err != nil {
 		return fmt.Errorf("delete version: %w", err)
 	}
@@ -259,6 +275,9 @@ func (a *api) setAlias(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *api) deleteAlias(w http.ResponseWriter, r *http.Request) error {
+	if err := a.unreferenced(r, r.PathValue("alias")); err != nil {
+		return fmt.Errorf("delete alias: %w", err)
+	}
 	if err := a.reg.DeleteAlias(r.Context(), r.PathValue("ns"), r.PathValue("model"), r.PathValue("alias")); err != nil {
 		return fmt.Errorf("delete alias: %w", err)
 	}
