@@ -201,8 +201,9 @@ func decodeAll(req Request) ([]Document, Errors) {
 	var all Errors
 	seen := map[string]Document{}
 	for _, f := range req.Files {
-		ds, fes := Decode(f.Name, []byte(f.Content))
+		ds, partial, fes := decodeFile(f.Name, []byte(f.Content))
 		all = append(all, fes...)
+		all = append(all, validatePartial(partial, ns)...)
 		for _, d := range ds {
 			Default(d.Object, ns)
 			if fes := Validate(d); len(fes) > 0 {
@@ -224,6 +225,44 @@ func decodeAll(req Request) ([]Document, Errors) {
 		all = append(all, FieldError{Message: "no resources found in the input", Code: errs.InvalidArgument.String()})
 	}
 	return docs, all
+}
+
+// validatePartial validates documents that decoded with errors, keeping only
+// problems of fields the decode errors did not already cover (a field left at
+// zero because its value was refused is not "required" too). The documents are
+// never applied.
+func validatePartial(partial []partialDoc, ns string) []FieldError {
+	var out []FieldError
+	for _, d := range partial {
+		// The object holding a refused field is suspect as a whole: a
+		// misspelled "weigth" leaves "weight" unset on purpose of nobody.
+		bad := make([]string, 0, len(d.errs))
+		for _, fe := range d.errs {
+			parent := fe.Field
+			if i := strings.LastIndexAny(parent, ".["); i > 0 {
+				parent = parent[:i]
+			}
+			bad = append(bad, parent)
+		}
+		Default(d.Object, ns)
+		for _, fe := range Validate(d.Document) {
+			if !overlaps(fe.Field, bad) {
+				out = append(out, fe)
+			}
+		}
+	}
+	return out
+}
+
+// overlaps reports whether field is one of paths, inside one, or contains one.
+func overlaps(field string, paths []string) bool {
+	for _, p := range paths {
+		if p == "" || field == p || strings.HasPrefix(field, p+".") || strings.HasPrefix(field, p+"[") ||
+			strings.HasPrefix(p, field+".") || strings.HasPrefix(p, field+"[") || field == "" {
+			return true
+		}
+	}
+	return false
 }
 
 // errorf makes a FieldError at field of d, with the field's line when known.

@@ -63,8 +63,14 @@ var ignoredPaths = map[string]bool{
 // A YAML syntax error ends the file: the documents before it are still
 // decoded and checked.
 func Decode(file string, data []byte) ([]Document, []FieldError) {
-	var docs []Document
-	var all []FieldError
+	docs, _, all := decodeFile(file, data)
+	return docs, all
+}
+
+// decodeFile is Decode that also returns the documents that decoded with errors
+// but whose kind was known (partial: fields in error left at zero), so apply can
+// still report their other problems.
+func decodeFile(file string, data []byte) (docs []Document, partial []partialDoc, all []FieldError) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	for {
 		var root yaml.Node
@@ -78,11 +84,21 @@ func Decode(file string, data []byte) ([]Document, []FieldError) {
 		}
 		d, fes := decodeDocument(file, &root)
 		all = append(all, fes...)
-		if d != nil {
+		switch {
+		case d == nil:
+		case len(fes) == 0:
 			docs = append(docs, *d)
+		default:
+			partial = append(partial, partialDoc{*d, fes})
 		}
 	}
-	return docs, all
+	return docs, partial, all
+}
+
+// partialDoc is a document that decoded with errors.
+type partialDoc struct {
+	Document
+	errs []FieldError
 }
 
 // decodeNode parses the next document into n. yaml.v3 turns its own failures
@@ -200,18 +216,17 @@ func decodeDocument(file string, root *yaml.Node) (*Document, []FieldError) {
 
 	obj := newObj()
 	d.decode(n, reflect.ValueOf(obj).Elem(), "", 0, 0)
-	if len(d.errs) > 0 {
-		return nil, d.errs
-	}
 	switch o := obj.(type) {
 	case *Model:
 		o.TypeMeta = TypeMeta{APIVersion: apiVersion, Kind: kind}
 	case *InferenceService:
 		o.TypeMeta = TypeMeta{APIVersion: apiVersion, Kind: kind}
 	}
-	d.lines["apiVersion"] = apiNode.Line
+	if apiNode != nil {
+		d.lines["apiVersion"] = apiNode.Line
+	}
 	d.lines["kind"] = kindNode.Line
-	return &Document{File: file, Line: n.Line, Object: obj, Lines: d.lines}, nil
+	return &Document{File: file, Line: n.Line, Object: obj, Lines: d.lines}, d.errs
 }
 
 // lineOr is the line of n, else of the enclosing node.
