@@ -296,6 +296,10 @@ func (f *Fetcher) store(ctx context.Context, r io.Reader, shown, want string, ds
 	switch {
 	case errors.Is(err, errTooBig) || (err != nil && cr.n > cr.max):
 		return registry.BlobInfo{}, f.tooLarge(shown)
+	case err != nil && ctx.Err() != nil:
+		// Cancelled mid-body: a body cut short can also end in a clean EOF,
+		// whose digest then "mismatches"; the cancellation is the reason.
+		return registry.BlobInfo{}, fmt.Errorf("source %s: %w", shown, ctx.Err())
 	case err != nil && cr.eof:
 		if got := hex.EncodeToString(cr.h.Sum(nil)); got != want {
 			return registry.BlobInfo{}, errs.New(errs.InvalidArgument,
