@@ -14,12 +14,25 @@ import (
 	"github.com/nimbus-ai/nimbus/spec"
 )
 
-// ApplyFile is one named input of an apply or delete: YAML (or JSON) holding
-// one or more documents. Name is what errors point at ("fraud/model.yaml").
-type ApplyFile struct {
-	Name    string `json:"name"`
-	Content string `json:"content"`
-}
+// The apply contract's types are the server's own (package spec).
+type (
+	// ApplyFile is one named input of an apply or delete: YAML (or JSON)
+	// holding one or more documents. Name is what errors point at.
+	ApplyFile = spec.File
+	// ApplyResult is what an apply or delete did, or on a dry run would do.
+	ApplyResult = spec.Response
+	// ResourceResult is what happened to one resource; Diff is a unified diff
+	// of its YAML, empty when unchanged.
+	ResourceResult = spec.Result
+)
+
+// Actions of a ResourceResult.
+const (
+	ActionCreated    = spec.ActionCreated
+	ActionConfigured = spec.ActionConfigured
+	ActionUnchanged  = spec.ActionUnchanged
+	ActionDeleted    = spec.ActionDeleted
+)
 
 // ApplyOptions tune an apply or delete.
 type ApplyOptions struct {
@@ -27,42 +40,6 @@ type ApplyOptions struct {
 	Namespace string
 	// DryRun validates and reports what would change without changing anything.
 	DryRun bool
-}
-
-// ApplyResult is what an apply or delete did, or on a dry run would do.
-type ApplyResult struct {
-	DryRun  bool             `json:"dryRun"`
-	Results []ResourceResult `json:"results"`
-}
-
-// Changed reports whether any resource was (or on a dry run would be) created,
-// changed or deleted.
-func (r *ApplyResult) Changed() bool {
-	for _, res := range r.Results {
-		if res.Action != ActionUnchanged {
-			return true
-		}
-	}
-	return false
-}
-
-// Actions of a ResourceResult.
-const (
-	ActionCreated    = "created"
-	ActionConfigured = "configured"
-	ActionUnchanged  = "unchanged"
-	ActionDeleted    = "deleted"
-)
-
-// ResourceResult is what happened to one resource. Diff is a unified diff of
-// its YAML, empty when unchanged.
-type ResourceResult struct {
-	Kind       string `json:"kind"`
-	Namespace  string `json:"namespace"`
-	Name       string `json:"name"`
-	Action     string `json:"action"`
-	Generation int64  `json:"generation,omitempty"`
-	Diff       string `json:"diff,omitempty"`
 }
 
 // ApplyError is an apply or delete the server refused as a whole: every problem
@@ -92,35 +69,9 @@ func (e *ApplyError) Unwrap() error {
 	return e.api
 }
 
-// FormatFieldError renders fe as "file:line: field: message", leaving out the
-// parts it lacks. Without a file it names the resource ("inferenceservice/fraud")
-// where it can.
-func FormatFieldError(fe spec.FieldError) string {
-	var parts []string
-	switch {
-	case fe.File != "" && fe.Line > 0:
-		parts = append(parts, fe.File+":"+strconv.Itoa(fe.Line))
-	case fe.File != "":
-		parts = append(parts, fe.File)
-	case fe.Name != "" && fe.Kind != "":
-		parts = append(parts, strings.ToLower(fe.Kind)+"/"+fe.Name)
-	case fe.Name != "":
-		parts = append(parts, fe.Name)
-	case fe.Line > 0:
-		parts = append(parts, "line "+strconv.Itoa(fe.Line))
-	}
-	if fe.Field != "" {
-		parts = append(parts, fe.Field)
-	}
-	msg := fe.Message
-	if msg == "" {
-		msg = fe.Code
-	}
-	if msg != "" {
-		parts = append(parts, msg)
-	}
-	return strings.Join(parts, ": ")
-}
+// FormatFieldError renders fe as "file:line: field: message" (see
+// spec.FieldError.String).
+func FormatFieldError(fe spec.FieldError) string { return fe.String() }
 
 // decodeAnswerError builds the error of a non-2xx answer: an *ApplyError for a
 // 4xx answer carrying {"errors": [...]} (only apply and delete send those),
@@ -137,12 +88,6 @@ func decodeAnswerError(status int, body []byte) error {
 		return ae
 	}
 	return &ApplyError{Status: status, Errors: env.Errors, api: ae}
-}
-
-type applyBody struct {
-	Files     []ApplyFile `json:"files"`
-	Namespace string      `json:"namespace,omitempty"`
-	DryRun    bool        `json:"dryRun,omitempty"`
 }
 
 // Apply sends files to the server, which validates every document before
@@ -163,7 +108,7 @@ func (c *Client) applyCall(ctx context.Context, path string, files []ApplyFile, 
 	if files == nil {
 		files = []ApplyFile{}
 	}
-	body := applyBody{Files: files, Namespace: opt.Namespace, DryRun: opt.DryRun}
+	body := spec.Request{Files: files, Namespace: opt.Namespace, DryRun: opt.DryRun}
 	var out ApplyResult
 	if err := c.call(ctx, request{method: http.MethodPost, path: path, json: body}, &out); err != nil {
 		return nil, err
@@ -179,15 +124,10 @@ func (c *Client) applyCall(ctx context.Context, path string, files []ApplyFile, 
 // ".nimbus.dev" group) to the kind ("Model") and its plural ("models") as
 // the REST paths name it.
 func NormalizeKind(s string) (kind, plural string, err error) {
-	k := strings.ToLower(strings.TrimSpace(s))
-	k = strings.TrimSuffix(k, ".nimbus.dev")
-	switch k {
-	case "model", "models":
-		return spec.KindModel, "models", nil
-	case "inferenceservice", "inferenceservices", "isvc", "isvcs":
-		return spec.KindInferenceService, "inferenceservices", nil
+	if kind, err = spec.NormalizeKind(s); err != nil {
+		return "", "", err
 	}
-	return "", "", fmt.Errorf("unknown kind %q: want model or inferenceservice (isvc)", s)
+	return kind, spec.Plural(kind), nil
 }
 
 func resourcesPath(ns, plural string) string {
@@ -197,24 +137,13 @@ func resourcesPath(ns, plural string) string {
 	return "/api/v1/namespaces/" + esc(ns) + "/resources/" + plural
 }
 
-// newObject returns an empty object of kind.
-func newObject(kind string) (spec.Object, error) {
-	switch kind {
-	case spec.KindModel:
-		return &spec.Model{}, nil
-	case spec.KindInferenceService:
-		return &spec.InferenceService{}, nil
-	}
-	return nil, fmt.Errorf("unknown kind %q", kind)
-}
-
 // decodeObject decodes one resource; its own "kind" wins over want.
 func decodeObject(raw json.RawMessage, want string) (spec.Object, error) {
 	var tm spec.TypeMeta
 	if err := json.Unmarshal(raw, &tm); err == nil && tm.Kind != "" {
 		want = tm.Kind
 	}
-	obj, err := newObject(want)
+	obj, err := spec.NewObject(want)
 	if err != nil {
 		return nil, err
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,6 +24,8 @@ type Registry interface {
 	GetModel(ctx context.Context, ns, name string) (registry.Model, error)
 	UpdateModel(ctx context.Context, m registry.Model) (registry.Model, error)
 	ListVersions(ctx context.Context, ns, model string) ([]registry.Version, error)
+	// Resolve maps a reference ("", alias, version number) as serving does.
+	Resolve(ctx context.Context, ns, model, ref string) (registry.Version, error)
 	CreateVersion(ctx context.Context, req registry.CreateVersionRequest) (registry.Version, error)
 	SetAlias(ctx context.Context, ns, model, alias string, version int64) error
 	DeleteAlias(ctx context.Context, ns, model, alias string) error
@@ -129,6 +130,17 @@ type Response struct {
 	Results []Result `json:"results"`
 }
 
+// Changed reports whether any resource was (or on a dry run would be)
+// created, changed or deleted.
+func (r *Response) Changed() bool {
+	for _, res := range r.Results {
+		if res.Action != ActionUnchanged {
+			return true
+		}
+	}
+	return false
+}
+
 // Errors is every problem an apply found; nothing was changed.
 type Errors []FieldError
 
@@ -174,19 +186,31 @@ func (e Errors) Status() int {
 }
 
 // String renders "file:line: kind/name: field: message", leaving out empty parts.
+// Without a file it names the resource ("inferenceservice/fraud") where it can.
 func (fe FieldError) String() string {
 	var parts []string
-	if fe.File != "" {
-		loc := fe.File
-		if fe.Line > 0 {
-			loc += ":" + strconv.Itoa(fe.Line)
-		}
-		parts = append(parts, loc)
+	switch {
+	case fe.File != "" && fe.Line > 0:
+		parts = append(parts, fe.File+":"+strconv.Itoa(fe.Line))
+	case fe.File != "":
+		parts = append(parts, fe.File)
+	case fe.Name != "" && fe.Kind != "":
+		parts = append(parts, strings.ToLower(fe.Kind)+"/"+fe.Name)
+	case fe.Name != "":
+		parts = append(parts, fe.Name)
+	case fe.Line > 0:
+		parts = append(parts, "line "+strconv.Itoa(fe.Line))
 	}
 	if fe.Field != "" {
 		parts = append(parts, fe.Field)
 	}
-	parts = append(parts, fe.Message)
+	msg := fe.Message
+	if msg == "" {
+		msg = fe.Code
+	}
+	if msg != "" {
+		parts = append(parts, msg)
+	}
 	return strings.Join(parts, ": ")
 }
 
@@ -387,8 +411,8 @@ type modelPlan struct {
 }
 
 // storedOrNil returns the stored resource, or nil when there is none.
-func (p *plan) storedOrNil(ctx context.Context, kind, ns, name string) (*StoredResource, error) {
-	r, err := p.e.opts.Resources.GetResource(ctx, kind, ns, name)
+func (e *Engine) storedOrNil(ctx context.Context, kind, ns, name string) (*StoredResource, error) {
+	r, err := e.opts.Resources.GetResource(ctx, kind, ns, name)
 	if errors.Is(err, errs.ErrNotFound) {
 		return nil, nil
 	}
@@ -469,8 +493,6 @@ func diffOf(before, after Object) string {
 	}
 	return Diff(yamlOf(before), yamlOf(after), from, to)
 }
-
-func sortedKeys[M ~map[string]V, V any](m M) []string { return slices.Sorted(maps.Keys(m)) }
 
 func marshalSpec(v any) (json.RawMessage, error) {
 	b, err := json.Marshal(v)

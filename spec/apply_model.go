@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/nimbus-ai/nimbus/audit"
@@ -62,6 +61,33 @@ func ServingDefaults(s registry.ServingConfig) registry.ServingConfig {
 	return s
 }
 
+// loadModel reads a model and its versions; exists is false (and err nil)
+// when the registry has no such model.
+func (e *Engine) loadModel(ctx context.Context, ns, name string) (reg registry.Model, vs []registry.Version, exists bool, err error) {
+	reg, err = e.opts.Registry.GetModel(ctx, ns, name)
+	if errors.Is(err, errs.ErrNotFound) {
+		return registry.Model{}, nil, false, nil
+	}
+	if err != nil {
+		return registry.Model{}, nil, false, err
+	}
+	if vs, err = e.opts.Registry.ListVersions(ctx, ns, name); err != nil {
+		return registry.Model{}, nil, false, err
+	}
+	return reg, vs, true, nil
+}
+
+func newModelPlan(reg registry.Model, vs []registry.Version, exists bool) *modelPlan {
+	mp := &modelPlan{exists: exists, versions: make(map[int64]registry.Version, len(vs)), aliases: maps.Clone(reg.Aliases)}
+	if mp.aliases == nil {
+		mp.aliases = map[string]int64{}
+	}
+	for _, v := range vs {
+		mp.versions[v.Version] = v
+	}
+	return mp
+}
+
 // modelState is what a plan knows about a model: as it is, or as this apply
 // will leave it.
 func (p *plan) modelState(ctx context.Context, ns, name string) (*modelPlan, error) {
@@ -69,23 +95,11 @@ func (p *plan) modelState(ctx context.Context, ns, name string) (*modelPlan, err
 	if mp, ok := p.models[key]; ok {
 		return mp, nil
 	}
-	mp := &modelPlan{versions: map[int64]registry.Version{}, aliases: map[string]int64{}}
-	reg, err := p.e.opts.Registry.GetModel(ctx, ns, name)
-	switch {
-	case errors.Is(err, errs.ErrNotFound):
-	case err != nil:
+	reg, vs, exists, err := p.e.loadModel(ctx, ns, name)
+	if err != nil {
 		return nil, err
-	default:
-		mp.exists = true
-		maps.Copy(mp.aliases, reg.Aliases)
-		vs, err := p.e.opts.Registry.ListVersions(ctx, ns, name)
-		if err != nil {
-			return nil, err
-		}
-		for _, v := range vs {
-			mp.versions[v.Version] = v
-		}
 	}
+	mp := newModelPlan(reg, vs, exists)
 	p.models[key] = mp
 	return mp, nil
 }
@@ -94,7 +108,7 @@ func (p *plan) modelState(ctx context.Context, ns, name string) (*modelPlan, err
 // versions and adds the step that makes it so.
 func (p *plan) planModel(ctx context.Context, d Document, m *Model) {
 	ns, name := m.Metadata.Namespace, m.Metadata.Name
-	stored, err := p.storedOrNil(ctx, KindModel, ns, name)
+	stored, err := p.e.storedOrNil(ctx, KindModel, ns, name)
 	if err != nil {
 		p.fail(err)
 		return
@@ -102,19 +116,10 @@ func (p *plan) planModel(ctx context.Context, d Document, m *Model) {
 	if !p.checkResourceVersion(d, stored) {
 		return
 	}
-	var reg registry.Model
-	existing := []registry.Version{}
-	reg, err = p.e.opts.Registry.GetModel(ctx, ns, name)
-	exists := err == nil
-	if err != nil && !errors.Is(err, errs.ErrNotFound) {
+	reg, existing, exists, err := p.e.loadModel(ctx, ns, name)
+	if err != nil {
 		p.fail(err)
 		return
-	}
-	if exists {
-		if existing, err = p.e.opts.Registry.ListVersions(ctx, ns, name); err != nil {
-			p.fail(err)
-			return
-		}
 	}
 	var last ModelSpec
 	var lastLabels map[string]string
@@ -125,10 +130,8 @@ func (p *plan) planModel(ctx context.Context, d Document, m *Model) {
 		}
 		lastLabels = stored.Labels
 	}
-	mp := &modelPlan{exists: exists, versions: map[int64]registry.Version{}, aliases: map[string]int64{}}
-	for _, v := range existing {
-		mp.versions[v.Version] = v
-	}
+	managed := last.Serving != nil
+	mp := newModelPlan(reg, existing, exists)
 	before := len(p.errs)
 	if !exists && len(m.Spec.Versions) == 0 {
 		p.errs = append(p.errs, d.errorf("spec.versions", errs.InvalidArgument,
@@ -184,7 +187,6 @@ func (p *plan) planModel(ctx context.Context, d Document, m *Model) {
 
 	// Aliases: drop the ones this resource declared before and no longer does
 	// (one set by hand stays), then set the declared ones.
-	maps.Copy(mp.aliases, reg.Aliases)
 	var dropAliases []string
 	for a := range last.Aliases {
 		if _, still := m.Spec.Aliases[a]; !still {
@@ -195,7 +197,7 @@ func (p *plan) planModel(ctx context.Context, d Document, m *Model) {
 		}
 	}
 	slices.Sort(dropAliases)
-	for _, a := range sortedKeys(m.Spec.Aliases) {
+	for _, a := range slices.Sorted(maps.Keys(m.Spec.Aliases)) {
 		v := m.Spec.Aliases[a]
 		if _, ok := mp.versions[v]; !ok {
 			p.errs = append(p.errs, d.errorf("spec.aliases."+a, errs.NotFound,
@@ -236,9 +238,9 @@ func (p *plan) planModel(ctx context.Context, d Document, m *Model) {
 
 	var beforeObj Object
 	if exists {
-		beforeObj = modelView(ns, name, reg.Labels, stored, existing, reg.Aliases, servingShown(reg, stored, nil))
+		beforeObj = modelView(ns, name, reg.Labels, stored, existing, reg.Aliases, servingShown(reg, managed, nil))
 	}
-	after := modelView(ns, name, labels, nil, slices.Collect(maps.Values(mp.versions)), mp.aliases, servingShown(reg, stored, serving))
+	after := modelView(ns, name, labels, nil, slices.Collect(maps.Values(mp.versions)), mp.aliases, servingShown(reg, managed, serving))
 	after.Metadata.Annotations = emptyToNil(m.Metadata.Annotations)
 	if bm, ok := beforeObj.(*Model); ok && stored == nil {
 		bm.Metadata.Annotations = nil
@@ -280,7 +282,7 @@ func (p *plan) planModel(ctx context.Context, d Document, m *Model) {
 	default:
 		st.result.Action = ActionUnchanged
 	}
-	st.summary = modelSummary(created, dropAliases, m.Spec.Aliases, serving != nil && !reflect.DeepEqual(servingShown(reg, stored, nil), serving))
+	st.summary = modelSummary(created, dropAliases, m.Spec.Aliases, serving != nil && !reflect.DeepEqual(servingShown(reg, managed, nil), serving))
 	if st.result.Action == ActionUnchanged {
 		st.commit = func(context.Context) error { return nil }
 		p.steps = append(p.steps, st)
@@ -299,14 +301,14 @@ func (p *plan) planModel(ctx context.Context, d Document, m *Model) {
 				return err
 			}
 		}
-		for _, a := range sortedKeys(m.Spec.Aliases) {
+		for _, a := range slices.Sorted(maps.Keys(m.Spec.Aliases)) {
 			if v := m.Spec.Aliases[a]; reg.Aliases[a] != v {
 				if err := r.SetAlias(ctx, ns, name, a, v); err != nil {
 					return err
 				}
 			}
 		}
-		if serving != nil && !reflect.DeepEqual(servingShown(reg, stored, nil), serving) {
+		if serving != nil && !reflect.DeepEqual(servingShown(reg, managed, nil), serving) {
 			if _, err := r.SetModelServing(ctx, ns, name, *serving); err != nil {
 				return err
 			}
@@ -371,8 +373,7 @@ func (p *plan) checkServicesKeepTargets(ctx context.Context, d Document, ns, mod
 			if err != nil || m != model {
 				continue
 			}
-			if isDigits(ref) {
-				n, _ := strconv.ParseInt(ref, 10, 64)
+			if n, isNum := versionOf(ref); isNum {
 				if _, has := mp.versions[n]; !has {
 					p.errs = append(p.errs, d.errorf("spec.versions", errs.Conflict,
 						"version %d is a target of inferenceservice %s; change that service first, or in the same apply", n, r.Name))
@@ -391,16 +392,11 @@ func (p *plan) checkServicesKeepTargets(ctx context.Context, d Document, ns, mod
 }
 
 // servingShown is the serving block a Model shows: the model's settings with
-// defaults filled when apply manages them (declared now or before) or they
+// defaults filled when apply manages them (managed: declared before) or they
 // differ from the defaults; nil otherwise. declared, when set, wins.
-func servingShown(reg registry.Model, stored *StoredResource, declared *registry.ServingConfig) *registry.ServingConfig {
+func servingShown(reg registry.Model, managed bool, declared *registry.ServingConfig) *registry.ServingConfig {
 	if declared != nil {
 		return declared
-	}
-	managed := false
-	if stored != nil {
-		var last ModelSpec
-		managed = json.Unmarshal(stored.Spec, &last) == nil && last.Serving != nil
 	}
 	if !managed && reflect.DeepEqual(reg.Serving, registry.ServingConfig{}) {
 		return nil
@@ -462,7 +458,7 @@ func modelSummary(created []registry.Version, dropped []string, aliases map[stri
 	}
 	if len(aliases) > 0 {
 		as := make([]string, 0, len(aliases))
-		for _, a := range sortedKeys(aliases) {
+		for _, a := range slices.Sorted(maps.Keys(aliases)) {
 			as = append(as, fmt.Sprintf("%s=%d", a, aliases[a]))
 		}
 		parts = append(parts, "aliases "+strings.Join(as, ","))

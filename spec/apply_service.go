@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,7 +17,7 @@ import (
 // registry, or among the Models of the same apply — and adds its step.
 func (p *plan) planService(ctx context.Context, d Document, s *InferenceService) {
 	ns, name := s.Metadata.Namespace, s.Metadata.Name
-	stored, err := p.storedOrNil(ctx, KindInferenceService, ns, name)
+	stored, err := p.e.storedOrNil(ctx, KindInferenceService, ns, name)
 	if err != nil {
 		p.fail(err)
 		return
@@ -98,21 +99,23 @@ func (p *plan) checkTarget(ctx context.Context, d Document, field, ns, target st
 		p.fail(err)
 		return
 	}
+	n, isNum := versionOf(ref)
+	_, hasVersion := mp.versions[n]
+	_, hasAlias := mp.aliases[ref]
 	switch {
 	case !mp.exists && len(mp.versions) == 0:
 		p.errs = append(p.errs, d.errorf(field, errs.NotFound,
 			"model %s does not exist in namespace %s; push it or declare a Model in the same apply", model, ns))
 	case ref == "":
-	case isDigits(ref):
-		n, _ := strconv.ParseInt(ref, 10, 64)
-		if _, ok := mp.versions[n]; !ok {
+	case isNum:
+		if !hasVersion {
 			p.errs = append(p.errs, d.errorf(field, errs.NotFound, "model %s has no version %d%s", model, n, versionsHint(mp)))
 		}
 	default:
-		if _, ok := mp.aliases[ref]; !ok {
+		if !hasAlias {
 			hint := "it has no aliases"
 			if len(mp.aliases) > 0 {
-				hint = "its aliases: " + strings.Join(sortedKeys(mp.aliases), ", ")
+				hint = "its aliases: " + strings.Join(slices.Sorted(maps.Keys(mp.aliases)), ", ")
 			}
 			p.errs = append(p.errs, d.errorf(field, errs.NotFound, "model %s has no alias %q; %s", model, ref, hint))
 		}
@@ -124,31 +127,17 @@ func versionsHint(mp *modelPlan) string {
 		return ""
 	}
 	ns := make([]string, 0, len(mp.versions))
-	for _, n := range slicesSortedKeys(mp.versions) {
+	for _, n := range slices.Sorted(maps.Keys(mp.versions)) {
 		ns = append(ns, strconv.FormatInt(n, 10))
 	}
 	return "; its versions: " + strings.Join(ns, ", ")
 }
 
-func slicesSortedKeys[V any](m map[int64]V) []int64 {
-	ks := make([]int64, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
-}
-
-func isDigits(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := range len(s) {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
+// versionOf is the version number a target's ref names, if it names one
+// (ParseTarget leaves numbers in canonical form; aliases are never numbers).
+func versionOf(ref string) (int64, bool) {
+	n, err := strconv.ParseInt(ref, 10, 64)
+	return n, err == nil
 }
 
 // targets lists every model reference of a service: traffic, then shadow.

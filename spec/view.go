@@ -42,15 +42,26 @@ type TargetStats struct {
 }
 
 // NormalizeKind maps a kind as users type it (model, models, isvc,
-// InferenceService...) to its Kind.
+// InferenceService, inferenceservice.nimbus.dev...) to its Kind.
 func NormalizeKind(s string) (string, error) {
-	switch strings.ToLower(s) {
+	switch strings.TrimSuffix(strings.ToLower(strings.TrimSpace(s)), ".nimbus.dev") {
 	case "model", "models":
 		return KindModel, nil
 	case "inferenceservice", "inferenceservices", "isvc", "isvcs":
 		return KindInferenceService, nil
 	}
 	return "", errs.New(errs.NotFound, "unknown kind %q; known kinds: Model (models), InferenceService (inferenceservices, isvc)", s).WithField("kind")
+}
+
+// Plural is a Kind as REST paths name it ("models", "inferenceservices").
+func Plural(kind string) string { return strings.ToLower(kind) + "s" }
+
+// NewObject returns an empty object of a Kind.
+func NewObject(kind string) (Object, error) {
+	if newObj := kindConstructors[kind]; newObj != nil {
+		return newObj(), nil
+	}
+	return nil, errs.New(errs.NotFound, "unknown kind %q; known kinds: %s", kind, knownKinds())
 }
 
 // Get returns one resource with its status.
@@ -128,7 +139,7 @@ func (e *Engine) List(ctx context.Context, kind, ns string) ([]Object, error) {
 
 func (e *Engine) modelObject(ctx context.Context, reg registry.Model) (*Model, error) {
 	ns, name := reg.Namespace, reg.Name
-	stored, err := (&plan{e: e}).storedOrNil(ctx, KindModel, ns, name)
+	stored, err := e.storedOrNil(ctx, KindModel, ns, name)
 	if err != nil {
 		return nil, fmt.Errorf("get model: %w", err)
 	}
@@ -136,7 +147,13 @@ func (e *Engine) modelObject(ctx context.Context, reg registry.Model) (*Model, e
 	if err != nil {
 		return nil, fmt.Errorf("get model: %w", err)
 	}
-	m := modelView(ns, name, reg.Labels, stored, vs, reg.Aliases, servingShown(reg, stored, nil))
+	var last ModelSpec
+	if stored != nil {
+		if err := json.Unmarshal(stored.Spec, &last); err != nil {
+			return nil, fmt.Errorf("get model: stored spec of %s/%s: %w", ns, name, err)
+		}
+	}
+	m := modelView(ns, name, reg.Labels, stored, vs, reg.Aliases, servingShown(reg, last.Serving != nil, nil))
 	created := reg.CreatedAt.UTC()
 	m.Metadata.CreationTimestamp = &created
 	st := &ModelStatus{}
@@ -201,11 +218,12 @@ func (e *Engine) serviceObject(ctx context.Context, r StoredResource) (*Inferenc
 			}
 		}
 		model, ref, _ := ParseTarget(t.Model)
-		v, err := e.resolve(ctx, r.Namespace, model, ref)
+		rv, err := e.opts.Registry.Resolve(ctx, r.Namespace, model, ref)
 		switch {
 		case err != nil:
 			missing = append(missing, t.Model+": "+errs.PublicMessage(err))
 		default:
+			v := rv.Version
 			ts.Version = v
 			if e.opts.Observer != nil {
 				state, reason := e.opts.Observer.VersionState(ctx, r.Namespace, model, v)
@@ -257,42 +275,6 @@ func (e *Engine) serviceObject(ctx context.Context, r StoredResource) (*Inferenc
 	}
 	s.Status = st
 	return s, nil
-}
-
-// resolve maps a target's reference to a version number as serving will.
-func (e *Engine) resolve(ctx context.Context, ns, model, ref string) (int64, error) {
-	reg, err := e.opts.Registry.GetModel(ctx, ns, model)
-	if err != nil {
-		return 0, err
-	}
-	if isDigits(ref) {
-		n, _ := strconv.ParseInt(ref, 10, 64)
-		vs, err := e.opts.Registry.ListVersions(ctx, ns, model)
-		if err != nil {
-			return 0, err
-		}
-		for _, v := range vs {
-			if v.Version == n {
-				return n, nil
-			}
-		}
-		return 0, errs.New(errs.NotFound, "model %s has no version %d", model, n)
-	}
-	alias := ref
-	if alias == "" {
-		alias = registry.ChampionAlias
-	}
-	if n, ok := reg.Aliases[alias]; ok {
-		return n, nil
-	}
-	if ref != "" {
-		return 0, errs.New(errs.NotFound, "model %s has no alias %q", model, ref)
-	}
-	vs, err := e.opts.Registry.ListVersions(ctx, ns, model)
-	if err != nil || len(vs) == 0 {
-		return 0, errs.New(errs.NotFound, "model %s has no versions", model)
-	}
-	return vs[len(vs)-1].Version, nil
 }
 
 // ServiceURL is the OIP inference path of a service.

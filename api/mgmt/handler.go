@@ -126,12 +126,12 @@ func NewHandler(reg Registry, opts Options) http.Handler {
 		{"GET /api/v1/namespaces", a.listNamespaces},
 		{"POST /api/v1/gc", a.audited("Blob", "collect unreferenced blobs", a.gc)},
 
-		{"POST /api/v1/apply", a.apply},
-		{"POST /api/v1/delete", a.deleteFiles},
-		{"GET /api/v1/resources/{kind}", a.listResources},
-		{"GET " + nsp + "/resources/{kind}", a.listResources},
-		{"GET " + nsp + "/resources/{kind}/{name}", a.getResource},
-		{"DELETE " + nsp + "/resources/{kind}/{name}", a.deleteResource},
+		{"POST /api/v1/apply", a.applyFiles(Resources.Apply)},
+		{"POST /api/v1/delete", a.applyFiles(Resources.DeleteFiles)},
+		{"GET /api/v1/resources/{kind}", a.withResources(a.listResources)},
+		{"GET " + nsp + "/resources/{kind}", a.withResources(a.listResources)},
+		{"GET " + nsp + "/resources/{kind}/{name}", a.withResources(a.getResource)},
+		{"DELETE " + nsp + "/resources/{kind}/{name}", a.withResources(a.deleteResource)},
 		{"GET /api/v1/events", a.listEvents},
 		{"GET " + nsp + "/events", a.listEvents},
 

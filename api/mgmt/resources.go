@@ -73,11 +73,15 @@ func source(r *http.Request) string {
 	return audit.SourceAPI
 }
 
-func (a *api) resources() (Resources, error) {
-	if a.opts.Resources == nil {
-		return nil, errs.New(errs.Unavailable, "declarative resources are not enabled on this server")
+// withResources answers 503 where declarative resources are off, and hands
+// h the engine otherwise.
+func (a *api) withResources(h func(w http.ResponseWriter, r *http.Request, res Resources) error) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if a.opts.Resources == nil {
+			return errs.New(errs.Unavailable, "declarative resources are not enabled on this server")
+		}
+		return h(w, r, a.opts.Resources)
 	}
-	return a.opts.Resources, nil
 }
 
 // readApply reads an apply or delete body: JSON {"files": [...]} or raw YAML
@@ -122,45 +126,25 @@ func writeApplyError(w http.ResponseWriter, err error) error {
 	return err
 }
 
-func (a *api) apply(w http.ResponseWriter, r *http.Request) error {
-	res, err := a.resources()
-	if err != nil {
-		return err
-	}
-	req, err := a.readApply(w, r)
-	if err != nil {
-		return err
-	}
-	out, err := res.Apply(r.Context(), req)
-	if err != nil {
-		return writeApplyError(w, err)
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+// applyFiles serves apply and delete-by-files: the same body, the same
+// all-or-nothing {"errors": [...]} answer. op is Resources.Apply or
+// Resources.DeleteFiles.
+func (a *api) applyFiles(op func(Resources, context.Context, spec.Request) (*spec.Response, error)) handlerFunc {
+	return a.withResources(func(w http.ResponseWriter, r *http.Request, res Resources) error {
+		req, err := a.readApply(w, r)
+		if err != nil {
+			return err
+		}
+		out, err := op(res, r.Context(), req)
+		if err != nil {
+			return writeApplyError(w, err)
+		}
+		writeJSON(w, http.StatusOK, out)
+		return nil
+	})
 }
 
-func (a *api) deleteFiles(w http.ResponseWriter, r *http.Request) error {
-	res, err := a.resources()
-	if err != nil {
-		return err
-	}
-	req, err := a.readApply(w, r)
-	if err != nil {
-		return err
-	}
-	out, err := res.DeleteFiles(r.Context(), req)
-	if err != nil {
-		return writeApplyError(w, err)
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
-}
-
-func (a *api) listResources(w http.ResponseWriter, r *http.Request) error {
-	res, err := a.resources()
-	if err != nil {
-		return err
-	}
+func (a *api) listResources(w http.ResponseWriter, r *http.Request, res Resources) error {
 	kind, err := spec.NormalizeKind(r.PathValue("kind"))
 	if err != nil {
 		return err
@@ -177,11 +161,7 @@ func (a *api) listResources(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (a *api) getResource(w http.ResponseWriter, r *http.Request) error {
-	res, err := a.resources()
-	if err != nil {
-		return err
-	}
+func (a *api) getResource(w http.ResponseWriter, r *http.Request, res Resources) error {
 	kind, err := spec.NormalizeKind(r.PathValue("kind"))
 	if err != nil {
 		return err
@@ -194,11 +174,7 @@ func (a *api) getResource(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (a *api) deleteResource(w http.ResponseWriter, r *http.Request) error {
-	res, err := a.resources()
-	if err != nil {
-		return err
-	}
+func (a *api) deleteResource(w http.ResponseWriter, r *http.Request, res Resources) error {
 	kind, err := spec.NormalizeKind(r.PathValue("kind"))
 	if err != nil {
 		return err
@@ -232,17 +208,12 @@ func (a *api) listEvents(w http.ResponseWriter, r *http.Request) error {
 		}
 		query.Kind = kind
 	}
-	for _, p := range []struct {
-		name string
-		dst  *int64
-	}{{"after", &query.After}} {
-		if s := q.Get(p.name); s != "" {
-			n, err := strconv.ParseInt(s, 10, 64)
-			if err != nil || n < 0 {
-				return errs.New(errs.InvalidArgument, "%s=%q: must be a non-negative number", p.name, s).WithField(p.name)
-			}
-			*p.dst = n
+	if s := q.Get("after"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			return errs.New(errs.InvalidArgument, "after=%q: must be a non-negative event id", s).WithField("after")
 		}
+		query.After = n
 	}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
