@@ -13,6 +13,9 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
+// latencyBuckets are the request latency histograms' buckets, 50 µs to 10 s.
+var latencyBuckets = []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
 // Metrics are the server's Prometheus collectors.
 type Metrics struct {
 	reg *prometheus.Registry
@@ -49,7 +52,7 @@ func NewMetrics() *Metrics {
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "nimbus_request_duration_seconds",
 			Help:    "Inference request latency from decoded request to encoded response.",
-			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+			Buckets: latencyBuckets,
 		}, []string{"namespace", "model", "version", "protocol"}),
 		loadSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "nimbus_model_load_duration_seconds",

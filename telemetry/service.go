@@ -1,6 +1,8 @@
 package telemetry
 
 import (
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,7 +35,7 @@ func newServiceCollectors(reg *prometheus.Registry) *serviceCollectors {
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "nimbus_service_request_duration_seconds",
 			Help:    "Latency of requests routed by an InferenceService, measured around the target's inference.",
-			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+			Buckets: latencyBuckets,
 		}, []string{"namespace", "service", "target"}),
 		shadows: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nimbus_shadow_requests_total",
@@ -64,25 +66,126 @@ func (m *Metrics) ObserveServiceRequest(ns, service, target, version, code strin
 	m.service.latency.WithLabelValues(ns, service, target).Observe(d.Seconds())
 }
 
-// ShadowRequest counts one shadow copy with its result (ShadowOK, ShadowError or
-// ShadowDropped).
-func (m *Metrics) ShadowRequest(ns, service, target, result string) {
-	if m != nil {
-		m.service.shadows.WithLabelValues(ns, service, target, result).Inc()
+// TargetSeries are the series of one traffic target of a service, resolved
+// when its routing table is built, so a routed request does no label lookup.
+// A nil *TargetSeries records nothing.
+type TargetSeries struct {
+	vecs     *serviceCollectors
+	labels   prometheus.Labels
+	requests *prometheus.CounterVec // curried: version, code
+	latency  prometheus.Observer
+	ok       atomic.Pointer[versionCounter] // code 200 of the last version that answered
+	detached atomic.Bool
+}
+
+type versionCounter struct {
+	version string
+	c       prometheus.Counter
+}
+
+// ServiceTarget resolves the series of target (as configured, "model@ref").
+func (m *Metrics) ServiceTarget(ns, service, target string) *TargetSeries {
+	if m == nil {
+		return nil
+	}
+	l := prometheus.Labels{"namespace": ns, "service": service, "target": target}
+	return &TargetSeries{
+		vecs: m.service, labels: l,
+		requests: m.service.requests.MustCurryWith(l),
+		latency:  m.service.latency.With(l),
 	}
 }
 
-// ObserveShadowComparison records one comparison of a shadow answer with the primary's.
-func (m *Metrics) ObserveShadowComparison(ns, service, target string, match bool, maxAbsDiff float64) {
-	if m == nil {
+// Detach removes the target's series (its service or the target is gone);
+// requests still finishing on it record nothing more.
+func (s *TargetSeries) Detach() {
+	if s == nil {
 		return
 	}
-	label := "false"
-	if match {
-		label = "true"
+	s.detached.Store(true)
+	s.vecs.requests.DeletePartialMatch(s.labels)
+	s.vecs.latency.DeletePartialMatch(s.labels)
+}
+
+// Observe records one request to the target: the version that answered ("" if
+// none did) and the HTTP status code.
+func (s *TargetSeries) Observe(version string, code int, d time.Duration) {
+	if s == nil || s.detached.Load() {
+		return
 	}
-	m.service.comparisons.WithLabelValues(ns, service, target, label).Inc()
-	m.service.maxAbsDiff.WithLabelValues(ns, service, target).Observe(maxAbsDiff)
+	s.latency.Observe(d.Seconds())
+	if code != 200 {
+		s.requests.WithLabelValues(version, strconv.Itoa(code)).Inc()
+		return
+	}
+	vc := s.ok.Load()
+	if vc == nil || vc.version != version {
+		vc = &versionCounter{version, s.requests.WithLabelValues(version, "200")}
+		s.ok.Store(vc)
+	}
+	vc.c.Inc()
+}
+
+// ShadowSeries are the series of a service's shadow target, resolved when the
+// routing table is built. A nil *ShadowSeries records nothing.
+type ShadowSeries struct {
+	vecs              *serviceCollectors
+	labels            prometheus.Labels
+	results           map[string]prometheus.Counter // by ShadowOK, ShadowError, ShadowDropped
+	matched, mismatch prometheus.Counter
+	maxAbsDiff        prometheus.Observer
+}
+
+// ServiceShadow resolves the series of a service's shadow target.
+func (m *Metrics) ServiceShadow(ns, service, target string) *ShadowSeries {
+	if m == nil {
+		return nil
+	}
+	l := prometheus.Labels{"namespace": ns, "service": service, "target": target}
+	shadows, comparisons := m.service.shadows.MustCurryWith(l), m.service.comparisons.MustCurryWith(l)
+	return &ShadowSeries{
+		vecs: m.service, labels: l,
+		results: map[string]prometheus.Counter{
+			ShadowOK:      shadows.WithLabelValues(ShadowOK),
+			ShadowError:   shadows.WithLabelValues(ShadowError),
+			ShadowDropped: shadows.WithLabelValues(ShadowDropped),
+		},
+		matched:    comparisons.WithLabelValues("true"),
+		mismatch:   comparisons.WithLabelValues("false"),
+		maxAbsDiff: m.service.maxAbsDiff.With(l),
+	}
+}
+
+// Result counts one shadow copy with its result (ShadowOK, ShadowError or
+// ShadowDropped).
+func (s *ShadowSeries) Result(result string) {
+	if s != nil {
+		s.results[result].Inc()
+	}
+}
+
+// Compared records one comparison of a shadow answer with the primary's.
+func (s *ShadowSeries) Compared(match bool, maxAbsDiff float64) {
+	if s == nil {
+		return
+	}
+	if match {
+		s.matched.Inc()
+	} else {
+		s.mismatch.Inc()
+	}
+	s.maxAbsDiff.Observe(maxAbsDiff)
+}
+
+// Detach removes the shadow's series. Its counters were resolved up front, so a
+// copy still finishing records into series no longer exported.
+func (s *ShadowSeries) Detach() {
+	if s == nil {
+		return
+	}
+	s.vecs.shadows.DeletePartialMatch(s.labels)
+	s.vecs.comparisons.DeletePartialMatch(s.labels)
+	s.vecs.maxAbsDiff.DeletePartialMatch(s.labels)
 }
 
 // DeleteService removes every series of a deleted InferenceService.

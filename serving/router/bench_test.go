@@ -4,6 +4,8 @@ import (
 	"context"
 	"strconv"
 	"testing"
+
+	"github.com/nimbus-ai/nimbus/telemetry"
 )
 
 // BenchmarkRoute measures the cost of choosing a target, which every request to
@@ -21,7 +23,7 @@ func BenchmarkRoute(b *testing.B) {
 		{"2targets", []int{90, 10}},
 		{"3targets", []int{33, 33, 34}},
 	} {
-		tab := newTable(Config{Targets: targetsOf(tc.weights)}, nil)
+		tab := newTable(Config{Targets: targetsOf(tc.weights)}, nil, nil, "default", "svc")
 		b.Run("keyless/"+tc.name, func(b *testing.B) {
 			for b.Loop() {
 				_ = tab.pick("")
@@ -43,9 +45,9 @@ func BenchmarkRoute(b *testing.B) {
 		})
 	}
 	// The whole router around a backend that answers at once: lookup, pick,
-	// request copy, stats and metrics.
+	// request copy, stats and metrics (what a server records).
 	fb := fakeFor(2)
-	r := New(fb, Options{})
+	r := New(fb, Options{Metrics: telemetry.NewMetrics()})
 	defer r.Close()
 	r.Set("default", "svc", Config{Targets: targetsOf([]int{90, 10})})
 	req := request("svc")
@@ -56,5 +58,16 @@ func BenchmarkRoute(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	})
+	b.Run("infer-parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := r.Infer(context.Background(), req); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
 	})
 }

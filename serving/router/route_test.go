@@ -100,7 +100,7 @@ func sumOf(ws []int) int {
 }
 
 func TestKeylessScheduleInterleaves(t *testing.T) {
-	tab := newTable(Config{Targets: targetsOf([]int{90, 10})}, nil)
+	tab := newTable(Config{Targets: targetsOf([]int{90, 10})}, nil, nil, "default", "svc")
 	if len(tab.seq) != 10 {
 		t.Fatalf("schedule of 90/10 has %d slots, want 10 (gcd-reduced)", len(tab.seq))
 	}
@@ -121,7 +121,7 @@ func TestKeylessScheduleInterleaves(t *testing.T) {
 		}
 	}
 	// 50/50 alternates.
-	tab = newTable(Config{Targets: targetsOf([]int{50, 50})}, nil)
+	tab = newTable(Config{Targets: targetsOf([]int{50, 50})}, nil, nil, "default", "svc")
 	prev := ""
 	for range 20 {
 		p := tab.pick("").name
@@ -133,7 +133,7 @@ func TestKeylessScheduleInterleaves(t *testing.T) {
 }
 
 func TestScheduleScalesHugeWeights(t *testing.T) {
-	tab := newTable(Config{Targets: []Target{{Model: "a", Weight: 1_000_003}, {Model: "b", Weight: 3}, {Model: "c", Weight: 2_000_000}}}, nil)
+	tab := newTable(Config{Targets: []Target{{Model: "a", Weight: 1_000_003}, {Model: "b", Weight: 3}, {Model: "c", Weight: 2_000_000}}}, nil, nil, "default", "svc")
 	if len(tab.seq) > maxSchedule+2 {
 		t.Fatalf("schedule has %d slots, want at most about %d", len(tab.seq), maxSchedule)
 	}
@@ -153,7 +153,7 @@ func TestKeyedSplitMatchesWeights(t *testing.T) {
 	for _, tc := range splits {
 		t.Run(tc.name, func(t *testing.T) {
 			targets := targetsOf(tc.weights)
-			tab := newTable(Config{Targets: targets}, nil)
+			tab := newTable(Config{Targets: targets}, nil, nil, "default", "svc")
 			const n = 10_000
 			counts := map[string]int{}
 			for i := range n {
@@ -190,7 +190,7 @@ func TestKeyedThroughInferIsSticky(t *testing.T) {
 // TestKeyedChoiceIsStable pins the hash: a key must land on the same target in
 // every process and every release, or sticky callers would move on upgrade.
 func TestKeyedChoiceIsStable(t *testing.T) {
-	tab := newTable(Config{Targets: []Target{{Model: "fraud", Ref: "3", Weight: 50}, {Model: "fraud", Ref: "4", Weight: 50}}}, nil)
+	tab := newTable(Config{Targets: []Target{{Model: "fraud", Ref: "3", Weight: 50}, {Model: "fraud", Ref: "4", Weight: 50}}}, nil, nil, "default", "svc")
 	var b strings.Builder
 	for i := range 24 {
 		b.WriteString(strings.TrimPrefix(tab.pick("k"+strconv.Itoa(i)).name, "fraud@"))
@@ -202,8 +202,8 @@ func TestKeyedChoiceIsStable(t *testing.T) {
 }
 
 func TestSmallWeightChangeMovesFewKeys(t *testing.T) {
-	before := newTable(Config{Targets: []Target{{Model: "a", Weight: 90}, {Model: "b", Weight: 10}}}, nil)
-	after := newTable(Config{Targets: []Target{{Model: "a", Weight: 88}, {Model: "b", Weight: 12}}}, nil)
+	before := newTable(Config{Targets: []Target{{Model: "a", Weight: 90}, {Model: "b", Weight: 10}}}, nil, nil, "default", "svc")
+	after := newTable(Config{Targets: []Target{{Model: "a", Weight: 88}, {Model: "b", Weight: 12}}}, nil, nil, "default", "svc")
 	const n = 10_000
 	moved := 0
 	for i := range n {
@@ -222,8 +222,8 @@ func TestSmallWeightChangeMovesFewKeys(t *testing.T) {
 }
 
 func TestAddingTargetMovesOnlyItsShare(t *testing.T) {
-	before := newTable(Config{Targets: []Target{{Model: "a", Weight: 50}, {Model: "b", Weight: 50}}}, nil)
-	after := newTable(Config{Targets: []Target{{Model: "a", Weight: 50}, {Model: "b", Weight: 50}, {Model: "c", Weight: 10}}}, nil)
+	before := newTable(Config{Targets: []Target{{Model: "a", Weight: 50}, {Model: "b", Weight: 50}}}, nil, nil, "default", "svc")
+	after := newTable(Config{Targets: []Target{{Model: "a", Weight: 50}, {Model: "b", Weight: 50}, {Model: "c", Weight: 10}}}, nil, nil, "default", "svc")
 	moved := 0
 	for i := range 10_000 {
 		key := strconv.Itoa(i)
@@ -429,14 +429,14 @@ func TestSetLookupDelete(t *testing.T) {
 	r := newRouter(t, b, Options{Metrics: m})
 	cfg := Config{Targets: targetsOf([]int{60, 40}), Shadow: &Shadow{Model: "m2", Percent: 10}, Timeout: time.Second, Generation: 1}
 	r.Set("", "svc", cfg)
-	got, ok := r.Lookup("default", "svc")
+	got, ok := r.lookup("default", "svc")
 	if !ok || len(got.Targets) != 2 || got.Shadow.Model != "m2" || got.Generation != 1 {
 		t.Fatalf("lookup = %+v, %v", got, ok)
 	}
 	got.Targets[0].Weight = 1 // a copy: the router's table is not shared
 	got.Shadow.Percent = 99
 	cfg.Targets[1].Weight = 1
-	if again, _ := r.Lookup("default", "svc"); again.Targets[0].Weight != 60 || again.Targets[1].Weight != 40 || again.Shadow.Percent != 10 {
+	if again, _ := r.lookup("default", "svc"); again.Targets[0].Weight != 60 || again.Targets[1].Weight != 40 || again.Shadow.Percent != 10 {
 		t.Fatalf("the table aliases a caller's config: %+v", again)
 	}
 
@@ -457,7 +457,7 @@ func TestSetLookupDelete(t *testing.T) {
 
 	r.Delete("default", "svc")
 	r.Delete("default", "svc") // no-op
-	if _, ok := r.Lookup("default", "svc"); ok {
+	if _, ok := r.lookup("default", "svc"); ok {
 		t.Error("service still there after Delete")
 	}
 	if _, ok := r.Stats("default", "svc"); ok {
@@ -527,5 +527,63 @@ func TestSetDuringInfer(t *testing.T) {
 	}
 	if total != workers*perWorker {
 		t.Errorf("targets answered %d requests, want %d", total, workers*perWorker)
+	}
+}
+
+// TestMetricsFollowTheTable: a target or shadow dropped by Set loses its series,
+// kept ones keep counting, and a request that finishes after its service was
+// deleted does not bring the service's series back.
+func TestMetricsFollowTheTable(t *testing.T) {
+	held := newHeld(1)
+	b := fakeFor(3)
+	b.models["slow"] = held.model(echo("7"))
+	m := telemetry.NewMetrics()
+	r := newRouter(t, b, Options{Metrics: m})
+	r.Set("default", "svc", Config{Targets: targetsOf([]int{50, 50}), Shadow: &Shadow{Model: "m2", Percent: 100}})
+	for range 4 {
+		if _, err := r.Infer(context.Background(), request("svc")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func(name string, labels map[string]string) float64 {
+		t.Helper()
+		return metricValue(t, m, name, labels)
+	}
+	if count("nimbus_service_requests_total", map[string]string{"target": "m0@1"}) != 2 ||
+		count("nimbus_service_requests_total", map[string]string{"target": "m1@2"}) != 2 {
+		t.Fatal("requests not counted per target")
+	}
+	r.Set("default", "svc", Config{Targets: []Target{{Model: "m0", Ref: "1", Weight: 100}}})
+	if got := count("nimbus_service_requests_total", map[string]string{"target": "m1@2"}); got != 0 {
+		t.Errorf("a dropped target keeps its series: %v", got)
+	}
+	if got := count("nimbus_service_request_duration_seconds", map[string]string{"target": "m1@2"}); got != 0 {
+		t.Errorf("a dropped target keeps its latency series: %v", got)
+	}
+	if got := count("nimbus_service_requests_total", map[string]string{"target": "m0@1"}); got != 2 {
+		t.Errorf("a kept target lost its count: %v", got)
+	}
+	for _, name := range []string{"nimbus_shadow_requests_total", "nimbus_shadow_comparisons_total", "nimbus_shadow_max_abs_diff"} {
+		if got := count(name, map[string]string{"service": "svc"}); got != 0 {
+			t.Errorf("%s of a removed shadow remains: %v", name, got)
+		}
+	}
+
+	r.Set("default", "svc", Config{Targets: []Target{{Model: "slow", Weight: 100}}})
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.Infer(context.Background(), request("svc"))
+		done <- err
+	}()
+	held.waitStarted(t, 1)
+	r.Delete("default", "svc")
+	close(held.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"nimbus_service_requests_total", "nimbus_service_request_duration_seconds"} {
+		if got := count(name, map[string]string{"service": "svc"}); got != 0 {
+			t.Errorf("%s of a deleted service came back: %v", name, got)
+		}
 	}
 }

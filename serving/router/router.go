@@ -12,6 +12,7 @@ package router
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -150,29 +151,31 @@ func (r *Router) Set(ns, name string, cfg Config) {
 	defer r.mu.Unlock()
 	k := svcKey{ns, name}
 	if svc, ok := (*r.services.Load())[k]; ok {
-		svc.tab.Store(newTable(cfg, svc.tab.Load()))
+		svc.tab.Store(newTable(cfg, svc.tab.Load(), r.metrics, ns, name))
 		return
 	}
 	svc := &service{}
-	svc.tab.Store(newTable(cfg, nil))
+	svc.tab.Store(newTable(cfg, nil, r.metrics, ns, name))
 	next := r.cloneServices()
 	next[k] = svc
 	r.services.Store(&next)
 }
 
-// Delete removes service ns/name (and its metric series; a shadow copy still in
-// flight may record one last sample); a missing one is a no-op.
+// Delete removes service ns/name and its metric series (requests still
+// finishing on it record into none); a missing one is a no-op.
 func (r *Router) Delete(ns, name string) {
 	ns = namespaceOr(ns)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	k := svcKey{ns, name}
-	if _, ok := (*r.services.Load())[k]; !ok {
+	svc, ok := (*r.services.Load())[k]
+	if !ok {
 		return
 	}
 	next := r.cloneServices()
 	delete(next, k)
 	r.services.Store(&next)
+	svc.tab.Load().detach()
 	r.metrics.DeleteService(ns, name)
 }
 
@@ -185,8 +188,8 @@ func (r *Router) cloneServices() map[svcKey]*service {
 	return next
 }
 
-// Lookup returns the configuration of service ns/name.
-func (r *Router) Lookup(ns, name string) (Config, bool) {
+// lookup returns the configuration of service ns/name.
+func (r *Router) lookup(ns, name string) (Config, bool) {
 	tab := r.table(namespaceOr(ns), name)
 	if tab == nil {
 		return Config{}, false
@@ -239,21 +242,18 @@ func (r *Router) Infer(ctx context.Context, req *serving.InferRequest) (*serving
 	d := time.Since(start)
 	rt.stats.record(d, err)
 	if err != nil {
-		r.metrics.ObserveServiceRequest(ns, name, rt.name, "", strconv.Itoa(errs.KindOf(err).HTTPStatus()), d)
+		rt.series.Observe("", errs.KindOf(err).HTTPStatus(), d)
 		return nil, targetError(name, rt.name, err)
 	}
-	r.metrics.ObserveServiceRequest(ns, name, rt.name, resp.ModelVersion, "200", d)
+	rt.series.Observe(resp.ModelVersion, http.StatusOK, d)
 
-	out := *resp
-	out.ModelName = name
-	out.Target = rt.model + "@" + resp.ModelVersion
-	if resp.ModelVersion == "" {
-		out.Target = rt.name
-	}
+	// The backend's answer is this request's own: name the service in it.
+	resp.ModelName = name
+	resp.Target = rt.targetOf(resp.ModelVersion)
 	if tab.shadow != nil && tab.shadow.selected() {
 		r.mirror(ctx, ns, name, tab, req, resp.Outputs)
 	}
-	return &out, nil
+	return resp, nil
 }
 
 // ModelMetadata answers for a service with the metadata of its highest-weight

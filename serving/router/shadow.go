@@ -30,7 +30,7 @@ func (r *Router) mirror(ctx context.Context, ns, service string, tab *table, req
 	case r.shadowSlot <- struct{}{}:
 	default:
 		sh.stats.dropped.Add(1)
-		r.metrics.ShadowRequest(ns, service, sh.name, telemetry.ShadowDropped)
+		sh.series.Result(telemetry.ShadowDropped)
 		return
 	}
 	// The shadow shares the input tensors and the primary's outputs, read-only;
@@ -62,14 +62,14 @@ func (r *Router) runShadow(ctx context.Context, timeout time.Duration, ns, servi
 	sh.stats.sent.Add(1)
 	if err != nil {
 		sh.stats.errors.Add(1)
-		r.metrics.ShadowRequest(ns, service, sh.name, telemetry.ShadowError)
+		sh.series.Result(telemetry.ShadowError)
 		r.log.Debug("shadow request failed", "namespace", ns, "service", service, "shadow", sh.name, "err", err)
 		return
 	}
-	r.metrics.ShadowRequest(ns, service, sh.name, telemetry.ShadowOK)
+	sh.series.Result(telemetry.ShadowOK)
 	exact, diff := compareOutputs(primary, resp.Outputs)
 	sh.stats.recordComparison(exact, diff)
-	r.metrics.ObserveShadowComparison(ns, service, sh.name, exact, diff)
+	sh.series.Compared(exact, diff)
 }
 
 // callShadow runs the shadow request; a panic in the backend becomes an error so

@@ -3,6 +3,8 @@ package router
 import (
 	"math"
 	"sync/atomic"
+
+	"github.com/nimbus-ai/nimbus/telemetry"
 )
 
 // maxSchedule bounds the keyless schedule. Weights whose gcd-reduced sum is
@@ -30,6 +32,23 @@ type route struct {
 	invWeight  float64
 	seed       uint64 // hash of name: the target's identity for rendezvous hashing
 	stats      *targetStats
+	series     *telemetry.TargetSeries
+	// answered caches "model@version" for the version that answered last, so a
+	// routed answer names its target without building a string each time.
+	answered atomic.Pointer[[2]string] // {version, target}
+}
+
+// targetOf is "model@version" for the version that answered.
+func (rt *route) targetOf(version string) string {
+	if version == "" {
+		return rt.name
+	}
+	if a := rt.answered.Load(); a != nil && a[0] == version {
+		return a[1]
+	}
+	a := &[2]string{version, rt.model + "@" + version}
+	rt.answered.Store(a)
+	return a[1]
 }
 
 // shadowRoute is the shadow of a table.
@@ -38,27 +57,32 @@ type shadowRoute struct {
 	name       string
 	percent    int
 	stats      *shadowStats
+	series     *telemetry.ShadowSeries
 	n          atomic.Uint64 // answered requests seen: picks the mirrored ones
 }
 
-// newTable builds the table of cfg. Targets and shadow that keep their name from
-// prev keep their counters.
-func newTable(cfg Config, prev *table) *table {
+// newTable builds the table of cfg for service ns/name. Targets and shadow that
+// keep their name from prev keep their counters and metric series; those of
+// prev that are gone lose their series.
+func newTable(cfg Config, prev *table, m *telemetry.Metrics, ns, name string) *table {
 	cfg = cfg.clone()
 	t := &table{cfg: cfg}
+	kept := map[string]bool{}
 	for _, tg := range cfg.Targets {
 		rt := &route{model: tg.Model, ref: tg.Ref, name: tg.String(), weight: max(tg.Weight, 0)}
 		rt.seed = hashString(rt.name)
 		if prev != nil {
 			for _, p := range prev.routes {
 				if p.name == rt.name {
-					rt.stats = p.stats
+					rt.stats, rt.series = p.stats, p.series
+					kept[p.name] = true
 					break
 				}
 			}
 		}
 		if rt.stats == nil {
 			rt.stats = &targetStats{}
+			rt.series = m.ServiceTarget(ns, name, rt.name)
 		}
 		t.routes = append(t.routes, rt)
 		if rt.weight > 0 {
@@ -70,13 +94,34 @@ func newTable(cfg Config, prev *table) *table {
 	if s := cfg.Shadow; s != nil {
 		sr := &shadowRoute{model: s.Model, ref: s.Ref, name: s.String(), percent: min(max(s.Percent, 0), 100)}
 		if prev != nil && prev.shadow != nil && prev.shadow.name == sr.name {
-			sr.stats = prev.shadow.stats
+			sr.stats, sr.series = prev.shadow.stats, prev.shadow.series
 		} else {
-			sr.stats = &shadowStats{}
+			sr.stats, sr.series = &shadowStats{}, m.ServiceShadow(ns, name, sr.name)
 		}
 		t.shadow = sr
 	}
+	if prev != nil {
+		for _, p := range prev.routes {
+			if !kept[p.name] {
+				p.series.Detach()
+			}
+		}
+		if p := prev.shadow; p != nil && (t.shadow == nil || t.shadow.name != p.name) {
+			p.series.Detach()
+		}
+	}
 	return t
+}
+
+// detach removes the metric series of every target and the shadow (the
+// service is deleted).
+func (t *table) detach() {
+	for _, rt := range t.routes {
+		rt.series.Detach()
+	}
+	if t.shadow != nil {
+		t.shadow.series.Detach()
+	}
 }
 
 // pick chooses the target of a request: by the schedule without a key, by
