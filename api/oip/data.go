@@ -333,9 +333,9 @@ func (d *dataDecoder) scalar(c byte) error {
 		case tensor.FP64:
 			t.Data = binary.LittleEndian.AppendUint64(t.Data, math.Float64bits(f))
 		case tensor.FP16:
-			t.Data = binary.LittleEndian.AppendUint16(t.Data, Float64ToHalf(f))
+			t.Data = binary.LittleEndian.AppendUint16(t.Data, tensor.Float64ToHalf(f))
 		case tensor.BF16:
-			t.Data = binary.LittleEndian.AppendUint16(t.Data, Float64ToBFloat16(f))
+			t.Data = binary.LittleEndian.AppendUint16(t.Data, tensor.Float64ToBFloat16(f))
 		}
 	}
 	return nil
@@ -413,11 +413,11 @@ func (d *dataDecoder) float(c byte) (float64, error) {
 	}
 	switch d.t.DataType {
 	case tensor.FP16:
-		if math.IsInf(float64(HalfToFloat32(Float64ToHalf(f))), 0) {
+		if math.IsInf(float64(tensor.HalfToFloat32(tensor.Float64ToHalf(f))), 0) {
 			return 0, d.outOfRange(lit)
 		}
 	case tensor.BF16:
-		if math.IsInf(float64(BFloat16ToFloat32(Float64ToBFloat16(f))), 0) {
+		if math.IsInf(float64(tensor.BFloat16ToFloat32(tensor.Float64ToBFloat16(f))), 0) {
 			return 0, d.outOfRange(lit)
 		}
 	}

@@ -246,9 +246,9 @@ func appendData(b []byte, t *tensor.Tensor) []byte {
 			case tensor.Int16:
 				b = strconv.AppendInt(b, int64(int16(v)), 10)
 			case tensor.FP16:
-				b = appendFloat(b, float64(HalfToFloat32(v)), 32)
+				b = appendFloat(b, float64(tensor.HalfToFloat32(v)), 32)
 			default:
-				b = appendFloat(b, float64(BFloat16ToFloat32(v)), 32)
+				b = appendFloat(b, float64(tensor.BFloat16ToFloat32(v)), 32)
 			}
 		}
 	case tensor.Uint32, tensor.Int32, tensor.FP32:

@@ -173,33 +173,13 @@ func element(dt tensor.DataType, data []byte, i int) float64 {
 	case tensor.Int64:
 		return float64(int64(le.Uint64(data[8*i:])))
 	case tensor.FP16:
-		return halfToFloat64(le.Uint16(data[2*i:]))
+		return float64(tensor.HalfToFloat32(le.Uint16(data[2*i:])))
 	case tensor.BF16:
-		return float64(math.Float32frombits(uint32(le.Uint16(data[2*i:])) << 16))
+		return float64(tensor.BFloat16ToFloat32(le.Uint16(data[2*i:])))
 	case tensor.FP32:
 		return float64(math.Float32frombits(le.Uint32(data[4*i:])))
 	case tensor.FP64:
 		return math.Float64frombits(le.Uint64(data[8*i:]))
 	}
 	return 0
-}
-
-// halfToFloat64 decodes IEEE 754 binary16: 1 sign, 5 exponent (bias 15), 10
-// mantissa bits.
-func halfToFloat64(h uint16) float64 {
-	sign := 1.0
-	if h&0x8000 != 0 {
-		sign = -1
-	}
-	exp, frac := int(h>>10&0x1f), float64(h&0x3ff)
-	switch exp {
-	case 0: // zero or subnormal: frac × 2^-24
-		return sign * math.Ldexp(frac, -24)
-	case 0x1f:
-		if frac != 0 {
-			return math.NaN()
-		}
-		return math.Inf(int(sign))
-	}
-	return sign * math.Ldexp(1024+frac, exp-25)
 }

@@ -352,20 +352,6 @@ func TestCompareOutputs(t *testing.T) {
 	}
 }
 
-func TestHalfToFloat64(t *testing.T) {
-	for bits, want := range map[uint16]float64{
-		0x0000: 0, 0x3c00: 1, 0xc000: -2, 0x3555: 0.333251953125, 0x7bff: 65504,
-		0x0400: math.Ldexp(1, -14), 0x03ff: math.Ldexp(1023, -24), 0x7c00: math.Inf(1), 0xfc00: math.Inf(-1),
-	} {
-		if got := halfToFloat64(bits); got != want {
-			t.Errorf("half %#04x = %v, want %v", bits, got, want)
-		}
-	}
-	if !math.IsNaN(halfToFloat64(0x7e00)) {
-		t.Error("0x7e00 is not NaN")
-	}
-}
-
 // TestCloseCancelsShadows: Close cancels copies still running, so one stuck in a
 // full queue cannot hold shutdown for its timeout.
 func TestCloseCancelsShadows(t *testing.T) {

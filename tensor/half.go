@@ -1,4 +1,4 @@
-package oip
+package tensor
 
 import "math"
 
