@@ -198,8 +198,8 @@ spec:
       weight: 10
 `)
 	os.Remove(filepath.Join(files, "c", "outside.yaml"))
-	_, errOut, _ = runCLI(t, srv, "apply", "-f", files)
-	if !strings.Contains(errOut, `services.yaml:8: spec.traffic[1].model: model fraud-detector has no alias "nosuchalias"; its aliases: challenger, champion`) {
+	_, errOut, code = runCLI(t, srv, "apply", "-f", files)
+	if code != 1 || !strings.Contains(errOut, `services.yaml:8: spec.traffic[1].model: model fraud-detector has no alias "nosuchalias"; its aliases: challenger, champion`) {
 		t.Fatalf("unknown alias:\n%s", errOut)
 	}
 	// A batch setting on a model without a dynamic batch dimension.
@@ -214,8 +214,8 @@ spec:
     batching: {maxBatchSize: 4}
 `, dir, sha["fixed_batch"])
 	writeFile(t, files, "d/lookup.yaml", lookup)
-	_, errOut, _ = runCLI(t, srv, "apply", "-f", filepath.Join(files, "d"))
-	if !strings.Contains(errOut, "lookup.yaml:8: spec.serving.batching.maxBatchSize: version 1 cannot batch") {
+	_, errOut, code = runCLI(t, srv, "apply", "-f", filepath.Join(files, "d"))
+	if code != 1 || !strings.Contains(errOut, "lookup.yaml:8: spec.serving.batching.maxBatchSize: version 1 cannot batch") {
 		t.Fatalf("batching on a fixed-shape model:\n%s", errOut)
 	}
 

@@ -52,6 +52,9 @@ spec:
 	}
 	match := `nimbus_shadow_comparisons_total{match="true",namespace="default",service="fraud",target="fraud-detector@1"}`
 	testutil.Eventually(t, 30e9, func() bool { return metricValue(t, srv.URL, match) == 10 }, "50% of 20 shadow copies never matched")
+	if n := metricValue(t, srv.URL, strings.Replace(match, `match="true"`, `match="false"`, 1)); n > 0 {
+		t.Fatalf("%v answers of the same version did not match", n)
+	}
 
 	// A shadow that fails every time: the primary answers all the same.
 	writeFile(t, dir, "svc.yaml", `apiVersion: nimbus.dev/v1
