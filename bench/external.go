@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -205,7 +204,8 @@ func lastLines(b []byte) string {
 type nodePeer struct {
 	url  string
 	cmd  *exec.Cmd
-	done chan error
+	done chan struct{} // closed when the process has exited
+	err  error         // Wait's result, set before done closes
 }
 
 func startNode(ctx context.Context, t Tools, models map[string]string) (*nodePeer, error) {
@@ -223,7 +223,7 @@ func startNode(ctx context.Context, t Tools, models map[string]string) (*nodePee
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	p := &nodePeer{cmd: cmd, done: make(chan error, 1)}
+	p := &nodePeer{cmd: cmd, done: make(chan struct{})}
 	port := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -233,13 +233,16 @@ func startNode(ctx context.Context, t Tools, models map[string]string) (*nodePee
 			}
 		}
 	}()
-	go func() { p.done <- cmd.Wait() }()
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
 	select {
 	case v := <-port:
 		p.url = "http://127.0.0.1:" + v
 		return p, nil
-	case err := <-p.done:
-		return nil, fmt.Errorf("node exited: %v", err)
+	case <-p.done:
+		return nil, fmt.Errorf("node exited: %v", p.err)
 	case <-time.After(30 * time.Second):
 		p.close()
 		return nil, errors.New("node did not print its port within 30 s")
@@ -265,12 +268,4 @@ func (p *nodePeer) check(ctx context.Context, e *env, w *workload) error {
 	return nil
 }
 
-func (p *nodePeer) close() {
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
-	}
-}
+func (p *nodePeer) close() { terminate(p.cmd.Process, p.done, 5*time.Second) }

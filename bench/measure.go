@@ -34,9 +34,19 @@ type op func(ctx context.Context, worker int) error
 // as the previous call returns. It warms up first, then records every call's
 // latency into a slice allocated before the measured phase.
 func measure(ctx context.Context, conc int, load Load, fn op) (sample, error) {
+	return measureMarked(ctx, conc, load, fn, nil)
+}
+
+// measureMarked is measure with mark, when non-nil, called once between the
+// warm-up (every call of it returned) and the measured phase: where a cell
+// reads the counters it is billed from, so that they exclude the warm-up.
+func measureMarked(ctx context.Context, conc int, load Load, fn op, mark func()) (sample, error) {
 	warm, err := runPhase(ctx, conc, load.WarmupIterations, load.Warmup, nil, fn)
 	if err != nil {
 		return sample{}, fmt.Errorf("warm-up: %w", err)
+	}
+	if mark != nil {
+		mark()
 	}
 	// Size each worker's slice from the warm-up rate so that appends never
 	// allocate in the measured phase (30% headroom; an overrun still works).

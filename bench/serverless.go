@@ -2,12 +2,10 @@ package bench
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,7 +16,6 @@ import (
 	"github.com/nimbus-ai/nimbus/api/oip"
 	"github.com/nimbus-ai/nimbus/runtime"
 	"github.com/nimbus-ai/nimbus/runtime/onnx"
-	"github.com/nimbus-ai/nimbus/serving"
 	"github.com/nimbus-ai/nimbus/tensor"
 )
 
@@ -252,15 +249,13 @@ func (e *slEnv) stopServer(srv *ServerProcess, what string, err *error) {
 
 // probe is a model's single-row request and its expected answer.
 type probe struct {
-	sig    tensor.Signature
 	inputs []*tensor.Tensor
 	body   []byte           // OIP JSON
 	want   []*tensor.Tensor // raw ONNX Runtime's outputs for the base model
 }
 
-// newProbe builds a one-row request for a model with one FP32 [batch, F] input
-// and computes the expected outputs with ONNX Runtime in-process. It writes the
-// model to path.
+// newProbe builds a one-row request (fp32Request) and computes the expected
+// outputs with ONNX Runtime in-process. It writes the model to path.
 func (e *slEnv) newProbe(ctx context.Context, path string, model []byte) (*probe, error) {
 	if err := os.WriteFile(path, model, 0o644); err != nil {
 		return nil, err
@@ -269,18 +264,11 @@ func (e *slEnv) newProbe(ctx context.Context, path string, model []byte) (*probe
 	if err != nil {
 		return nil, err
 	}
-	if len(sig.Inputs) != 1 || sig.Inputs[0].DataType != tensor.FP32 || len(sig.Inputs[0].Shape) != 2 || sig.Inputs[0].Shape[1] <= 0 {
-		return nil, fmt.Errorf("the serverless benchmarks drive models with one FP32 [batch, features] input; got %v", sig.Inputs)
-	}
-	feats := int(sig.Inputs[0].Shape[1])
-	data := make([]byte, 4*feats)
-	for i := range feats {
-		binary.LittleEndian.PutUint32(data[4*i:], math.Float32bits(float32(2*math.Sin(float64(i)*0.37))))
-	}
-	p := &probe{sig: sig, inputs: []*tensor.Tensor{{Name: sig.Inputs[0].Name, DataType: tensor.FP32, Shape: []int64{1, int64(feats)}, Data: data}}}
-	if p.body, _, err = oip.EncodeInferRequest(nil, &serving.InferRequest{Inputs: p.inputs}, false); err != nil {
+	x, body, err := fp32Request(sig, 1)
+	if err != nil {
 		return nil, err
 	}
+	p := &probe{inputs: []*tensor.Tensor{x}, body: body}
 	m, err := e.rt.Load(ctx, path, runtime.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("load %s in-process: %w", path, err)
@@ -387,7 +375,7 @@ func (e *slEnv) runCold(ctx context.Context, name string, base []byte) (_ ColdRe
 			return res, fmt.Errorf("%s: first request: HTTP %d: %.300s", model(i), r1.status, r1.body)
 		}
 		if err := p.check(r1.body); err != nil {
-			return res, fmt.Errorf("%s: %w", model(i), err)
+			return res, fmt.Errorf("%s: first request: %w", model(i), err)
 		}
 		t0 = time.Now()
 		r2, err := a.infer(ctx, model(i), p.body, nil)
@@ -397,6 +385,9 @@ func (e *slEnv) runCold(ctx context.Context, name string, base []byte) (_ ColdRe
 		}
 		if r2.status != 200 {
 			return res, fmt.Errorf("%s: second request: HTTP %d: %.300s", model(i), r2.status, r2.body)
+		}
+		if err := p.check(r2.body); err != nil {
+			return res, fmt.Errorf("%s: second request: %w", model(i), err)
 		}
 		if err := a.repository(ctx, "unload", model(i)); err != nil {
 			return res, err

@@ -75,17 +75,21 @@ func (r DensityResult) ReqPerSec() float64 {
 	return float64(r.Requests) / r.Elapsed.Seconds()
 }
 
-// HitRatio is 1 − cold requests ÷ requests, from the Nimbus-Cold-Start header.
+// HitRatio is 1 − cold answers ÷ answers, from the Nimbus-Cold-Start header,
+// over the 200 answers: only those are classified cold or hit, so an errored
+// request counts as neither.
 func (r DensityResult) HitRatio() float64 {
-	if r.Requests == 0 {
+	ok := r.Requests - r.Errors
+	if ok <= 0 {
 		return 0
 	}
-	return 1 - float64(r.ColdHeader)/float64(r.Requests)
+	return 1 - float64(r.ColdHeader)/float64(ok)
 }
 
 // MetricHitRatio is the same from nimbus_cold_starts_total, which counts loads
 // started by a request: requests that joined a load already under way are cold
-// by the header but not counted again here.
+// by the header but not counted again here. It divides by every request, since
+// a request whose load failed was counted by the metric too.
 func (r DensityResult) MetricHitRatio() float64 {
 	if r.Requests == 0 {
 		return 0

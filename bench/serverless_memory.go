@@ -3,11 +3,13 @@ package bench
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime/debug"
 	"time"
 
+	"github.com/nimbus-ai/nimbus/internal/memstat"
 	"github.com/nimbus-ai/nimbus/runtime"
 )
 
@@ -63,9 +65,55 @@ type MemoryResult struct {
 	InProcess, InProcessTrim MemSeries
 }
 
-// memSettle is how long after an unload the server's RSS is read: its background
-// trim runs within a second of an unload (serving.trimEvery).
-const memSettle = 1500 * time.Millisecond
+// After an unload the server's RSS is read once it has settled: the server
+// returns freed memory in a background trim that runs up to serverTrimDelay
+// after an unload (serving.trimEvery), so until then RSS can hold still and yet
+// not be settled. From then on it is read every settlePoll until two
+// consecutive reads agree within settleTol, or settleLimit after the unload.
+const (
+	serverTrimDelay = time.Second
+	settlePoll      = 200 * time.Millisecond
+	settleTol       = 0.01
+	settleLimit     = 10 * time.Second
+)
+
+// settledMem reads srv's memory once settled after an unload that returned at
+// since (see serverTrimDelay). settled is false when RSS still moved at
+// settleLimit; the last read is returned then.
+func settledMem(ctx context.Context, srv *ServerProcess, since time.Time) (m ProcMem, settled bool, err error) {
+	sleep := func(d time.Duration) error {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			return nil
+		}
+	}
+	if err := sleep(time.Until(since.Add(serverTrimDelay))); err != nil {
+		return m, false, err
+	}
+	prev, err := srv.Mem()
+	if err != nil {
+		return m, false, err
+	}
+	for {
+		if err := sleep(settlePoll); err != nil {
+			return m, false, err
+		}
+		if m, err = srv.Mem(); err != nil {
+			return m, false, err
+		}
+		if math.Abs(float64(m.RSS-prev.RSS)) <= settleTol*float64(prev.RSS) {
+			return m, true, nil
+		}
+		if time.Since(since) >= settleLimit {
+			return m, false, nil
+		}
+		prev = m
+	}
+}
 
 func checkpoint(cycle, cycles int) bool {
 	step := max(cycles/10, 1)
@@ -145,14 +193,16 @@ func (e *slEnv) memoryServer(ctx context.Context, dir string, model []byte, p *p
 		if err := a.repository(ctx, "unload", name); err != nil {
 			return s, fmt.Errorf("cycle %d: %w", i, err)
 		}
-		lat = append(lat, time.Since(t0))
+		unloaded := time.Now()
+		lat = append(lat, unloaded.Sub(t0))
 		if checkpoint(i, cycles) {
-			// The server trims its allocators in the background, at most once a
-			// second after unloads: read its RSS once that has run.
-			time.Sleep(memSettle)
-			m, err := srv.Mem()
+			m, settled, err := settledMem(ctx, srv, unloaded)
 			if err != nil {
 				return s, err
+			}
+			if !settled {
+				e.notes = append(e.notes, fmt.Sprintf("memory return: server RSS still moved by more than %.0f%% per %s %s after the unload of cycle %d; read as it was then",
+					100*settleTol, settlePoll, settleLimit, i))
 			}
 			s.Points = append(s.Points, MemPoint{Cycle: i, RSS: m.RSS, HWM: m.HWM})
 		}
@@ -165,7 +215,8 @@ func (e *slEnv) memoryInProcess(ctx context.Context, path string, p *probe, trim
 	s := MemSeries{What: "in-process"}
 	if trim {
 		s.What = "in-process + malloc_trim"
-		if !mallocTrim() {
+		// memstat trims only where it can read the C allocator (cgo on Linux).
+		if _, ok := memstat.NativeInUse(); !ok {
 			s.Skipped = "malloc_trim needs cgo on Linux"
 			return s, nil
 		}
@@ -196,7 +247,7 @@ func (e *slEnv) memoryInProcess(ctx context.Context, path string, p *probe, trim
 			return s, fmt.Errorf("cycle %d: %w", i, err)
 		}
 		if trim {
-			mallocTrim()
+			memstat.Trim()
 		}
 		lat = append(lat, time.Since(t0))
 		if checkpoint(i, cycles) {

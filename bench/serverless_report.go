@@ -142,7 +142,7 @@ func (r ServerlessReport) density() string {
 	row("warm-up", "%d requests, %d cold", d.WarmupRequests, d.WarmupCold)
 	row("requests (measured)", "%d in %s", d.Requests, d.Elapsed.Round(time.Millisecond))
 	row("requests/s", "%.0f", d.ReqPerSec())
-	row("hit ratio (1 − `Nimbus-Cold-Start` answers ÷ requests)", "%.4f (%d cold)", d.HitRatio(), d.ColdHeader)
+	row("hit ratio (1 − `Nimbus-Cold-Start` answers ÷ 200 answers)", "%.4f (%d cold)", d.HitRatio(), d.ColdHeader)
 	if d.MetricsFound {
 		row("hit ratio from `nimbus_cold_starts_total`", "%.4f (%.0f cold starts)", d.MetricHitRatio(), d.MetricColdStarts)
 	} else {
@@ -184,9 +184,9 @@ func (r ServerlessReport) memory() string {
 	mr := r.Result.Memory
 	b.WriteString("## Memory return\n\n")
 	fmt.Fprintf(&b, "%d cycles of `%s`. Server: `POST /v2/repository/models/M/load`, one inference, `POST …/unload`; VmRSS of the "+
-		"server process after the cycle. In-process: `runtime/onnx` Load, Run, Close in the bench process, its VmRSS after "+
+		"server process after the cycle, once settled (from %s after the unload, every %s until two reads agree within %.0f%%). In-process: `runtime/onnx` Load, Run, Close in the bench process, its VmRSS after "+
 		"`debug.FreeOSMemory()` (Go garbage returned, so what remains is ONNX Runtime's and the C allocator's); the second "+
-		"in-process loop also calls `malloc_trim(0)` after each Close.\n\n", mr.Cycles, mr.Model)
+		"in-process loop also calls `malloc_trim(0)` after each Close.\n\n", mr.Cycles, mr.Model, serverTrimDelay, settlePoll, 100*settleTol)
 	b.WriteString("| loop | RSS before MiB | after cycle 1 MiB | after last cycle MiB | last ÷ first | VmHWM MiB | cycle p50 ms |\n")
 	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	series := []MemSeries{mr.Server, mr.InProcess, mr.InProcessTrim}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"log/slog"
 	"math"
 	"os"
@@ -155,8 +154,7 @@ func checkMLP(t *testing.T, s MLPSpec, x *tensor.Tensor, out []*tensor.Tensor) {
 // never timings: every answer matched the model's outputs (RunServerless fails
 // otherwise), no request failed, the density run had cold starts and
 // evictions, the cold-start header marks exactly the cold requests, and the
-// report renders. The density part needs the server's residency status API and
-// skips, saying so, on a server without it.
+// report renders.
 func TestServerlessQuick(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and starts nimbus servers, runs ONNX Runtime")
@@ -176,9 +174,6 @@ func TestServerlessQuick(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
 		res, err := RunServerless(ctx, cfg)
-		if errors.Is(err, ErrNoStatusAPI) {
-			t.Skipf("this server has no residency status yet: %v", err)
-		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -196,10 +191,8 @@ func TestServerlessQuick(t *testing.T) {
 		return res
 	}
 
-	residencyLanded := false
 	t.Run(BenchDensity, func(t *testing.T) {
 		res := run(t, BenchDensity)
-		residencyLanded = true
 		d := res.Density
 		if d.Errors != 0 {
 			t.Errorf("%d requests failed: %v", d.Errors, d.ErrorLog)
@@ -237,12 +230,8 @@ func TestServerlessQuick(t *testing.T) {
 			if c.HeaderOnWarm != 0 {
 				t.Errorf("%s: %d warm requests carried %s", c.Model, c.HeaderOnWarm, HeaderColdStart)
 			}
-			switch {
-			case c.HeaderOnCold == n:
-			case residencyLanded || c.HeaderOnCold != 0:
-				t.Errorf("%s: %d of %d cold requests carried %s", c.Model, c.HeaderOnCold, n, HeaderColdStart)
-			default:
-				t.Logf("%s: no %s header yet (server without residency status)", c.Model, HeaderColdStart)
+			if c.HeaderOnCold != n || c.ServerWait.N != n {
+				t.Errorf("%s: %d of %d cold requests carried %s (%d server waits)", c.Model, c.HeaderOnCold, n, HeaderColdStart, c.ServerWait.N)
 			}
 		}
 	})

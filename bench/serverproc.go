@@ -49,8 +49,8 @@ type ServerProcess struct {
 	tail *lineTail
 }
 
-// ErrServerExited means the server process ended while the benchmark needed it.
-var ErrServerExited = errors.New("nimbus server exited")
+// errServerExited means the server process ended while the benchmark needed it.
+var errServerExited = errors.New("nimbus server exited")
 
 // StartServer runs opts.Binary server on 127.0.0.1 with a port the kernel
 // picks, reads the address it logs, and waits until it reports ready.
@@ -123,7 +123,7 @@ func StartServer(ctx context.Context, opts ServerOptions) (*ServerProcess, error
 	case a := <-addr:
 		p.URL = "http://" + a
 	case <-p.done:
-		return nil, fmt.Errorf("%w before listening (%v):\n%s", ErrServerExited, p.err, p.tail)
+		return nil, fmt.Errorf("%w before listening (%v):\n%s", errServerExited, p.err, p.tail)
 	case <-time.After(30 * time.Second):
 		p.Stop()
 		return nil, fmt.Errorf("nimbus server did not log its address within 30 s:\n%s", p.tail)
@@ -140,8 +140,8 @@ func StartServer(ctx context.Context, opts ServerOptions) (*ServerProcess, error
 	return p, nil
 }
 
-// Exited reports whether the process has ended.
-func (p *ServerProcess) Exited() bool {
+// exited reports whether the process has ended.
+func (p *ServerProcess) exited() bool {
 	select {
 	case <-p.done:
 		return true
@@ -156,21 +156,32 @@ func (p *ServerProcess) Logs() string { return p.tail.String() }
 // Stop sends SIGTERM (the server drains and exits), then SIGKILL after 60 s. It
 // returns an error if the server had already died or did not exit cleanly.
 func (p *ServerProcess) Stop() error {
-	if p.Exited() {
-		return fmt.Errorf("%w early (%v):\n%s", ErrServerExited, p.err, p.tail)
+	if p.exited() {
+		return fmt.Errorf("%w early (%v):\n%s", errServerExited, p.err, p.tail)
 	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(60 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
+	if terminate(p.cmd.Process, p.done, 60*time.Second) {
 		return fmt.Errorf("nimbus server ignored SIGTERM for 60 s; killed:\n%s", p.tail)
 	}
 	if p.err != nil {
 		return fmt.Errorf("nimbus server: %w:\n%s", p.err, p.tail)
 	}
 	return nil
+}
+
+// terminate sends proc SIGTERM and waits for exited to close; if it has not
+// after grace, it sends SIGKILL and waits again. It reports whether it killed.
+func terminate(proc *os.Process, exited <-chan struct{}, grace time.Duration) (killed bool) {
+	proc.Signal(syscall.SIGTERM)
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-exited:
+		return false
+	case <-t.C:
+		proc.Kill()
+		<-exited
+		return true
+	}
 }
 
 // ProcMem is a process's memory as /proc/PID/status reports it.
@@ -246,10 +257,6 @@ func (t *lineTail) String() string {
 // request that waited for its version to load.
 const HeaderColdStart = "Nimbus-Cold-Start"
 
-// ErrNoStatusAPI means the server does not report residency: its status
-// endpoint is missing (404) or unavailable (503).
-var ErrNoStatusAPI = errors.New("the server reports no residency status (GET /api/v1/namespaces/{ns}/status)")
-
 // api is the plain-HTTP side of a benchmark's server: inference with the
 // cold-start header, the repository extension, status and metrics.
 type api struct {
@@ -270,43 +277,10 @@ func newAPI(base string, conns int) *api {
 
 func (a *api) close() { a.hc.CloseIdleConnections() }
 
-// inferReply is one inference answer as the benchmark sees it.
-type inferReply struct {
-	status int
-	body   []byte
-	cold   bool          // the Nimbus-Cold-Start header was present
-	wait   time.Duration // its value
-}
-
-// infer posts an OIP v2 REST request to model's default version. A transport
-// error is an error; an HTTP error status is not (the caller counts it).
+// infer posts an OIP v2 REST request to model's default version (postJSON).
 // buf, when non-nil, is reused for the body.
 func (a *api) infer(ctx context.Context, model string, body []byte, buf *bytes.Buffer) (inferReply, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.base+"/v2/models/"+model+"/infer", bytes.NewReader(body))
-	if err != nil {
-		return inferReply{}, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		return inferReply{}, err
-	}
-	defer resp.Body.Close()
-	if buf == nil {
-		buf = new(bytes.Buffer)
-	}
-	buf.Reset()
-	if _, err := buf.ReadFrom(resp.Body); err != nil {
-		return inferReply{}, err
-	}
-	r := inferReply{status: resp.StatusCode, body: buf.Bytes()}
-	if v := resp.Header.Get(HeaderColdStart); v != "" {
-		r.cold = true
-		if ms, err := strconv.ParseFloat(v, 64); err == nil {
-			r.wait = time.Duration(ms * float64(time.Millisecond))
-		}
-	}
-	return r, nil
+	return postJSON(ctx, a.hc, a.base+"/v2/models/"+model+"/infer", body, buf)
 }
 
 // repository calls the repository extension: op is "load" or "unload".
@@ -343,42 +317,19 @@ func (a *api) push(ctx context.Context, name string, model []byte) error {
 
 // status reads the default namespace's residency report.
 func (a *api) status(ctx context.Context) (residency.Report, error) {
-	var rep residency.Report
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+"/api/v1/namespaces/"+registry.DefaultNamespace+"/status", nil)
-	if err != nil {
-		return rep, err
-	}
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		return rep, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return rep, err
-	}
-	switch resp.StatusCode {
-	case http.StatusOK:
-	case http.StatusNotFound, http.StatusServiceUnavailable:
-		// The default namespace always exists, so 404 means no route; 503 means a
-		// server whose serving layer does not report residency.
-		return rep, fmt.Errorf("%w (%s: %s)", ErrNoStatusAPI, resp.Status, bytes.TrimSpace(b))
-	default:
-		return rep, fmt.Errorf("status: %s: %s", resp.Status, bytes.TrimSpace(b))
-	}
-	if err := json.Unmarshal(b, &rep); err != nil {
-		return rep, fmt.Errorf("status: %w", err)
-	}
-	return rep, nil
+	return a.c.Status(ctx, registry.DefaultNamespace, "")
 }
 
-// metrics scrapes /metrics.
-func (a *api) metrics(ctx context.Context) (promText, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+"/metrics", nil)
+// metrics scrapes the server's /metrics.
+func (a *api) metrics(ctx context.Context) (promText, error) { return scrapeMetrics(ctx, a.hc, a.base) }
+
+// scrapeMetrics reads base+"/metrics" with hc.
+func scrapeMetrics(ctx context.Context, hc *http.Client, base string) (promText, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
 	if err != nil {
 		return "", err
 	}
-	resp, err := a.hc.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return "", err
 	}

@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net/http"
 	"path/filepath"
 	goruntime "runtime"
 	"slices"
-	"strings"
 	"time"
 
 	pb "github.com/nimbus-ai/nimbus/api/inferencepb"
@@ -64,8 +62,10 @@ type SuiteConfig struct {
 	// closed-loop cell of the same target just ran). Iterations counts calls per
 	// worker, as in Load.
 	OpenLoad Load
-	// OpenFraction sets the open-loop arrival rate: this fraction of the req/s the
-	// closed loop reached on the same target at the same concurrency.
+	// OpenFraction sets the open-loop arrival rate: every target of one model and
+	// concurrency is offered the same rate, this fraction of the req/s the
+	// closed loop reached on the slowest of them at that concurrency, so their
+	// latencies compare at one load that each of them can carry.
 	OpenFraction float64
 	// ExternalDuration is how long wrk and ghz run per cell.
 	ExternalDuration time.Duration
@@ -101,7 +101,8 @@ type Cell struct {
 	ReqPerSec  float64
 	RowsPerSec float64
 	// MeanBatch is the mean rows per runtime call the batcher formed during the
-	// cell, from the server's batch-size histogram (0: no such metric).
+	// cell's measured phase, from nimbus_batch_size (0: not a Nimbus target, or
+	// the histogram did not move).
 	MeanBatch float64
 }
 
@@ -112,9 +113,6 @@ func (c Cell) key() string {
 // SuiteResult is every cell plus what the run found about its environment.
 type SuiteResult struct {
 	Cells []Cell
-	// BatchMetric is the histogram the batch sizes were read from ("" if the
-	// server exposes none).
-	BatchMetric string
 	// Notes are one-line remarks (tools not installed, peers that failed).
 	Notes []string
 }
@@ -313,14 +311,15 @@ func suiteModel(ctx context.Context, e *env, mc *client.Client, cfg SuiteConfig,
 		closed := map[string]Cell{}
 		if use(DriverClosed) || use(DriverOpen) {
 			for _, t := range append(slices.Clone(targets), inproc...) {
-				before := e.batchStats(ctx, t.model)
+				var before batchStats
 				goruntime.GC()
-				s, err := measure(ctx, conc, cfg.Load, t.op)
+				// The batch sizes are read around the measured phase only.
+				s, err := measureMarked(ctx, conc, cfg.Load, t.op, func() { before = e.batchStats(ctx, t.model) })
 				if err != nil {
 					return fmt.Errorf("%s (batching %v) closed c=%d: %w", t.name, t.batching, conc, err)
 				}
 				c := cellOf(name, t.name, t.batching, DriverClosed, conc, 1, s)
-				c.MeanBatch = e.batchStats(ctx, t.model).meanSince(before, &res.BatchMetric)
+				c.MeanBatch = e.batchStats(ctx, t.model).meanSince(before)
 				closed[t.name+fmt.Sprint(t.batching)] = c
 				if use(DriverClosed) || t.name == TargetManager {
 					add(c)
@@ -328,8 +327,14 @@ func suiteModel(ctx context.Context, e *env, mc *client.Client, cfg SuiteConfig,
 			}
 		}
 		if use(DriverOpen) {
+			// One offered rate for every target (closed loop ran them all above):
+			// a fraction of the slowest one's closed-loop req/s.
+			slowest := math.Inf(1)
 			for _, t := range targets {
-				rate := cfg.OpenFraction * closed[t.name+fmt.Sprint(t.batching)].ReqPerSec
+				slowest = min(slowest, closed[t.name+fmt.Sprint(t.batching)].ReqPerSec)
+			}
+			rate := cfg.OpenFraction * slowest
+			for _, t := range targets {
 				before := e.batchStats(ctx, t.model)
 				goruntime.GC()
 				s, err := measureOpen(ctx, conc, rate, cfg.OpenLoad, t.op)
@@ -338,7 +343,7 @@ func suiteModel(ctx context.Context, e *env, mc *client.Client, cfg SuiteConfig,
 				}
 				c := cellOf(name, t.name, t.batching, DriverOpen, conc, 1, s)
 				c.Offered = rate
-				c.MeanBatch = e.batchStats(ctx, t.model).meanSince(before, &res.BatchMetric)
+				c.MeanBatch = e.batchStats(ctx, t.model).meanSince(before)
 				add(c)
 			}
 		}
@@ -365,7 +370,7 @@ func suiteModel(ctx context.Context, e *env, mc *client.Client, cfg SuiteConfig,
 					continue
 				}
 				c := extCell(name, t.name, t.batching, DriverWrk, conc, s)
-				c.MeanBatch = e.batchStats(ctx, t.model).meanSince(before, &res.BatchMetric)
+				c.MeanBatch = e.batchStats(ctx, t.model).meanSince(before)
 				add(c)
 			}
 		}
@@ -387,7 +392,7 @@ func suiteModel(ctx context.Context, e *env, mc *client.Client, cfg SuiteConfig,
 					continue
 				}
 				c := extCell(name, t.name, t.batching, DriverGhz, conc, s)
-				c.MeanBatch = e.batchStats(ctx, t.model).meanSince(before, &res.BatchMetric)
+				c.MeanBatch = e.batchStats(ctx, t.model).meanSince(before)
 				add(c)
 			}
 		}
@@ -438,95 +443,47 @@ func newBufs(n, size int) []*bytes.Buffer {
 	return out
 }
 
-// batchStats is the sum and count of the batch-size histogram for one model.
+// batchSizeMetric is Nimbus's rows-per-runtime-call histogram (telemetry),
+// labelled namespace, model and version.
+const batchSizeMetric = "nimbus_batch_size"
+
+// batchStats is the sum and count of nimbus_batch_size for one model; ok is
+// false when they could not be read.
 type batchStats struct {
-	metric     string
 	sum, count float64
+	ok         bool
 }
 
-// batchStats scrapes /metrics for a histogram whose name contains "batch_size"
-// and sums its _sum and _count over the series labelled model="MODEL".
+// batchStats scrapes /metrics for model's nimbus_batch_size (not ok for model
+// "", which is not a Nimbus target, or a failed scrape).
 func (e *env) batchStats(ctx context.Context, model string) batchStats {
 	if model == "" {
 		return batchStats{}
 	}
-	body, err := e.get(ctx, e.url+"/metrics")
+	t, err := scrapeMetrics(ctx, e.hc, e.url)
 	if err != nil {
 		return batchStats{}
 	}
-	return parseBatchStats(body, model)
+	return batchStatsOf(t, model)
 }
 
-func parseBatchStats(text, model string) batchStats {
-	var st batchStats
+// batchStatsOf sums nimbus_batch_size_sum and _count over model's series. A
+// model without series yet (nothing served) has zero of each.
+func batchStatsOf(t promText, model string) batchStats {
 	label := `model="` + model + `"`
-	for line := range strings.Lines(text) {
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		name, rest, ok := strings.Cut(line, "{")
-		if !ok || !strings.Contains(name, "batch_size") {
-			continue
-		}
-		labels, val, ok := strings.Cut(rest, "}")
-		if !ok || !hasLabel(labels, label) {
-			continue
-		}
-		var v float64
-		if _, err := fmt.Sscan(strings.TrimSpace(val), &v); err != nil {
-			continue
-		}
-		switch {
-		case strings.HasSuffix(name, "_sum"):
-			st.sum += v
-			st.metric = strings.TrimSuffix(name, "_sum")
-		case strings.HasSuffix(name, "_count"):
-			st.count += v
-		}
-	}
-	return st
+	sum, _ := t.sum(batchSizeMetric+"_sum", label)
+	count, _ := t.sum(batchSizeMetric+"_count", label)
+	return batchStats{sum: sum, count: count, ok: true}
 }
 
-func hasLabel(labels, label string) bool {
-	for l := range strings.SplitSeq(labels, ",") {
-		if strings.TrimSpace(l) == label {
-			return true
-		}
-	}
-	return false
-}
-
-// meanSince is the mean batch size between two scrapes (0 when unknown); it
-// records the metric's name in *metric.
-func (after batchStats) meanSince(before batchStats, metric *string) float64 {
-	if after.metric != "" && *metric == "" {
-		*metric = after.metric
-	}
+// meanSince is the mean batch size between two scrapes (0 when either failed
+// or no call ran).
+func (after batchStats) meanSince(before batchStats) float64 {
 	n := after.count - before.count
-	if n <= 0 {
+	if !after.ok || !before.ok || n <= 0 {
 		return 0
 	}
 	return (after.sum - before.sum) / n
-}
-
-func (e *env) get(ctx context.Context, url string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := e.hc.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b := bytes.NewBuffer(make([]byte, 0, 64<<10))
-	if _, err := b.ReadFrom(resp.Body); err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("%s answered %d", url, resp.StatusCode)
-	}
-	return b.String(), nil
 }
 
 func logger(l *slog.Logger) *slog.Logger {

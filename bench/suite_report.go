@@ -16,8 +16,8 @@ type SuiteReport struct {
 	Machine Machine
 	Config  SuiteConfig
 	Result  *SuiteResult
-	// Batcher is the newest commit subject mentioning a batcher ("" if none).
-	Batcher string
+	// Commit is the measured tree, `git describe --always --dirty` ("" if unknown).
+	Commit string
 }
 
 // find returns the cell with these coordinates.
@@ -267,19 +267,13 @@ func (rep SuiteReport) WriteMarkdown(w io.Writer) error {
 	m := rep.Machine
 	fmt.Fprintf(&b, "- machine: %s, %d CPUs (GOMAXPROCS %d), %s; clients, Nimbus, bare servers and peers share these cores\n", m.CPU, m.NumCPU, m.GOMAXPROCS, m.OS)
 	fmt.Fprintf(&b, "- software: %s, ONNX Runtime %s (1 intra-op thread, no spinning)\n", m.GoVersion, m.ORTVersion)
-	fmt.Fprintf(&b, "- closed loop and in-process: %s; open loop: %s at %.0f%% of the closed loop's req/s; wrk/ghz: %s per cell\n",
+	fmt.Fprintf(&b, "- closed loop and in-process: %s; open loop: %s, every target of a model and concurrency offered one rate, "+
+		"%.0f%% of the slowest one's closed-loop req/s; wrk/ghz: %s per cell\n",
 		describeLoad(cfg.Load), openLoad(cfg.OpenLoad), 100*cfg.OpenFraction, cfg.ExternalDuration)
 	fmt.Fprintf(&b, "- every request carries one row; batching on = MaxBatchSize %d, MaxQueueDelay %s; instances %d (both copies)\n",
 		cfg.Batching.MaxBatchSize, cfg.Batching.MaxQueueDelay, cfg.Instances)
-	if rep.Batcher != "" {
-		fmt.Fprintf(&b, "- batcher: commit %q\n", rep.Batcher)
-	} else {
-		fmt.Fprintf(&b, "- batcher: **no commit mentioning a batcher in git log** — \"batching on\" cells may run unbatched\n")
-	}
-	if r.BatchMetric != "" {
-		fmt.Fprintf(&b, "- batch sizes read from `%s`\n", r.BatchMetric)
-	} else {
-		fmt.Fprintf(&b, "- batch sizes: the server exposes no `*batch_size*` histogram; mean batch shown as —\n")
+	if rep.Commit != "" {
+		fmt.Fprintf(&b, "- source: `%s` (git describe --always --dirty)\n", rep.Commit)
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "- %s\n", n)
@@ -397,5 +391,9 @@ const suiteLegend = `
   keep-alive; nimbus-grpc sends raw_input_contents; node-rest is onnxruntime-node behind Node's http server
   (bench/peers/node); manager is serving.Manager.Infer in-process.
 - batching off = the model without a Batching setting; on = a second copy of the same model with it.
-- mean batch = rows per runtime call during the cell, from the server's batch-size histogram.
+- open loop: every target of one model and concurrency is offered the same rate (offered req/s), a fraction
+  (-open-fraction) of the closed-loop req/s of the slowest of them, so each can carry it: compare their p50/p99.
+  Its ÷ bare is delivered rows/s at that common rate, ≈ 1 for a target that kept up.
+- mean batch = rows per runtime call during the cell's measured phase (the warm-up excluded), from
+  ` + "`nimbus_batch_size`" + ` (sum ÷ count of the model's series, scraped before and after).
 `

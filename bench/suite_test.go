@@ -46,12 +46,30 @@ func TestSuiteQuick(t *testing.T) {
 	if n := len(res.Cells); n < 2*perConc+2 {
 		t.Fatalf("got %d cells, want at least %d:\n%s", n, 2*perConc+2, SuiteTable(res.Cells))
 	}
+	offered := map[int]float64{} // concurrency → the open loop's one rate
 	for _, c := range res.Cells {
 		if c.Samples <= 0 || c.P50 <= 0 || c.P99 < c.P50 || c.RowsPerSec <= 0 || c.Errors != 0 {
 			t.Errorf("insane cell %+v", c)
 		}
-		if c.Driver == DriverOpen && c.Offered <= 0 {
-			t.Errorf("open-loop cell without an offered rate: %+v", c)
+		if c.Driver == DriverOpen {
+			if c.Offered <= 0 {
+				t.Errorf("open-loop cell without an offered rate: %+v", c)
+			}
+			if r, ok := offered[c.Conc]; ok && r != c.Offered {
+				t.Errorf("open-loop cells at c=%d offered %v and %v req/s, want one rate for every target", c.Conc, r, c.Offered)
+			}
+			offered[c.Conc] = c.Offered
+		}
+		// Every Nimbus cell (REST, gRPC, in-process) runs calls the batch-size
+		// histogram records, batching off included (batches of 1).
+		switch c.Target {
+		case TargetNimbusREST, TargetNimbusGRPC, TargetManager:
+			if c.MeanBatch <= 0 {
+				t.Errorf("Nimbus cell without a mean batch: %+v", c)
+			}
+			if !c.Batching && c.MeanBatch != 1 {
+				t.Errorf("batching off but mean batch %v: %+v", c.MeanBatch, c)
+			}
 		}
 	}
 	var buf bytes.Buffer
@@ -78,15 +96,20 @@ nimbus_batch_size_sum{model="m_batched",namespace="default",version="1"} 999
 nimbus_batch_size_count{model="m_batched",namespace="default",version="1"} 1
 nimbus_requests_total{model="m"} 7
 `
-	st := parseBatchStats(text, "m")
-	if st.metric != "nimbus_batch_size" || st.sum != 40 || st.count != 5 {
+	st := batchStatsOf(promText(text), "m")
+	if !st.ok || st.sum != 40 || st.count != 5 {
 		t.Fatalf("got %+v", st)
 	}
-	var name string
-	if got := st.meanSince(batchStats{sum: 10, count: 2}, &name); got != 10 || name != "nimbus_batch_size" {
-		t.Fatalf("mean %v, metric %q", got, name)
+	if got := st.meanSince(batchStats{sum: 10, count: 2, ok: true}); got != 10 {
+		t.Fatalf("mean %v", got)
 	}
-	if got := (batchStats{}).meanSince(batchStats{}, &name); got != 0 {
+	if got := (batchStats{ok: true}).meanSince(batchStats{ok: true}); got != 0 {
 		t.Fatalf("no samples: %v", got)
+	}
+	if got := st.meanSince(batchStats{}); got != 0 {
+		t.Fatalf("mean since a failed scrape: %v", got)
+	}
+	if st := batchStatsOf(promText(text), "other"); !st.ok || st.sum != 0 || st.count != 0 {
+		t.Fatalf("model without series: %+v", st)
 	}
 }

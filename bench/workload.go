@@ -9,6 +9,8 @@ import (
 	"net/http"
 	goruntime "runtime"
 	"slices"
+	"strconv"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -36,27 +38,16 @@ type workload struct {
 // dimension, asks Nimbus once over REST and gRPC, checks the answers, and loads
 // them into the bare servers.
 func (e *env) workload(ctx context.Context, name, path string, raw runtime.Model, batch int) (*workload, error) {
-	sig := raw.Signature()
-	if len(sig.Inputs) != 1 || sig.Inputs[0].DataType != tensor.FP32 || len(sig.Inputs[0].Shape) != 2 || sig.Inputs[0].Shape[1] <= 0 {
-		return nil, fmt.Errorf("the harness drives models with one FP32 [batch, features] input; %s has %v", name, sig.Inputs)
-	}
-	in := sig.Inputs[0]
-	feats := int(in.Shape[1])
-	data := make([]byte, 4*batch*feats)
-	for i := range batch * feats {
-		binary.LittleEndian.PutUint32(data[4*i:], math.Float32bits(float32(2*math.Sin(float64(i)*0.37))))
-	}
-	x := &tensor.Tensor{Name: in.Name, DataType: tensor.FP32, Shape: []int64{int64(batch), int64(feats)}, Data: data}
-	w := &workload{model: name, path: path, batch: batch, raw: raw, inputs: []*tensor.Tensor{x}, restPath: "/v2/models/" + name + "/infer"}
-	body, _, err := oip.EncodeInferRequest(nil, &serving.InferRequest{Inputs: w.inputs}, false)
+	x, body, err := fp32Request(raw.Signature(), batch)
 	if err != nil {
-		return nil, fmt.Errorf("encode request: %w", err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
+	w := &workload{model: name, path: path, batch: batch, raw: raw, inputs: []*tensor.Tensor{x}, restPath: "/v2/models/" + name + "/infer"}
 	w.restBody = body
 	w.grpcReq = &pb.ModelInferRequest{
 		ModelName:        name,
-		Inputs:           []*pb.ModelInferRequest_InferInputTensor{{Name: in.Name, Datatype: "FP32", Shape: x.Shape}},
-		RawInputContents: [][]byte{data},
+		Inputs:           []*pb.ModelInferRequest_InferInputTensor{{Name: x.Name, Datatype: "FP32", Shape: x.Shape}},
+		RawInputContents: [][]byte{x.Data},
 	}
 
 	// One real answer of each kind: it checks the server and sizes the bare replies.
@@ -82,6 +73,27 @@ func (e *env) workload(ctx context.Context, name, path string, raw runtime.Model
 	e.bare.httpReply.Store(&reply)
 	e.bare.grpcReply.Store(proto.CloneOf(gresp))
 	return w, nil
+}
+
+// fp32Request builds the benchmarks' request for a model with one FP32 [batch,
+// features] input (the only kind they drive): batch rows of 2·sin(0.37·i), as a
+// tensor and as OIP JSON with every value inline.
+func fp32Request(sig tensor.Signature, batch int) (*tensor.Tensor, []byte, error) {
+	if len(sig.Inputs) != 1 || sig.Inputs[0].DataType != tensor.FP32 || len(sig.Inputs[0].Shape) != 2 || sig.Inputs[0].Shape[1] <= 0 {
+		return nil, nil, fmt.Errorf("the benchmarks drive models with one FP32 [batch, features] input; got %v", sig.Inputs)
+	}
+	in := sig.Inputs[0]
+	feats := int(in.Shape[1])
+	data := make([]byte, 4*batch*feats)
+	for i := range batch * feats {
+		binary.LittleEndian.PutUint32(data[4*i:], math.Float32bits(float32(2*math.Sin(float64(i)*0.37))))
+	}
+	x := &tensor.Tensor{Name: in.Name, DataType: tensor.FP32, Shape: []int64{int64(batch), int64(feats)}, Data: data}
+	body, _, err := oip.EncodeInferRequest(nil, &serving.InferRequest{Inputs: []*tensor.Tensor{x}}, false)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode request: %w", err)
+	}
+	return x, body, nil
 }
 
 // runGroup measures every path for one workload at one concurrency and fills in
@@ -216,27 +228,53 @@ func derive(group []Result) {
 // restCall posts body and returns the answer (read into buf when given). Any
 // status but 200 is an error.
 func (e *env) restCall(ctx context.Context, url string, body []byte, buf *bytes.Buffer) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	r, err := postJSON(ctx, e.hc, url, body, buf)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := e.hc.Do(req)
+	if r.status != http.StatusOK {
+		return nil, fmt.Errorf("%s answered %d: %s", url, r.status, r.body[:min(len(r.body), 300)])
+	}
+	return r.body, nil
+}
+
+// inferReply is one inference answer as the benchmarks see it.
+type inferReply struct {
+	status int
+	body   []byte        // in the caller's buffer when it gave one
+	cold   bool          // the Nimbus-Cold-Start header was present
+	wait   time.Duration // its value
+}
+
+// postJSON posts an OIP JSON body to url with hc and reads the answer into buf
+// (a new buffer when nil). A transport error is an error; an HTTP error status
+// is not (the caller decides).
+func postJSON(ctx context.Context, hc *http.Client, url string, body []byte, buf *bytes.Buffer) (inferReply, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return nil, err
+		return inferReply{}, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return inferReply{}, err
 	}
 	defer resp.Body.Close()
 	if buf == nil {
-		buf = &bytes.Buffer{}
+		buf = new(bytes.Buffer)
 	}
 	buf.Reset()
 	if _, err := buf.ReadFrom(resp.Body); err != nil {
-		return nil, err
+		return inferReply{}, err
 	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s answered %d: %s", url, resp.StatusCode, buf.Bytes()[:min(buf.Len(), 300)])
+	r := inferReply{status: resp.StatusCode, body: buf.Bytes()}
+	if v := resp.Header.Get(HeaderColdStart); v != "" {
+		r.cold = true
+		if ms, err := strconv.ParseFloat(v, 64); err == nil {
+			r.wait = time.Duration(ms * float64(time.Millisecond))
+		}
 	}
-	return buf.Bytes(), nil
+	return r, nil
 }
 
 // discardWriter is an http.ResponseWriter that keeps the status and drops the

@@ -49,7 +49,7 @@ func run() error {
 
 		suite      = flag.Bool("suite", false, "run the benchmark suite (issue 3) instead of the path matrix")
 		openDur    = flag.Duration("open-duration", 2*time.Second, "suite: measured time per open-loop cell")
-		openFrac   = flag.Float64("open-fraction", 0.5, "suite: open-loop rate as a fraction of the closed loop's req/s")
+		openFrac   = flag.Float64("open-fraction", 0.5, "suite: open-loop rate, one for every target of a model and concurrency, as a fraction of the slowest one's closed-loop req/s")
 		extDur     = flag.Duration("ext-duration", 2*time.Second, "suite: time per wrk/ghz cell")
 		maxBatch   = flag.Int("max-batch", 64, "suite: MaxBatchSize of the batched copies")
 		queueDelay = flag.Duration("queue-delay", time.Millisecond, "suite: MaxQueueDelay of the batched copies")
@@ -217,7 +217,7 @@ func runSuite(f suiteFlags) error {
 	if err != nil {
 		return err
 	}
-	rep := bench.SuiteReport{Date: date, Command: cmdline, Machine: bench.DescribeMachine(root), Config: cfg, Result: res, Batcher: batcherCommit(root)}
+	rep := bench.SuiteReport{Date: date, Command: cmdline, Machine: bench.DescribeMachine(root), Config: cfg, Result: res, Commit: sourceCommit(root)}
 	fmt.Fprintf(os.Stderr, "nimbusbench: suite took %s\n", time.Since(start).Round(time.Second))
 	return bench.WriteReport(f.out, rep.WriteMarkdown)
 }
@@ -229,9 +229,9 @@ func found(path string) string {
 	return path
 }
 
-// batcherCommit is the newest commit subject mentioning a batcher, or "".
-func batcherCommit(root string) string {
-	out, err := exec.Command("git", "-C", root, "log", "-1", "-i", "--grep=batcher", "--format=%h %s").Output()
+// sourceCommit names the measured tree (`git describe --always --dirty`), or "".
+func sourceCommit(root string) string {
+	out, err := exec.Command("git", "-C", root, "describe", "--always", "--dirty").Output()
 	if err != nil {
 		return ""
 	}
