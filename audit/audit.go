@@ -53,6 +53,10 @@ type Query struct {
 	After int64
 	// Limit caps the result (0: DefaultLimit, at most MaxLimit).
 	Limit int
+	// Latest selects the newest Limit matching events instead of the oldest;
+	// they are still returned oldest first. With After it selects the newest
+	// events after that ID.
+	Latest bool
 }
 
 // Limits of one query.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nimbus-ai/nimbus/audit"
+	"github.com/nimbus-ai/nimbus/registry"
 	"github.com/nimbus-ai/nimbus/spec"
 )
 
@@ -55,7 +56,7 @@ type ApplyError struct {
 func (e *ApplyError) Error() string {
 	lines := make([]string, len(e.Errors))
 	for i, fe := range e.Errors {
-		lines[i] = FormatFieldError(fe)
+		lines[i] = fe.String()
 	}
 	return strings.Join(lines, "\n")
 }
@@ -68,10 +69,6 @@ func (e *ApplyError) Unwrap() error {
 	}
 	return e.api
 }
-
-// FormatFieldError renders fe as "file:line: field: message" (see
-// spec.FieldError.String).
-func FormatFieldError(fe spec.FieldError) string { return fe.String() }
 
 // decodeAnswerError builds the error of a non-2xx answer: an *ApplyError for a
 // 4xx answer carrying {"errors": [...]} (only apply and delete send those),
@@ -132,7 +129,7 @@ func NormalizeKind(s string) (kind, plural string, err error) {
 
 func resourcesPath(ns, plural string) string {
 	if ns == "" {
-		ns = "default"
+		ns = registry.DefaultNamespace
 	}
 	return "/api/v1/namespaces/" + esc(ns) + "/resources/" + plural
 }
@@ -209,7 +206,8 @@ func (c *Client) DeleteResource(ctx context.Context, kind, ns, name string, dryR
 }
 
 // Events lists audit events matching q, oldest first. q.Namespace "" means
-// every namespace. Page with q.After set to the last ID seen.
+// every namespace. Page with q.After set to the last ID seen; q.Latest asks
+// for the newest q.Limit events instead of the oldest.
 func (c *Client) Events(ctx context.Context, q audit.Query) ([]audit.Event, error) {
 	v := url.Values{}
 	if q.Kind != "" {
@@ -226,6 +224,9 @@ func (c *Client) Events(ctx context.Context, q audit.Query) ([]audit.Event, erro
 	}
 	if !q.Since.IsZero() {
 		v.Set("since", q.Since.UTC().Format(time.RFC3339Nano))
+	}
+	if q.Latest {
+		v.Set("latest", "true")
 	}
 	path := "/api/v1/events"
 	if q.Namespace != "" {

@@ -332,6 +332,14 @@ func TestEvents(t *testing.T) {
 		t.Errorf("request = %+v", r)
 	}
 
+	// Latest asks for the newest events.
+	if _, err := c.Events(context.Background(), audit.Query{Kind: "Model", Limit: 50, Latest: true}); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.last(t); r.Path != "/api/v1/events" || r.Query != "kind=Model&latest=true&limit=50" {
+		t.Errorf("latest request = %+v", r)
+	}
+
 	c, h = cannedServer(t, http.StatusOK, `{"items":null}`)
 	got, err = c.Events(context.Background(), audit.Query{})
 	if err != nil || got == nil || len(got) != 0 {

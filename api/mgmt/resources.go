@@ -229,6 +229,11 @@ func (a *api) listEvents(w http.ResponseWriter, r *http.Request) error {
 		}
 		query.Since = t
 	}
+	latest, err := boolQuery(r, "latest")
+	if err != nil {
+		return err
+	}
+	query.Latest = latest
 	evs, err := a.opts.Audit.ListEvents(r.Context(), query)
 	if err != nil {
 		return err

@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"gopkg.in/yaml.v3"
 
 	"github.com/nimbus-ai/nimbus/client"
 )
@@ -23,30 +22,43 @@ const stdinName = "stdin"
 var resourceExts = []string{".yaml", ".yml", ".json"}
 
 // readResourceFiles reads what -f names: files, directories (recursively, their
-// *.yaml, *.yml and *.json files in lexical order, skipping hidden ones) and
-// "-" for stdin. It refuses input that holds no document at all.
+// *.yaml, *.yml and *.json files in lexical order, skipping hidden ones and
+// anything that is not a regular file) and "-" for stdin. A file named twice is
+// sent once. Input without any document is the server's to refuse: it says so.
 func readResourceFiles(paths []string, stdin io.Reader) ([]client.ApplyFile, error) {
 	if len(paths) == 0 {
 		return nil, usageErrorf("no input: give -f FILE, -f DIRECTORY or -f - (stdin)")
 	}
 	var files []client.ApplyFile
+	// seen holds the cleaned paths of the files read, so a file named twice
+	// (or named and found in a directory given too) is sent once. Stdin has a
+	// flag of its own: no key is safe from some path ("./-" cleans to "-"),
+	// and keyed by its name it hid a file called "stdin".
 	seen := map[string]bool{}
-	add := func(name string, content []byte) {
-		if !seen[name] {
-			seen[name] = true
-			files = append(files, client.ApplyFile{Name: name, Content: string(content)})
+	readStdin := false
+	addFile := func(path string, content []byte) {
+		path = filepath.ToSlash(filepath.Clean(path))
+		if seen[path] {
+			return
 		}
+		seen[path] = true
+		name := path
+		if name == stdinName {
+			name = "./" + name // not to be taken for stdin in errors
+		}
+		files = append(files, client.ApplyFile{Name: name, Content: string(content)})
 	}
 	for _, p := range paths {
 		if p == "-" {
-			if seen[stdinName] {
+			if readStdin {
 				return nil, usageErrorf("-f - (stdin) given twice")
 			}
+			readStdin = true
 			b, err := io.ReadAll(stdin)
 			if err != nil {
 				return nil, fmt.Errorf("read stdin: %w", err)
 			}
-			add(stdinName, b)
+			files = append(files, client.ApplyFile{Name: stdinName, Content: string(b)})
 			continue
 		}
 		fi, err := os.Stat(p)
@@ -54,11 +66,17 @@ func readResourceFiles(paths []string, stdin io.Reader) ([]client.ApplyFile, err
 			return nil, fmt.Errorf("read %s: %w", p, err)
 		}
 		if !fi.IsDir() {
+			// A named pipe is read as a file: that is what "-f <(kustomize
+			// build)" hands over. Devices, sockets and the like are refused
+			// rather than read until they end, if ever.
+			if !fi.Mode().IsRegular() && fi.Mode().Type() != fs.ModeNamedPipe {
+				return nil, fmt.Errorf("read %s: not a regular file (%s)", p, fileType(fi.Mode()))
+			}
 			b, err := os.ReadFile(p)
 			if err != nil {
 				return nil, fmt.Errorf("read %s: %w", p, err)
 			}
-			add(filepath.ToSlash(filepath.Clean(p)), b)
+			addFile(p, b)
 			continue
 		}
 		found, err := resourceFilesUnder(p)
@@ -73,21 +91,31 @@ func readResourceFiles(paths []string, stdin io.Reader) ([]client.ApplyFile, err
 			if err != nil {
 				return nil, fmt.Errorf("read %s: %w", f, err)
 			}
-			add(filepath.ToSlash(f), b)
+			addFile(f, b)
 		}
-	}
-	if !slices.ContainsFunc(files, func(f client.ApplyFile) bool { return hasDocuments(f.Content) }) {
-		names := make([]string, len(files))
-		for i, f := range files {
-			names[i] = f.Name
-		}
-		return nil, fmt.Errorf("no resources in %s: the input holds no YAML or JSON document", strings.Join(names, ", "))
 	}
 	return files, nil
 }
 
+// fileType names what a non-regular file is, for errors.
+func fileType(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeDevice != 0 && m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	}
+	return "mode " + m.Type().String()
+}
+
 // resourceFilesUnder lists dir's resource files, recursively and sorted.
-// Hidden files and directories (.git) are skipped.
+// Hidden files and directories (.git) are skipped, and so is whatever is not a
+// regular file, or a link to one: reading a named pipe or a device nobody
+// named would block or never end.
 func resourceFilesUnder(dir string) ([]string, error) {
 	var out []string
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -101,7 +129,18 @@ func resourceFilesUnder(dir string) ([]string, error) {
 			}
 			return nil
 		}
-		if !hidden && slices.Contains(resourceExts, strings.ToLower(filepath.Ext(p))) {
+		if hidden || !slices.Contains(resourceExts, strings.ToLower(filepath.Ext(p))) {
+			return nil
+		}
+		regular := d.Type().IsRegular()
+		if d.Type()&fs.ModeSymlink != 0 {
+			fi, err := os.Stat(p) // a dangling link is an error, as it was
+			if err != nil {
+				return err
+			}
+			regular = fi.Mode().IsRegular()
+		}
+		if regular {
 			out = append(out, p)
 		}
 		return nil
@@ -111,26 +150,6 @@ func resourceFilesUnder(dir string) ([]string, error) {
 	}
 	slices.Sort(out)
 	return out, nil
-}
-
-// hasDocuments reports whether content holds a document that is not empty.
-// Content that does not parse counts as a document: the server says what is
-// wrong with it, with its line.
-func hasDocuments(content string) bool {
-	dec := yaml.NewDecoder(strings.NewReader(content))
-	for {
-		var n yaml.Node
-		err := dec.Decode(&n)
-		if errors.Is(err, io.EOF) {
-			return false
-		}
-		if err != nil {
-			return true
-		}
-		if len(n.Content) > 0 && n.Content[0].Tag != "!!null" {
-			return true
-		}
-	}
 }
 
 // resourceRef names a resource as kubectl does: "inferenceservice.nimbus.dev/fraud".
@@ -160,7 +179,7 @@ func (a *app) refused(op string, err error, code int) error {
 		return &exitError{code: code, err: fmt.Errorf("%s: %w", op, err)}
 	}
 	for _, fe := range ae.Errors {
-		fmt.Fprintln(a.stderr, client.FormatFieldError(fe))
+		fmt.Fprintln(a.stderr, fe.String())
 	}
 	if a.output == "json" || a.output == "yaml" {
 		if perr := a.print(map[string]any{"errors": ae.Errors}, nil); perr != nil {

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -9,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nimbus-ai/nimbus/audit"
-	"github.com/nimbus-ai/nimbus/client"
 	"github.com/nimbus-ai/nimbus/registry"
 	"github.com/nimbus-ai/nimbus/spec"
 )
@@ -61,36 +59,13 @@ sha256), aliases and serving settings.
 			if ns == "" {
 				ns = a.namespace
 			}
-			events, err := lastEvents(cmd.Context(), c, audit.Query{Namespace: ns, Kind: obj.GetKind(), Name: meta.Name}, describeEvents)
+			events, err := c.Events(cmd.Context(), audit.Query{Namespace: ns, Kind: obj.GetKind(), Name: meta.Name,
+				Limit: describeEvents, Latest: true})
 			if err != nil {
 				return fmt.Errorf("describe %s: events: %w", resourceRef(ref.kind, ref.name), err)
 			}
 			return a.print(description{Resource: obj, Events: events}, func(t *table) { renderDescription(t, obj, events) })
 		},
-	}
-}
-
-// lastEvents returns the latest n events matching q, oldest first. The API
-// lists oldest first, so it pages to the end keeping the last n.
-func lastEvents(ctx context.Context, c *client.Client, q audit.Query, n int) ([]audit.Event, error) {
-	q.Limit = audit.MaxLimit
-	var last []audit.Event
-	for {
-		page, err := c.Events(ctx, q)
-		if err != nil {
-			return nil, err
-		}
-		last = append(last, page...)
-		if len(last) > n {
-			last = append([]audit.Event(nil), last[len(last)-n:]...)
-		}
-		if len(page) < q.Limit || page[len(page)-1].ID <= q.After {
-			if last == nil {
-				last = []audit.Event{}
-			}
-			return last, nil
-		}
-		q.After = page[len(page)-1].ID
 	}
 }
 
@@ -109,21 +84,12 @@ func renderDescription(t *table, obj spec.Object, events []audit.Event) {
 	}
 	t.row("Created:", created)
 
-	var conds []spec.Condition
+	observed, conds := statusOf(obj)
+	t.row("Generation:", generations(meta.Generation, observed))
 	switch o := obj.(type) {
 	case *spec.Model:
-		var observed int64
-		if o.Status != nil {
-			observed, conds = o.Status.ObservedGeneration, o.Status.Conditions
-		}
-		t.row("Generation:", generations(meta.Generation, observed))
 		describeModel(t, o)
 	case *spec.InferenceService:
-		var observed int64
-		if o.Status != nil {
-			observed, conds = o.Status.ObservedGeneration, o.Status.Conditions
-		}
-		t.row("Generation:", generations(meta.Generation, observed))
 		describeService(t, o)
 	}
 

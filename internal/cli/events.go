@@ -64,14 +64,9 @@ RFC 3339 time. --diff prints each change's unified diff under it.
 			if !all {
 				q.Namespace = a.namespace
 			}
-			c := a.client()
-			var events []audit.Event
-			var err error
-			if q.After > 0 {
-				events, err = c.Events(cmd.Context(), q)
-			} else {
-				events, err = lastEvents(cmd.Context(), c, q, q.Limit)
-			}
+			// Without --after: the latest --limit events, in one request.
+			q.Latest = q.After == 0
+			events, err := a.client().Events(cmd.Context(), q)
 			if err != nil {
 				return fmt.Errorf("events: %w", err)
 			}

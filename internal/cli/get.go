@@ -54,9 +54,6 @@ func parseResourceArgs(argv []string) ([]resourceArg, error) {
 	return out, nil
 }
 
-// pluralOf is the lower-case plural users read: "inferenceservices".
-func pluralOf(kind string) string { return strings.ToLower(kind) + "s" }
-
 func (a *app) getResourcesCommand() *cobra.Command {
 	var all bool
 	cmd := &cobra.Command{
@@ -103,7 +100,7 @@ prints one object, or {"items": [...]} for a list.`,
 				}
 				objs = []spec.Object{obj}
 			} else if objs, err = c.ListResources(cmd.Context(), ref.kind, a.namespace, all); err != nil {
-				return fmt.Errorf("list %s: %w", pluralOf(ref.kind), err)
+				return fmt.Errorf("list %s: %w", spec.Plural(ref.kind), err)
 			}
 
 			switch a.output {
@@ -125,7 +122,7 @@ prints one object, or {"items": [...]} for a list.`,
 				if all {
 					where = ""
 				}
-				fmt.Fprintf(a.stderr, "No %s found%s.\n", pluralOf(ref.kind), where)
+				fmt.Fprintf(a.stderr, "No %s found%s.\n", spec.Plural(ref.kind), where)
 				return nil
 			}
 			return a.print(nil, func(t *table) {
@@ -161,22 +158,15 @@ func renderResources(t *table, kind string, objs []spec.Object, now time.Time, a
 		if allNS {
 			row = append(row, meta.Namespace)
 		}
+		_, conds := statusOf(o)
 		switch o := o.(type) {
 		case *spec.Model:
-			var conds []spec.Condition
-			if o.Status != nil {
-				conds = o.Status.Conditions
-			}
 			row = append(row, meta.Name, strconv.Itoa(len(o.Spec.Versions)), formatAliases(o.Spec.Aliases),
 				readyOf(conds), formatAge(meta.CreationTimestamp, now))
 			if wide {
 				row = append(row, strconv.FormatInt(meta.Generation, 10))
 			}
 		case *spec.InferenceService:
-			var conds []spec.Condition
-			if o.Status != nil {
-				conds = o.Status.Conditions
-			}
 			row = append(row, meta.Name, formatTraffic(o.Spec.Traffic), readyOf(conds), formatAge(meta.CreationTimestamp, now))
 			if wide {
 				row = append(row, formatShadow(o.Spec.Shadow), formatRequests(o.Status), strconv.FormatInt(meta.Generation, 10))
@@ -184,6 +174,22 @@ func renderResources(t *table, kind string, objs []spec.Object, now time.Time, a
 		}
 		t.row(row...)
 	}
+}
+
+// statusOf is what get and describe show of an object's status: the observed
+// generation and the conditions (zero without a status).
+func statusOf(obj spec.Object) (observed int64, conds []spec.Condition) {
+	switch o := obj.(type) {
+	case *spec.Model:
+		if o.Status != nil {
+			return o.Status.ObservedGeneration, o.Status.Conditions
+		}
+	case *spec.InferenceService:
+		if o.Status != nil {
+			return o.Status.ObservedGeneration, o.Status.Conditions
+		}
+	}
+	return 0, nil
 }
 
 // readyOf is the status of the Ready condition, "-" without one.

@@ -3,14 +3,19 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,324 +23,252 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/nimbus-ai/nimbus/api/mgmt"
 	"github.com/nimbus-ai/nimbus/audit"
 	"github.com/nimbus-ai/nimbus/client"
+	"github.com/nimbus-ai/nimbus/registry"
+	"github.com/nimbus-ai/nimbus/registry/blob"
+	"github.com/nimbus-ai/nimbus/registry/sqlite"
+	nruntime "github.com/nimbus-ai/nimbus/runtime"
+	"github.com/nimbus-ai/nimbus/runtime/onnx"
 	"github.com/nimbus-ai/nimbus/spec"
+	"github.com/nimbus-ai/nimbus/spec/source"
 )
 
-// fakeResources is an in-memory stand-in for the server side of the
-// declarative-resources REST contract, just enough to drive the commands:
-// apply validates a few rules (known kind, a name, traffic weights summing to
-// 100, a matching resourceVersion) with file:line errors, keeps objects and
-// records audit events. Its diffs are one line per spec, not real ones. The
-// end-to-end tests against the real server live in e2e/.
-type fakeResources struct {
+// These tests drive the commands against the real server side of the
+// declarative resources: the management API (mgmt.NewHandler) over the apply
+// engine (spec.Engine), a real registry with its SQLite store and blob store,
+// and the SQLite audit log. Artifacts are the committed test models, fetched
+// through file:// sources. Only what needs a serving process is stood in for:
+// the router (no routes) and the live state status reports (fakeObserver).
+
+// resourceServer is a running management API with declarative resources.
+type resourceServer struct {
+	url    string
+	dbPath string
+	store  *sqlite.Store
+	obs    *fakeObserver
+	rec    *recorder
+	clock  *clock
+}
+
+// recorder keeps what reached the server: apply and delete bodies, the change
+// source of mutating requests, the query of events requests.
+type recorder struct {
 	mu      sync.Mutex
-	objs    map[string]spec.Object // by kind/namespace/name
-	events  []audit.Event
-	applied []applyRequest // every apply and delete body, in order
+	applied []spec.Request // every apply and delete-by-files body, in order
 	sources []string       // Nimbus-Change-Source of every mutating request
 	queries []string       // raw query of every events request
-	now     time.Time
 }
 
-type applyRequest struct {
-	Files     []client.ApplyFile `json:"files"`
-	Namespace string             `json:"namespace"`
-	DryRun    bool               `json:"dryRun"`
-}
-
-func newFakeResources(t *testing.T) (*fakeResources, string) {
-	t.Helper()
-	f := &fakeResources{objs: map[string]spec.Object{}, now: time.Now().Add(-3 * time.Hour).Truncate(time.Second).UTC()}
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /api/v1/apply", func(w http.ResponseWriter, r *http.Request) { f.apply(w, r, false) })
-	mux.HandleFunc("POST /api/v1/delete", func(w http.ResponseWriter, r *http.Request) { f.apply(w, r, true) })
-	mux.HandleFunc("GET /api/v1/resources/{kind}", f.list)
-	mux.HandleFunc("GET /api/v1/namespaces/{ns}/resources/{kind}", f.list)
-	mux.HandleFunc("GET /api/v1/namespaces/{ns}/resources/{kind}/{name}", f.get)
-	mux.HandleFunc("DELETE /api/v1/namespaces/{ns}/resources/{kind}/{name}", f.deleteOne)
-	mux.HandleFunc("GET /api/v1/events", f.listEvents)
-	mux.HandleFunc("GET /api/v1/namespaces/{ns}/events", f.listEvents)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	return f, srv.URL
-}
-
-func objKey(kind, ns, name string) string { return kind + "/" + ns + "/" + name }
-
-func reply(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func replyError(w http.ResponseWriter, status int, code, msg string) {
-	reply(w, status, map[string]any{"error": map[string]string{"code": code, "message": msg}})
-}
-
-// specJSON is what apply compares: labels and spec.
-func specJSON(o spec.Object) string {
-	var s any
-	switch o := o.(type) {
-	case *spec.Model:
-		s = o.Spec
-	case *spec.InferenceService:
-		s = o.Spec
-	}
-	b, _ := json.Marshal(map[string]any{"labels": o.GetMeta().Labels, "spec": s})
-	return string(b)
-}
-
-// decodeDocs reads a file's documents with the real decoder and adds the
-// fake's own checks, reported at the document's (or the field's) line.
-func decodeDocs(file client.ApplyFile, ns string) ([]spec.Object, []spec.FieldError) {
-	docs, errs := spec.Decode(file.Name, []byte(file.Content))
-	var objs []spec.Object
-	for _, doc := range docs {
-		fe := func(field, msg string) {
-			line := doc.Line
-			if l := doc.Lines[field]; l > 0 {
-				line = l
-			}
-			errs = append(errs, spec.FieldError{File: file.Name, Line: line, Field: field, Message: msg, Code: "invalid_argument"})
-		}
-		meta := doc.Object.GetMeta()
-		if meta.Name == "" {
-			fe("metadata.name", "is required")
-			continue
-		}
-		if meta.Namespace == "" {
-			meta.Namespace = ns
-		}
-		if svc, ok := doc.Object.(*spec.InferenceService); ok {
-			sum := 0
-			for _, tt := range svc.Spec.Traffic {
-				if tt.Weight != nil {
-					sum += *tt.Weight
-				}
-			}
-			if sum != 100 {
-				fe("spec.traffic", fmt.Sprintf("weights must sum to 100, got %d", sum))
-				continue
-			}
-		}
-		objs = append(objs, doc.Object)
-	}
-	return objs, errs
-}
-
-func (f *fakeResources) apply(w http.ResponseWriter, r *http.Request, del bool) {
-	var req applyRequest
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		replyError(w, http.StatusBadRequest, "invalid_argument", err.Error())
-		return
-	}
-	ns := req.Namespace
-	if ns == "" {
-		ns = "default"
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.applied = append(f.applied, req)
-	f.sources = append(f.sources, r.Header.Get(client.ChangeSourceHeader))
-
-	var objs []spec.Object
-	var errs []spec.FieldError
-	status := http.StatusBadRequest
-	for _, file := range req.Files {
-		o, e := decodeDocs(file, ns)
-		objs, errs = append(objs, o...), append(errs, e...)
-	}
-	if len(objs) == 0 && len(errs) == 0 {
-		errs = append(errs, spec.FieldError{Message: "no documents", Code: "invalid_argument"})
-	}
-	for _, o := range objs {
-		m := o.GetMeta()
-		old, ok := f.objs[objKey(o.GetKind(), m.Namespace, m.Name)]
+func (rec *recorder) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec.mu.Lock()
 		switch {
-		case del && !ok:
-			status = http.StatusNotFound
-			errs = append(errs, spec.FieldError{Kind: o.GetKind(), Name: m.Name, Message: "not found", Code: "not_found"})
-		case !del && ok && m.ResourceVersion != "" && m.ResourceVersion != old.GetMeta().ResourceVersion:
-			status = http.StatusConflict
-			errs = append(errs, spec.FieldError{Kind: o.GetKind(), Name: m.Name, Field: "metadata.resourceVersion",
-				Message: fmt.Sprintf("is %s, stored %s", m.ResourceVersion, old.GetMeta().ResourceVersion), Code: "conflict"})
+		case r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/events"):
+			rec.queries = append(rec.queries, r.URL.RawQuery)
+		case r.Method != http.MethodGet:
+			rec.sources = append(rec.sources, r.Header.Get(client.ChangeSourceHeader))
+			if r.URL.Path == "/api/v1/apply" || r.URL.Path == "/api/v1/delete" {
+				b, _ := io.ReadAll(r.Body)
+				r.Body = io.NopCloser(bytes.NewReader(b))
+				var req spec.Request
+				_ = json.Unmarshal(b, &req)
+				rec.applied = append(rec.applied, req)
+			}
 		}
-	}
-	if len(errs) > 0 {
-		reply(w, status, map[string]any{"errors": errs})
-		return
-	}
-
-	res := client.ApplyResult{DryRun: req.DryRun, Results: []client.ResourceResult{}}
-	for _, o := range objs {
-		m := o.GetMeta()
-		key := objKey(o.GetKind(), m.Namespace, m.Name)
-		old, exists := f.objs[key]
-		rr := client.ResourceResult{Kind: o.GetKind(), Namespace: m.Namespace, Name: m.Name}
-		action := audit.ActionUpdate
-		switch {
-		case del:
-			rr.Action, action = client.ActionDeleted, audit.ActionDelete
-		case !exists:
-			rr.Action, rr.Generation, action = client.ActionCreated, 1, audit.ActionCreate
-			rr.Diff = "+" + specJSON(o) + "\n"
-		case specJSON(old) == specJSON(o):
-			rr.Action, rr.Generation = client.ActionUnchanged, old.GetMeta().Generation
-		default:
-			rr.Action, rr.Generation = client.ActionConfigured, old.GetMeta().Generation+1
-			rr.Diff = "-" + specJSON(old) + "\n+" + specJSON(o) + "\n"
-		}
-		res.Results = append(res.Results, rr)
-		if req.DryRun || rr.Action == client.ActionUnchanged {
-			continue
-		}
-		if del {
-			delete(f.objs, key)
-		} else {
-			f.store(o, old)
-		}
-		f.record(action, o.GetKind(), m.Namespace, m.Name, rr.Generation, rr.Diff, r)
-	}
-	reply(w, http.StatusOK, res)
-}
-
-// store keeps o as the new state of old (nil for a new resource): server-set
-// metadata is the server's, the status stays.
-func (f *fakeResources) store(o, old spec.Object) {
-	m := o.GetMeta()
-	m.Generation, m.ResourceVersion, m.CreationTimestamp = 1, "1", &f.now
-	if old != nil {
-		om := old.GetMeta()
-		rv, _ := strconv.Atoi(om.ResourceVersion)
-		m.Generation, m.ResourceVersion, m.CreationTimestamp = om.Generation+1, strconv.Itoa(rv+1), om.CreationTimestamp
-		switch o := o.(type) {
-		case *spec.Model:
-			o.Status = old.(*spec.Model).Status
-		case *spec.InferenceService:
-			o.Status = old.(*spec.InferenceService).Status
-		}
-	}
-	f.objs[objKey(o.GetKind(), m.Namespace, m.Name)] = o
-}
-
-func (f *fakeResources) record(action, kind, ns, name string, gen int64, diff string, r *http.Request) {
-	f.events = append(f.events, audit.Event{
-		ID: int64(len(f.events) + 1), Time: f.now.Add(time.Duration(len(f.events)) * time.Minute),
-		Actor: audit.LocalActor, Source: r.Header.Get(client.ChangeSourceHeader), Action: action,
-		Kind: kind, Namespace: ns, Name: name, Generation: gen, Summary: action + " " + name, Diff: diff,
+		rec.mu.Unlock()
+		h.ServeHTTP(w, r)
 	})
 }
 
-// seed stores objects as they are, status and all.
-func (f *fakeResources) seed(objs ...spec.Object) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, o := range objs {
-		m := o.GetMeta()
-		f.objs[objKey(o.GetKind(), m.Namespace, m.Name)] = o
-	}
+func (rec *recorder) eventQueries() []string {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return slices.Clone(rec.queries)
 }
 
-func (f *fakeResources) kindOf(w http.ResponseWriter, r *http.Request) (string, bool) {
-	kind, _, err := client.NormalizeKind(r.PathValue("kind"))
+func (rec *recorder) changeSources() []string {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return slices.Clone(rec.sources)
+}
+
+func (rec *recorder) applies() []spec.Request {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return slices.Clone(rec.applied)
+}
+
+// clock stamps audit events: the first at base, each next one a minute later.
+type clock struct {
+	mu   sync.Mutex
+	base time.Time
+	n    int
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := c.base.Add(time.Duration(c.n) * time.Minute)
+	c.n++
+	return t
+}
+
+// at is the time of the i-th event (from 0).
+func (c *clock) at(i int) time.Time { return c.base.Add(time.Duration(i) * time.Minute) }
+
+// fakeObserver is the live serving state status reports: version residency
+// states and a service's router counters.
+type fakeObserver struct {
+	mu     sync.Mutex
+	states map[string]string            // namespace/model/version
+	stats  map[string]spec.ServiceStats // namespace/name
+}
+
+func (o *fakeObserver) VersionState(_ context.Context, ns, model string, version int64) (string, string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.states[fmt.Sprintf("%s/%s/%d", ns, model, version)], ""
+}
+
+func (o *fakeObserver) ServiceStats(ns, name string) (spec.ServiceStats, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	st, ok := o.stats[ns+"/"+name]
+	return st, ok
+}
+
+// fetcher hands the engine the file:// and https:// fetcher, as the server does.
+type fetcher struct{ f *source.Fetcher }
+
+func (f fetcher) Fetch(ctx context.Context, uri, sha string, dst spec.BlobPutter) (registry.BlobInfo, error) {
+	return f.f.Fetch(ctx, uri, sha, dst)
+}
+
+// newResourceServer starts the management API over a fresh data dir. Its
+// audit events are stamped from three hours ago on, a minute apart.
+func newResourceServer(t *testing.T) *resourceServer {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	s := &resourceServer{
+		dbPath: filepath.Join(dir, "nimbus.db"),
+		obs:    &fakeObserver{states: map[string]string{}, stats: map[string]spec.ServiceStats{}},
+		rec:    &recorder{},
+		clock:  &clock{base: time.Now().Add(-3 * time.Hour).Truncate(time.Second).UTC()},
+	}
+	store, err := sqlite.Open(ctx, s.dbPath)
 	if err != nil {
-		replyError(w, http.StatusNotFound, "not_found", err.Error())
-		return "", false
+		t.Fatal(err)
 	}
-	return kind, true
+	t.Cleanup(func() { store.Close() })
+	s.store = store
+	blobs, err := blob.NewFS(filepath.Join(dir, "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := registry.New(store, blobs, map[string]nruntime.Inspector{"onnx": onnx.Inspector{}}, log)
+	engine := spec.NewEngine(spec.Options{
+		Registry: reg, Resources: store, Audit: store, Observer: s.obs, Logger: log, Now: s.clock.now,
+		Fetcher: fetcher{source.New(source.Options{AllowedDir: modelsDir})},
+	})
+	h := mgmt.NewHandler(reg, mgmt.Options{Logger: log, UploadDir: filepath.Join(dir, "uploads"), Resources: engine, Audit: store})
+	srv := httptest.NewServer(s.rec.wrap(h))
+	t.Cleanup(srv.Close)
+	s.url = srv.URL
+	return s
 }
 
-func (f *fakeResources) list(w http.ResponseWriter, r *http.Request) {
-	kind, ok := f.kindOf(w, r)
-	if !ok {
-		return
+// events lists the whole audit log.
+func (s *resourceServer) events(t *testing.T) []audit.Event {
+	t.Helper()
+	evs, err := s.store.ListEvents(context.Background(), audit.Query{Limit: audit.MaxLimit})
+	if err != nil {
+		t.Fatal(err)
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var keys []string
-	for k, o := range f.objs {
-		if o.GetKind() == kind && (r.PathValue("ns") == "" || o.GetMeta().Namespace == r.PathValue("ns")) {
-			keys = append(keys, k)
-		}
-	}
-	slices.Sort(keys)
-	items := []spec.Object{}
-	for _, k := range keys {
-		items = append(items, f.objs[k])
-	}
-	reply(w, http.StatusOK, map[string]any{"items": items})
+	return evs
 }
 
-func (f *fakeResources) get(w http.ResponseWriter, r *http.Request) {
-	kind, ok := f.kindOf(w, r)
-	if !ok {
-		return
+// appendEvents adds events to the audit log, as other changes would.
+func (s *resourceServer) appendEvents(t *testing.T, evs ...audit.Event) {
+	t.Helper()
+	for _, e := range evs {
+		if _, err := s.store.AppendEvent(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	o, ok := f.objs[objKey(kind, r.PathValue("ns"), r.PathValue("name"))]
-	if !ok {
-		replyError(w, http.StatusNotFound, "not_found", fmt.Sprintf("%s %q not found", strings.ToLower(kind), r.PathValue("name")))
-		return
-	}
-	reply(w, http.StatusOK, o)
 }
 
-func (f *fakeResources) deleteOne(w http.ResponseWriter, r *http.Request) {
-	kind, ok := f.kindOf(w, r)
-	if !ok {
-		return
+// backdate makes every model and resource created ago, as if applied then.
+func (s *resourceServer) backdate(t *testing.T, ago time.Duration) {
+	t.Helper()
+	db, err := sql.Open("sqlite", s.dbPath)
+	if err != nil {
+		t.Fatal(err)
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.sources = append(f.sources, r.Header.Get(client.ChangeSourceHeader))
-	ns, name := r.PathValue("ns"), r.PathValue("name")
-	if _, ok := f.objs[objKey(kind, ns, name)]; !ok {
-		replyError(w, http.StatusNotFound, "not_found", fmt.Sprintf("%s %q not found", strings.ToLower(kind), name))
-		return
+	defer db.Close()
+	at := time.Now().Add(-ago).UnixNano()
+	for _, table := range []string{"models", "resources"} {
+		if _, err := db.Exec(`UPDATE `+table+` SET created_at = ?`, at); err != nil {
+			t.Fatal(err)
+		}
 	}
-	delete(f.objs, objKey(kind, ns, name))
-	f.record(audit.ActionDelete, kind, ns, name, 0, "", r)
-	reply(w, http.StatusOK, client.ResourceResult{Kind: kind, Namespace: ns, Name: name, Action: client.ActionDeleted})
 }
 
-func (f *fakeResources) listEvents(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	ns := r.PathValue("ns")
-	if ns == "" {
-		ns = q.Get("namespace")
+// modelsDir holds the committed test models, the server's --source-dir here.
+var modelsDir = func() string {
+	dir, err := filepath.Abs(filepath.Join("..", "..", "testdata", "models"))
+	if err == nil {
+		dir, err = filepath.EvalSymlinks(dir)
 	}
-	after, _ := strconv.ParseInt(q.Get("after"), 10, 64)
-	limit, _ := strconv.Atoi(q.Get("limit"))
-	if limit == 0 {
-		limit = audit.DefaultLimit
+	if err != nil {
+		panic(err)
 	}
-	var since time.Time
-	if s := q.Get("since"); s != "" {
-		var err error
-		if since, err = time.Parse(time.RFC3339, s); err != nil {
-			replyError(w, http.StatusBadRequest, "invalid_argument", err.Error())
-			return
-		}
+	return dir
+}()
+
+// testArtifact is a committed model as a file:// source.
+type testArtifact struct{ uri, sha256 string }
+
+func artifact(name string) testArtifact {
+	p := filepath.Join(modelsDir, name)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		panic(err)
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.queries = append(f.queries, r.URL.RawQuery)
-	items := []audit.Event{}
-	for _, e := range f.events {
-		if e.ID <= after || (ns != "" && e.Namespace != ns) || (q.Get("kind") != "" && e.Kind != q.Get("kind")) ||
-			(q.Get("name") != "" && e.Name != q.Get("name")) || e.Time.Before(since) {
-			continue
-		}
-		if len(items) == limit {
-			break
-		}
-		items = append(items, e)
-	}
-	reply(w, http.StatusOK, map[string]any{"items": items})
+	sum := sha256.Sum256(b)
+	return testArtifact{uri: "file://" + filepath.ToSlash(p), sha256: hex.EncodeToString(sum[:])}
 }
+
+var (
+	// Two versions of one model: the same signature, different weights.
+	artifactV3, artifactV4 = artifact("fraud_v1.onnx"), artifact("fraud_v2.onnx")
+
+	modelYAML = `apiVersion: nimbus.dev/v1
+kind: Model
+metadata:
+  name: fraud-detector
+spec:
+  versions:
+    - version: 3
+      source: {uri: "` + artifactV3.uri + `", sha256: "` + artifactV3.sha256 + `"}
+    - version: 4
+      source: {uri: "` + artifactV4.uri + `", sha256: "` + artifactV4.sha256 + `"}
+  aliases: {champion: 3, challenger: 4}
+`
+)
+
+const serviceYAML = `apiVersion: nimbus.dev/v1
+kind: InferenceService
+metadata:
+  name: fraud
+spec:
+  traffic:
+    - {model: fraud-detector@champion, weight: 90}
+    - {model: fraud-detector@challenger, weight: 10}
+`
 
 // runIn runs nimbus against server with stdin.
 func runIn(t *testing.T, server string, stdin string, args ...string) result {
@@ -362,32 +295,17 @@ func writeTree(t *testing.T, files map[string]string) string {
 	return dir
 }
 
-const (
-	modelYAML = `apiVersion: nimbus.dev/v1
-kind: Model
-metadata:
-  name: fraud-detector
-spec:
-  versions:
-    - version: 3
-      source: {uri: "file:///models/fraud-v3.onnx", sha256: "3333333333333333333333333333333333333333333333333333333333333333"}
-    - version: 4
-      source: {uri: "file:///models/fraud-v4.onnx", sha256: "4444444444444444444444444444444444444444444444444444444444444444"}
-  aliases: {champion: 3, challenger: 4}
-`
-	serviceYAML = `apiVersion: nimbus.dev/v1
-kind: InferenceService
-metadata:
-  name: fraud
-spec:
-  traffic:
-    - {model: fraud-detector@champion, weight: 90}
-    - {model: fraud-detector@challenger, weight: 10}
-`
-)
+// sourcesOf lists the change source the server recorded for each event.
+func sourcesOf(evs []audit.Event) []string {
+	var out []string
+	for _, e := range evs {
+		out = append(out, e.Source)
+	}
+	return out
+}
 
 func TestApply(t *testing.T) {
-	f, srv := newFakeResources(t)
+	s := newResourceServer(t)
 	file := modelFile(t, "fraud.yaml", modelYAML+"---\n"+serviceYAML)
 
 	steps := []struct {
@@ -403,95 +321,146 @@ func TestApply(t *testing.T) {
 		{"change", nil, modelFile(t, "fraud.yaml", modelYAML+"---\n"+strings.Replace(strings.Replace(serviceYAML, "90", "50", 1), "10}", "50}", 1)),
 			"model.nimbus.dev/fraud-detector unchanged\ninferenceservice.nimbus.dev/fraud configured\n"},
 	}
-	for _, s := range steps {
-		t.Run(s.name, func(t *testing.T) {
-			if out := cli(t, srv, append([]string{"apply", "-f", s.file, "-n", "payments"}, s.args...)...); out != s.want {
-				t.Errorf("output:\n%s\nwant:\n%s", out, s.want)
+	for _, s2 := range steps {
+		t.Run(s2.name, func(t *testing.T) {
+			if out := cli(t, s.url, append([]string{"apply", "-f", s2.file, "-n", "payments"}, s2.args...)...); out != s2.want {
+				t.Errorf("output:\n%s\nwant:\n%s", out, s2.want)
 			}
 		})
 	}
-	if f.objs[objKey(spec.KindInferenceService, "payments", "fraud")].GetMeta().Generation != 2 {
-		t.Errorf("stored service: %+v", f.objs[objKey(spec.KindInferenceService, "payments", "fraud")])
+	if stored, err := s.store.GetResource(context.Background(), spec.KindInferenceService, "payments", "fraud"); err != nil || stored.Generation != 2 {
+		t.Errorf("stored service: %+v, %v", stored, err)
 	}
 	// One call with every file, the namespace, and the source for the audit log.
-	last := f.applied[len(f.applied)-1]
+	applied := s.rec.applies()
+	last := applied[len(applied)-1]
 	if len(last.Files) != 1 || !strings.HasSuffix(last.Files[0].Name, "fraud.yaml") || last.Namespace != "payments" || last.DryRun {
 		t.Errorf("apply request = %+v", last)
 	}
-	if want := []string{"cli", "cli", "cli", "cli"}; !slices.Equal(f.sources, want) {
-		t.Errorf("change sources = %q", f.sources)
+	if want := []string{"cli", "cli", "cli", "cli"}; !slices.Equal(s.rec.changeSources(), want) {
+		t.Errorf("change sources = %q", s.rec.changeSources())
+	}
+	// The server took the source from the header the client sent: the audit
+	// log has the three changes, each from the CLI.
+	evs := s.events(t)
+	var actions []string
+	for _, e := range evs {
+		actions = append(actions, e.Action+" "+e.Kind)
+	}
+	if want := []string{"create Model", "create InferenceService", "update InferenceService"}; !slices.Equal(actions, want) {
+		t.Errorf("audit log = %q, want %q", actions, want)
+	}
+	if got := sourcesOf(evs); !slices.Equal(got, []string{"cli", "cli", "cli"}) {
+		t.Errorf("recorded sources = %q", got)
 	}
 
 	var res client.ApplyResult
-	out := cli(t, srv, "apply", "-f", file, "-n", "payments", "--dry-run", "-o", "json")
+	out := cli(t, s.url, "apply", "-f", file, "-n", "payments", "--dry-run", "-o", "json")
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("json %q: %v", out, err)
+	}
+	if len(res.Results) != 2 {
+		t.Fatalf("json result: %+v", res)
 	}
 	want := client.ApplyResult{DryRun: true, Results: []client.ResourceResult{
 		{Kind: "Model", Namespace: "payments", Name: "fraud-detector", Action: "unchanged", Generation: 1},
 		{Kind: "InferenceService", Namespace: "payments", Name: "fraud", Action: "configured", Generation: 3,
 			Diff: res.Results[1].Diff},
 	}}
-	if diff := cmp.Diff(want, res); diff != "" || res.Results[1].Diff == "" {
-		t.Errorf("json result (-want +got):\n%s", diff)
+	if diff := cmp.Diff(want, res); diff != "" || !strings.Contains(res.Results[1].Diff, "-      weight: 50\n+      weight: 90\n") {
+		t.Errorf("json result (-want +got):\n%s\ndiff:\n%s", diff, res.Results[1].Diff)
 	}
 }
 
 func TestApplyRefused(t *testing.T) {
-	f, srv := newFakeResources(t)
+	s := newResourceServer(t)
 	bad := writeTree(t, map[string]string{
 		"a/model.yaml": modelYAML,
 		"b/svc.yaml": serviceYAML + "---\napiVersion: nimbus.dev/v1\nkind: InferenceService\nmetadata: {name: x}\n" +
 			"spec:\n  traffic: [{model: m, weight: 90}]\n---\napiVersion: nimbus.dev/v1\nkind: Trigger\nmetadata: {name: t}\n",
 	})
-	r := runCLI(t, nil, "--server", srv, "apply", "-f", bad)
+	r := runCLI(t, nil, "--server", s.url, "apply", "-f", bad)
 	svc := filepath.ToSlash(filepath.Join(bad, "b", "svc.yaml"))
 	// Every problem of every file, as file:line: field: message, one per line.
 	lines := strings.Split(r.err, "\n")
 	if r.code != 1 || r.out != "" || len(lines) != 4 ||
-		lines[0] != svc+`:17: kind: unknown kind "Trigger"; known kinds: InferenceService, Model` ||
-		lines[1] != svc+":14: spec.traffic: weights must sum to 100, got 90" ||
+		lines[0] != svc+":14: spec.traffic: weights sum to 90, must be 100" ||
+		lines[1] != svc+`:17: kind: unknown kind "Trigger"; known kinds: InferenceService, Model` ||
 		lines[2] != "Error: apply refused: 2 problems; nothing was changed" {
 		t.Errorf("exit %d\nstdout: %s\nstderr:\n%s", r.code, r.out, r.err)
 	}
-	if len(f.objs) != 0 {
-		t.Errorf("stored %d objects from a refused apply", len(f.objs))
+	// Nothing was stored, nothing recorded.
+	for _, kind := range []string{"models", "isvc"} {
+		if out := cli(t, s.url, "get", kind, "-A", "-o", "json"); out != "{\n  \"items\": []\n}\n" {
+			t.Errorf("stored %s from a refused apply: %s", kind, out)
+		}
+	}
+	if evs := s.events(t); len(evs) != 0 {
+		t.Errorf("a refused apply was recorded: %+v", evs)
 	}
 
 	// Scripts get the errors as JSON too.
-	r = runCLI(t, nil, "--server", srv, "apply", "-f", bad, "-o", "json")
+	r = runCLI(t, nil, "--server", s.url, "apply", "-f", bad, "-o", "json")
 	var got struct{ Errors []spec.FieldError }
-	if err := json.Unmarshal([]byte(r.out), &got); r.code != 1 || err != nil || len(got.Errors) != 2 || got.Errors[1].Line != 14 {
+	if err := json.Unmarshal([]byte(r.out), &got); r.code != 1 || err != nil || len(got.Errors) != 2 ||
+		got.Errors[0].Line != 14 || got.Errors[1].Line != 17 {
 		t.Errorf("json: exit %d, %v\n%s", r.code, err, r.out)
 	}
 
 	// A stale resourceVersion is a conflict, reported the same way.
-	cli(t, srv, "apply", "-f", modelFile(t, "m.yaml", modelYAML))
+	cli(t, s.url, "apply", "-f", modelFile(t, "m.yaml", modelYAML))
 	stale := strings.Replace(modelYAML, "name: fraud-detector", "name: fraud-detector\n  resourceVersion: \"7\"", 1)
-	r = runIn(t, srv, stale, "apply", "-f", "-")
-	if r.code != 1 || r.err != "model/fraud-detector: metadata.resourceVersion: is 7, stored 1\nError: apply refused: 1 problem; nothing was changed\n" {
+	r = runIn(t, s.url, stale, "apply", "-f", "-")
+	if r.code != 1 || r.err != "stdin:5: metadata.resourceVersion: Model default/fraud-detector was changed (resourceVersion 7, now 1); get it again and retry\n"+
+		"Error: apply refused: 1 problem; nothing was changed\n" {
 		t.Errorf("conflict: exit %d\nstderr: %s", r.code, r.err)
 	}
 }
 
+// mkfifo makes a named pipe, or skips the test where that cannot be done.
+func mkfifo(t *testing.T, path string) {
+	t.Helper()
+	if out, err := exec.Command("mkfifo", path).CombinedOutput(); err != nil {
+		t.Skipf("mkfifo: %v %s", err, out)
+	}
+}
+
+// within fails the test if f does not return in time (a read that blocks).
+func within(t *testing.T, d time.Duration, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { defer close(done); f() }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatalf("still running after %s", d)
+	}
+}
+
 func TestApplyInputs(t *testing.T) {
-	f, srv := newFakeResources(t)
+	s := newResourceServer(t)
+	churnJSON := `{"apiVersion": "nimbus.dev/v1", "kind": "Model", "metadata": {"name": "churn"},
+		"spec": {"versions": [{"version": 1, "source": {"uri": "` + artifactV3.uri + `", "sha256": "` + artifactV3.sha256 + `"}}]}}`
 	dir := writeTree(t, map[string]string{
 		"z-service.yml":          serviceYAML,
 		"models/fraud.yaml":      modelYAML,
-		"models/deep/other.json": `{"apiVersion": "nimbus.dev/v1", "kind": "Model", "metadata": {"name": "churn"}, "spec": {}}`,
+		"models/deep/other.json": churnJSON,
 		"models/README.md":       "# not a resource",
 		"models/model.onnx":      "binary",
 		".git/config.yaml":       "not: ours",
 		"models/.hidden.yaml":    "kind: Nope",
 	})
-	out := cli(t, srv, "apply", "-f", dir)
+	// A named pipe in a directory is no resource file: reading it would wait
+	// for a writer forever.
+	mkfifo(t, filepath.Join(dir, "models", "pipe.yaml"))
+	var r result
+	within(t, 30*time.Second, func() { r = runIn(t, s.url, "", "apply", "-f", dir) })
 	want := "model.nimbus.dev/churn created\nmodel.nimbus.dev/fraud-detector created\ninferenceservice.nimbus.dev/fraud created\n"
-	if out != want {
-		t.Errorf("directory apply:\n%s\nwant:\n%s", out, want)
+	if r.code != 0 || r.out != want {
+		t.Errorf("directory apply: exit %d\n%s\nwant:\n%s\nstderr: %s", r.code, r.out, want, r.err)
 	}
 	var names []string
-	for _, file := range f.applied[0].Files {
+	for _, file := range s.rec.applies()[0].Files {
 		names = append(names, strings.TrimPrefix(file.Name, filepath.ToSlash(dir)+"/"))
 	}
 	if diff := cmp.Diff([]string{"models/deep/other.json", "models/fraud.yaml", "z-service.yml"}, names); diff != "" {
@@ -499,16 +468,79 @@ func TestApplyInputs(t *testing.T) {
 	}
 
 	// stdin, together with a file, in one call.
-	r := runIn(t, srv, serviceYAML, "apply", "-f", "-", "-f", filepath.Join(dir, "models", "fraud.yaml"))
-	if r.code != 0 || r.out != "inferenceservice.nimbus.dev/fraud unchanged\nmodel.nimbus.dev/fraud-detector unchanged\n" {
+	r = runIn(t, s.url, serviceYAML, "apply", "-f", "-", "-f", filepath.Join(dir, "models", "fraud.yaml"))
+	if r.code != 0 || r.out != "model.nimbus.dev/fraud-detector unchanged\ninferenceservice.nimbus.dev/fraud unchanged\n" {
 		t.Errorf("stdin: exit %d\nstdout: %s\nstderr: %s", r.code, r.out, r.err)
 	}
-	if last := f.applied[len(f.applied)-1]; len(last.Files) != 2 || last.Files[0].Name != "stdin" || last.Files[0].Content != serviceYAML {
+	applied := s.rec.applies()
+	if last := applied[len(applied)-1]; len(last.Files) != 2 || last.Files[0].Name != "stdin" || last.Files[0].Content != serviceYAML {
 		t.Errorf("stdin request = %+v", last)
 	}
 
-	calls := len(f.applied)
+	// A file named "stdin" is not taken for stdin, nor is a file named twice
+	// (or named and found in a directory) sent twice.
+	t.Run("file named stdin", func(t *testing.T) {
+		t.Chdir(writeTree(t, map[string]string{"stdin": serviceYAML, "fraud.yaml": modelYAML}))
+		r := runIn(t, s.url, churnJSON, "apply", "-f", "-", "-f", "stdin", "-f", "./stdin", "-f", "fraud.yaml", "-f", ".")
+		if r.code != 0 || r.out != "model.nimbus.dev/churn unchanged\nmodel.nimbus.dev/fraud-detector unchanged\ninferenceservice.nimbus.dev/fraud unchanged\n" {
+			t.Errorf("exit %d\nstdout: %s\nstderr: %s", r.code, r.out, r.err)
+		}
+		applied := s.rec.applies()
+		var names []string
+		for _, f := range applied[len(applied)-1].Files {
+			names = append(names, f.Name)
+		}
+		if want := []string{"stdin", "./stdin", "fraud.yaml"}; !slices.Equal(names, want) {
+			t.Errorf("files sent = %q, want %q", names, want)
+		}
+	})
+
+	// A named pipe given by name is read, as "-f <(command)" hands one over.
+	t.Run("named pipe", func(t *testing.T) {
+		pipe := filepath.Join(t.TempDir(), "svc.yaml")
+		mkfifo(t, pipe)
+		written := make(chan error, 1)
+		go func() { written <- os.WriteFile(pipe, []byte(serviceYAML), 0o600) }()
+		var r result
+		within(t, 30*time.Second, func() { r = runIn(t, s.url, "", "apply", "-f", pipe) })
+		if r.code != 0 || r.out != "inferenceservice.nimbus.dev/fraud unchanged\n" {
+			t.Errorf("exit %d\nstdout: %s\nstderr: %s", r.code, r.out, r.err)
+		}
+		// Had the command not read the pipe, this reader lets the writer finish.
+		if f, err := os.OpenFile(pipe, os.O_RDWR, 0); err == nil {
+			defer f.Close()
+		}
+		if err := <-written; err != nil {
+			t.Error(err)
+		}
+	})
+
+	// Empty input is the server's to refuse, and it says so: nothing changes.
+	events := len(s.events(t))
 	empty := writeTree(t, map[string]string{"empty.yaml": "# nothing yet\n---\n", "docs/notes.txt": "x"})
+	for name, tt := range map[string]struct {
+		stdin string
+		args  []string
+	}{
+		"empty stdin":        {"", []string{"apply", "-f", "-"}},
+		"empty file":         {"", []string{"apply", "-f", filepath.Join(empty, "empty.yaml")}},
+		"empty file to diff": {"", []string{"diff", "-f", filepath.Join(empty, "empty.yaml")}},
+		"comments on stdin":  {"# nothing\n---\n---\n", []string{"delete", "-f", "-"}},
+	} {
+		r := runIn(t, s.url, tt.stdin, tt.args...)
+		code := 1
+		if tt.args[0] == "diff" {
+			code = 2
+		}
+		if r.code != code || !strings.HasPrefix(r.err, "no resources found in the input\nError: ") {
+			t.Errorf("%s: exit %d (want %d)\nstderr: %s", name, r.code, code, r.err)
+		}
+	}
+	if n := len(s.events(t)); n != events {
+		t.Errorf("empty input changed something: %d events, were %d", n, events)
+	}
+
+	calls := len(s.rec.applies())
 	tests := []struct {
 		name   string
 		stdin  string
@@ -517,70 +549,82 @@ func TestApplyInputs(t *testing.T) {
 		errHas string
 	}{
 		{"no -f", "", []string{"apply"}, 2, "no input: give -f FILE"},
-		{"empty stdin", "", []string{"apply", "-f", "-"}, 1, "no resources in stdin: the input holds no YAML or JSON document"},
-		{"empty file", "", []string{"apply", "-f", filepath.Join(empty, "empty.yaml")}, 1, "the input holds no YAML or JSON document"},
 		{"directory without resources", "", []string{"apply", "-f", filepath.Join(empty, "docs")}, 1, "no *.yaml, *.yml or *.json files under"},
 		{"missing file", "", []string{"apply", "-f", filepath.Join(empty, "nope.yaml")}, 1, "no such file or directory"},
 		{"stdin twice", "x: 1", []string{"apply", "-f", "-", "-f", "-"}, 2, "given twice"},
 		{"stray argument", "", []string{"apply", "fraud.yaml"}, 2, "unknown command"},
+		{"device", "", []string{"apply", "-f", os.DevNull}, 1, "read " + os.DevNull + ": not a regular file (a character device)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := runIn(t, srv, tt.stdin, tt.args...)
+			r := runIn(t, s.url, tt.stdin, tt.args...)
 			if r.code != tt.code || !strings.Contains(r.err, tt.errHas) {
 				t.Errorf("exit %d (want %d)\nstderr: %s", r.code, tt.code, r.err)
 			}
 		})
 	}
-	if len(f.applied) != calls {
+	if len(s.rec.applies()) != calls {
 		t.Errorf("bad input reached the server")
 	}
 }
 
 func TestDiff(t *testing.T) {
-	f, srv := newFakeResources(t)
+	s := newResourceServer(t)
+	cli(t, s.url, "apply", "-f", modelFile(t, "model.yaml", modelYAML))
 	file := modelFile(t, "svc.yaml", serviceYAML)
+	before := s.events(t)
 
-	r := runIn(t, srv, "", "diff", "-f", file)
+	// The diff is the server's, under a header naming the resource.
+	dry, err := client.New(s.url).Apply(context.Background(), []client.ApplyFile{{Name: "svc.yaml", Content: serviceYAML}},
+		client.ApplyOptions{DryRun: true})
+	if err != nil || len(dry.Results) != 1 {
+		t.Fatalf("dry run: %+v, %v", dry, err)
+	}
+	if d := dry.Results[0].Diff; !strings.HasPrefix(d, "--- /dev/null\n+++ applied\n") ||
+		!strings.Contains(d, "\n+    - model: fraud-detector@champion\n+      weight: 90\n") {
+		t.Fatalf("server diff:\n%s", d)
+	}
+	r := runIn(t, s.url, "", "diff", "-f", file)
 	want := "diff -u -N live/default/inferenceservice.nimbus.dev/fraud applied/default/inferenceservice.nimbus.dev/fraud\n" +
-		"--- /dev/null\n+++ applied\n+" +
-		`{"labels":null,"spec":{"traffic":[{"model":"fraud-detector@champion","weight":90},{"model":"fraud-detector@challenger","weight":10}]}}` + "\n"
+		strings.TrimSuffix(dry.Results[0].Diff, "\n") + "\n"
 	if r.code != 1 || r.out != want || r.err != "" {
 		t.Errorf("new: exit %d\nstdout:\n%s\nwant:\n%s\nstderr: %s", r.code, r.out, want, r.err)
 	}
-	if len(f.objs) != 0 || !f.applied[0].DryRun {
-		t.Errorf("diff changed something: %+v", f.applied)
+	if _, err := s.store.GetResource(context.Background(), spec.KindInferenceService, "default", "fraud"); err == nil ||
+		len(s.events(t)) != len(before) || !s.rec.applies()[2].DryRun {
+		t.Errorf("diff changed something: %v, %+v", err, s.rec.applies())
 	}
 
-	cli(t, srv, "apply", "-f", file)
-	if r := runIn(t, srv, "", "diff", "-f", file); r.code != 0 || r.out != "" || r.err != "" {
+	cli(t, s.url, "apply", "-f", file)
+	if r := runIn(t, s.url, "", "diff", "-f", file); r.code != 0 || r.out != "" || r.err != "" {
 		t.Errorf("in sync: exit %d\nstdout: %s\nstderr: %s", r.code, r.out, r.err)
 	}
 
 	changed := strings.Replace(strings.Replace(serviceYAML, "90", "80", 1), "10}", "20}", 1)
-	r = runIn(t, srv, changed, "diff", "-f", "-")
-	if r.code != 1 || !strings.HasPrefix(r.out, "diff -u -N live/default/inferenceservice.nimbus.dev/fraud applied/default/inferenceservice.nimbus.dev/fraud\n--- live\n+++ applied\n-{") ||
-		!strings.Contains(r.out, `"weight":80`) {
+	r = runIn(t, s.url, changed, "diff", "-f", "-")
+	if r.code != 1 || !strings.HasPrefix(r.out, "diff -u -N live/default/inferenceservice.nimbus.dev/fraud applied/default/inferenceservice.nimbus.dev/fraud\n--- live\n+++ applied\n@@ ") ||
+		!strings.Contains(r.out, "\n-      weight: 90\n+      weight: 80\n") {
 		t.Errorf("changed: exit %d\nstdout:\n%s", r.code, r.out)
 	}
-	r = runIn(t, srv, changed, "diff", "-f", "-", "-o", "json")
+	r = runIn(t, s.url, changed, "diff", "-f", "-", "-o", "json")
 	var res client.ApplyResult
 	if err := json.Unmarshal([]byte(r.out), &res); r.code != 1 || err != nil || !res.DryRun || res.Results[0].Action != "configured" {
 		t.Errorf("json: exit %d, %v\n%s", r.code, err, r.out)
 	}
 
 	// Errors are >1, unlike differences.
+	invalid := modelFile(t, "bad.yaml", "apiVersion: nimbus.dev/v1\nkind: Model\nmetadata: {}\n")
 	for name, args := range map[string][]string{
-		"invalid":     {"diff", "-f", modelFile(t, "bad.yaml", "apiVersion: nimbus.dev/v1\nkind: Model\nmetadata: {}\n")},
+		"invalid":     {"diff", "-f", invalid},
 		"no input":    {"diff"},
 		"missing":     {"diff", "-f", filepath.Join(t.TempDir(), "nope.yaml")},
 		"unreachable": {"--server", "http://127.0.0.1:1", "diff", "-f", file},
 	} {
-		if r := runIn(t, srv, "", args...); r.code != 2 || !strings.Contains(r.err, "Error: ") {
+		if r := runIn(t, s.url, "", args...); r.code != 2 || !strings.Contains(r.err, "Error: ") {
 			t.Errorf("%s: exit %d\nstderr: %s", name, r.code, r.err)
 		}
 	}
-	if r := runIn(t, srv, "", "diff", "-f", modelFile(t, "bad.yaml", "apiVersion: nimbus.dev/v1\nkind: Model\nmetadata: {}\n")); !strings.HasSuffix(r.err, "bad.yaml:1: metadata.name: is required\nError: diff: 1 problem in the input\n") {
+	if r := runIn(t, s.url, "", "diff", "-f", invalid); r.err != filepath.ToSlash(invalid)+":3: metadata.name: required\nError: diff: 1 problem in the input\n" {
 		t.Errorf("invalid: stderr %s", r.err)
 	}
 
@@ -593,62 +637,57 @@ func TestDiff(t *testing.T) {
 	if b.String() != "diff -u -N live/default/model.nimbus.dev/m applied/default/model.nimbus.dev/m\n--- a/m\n+++ b/m\n@@ -1 +1 @@\n-x\n+y\n" {
 		t.Errorf("server diff:\n%s", b.String())
 	}
+	// And written where it has none.
+	b.Reset()
+	(&app{stdout: &b}).writeDiffs(&client.ApplyResult{Results: []client.ResourceResult{
+		{Kind: "Model", Namespace: "default", Name: "m", Action: "created", Diff: "+x"},
+	}})
+	if b.String() != "diff -u -N live/default/model.nimbus.dev/m applied/default/model.nimbus.dev/m\n--- /dev/null\n+++ applied\n+x\n" {
+		t.Errorf("headerless diff:\n%s", b.String())
+	}
 }
 
-// servedFixture seeds a model and a service with status in two namespaces.
-func servedFixture(t *testing.T) (*fakeResources, string) {
+// servedFixture applies, in namespace default, the model fraud-detector
+// (generation 2, labelled) and the service fraud (generation 3, with a shadow)
+// whose router serves generation 2 and counted traffic, its challenger still
+// loading; and in namespace retail a model and a service, both churn, that
+// nothing serves. Everything was created two hours ago.
+func servedFixture(t *testing.T) *resourceServer {
 	t.Helper()
-	f, srv := newFakeResources(t)
-	created := time.Now().Add(-2 * time.Hour)
-	w90, w10, p100 := 90, 10, 100
-	f.seed(
-		&spec.Model{
-			TypeMeta: spec.TypeMeta{APIVersion: spec.APIVersion, Kind: spec.KindModel},
-			Metadata: spec.ObjectMeta{Name: "fraud-detector", Namespace: "default", Generation: 2, ResourceVersion: "4", CreationTimestamp: &created,
-				Labels: map[string]string{"team": "payments"}},
-			Spec: spec.ModelSpec{
-				Versions: []spec.ModelVersion{
-					{Version: 3, Format: "onnx", Source: spec.Source{URI: "file:///models/fraud-v3.onnx", SHA256: strings.Repeat("3", 64)}},
-					{Version: 4, Format: "onnx", Source: spec.Source{URI: "file:///models/fraud-v4.onnx", SHA256: strings.Repeat("4", 64)}},
-				},
-				Aliases: map[string]int64{"champion": 3, "challenger": 4},
-			},
-			Status: &spec.ModelStatus{ObservedGeneration: 2, Conditions: []spec.Condition{{Type: "Ready", Status: "True", Reason: "Loaded"}}},
+	s := newResourceServer(t)
+	model := strings.Replace(modelYAML, "  name: fraud-detector\n", "  name: fraud-detector\n  labels: {team: payments}\n", 1)
+	svc := func(champion, challenger int, rest string) string {
+		return strings.Replace(strings.Replace(serviceYAML, "weight: 90}", fmt.Sprintf("weight: %d}", champion), 1),
+			"weight: 10}", fmt.Sprintf("weight: %d}", challenger), 1) + rest
+	}
+	churn := artifactV3
+	for _, step := range []struct{ ns, doc string }{
+		{"default", strings.Replace(model, "{champion: 3, challenger: 4}", "{champion: 3}", 1)},
+		{"default", model},
+		{"default", svc(100, 0, "")},
+		{"default", svc(50, 50, "")},
+		{"default", svc(90, 10, "  shadow: {model: fraud-detector@4, percent: 100}\n  timeout: 500ms\n  routing: {stickyBy: header}\n")},
+		{"retail", `{"apiVersion": "nimbus.dev/v1", "kind": "Model", "metadata": {"name": "churn"},
+			"spec": {"versions": [{"version": 1, "source": {"uri": "` + churn.uri + `", "sha256": "` + churn.sha256 + `"}}]}}`},
+		{"retail", "apiVersion: nimbus.dev/v1\nkind: InferenceService\nmetadata: {name: churn}\nspec:\n  traffic: [{model: churn, weight: 100}]\n"},
+	} {
+		cli(t, s.url, "apply", "-f", modelFile(t, "step.yaml", step.doc), "-n", step.ns)
+	}
+	s.backdate(t, 2*time.Hour)
+	s.obs.states["default/fraud-detector/4"] = "loading"
+	s.obs.stats["default/fraud"] = spec.ServiceStats{
+		Generation: 2,
+		Targets: []spec.TargetStats{
+			{Target: "fraud-detector@champion", Requests: 900, Errors: 1, Latency: 900 * 1250 * time.Microsecond},
+			{Target: "fraud-detector@challenger", Requests: 100, Latency: 100 * 2500 * time.Microsecond},
 		},
-		&spec.InferenceService{
-			TypeMeta: spec.TypeMeta{APIVersion: spec.APIVersion, Kind: spec.KindInferenceService},
-			Metadata: spec.ObjectMeta{Name: "fraud", Namespace: "default", Generation: 3, ResourceVersion: "5", CreationTimestamp: &created},
-			Spec: spec.ServiceSpec{
-				Traffic: []spec.TrafficTarget{{Model: "fraud-detector@champion", Weight: &w90}, {Model: "fraud-detector@challenger", Weight: &w10}},
-				Shadow:  &spec.ShadowTarget{Model: "fraud-detector@4", Percent: &p100},
-				Timeout: 500 * 1e6,
-				Routing: &spec.Routing{StickyBy: "header"},
-			},
-			Status: &spec.ServiceStatus{
-				ObservedGeneration: 2,
-				URL:                "http://127.0.0.1:8080/v2/models/fraud",
-				Conditions: []spec.Condition{
-					{Type: "Ready", Status: "True", Reason: "Serving"},
-					{Type: "Progressing", Status: "True", Reason: "NewGeneration", Message: "generation 3 is being rolled out"},
-				},
-				Traffic: []spec.TrafficStatus{
-					{Model: "fraud-detector@champion", Weight: 90, Version: 3, Requests: 900, Errors: 1, Share: 0.9, MeanMS: 1.25},
-					{Model: "fraud-detector@challenger", Weight: 10, Version: 4, Requests: 100, Share: 0.1, MeanMS: 2.5},
-				},
-				Shadow: &spec.ShadowStatus{Model: "fraud-detector@4", Sent: 1000, Dropped: 2, Compared: 998, ExactMatch: 990, MaxAbsDiff: 0.125},
-			},
-		},
-		&spec.InferenceService{
-			TypeMeta: spec.TypeMeta{APIVersion: spec.APIVersion, Kind: spec.KindInferenceService},
-			Metadata: spec.ObjectMeta{Name: "churn", Namespace: "retail", Generation: 1, ResourceVersion: "1"},
-			Spec:     spec.ServiceSpec{Traffic: []spec.TrafficTarget{{Model: "churn", Weight: &p100}}},
-		},
-	)
-	return f, srv
+		Shadow: &spec.ShadowStatus{Sent: 1000, Dropped: 2, Compared: 998, ExactMatch: 990, MaxAbsDiff: 0.125},
+	}
+	return s
 }
 
 func TestGetResources(t *testing.T) {
-	_, srv := servedFixture(t)
+	s := servedFixture(t)
 	tests := []struct {
 		name string
 		args []string
@@ -662,42 +701,42 @@ func TestGetResources(t *testing.T) {
 				"fraud-detector  2         challenger=4,champion=3  True   2h   2\n"},
 		{"services", []string{"get", "isvc"},
 			"NAME   TRAFFIC                                                  READY  AGE\n" +
-				"fraud  fraud-detector@champion=90,fraud-detector@challenger=10  True   2h\n"},
+				"fraud  fraud-detector@champion=90,fraud-detector@challenger=10  False  2h\n"},
 		{"services wide", []string{"get", "inferenceservices", "-o", "wide"},
 			"NAME   TRAFFIC                                                  READY  AGE  SHADOW                 REQUESTS  GENERATION\n" +
-				"fraud  fraud-detector@champion=90,fraud-detector@challenger=10  True   2h   fraud-detector@4=100%  900,100   3\n"},
+				"fraud  fraud-detector@champion=90,fraud-detector@challenger=10  False  2h   fraud-detector@4=100%  900,100   3\n"},
 		{"all namespaces", []string{"get", "isvc", "-A"},
 			"NAMESPACE  NAME   TRAFFIC                                                  READY  AGE\n" +
-				"default    fraud  fraud-detector@champion=90,fraud-detector@challenger=10  True   2h\n" +
-				"retail     churn  churn=100                                                -      -\n"},
+				"default    fraud  fraud-detector@champion=90,fraud-detector@challenger=10  False  2h\n" +
+				"retail     churn  churn=100                                                True   2h\n"},
 		{"one", []string{"get", "isvc", "churn", "-n", "retail"},
-			"NAME   TRAFFIC    READY  AGE\nchurn  churn=100  -      -\n"},
+			"NAME   TRAFFIC    READY  AGE\nchurn  churn=100  True   2h\n"},
 		{"kind/name", []string{"get", "inferenceservice.nimbus.dev/churn", "-n", "retail"},
-			"NAME   TRAFFIC    READY  AGE\nchurn  churn=100  -      -\n"},
+			"NAME   TRAFFIC    READY  AGE\nchurn  churn=100  True   2h\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if out := cli(t, srv, tt.args...); out != tt.want {
+			if out := cli(t, s.url, tt.args...); out != tt.want {
 				t.Errorf("output:\n%s\nwant:\n%s", out, tt.want)
 			}
 		})
 	}
 
-	r := runCLI(t, nil, "--server", srv, "get", "models", "-n", "empty")
+	r := runCLI(t, nil, "--server", s.url, "get", "models", "-n", "empty")
 	if r.code != 0 || r.out != "" || r.err != "No models found in namespace \"empty\".\n" {
 		t.Errorf("empty: exit %d, stdout %q, stderr %q", r.code, r.out, r.err)
 	}
-	if out := cli(t, srv, "get", "models", "-n", "empty", "-o", "json"); out != "{\n  \"items\": []\n}\n" {
+	if out := cli(t, s.url, "get", "models", "-n", "empty", "-o", "json"); out != "{\n  \"items\": []\n}\n" {
 		t.Errorf("empty json: %q", out)
 	}
 
 	var svc spec.InferenceService
-	if err := json.Unmarshal([]byte(cli(t, srv, "get", "isvc", "fraud", "-o", "json")), &svc); err != nil ||
-		svc.Status.Traffic[0].Requests != 900 || *svc.Spec.Traffic[0].Weight != 90 {
+	if err := json.Unmarshal([]byte(cli(t, s.url, "get", "isvc", "fraud", "-o", "json")), &svc); err != nil ||
+		svc.Status == nil || svc.Status.Traffic[0].Requests != 900 || *svc.Spec.Traffic[0].Weight != 90 {
 		t.Errorf("json: %v %+v", err, svc)
 	}
 	var list struct{ Items []json.RawMessage }
-	if err := json.Unmarshal([]byte(cli(t, srv, "get", "isvc", "-A", "-o", "json")), &list); err != nil || len(list.Items) != 2 {
+	if err := json.Unmarshal([]byte(cli(t, s.url, "get", "isvc", "-A", "-o", "json")), &list); err != nil || len(list.Items) != 2 {
 		t.Errorf("list json: %v %d", err, len(list.Items))
 	}
 
@@ -706,86 +745,122 @@ func TestGetResources(t *testing.T) {
 		code   int
 		errHas string
 	}{
-		"not found":      {[]string{"get", "isvc", "nope"}, 1, `Error: get inferenceservice.nimbus.dev/nope: inferenceservice "nope" not found`},
+		"not found":      {[]string{"get", "isvc", "nope"}, 1, `Error: get inferenceservice.nimbus.dev/nope: inferenceservice nope not found in namespace default`},
 		"unknown kind":   {[]string{"get", "triggers"}, 2, `unknown kind "triggers"`},
 		"no kind":        {[]string{"get"}, 2, "accepts between 1 and 2 arg(s)"},
 		"name with -A":   {[]string{"get", "isvc", "fraud", "-A"}, 2, "--all-namespaces lists"},
 		"wide elsewhere": {[]string{"models", "list", "-o", "wide"}, 2, "nimbus models list does not support --output wide"},
 		"bad kind/name":  {[]string{"get", "isvc/"}, 2, `want KIND/NAME`},
 	} {
-		if r := runCLI(t, nil, append([]string{"--server", srv}, tt.args...)...); r.code != tt.code || !strings.Contains(r.err, tt.errHas) {
+		if r := runCLI(t, nil, append([]string{"--server", s.url}, tt.args...)...); r.code != tt.code || !strings.Contains(r.err, tt.errHas) {
 			t.Errorf("%s: exit %d (want %d)\nstderr: %s", name, r.code, tt.code, r.err)
 		}
+	}
+}
+
+// The table of resources whose server sent no status and no creation time:
+// dashes, not zeros.
+func TestRenderResourcesWithoutStatus(t *testing.T) {
+	w := 100
+	var b bytes.Buffer
+	err := (&app{stdout: &b, output: "table"}).print(nil, func(tb *table) {
+		renderResources(tb, spec.KindInferenceService, []spec.Object{&spec.InferenceService{
+			Metadata: spec.ObjectMeta{Name: "churn", Namespace: "retail", Generation: 1},
+			Spec:     spec.ServiceSpec{Traffic: []spec.TrafficTarget{{Model: "churn", Weight: &w}}},
+		}}, time.Now(), true, true)
+	})
+	want := "NAMESPACE  NAME   TRAFFIC    READY  AGE  SHADOW  REQUESTS  GENERATION\n" +
+		"retail     churn  churn=100  -      -    -       -         1\n"
+	if err != nil || b.String() != want {
+		t.Errorf("table (%v):\n%s\nwant:\n%s", err, b.String(), want)
 	}
 }
 
 // get -o yaml is what apply takes back without a change, for one resource or
 // a whole list.
 func TestGetYAMLRoundTrip(t *testing.T) {
-	f, srv := servedFixture(t)
+	s := servedFixture(t)
+	events := len(s.events(t))
 	for _, args := range [][]string{
 		{"get", "isvc", "fraud", "-o", "yaml"},
 		{"get", "model", "fraud-detector", "-o", "yaml"},
 		{"get", "isvc", "-A", "-o", "yaml"},
+		{"get", "models", "-A", "-o", "yaml"},
 	} {
-		yml := cli(t, srv, args...)
+		yml := cli(t, s.url, args...)
 		if !strings.HasPrefix(yml, "apiVersion: nimbus.dev/v1\nkind: ") {
 			t.Errorf("%v:\n%s", args, yml)
 		}
 		path := modelFile(t, "out.yaml", yml)
-		out := cli(t, srv, "apply", "-f", path)
+		out := cli(t, s.url, "apply", "-f", path)
 		if strings.Count(out, " unchanged\n") != strings.Count(out, "\n") || out == "" {
 			t.Errorf("%v re-applied:\n%s\nyaml:\n%s", args, out, yml)
 		}
 	}
-	yml := cli(t, srv, "get", "isvc", "fraud", "-o", "yaml")
+	yml := cli(t, s.url, "get", "isvc", "fraud", "-o", "yaml")
 	for _, want := range []string{"\n  name: fraud\n", "\n  timeout: 500ms\n", "\n    - model: fraud-detector@champion\n      weight: 90\n", "\nstatus:\n"} {
 		if !strings.Contains(yml, want) {
 			t.Errorf("yaml lacks %q:\n%s", want, yml)
 		}
 	}
-	if len(f.events) != 0 {
-		t.Errorf("re-applying changed something: %+v", f.events)
+	if evs := s.events(t); len(evs) != events {
+		t.Errorf("re-applying changed something: %+v", evs[events:])
 	}
 }
 
 func TestDeleteResources(t *testing.T) {
-	f, srv := servedFixture(t)
-	if out := cli(t, srv, "delete", "isvc", "fraud"); out != "inferenceservice.nimbus.dev/fraud deleted\n" {
+	s := servedFixture(t)
+	if out := cli(t, s.url, "delete", "isvc", "fraud"); out != "inferenceservice.nimbus.dev/fraud deleted\n" {
 		t.Errorf("by name: %q", out)
 	}
-	if out := cli(t, srv, "delete", "inferenceservice.nimbus.dev/churn", "-n", "retail", "-o", "json"); !strings.Contains(out, `"action": "deleted"`) {
+	if out := cli(t, s.url, "delete", "inferenceservice.nimbus.dev/churn", "-n", "retail", "-o", "json"); !strings.Contains(out, `"action": "deleted"`) {
 		t.Errorf("kind/name json: %q", out)
 	}
 
 	// Several names: the failures are reported, the rest deleted.
-	cli(t, srv, "apply", "-f", modelFile(t, "m.yaml", strings.Replace(modelYAML, "fraud-detector", "churn", 1)))
-	r := runCLI(t, nil, "--server", srv, "delete", "model", "nope", "churn")
+	cli(t, s.url, "apply", "-f", modelFile(t, "m.yaml", strings.Replace(modelYAML, "fraud-detector", "churn", 1)))
+	r := runCLI(t, nil, "--server", s.url, "delete", "model", "nope", "churn")
 	if r.code != 1 || r.out != "model.nimbus.dev/churn deleted\n" ||
-		r.err != "Error: delete model.nimbus.dev/nope: model \"nope\" not found\n" {
+		r.err != "Error: delete model.nimbus.dev/nope: model nope not found in namespace default\n" {
 		t.Errorf("partial: exit %d\nstdout: %s\nstderr: %s", r.code, r.out, r.err)
 	}
 
 	// By file: all or nothing.
 	file := modelFile(t, "both.yaml", modelYAML+"---\n"+serviceYAML)
-	r = runCLI(t, nil, "--server", srv, "delete", "-f", file)
-	if r.code != 1 || r.err != "inferenceservice/fraud: not found\nError: delete refused: 1 problem; nothing was changed\n" {
+	r = runCLI(t, nil, "--server", s.url, "delete", "-f", file)
+	if r.code != 1 || r.err != filepath.ToSlash(file)+":16: metadata.name: inferenceservice fraud not found in namespace default\n"+
+		"Error: delete refused: 1 problem; nothing was changed\n" {
 		t.Errorf("missing by file: exit %d\nstderr: %s", r.code, r.err)
 	}
-	if _, ok := f.objs[objKey(spec.KindModel, "default", "fraud-detector")]; !ok {
-		t.Error("a refused delete deleted the model")
+	if _, err := client.New(s.url).GetResource(context.Background(), "model", "default", "fraud-detector"); err != nil {
+		t.Errorf("a refused delete deleted the model: %v", err)
 	}
-	cli(t, srv, "apply", "-f", file)
-	if out := cli(t, srv, "delete", "-f", file); out != "model.nimbus.dev/fraud-detector deleted\ninferenceservice.nimbus.dev/fraud deleted\n" {
+	cli(t, s.url, "apply", "-f", file)
+	if out := cli(t, s.url, "delete", "-f", file); out != "inferenceservice.nimbus.dev/fraud deleted\nmodel.nimbus.dev/fraud-detector deleted\n" {
 		t.Errorf("by file: %q", out)
 	}
-	if len(f.objs) != 0 {
-		t.Errorf("left: %v", f.objs)
-	}
-	for _, s := range f.sources {
-		if s != "cli" {
-			t.Errorf("change source %q", s)
+	for _, kind := range []string{"models", "isvc"} {
+		if out := cli(t, s.url, "get", kind, "-n", "default", "-o", "json"); out != "{\n  \"items\": []\n}\n" {
+			t.Errorf("left: %s", out)
 		}
+	}
+	for _, src := range s.rec.changeSources() {
+		if src != "cli" {
+			t.Errorf("change source %q", src)
+		}
+	}
+	evs := s.events(t)
+	var deletes []string
+	for _, e := range evs {
+		if e.Action == audit.ActionDelete {
+			deletes = append(deletes, e.Source+" "+e.Kind+" "+e.Namespace+"/"+e.Name)
+		}
+	}
+	if want := []string{
+		"cli InferenceService default/fraud", "cli InferenceService retail/churn", "cli Model default/churn",
+		"cli InferenceService default/fraud", "cli Model default/fraud-detector",
+	}; !slices.Equal(deletes, want) {
+		t.Errorf("deletes recorded = %q, want %q", deletes, want)
 	}
 
 	for name, args := range map[string][]string{
@@ -793,37 +868,45 @@ func TestDeleteResources(t *testing.T) {
 		"kind only": {"delete", "isvc"},
 		"both":      {"delete", "isvc", "x", "-f", file},
 	} {
-		if r := runCLI(t, nil, append([]string{"--server", srv}, args...)...); r.code != 2 {
+		if r := runCLI(t, nil, append([]string{"--server", s.url}, args...)...); r.code != 2 {
 			t.Errorf("%s: exit %d\nstderr: %s", name, r.code, r.err)
 		}
 	}
 }
 
 func TestDescribe(t *testing.T) {
-	f, srv := servedFixture(t)
-	for i, e := range []audit.Event{
-		{Action: "create", Kind: spec.KindInferenceService, Namespace: "default", Name: "fraud", Generation: 1, Summary: "created"},
-		{Action: "update", Kind: spec.KindModel, Namespace: "default", Name: "fraud", Generation: 2, Summary: "another kind"},
-		{Action: "update", Kind: spec.KindInferenceService, Namespace: "retail", Name: "fraud", Generation: 2, Summary: "another namespace"},
-	} {
-		e.ID, e.Time, e.Actor, e.Source = int64(i+1), time.Date(2025, 1, 2, 3, 4, 5+i, 0, time.UTC), "local", "cli"
-		f.events = append(f.events, e)
-	}
+	s := servedFixture(t)
+	var evs []audit.Event
 	for i := range 11 {
-		f.events = append(f.events, audit.Event{ID: int64(4 + i), Time: time.Date(2025, 1, 3, 0, i, 0, 0, time.UTC), Actor: "ci@example.com",
+		evs = append(evs, audit.Event{Time: time.Date(2025, 1, 3, 0, i, 0, 0, time.UTC), Actor: "ci@example.com",
 			Source: "api", Action: "update", Kind: spec.KindInferenceService, Namespace: "default", Name: "fraud",
 			Generation: int64(2 + i), Summary: fmt.Sprintf("traffic change %d", i)})
 	}
+	// Later events of other resources are not fraud's latest.
+	for _, e := range []audit.Event{
+		{Kind: spec.KindModel, Namespace: "default", Name: "fraud", Summary: "another kind"},
+		{Kind: spec.KindInferenceService, Namespace: "retail", Name: "fraud", Summary: "another namespace"},
+		{Kind: spec.KindInferenceService, Namespace: "default", Name: "fraud2", Summary: "another name"},
+	} {
+		e.Time, e.Actor, e.Source, e.Action, e.Generation = time.Date(2025, 1, 4, 0, 0, 0, 0, time.UTC), "local", "cli", "update", 2
+		evs = append(evs, e)
+	}
+	s.appendEvents(t, evs...)
+	svc, err := client.New(s.url).GetResource(context.Background(), "isvc", "default", "fraud")
+	if err != nil {
+		t.Fatal(err)
+	}
 
-	out := cli(t, srv, "describe", "isvc", "fraud")
+	queries := len(s.rec.eventQueries())
+	out := cli(t, s.url, "describe", "isvc", "fraud")
 	want := `Name:         fraud
 Namespace:    default
 Kind:         InferenceService
 Labels:       -
 Annotations:  -
-Created:      ` + formatTime(*f.objs[objKey(spec.KindInferenceService, "default", "fraud")].GetMeta().CreationTimestamp) + `
+Created:      ` + formatTime(*svc.GetMeta().CreationTimestamp) + `
 Generation:   3 (observed 2)
-URL:          http://127.0.0.1:8080/v2/models/fraud
+URL:          /v2/models/fraud/infer
 Timeout:      500ms
 Sticky by:    header
 
@@ -837,9 +920,10 @@ Shadow:  fraud-detector@4=100%
   1000   0       2        998       99.2%        0.125
 
 Conditions:
-  TYPE         STATUS  REASON         MESSAGE
-  Ready        True    Serving        -
-  Progressing  True    NewGeneration  generation 3 is being rolled out
+  TYPE         STATUS  REASON       MESSAGE
+  Ready        False   NotObserved  the router serves generation 2
+  Progressing  True    Loading      fraud-detector@challenger loading
+  Degraded     False   -            -
 
 Events:
   TIME                  ACTOR           SOURCE  ACTION  SUMMARY
@@ -850,30 +934,34 @@ Events:
 	if out != want {
 		t.Errorf("describe isvc:\n%s\nwant:\n%s", out, want)
 	}
-	// The events were asked for this resource, in pages from the start.
-	if q := f.queries[0]; q != "kind=InferenceService&limit=1000&name=fraud" {
-		t.Errorf("events query %q", q)
+	// The latest events of this resource, in one request.
+	if q := s.rec.eventQueries()[queries:]; !slices.Equal(q, []string{"kind=InferenceService&latest=true&limit=10&name=fraud"}) {
+		t.Errorf("events queries %q", q)
 	}
 
-	out = cli(t, srv, "describe", "model.nimbus.dev/fraud-detector")
+	out = cli(t, s.url, "describe", "model.nimbus.dev/fraud-detector")
 	for _, want := range []string{
 		"Labels:       team=payments\n",
 		"Aliases:      challenger=4,champion=3\n",
 		"Serving:      - (not managed by apply)\n",
 		"Generation:   2 (observed 2)\n",
 		"  VERSION  FORMAT  SHA256        ALIASES     SOURCE\n",
-		"  3        onnx    333333333333  champion    file:///models/fraud-v3.onnx\n",
-		"  4        onnx    444444444444  challenger  file:///models/fraud-v4.onnx\n",
-		"  Ready  True    Loaded  -\n",
-		"Events:  <none>\n",
+		"  3        onnx    " + artifactV3.sha256[:12] + "  champion    " + artifactV3.uri + "\n",
+		"  4        onnx    " + artifactV4.sha256[:12] + "  challenger  " + artifactV4.uri + "\n",
+		"  Ready     True    Registered  2 versions registered; they load on demand\n",
+		"  Degraded  False   -           -\n",
+		// The applies that made it, oldest first.
+		"  TIME                  ACTOR  SOURCE  ACTION  SUMMARY\n  " + formatTime(s.clock.at(0)) + "  local  cli     create  ",
+		"\n  " + formatTime(s.clock.at(1)) + "  local  cli     update  ",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("describe model lacks %q:\n%s", want, out)
 		}
 	}
 
-	out = cli(t, srv, "describe", "isvc", "churn", "-n", "retail")
-	for _, want := range []string{"  churn   100     -        -         -      -       -\n", "Shadow:  <none>\n", "Conditions:  <none>\n"} {
+	out = cli(t, s.url, "describe", "isvc", "churn", "-n", "retail")
+	for _, want := range []string{"  churn   100     1        0         0.0%   0       -\n", "Shadow:  <none>\n",
+		"  Ready        True    Routing  1 targets; versions load on first request\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("describe unserved lacks %q:\n%s", want, out)
 		}
@@ -883,29 +971,74 @@ Events:
 		Resource spec.InferenceService
 		Events   []audit.Event
 	}
-	if err := json.Unmarshal([]byte(cli(t, srv, "describe", "isvc", "fraud", "-o", "json")), &d); err != nil ||
+	if err := json.Unmarshal([]byte(cli(t, s.url, "describe", "isvc", "fraud", "-o", "json")), &d); err != nil ||
 		d.Resource.Metadata.Name != "fraud" || len(d.Events) != 10 || d.Events[9].Summary != "traffic change 10" {
 		t.Errorf("json: %v %+v", err, d)
 	}
-	if r := runCLI(t, nil, "--server", srv, "describe", "isvc"); r.code != 2 {
+	if r := runCLI(t, nil, "--server", s.url, "describe", "isvc"); r.code != 2 {
 		t.Errorf("no name: exit %d %s", r.code, r.err)
 	}
-	if r := runCLI(t, nil, "--server", srv, "describe", "isvc", "nope"); r.code != 1 || !strings.Contains(r.err, `inferenceservice "nope" not found`) {
+	if r := runCLI(t, nil, "--server", s.url, "describe", "isvc", "nope"); r.code != 1 || !strings.Contains(r.err, `inferenceservice nope not found`) {
 		t.Errorf("missing: exit %d %s", r.code, r.err)
 	}
 }
 
-func TestEvents(t *testing.T) {
-	f, srv := newFakeResources(t)
-	cli(t, srv, "apply", "-f", modelFile(t, "svc.yaml", serviceYAML))
-	cli(t, srv, "apply", "-f", modelFile(t, "m.yaml", modelYAML), "-n", "payments")
-	cli(t, srv, "delete", "isvc", "fraud")
-	at := func(i int) string { return formatTime(f.now.Add(time.Duration(i) * time.Minute)) }
+// describe of a resource whose server sent no status, nor traffic counters,
+// nor events: what is declared, and "<none>".
+func TestRenderDescriptionWithoutStatus(t *testing.T) {
+	w := 100
+	var b bytes.Buffer
+	err := (&app{stdout: &b, output: "table"}).print(nil, func(tb *table) {
+		renderDescription(tb, &spec.InferenceService{
+			TypeMeta: spec.TypeMeta{APIVersion: spec.APIVersion, Kind: spec.KindInferenceService},
+			Metadata: spec.ObjectMeta{Name: "churn", Namespace: "retail", Generation: 1},
+			Spec:     spec.ServiceSpec{Traffic: []spec.TrafficTarget{{Model: "churn", Weight: &w}}},
+		}, nil)
+	})
+	want := `Name:         churn
+Namespace:    retail
+Kind:         InferenceService
+Labels:       -
+Annotations:  -
+Created:      -
+Generation:   1 (observed 0)
+URL:          -
+Timeout:      none
+Sticky by:    -
 
-	want := "TIME                  ID  ACTOR  SOURCE  ACTION  KIND              NAMESPACE/NAME  GEN  SUMMARY\n" +
-		at(0) + "  1   local  cli     create  InferenceService  default/fraud   1    create fraud\n" +
-		at(2) + "  3   local  cli     delete  InferenceService  default/fraud   -    delete fraud\n"
-	if out := cli(t, srv, "events"); out != want {
+Traffic:
+  TARGET  WEIGHT  VERSION  REQUESTS  SHARE  ERRORS  MEAN
+  churn   100     -        -         -      -       -
+
+Shadow:  <none>
+
+Conditions:  <none>
+
+Events:  <none>
+`
+	if err != nil || b.String() != want {
+		t.Errorf("describe (%v):\n%s\nwant:\n%s", err, b.String(), want)
+	}
+}
+
+func TestEvents(t *testing.T) {
+	s := newResourceServer(t)
+	cli(t, s.url, "apply", "-f", modelFile(t, "m.yaml", modelYAML))
+	cli(t, s.url, "apply", "-f", modelFile(t, "svc.yaml", serviceYAML))
+	cli(t, s.url, "apply", "-f", modelFile(t, "m.yaml", modelYAML), "-n", "payments")
+	cli(t, s.url, "delete", "isvc", "fraud")
+	at := func(i int) string { return formatTime(s.clock.at(i)) }
+	evs := s.events(t)
+	if len(evs) != 4 {
+		t.Fatalf("audit log: %+v", evs)
+	}
+	summary := func(id int) string { return evs[id-1].Summary }
+
+	want := "TIME                  ID  ACTOR  SOURCE  ACTION  KIND              NAMESPACE/NAME          GEN  SUMMARY\n" +
+		at(0) + "  1   local  cli     create  Model             default/fraud-detector  1    " + summary(1) + "\n" +
+		at(1) + "  2   local  cli     create  InferenceService  default/fraud           1    " + summary(2) + "\n" +
+		at(3) + "  4   local  cli     delete  InferenceService  default/fraud           -    " + summary(4) + "\n"
+	if out := cli(t, s.url, "events"); out != want {
 		t.Errorf("events:\n%s\nwant:\n%s", out, want)
 	}
 	tests := []struct {
@@ -915,18 +1048,20 @@ func TestEvents(t *testing.T) {
 		query  string
 		header bool
 	}{
-		{"all namespaces", []string{"-A"}, []int64{1, 2, 3}, "limit=1000", true},
-		{"kind", []string{"-A", "--kind", "models"}, []int64{2}, "kind=Model&limit=1000", true},
-		{"name", []string{"--name", "fraud", "--kind", "isvc"}, []int64{1, 3}, "kind=InferenceService&limit=1000&name=fraud", true},
-		{"namespace", []string{"-n", "payments"}, []int64{2}, "limit=1000", true},
-		{"latest", []string{"-A", "--limit", "2"}, []int64{2, 3}, "limit=1000", true},
+		{"all namespaces", []string{"-A"}, []int64{1, 2, 3, 4}, "latest=true&limit=50", true},
+		{"kind", []string{"-A", "--kind", "models"}, []int64{1, 3}, "kind=Model&latest=true&limit=50", true},
+		{"name", []string{"--name", "fraud", "--kind", "isvc"}, []int64{2, 4}, "kind=InferenceService&latest=true&limit=50&name=fraud", true},
+		{"namespace", []string{"-n", "payments"}, []int64{3}, "latest=true&limit=50", true},
+		{"latest", []string{"-A", "--limit", "2"}, []int64{3, 4}, "latest=true&limit=2", true},
+		{"latest of a kind", []string{"--kind", "isvc", "--limit", "1"}, []int64{4}, "kind=InferenceService&latest=true&limit=1", true},
 		{"after", []string{"-A", "--after", "1", "--limit", "1"}, []int64{2}, "after=1&limit=1", true},
-		{"other kind", []string{"-A", "--kind", "Trigger"}, nil, "kind=Trigger&limit=1000", false},
+		{"other kind", []string{"-A", "--kind", "Trigger"}, nil, "kind=Trigger&latest=true&limit=50", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			queries := len(s.rec.eventQueries())
 			var got []audit.Event
-			if err := json.Unmarshal([]byte(cli(t, srv, append([]string{"events", "-o", "json"}, tt.args...)...)), &got); err != nil {
+			if err := json.Unmarshal([]byte(cli(t, s.url, append([]string{"events", "-o", "json"}, tt.args...)...)), &got); err != nil {
 				t.Fatal(err)
 			}
 			var ids []int64
@@ -936,29 +1071,32 @@ func TestEvents(t *testing.T) {
 			if !slices.Equal(ids, tt.ids) {
 				t.Errorf("ids = %v, want %v", ids, tt.ids)
 			}
-			if q := f.queries[len(f.queries)-1]; q != tt.query {
-				t.Errorf("query = %q, want %q", q, tt.query)
+			// One request.
+			if q := s.rec.eventQueries()[queries:]; !slices.Equal(q, []string{tt.query}) {
+				t.Errorf("queries = %q, want [%q]", q, tt.query)
 			}
-			r := runCLI(t, nil, append([]string{"--server", srv, "events"}, tt.args...)...)
+			r := runCLI(t, nil, append([]string{"--server", s.url, "events"}, tt.args...)...)
 			if strings.HasPrefix(r.out, "TIME") != tt.header || (!tt.header && r.err != "No events found.\n") {
 				t.Errorf("table: %q, stderr %q", r.out, r.err)
 			}
 		})
 	}
 
-	since := f.now.Add(90 * time.Second).Format(time.RFC3339)
-	if out := cli(t, srv, "events", "-A", "--since", since, "-o", "json"); !strings.Contains(out, `"id": 3`) || strings.Contains(out, `"id": 2`) {
+	since := s.clock.at(0).Add(90 * time.Second).Format(time.RFC3339)
+	if out := cli(t, s.url, "events", "-A", "--since", since, "-o", "json"); !strings.Contains(out, `"id": 3`) ||
+		!strings.Contains(out, `"id": 4`) || strings.Contains(out, `"id": 2`) {
 		t.Errorf("since: %s", out)
 	}
-	if out := cli(t, srv, "events", "-A", "--since", "1h"); out != "" {
+	if out := cli(t, s.url, "events", "-A", "--since", "1h"); out != "" {
 		t.Errorf("since 1h (events are 3h old): %q", out)
 	}
 
-	out := cli(t, srv, "events", "--diff")
-	want = "event 1  " + at(0) + "  local via cli  create InferenceService default/fraud generation 1\n" +
-		"    create fraud\n+" + specJSON(mustDecode(t, serviceYAML)) + "\n\n" +
-		"event 3  " + at(2) + "  local via cli  delete InferenceService default/fraud\n    delete fraud\n"
-	if out != want {
+	out := cli(t, s.url, "events", "--diff", "--kind", "isvc")
+	want = "event 2  " + at(1) + "  local via cli  create InferenceService default/fraud generation 1\n" +
+		"    " + summary(2) + "\n" + evs[1].Diff + "\n" +
+		"event 4  " + at(3) + "  local via cli  delete InferenceService default/fraud\n" +
+		"    " + summary(4) + "\n" + evs[3].Diff
+	if out != want || !strings.HasSuffix(evs[1].Diff, "\n") || !strings.HasPrefix(evs[1].Diff, "--- /dev/null\n+++ applied\n") {
 		t.Errorf("--diff:\n%s\nwant:\n%s", out, want)
 	}
 
@@ -967,36 +1105,31 @@ func TestEvents(t *testing.T) {
 		"bad since": {"events", "--since", "yesterday"},
 		"argument":  {"events", "fraud"},
 	} {
-		if r := runCLI(t, nil, append([]string{"--server", srv}, args...)...); r.code != 2 {
+		if r := runCLI(t, nil, append([]string{"--server", s.url}, args...)...); r.code != 2 {
 			t.Errorf("%s: exit %d\nstderr: %s", name, r.code, r.err)
 		}
 	}
 }
 
-func mustDecode(t *testing.T, doc string) spec.Object {
-	t.Helper()
-	objs, errs := decodeDocs(client.ApplyFile{Name: "x", Content: doc}, "default")
-	if len(errs) > 0 || len(objs) != 1 {
-		t.Fatalf("decode: %v", errs)
+// Without --after, events shows the latest --limit of a log longer than that,
+// asked for in one request.
+func TestLatestEvents(t *testing.T) {
+	s := newResourceServer(t)
+	var evs []audit.Event
+	for i := range 60 {
+		evs = append(evs, audit.Event{Time: time.Date(2025, 1, 3, 0, i, 0, 0, time.UTC), Action: "update", Kind: spec.KindModel,
+			Namespace: "default", Name: "m", Summary: fmt.Sprintf("change %d", i)})
 	}
-	return objs[0]
-}
-
-// lastEvents pages through the log and keeps the latest.
-func TestLastEvents(t *testing.T) {
-	f, srv := newFakeResources(t)
-	for i := range 2500 {
-		f.events = append(f.events, audit.Event{ID: int64(i + 1), Action: "update"})
-	}
-	got, err := lastEvents(context.Background(), client.New(srv), audit.Query{}, 3)
-	if err != nil {
+	s.appendEvents(t, evs...)
+	var got []audit.Event
+	if err := json.Unmarshal([]byte(cli(t, s.url, "events", "-o", "json")), &got); err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 3 || got[0].ID != 2498 || got[2].ID != 2500 {
-		t.Errorf("got %+v", got)
+	if len(got) != defaultEventLimit || got[0].ID != 11 || got[len(got)-1].ID != 60 {
+		t.Errorf("got %d events, %d..%d; want the latest %d, 11..60", len(got), got[0].ID, got[len(got)-1].ID, defaultEventLimit)
 	}
-	if want := []string{"limit=1000", "after=1000&limit=1000", "after=2000&limit=1000"}; !slices.Equal(f.queries, want) {
-		t.Errorf("queries = %q", f.queries)
+	if q := s.rec.eventQueries(); !slices.Equal(q, []string{"latest=true&limit=50"}) {
+		t.Errorf("queries = %q", q)
 	}
 }
 

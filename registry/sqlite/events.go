@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"slices"
 	"strings"
 	"time"
 
@@ -54,7 +55,8 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 }
 
 // ListEvents returns the events q selects, oldest (lowest ID) first, at most
-// q.Limit of them (audit.DefaultLimit when 0, capped at audit.MaxLimit).
+// q.Limit of them (audit.DefaultLimit when 0, capped at audit.MaxLimit): the
+// oldest that match, or with q.Latest the newest.
 func (s *Store) ListEvents(ctx context.Context, q audit.Query) ([]audit.Event, error) {
 	limit := q.Limit
 	switch {
@@ -92,7 +94,11 @@ func (s *Store) ListEvents(ctx context.Context, q audit.Query) ([]audit.Event, e
 	if len(where) > 0 {
 		query += ` WHERE ` + strings.Join(where, " AND ")
 	}
-	query += ` ORDER BY id LIMIT ?`
+	if q.Latest {
+		query += ` ORDER BY id DESC LIMIT ?`
+	} else {
+		query += ` ORDER BY id LIMIT ?`
+	}
 	args = append(args, limit)
 
 	out := []audit.Event{}
@@ -103,6 +109,9 @@ func (s *Store) ListEvents(ctx context.Context, q audit.Query) ([]audit.Event, e
 	})
 	if err != nil {
 		return nil, err
+	}
+	if q.Latest {
+		slices.Reverse(out)
 	}
 	return out, nil
 }

@@ -108,6 +108,15 @@ func TestListEventsFilters(t *testing.T) {
 		{"after the last", audit.Query{After: ids[4]}, []int64{}},
 		{"limit", audit.Query{Limit: 2}, ids[:2]},
 		{"nothing matches", audit.Query{Namespace: "nowhere"}, []int64{}},
+		// Latest: the newest Limit that match, still oldest first.
+		{"latest", audit.Query{Limit: 2, Latest: true}, ids[3:]},
+		{"latest, all fit", audit.Query{Limit: 10, Latest: true}, ids},
+		{"latest of one resource", audit.Query{Namespace: "default", Kind: spec.KindModel, Name: "fraud", Limit: 1, Latest: true}, []int64{ids[4]}},
+		{"latest in a namespace", audit.Query{Namespace: "default", Limit: 3, Latest: true}, []int64{ids[2], ids[3], ids[4]}},
+		{"latest of a kind", audit.Query{Kind: spec.KindModel, Limit: 3, Latest: true}, []int64{ids[1], ids[3], ids[4]}},
+		{"latest since", audit.Query{Since: t0.Add(2 * time.Hour), Limit: 2, Latest: true}, []int64{ids[3], ids[4]}},
+		{"latest after", audit.Query{After: ids[0], Namespace: "default", Limit: 2, Latest: true}, []int64{ids[3], ids[4]}},
+		{"latest, nothing matches", audit.Query{Namespace: "nowhere", Latest: true}, []int64{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := s.ListEvents(ctx, tc.q)
@@ -177,6 +186,15 @@ VALUES (?, 'create', 'Model', 'default', ?)`, i, fmt.Sprintf("m%04d", i)); err !
 		}
 		if len(got) != tc.want || got[0].Name != "m0000" {
 			t.Errorf("ListEvents(limit %d) = %d events from %q, want %d from the oldest", tc.limit, len(got), got[0].Name, tc.want)
+		}
+
+		got, err = s.ListEvents(ctx, audit.Query{Limit: tc.limit, Latest: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		first := fmt.Sprintf("m%04d", n-tc.want)
+		if len(got) != tc.want || got[0].Name != first || got[len(got)-1].Name != fmt.Sprintf("m%04d", n-1) {
+			t.Errorf("ListEvents(limit %d, latest) = %d events from %q, want %d from %q to the newest", tc.limit, len(got), got[0].Name, tc.want, first)
 		}
 	}
 }
