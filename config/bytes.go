@@ -59,18 +59,19 @@ func ParseBytes(s string, total int64) (int64, error) {
 	return 0, fmt.Errorf("%q: less than one byte; write 0 for unlimited", s)
 }
 
-// FormatBytes writes n in binary units with one decimal ("1.5 GiB").
+// FormatBytes writes n in binary units, with one decimal from KiB on: "512 B",
+// "1.5 GiB". It is the one byte formatter: server messages and the CLI use it.
 func FormatBytes(n int64) string {
 	const unit = 1 << 10
 	if n < unit {
-		return fmt.Sprintf("%d B", n)
+		return strconv.FormatInt(n, 10) + " B"
 	}
 	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 4; m /= unit {
+	for m := n / unit; m >= unit; m /= unit { // at most EiB: an int64 is below 8 EiB
 		div *= unit
 		exp++
 	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // MachineMemory is the memory this process may use: the cgroup v2 limit where

@@ -64,6 +64,11 @@ func validateName(field, what, s string) error {
 
 func isAlnum(c byte) bool { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') }
 
+// IsVersionNumber reports whether a model reference is a version number: all
+// digits ("3", "007"). Resolve reads such a reference as a number, never as an
+// alias, which is why an alias may not be all digits.
+func IsVersionNumber(ref string) bool { return allDigits(ref) }
+
 func allDigits(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {

@@ -267,7 +267,9 @@ func (b *batcher) worker() {
 // work is queued (no gap in which a lone request could take the instance for a
 // call of one). After a batch of several requests — evidence of load — it also
 // holds the instance up to maxQueueDelay for the next wave of requests, as
-// closed-loop clients send it right after their answers. Otherwise it frees the
+// closed-loop clients send it right after their answers. Otherwise, or when more
+// instances are busy than setInstances now allows (so that scaling down takes
+// effect under sustained load, not only once the queue empties), it frees the
 // instance and returns nil.
 func (b *batcher) continueOrRelease(last []*pending) []*pending {
 	b.mu.Lock()
@@ -277,7 +279,7 @@ func (b *batcher) continueOrRelease(last []*pending) []*pending {
 		b.lastRows += p.rows
 	}
 	batching := b.maxRows > 1 && b.delay > 0
-	if len(b.queue) == 0 && batching && len(last) > 1 && !b.closed {
+	if len(b.queue) == 0 && batching && len(last) > 1 && !b.closed && b.busy <= b.instances {
 		b.saturated = true
 		b.linger++
 		deadline := time.Now().Add(b.delay)
@@ -289,6 +291,13 @@ func (b *batcher) continueOrRelease(last []*pending) []*pending {
 			b.waitAtMost(wait)
 		}
 		b.linger--
+	}
+	if b.busy > b.instances {
+		// Scaled down (setInstances): this instance is one too many. The load has
+		// not changed, so saturated stays as the remaining workers left it.
+		b.busy--
+		b.wakeAfterRelease()
+		return nil
 	}
 	if len(b.queue) > 0 {
 		b.saturated = b.maxRows > 1

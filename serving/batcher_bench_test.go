@@ -20,7 +20,7 @@ func BenchmarkBatcher(b *testing.B) {
 		for _, on := range []bool{false, true} {
 			name := fmt.Sprintf("conc=%d/batching=%v", conc, on)
 			b.Run(name, func(b *testing.B) {
-				g := newGated(&testing.T{}, "mlp_medium")
+				g := newGated(b, "mlp_medium")
 				cfg := registry.ServingConfig{}
 				if on {
 					cfg = batching(64, time.Millisecond, 1)

@@ -25,12 +25,15 @@ import (
 
 // gatedModel wraps a real ONNX Runtime model. Tests arm it to hold the next runs
 // until released, so they can fill the queue deterministically; it records the
-// rows of every runtime call. (The model and its outputs are real.)
+// rows of every runtime call and how many run at once. (The model and its
+// outputs are real.)
 type gatedModel struct {
 	runtime.Model
 	hold    atomic.Int32 // runs still to hold
 	entered chan struct{}
 	release chan struct{}
+	running atomic.Int32 // runtime calls in progress
+	peak    atomic.Int32 // most calls in progress at once since resetPeak
 
 	panicOn []byte // a run whose first input contains these bytes panics
 
@@ -39,7 +42,7 @@ type gatedModel struct {
 	seen    [][]byte // first input's bytes per call
 }
 
-func newGated(t *testing.T, name string) *gatedModel {
+func newGated(t testing.TB, name string) *gatedModel {
 	t.Helper()
 	_, file, _, _ := goruntime.Caller(0)
 	path := filepath.Join(filepath.Dir(file), "..", "testdata", "models", name+".onnx")
@@ -59,6 +62,10 @@ func (g *gatedModel) Run(ctx context.Context, in []*tensor.Tensor, out []string)
 	g.batches = append(g.batches, in[0].Shape[0])
 	g.seen = append(g.seen, slices.Clone(in[0].Data))
 	g.mu.Unlock()
+	n := g.running.Add(1)
+	defer g.running.Add(-1)
+	for p := g.peak.Load(); n > p && !g.peak.CompareAndSwap(p, n); p = g.peak.Load() {
+	}
 	if g.hold.Add(-1) >= 0 {
 		g.entered <- struct{}{}
 		<-g.release
@@ -67,6 +74,9 @@ func (g *gatedModel) Run(ctx context.Context, in []*tensor.Tensor, out []string)
 	}
 	return g.Model.Run(ctx, in, out)
 }
+
+// resetPeak starts a new peak measurement from the calls running now.
+func (g *gatedModel) resetPeak() { g.peak.Store(g.running.Load()) }
 
 func (g *gatedModel) calls() []int64 {
 	g.mu.Lock()
@@ -533,5 +543,67 @@ func TestCloseDrainsQueueWhileCallersHoldInstances(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("close never returned: a worker missed the wake-up to drain")
 		}
+	}
+}
+
+// TestFewerInstancesTakeEffectUnderLoad: setInstances(1) under sustained load
+// (closed-loop callers keep the queue full) brings the runtime calls in progress
+// down to one. A worker finishing a call must give its instance back while more
+// are busy than the count allows, even with work queued.
+func TestFewerInstancesTakeEffectUnderLoad(t *testing.T) {
+	g := newGated(t, "mlp")
+	b := newTestBatcher(t, g, registry.ServingConfig{Instances: &registry.InstancesConfig{Max: 4}})
+	const callers = 16
+	g.hold.Store(1 << 30) // every call waits for a release
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { // before b.close (cleanups run last-registered first)
+		cancel()
+		g.hold.Store(-1 << 30)
+		close(g.release)
+		wg.Wait()
+	})
+	for i := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				if _, _, err := b.submit(ctx, []*tensor.Tensor{row(float32(i), 0, 0, 0)}, nil); err != nil && ctx.Err() == nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	busy := func(running, queued int) func() bool {
+		return func() bool { return int(g.running.Load()) == running && b.queued() == queued }
+	}
+	// Four inline calls; once they finish the workers take over the queue and
+	// keep their instances while it stays full.
+	waitFor(t, "4 calls running, 12 queued", busy(4, callers-4))
+	for range 4 {
+		<-g.entered
+	}
+	for range 4 { // all four held calls are inline ones: no worker can start yet
+		g.release <- struct{}{}
+	}
+	for range 4 {
+		<-g.entered // the workers' calls
+	}
+	waitFor(t, "4 worker calls running, 12 queued", busy(4, callers-4))
+
+	b.setInstances(1)
+	for range 3 {
+		g.release <- struct{}{}
+	}
+	waitFor(t, "1 call running after setInstances(1)", busy(1, callers-1))
+	// From now on one call at a time, however long the queue stays full.
+	g.resetPeak()
+	for range 10 {
+		g.release <- struct{}{}
+		<-g.entered
+	}
+	if p := g.peak.Load(); p != 1 {
+		t.Fatalf("%d calls ran at once with 1 instance", p)
 	}
 }

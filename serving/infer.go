@@ -27,21 +27,19 @@ func (m *Manager) Infer(ctx context.Context, req *InferRequest) (*InferResponse,
 	if err != nil {
 		return nil, err
 	}
-	st := m.statsFor(versionKey{ns, v.Model, v.Version})
-	version := strconv.FormatInt(v.Version, 10)
 	start := time.Now()
 	if err := validateInputs(v, req.Inputs); err != nil {
-		st.fail.add(time.Since(start))
+		m.countFailure(ns, v, start)
 		return nil, err
 	}
 	outNames, err := selectOutputs(v, req.Outputs)
 	if err != nil {
-		st.fail.add(time.Since(start))
+		m.countFailure(ns, v, start)
 		return nil, err
 	}
 	inst, waited, err := m.acquireServing(ctx, ns, req.Model, req.Version, v)
 	if err != nil {
-		st.fail.add(time.Since(start))
+		m.countFailure(ns, v, start)
 		return nil, err
 	}
 	if prev := inst.version; prev.Version != v.Version {
@@ -50,16 +48,18 @@ func (m *Manager) Infer(ctx context.Context, req *InferRequest) (*InferResponse,
 		prevOuts, err := selectOutputs(prev, req.Outputs)
 		if err == nil && validateInputs(prev, req.Inputs) == nil {
 			v, outNames = prev, prevOuts
-			st = m.statsFor(versionKey{ns, v.Model, v.Version})
-			version = strconv.FormatInt(v.Version, 10)
 		} else {
 			inst.release()
 			if inst, waited, err = m.acquire(ctx, v, true); err != nil {
-				st.fail.add(time.Since(start))
+				m.countFailure(ns, v, start)
 				return nil, err
 			}
 		}
 	}
+	// The instance's batcher holds its version's statistics (load gave it
+	// statsFor(inst.key)): no map lookup on the request path.
+	st := inst.b.stats
+	version := strconv.FormatInt(v.Version, 10)
 	if waited > 0 {
 		m.metrics.ObserveColdWait(ns, waited)
 	}
@@ -100,6 +100,11 @@ func (m *Manager) Infer(ctx context.Context, req *InferRequest) (*InferResponse,
 	}, nil
 }
 
+// countFailure counts a request for v that failed before it ran.
+func (m *Manager) countFailure(ns string, v registry.Version, start time.Time) {
+	m.statsFor(versionKey{ns, v.Model, v.Version}).fail.add(time.Since(start))
+}
+
 // refKey is a model reference as requests write it: an alias or "" (default).
 type refKey struct{ ns, model, ref string }
 
@@ -109,7 +114,7 @@ type refKey struct{ ns, model, ref string }
 // fails to load); traffic moves once it is ready, so a switch fails no request
 // and makes none wait. A version number always gets that version.
 func (m *Manager) acquireServing(ctx context.Context, ns, model, ref string, v registry.Version) (*instance, time.Duration, error) {
-	if isVersionNumber(ref) {
+	if registry.IsVersionNumber(ref) {
 		return m.acquire(ctx, v, true)
 	}
 	rk := refKey{ns, model, ref}
@@ -166,18 +171,6 @@ func (m *Manager) stayOn(prev versionKey, next registry.Version) *instance {
 	}
 	pi.lastUsed.Store(m.opts.Now().UnixNano())
 	return pi
-}
-
-func isVersionNumber(ref string) bool {
-	if ref == "" {
-		return false
-	}
-	for _, c := range ref {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 func batchRows(inputs []*tensor.Tensor) int64 {
@@ -357,7 +350,9 @@ func sortKeys(keys []versionKey) {
 }
 
 // refCache caches reference resolutions per model, so a change to a model drops
-// its entries with one delete.
+// its entries with one delete. Version numbers are cached under their canonical
+// spelling (canonicalRef), so a model has at most one entry per version, alias
+// and the default: what the registry holds bounds it, not what callers write.
 type refCache struct {
 	mu sync.RWMutex
 	m  map[modelKey]map[string]registry.Version // ref -> version

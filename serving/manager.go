@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,7 +87,11 @@ type Manager struct {
 	log      *slog.Logger
 	opts     Options
 
-	mu       sync.RWMutex // guards loaded, unloaded, closed; requests take it shared
+	// mu guards loaded, unloaded, closed and the budget fields below. Requests
+	// and read-only scans take it shared; only changes take it exclusively.
+	// Lock order: instance.run, then mu, then a batcher's or a record's mu;
+	// costMu and measure are never held together with mu.
+	mu       sync.RWMutex
 	loaded   map[versionKey]*instance
 	unloaded map[modelKey]bool // explicitly unloaded through the repository API
 	stats    sync.Map          // versionKey -> *versionStats; kept across unloads, as Triton does
@@ -183,15 +188,29 @@ type instance struct {
 // keep the data path serving.
 func (m *Manager) resolve(ctx context.Context, ns, model, ref string) (registry.Version, error) {
 	mk := modelKey{ns, model}
-	if v, ok := m.refs.get(mk, ref); ok {
+	key := canonicalRef(ref)
+	if v, ok := m.refs.get(mk, key); ok {
 		return v, nil
 	}
 	v, err := m.reg.Resolve(ctx, ns, model, ref)
 	if err != nil {
 		return registry.Version{}, err
 	}
-	m.refs.put(mk, ref, v)
+	m.refs.put(mk, key, v)
 	return v, nil
+}
+
+// canonicalRef is the cache key of a reference: a version number without its
+// leading zeros ("007" and "7" name the same version, as the registry parses
+// them), anything else as written. It allocates nothing.
+func canonicalRef(ref string) string {
+	if !registry.IsVersionNumber(ref) {
+		return ref
+	}
+	if t := strings.TrimLeft(ref, "0"); t != "" {
+		return t
+	}
+	return "0" // not a version; the registry refuses it, so it is never cached
 }
 
 // Invalidate drops cached resolutions for a model; the registry calls it on every
@@ -342,14 +361,16 @@ func (m *Manager) load(inst *instance) {
 		if !ok {
 			return errs.New(errs.FailedPrecondition, "no runtime for format %q", v.Format)
 		}
-		if err := m.blobs.Verify(ctx, v.SHA256); err != nil {
-			return err
-		}
-		cfg := m.servingConfig(ctx, v)
+		// The cheap refusal first: a version too big for the whole budget must
+		// not re-hash its artifact (or ask the registry) on every retry.
 		cost, measured := m.costOf(v)
 		if err := m.fits(v, cost, measured); err != nil {
 			return err
 		}
+		if err := m.blobs.Verify(ctx, v.SHA256); err != nil {
+			return err
+		}
+		cfg := m.servingConfig(ctx, v)
 		if err := m.reserve(inst, cost); err != nil {
 			return err
 		}
@@ -366,6 +387,7 @@ func (m *Manager) load(inst *instance) {
 		inst.model = model
 		inst.cfg = cfg
 		inst.lastUsed.Store(m.opts.Now().UnixNano())
+		// Infer reads the statistics through inst.b.stats: the same pointer.
 		inst.b = newBatcher(model, cfg, lo, m.statsFor(inst.key), m.metrics.ForVersion(v.Namespace, v.Model, strconv.FormatInt(v.Version, 10)), log)
 		inst.loadedAt = m.opts.Now()
 		return nil
@@ -455,8 +477,8 @@ func (m *Manager) closeLocked(inst *instance) {
 
 // ServerReady reports whether the server accepts inference.
 func (m *Manager) ServerReady(ctx context.Context) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
 	return !m.closed
 }
 
@@ -500,8 +522,8 @@ func (m *Manager) ModelReady(ctx context.Context, ns, model, ref string) (bool, 
 	if err != nil {
 		return false, err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
 	if m.closed || m.unloaded[modelKey{ns, model}] {
 		return false, nil
 	}
@@ -547,8 +569,8 @@ func (m *Manager) RepositoryIndex(ctx context.Context, ns string, readyOnly bool
 
 func (m *Manager) entryState(ns, model string, version int64) RepositoryEntry {
 	e := RepositoryEntry{Name: model, Version: strconv.FormatInt(version, 10)}
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
 	if m.unloaded[modelKey{ns, model}] {
 		e.State, e.Reason = StateUnavailable, "unloaded"
 		return e
@@ -613,23 +635,40 @@ func (m *Manager) Start(ctx context.Context) error {
 
 // UnloadIdle unloads every resident version unused for its idleTimeout and
 // returns how many it unloaded. A version with requests in flight or queued is
-// never unloaded: it is taken only if its run lock is free at that moment.
+// never unloaded: it is taken only if its run lock is free at that moment, and
+// only if it is still idle then (a request may have come and gone since the scan).
 func (m *Manager) UnloadIdle() int {
 	now := m.opts.Now()
-	m.mu.Lock()
+	return m.unloadIdle(now, m.idleCandidates(now))
+}
+
+// idleCandidates lists the resident versions unused for their idleTimeout at now.
+func (m *Manager) idleCandidates(now time.Time) []*instance {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
 	var idle []*instance
 	for _, inst := range m.residentLocked() {
-		after := inst.cfg.IdleAfter()
-		if after > 0 && now.Sub(time.Unix(0, inst.lastUsed.Load())) >= after {
+		if inst.idleAt(now) {
 			idle = append(idle, inst)
 		}
 	}
-	m.mu.Unlock()
+	return idle
+}
+
+// idleAt reports whether inst, resident, has been unused for its idleTimeout at now.
+func (inst *instance) idleAt(now time.Time) bool {
+	after := inst.cfg.IdleAfter()
+	return after > 0 && now.Sub(time.Unix(0, inst.lastUsed.Load())) >= after
+}
+
+// unloadIdle unloads the candidates that are unused and still idle at now.
+func (m *Manager) unloadIdle(now time.Time, idle []*instance) int {
 	n := 0
 	for _, inst := range idle {
 		idleFor := now.Sub(time.Unix(0, inst.lastUsed.Load())).Round(time.Second)
-		if !m.unloadIfUnused(inst, residency.Idle, fmt.Sprintf("unloaded after %s without requests (idleTimeout)", idleFor)) {
-			continue // in use right now: not idle after all
+		still := func() bool { return inst.idleAt(now) }
+		if !m.unloadIfUnused(inst, still, residency.Idle, fmt.Sprintf("unloaded after %s without requests (idleTimeout)", idleFor)) {
+			continue // in use right now, or used since the scan: not idle after all
 		}
 		n++
 		m.metrics.IdleUnload(inst.key.ns)
@@ -642,7 +681,7 @@ func (m *Manager) UnloadIdle() int {
 	return n
 }
 
-// residentLocked lists the loaded, healthy instances. m.mu is held.
+// residentLocked lists the loaded, healthy instances. m.mu is held (shared is enough).
 func (m *Manager) residentLocked() []*instance {
 	var out []*instance
 	for _, inst := range m.loaded {
@@ -658,14 +697,19 @@ func (m *Manager) residentLocked() []*instance {
 	return out
 }
 
-// unloadIfUnused unloads inst if nothing runs or waits on it right now, and
-// records why (state, reason). Requests that found inst before it left the map
-// wait on its run lock, then see it closed and load afresh: none fails.
-func (m *Manager) unloadIfUnused(inst *instance, state, reason string) bool {
+// unloadIfUnused unloads inst if nothing runs or waits on it right now and, when
+// still is set, it still holds (checked with the run lock held exclusively, so
+// no request can use inst meanwhile: lastUsed is written only under the run
+// lock); it records why (state, reason). Requests that found inst before it left
+// the map wait on its run lock, then see it closed and load afresh: none fails.
+func (m *Manager) unloadIfUnused(inst *instance, still func() bool, state, reason string) bool {
 	if !inst.run.TryLock() {
 		return false
 	}
 	defer inst.run.Unlock()
+	if still != nil && !still() {
+		return false
+	}
 	m.mu.Lock()
 	if inst.detached {
 		m.mu.Unlock()
@@ -734,7 +778,8 @@ func (m *Manager) closeAll(victims []*instance) {
 
 // Forget drops a version (every version when version is 0) from memory and from
 // the resolution cache; the next request loads it again if it still exists.
-// deleted also forgets an explicit unload (the model is gone).
+// deleted also forgets an explicit unload and the residency history (the model
+// is gone).
 func (m *Manager) Forget(ns, model string, version int64, deleted bool) {
 	m.Invalidate(ns, model)
 	m.mu.Lock()
@@ -746,19 +791,28 @@ func (m *Manager) Forget(ns, model string, version int64, deleted bool) {
 	}
 	m.mu.Unlock()
 	m.closeAll(victims)
-	for _, inst := range victims {
-		m.record(inst.key).update(func(r *recordData) {
-			r.state, r.reason = residency.Idle, "released after a registry change; loads with the current settings on next request"
-		})
+	if !deleted {
+		for _, inst := range victims {
+			m.record(inst.key).update(func(r *recordData) {
+				r.state, r.reason = residency.Idle, "released after a registry change; loads with the current settings on next request"
+			})
+		}
+		return
 	}
-	if deleted {
-		m.lastServed.Range(func(k, _ any) bool {
-			if rk := k.(refKey); rk.ns == ns && rk.model == model {
-				m.lastServed.Delete(k)
-			}
-			return true
-		})
-	}
+	// The model is gone: so is its history, or records would grow with model
+	// churn (a model re-created under the name starts afresh).
+	m.lastServed.Range(func(k, _ any) bool {
+		if rk := k.(refKey); rk.ns == ns && rk.model == model {
+			m.lastServed.Delete(k)
+		}
+		return true
+	})
+	m.records.Range(func(k, _ any) bool {
+		if vk := k.(versionKey); vk.ns == ns && vk.model == model && (version == 0 || vk.version == version) {
+			m.records.Delete(k)
+		}
+		return true
+	})
 }
 
 // Close stops accepting requests, waits for in-flight runs and frees every model.
@@ -774,8 +828,8 @@ func (m *Manager) Close() error {
 
 // Loaded lists the resident versions, for status pages and tests.
 func (m *Manager) Loaded() []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
 	var out []string
 	for k, inst := range m.loaded {
 		select {

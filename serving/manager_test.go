@@ -107,18 +107,30 @@ func (m *heldModel) Run(ctx context.Context, in []*tensor.Tensor, out []string) 
 }
 
 type env struct {
-	reg   *registry.Registry
-	blobs *blob.FS
-	rt    *countingRuntime
-	mgr   *serving.Manager
-	now   atomic.Int64
+	reg      *registry.Registry
+	blobs    *blob.FS
+	rt       *countingRuntime
+	mgr      *serving.Manager
+	now      atomic.Int64
+	verifies atomic.Int32 // artifact verifications (full sha256 reads) the manager asked for
 }
 
-func newEnv(t *testing.T) *env { t.Helper(); return newEnvWith(t, nil, nil) }
+// countingArtifacts counts the manager's artifact verifications.
+type countingArtifacts struct {
+	*blob.FS
+	n *atomic.Int32
+}
+
+func (c countingArtifacts) Verify(ctx context.Context, sha256 string) error {
+	c.n.Add(1)
+	return c.FS.Verify(ctx, sha256)
+}
+
+func newEnv(t testing.TB) *env { t.Helper(); return newEnvWith(t, nil, nil) }
 
 // newEnvWith builds a manager over a real registry and the real runtime; runs,
 // if set, gates and counts model runs; opts adjusts the manager's options.
-func newEnvWith(t *testing.T, runs *runGate, opts func(*serving.Options)) *env {
+func newEnvWith(t testing.TB, runs *runGate, opts func(*serving.Options)) *env {
 	t.Helper()
 	dir := t.TempDir()
 	store, err := sqlite.Open(context.Background(), dir+"/nimbus.db")
@@ -140,7 +152,7 @@ func newEnvWith(t *testing.T, runs *runGate, opts func(*serving.Options)) *env {
 	if opts != nil {
 		opts(&o)
 	}
-	e.mgr = serving.NewManager(e.reg, blobs, o)
+	e.mgr = serving.NewManager(e.reg, countingArtifacts{blobs, &e.verifies}, o)
 	// Wired as internal/system wires the server.
 	e.reg.OnChange(func(c registry.Change) {
 		switch c.Kind {
@@ -156,7 +168,7 @@ func newEnvWith(t *testing.T, runs *runGate, opts func(*serving.Options)) *env {
 	return e
 }
 
-func (e *env) push(t *testing.T, ns, name, model string, aliases ...string) registry.Version {
+func (e *env) push(t testing.TB, ns, name, model string, aliases ...string) registry.Version {
 	t.Helper()
 	f, err := os.Open(testutil.Model(model))
 	if err != nil {
@@ -503,27 +515,25 @@ func TestIdleVersionsScaleToZero(t *testing.T) {
 // TestIdleUnloadSkipsBusyVersions: a version running a request is never unloaded,
 // however old its last use looks.
 func TestIdleUnloadSkipsBusyVersions(t *testing.T) {
-	e := newEnv(t)
+	runs := newRunGate(false) // the request's run waits until the test opens it
+	e := newEnvWith(t, runs, nil)
+	t.Cleanup(func() { runs.set(true) }) // before the manager closes, should the test fail
 	ctx := context.Background()
 	e.push(t, "default", "m", "mlp_medium")
 	if _, err := e.reg.SetModelServing(ctx, "default", "m", idleCfg(time.Second, 0)); err != nil {
 		t.Fatal(err)
 	}
-	rows := 150_000 // about a second of work
-	big := &tensor.Tensor{Name: "x", DataType: tensor.FP32, Shape: []int64{int64(rows), 64}, Data: make([]byte, rows*256)}
 	done := make(chan error, 1)
 	go func() {
-		_, err := e.mgr.Infer(ctx, &serving.InferRequest{Model: "m", Inputs: []*tensor.Tensor{big}})
+		_, err := e.mgr.Infer(ctx, mediumReq("m"))
 		done <- err
 	}()
-	testutil.Eventually(t, 30*time.Second, func() bool {
-		st, _ := e.mgr.Stats(ctx, "default", "m", "1")
-		return len(st) == 1 && st[0].ExecutionCount == 1
-	}, "the long request never started")
+	testutil.Eventually(t, 10*time.Second, func() bool { _, running, _ := runs.stats(); return running == 1 }, "the request never started")
 	e.now.Add(int64(time.Hour))
 	if n := e.mgr.UnloadIdle(); n != 0 {
 		t.Fatalf("unloaded a version with a request running")
 	}
+	runs.set(true)
 	if err := <-done; err != nil {
 		t.Fatalf("the running request failed: %v", err)
 	}
@@ -533,13 +543,72 @@ func TestIdleUnloadSkipsBusyVersions(t *testing.T) {
 	}
 }
 
+// TestIdleUnloadSparesAVersionUsedAfterTheScan: a request that comes and goes
+// between UnloadIdle's scan and its unload makes the version not idle: it stays.
+func TestIdleUnloadSparesAVersionUsedAfterTheScan(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.push(t, "default", "m", "mlp")
+	if _, err := e.reg.SetModelServing(ctx, "default", "m", idleCfg(time.Minute, 0)); err != nil {
+		t.Fatal(err)
+	}
+	req := &serving.InferRequest{Model: "m", Inputs: []*tensor.Tensor{f32("x", []int64{1, 4}, 1, 2, 3, 4)}}
+	if _, err := e.mgr.Infer(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	e.now.Add(int64(2 * time.Minute))
+	n := e.mgr.UnloadIdleAround(func() {
+		if _, err := e.mgr.Infer(ctx, req); err != nil {
+			t.Error(err)
+		}
+	})
+	if n != 0 || len(e.mgr.Loaded()) != 1 {
+		t.Fatalf("unloaded %d versions, one of them just used; loaded %v", n, e.mgr.Loaded())
+	}
+	if got := e.rt.loads.Load(); got != 1 {
+		t.Errorf("loads = %d, want 1", got)
+	}
+	e.now.Add(int64(2 * time.Minute))
+	if n := e.mgr.UnloadIdle(); n != 1 {
+		t.Fatalf("idle for its timeout again: unloaded %d", n)
+	}
+}
+
+// TestDeletedModelForgetsItsHistory: deleting a model drops its residency
+// records (they would otherwise grow with model churn); a model re-created
+// under the same name starts with none.
+func TestDeletedModelForgetsItsHistory(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.push(t, "default", "m", "mlp")
+	req := &serving.InferRequest{Model: "m", Inputs: []*tensor.Tensor{f32("x", []int64{1, 4}, 1, 2, 3, 4)}}
+	if _, err := e.mgr.Infer(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := e.mgr.Status(ctx, "default", "m")
+	if err != nil || len(rep.Versions) != 1 || rep.Versions[0].Loads != 1 || rep.Versions[0].ColdStarts != 1 {
+		t.Fatalf("before the delete: %v %+v", err, rep)
+	}
+	if err := e.reg.DeleteModel(ctx, "default", "m", true); err != nil {
+		t.Fatal(err)
+	}
+	e.push(t, "default", "m", "mlp")
+	rep, err = e.mgr.Status(ctx, "default", "m")
+	if err != nil || len(rep.Versions) != 1 {
+		t.Fatalf("after re-creating: %v %+v", err, rep)
+	}
+	if v := rep.Versions[0]; v.Loads != 0 || v.ColdStarts != 0 || !v.LastUsed.IsZero() || v.LoadDuration != 0 ||
+		v.State != residency.Idle || !strings.Contains(v.Reason, "not loaded yet") {
+		t.Fatalf("the re-created model inherited the deleted one's history: %+v", v)
+	}
+}
+
 // BenchmarkManagerInfer is the serving layer's per-request cost around a small
 // model (resolve, validate, acquire, run, stats) at one and at 8 callers.
 // `go test -run '^$' -bench ManagerInfer -benchmem ./serving`
 func BenchmarkManagerInfer(b *testing.B) {
-	t := &testing.T{}
-	e := newEnv(t)
-	e.push(t, "default", "mlp", "mlp")
+	e := newEnv(b)
+	e.push(b, "default", "mlp", "mlp")
 	req := &serving.InferRequest{Model: "mlp", Inputs: []*tensor.Tensor{f32("x", []int64{1, 4}, 1, 2, 3, 4)}}
 	if _, err := e.mgr.Infer(context.Background(), req); err != nil {
 		b.Fatal(err)

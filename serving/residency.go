@@ -139,9 +139,13 @@ func (m *Manager) reserve(inst *instance, need int64) error {
 			m.mu.Unlock()
 			return nil
 		}
+		m.mu.Unlock()
+		// Listing and sorting the candidates only reads: requests keep going
+		// meanwhile (this runs on every retry while the budget is held).
+		m.mu.RLock()
 		victims := m.evictableLocked(inst)
 		used := m.used
-		m.mu.Unlock()
+		m.mu.RUnlock()
 		evicted := false
 		for _, vi := range victims {
 			if m.evict(vi, inst.key) {
@@ -165,13 +169,14 @@ func (m *Manager) reserve(inst *instance, need int64) error {
 }
 
 func (m *Manager) hasRoom(need int64) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
 	return m.used+need <= m.opts.MemoryBudget
 }
 
 // evictableLocked lists resident versions that may be evicted, least recently
-// used first: not except, and not kept warm by instances.min >= 1. m.mu is held.
+// used first: not except, and not kept warm by instances.min >= 1. m.mu is held
+// (shared is enough).
 func (m *Manager) evictableLocked(except *instance) []*instance {
 	var out []*instance
 	for _, inst := range m.residentLocked() {
@@ -186,7 +191,7 @@ func (m *Manager) evictableLocked(except *instance) []*instance {
 // evict unloads vi to make room for the version for, if nothing runs or waits on it.
 func (m *Manager) evict(vi *instance, forKey versionKey) bool {
 	reason := fmt.Sprintf("evicted to make room for %s version %d under the memory budget", forKey.model, forKey.version)
-	if !m.unloadIfUnused(vi, residency.Evicted, reason) {
+	if !m.unloadIfUnused(vi, nil, residency.Evicted, reason) {
 		return false
 	}
 	m.record(vi.key).update(func(r *recordData) { r.evictions++ })
@@ -258,11 +263,13 @@ func (m *Manager) settleCost(inst *instance, cost int64) {
 		inst.cost = cost
 	}
 	over := m.opts.MemoryBudget > 0 && m.used > m.opts.MemoryBudget
-	var victims []*instance
-	if over {
-		victims = m.evictableLocked(inst)
-	}
 	m.mu.Unlock()
+	if !over {
+		return
+	}
+	m.mu.RLock()
+	victims := m.evictableLocked(inst)
+	m.mu.RUnlock()
 	for _, vi := range victims {
 		if m.hasRoom(0) {
 			break
@@ -399,9 +406,22 @@ func (m *Manager) versionStatus(v registry.Version, cfg registry.ServingConfig, 
 	return st
 }
 
+// memoryStatus sums up the budget. Resident counts the versions in memory,
+// loading ones included; a failed load stays in m.loaded (so that its error is
+// the answer until a retry is due) but holds no memory, so it is not counted.
 func (m *Manager) memoryStatus() residency.Memory {
 	m.mu.RLock()
-	mem := residency.Memory{BudgetBytes: m.opts.MemoryBudget, UsedBytes: m.used, Resident: len(m.loaded)}
+	mem := residency.Memory{BudgetBytes: m.opts.MemoryBudget, UsedBytes: m.used}
+	for _, inst := range m.loaded {
+		select {
+		case <-inst.ready:
+			if inst.err != nil {
+				continue
+			}
+		default:
+		}
+		mem.Resident++
+	}
 	m.mu.RUnlock()
 	mem.ProcessRSSBytes = m.opts.Memory.RSS()
 	return mem

@@ -145,8 +145,9 @@ func TestModelBiggerThanTheBudget(t *testing.T) {
 	if _, err := e.mgr.Infer(ctx, &serving.InferRequest{Model: "small", Inputs: []*tensor.Tensor{f32("x", []int64{1, 4}, 1, 2, 3, 4)}}); err != nil {
 		t.Fatal(err)
 	}
-	loads := e.rt.loads.Load()
+	loads, verifies := e.rt.loads.Load(), e.verifies.Load()
 	for range 3 {
+		e.now.Add(int64(10 * time.Second)) // past FailedRetryAfter: every request tries again
 		_, err := e.mgr.Infer(ctx, mediumReq("big"))
 		msg := errs.PublicMessage(err)
 		if errs.KindOf(err) != errs.Unavailable || !strings.Contains(msg, "more than the whole memory budget of 1.0 MiB") || !strings.Contains(msg, "--memory-budget") {
@@ -155,6 +156,12 @@ func TestModelBiggerThanTheBudget(t *testing.T) {
 	}
 	if got := e.rt.loads.Load(); got != loads {
 		t.Errorf("the runtime loaded the oversized model %d times", got-loads)
+	}
+	if got := e.verifies.Load(); got != verifies {
+		t.Errorf("the oversized model's artifact was verified (hashed) %d times before the budget refused it", got-verifies)
+	}
+	if m := status(t, e, "").Memory; m.Resident != 1 {
+		t.Errorf("resident = %d, want 1: a failed load holds no memory (%+v)", m.Resident, m)
 	}
 	if s := versionState(t, e, "small"); s.State != residency.Ready || s.Evictions != 0 {
 		t.Errorf("small was disturbed: %+v", s)

@@ -13,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/nimbus-ai/nimbus/config"
 	"github.com/nimbus-ai/nimbus/tensor"
 )
 
@@ -86,19 +87,9 @@ func shortSHA(s string) string {
 	return s
 }
 
-// humanSize formats bytes with binary units: "512 B", "1.5 MiB".
-func humanSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return strconv.FormatInt(n, 10) + " B"
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+// humanSize formats bytes with binary units: "512 B", "1.5 MiB" (as the
+// server's messages do).
+func humanSize(n int64) string { return config.FormatBytes(n) }
 
 func formatTime(t time.Time) string {
 	if t.IsZero() {

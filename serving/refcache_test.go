@@ -1,0 +1,72 @@
+package serving
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/registry"
+)
+
+// oneVersionRegistry holds model "m" with version 1 (and alias "champion"),
+// resolving numbers as the registry does, and counts resolutions.
+type oneVersionRegistry struct {
+	Registry // the other methods are not used
+	resolves atomic.Int32
+}
+
+func (r *oneVersionRegistry) Resolve(_ context.Context, ns, model, ref string) (registry.Version, error) {
+	r.resolves.Add(1)
+	v := registry.Version{Namespace: ns, Model: model, Version: 1}
+	if ref == "" || ref == "champion" {
+		return v, nil
+	}
+	if n, err := strconv.ParseInt(ref, 10, 64); err == nil && registry.IsVersionNumber(ref) && n == 1 {
+		return v, nil
+	}
+	return registry.Version{}, errs.New(errs.NotFound, "model %s has no version %q", model, ref)
+}
+
+// TestRefCacheKeepsOneEntryPerVersion: however many ways callers spell a
+// version number ("1", "01", "0001"…), the cache holds one entry for it and the
+// registry is asked once; references that fail are not cached.
+func TestRefCacheKeepsOneEntryPerVersion(t *testing.T) {
+	reg := &oneVersionRegistry{}
+	m := NewManager(reg, nil, Options{Logger: discardLog()})
+	ctx := context.Background()
+	for i := range 1000 {
+		ref := strings.Repeat("0", i) + "1"
+		v, err := m.resolve(ctx, "default", "m", ref)
+		if err != nil || v.Version != 1 {
+			t.Fatalf("ref %q: %v %+v", ref, err, v)
+		}
+	}
+	for _, bad := range []string{"0", "000", "2", "02", "99999999999999999999999"} {
+		if _, err := m.resolve(ctx, "default", "m", bad); err == nil {
+			t.Fatalf("ref %q resolved", bad)
+		}
+	}
+	if _, err := m.resolve(ctx, "default", "m", "champion"); err != nil {
+		t.Fatal(err)
+	}
+	m.refs.mu.RLock()
+	refs := len(m.refs.m[modelKey{"default", "m"}])
+	m.refs.mu.RUnlock()
+	if refs != 2 { // "1" and "champion"
+		t.Errorf("the cache holds %d references of one model, want 2 (the version and the alias)", refs)
+	}
+	if n := reg.resolves.Load(); n != 1+5+1 {
+		t.Errorf("registry resolutions = %d, want 7: one for the version, each failing ref, one for the alias", n)
+	}
+}
+
+func TestCanonicalRef(t *testing.T) {
+	for ref, want := range map[string]string{"": "", "champion": "champion", "1": "1", "007": "7", "10": "10", "0": "0", "000": "0", "v1": "v1"} {
+		if got := canonicalRef(ref); got != want {
+			t.Errorf("canonicalRef(%q) = %q, want %q", ref, got, want)
+		}
+	}
+}
