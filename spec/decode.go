@@ -570,10 +570,12 @@ func (d *docDecoder) decodeMap(n *yaml.Node, v reflect.Value, path string, line,
 }
 
 // structFields is a struct type's fields by JSON name, embedded `json:",inline"`
-// structs flattened, and the names in declaration order for messages.
+// structs flattened: the names in declaration order (for messages and for
+// MarshalYAML) and which of them the tag marks omitempty.
 type structFields struct {
-	byName map[string][]int
-	names  []string
+	byName    map[string][]int
+	names     []string
+	omitEmpty map[string]bool
 }
 
 var fieldCache sync.Map // reflect.Type -> *structFields
@@ -582,7 +584,7 @@ func fieldsOf(t reflect.Type) *structFields {
 	if f, ok := fieldCache.Load(t); ok {
 		return f.(*structFields)
 	}
-	fs := &structFields{byName: map[string][]int{}}
+	fs := &structFields{byName: map[string][]int{}, omitEmpty: map[string]bool{}}
 	collectFields(t, nil, fs)
 	f, _ := fieldCache.LoadOrStore(t, fs)
 	return f.(*structFields)
@@ -609,6 +611,7 @@ func collectFields(t reflect.Type, index []int, fs *structFields) {
 		if _, dup := fs.byName[name]; !dup {
 			fs.byName[name] = idx
 			fs.names = append(fs.names, name)
+			fs.omitEmpty[name] = slices.Contains(strings.Split(opts, ","), "omitempty")
 		}
 	}
 }

@@ -159,28 +159,12 @@ func stringNode(s string) *yaml.Node {
 // encodeFields appends the fields of struct v to mapping n by their JSON names,
 // flattening embedded `json:",inline"` structs, leaving out nil pointers, maps
 // and slices always and other empty values where the tag says omitempty.
+// The fields are those the decoder knows (fieldsOf), in the same order.
 func encodeFields(n *yaml.Node, v reflect.Value) error {
-	t := v.Type()
-	for i := range t.NumField() {
-		sf := t.Field(i)
-		if !sf.IsExported() {
-			continue
-		}
-		name, opts, _ := strings.Cut(sf.Tag.Get("json"), ",")
-		if name == "-" && opts == "" {
-			continue
-		}
-		fv := v.Field(i)
-		if sf.Anonymous && name == "" && sf.Type.Kind() == reflect.Struct {
-			if err := encodeFields(n, fv); err != nil {
-				return err
-			}
-			continue
-		}
-		if name == "" {
-			name = sf.Name
-		}
-		if slices.Contains(strings.Split(opts, ","), "omitempty") && isEmptyValue(fv) {
+	fs := fieldsOf(v.Type())
+	for _, name := range fs.names {
+		fv := v.FieldByIndex(fs.byName[name])
+		if fs.omitEmpty[name] && isEmptyValue(fv) {
 			continue
 		}
 		val, err := encodeValue(fv)
