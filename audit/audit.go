@@ -46,9 +46,12 @@ type Event struct {
 // Query selects events, oldest first. Zero fields do not filter.
 type Query struct {
 	Namespace string
-	Kind      string
-	Name      string
-	Since     time.Time
+	// Namespaces, when set, keeps only events of these namespaces (what a
+	// token scoped to them may read).
+	Namespaces []string
+	Kind       string
+	Name       string
+	Since      time.Time
 	// After is an event ID: only later events (for paging and following).
 	After int64
 	// Limit caps the result (0: DefaultLimit, at most MaxLimit).

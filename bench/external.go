@@ -85,6 +85,7 @@ func extCell(model, target string, batching bool, driver string, conc int, s ext
 // wrkScript posts the body file and prints one machine-readable summary line.
 const wrkScript = `wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = %q
 local f = assert(io.open(%q, "rb"))
 wrk.body = f:read("*a")
 f:close()
@@ -95,8 +96,9 @@ done = function(summary, latency, requests)
 end
 `
 
-// runWrk runs wrk -t1 -cN for d against url, posting body.
-func runWrk(ctx context.Context, wrk, url string, body []byte, conc int, d time.Duration) (extSample, error) {
+// runWrk runs wrk -t1 -cN for d against url, posting body with token (the
+// bare servers ignore it, so every target gets the same bytes).
+func runWrk(ctx context.Context, wrk, url, token string, body []byte, conc int, d time.Duration) (extSample, error) {
 	dir, err := os.MkdirTemp("", "nimbusbench-wrk-")
 	if err != nil {
 		return extSample{}, err
@@ -107,7 +109,7 @@ func runWrk(ctx context.Context, wrk, url string, body []byte, conc int, d time.
 	if err := os.WriteFile(bodyPath, body, 0o600); err != nil {
 		return extSample{}, err
 	}
-	if err := os.WriteFile(script, fmt.Appendf(nil, wrkScript, bodyPath), 0o600); err != nil {
+	if err := os.WriteFile(script, fmt.Appendf(nil, wrkScript, "Bearer "+token, bodyPath), 0o600); err != nil {
 		return extSample{}, err
 	}
 	secs := max(int(d.Round(time.Second)/time.Second), 1)
@@ -137,8 +139,9 @@ func runWrk(ctx context.Context, wrk, url string, body []byte, conc int, d time.
 	return extSample{}, fmt.Errorf("no summary line in wrk's output: %s", lastLines(out))
 }
 
-// runGhz runs ghz --cpus 1 -cN for d against addr with req as JSON.
-func runGhz(ctx context.Context, ghz, root, addr string, req *pb.ModelInferRequest, conc int, d time.Duration) (extSample, error) {
+// runGhz runs ghz --cpus 1 -cN for d against addr with req as JSON and token
+// in the call metadata.
+func runGhz(ctx context.Context, ghz, root, addr, token string, req *pb.ModelInferRequest, conc int, d time.Duration) (extSample, error) {
 	data, err := protojson.Marshal(req)
 	if err != nil {
 		return extSample{}, err
@@ -147,6 +150,7 @@ func runGhz(ctx context.Context, ghz, root, addr string, req *pb.ModelInferReque
 	out, err := exec.CommandContext(ctx, ghz, "--insecure", "--cpus", "1",
 		"--proto", proto, "--import-paths", filepath.Dir(proto),
 		"--call", "inference.GRPCInferenceService/ModelInfer", "-d", string(data),
+		"--metadata", `{"authorization":"Bearer `+token+`"}`,
 		"-c", strconv.Itoa(conc), "-z", d.String(),
 		"-O", "json", addr).Output()
 	if err != nil {

@@ -123,7 +123,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("load %s for raw runs: %w", name, err)
 		}
-		if _, err := client.New(env.url).PushFile(ctx, registry.DefaultNamespace, name, path, registry.CreateVersionRequest{}, nil); err != nil {
+		if _, err := client.New(env.url, client.WithToken(env.token)).PushFile(ctx, registry.DefaultNamespace, name, path, registry.CreateVersionRequest{}, nil); err != nil {
 			raw.Close()
 			return nil, fmt.Errorf("push %s: %w", name, err)
 		}
@@ -151,6 +151,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 type env struct {
 	libPath string
 	url     string // Nimbus REST base URL
+	token   string // the bootstrap admin token every client sends
 	sys     *system.System
 	rest    http.Handler // the OIP handler over the running system's manager
 	hc      *http.Client
@@ -181,6 +182,7 @@ func start(ctx context.Context, cfg Config) (_ *env, err error) {
 	scfg.GRPCAddr = "127.0.0.1:0"
 	scfg.ORTLib = e.libPath
 	scfg.ShutdownTimeout = 10 * time.Second
+	scfg.CLIConfig = "none"
 	sctx, cancel := context.WithCancel(context.Background())
 	sys, err := system.New(sctx, scfg, "bench", cfg.Log)
 	if err != nil {
@@ -197,24 +199,28 @@ func start(ctx context.Context, cfg Config) (_ *env, err error) {
 		os.RemoveAll(dir)
 		return err
 	}
-	e.url = "http://" + sys.HTTPAddr()
-	// The same constructor and options internal/system uses for its REST routes.
-	e.rest = oip.NewHandler(sys.Manager, oip.Options{MaxBodyBytes: scfg.MaxBodyBytes, Metrics: sys.Metrics, Logger: cfg.Log})
+	e.url = sys.URL()
+	if e.token, err = readToken(dir); err != nil {
+		return nil, err
+	}
+	// The same constructor and options internal/system uses for its REST
+	// routes, behind the same authentication.
+	e.rest = sys.Guard.HTTP(oip.NewHandler(sys.Manager, oip.Options{MaxBodyBytes: scfg.MaxBodyBytes, Metrics: sys.Metrics, Logger: cfg.Log}))
 
 	maxConc := 1
 	for _, c := range cfg.Concurrency {
 		maxConc = max(maxConc, c)
 	}
-	e.hc = &http.Client{Transport: &http.Transport{
+	e.hc = &http.Client{Transport: withToken(&http.Transport{
 		MaxIdleConns:        2 * maxConc,
 		MaxIdleConnsPerHost: maxConc,
 		IdleConnTimeout:     time.Minute,
 		DisableCompression:  true,
-	}}
+	}, e.token)}
 	if err := waitReady(ctx, e.hc, e.url+"/v2/health/ready"); err != nil {
 		return nil, err
 	}
-	conn, err := dial(sys.GRPCAddr())
+	conn, err := dial(sys.GRPCAddr(), grpc.WithPerRPCCredentials(bearerCreds(e.token)))
 	if err != nil {
 		return nil, err
 	}
@@ -241,11 +247,52 @@ func (e *env) close() {
 	}
 }
 
-func dial(addr string) (*grpc.ClientConn, error) {
-	return grpc.NewClient(addr,
+func dial(addr string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	return grpc.NewClient(addr, append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20))}, opts...)...)
 }
+
+// readToken reads the bootstrap admin token a server wrote to its data dir.
+func readToken(dataDir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, system.AdminTokenFile))
+	if err != nil {
+		return "", fmt.Errorf("read the admin token: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// withToken sends "Authorization: Bearer tok" on every request rt makes.
+func withToken(rt http.RoundTripper, tok string) http.RoundTripper {
+	return tokenTransport{rt, "Bearer " + tok}
+}
+
+type tokenTransport struct {
+	rt     http.RoundTripper
+	header string
+}
+
+func (t tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", t.header)
+	return t.rt.RoundTrip(r)
+}
+
+// CloseIdleConnections lets http.Client.CloseIdleConnections reach the transport.
+func (t tokenTransport) CloseIdleConnections() {
+	if c, ok := t.rt.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// bearerCreds sends the token on every gRPC call.
+type bearerCreds string
+
+func (b bearerCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+func (bearerCreds) RequireTransportSecurity() bool { return false }
 
 func waitReady(ctx context.Context, hc *http.Client, url string) error {
 	deadline := time.Now().Add(15 * time.Second)

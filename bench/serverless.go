@@ -348,7 +348,7 @@ func (e *slEnv) runCold(ctx context.Context, name string, base []byte) (_ ColdRe
 		return res, err
 	}
 	defer e.stopServer(srv, "cold start "+name, &err)
-	a := newAPI(srv.URL, 1)
+	a := newAPI(srv, 1)
 	defer a.close()
 
 	n := e.cfg.Cold.Samples

@@ -128,7 +128,7 @@ func (e *slEnv) runDensity(ctx context.Context) (_ DensityResult, err error) {
 	if err != nil {
 		return res, err
 	}
-	a := newAPI(srv.URL, max(c.PushWorkers, c.Concurrency))
+	a := newAPI(srv, max(c.PushWorkers, c.Concurrency))
 	if err := e.pushDensity(ctx, a, base, &res); err != nil {
 		a.close()
 		srv.Stop()
@@ -155,7 +155,7 @@ func (e *slEnv) runDensity(ctx context.Context) (_ DensityResult, err error) {
 		return res, err
 	}
 	defer e.stopServer(srv, "density (server under the budget)", &err)
-	a = newAPI(srv.URL, c.Concurrency)
+	a = newAPI(srv, c.Concurrency)
 	defer a.close()
 
 	perm := rand.New(rand.NewPCG(c.Seed, 0)).Perm(c.Models) // popularity rank → model

@@ -162,7 +162,7 @@ func (e *slEnv) memoryServer(ctx context.Context, dir string, model []byte, p *p
 		return s, err
 	}
 	defer e.stopServer(srv, "memory return", &err)
-	a := newAPI(srv.URL, 1)
+	a := newAPI(srv, 1)
 	defer a.close()
 	name := "mem-" + e.cfg.Memory.Model
 	if err := a.push(ctx, name, model); err != nil {

@@ -41,12 +41,14 @@ type ServerOptions struct {
 // random loopback port with gRPC off, so that its resident set is its own. It
 // dies with the benchmark (SIGKILL on parent death).
 type ServerProcess struct {
-	URL  string
-	PID  int
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited and its log is drained
-	err  error         // Wait's result, set before done closes
-	tail *lineTail
+	URL string
+	// Token is the bootstrap admin token the server wrote to its data dir.
+	Token string
+	PID   int
+	cmd   *exec.Cmd
+	done  chan struct{} // closed when the process has exited and its log is drained
+	err   error         // Wait's result, set before done closes
+	tail  *lineTail
 }
 
 // errServerExited means the server process ended while the benchmark needed it.
@@ -56,7 +58,7 @@ var errServerExited = errors.New("nimbus server exited")
 // picks, reads the address it logs, and waits until it reports ready.
 func StartServer(ctx context.Context, opts ServerOptions) (*ServerProcess, error) {
 	args := []string{"server", "--data-dir", opts.DataDir, "--http-addr", "127.0.0.1:0", "--grpc-addr", "",
-		"--log-format", "json", "--log-level", "info"}
+		"--log-format", "json", "--log-level", "info", "--cli-config", "none"}
 	if opts.ORTLib != "" {
 		args = append(args, "--ort-lib", opts.ORTLib)
 	}
@@ -121,7 +123,7 @@ func StartServer(ctx context.Context, opts ServerOptions) (*ServerProcess, error
 	}()
 	select {
 	case a := <-addr:
-		p.URL = "http://" + a
+		p.URL = a // the server logs its URL
 	case <-p.done:
 		return nil, fmt.Errorf("%w before listening (%v):\n%s", errServerExited, p.err, p.tail)
 	case <-time.After(30 * time.Second):
@@ -136,6 +138,10 @@ func StartServer(ctx context.Context, opts ServerOptions) (*ServerProcess, error
 	if err := waitReady(ctx, hc, p.URL+"/v2/health/ready"); err != nil {
 		p.Stop()
 		return nil, fmt.Errorf("%w:\n%s", err, p.tail)
+	}
+	if p.Token, err = readToken(opts.DataDir); err != nil {
+		p.Stop()
+		return nil, err
 	}
 	return p, nil
 }
@@ -265,14 +271,14 @@ type api struct {
 	c    *client.Client
 }
 
-func newAPI(base string, conns int) *api {
-	hc := &http.Client{Transport: &http.Transport{
+func newAPI(srv *ServerProcess, conns int) *api {
+	hc := &http.Client{Transport: withToken(&http.Transport{
 		MaxIdleConns:        2 * conns,
 		MaxIdleConnsPerHost: conns,
 		IdleConnTimeout:     time.Minute,
 		DisableCompression:  true,
-	}}
-	return &api{base: base, hc: hc, c: client.New(base, client.WithHTTPClient(hc))}
+	}, srv.Token)}
+	return &api{base: srv.URL, hc: hc, c: client.New(srv.URL, client.WithHTTPClient(hc))}
 }
 
 func (a *api) close() { a.hc.CloseIdleConnections() }

@@ -173,7 +173,7 @@ func RunSuite(ctx context.Context, cfg SuiteConfig) (*SuiteResult, error) {
 		}
 	}
 
-	mc := client.New(e.url)
+	mc := client.New(e.url, client.WithToken(e.token))
 	for _, m := range cfg.Models {
 		if err := suiteModel(ctx, e, mc, cfg, res, m, paths[m], node, wrkOK, ghzOK, use); err != nil {
 			return nil, fmt.Errorf("%s: %w", m, err)
@@ -364,7 +364,7 @@ func suiteModel(ctx context.Context, e *env, mc *client.Client, cfg SuiteConfig,
 					continue
 				}
 				before := e.batchStats(ctx, t.model)
-				s, err := runWrk(ctx, cfg.Tools.Wrk, url, w.restBody, conc, cfg.ExternalDuration)
+				s, err := runWrk(ctx, cfg.Tools.Wrk, url, e.token, w.restBody, conc, cfg.ExternalDuration)
 				if err != nil {
 					res.Notes = append(res.Notes, fmt.Sprintf("wrk %s c=%d: %v", t.name, conc, err))
 					continue
@@ -386,7 +386,7 @@ func suiteModel(ctx context.Context, e *env, mc *client.Client, cfg SuiteConfig,
 					continue
 				}
 				before := e.batchStats(ctx, t.model)
-				s, err := runGhz(ctx, cfg.Tools.Ghz, cfg.RepoRoot, addr, req, conc, cfg.ExternalDuration)
+				s, err := runGhz(ctx, cfg.Tools.Ghz, cfg.RepoRoot, addr, e.token, req, conc, cfg.ExternalDuration)
 				if err != nil {
 					res.Notes = append(res.Notes, fmt.Sprintf("ghz %s c=%d: %v", t.name, conc, err))
 					continue

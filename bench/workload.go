@@ -136,6 +136,7 @@ func (e *env) runGroup(ctx context.Context, cfg Config, w *workload, conc int) (
 				return err
 			}
 			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+e.token)
 			dw := writers[worker]
 			dw.reset()
 			e.rest.ServeHTTP(dw, req)

@@ -26,7 +26,7 @@ import (
 func newServer(t *testing.T) (*httptest.Server, *mgmttest.Registry) {
 	t.Helper()
 	reg := mgmttest.New(tensor.Signature{})
-	h := mgmt.NewHandler(reg, mgmt.Options{Logger: slog.New(slog.DiscardHandler), UploadDir: t.TempDir()})
+	h := openMgmt(reg, mgmt.Options{Logger: slog.New(slog.DiscardHandler), UploadDir: t.TempDir()})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv, reg

@@ -20,7 +20,7 @@ import (
 // statusServer serves the management API with res answering the status routes.
 func statusServer(t *testing.T, res mgmt.Residency) *client.Client {
 	t.Helper()
-	h := mgmt.NewHandler(mgmttest.New(tensor.Signature{}), mgmt.Options{
+	h := openMgmt(mgmttest.New(tensor.Signature{}), mgmt.Options{
 		Logger: slog.New(slog.DiscardHandler), UploadDir: t.TempDir(), Residency: res,
 	})
 	srv := httptest.NewServer(h)

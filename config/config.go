@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -46,6 +47,37 @@ type Config struct {
 	// SourceDir is the one directory file:// sources of declared Model versions
 	// may be read from (symlinks resolved); empty refuses file:// sources.
 	SourceDir string `yaml:"sourceDir"`
+
+	// Security: see docs/SECURITY.md.
+
+	// Auth is "on" (every endpoint but health needs a token; the default) or
+	// "off" (every caller is an admin: for experiments, refused unless every
+	// listener is on loopback).
+	Auth string `yaml:"auth"`
+	// MetricsAuth is "on" (/metrics needs a viewer token with scope *, as
+	// Prometheus sends with bearer_token_file) or "off" (open).
+	MetricsAuth string `yaml:"metricsAuth"`
+	// TLSCert and TLSKey are PEM files; set both to serve REST and gRPC over
+	// TLS (re-read when they change, for rotation without a restart).
+	TLSCert string `yaml:"tlsCert"`
+	TLSKey  string `yaml:"tlsKey"`
+	// CORSAllowedOrigins may call the REST API from a browser page on another
+	// origin ("https://ui.example.com"); no other origin gets CORS headers.
+	CORSAllowedOrigins []string `yaml:"corsAllowedOrigins"`
+	// AllowedHosts are Host names answered besides loopback ones while the
+	// server listens on loopback only (DNS rebinding protection); on other
+	// addresses, when set, the only Host names answered.
+	AllowedHosts []string `yaml:"allowedHosts"`
+	// RateLimitPerToken and RateLimitPerService are token buckets, "RPS" or
+	// "RPS:BURST" ("" or "0": none): every token's requests, and each
+	// InferenceService's inference requests (a service's spec.rateLimit wins).
+	RateLimitPerToken   string `yaml:"rateLimitPerToken"`
+	RateLimitPerService string `yaml:"rateLimitPerService"`
+	// CLIConfig is the CLI config file the server adds a context to (server
+	// URL and bootstrap token) when it makes its bootstrap token while
+	// listening on loopback only: "" is the CLI's default
+	// (~/.config/nimbus/config.yaml), "none" writes nothing.
+	CLIConfig string `yaml:"cliConfig"`
 }
 
 // Default returns the embedded default configuration.
@@ -61,6 +93,8 @@ func Default() Config {
 		ShutdownTimeout: 30 * time.Second,
 		BlobGCGrace:     10 * time.Minute,
 		MemoryBudget:    "50%",
+		Auth:            "on",
+		MetricsAuth:     "on",
 	}
 }
 
@@ -121,6 +155,16 @@ var Env = map[string]string{
 	"blobGCGrace":     "NIMBUS_BLOB_GC_GRACE",
 	"memoryBudget":    "NIMBUS_MEMORY_BUDGET",
 	"sourceDir":       "NIMBUS_SOURCE_DIR",
+
+	"auth":                "NIMBUS_AUTH",
+	"metricsAuth":         "NIMBUS_METRICS_AUTH",
+	"tlsCert":             "NIMBUS_TLS_CERT",
+	"tlsKey":              "NIMBUS_TLS_KEY",
+	"corsAllowedOrigins":  "NIMBUS_CORS_ALLOWED_ORIGINS",
+	"allowedHosts":        "NIMBUS_ALLOWED_HOSTS",
+	"rateLimitPerToken":   "NIMBUS_RATE_LIMIT_PER_TOKEN",
+	"rateLimitPerService": "NIMBUS_RATE_LIMIT_PER_SERVICE",
+	"cliConfig":           "NIMBUS_CLI_CONFIG",
 }
 
 // LoadEnv applies NIMBUS_* variables found through lookup (os.LookupEnv in production).
@@ -163,6 +207,20 @@ func (c *Config) LoadEnv(lookup func(string) (string, bool)) error {
 	dur("blobGCGrace", &c.BlobGCGrace)
 	str("memoryBudget", &c.MemoryBudget)
 	str("sourceDir", &c.SourceDir)
+	list := func(key string, dst *[]string) {
+		if v, ok := lookup(Env[key]); ok {
+			*dst = SplitList(v)
+		}
+	}
+	str("auth", &c.Auth)
+	str("metricsAuth", &c.MetricsAuth)
+	str("tlsCert", &c.TLSCert)
+	str("tlsKey", &c.TLSKey)
+	list("corsAllowedOrigins", &c.CORSAllowedOrigins)
+	list("allowedHosts", &c.AllowedHosts)
+	str("rateLimitPerToken", &c.RateLimitPerToken)
+	str("rateLimitPerService", &c.RateLimitPerService)
+	str("cliConfig", &c.CLIConfig)
 	return errors.Join(errList...)
 }
 
@@ -208,7 +266,77 @@ func (c *Config) Validate() error {
 	if _, err := ParseBytes(c.MemoryBudget, 1<<40); err != nil { // syntax only: the machine is read at start
 		bad("memoryBudget", "%v", err)
 	}
+	c.validateSecurity(bad)
 	return errors.Join(errList...)
+}
+
+// validateSecurity checks the security settings. Whether auth may be off
+// depends on the addresses actually bound, so the server checks that at start.
+func (c *Config) validateSecurity(bad func(field, format string, args ...any)) {
+	for field, v := range map[string]string{"auth": c.Auth, "metricsAuth": c.MetricsAuth} {
+		if v != "on" && v != "off" {
+			bad(field, "must be on or off, got %q", v)
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad("tlsCert", "tlsCert and tlsKey go together: set both or neither")
+	}
+	for _, o := range c.CORSAllowedOrigins {
+		if err := checkOrigin(o); err != nil {
+			bad("corsAllowedOrigins", "%v", err)
+		}
+	}
+	for _, h := range c.AllowedHosts {
+		if h == "" || strings.ContainsAny(h, " /:@") && !strings.HasPrefix(h, "[") {
+			bad("allowedHosts", "%q: want a host name or IP address without port", h)
+		}
+	}
+	for field, v := range map[string]string{"rateLimitPerToken": c.RateLimitPerToken, "rateLimitPerService": c.RateLimitPerService} {
+		if _, _, err := ParseRate(v); err != nil {
+			bad(field, "%v", err)
+		}
+	}
+}
+
+// checkOrigin accepts a browser origin: scheme://host[:port], nothing more.
+func checkOrigin(o string) error {
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%q: want an origin such as https://ui.example.com[:port]", o)
+	}
+	return nil
+}
+
+// ParseRate reads a rate limit "RPS" or "RPS:BURST" ("" and "0" mean none)
+// into requests per second and burst (0: the default, max(1, RPS)).
+func ParseRate(s string) (rps float64, burst int, err error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, 0, nil
+	}
+	r, b, hasBurst := strings.Cut(s, ":")
+	rps, err = strconv.ParseFloat(strings.TrimSuffix(r, "/s"), 64)
+	if err != nil || rps < 0 || rps > 1e9 || rps != rps {
+		return 0, 0, fmt.Errorf("rate limit %q: want requests per second, optionally :burst (e.g. 100 or 50:200)", s)
+	}
+	if hasBurst {
+		if burst, err = strconv.Atoi(b); err != nil || burst < 1 || burst > 1e9 {
+			return 0, 0, fmt.Errorf("rate limit %q: burst must be a whole number from 1 to 1e9", s)
+		}
+	}
+	return rps, burst, nil
+}
+
+// SplitList splits a comma-separated setting, dropping empty entries.
+func SplitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func checkAddr(addr string) error {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/nimbus-ai/nimbus/audit"
+	"github.com/nimbus-ai/nimbus/auth"
 	"github.com/nimbus-ai/nimbus/config"
 	"github.com/nimbus-ai/nimbus/internal/testutil"
 	"github.com/nimbus-ai/nimbus/spec"
@@ -81,8 +82,14 @@ spec:
 	if st != 404 || !strings.Contains(string(body), `"code":"not_found"`) {
 		t.Fatalf("a missing target: %d %s", st, body)
 	}
+	// The audit log names the token that made the change, never its secret.
+	var ci auth.CreatedView
+	if err := json.Unmarshal([]byte(mustCLI(t, srv, "tokens", "create", "--role", "deployer", "--scope", "default",
+		"--name", "ci", "-o", "json")), &ci); err != nil {
+		t.Fatal(err)
+	}
 	st, _, body = do(t, "POST", srv.URL+"/api/v1/apply", "application/yaml", []byte(fmt.Sprintf(svc, "fraud-detector@2")),
-		"Authorization", "Bearer s3cret")
+		"Authorization", "Bearer "+ci.Secret)
 	if st != 200 {
 		t.Fatalf("apply with a token: %d %s", st, body)
 	}
@@ -90,8 +97,7 @@ spec:
 	if err := json.Unmarshal([]byte(mustCLI(t, srv, "events", "--kind", "isvc", "-o", "json")), &evs); err != nil {
 		t.Fatal(err)
 	}
-	if len(evs) != 1 || !strings.HasPrefix(evs[0].Actor, "token:") || len(evs[0].Actor) != len("token:")+12 ||
-		strings.Contains(evs[0].Actor, "s3cret") || evs[0].Source != "api" {
+	if len(evs) != 1 || evs[0].Actor != "ci (token/"+ci.ID+")" || strings.Contains(evs[0].Actor, ci.Secret) || evs[0].Source != "api" {
 		t.Fatalf("token actor: %+v", evs)
 	}
 

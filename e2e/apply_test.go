@@ -249,7 +249,7 @@ func TestConcurrentApplies(t *testing.T) {
 	srv := testutil.StartServer(t)
 	mustCLI(t, srv, "models", "push", testutil.Model("fraud_v1"), "--name", "fraud-detector", "--alias", "champion")
 	mustCLI(t, srv, "models", "push", testutil.Model("fraud_v2"), "--name", "fraud-detector", "--alias", "challenger")
-	c := client.New(srv.URL)
+	c := client.New(srv.URL, client.WithToken(srv.Token))
 	var wg sync.WaitGroup
 	results := make([]*client.ApplyResult, 10)
 	errs := make([]error, 10)

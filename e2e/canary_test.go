@@ -61,7 +61,7 @@ func inferService(url string, key string) (int, string, string, error) {
 	if key != "" {
 		req.Header.Set("Nimbus-Routing-Key", key)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testutil.Client.Do(req)
 	if err != nil {
 		return 0, "", "", err
 	}
@@ -183,7 +183,7 @@ func TestWalkthroughCanaryByHand(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(evs) != 3 || evs[0].Action != "create" || evs[1].Action != "update" || evs[2].Action != "update" ||
-		evs[2].Generation != 3 || evs[2].Source != "cli" || evs[2].Actor != "local" ||
+		evs[2].Generation != 3 || evs[2].Source != "cli" || !strings.HasPrefix(evs[2].Actor, "bootstrap-admin (token/") ||
 		!strings.Contains(evs[2].Diff, "-      weight: 50") || !strings.Contains(evs[2].Diff, "+      weight: 100") {
 		t.Fatalf("events: %+v", evs)
 	}

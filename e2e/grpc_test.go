@@ -20,10 +20,10 @@ import (
 	"github.com/nimbus-ai/nimbus/internal/testutil"
 )
 
-func dialGRPC(t *testing.T, addr string) pb.GRPCInferenceServiceClient {
+func dialGRPC(t *testing.T, srv *testutil.Server) pb.GRPCInferenceServiceClient {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
+	conn, err := grpc.NewClient(srv.GRPC, append(srv.GRPCDialOptions(),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func TestGRPCInference(t *testing.T) {
 	srv := testutil.StartServer(t)
 	mustCLI(t, srv, "models", "push", testutil.Model("mlp"), "--name", "mlp", "--alias", "champion")
 	mustCLI(t, srv, "-n", "payments", "models", "push", testutil.Model("multi_io"), "--name", "multi")
-	c := dialGRPC(t, srv.GRPC)
+	c := dialGRPC(t, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 

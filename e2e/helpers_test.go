@@ -29,7 +29,7 @@ func runCLI(t *testing.T, srv *testutil.Server, args ...string) (stdout, stderr 
 // runCLIB is runCLI for benchmarks.
 func runCLIB(srv *testutil.Server, args ...string) (stdout, stderr string, code int) {
 	var out, errb bytes.Buffer
-	env := map[string]string{"NIMBUS_SERVER": srv.URL}
+	env := srv.Env()
 	code = cli.Run(context.Background(), args, &out, &errb, func(k string) string { return env[k] })
 	return out.String(), errb.String(), code
 }
@@ -56,7 +56,7 @@ func do(t *testing.T, method, url, contentType string, body []byte, hdr ...strin
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testutil.Client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -19,14 +20,15 @@ import (
 func TestMain(m *testing.M) {
 	if os.Getenv("NIMBUS_E2E_CHILD") == "server" {
 		os.Exit(cli.Run(context.Background(), []string{"server", "--http-addr", "127.0.0.1:0", "--grpc-addr", "",
-			"--data-dir", os.Getenv("NIMBUS_E2E_DATA")}, os.Stdout, os.Stderr, os.Getenv))
+			"--data-dir", os.Getenv("NIMBUS_E2E_DATA"), "--cli-config", "none"}, os.Stdout, os.Stderr, os.Getenv))
 	}
 	os.Exit(m.Run())
 }
 
 func TestServerRunsWithoutONNXRuntime(t *testing.T) {
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "NIMBUS_E2E_CHILD=server", "NIMBUS_E2E_DATA="+t.TempDir(),
+	dataDir := t.TempDir()
+	cmd.Env = append(os.Environ(), "NIMBUS_E2E_CHILD=server", "NIMBUS_E2E_DATA="+dataDir,
 		"NIMBUS_ORT_LIB=/nonexistent/libonnxruntime.so.1")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -46,7 +48,7 @@ func TestServerRunsWithoutONNXRuntime(t *testing.T) {
 			<-done
 		}
 	})
-	addrRe := regexp.MustCompile(`msg="nimbus serving" http=(127\.0\.0\.1:\d+)`)
+	addrRe := regexp.MustCompile(`msg="nimbus serving" http=http://(127\.0\.0\.1:\d+)`)
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -65,10 +67,15 @@ func TestServerRunsWithoutONNXRuntime(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("server without ONNX Runtime did not start")
 	}
-	srv := &testutil.Server{URL: url}
+	tok, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &testutil.Server{URL: url, Token: strings.TrimSpace(string(tok))}
 	// The registry works without the runtime: push reads the signature in pure Go.
 	mustCLI(t, srv, "models", "push", testutil.Model("mlp"), "--name", "m")
-	st, body := postJSON(t, url+"/v2/models/m/infer", `{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]}`)
+	st, _, body := do(t, "POST", url+"/v2/models/m/infer", "application/json",
+		[]byte(`{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]}`), "Authorization", "Bearer "+srv.Token)
 	t.Logf("answer: %d %s", st, body)
 	if st != 503 || !strings.Contains(string(body), "make setup") || !strings.Contains(string(body), "NIMBUS_ORT_LIB") {
 		t.Fatalf("infer without ONNX Runtime: %d %s", st, body)

@@ -61,7 +61,7 @@ func postBinary(url string, rows int) (int, http.Header, []byte, error) {
 	header, body := binaryRequest(rows)
 	req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
 	req.Header.Set("Inference-Header-Content-Length", strconv.Itoa(len(header)))
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testutil.Client.Do(req)
 	if err != nil {
 		return 0, nil, nil, err
 	}
@@ -111,7 +111,7 @@ func TestOverloadSheds(t *testing.T) {
 	if st != 429 || hdr.Get("Retry-After") == "" || !strings.Contains(string(body), "overloaded") {
 		t.Errorf("REST over the queue bound: %d Retry-After=%q %s", st, hdr.Get("Retry-After"), body)
 	}
-	c := dialGRPC(t, srv.GRPC)
+	c := dialGRPC(t, srv)
 	_, err = c.ModelInfer(context.Background(), &pb.ModelInferRequest{ModelName: "m",
 		Inputs:           []*pb.ModelInferRequest_InferInputTensor{{Name: "x", Datatype: "FP32", Shape: []int64{1, 64}}},
 		RawInputContents: [][]byte{make([]byte, 256)}})
@@ -137,7 +137,7 @@ func TestServingTimeout(t *testing.T) {
 	if st != 504 {
 		t.Errorf("REST past the timeout: %d %s", st, body)
 	}
-	_, err := dialGRPC(t, srv.GRPC).ModelInfer(context.Background(), &pb.ModelInferRequest{ModelName: "m", Inputs: []*pb.ModelInferRequest_InferInputTensor{{
+	_, err := dialGRPC(t, srv).ModelInfer(context.Background(), &pb.ModelInferRequest{ModelName: "m", Inputs: []*pb.ModelInferRequest_InferInputTensor{{
 		Name: "x", Datatype: "FP32", Shape: []int64{1, 4}, Contents: &pb.InferTensorContents{Fp32Contents: []float32{1, 2, 3, 4}}}}})
 	if status.Code(err) != codes.DeadlineExceeded {
 		t.Errorf("gRPC past the timeout: %v", err)
@@ -155,11 +155,11 @@ func TestBatchedAnswersAreEachRequestsOwn(t *testing.T) {
 	mustCLI(t, srv, "models", "push", testutil.Model("mlp"), "--name", "m")
 	mustCLI(t, srv, "models", "config", "m", "--max-batch-size", "32", "--max-queue-delay", "2ms", "--instances", "1")
 	var cfg registry.ServingConfig
-	cfg, err := client.New(srv.URL).GetServing(context.Background(), "default", "m")
+	cfg, err := client.New(srv.URL, client.WithToken(srv.Token)).GetServing(context.Background(), "default", "m")
 	if err != nil || cfg.BatchSize() != 32 {
 		t.Fatalf("serving settings: %+v %v", cfg, err)
 	}
-	c := dialGRPC(t, srv.GRPC)
+	c := dialGRPC(t, srv)
 	const n = 64
 	xs := make([]float32, 0, 4*n)
 	for i := range n {

@@ -28,7 +28,7 @@ func TestDeleteGuardsAndGC(t *testing.T) {
 	srv := testutil.StartServer(t)
 	mustCLI(t, srv, "models", "push", testutil.Model("mlp"), "--name", "m", "--alias", "champion")
 	mustCLI(t, srv, "models", "push", testutil.Model("mlp_medium"), "--name", "m")
-	c := client.New(srv.URL)
+	c := client.New(srv.URL, client.WithToken(srv.Token))
 	ctx := context.Background()
 	v1, err := c.GetVersion(ctx, "default", "m", "1")
 	if err != nil {
@@ -87,7 +87,7 @@ func TestInterruptedUploadCreatesNoVersion(t *testing.T) {
 	}()
 	req, _ := http.NewRequest("POST", srv.URL+"/api/v1/namespaces/default/blobs", pr)
 	req.ContentLength = int64(len(data))
-	if resp, err := http.DefaultClient.Do(req); err == nil {
+	if resp, err := testutil.Client.Do(req); err == nil {
 		resp.Body.Close()
 		if resp.StatusCode < 400 {
 			t.Fatalf("cut upload answered %d", resp.StatusCode)
@@ -99,7 +99,7 @@ func TestInterruptedUploadCreatesNoVersion(t *testing.T) {
 		t.Errorf("%d blobs stored from a cut upload", n)
 	}
 	// A resumable upload that stops halfway creates no version either, and resumes.
-	c := client.New(srv.URL)
+	c := client.New(srv.URL, client.WithToken(srv.Token))
 	ctx := context.Background()
 	up, err := c.StartUpload(ctx, "default")
 	if err != nil {
@@ -145,7 +145,7 @@ func countFiles(t *testing.T, dir string) int {
 func TestCorruptArtifactIsRefused(t *testing.T) {
 	srv := testutil.StartServer(t)
 	mustCLI(t, srv, "models", "push", testutil.Model("mlp"), "--name", "m")
-	v, err := client.New(srv.URL).GetVersion(context.Background(), "default", "m", "1")
+	v, err := client.New(srv.URL, client.WithToken(srv.Token)).GetVersion(context.Background(), "default", "m", "1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +213,7 @@ func TestShutdownDrainsInFlight(t *testing.T) {
 			defer wg.Done()
 			req, _ := http.NewRequest("POST", srv.URL+"/v2/models/m/infer", &signalReader{r: bytes.NewReader(body), started: started})
 			req.ContentLength = int64(len(body))
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := testutil.Client.Do(req)
 			if err != nil {
 				results <- err
 				return

@@ -23,7 +23,7 @@ func TestServiceOverGRPC(t *testing.T) {
 	mustCLI(t, srv, "-n", "payments", "models", "push", testutil.Model("fraud_v1"), "--name", "fraud-detector", "--alias", "champion")
 	mustCLI(t, srv, "-n", "payments", "models", "push", testutil.Model("fraud_v2"), "--name", "fraud-detector", "--alias", "challenger")
 	mustCLI(t, srv, "apply", "-f", writeFile(t, t.TempDir(), "svc.yaml", serviceYAML("payments", 50, 50)))
-	c := dialGRPC(t, srv.GRPC)
+	c := dialGRPC(t, srv)
 	byKey := map[string]string{}
 	for i := range 60 {
 		key := fmt.Sprintf("k%d", i%6)
@@ -112,7 +112,7 @@ func TestResourcesSurviveRestartAndDelete(t *testing.T) {
 		t.Fatalf("summaries: %q %q, push body %q", evs[1].Summary, evs[4].Summary, evs[0].Diff)
 	}
 	for i := 1; i < len(evs); i++ {
-		if evs[i].ID <= evs[i-1].ID || evs[i].Time.Before(evs[i-1].Time) || evs[i].Actor != "local" {
+		if evs[i].ID <= evs[i-1].ID || evs[i].Time.Before(evs[i-1].Time) || !strings.HasPrefix(evs[i].Actor, "bootstrap-admin (token/") {
 			t.Fatalf("events out of order or without actor: %+v", evs)
 		}
 	}

@@ -47,7 +47,7 @@ spec:
 				if bc.key != "" {
 					req.Header.Set("Nimbus-Routing-Key", bc.key)
 				}
-				resp, err := http.DefaultClient.Do(req)
+				resp, err := testutil.Client.Do(req)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -90,7 +89,7 @@ func TestWalkthroughFiveMinutes(t *testing.T) {
 	}
 
 	// Metrics are ready for Prometheus.
-	resp2, err := http.Get(srv.URL + "/metrics")
+	resp2, err := testutil.Client.Get(srv.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

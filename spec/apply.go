@@ -104,6 +104,10 @@ type Request struct {
 	// Actor and Source are recorded in the audit log (set by the server, not the body).
 	Actor  string `json:"-"`
 	Source string `json:"-"`
+	// Authorize, when set, is asked about every document's namespace before
+	// anything else happens; an error refuses the whole request (set by the
+	// server from the caller's token).
+	Authorize func(namespace string) error `json:"-"`
 }
 
 // Actions of a Result.
@@ -170,6 +174,11 @@ func (e Errors) sorted() Errors {
 // the errors, 404 when every error is a missing reference, else 400.
 func (e Errors) Status() int {
 	notFound := len(e) > 0
+	for _, fe := range e {
+		if fe.Code == errs.PermissionDenied.String() {
+			return errs.PermissionDenied.HTTPStatus()
+		}
+	}
 	for _, fe := range e {
 		switch fe.Code {
 		case errs.Conflict.String(), errs.AlreadyExists.String():
@@ -317,6 +326,9 @@ func (d Document) lineOf(field string) int {
 // Validation errors come back as Errors and change nothing.
 func (e *Engine) Apply(ctx context.Context, req Request) (*Response, error) {
 	docs, fes := decodeAll(req)
+	if denied := authorize(req, docs); len(denied) > 0 {
+		return nil, denied
+	}
 	if len(docs) == 0 {
 		return nil, fes.sorted()
 	}

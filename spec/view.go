@@ -365,6 +365,9 @@ func (e *Engine) deleteLocked(ctx context.Context, dr DeleteRequest, deleting ma
 // each exists; a missing one fails the call before anything is deleted.
 func (e *Engine) DeleteFiles(ctx context.Context, req Request) (*Response, error) {
 	docs, fes := decodeAll(req)
+	if denied := authorize(req, docs); len(denied) > 0 {
+		return nil, denied
+	}
 	if len(fes) > 0 {
 		return nil, fes.sorted()
 	}

@@ -12,13 +12,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"mime"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nimbus-ai/nimbus/audit"
+	"github.com/nimbus-ai/nimbus/auth"
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/registry"
 )
@@ -78,6 +82,8 @@ type Options struct {
 	Resources Resources
 	// Audit records every change and serves the events routes; nil records nothing.
 	Audit audit.Log
+	// Tokens serves the token routes; nil (auth off) answers them with 412.
+	Tokens Tokens
 }
 
 func (o *Options) setDefaults() {
@@ -105,9 +111,38 @@ type api struct {
 	uploads *uploads
 }
 
+// Handler is the management API: an http.Handler with its route table.
+type Handler struct {
+	http.Handler
+	routes []Route
+}
+
+// Route is one registered route and what a caller needs for it.
+type Route struct {
+	Method, Pattern string
+	Rule            auth.Rule
+}
+
+// Routes lists every route the handler serves (for the access matrix test and docs).
+func (h *Handler) Routes() []Route { return h.routes }
+
+// body says what a route's request body must be: a browser page may send a
+// cross-site POST without asking (a CORS "simple request") only as text/plain,
+// form data or no body, so every body is checked for the type its route takes.
+type body uint8
+
+const (
+	noBody    body = iota // nothing is read
+	jsonBody              // application/json
+	blobBody              // application/octet-stream
+	applyBody             // application/json or YAML
+)
+
 // NewHandler returns the management API. It serves paths under /api/v1/ and
-// answers unknown paths and methods there with JSON errors.
-func NewHandler(reg Registry, opts Options) http.Handler {
+// answers unknown paths and methods there with JSON errors. Every route checks
+// the caller's identity (auth.FromContext, set by auth.Guard) against its rule
+// before it reads anything.
+func NewHandler(reg Registry, opts Options) *Handler {
 	opts.setDefaults()
 	a := &api{
 		reg:     reg,
@@ -119,53 +154,115 @@ func NewHandler(reg Registry, opts Options) http.Handler {
 	const nsp = "/api/v1/namespaces/{ns}"
 	const mp = nsp + "/models/{model}"
 	const vp = mp + "/versions/{version}"
+	var (
+		read   = auth.Needs(auth.PermRead)
+		write  = auth.Needs(auth.PermWrite)
+		anyRd  = auth.NeedsAny(auth.PermRead)  // filtered by namespace
+		anyWr  = auth.NeedsAny(auth.PermWrite) // each document's namespace checked
+		tokens = auth.NeedsAny(auth.PermAdmin) // within the admin's scopes
+	)
 	routes := []struct {
 		pattern string
+		rule    auth.Rule
+		body    body
 		h       handlerFunc
 	}{
-		{"GET /api/v1/namespaces", a.listNamespaces},
-		{"POST /api/v1/gc", a.audited("Blob", "collect unreferenced blobs", a.gc)},
+		{"GET /api/v1/namespaces", anyRd, noBody, a.listNamespaces},
+		{"POST /api/v1/gc", auth.NeedsCluster(auth.PermAdmin), noBody, a.audited("Blob", "collect unreferenced blobs", a.gc)},
+		{"GET /api/v1/whoami", auth.Authenticated, noBody, a.whoami},
+		{"GET /api/v1/tokens", tokens, noBody, a.withTokens(a.listTokens)},
+		{"POST /api/v1/tokens", tokens, jsonBody, a.withTokens(a.createToken)},
+		{"DELETE /api/v1/tokens/{id}", tokens, noBody, a.withTokens(a.revokeToken)},
 
-		{"POST /api/v1/apply", a.applyFiles(Resources.Apply)},
-		{"POST /api/v1/delete", a.applyFiles(Resources.DeleteFiles)},
-		{"GET /api/v1/resources/{kind}", a.withResources(a.listResources)},
-		{"GET " + nsp + "/resources/{kind}", a.withResources(a.listResources)},
-		{"GET " + nsp + "/resources/{kind}/{name}", a.withResources(a.getResource)},
-		{"DELETE " + nsp + "/resources/{kind}/{name}", a.withResources(a.deleteResource)},
-		{"GET /api/v1/events", a.listEvents},
-		{"GET " + nsp + "/events", a.listEvents},
+		{"POST /api/v1/apply", anyWr, applyBody, a.applyFiles(Resources.Apply)},
+		{"POST /api/v1/delete", anyWr, applyBody, a.applyFiles(Resources.DeleteFiles)},
+		{"GET /api/v1/resources/{kind}", anyRd, noBody, a.withResources(a.listResources)},
+		{"GET " + nsp + "/resources/{kind}", read, noBody, a.withResources(a.listResources)},
+		{"GET " + nsp + "/resources/{kind}/{name}", read, noBody, a.withResources(a.getResource)},
+		{"DELETE " + nsp + "/resources/{kind}/{name}", write, noBody, a.withResources(a.deleteResource)},
+		{"GET /api/v1/events", anyRd, noBody, a.listEvents},
+		{"GET " + nsp + "/events", read, noBody, a.listEvents},
 
-		{"GET " + nsp + "/models", a.listModels},
-		{"GET " + nsp + "/status", a.status},
-		{"GET " + mp, a.getModel},
-		{"PATCH " + mp, a.audited("Model", "update description and labels", a.patchModel)},
-		{"DELETE " + mp, a.audited("Model", "delete model", a.deleteModel)},
-		{"GET " + mp + "/serving", a.getServing},
-		{"PUT " + mp + "/serving", a.audited("Model", "set serving settings", a.putServing)},
-		{"GET " + mp + "/status", a.status},
+		{"GET " + nsp + "/models", read, noBody, a.listModels},
+		{"GET " + nsp + "/status", read, noBody, a.status},
+		{"GET " + mp, read, noBody, a.getModel},
+		{"PATCH " + mp, write, jsonBody, a.audited("Model", "update description and labels", a.patchModel)},
+		{"DELETE " + mp, write, noBody, a.audited("Model", "delete model", a.deleteModel)},
+		{"GET " + mp + "/serving", read, noBody, a.getServing},
+		{"PUT " + mp + "/serving", write, jsonBody, a.audited("Model", "set serving settings", a.putServing)},
+		{"GET " + mp + "/status", read, noBody, a.status},
 
-		{"GET " + mp + "/versions", a.listVersions},
-		{"POST " + mp + "/versions", a.audited("Model", "create version", a.createVersion)},
-		{"GET " + vp, a.getVersion},
-		{"DELETE " + vp, a.audited("Model", "delete version {version}", a.deleteVersion)},
-		{"PUT " + vp + "/serving", a.audited("Model", "set serving settings of version {version}", a.putVersionServing)},
-		{"DELETE " + vp + "/serving", a.audited("Model", "clear serving settings of version {version}", a.deleteVersionServing)},
-		{"GET " + vp + "/artifact", a.getArtifact},
+		{"GET " + mp + "/versions", read, noBody, a.listVersions},
+		{"POST " + mp + "/versions", write, jsonBody, a.audited("Model", "create version", a.createVersion)},
+		{"GET " + vp, read, noBody, a.getVersion},
+		{"DELETE " + vp, write, noBody, a.audited("Model", "delete version {version}", a.deleteVersion)},
+		{"PUT " + vp + "/serving", write, jsonBody, a.audited("Model", "set serving settings of version {version}", a.putVersionServing)},
+		{"DELETE " + vp + "/serving", write, noBody, a.audited("Model", "clear serving settings of version {version}", a.deleteVersionServing)},
+		{"GET " + vp + "/artifact", read, noBody, a.getArtifact},
 
-		{"PUT " + mp + "/aliases/{alias}", a.audited("Model", "set alias {alias}", a.setAlias)},
-		{"DELETE " + mp + "/aliases/{alias}", a.audited("Model", "delete alias {alias}", a.deleteAlias)},
+		{"PUT " + mp + "/aliases/{alias}", write, jsonBody, a.audited("Model", "set alias {alias}", a.setAlias)},
+		{"DELETE " + mp + "/aliases/{alias}", write, noBody, a.audited("Model", "delete alias {alias}", a.deleteAlias)},
 
-		{"POST " + nsp + "/blobs", a.postBlob},
-		{"POST " + nsp + "/blobs/uploads", a.startUpload},
-		{"GET " + nsp + "/blobs/uploads/{id}", a.uploadStatus},
-		{"PATCH " + nsp + "/blobs/uploads/{id}", a.uploadChunk},
-		{"PUT " + nsp + "/blobs/uploads/{id}", a.finishUpload},
-		{"DELETE " + nsp + "/blobs/uploads/{id}", a.cancelUpload},
+		{"POST " + nsp + "/blobs", write, blobBody, a.postBlob},
+		{"POST " + nsp + "/blobs/uploads", write, noBody, a.startUpload},
+		{"GET " + nsp + "/blobs/uploads/{id}", write, noBody, a.uploadStatus},
+		{"PATCH " + nsp + "/blobs/uploads/{id}", write, blobBody, a.uploadChunk},
+		{"PUT " + nsp + "/blobs/uploads/{id}", write, noBody, a.finishUpload},
+		{"DELETE " + nsp + "/blobs/uploads/{id}", write, noBody, a.cancelUpload},
 	}
+	h := &Handler{}
 	for _, rt := range routes {
-		mux.Handle(rt.pattern, a.wrap(rt.h))
+		method, path, _ := strings.Cut(rt.pattern, " ")
+		h.routes = append(h.routes, Route{Method: method, Pattern: path, Rule: rt.rule})
+		mux.Handle(rt.pattern, a.wrap(guarded(rt.rule, rt.body, rt.h)))
 	}
-	return jsonFallback(mux)
+	h.Handler = jsonFallback(mux)
+	return h
+}
+
+// guarded checks the caller's identity against rule (for the {ns} of the path)
+// and the body's Content-Type before h reads anything.
+func guarded(rule auth.Rule, b body, h handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if err := auth.Authorize(r.Context(), rule, r.PathValue("ns")); err != nil {
+			return err
+		}
+		if err := checkBody(r, b); err != nil {
+			return err
+		}
+		return h(w, r)
+	}
+}
+
+// checkBody refuses a body whose Content-Type is not what the route takes.
+func checkBody(r *http.Request, b body) error {
+	if b == noBody || r.ContentLength == 0 {
+		return nil
+	}
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	var ok bool
+	var want string
+	switch b {
+	case jsonBody:
+		ok, want = mt == "application/json", "application/json"
+	case blobBody:
+		ok, want = mt == "application/octet-stream" || mt == "application/offset+octet-stream", "application/octet-stream"
+	case applyBody:
+		ok, want = mt == "application/json" || isYAML(mt), "application/json or application/yaml"
+	}
+	if err != nil || !ok {
+		return errs.New(errs.UnsupportedMediaType, "Content-Type %q: %s %s takes %s", ct, r.Method, r.URL.Path, want)
+	}
+	return nil
+}
+
+func isYAML(mt string) bool {
+	switch mt {
+	case "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml":
+		return true
+	}
+	return false
 }
 
 // handlerFunc is a handler that leaves error reporting to wrap.
@@ -186,6 +283,7 @@ func (a *api) wrap(h handlerFunc) http.Handler {
 			err = errs.Wrap(errs.TooLarge, err, "request body larger than %d bytes", tooBig.Limit)
 		}
 		status := kind.HTTPStatus()
+		setErrorHeaders(w, err)
 		attrs := []any{"method", r.Method, "path", r.URL.Path, "status", status, "err", err}
 		if status >= 500 {
 			a.log.ErrorContext(r.Context(), "management request failed", attrs...)
@@ -194,6 +292,25 @@ func (a *api) wrap(h handlerFunc) http.Handler {
 		}
 		writeError(w, status, kind.String(), errs.PublicMessage(err), errs.FieldOf(err))
 	})
+}
+
+// setErrorHeaders adds what an error tells a client beyond its body: when to
+// retry (429, 503) and how to authenticate (401).
+func setErrorHeaders(w http.ResponseWriter, err error) {
+	if d := errs.RetryAfterOf(err); d > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(d.Seconds())), 10))
+	}
+	if errs.KindOf(err) == errs.Unauthenticated {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="nimbus"`)
+	}
+}
+
+// WriteError answers err in the management API's format ({"error": {...}}),
+// for middleware in front of the API (auth, the browser checks).
+func WriteError(w http.ResponseWriter, err error) {
+	kind := errs.KindOf(err)
+	setErrorHeaders(w, err)
+	writeError(w, kind.HTTPStatus(), kind.String(), errs.PublicMessage(err), errs.FieldOf(err))
 }
 
 type errorBody struct {

@@ -47,7 +47,7 @@ func newTestAPI(t *testing.T) (http.Handler, *mgmttest.Registry) {
 			t.Fatal(err)
 		}
 	}
-	h := mgmt.NewHandler(reg, mgmt.Options{
+	h := mgmtOpen(reg, mgmt.Options{
 		Logger:       slog.New(slog.DiscardHandler),
 		UploadDir:    t.TempDir(),
 		MaxBodyBytes: 256,
@@ -58,6 +58,12 @@ func newTestAPI(t *testing.T) (http.Handler, *mgmttest.Registry) {
 
 func do(h http.Handler, method, path, body string, hdr map[string]string) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	switch {
+	case strings.Contains(path, "/blobs") && body != "":
+		req.Header.Set("Content-Type", "application/octet-stream")
+	case strings.HasPrefix(body, "{"):
+		req.Header.Set("Content-Type", "application/json")
+	}
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}

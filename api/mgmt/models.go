@@ -39,6 +39,7 @@ func (a *api) listNamespaces(w http.ResponseWriter, r *http.Request) error {
 	if ns == nil {
 		ns = []string{}
 	}
+	ns = readable(r, ns, func(n string) string { return n })
 	writeJSON(w, http.StatusOK, NamespaceList{Items: ns})
 	return nil
 }

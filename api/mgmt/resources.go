@@ -3,8 +3,6 @@ package mgmt
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"io"
 	"net/http"
@@ -13,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nimbus-ai/nimbus/audit"
+	"github.com/nimbus-ai/nimbus/auth"
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/spec"
 )
@@ -53,21 +52,16 @@ type errorsBody struct {
 	Errors spec.Errors `json:"errors"`
 }
 
-// actor is who makes a request: a token's fingerprint, or "local" without one.
-// (Tokens are not checked yet; auth will map them to names.)
-func actor(r *http.Request) string {
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || tok == "" {
-		return audit.LocalActor
-	}
-	sum := sha256.Sum256([]byte(tok))
-	return "token:" + hex.EncodeToString(sum[:6])
-}
+// actor is who makes a request, as its token's identity names it ("local"
+// when auth is off).
+func actor(r *http.Request) string { return auth.FromContext(r.Context()).Actor() }
 
-// source is the change source a request names; anything unknown is "api".
+// source is the change source a request names; anything unknown is "api". A
+// caller can never claim a server-internal source (the GitOps controller's):
+// those are set by the server's own code, not by a header.
 func source(r *http.Request) string {
 	switch s := strings.ToLower(r.Header.Get(HeaderChangeSource)); s {
-	case audit.SourceCLI, "gitops", "ui":
+	case audit.SourceCLI, "ui":
 		return s
 	}
 	return audit.SourceAPI
@@ -112,6 +106,10 @@ func (a *api) readApply(w http.ResponseWriter, r *http.Request) (spec.Request, e
 		req.DryRun = dry
 	}
 	req.Actor, req.Source = actor(r), source(r)
+	// The route let any deployer in; each document's namespace is checked by
+	// the engine before anything is planned.
+	ctx := r.Context()
+	req.Authorize = func(ns string) error { return auth.CanNamespace(ctx, auth.PermWrite, ns) }
 	return req, nil
 }
 
@@ -152,11 +150,15 @@ func (a *api) listResources(w http.ResponseWriter, r *http.Request, res Resource
 	ns := r.PathValue("ns")
 	if ns == "" {
 		ns = r.URL.Query().Get("namespace")
+		if err := readableNamespace(r, ns); err != nil {
+			return err
+		}
 	}
 	items, err := res.List(r.Context(), kind, ns)
 	if err != nil {
 		return err
 	}
+	items = readable(r, items, func(o spec.Object) string { return o.GetMeta().Namespace })
 	writeJSON(w, http.StatusOK, itemsBody[spec.Object]{Items: items})
 	return nil
 }
@@ -200,6 +202,12 @@ func (a *api) listEvents(w http.ResponseWriter, r *http.Request) error {
 	query := audit.Query{Namespace: r.PathValue("ns"), Name: q.Get("name")}
 	if query.Namespace == "" {
 		query.Namespace = q.Get("namespace")
+		if err := readableNamespace(r, query.Namespace); err != nil {
+			return err
+		}
+		if id := auth.FromContext(r.Context()); query.Namespace == "" && !id.InScope(auth.AllScopes) {
+			query.Namespaces = id.Scopes // only what the token may read
+		}
 	}
 	if k := q.Get("kind"); k != "" {
 		kind, err := spec.NormalizeKind(k)

@@ -40,7 +40,7 @@ var (
 
 func newStatusAPI(t *testing.T, res mgmt.Residency) http.Handler {
 	t.Helper()
-	return mgmt.NewHandler(mgmttest.New(tensor.Signature{}), mgmt.Options{
+	return mgmtOpen(mgmttest.New(tensor.Signature{}), mgmt.Options{
 		Logger:    slog.New(slog.DiscardHandler),
 		UploadDir: t.TempDir(),
 		Residency: res,

@@ -170,6 +170,7 @@ func TestInterruptedUploadCreatesNoVersion(t *testing.T) {
 
 	req := httptest.NewRequest("PATCH", loc, cutReader{strings.NewReader(data[:8])})
 	req.Header.Set(mgmt.HeaderUploadOffset, "0")
+	req.Header.Set("Content-Type", "application/octet-stream")
 	rec = httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	if rec.Code != http.StatusBadRequest {

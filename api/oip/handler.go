@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nimbus-ai/nimbus/auth"
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/serving"
 	"github.com/nimbus-ai/nimbus/telemetry"
@@ -69,10 +70,26 @@ type handler struct {
 	log     *slog.Logger
 }
 
+// Route is one registered route and what a caller needs for it.
+type Route struct {
+	Method, Pattern string
+	Rule            auth.Rule
+}
+
+// Handler is the OIP REST API: an http.Handler with its route table.
+type Handler struct {
+	http.Handler
+	routes []Route
+}
+
+// Routes lists every route the handler serves.
+func (h *Handler) Routes() []Route { return h.routes }
+
 // NewHandler serves the OIP v2 REST API (plus Triton's repository and statistics
 // extensions) under /v2/... for the default namespace and /ns/{namespace}/v2/...
-// for any other.
-func NewHandler(b Backend, opts Options) http.Handler {
+// for any other. Every route but the health checks checks the caller's identity
+// (auth.FromContext) against its rule for the request's namespace.
+func NewHandler(b Backend, opts Options) *Handler {
 	h := &handler{b: b, max: opts.MaxBodyBytes, metrics: opts.Metrics, log: opts.Logger}
 	if h.max <= 0 {
 		h.max = DefaultMaxBodyBytes
@@ -81,29 +98,53 @@ func NewHandler(b Backend, opts Options) http.Handler {
 		h.log = slog.New(slog.DiscardHandler)
 	}
 	mux := http.NewServeMux()
+	out := &Handler{Handler: mux}
+	var (
+		metadata = auth.Needs(auth.PermMetadata)
+		infer    = auth.Needs(auth.PermInfer)
+		read     = auth.Needs(auth.PermRead)
+		write    = auth.Needs(auth.PermWrite)
+		// Server metadata says nothing about any namespace.
+		server = auth.NeedsAny(auth.PermMetadata)
+	)
 	for _, prefix := range []string{"", "/ns/{namespace}"} {
-		handle := func(pattern string, fn http.HandlerFunc) {
+		handle := func(pattern string, rule auth.Rule, fn http.HandlerFunc) {
 			method, path, _ := cut(pattern)
+			out.routes = append(out.routes, Route{Method: method, Pattern: prefix + path, Rule: rule})
+			if rule.Perm != auth.PermOpen {
+				fn = h.guarded(rule, fn)
+			}
 			mux.HandleFunc(method+" "+prefix+path, fn)
 		}
-		handle("GET /v2/health/live", h.live)
-		handle("GET /v2/health/ready", h.serverReady)
-		handle("GET /v2", h.serverMetadata)
-		handle("GET /v2/{$}", h.serverMetadata)
-		handle("GET /v2/models/{model}", h.modelMetadata)
-		handle("GET /v2/models/{model}/versions/{version}", h.modelMetadata)
-		handle("GET /v2/models/{model}/ready", h.modelReady)
-		handle("GET /v2/models/{model}/versions/{version}/ready", h.modelReady)
-		handle("POST /v2/models/{model}/infer", h.infer)
-		handle("POST /v2/models/{model}/versions/{version}/infer", h.infer)
-		handle("POST /v2/repository/index", h.repositoryIndex)
-		handle("POST /v2/repository/models/{model}/load", h.load)
-		handle("POST /v2/repository/models/{model}/unload", h.unload)
-		handle("GET /v2/models/stats", h.stats)
-		handle("GET /v2/models/{model}/stats", h.stats)
-		handle("GET /v2/models/{model}/versions/{version}/stats", h.stats)
+		handle("GET /v2/health/live", auth.Open, h.live)
+		handle("GET /v2/health/ready", auth.Open, h.serverReady)
+		handle("GET /v2", server, h.serverMetadata)
+		handle("GET /v2/{$}", server, h.serverMetadata)
+		handle("GET /v2/models/{model}", metadata, h.modelMetadata)
+		handle("GET /v2/models/{model}/versions/{version}", metadata, h.modelMetadata)
+		handle("GET /v2/models/{model}/ready", metadata, h.modelReady)
+		handle("GET /v2/models/{model}/versions/{version}/ready", metadata, h.modelReady)
+		handle("POST /v2/models/{model}/infer", infer, h.infer)
+		handle("POST /v2/models/{model}/versions/{version}/infer", infer, h.infer)
+		handle("POST /v2/repository/index", metadata, h.repositoryIndex)
+		handle("POST /v2/repository/models/{model}/load", write, h.load)
+		handle("POST /v2/repository/models/{model}/unload", write, h.unload)
+		handle("GET /v2/models/stats", read, h.stats)
+		handle("GET /v2/models/{model}/stats", read, h.stats)
+		handle("GET /v2/models/{model}/versions/{version}/stats", read, h.stats)
 	}
-	return mux
+	return out
+}
+
+// guarded checks the caller against rule in the request's namespace first.
+func (h *handler) guarded(rule auth.Rule, fn http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := auth.Authorize(r.Context(), rule, namespace(r)); err != nil {
+			h.writeError(w, r, err)
+			return
+		}
+		fn(w, r)
+	}
 }
 
 func cut(pattern string) (method, path string, ok bool) {
@@ -500,7 +541,16 @@ func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	if ra := errs.RetryAfterOf(err); ra > 0 {
 		hdr.Set("Retry-After", strconv.Itoa(int(max(1, (ra+time.Second-1)/time.Second))))
 	}
+	if kind == errs.Unauthenticated {
+		hdr.Set("WWW-Authenticate", `Bearer realm="nimbus"`)
+	}
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 	return status
+}
+
+// WriteError answers err in OIP's format ({"error": "..."}), for middleware in
+// front of the API (auth, the browser checks).
+func WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	(&handler{log: slog.New(slog.DiscardHandler)}).writeError(w, r, err)
 }

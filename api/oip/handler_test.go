@@ -181,7 +181,7 @@ func TestRoutes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fb := &fakeBackend{notFound: tt.notFound, ready: !tt.notReady}
-			h := NewHandler(fb, Options{})
+			h := openHandler(fb, Options{})
 			req := httptest.NewRequest(tt.method, tt.path, strings.NewReader(tt.body))
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, req)
@@ -203,7 +203,7 @@ func TestRoutes(t *testing.T) {
 
 func TestInferHeadersAndMetrics(t *testing.T) {
 	m := telemetry.NewMetrics()
-	h := NewHandler(&fakeBackend{ready: true}, Options{Metrics: m})
+	h := openHandler(&fakeBackend{ready: true}, Options{Metrics: m})
 
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("POST", "/ns/team/v2/models/m/infer", strings.NewReader(inferBody)))
@@ -287,7 +287,7 @@ func TestBodyLimit(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fb := &fakeBackend{}
-			h := NewHandler(fb, Options{MaxBodyBytes: tt.max})
+			h := openHandler(fb, Options{MaxBodyBytes: tt.max})
 			var body io.Reader = zeros{}
 			if tt.length > 0 {
 				body = io.LimitReader(zeros{}, tt.length)
@@ -307,7 +307,7 @@ func TestBodyLimit(t *testing.T) {
 }
 
 func TestClientCanceled(t *testing.T) {
-	h := NewHandler(&fakeBackend{}, Options{})
+	h := openHandler(&fakeBackend{}, Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	req := httptest.NewRequestWithContext(ctx, "POST", "/v2/models/m/infer", strings.NewReader(inferBody))
@@ -321,7 +321,7 @@ func TestClientCanceled(t *testing.T) {
 // TestRealServer runs the handler behind a real listener, including a client that
 // goes away mid-body.
 func TestRealServer(t *testing.T) {
-	srv := httptest.NewServer(NewHandler(&fakeBackend{ready: true}, Options{}))
+	srv := httptest.NewServer(openHandler(&fakeBackend{ready: true}, Options{}))
 	defer srv.Close()
 	resp, err := http.Post(srv.URL+"/v2/models/m/infer", "application/json", strings.NewReader(inferBody))
 	if err != nil {
@@ -365,7 +365,7 @@ func TestInferHeaderContentLength(t *testing.T) {
 			req := httptest.NewRequest("POST", "/v2/models/m/infer", strings.NewReader(inferBody))
 			req.Header.Set(HeaderContentLength, tt.value)
 			rec := httptest.NewRecorder()
-			NewHandler(fb, Options{}).ServeHTTP(rec, req)
+			openHandler(fb, Options{}).ServeHTTP(rec, req)
 			if rec.Code != http.StatusBadRequest || rec.Body.String() != tt.wantMsg {
 				t.Fatalf("status %d body %s", rec.Code, rec.Body)
 			}
@@ -381,7 +381,7 @@ func TestInferHeaderContentLength(t *testing.T) {
 // the handler allocate it.
 func TestBodyShorterThanContentLength(t *testing.T) {
 	fb := &fakeBackend{}
-	h := NewHandler(fb, Options{})
+	h := openHandler(fb, Options{})
 	req := httptest.NewRequest("POST", "/v2/models/m/infer", strings.NewReader(inferBody))
 	req.ContentLength = DefaultMaxBodyBytes
 	var before, after runtime.MemStats
@@ -412,7 +412,7 @@ func TestLargeBody(t *testing.T) {
 	req := httptest.NewRequest("POST", "/v2/models/m/infer", bytes.NewReader(body))
 	req.Header.Set(HeaderContentLength, strconv.Itoa(len(js)))
 	rec := httptest.NewRecorder()
-	NewHandler(&fakeBackend{}, Options{}).ServeHTTP(rec, req)
+	openHandler(&fakeBackend{}, Options{}).ServeHTTP(rec, req)
 	if rec.Code != http.StatusOK {
 		t.Fatalf("status %d body %.200s", rec.Code, rec.Body)
 	}

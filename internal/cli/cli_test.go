@@ -34,7 +34,7 @@ func mgmtServer(t *testing.T) string {
 func mgmtServerSig(t *testing.T, sig tensor.Signature) string {
 	t.Helper()
 	reg := mgmttest.New(sig)
-	srv := httptest.NewServer(mgmt.NewHandler(reg, mgmt.Options{Logger: slog.New(slog.DiscardHandler), UploadDir: t.TempDir()}))
+	srv := httptest.NewServer(openMgmt(reg, mgmt.Options{Logger: slog.New(slog.DiscardHandler), UploadDir: t.TempDir()}))
 	t.Cleanup(srv.Close)
 	return srv.URL
 }

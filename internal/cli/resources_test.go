@@ -174,7 +174,7 @@ func newResourceServer(t *testing.T) *resourceServer {
 		Registry: reg, Resources: store, Audit: store, Observer: s.obs, Logger: log, Now: s.clock.now,
 		Fetcher: fetcher{source.New(source.Options{AllowedDir: modelsDir})},
 	})
-	h := mgmt.NewHandler(reg, mgmt.Options{Logger: log, UploadDir: filepath.Join(dir, "uploads"), Resources: engine, Audit: store})
+	h := openMgmt(reg, mgmt.Options{Logger: log, UploadDir: filepath.Join(dir, "uploads"), Resources: engine, Audit: store})
 	srv := httptest.NewServer(s.rec.wrap(h))
 	t.Cleanup(srv.Close)
 	s.url = srv.URL

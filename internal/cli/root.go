@@ -41,7 +41,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 
 // run is Run reading stdin (apply -f -) from stdin.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
-	a := &app{stdout: stdout, stderr: stderr, isTerminal: isTerminal}
+	a := &app{stdout: stdout, stderr: stderr, isTerminal: isTerminal, getenv: getenv, stdin: stdin}
 	root := a.rootCommand(getenv)
 	root.SetArgs(args)
 	root.SetIn(stdin)
@@ -59,6 +59,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return ee.code
 	}
 	fmt.Fprintf(stderr, "Error: %s\n", err)
+	if hint := a.authHint(err); hint != "" {
+		fmt.Fprintln(stderr, hint)
+	}
 	if isUsageError(err) {
 		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
 		return 2
@@ -66,19 +69,23 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return 1
 }
 
-// app is the state the commands share: streams and global flags.
+// app is the state the commands share: streams, global flags and the
+// connection they resolve to (see connect).
 type app struct {
 	stdout, stderr io.Writer
 	isTerminal     func(io.Writer) bool
+	getenv         func(string) string
+	stdin          io.Reader
 
 	server    string
 	namespace string
 	output    string
+	conn      connFlags
 }
 
 func (a *app) client() *client.Client {
 	return client.New(a.server, client.WithUserAgent("nimbus-cli/"+Version+" ("+runtime.GOOS+"/"+runtime.GOARCH+")"),
-		client.WithChangeSource(audit.SourceCLI))
+		client.WithChangeSource(audit.SourceCLI), client.WithToken(a.conn.token), client.WithHTTPClient(a.conn.http))
 }
 
 func isTerminal(w io.Writer) bool {
@@ -108,20 +115,21 @@ Protocol v2 over REST and gRPC, and this CLI for the management API.`,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			switch a.output {
 			case "table", "json", "yaml":
-				return nil
 			case "wide":
-				if cmd.Annotations[annotationWide] != "" {
-					return nil
+				if cmd.Annotations[annotationWide] == "" {
+					return usageErrorf("%s does not support --output wide: want table, json or yaml", cmd.CommandPath())
 				}
-				return usageErrorf("%s does not support --output wide: want table, json or yaml", cmd.CommandPath())
+			default:
+				return usageErrorf("invalid --output %q: want table, json or yaml", a.output)
 			}
-			return usageErrorf("invalid --output %q: want table, json or yaml", a.output)
+			return a.connect(cmd)
 		},
 	}
 	pf := root.PersistentFlags()
-	pf.StringVar(&a.server, "server", envOr(getenv, "NIMBUS_SERVER", defaultServer), "Nimbus server URL (env NIMBUS_SERVER)")
-	pf.StringVarP(&a.namespace, "namespace", "n", envOr(getenv, "NIMBUS_NAMESPACE", defaultNamespace), "namespace (env NIMBUS_NAMESPACE)")
+	pf.StringVar(&a.server, "server", "", "Nimbus server URL (env NIMBUS_SERVER; default: the current context's, else "+defaultServer+")")
+	pf.StringVarP(&a.namespace, "namespace", "n", "", "namespace (env NIMBUS_NAMESPACE; default: the current context's, else "+defaultNamespace+")")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table, json or yaml (get: also wide)")
+	a.conn.register(pf)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 
 	root.AddCommand(
@@ -135,6 +143,10 @@ Protocol v2 over REST and gRPC, and this CLI for the management API.`,
 		a.describeCommand(),
 		a.deleteResourcesCommand(),
 		a.eventsCommand(),
+		a.tokensCommand(),
+		a.loginCommand(),
+		a.whoamiCommand(),
+		a.contextsCommand(),
 	)
 	return root
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -60,6 +61,45 @@ variables, then flags.`,
 	f.String("memory-budget", def.MemoryBudget, `what loaded models may cost together: "2GiB", "50%" of machine memory, or "0" for unlimited (env NIMBUS_MEMORY_BUDGET)`)
 	f.String("source-dir", "", "directory that file:// sources of applied Model versions may be read from (env NIMBUS_SOURCE_DIR; default: none, file:// refused)")
 	f.Duration("shutdown-timeout", def.ShutdownTimeout, "how long in-flight requests may drain on shutdown (env NIMBUS_SHUTDOWN_TIMEOUT)")
+	f.String("auth", def.Auth, `"on": every endpoint but health needs a token; "off": every caller is an admin (loopback only, for experiments) (env NIMBUS_AUTH)`)
+	f.String("metrics-auth", def.MetricsAuth, `"on": /metrics needs a viewer token with scope *; "off": open (env NIMBUS_METRICS_AUTH)`)
+	f.String("tls-cert", "", "PEM certificate (chain) to serve REST and gRPC over TLS; re-read when it changes (env NIMBUS_TLS_CERT)")
+	f.String("tls-key", "", "PEM private key of --tls-cert (env NIMBUS_TLS_KEY)")
+	f.StringSlice("cors-allowed-origins", nil, "origins whose browser pages may call the REST API, e.g. https://ui.example.com (env NIMBUS_CORS_ALLOWED_ORIGINS)")
+	f.StringSlice("allowed-hosts", nil, "Host names answered besides loopback ones (DNS rebinding protection), e.g. nimbus.internal (env NIMBUS_ALLOWED_HOSTS)")
+	f.String("rate-limit-per-token", "", `requests per second each token may make, "RPS" or "RPS:BURST" (env NIMBUS_RATE_LIMIT_PER_TOKEN; default: none)`)
+	f.String("rate-limit-per-service", "", `inference requests per second per InferenceService, "RPS" or "RPS:BURST"; a service's spec.rateLimit wins (env NIMBUS_RATE_LIMIT_PER_SERVICE; default: none)`)
+	f.String("cli-config", "", `CLI config file the server adds a context to when it makes its bootstrap token on loopback ("none": never) (env NIMBUS_CLI_CONFIG; default ~/.config/nimbus/config.yaml)`)
+	cmd.AddCommand(resetAdminTokenCommand())
+	return cmd
+}
+
+func resetAdminTokenCommand() *cobra.Command {
+	var dataDir string
+	cmd := &cobra.Command{
+		Use:   "reset-admin-token",
+		Short: "Revoke the bootstrap admin token and write a new one to DATA_DIR/admin.token",
+		Long: `Run on the server's machine by whoever can read the data dir: revokes the
+bootstrap admin token (the running server stops taking it within a second) and
+writes a new one to <data-dir>/admin.token (mode 0600). Other tokens keep working.`,
+		Example: `  nimbus server reset-admin-token --data-dir ./nimbus-data
+  nimbus login --server http://127.0.0.1:8080 --token "$(cat nimbus-data/admin.token)"`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !cmd.Flags().Changed("data-dir") {
+				if v := os.Getenv("NIMBUS_DATA_DIR"); v != "" {
+					dataDir = v
+				}
+			}
+			path, err := system.ResetAdminToken(cmd.Context(), dataDir)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "new admin token written to %s; the old bootstrap token is revoked\n", path)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data-dir", config.Default().DataDir, "the server's data directory (env NIMBUS_DATA_DIR)")
 	return cmd
 }
 
@@ -95,5 +135,19 @@ func serverConfig(f *pflag.FlagSet, cfgFile string, lookup func(string) (string,
 	if f.Changed("shutdown-timeout") {
 		cfg.ShutdownTimeout, _ = f.GetDuration("shutdown-timeout")
 	}
+	str("auth", &cfg.Auth)
+	str("metrics-auth", &cfg.MetricsAuth)
+	str("tls-cert", &cfg.TLSCert)
+	str("tls-key", &cfg.TLSKey)
+	str("rate-limit-per-token", &cfg.RateLimitPerToken)
+	str("rate-limit-per-service", &cfg.RateLimitPerService)
+	str("cli-config", &cfg.CLIConfig)
+	list := func(name string, dst *[]string) {
+		if f.Changed(name) {
+			*dst, _ = f.GetStringSlice(name)
+		}
+	}
+	list("cors-allowed-origins", &cfg.CORSAllowedOrigins)
+	list("allowed-hosts", &cfg.AllowedHosts)
 	return cfg, cfg.Validate()
 }

@@ -26,7 +26,7 @@ func statusServer(t *testing.T, rep *residency.Report) string {
 	if rep != nil {
 		opts.Residency = &mgmttest.Residency{Report: *rep}
 	}
-	srv := httptest.NewServer(mgmt.NewHandler(mgmttest.New(testSig), opts))
+	srv := httptest.NewServer(openMgmt(mgmttest.New(testSig), opts))
 	t.Cleanup(srv.Close)
 	return srv.URL
 }

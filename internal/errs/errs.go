@@ -32,6 +32,7 @@ const (
 	Unimplemented
 	Unauthenticated
 	PermissionDenied
+	UnsupportedMediaType // a body whose Content-Type the endpoint does not take
 )
 
 var kindNames = [...]string{
@@ -40,6 +41,7 @@ var kindNames = [...]string{
 	Unavailable: "unavailable", ResourceExhausted: "resource_exhausted", DeadlineExceeded: "deadline_exceeded",
 	Canceled: "canceled", TooLarge: "too_large", Unimplemented: "unimplemented",
 	Unauthenticated: "unauthenticated", PermissionDenied: "permission_denied",
+	UnsupportedMediaType: "unsupported_media_type",
 }
 
 // String is the stable code used in JSON error bodies.
@@ -77,6 +79,8 @@ func (k Kind) HTTPStatus() int {
 		return http.StatusUnauthorized
 	case PermissionDenied:
 		return http.StatusForbidden
+	case UnsupportedMediaType:
+		return http.StatusUnsupportedMediaType
 	default:
 		return http.StatusInternalServerError
 	}
@@ -85,7 +89,7 @@ func (k Kind) HTTPStatus() int {
 // GRPCCode maps a Kind to its gRPC status code.
 func (k Kind) GRPCCode() codes.Code {
 	switch k {
-	case InvalidArgument:
+	case InvalidArgument, UnsupportedMediaType:
 		return codes.InvalidArgument
 	case NotFound:
 		return codes.NotFound

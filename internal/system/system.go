@@ -6,6 +6,7 @@ package system
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,11 +18,13 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 
 	"github.com/nimbus-ai/nimbus/api/grpcapi"
 	"github.com/nimbus-ai/nimbus/api/mgmt"
 	"github.com/nimbus-ai/nimbus/api/oip"
+	"github.com/nimbus-ai/nimbus/auth"
 	"github.com/nimbus-ai/nimbus/config"
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/registry"
@@ -49,6 +52,13 @@ type System struct {
 	// Router routes InferenceServices; Resources applies declarative resources.
 	Router    *router.Router
 	Resources *spec.Engine
+	// Auth verifies and manages tokens (nil with auth off); Guard attaches
+	// identities to requests either way.
+	Auth  *auth.Authenticator
+	Guard *auth.Guard
+	// OIP and Mgmt are the REST APIs, kept for their route tables.
+	OIP  *oip.Handler
+	Mgmt *mgmt.Handler
 
 	httpLn  net.Listener
 	grpcLn  net.Listener
@@ -57,6 +67,7 @@ type System struct {
 	grpcAPI *grpcapi.Server
 	// grpcHealth turns NOT_SERVING when shutdown starts, so balancers stop sending.
 	grpcHealth *health.Server
+	tlsConfig  *tls.Config
 }
 
 // New opens the data dir and binds the listeners. On error, whatever was opened
@@ -71,7 +82,8 @@ func New(ctx context.Context, cfg config.Config, version string, log *slog.Logge
 			s.closeAll()
 		}
 	}()
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+	// The data dir holds the bootstrap admin token and token hashes: owner only.
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 	db, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "nimbus.db"))
@@ -79,6 +91,12 @@ func New(ctx context.Context, cfg config.Config, version string, log *slog.Logge
 		return nil, fmt.Errorf("open metadata store: %w", err)
 	}
 	s.Store = db
+	if err := s.setupAuth(db); err != nil {
+		return nil, err
+	}
+	if err := s.setupTLS(); err != nil {
+		return nil, err
+	}
 	if s.Blobs, err = blob.NewFS(filepath.Join(cfg.DataDir, "blobs")); err != nil {
 		return nil, fmt.Errorf("open artifact store: %w", err)
 	}
@@ -123,19 +141,29 @@ func New(ctx context.Context, cfg config.Config, version string, log *slog.Logge
 	gw := gateway{Manager: s.Manager, router: s.Router}
 
 	mux := http.NewServeMux()
-	oipHandler := oip.NewHandler(gw, oip.Options{MaxBodyBytes: cfg.MaxBodyBytes, Metrics: s.Metrics, Logger: log.With("component", "oip")})
-	oipHandler = s.tracked("rest", oipHandler)
+	s.OIP = oip.NewHandler(gw, oip.Options{MaxBodyBytes: cfg.MaxBodyBytes, Metrics: s.Metrics, Logger: log.With("component", "oip")})
+	oipHandler := s.tracked("rest", s.OIP)
 	mux.Handle("/v2/", oipHandler)
 	mux.Handle("/v2", oipHandler)
 	mux.Handle("/ns/", oipHandler)
-	mux.Handle("/api/v1/", s.tracked("mgmt", mgmt.NewHandler(s.Registry, mgmt.Options{
+	mopts := mgmt.Options{
 		UploadDir: filepath.Join(cfg.DataDir, "uploads"), MaxBlobBytes: cfg.MaxBlobBytes, Logger: log,
 		Residency: s.Manager, Resources: s.Resources, Audit: db,
-	})))
-	mux.Handle("GET /metrics", s.Metrics.Handler())
+	}
+	if s.Auth != nil {
+		mopts.Tokens = s.Auth
+	}
+	s.Mgmt = mgmt.NewHandler(s.Registry, mopts)
+	mux.Handle("/api/v1/", s.tracked("mgmt", s.Mgmt))
+	metrics := s.Metrics.Handler()
+	if cfg.MetricsAuth != "off" {
+		metrics = guardedRoute(MetricsRule, metrics)
+	}
+	mux.Handle("GET /metrics", metrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	s.httpSrv = &http.Server{
-		Handler:           recoverer(mux, log),
+		Handler:           recoverer(s.webGuard(s.Guard.HTTP(mux)), log),
+		TLSConfig:         s.tlsConfig,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -146,20 +174,40 @@ func New(ctx context.Context, cfg config.Config, version string, log *slog.Logge
 	if cfg.GRPCAddr != "" {
 		s.grpcHealth = health.NewServer()
 		gopts := grpcapi.Options{MaxMessageBytes: int(cfg.MaxBodyBytes), Metrics: s.Metrics, Logger: log, Health: s.grpcHealth}
-		s.grpcSrv = grpcapi.NewGRPCServer(gopts, grpc.ChainUnaryInterceptor(
-			func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
-				done := s.Metrics.Track("grpc")
-				defer done()
-				return next(ctx, req)
-			}))
+		rules := grpcapi.AccessRules()
+		sopts := []grpc.ServerOption{
+			grpc.ChainUnaryInterceptor(
+				func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
+					done := s.Metrics.Track("grpc")
+					defer done()
+					return next(ctx, req)
+				},
+				s.Guard.UnaryInterceptor(rules)),
+			grpc.ChainStreamInterceptor(s.Guard.StreamInterceptor(rules)),
+		}
+		if s.tlsConfig != nil {
+			sopts = append(sopts, grpc.Creds(credentials.NewTLS(s.tlsConfig)))
+		}
+		s.grpcSrv = grpcapi.NewGRPCServer(gopts, sopts...)
 		s.grpcAPI = grpcapi.New(gw, gopts)
 		s.grpcAPI.Register(s.grpcSrv)
 		if s.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 			return nil, fmt.Errorf("listen on grpc address %s: %w", cfg.GRPCAddr, err)
 		}
 	}
+	if err := s.checkExposure(); err != nil {
+		return nil, err
+	}
+	if err := s.bootstrap(ctx); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
+
+// MetricsRule is what /metrics needs unless metricsAuth is off: a reader of
+// every namespace (a viewer token with scope *), as Prometheus scrapes with a
+// bearer token.
+var MetricsRule = auth.NeedsCluster(auth.PermRead)
 
 // HTTPAddr is the bound REST address (useful with port 0).
 func (s *System) HTTPAddr() string { return s.httpLn.Addr().String() }
@@ -184,10 +232,21 @@ func (s *System) Run(ctx context.Context) error {
 		defer wg.Done()
 		s.Manager.Start(unloaderCtx) // scale to zero: unload idle versions
 	}()
+	if s.Auth != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = s.Auth.Start(unloaderCtx) // last-used times of tokens
+		}()
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := func() error { return s.httpSrv.Serve(s.httpLn) }
+		if s.tlsConfig != nil {
+			serve = func() error { return s.httpSrv.ServeTLS(s.httpLn, "", "") }
+		}
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("http server: %w", err)
 		}
 	}()
@@ -200,7 +259,8 @@ func (s *System) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	s.Log.Info("nimbus serving", "http", s.HTTPAddr(), "grpc", s.GRPCAddr(), "data_dir", s.Config.DataDir)
+	s.Log.Info("nimbus serving", "http", s.URL(), "grpc", s.GRPCAddr(), "data_dir", s.Config.DataDir,
+		"auth", s.Config.Auth, "tls", s.tlsConfig != nil)
 	var runErr error
 	select {
 	case <-ctx.Done():

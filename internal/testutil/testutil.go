@@ -5,15 +5,22 @@ package testutil
 
 import (
 	"context"
+	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/nimbus-ai/nimbus/config"
 	"github.com/nimbus-ai/nimbus/internal/system"
@@ -25,8 +32,68 @@ type Server struct {
 	URL     string // http://127.0.0.1:PORT
 	GRPC    string // 127.0.0.1:PORT
 	DataDir string
+	// Token is the bootstrap admin token ("" with auth off). Client sends it
+	// to this server unless a request carries its own Authorization header.
+	Token string
 
 	stop func()
+}
+
+// Client is an HTTP client for test servers: requests to a server StartServer
+// started carry its admin token unless they set Authorization themselves (set
+// it to "" with NoToken to send none).
+var Client = &http.Client{Transport: tokenTransport{}}
+
+// NoToken marks a request that must go out without a token.
+func NoToken(r *http.Request) *http.Request {
+	r.Header["Authorization"] = nil
+	return r
+}
+
+// tokens maps host:port of running test servers to their admin tokens.
+var tokens sync.Map
+
+type tokenTransport struct{}
+
+func (tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if _, set := r.Header["Authorization"]; !set {
+		if tok, ok := tokens.Load(r.URL.Host); ok {
+			r = r.Clone(r.Context())
+			r.Header.Set("Authorization", "Bearer "+tok.(string))
+		}
+	} else if r.Header.Get("Authorization") == "" {
+		r = r.Clone(r.Context())
+		r.Header.Del("Authorization")
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// GRPCToken returns per-RPC credentials sending tok (for grpc.WithPerRPCCredentials).
+func GRPCToken(tok string) credentials.PerRPCCredentials { return bearerCreds(tok) }
+
+type bearerCreds string
+
+func (b bearerCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	if b == "" {
+		return nil, nil
+	}
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+func (bearerCreds) RequireTransportSecurity() bool { return false }
+
+// GRPCDialOptions are what a test gRPC client of s needs: plain text and the
+// admin token.
+func (s *Server) GRPCDialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(GRPCToken(s.Token)),
+	}
+}
+
+// Env is the environment the CLI needs to talk to s as its admin.
+func (s *Server) Env() map[string]string {
+	return map[string]string{"NIMBUS_SERVER": s.URL, "NIMBUS_TOKEN": s.Token}
 }
 
 // Stop shuts the server down gracefully and waits for it (idempotent).
@@ -40,6 +107,7 @@ func StartServer(t testing.TB, mutate ...func(*config.Config)) *Server {
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.GRPCAddr = "127.0.0.1:0"
 	cfg.ShutdownTimeout = 10 * time.Second
+	cfg.CLIConfig = "none" // never the developer's own ~/.config/nimbus
 	for _, m := range mutate {
 		m(&cfg)
 	}
@@ -53,18 +121,27 @@ func StartServer(t testing.TB, mutate ...func(*config.Config)) *Server {
 	done := make(chan error, 1)
 	go func() { done <- sys.Run(ctx) }()
 	var once sync.Once
-	s := &Server{Sys: sys, URL: "http://" + sys.HTTPAddr(), GRPC: sys.GRPCAddr(), DataDir: cfg.DataDir}
+	s := &Server{Sys: sys, URL: sys.URL(), GRPC: sys.GRPCAddr(), DataDir: cfg.DataDir}
+	if sys.Auth != nil {
+		b, err := os.ReadFile(filepath.Join(cfg.DataDir, system.AdminTokenFile))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("read admin token: %v", err)
+		}
+		s.Token = strings.TrimSpace(string(b))
+		tokens.Store(sys.HTTPAddr(), s.Token)
+	}
 	s.stop = func() {
 		once.Do(func() {
 			cancel()
 			if err := <-done; err != nil {
 				t.Errorf("server run: %v", err)
 			}
+			tokens.Delete(sys.HTTPAddr())
 		})
 	}
 	t.Cleanup(s.Stop)
 	Eventually(t, 10*time.Second, func() bool {
-		resp, err := http.Get(s.URL + "/v2/health/ready")
+		resp, err := Client.Get(s.URL + "/v2/health/ready")
 		if err != nil {
 			return false
 		}

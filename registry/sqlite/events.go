@@ -42,16 +42,28 @@ func (s *Store) AppendEvent(ctx context.Context, e audit.Event) (audit.Event, er
 	}
 	e.Time = fromNanos(e.Time.UnixNano())
 	err := s.write(ctx, "append event", func(tx *sql.Tx) error {
-		return tx.QueryRowContext(ctx, `INSERT INTO audit_events
-(time, actor, source, action, kind, namespace, name, generation, summary, diff)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-			e.Time.UnixNano(), e.Actor, e.Source, e.Action, e.Kind, e.Namespace, e.Name,
-			e.Generation, e.Summary, e.Diff).Scan(&e.ID)
+		var err error
+		e, err = insertEvent(ctx, tx, e)
+		return err
 	})
 	if err != nil {
 		return audit.Event{}, err
 	}
 	return e, nil
+}
+
+// insertEvent appends e inside tx, filling in ID and, if zero, Time.
+func insertEvent(ctx context.Context, tx *sql.Tx, e audit.Event) (audit.Event, error) {
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	e.Time = fromNanos(e.Time.UnixNano())
+	err := tx.QueryRowContext(ctx, `INSERT INTO audit_events
+(time, actor, source, action, kind, namespace, name, generation, summary, diff)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		e.Time.UnixNano(), e.Actor, e.Source, e.Action, e.Kind, e.Namespace, e.Name,
+		e.Generation, e.Summary, e.Diff).Scan(&e.ID)
+	return e, err
 }
 
 // ListEvents returns the events q selects, oldest (lowest ID) first, at most
@@ -77,6 +89,15 @@ func (s *Store) ListEvents(ctx context.Context, q audit.Query) ([]audit.Event, e
 	}
 	if q.Namespace != "" {
 		add("namespace = ?", q.Namespace)
+	}
+	if q.Namespaces != nil {
+		if len(q.Namespaces) == 0 {
+			return []audit.Event{}, nil
+		}
+		where = append(where, "namespace IN (?"+strings.Repeat(", ?", len(q.Namespaces)-1)+")")
+		for _, ns := range q.Namespaces {
+			args = append(args, ns)
+		}
 	}
 	if q.Kind != "" {
 		add("kind = ?", q.Kind)
