@@ -13,7 +13,14 @@ import (
 	"strings"
 
 	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/internal/ratelimit"
 )
+
+// Limit is a rate limit (a token bucket); the zero Limit is unlimited.
+type Limit = ratelimit.Limit
+
+// ParseLimit reads "RPS" or "RPS:BURST" ("100", "50:200"; "" or "0": unlimited).
+func ParseLimit(s string) (Limit, error) { return ratelimit.Parse(s) }
 
 // Role is what a token may do, within its scopes.
 type Role string
@@ -154,7 +161,7 @@ type Identity struct {
 	// Scopes are namespaces, or "*" for all.
 	Scopes []string
 	// limiter is the token's rate limit; nil means none.
-	limiter *Limiter
+	limiter *ratelimit.Limiter
 }
 
 // Anonymous is the identity of every request when auth is off: an admin of

@@ -14,6 +14,7 @@ import (
 	"unicode"
 
 	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/internal/ratelimit"
 )
 
 // CacheTTL is how long a verified token is trusted without asking the store
@@ -50,7 +51,7 @@ type Authenticator struct {
 
 	mu       sync.RWMutex
 	cache    map[string]*entry   // by full token string
-	limiters map[string]*Limiter // by token id; survive re-verification
+	limiters map[string]*ratelimit.Limiter // by token id; survive re-verification
 }
 
 type entry struct {
@@ -71,7 +72,7 @@ func New(opts Options) *Authenticator {
 	}
 	return &Authenticator{
 		store: opts.Store, def: opts.DefaultLimit, log: opts.Logger.With("component", "auth"), now: opts.Now,
-		cache: map[string]*entry{}, limiters: map[string]*Limiter{},
+		cache: map[string]*entry{}, limiters: map[string]*ratelimit.Limiter{},
 	}
 }
 
@@ -140,8 +141,8 @@ func (a *Authenticator) verify(ctx context.Context, tok string, now time.Time) (
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	lim := a.limiters[tid]
-	if lim == nil || lim.rate != limit.RequestsPerSecond || lim.burst != float64(limit.burst()) {
-		lim = NewLimiter(limit, "token "+t.ID)
+	if !lim.Is(limit) {
+		lim = ratelimit.NewLimiter(limit, "token "+t.ID)
 		a.limiters[tid] = lim
 	}
 	e.id = &Identity{TokenID: t.ID, Name: t.Name, Role: t.Role, Scopes: t.Scopes, limiter: lim}
@@ -275,7 +276,7 @@ func (a *Authenticator) List(ctx context.Context, by *Identity) ([]Token, error)
 		}
 		out = append(out, t)
 	}
-	slices.SortFunc(out, func(x, y Token) int { return y.CreatedAt.Compare(x.CreatedAt) })
+	slices.Reverse(out) // the store lists oldest first
 	return out, nil
 }
 

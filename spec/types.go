@@ -117,6 +117,16 @@ type ServiceSpec struct {
 	Timeout registry.Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`
 	// Routing says what keeps a caller on one target.
 	Routing *Routing `json:"routing,omitempty" yaml:"routing,omitempty"`
+	// RateLimit bounds the service's inference requests (a token bucket);
+	// unset takes the server's --rate-limit-per-service.
+	RateLimit *RateLimit `json:"rateLimit,omitempty" yaml:"rateLimit,omitempty"`
+}
+
+// RateLimit is a token bucket: RequestsPerSecond refill, Burst capacity
+// (default: RequestsPerSecond, at least 1). 0 requests per second is unlimited.
+type RateLimit struct {
+	RequestsPerSecond float64 `json:"requestsPerSecond" yaml:"requestsPerSecond"`
+	Burst             int     `json:"burst,omitempty" yaml:"burst,omitempty"`
 }
 
 // TrafficTarget is one weighted target: "model", "model@alias" or "model@3".

@@ -215,6 +215,14 @@ func (v *validator) service(s *ServiceSpec) {
 	if r := s.Routing; r != nil && r.StickyBy != StickyByHeader && r.StickyBy != StickyByRequestID {
 		v.errorf("spec.routing.stickyBy", "must be %q or %q, got %q", StickyByHeader, StickyByRequestID, r.StickyBy)
 	}
+	if rl := s.RateLimit; rl != nil {
+		if rl.RequestsPerSecond < 0 || rl.RequestsPerSecond > 1e9 || rl.RequestsPerSecond != rl.RequestsPerSecond {
+			v.errorf("spec.rateLimit.requestsPerSecond", "must be 0..1e9 (0: unlimited), got %g", rl.RequestsPerSecond)
+		}
+		if rl.Burst < 0 || rl.Burst > 1e9 {
+			v.errorf("spec.rateLimit.burst", "must be 0..1e9 (0: the default), got %d", rl.Burst)
+		}
+	}
 }
 
 // ParseTarget splits a traffic or shadow target into its model and reference:

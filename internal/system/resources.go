@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/nimbus-ai/nimbus/registry"
+	"github.com/nimbus-ai/nimbus/internal/ratelimit"
 	"github.com/nimbus-ai/nimbus/serving"
 	"github.com/nimbus-ai/nimbus/serving/router"
 	"github.com/nimbus-ai/nimbus/spec"
@@ -64,6 +65,9 @@ func RouterConfig(generation int64, s spec.ServiceSpec) router.Config {
 		cfg.Shadow = &router.Shadow{Model: model, Ref: ref, Percent: pct}
 	}
 	cfg.StickyByRequestID = s.Routing != nil && s.Routing.StickyBy == spec.StickyByRequestID
+	if rl := s.RateLimit; rl != nil {
+		cfg.RateLimit = &ratelimit.Limit{RequestsPerSecond: rl.RequestsPerSecond, Burst: rl.Burst}
+	}
 	return cfg
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/nimbus-ai/nimbus/auth"
 	"github.com/nimbus-ai/nimbus/config"
 	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/internal/ratelimit"
 	"github.com/nimbus-ai/nimbus/registry"
 	"github.com/nimbus-ai/nimbus/registry/blob"
 	"github.com/nimbus-ai/nimbus/registry/sqlite"
@@ -129,7 +130,12 @@ func New(ctx context.Context, cfg config.Config, version string, log *slog.Logge
 		}
 	})
 
-	s.Router = router.New(s.Manager, router.Options{Metrics: s.Metrics, Logger: log.With("component", "router")})
+	serviceLimit, err := ratelimit.Parse(cfg.RateLimitPerService)
+	if err != nil {
+		return nil, err
+	}
+	s.Router = router.New(s.Manager, router.Options{Metrics: s.Metrics, Logger: log.With("component", "router"),
+		DefaultRateLimit: serviceLimit})
 	s.Resources = spec.NewEngine(spec.Options{
 		Registry: s.Registry, Resources: db, Audit: db, Routes: routes{s.Router},
 		Fetcher:  fetcher{source.New(source.Options{AllowedDir: cfg.SourceDir, MaxBytes: cfg.MaxBlobBytes})},

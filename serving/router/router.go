@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/internal/ratelimit"
 	"github.com/nimbus-ai/nimbus/registry"
 	"github.com/nimbus-ai/nimbus/serving"
 	"github.com/nimbus-ai/nimbus/telemetry"
@@ -66,6 +67,8 @@ type Config struct {
 	StickyByRequestID bool
 	// Generation is the resource generation the table was built from (reported by Stats).
 	Generation int64
+	// RateLimit bounds the service's requests; nil takes Options.DefaultRateLimit.
+	RateLimit *ratelimit.Limit
 }
 
 func (c Config) clone() Config {
@@ -73,6 +76,10 @@ func (c Config) clone() Config {
 	if c.Shadow != nil {
 		s := *c.Shadow
 		c.Shadow = &s
+	}
+	if c.RateLimit != nil {
+		l := *c.RateLimit
+		c.RateLimit = &l
 	}
 	return c
 }
@@ -86,6 +93,9 @@ type Options struct {
 	MaxShadowInFlight int
 	// ShadowTimeout bounds a shadow copy when its service has no Timeout. Default 30s.
 	ShadowTimeout time.Duration
+	// DefaultRateLimit bounds each service that sets no RateLimit of its own
+	// (the zero Limit: none).
+	DefaultRateLimit ratelimit.Limit
 }
 
 // Router routes requests to InferenceServices and forwards the rest to its Backend.
@@ -95,6 +105,7 @@ type Router struct {
 	metrics       *telemetry.Metrics
 	log           *slog.Logger
 	shadowTimeout time.Duration
+	defaultLimit  ratelimit.Limit
 	// stop ends when Close starts: shadow copies still running are cancelled,
 	// so a copy stuck in a full queue cannot hold shutdown for its timeout.
 	stop        context.Context
@@ -135,6 +146,7 @@ func New(b Backend, opts Options) *Router {
 		metrics:       opts.Metrics,
 		log:           opts.Logger.With("component", "router"),
 		shadowTimeout: opts.ShadowTimeout,
+		defaultLimit:  opts.DefaultRateLimit,
 		shadowSlot:    make(chan struct{}, opts.MaxShadowInFlight),
 	}
 	r.stop, r.stopShadows = context.WithCancel(context.Background())
@@ -151,11 +163,11 @@ func (r *Router) Set(ns, name string, cfg Config) {
 	defer r.mu.Unlock()
 	k := svcKey{ns, name}
 	if svc, ok := (*r.services.Load())[k]; ok {
-		svc.tab.Store(newTable(cfg, svc.tab.Load(), r.metrics, ns, name))
+		svc.tab.Store(r.newTable(cfg, svc.tab.Load(), ns, name))
 		return
 	}
 	svc := &service{}
-	svc.tab.Store(newTable(cfg, nil, r.metrics, ns, name))
+	svc.tab.Store(r.newTable(cfg, nil, ns, name))
 	next := r.cloneServices()
 	next[k] = svc
 	r.services.Store(&next)
@@ -219,6 +231,10 @@ func (r *Router) Infer(ctx context.Context, req *serving.InferRequest) (*serving
 		return r.backend.Infer(ctx, req)
 	}
 	name := req.Model
+	if err := tab.limiter.Allow(time.Now()); err != nil {
+		r.metrics.ObserveServiceRequest(ns, name, "", "", strconv.Itoa(errs.ResourceExhausted.HTTPStatus()), 0)
+		return nil, err
+	}
 	rt := tab.pick(routingKey(req, tab.cfg.StickyByRequestID))
 	if rt == nil {
 		err := errs.New(errs.Unavailable, "inference service %s has no target with traffic (every weight is 0)", name)

@@ -4,6 +4,7 @@ import (
 	"math"
 	"sync/atomic"
 
+	"github.com/nimbus-ai/nimbus/internal/ratelimit"
 	"github.com/nimbus-ai/nimbus/telemetry"
 )
 
@@ -22,6 +23,9 @@ type table struct {
 	seq    []*route
 	next   atomic.Uint64
 	shadow *shadowRoute // nil: no shadow (one at 0% mirrors nothing but still reports)
+	// limiter is the service's rate limit (nil: none), kept across tables
+	// while the limit stays the same.
+	limiter *ratelimit.Limiter
 }
 
 // route is one target of a table.
@@ -59,6 +63,24 @@ type shadowRoute struct {
 	stats      *shadowStats
 	series     *telemetry.ShadowSeries
 	n          atomic.Uint64 // answered requests seen: picks the mirrored ones
+}
+
+// newTable builds the table of cfg for service ns/name (with the router's
+// rate limit, see newTable).
+func (r *Router) newTable(cfg Config, prev *table, ns, name string) *table {
+	t := newTable(cfg, prev, r.metrics, ns, name)
+	limit := r.defaultLimit
+	if cfg.RateLimit != nil {
+		limit = *cfg.RateLimit
+	}
+	// The bucket carries over while the limit is the same, so a weight change
+	// does not refill it.
+	if prev != nil && prev.limiter.Is(limit) {
+		t.limiter = prev.limiter
+	} else {
+		t.limiter = ratelimit.NewLimiter(limit, "inference service "+ns+"/"+name)
+	}
+	return t
 }
 
 // newTable builds the table of cfg for service ns/name. Targets and shadow that

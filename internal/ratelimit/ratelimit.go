@@ -1,4 +1,6 @@
-package auth
+// Package ratelimit is a token bucket safe for concurrent use: the per-token
+// limits of auth and the per-service limits of the router share it.
+package ratelimit
 
 import (
 	"math"
@@ -21,7 +23,8 @@ type Limit struct {
 // Unlimited reports whether l limits nothing.
 func (l Limit) Unlimited() bool { return l.RequestsPerSecond <= 0 }
 
-func (l Limit) burst() int {
+// EffectiveBurst is Burst, or its default when 0.
+func (l Limit) EffectiveBurst() int {
 	if l.Burst > 0 {
 		return l.Burst
 	}
@@ -32,11 +35,11 @@ func (l Limit) String() string {
 	if l.Unlimited() {
 		return "unlimited"
 	}
-	return strconv.FormatFloat(l.RequestsPerSecond, 'g', -1, 64) + "/s:" + strconv.Itoa(l.burst())
+	return strconv.FormatFloat(l.RequestsPerSecond, 'g', -1, 64) + "/s:" + strconv.Itoa(l.EffectiveBurst())
 }
 
-// ParseLimit reads "RPS" or "RPS:BURST" ("100", "50:200"; "" or "0": unlimited).
-func ParseLimit(s string) (Limit, error) {
+// Parse reads "RPS" or "RPS:BURST" ("100", "50:200"; "" or "0": unlimited).
+func Parse(s string) (Limit, error) {
 	rps, burst, err := config.ParseRate(s)
 	return Limit{RequestsPerSecond: rps, Burst: burst}, err
 }
@@ -65,8 +68,17 @@ func NewLimiter(l Limit, what string) *Limiter {
 	if l.Unlimited() {
 		return nil
 	}
-	b := float64(l.burst())
+	b := float64(l.EffectiveBurst())
 	return &Limiter{rate: l.RequestsPerSecond, burst: b, tokens: b, what: what}
+}
+
+// Is reports whether lim enforces l (nil: l is unlimited), so a bucket can be
+// kept across reconfigurations that leave its limit alone.
+func (lim *Limiter) Is(l Limit) bool {
+	if lim == nil {
+		return l.Unlimited()
+	}
+	return lim.rate == l.RequestsPerSecond && lim.burst == float64(l.EffectiveBurst())
 }
 
 // Allow takes one token at now, or returns a ResourceExhausted error that says
