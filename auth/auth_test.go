@@ -175,4 +175,3 @@ func TestValidateScopes(t *testing.T) {
 		}
 	}
 }
-

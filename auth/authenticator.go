@@ -50,7 +50,7 @@ type Authenticator struct {
 	now   func() time.Time
 
 	mu       sync.RWMutex
-	cache    map[string]*entry   // by full token string
+	cache    map[string]*entry             // by full token string
 	limiters map[string]*ratelimit.Limiter // by token id; survive re-verification
 }
 

@@ -3,8 +3,8 @@ package system
 import (
 	"context"
 
-	"github.com/nimbus-ai/nimbus/registry"
 	"github.com/nimbus-ai/nimbus/internal/ratelimit"
+	"github.com/nimbus-ai/nimbus/registry"
 	"github.com/nimbus-ai/nimbus/serving"
 	"github.com/nimbus-ai/nimbus/serving/router"
 	"github.com/nimbus-ai/nimbus/spec"
