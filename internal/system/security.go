@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/nimbus-ai/nimbus/api/mgmt"
 	"github.com/nimbus-ai/nimbus/api/oip"
 	"github.com/nimbus-ai/nimbus/auth"
@@ -290,4 +292,36 @@ func (s *System) setupTLS() error {
 	}
 	s.tlsConfig = &tls.Config{GetCertificate: r.get, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
 	return nil
+}
+
+// Route is one REST route the server answers and what a caller needs for it.
+type Route struct {
+	Method, Pattern string
+	Rule            auth.Rule
+}
+
+// Routes lists every REST route the server registers: the OIP API, the
+// management API and the server's own (/metrics, /healthz). The access matrix
+// test walks it, so a route added anywhere is tested for every role.
+func (s *System) Routes() []Route {
+	var out []Route
+	for _, r := range s.OIP.Routes() {
+		out = append(out, Route{r.Method, r.Pattern, r.Rule})
+	}
+	for _, r := range s.Mgmt.Routes() {
+		out = append(out, Route{r.Method, r.Pattern, r.Rule})
+	}
+	metrics := MetricsRule
+	if s.Config.MetricsAuth == "off" {
+		metrics = auth.Open
+	}
+	return append(out, Route{"GET", "/metrics", metrics}, Route{"GET", "/healthz", auth.Open})
+}
+
+// GRPCServices is what the gRPC server serves (nil without gRPC).
+func (s *System) GRPCServices() map[string]grpc.ServiceInfo {
+	if s.grpcSrv == nil {
+		return nil
+	}
+	return s.grpcSrv.GetServiceInfo()
 }

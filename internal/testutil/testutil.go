@@ -5,6 +5,8 @@ package testutil
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"io/fs"
@@ -36,6 +38,8 @@ type Server struct {
 	// to this server unless a request carries its own Authorization header.
 	Token string
 
+	tlsConfig *tls.Config
+
 	stop func()
 }
 
@@ -50,12 +54,17 @@ func NoToken(r *http.Request) *http.Request {
 	return r
 }
 
-// tokens maps host:port of running test servers to their admin tokens.
-var tokens sync.Map
+// tokens maps host:port of running test servers to their admin tokens;
+// transports to the transport that trusts a TLS server's certificate.
+var tokens, transports sync.Map
 
 type tokenTransport struct{}
 
 func (tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	base := http.DefaultTransport
+	if t, ok := transports.Load(r.URL.Host); ok {
+		base = t.(http.RoundTripper)
+	}
 	if _, set := r.Header["Authorization"]; !set {
 		if tok, ok := tokens.Load(r.URL.Host); ok {
 			r = r.Clone(r.Context())
@@ -65,8 +74,11 @@ func (tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		r = r.Clone(r.Context())
 		r.Header.Del("Authorization")
 	}
-	return http.DefaultTransport.RoundTrip(r)
+	return base.RoundTrip(r)
 }
+
+// TLSConfig trusts the server's certificate (nil for a plain-text server).
+func (s *Server) TLSConfig() *tls.Config { return s.tlsConfig }
 
 // GRPCToken returns per-RPC credentials sending tok (for grpc.WithPerRPCCredentials).
 func GRPCToken(tok string) credentials.PerRPCCredentials { return bearerCreds(tok) }
@@ -122,6 +134,18 @@ func StartServer(t testing.TB, mutate ...func(*config.Config)) *Server {
 	go func() { done <- sys.Run(ctx) }()
 	var once sync.Once
 	s := &Server{Sys: sys, URL: sys.URL(), GRPC: sys.GRPCAddr(), DataDir: cfg.DataDir}
+	if cfg.TLSCert != "" {
+		pem, err := os.ReadFile(cfg.TLSCert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		s.tlsConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = s.tlsConfig
+		transports.Store(sys.HTTPAddr(), tr)
+	}
 	if sys.Auth != nil {
 		b, err := os.ReadFile(filepath.Join(cfg.DataDir, system.AdminTokenFile))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -137,6 +161,7 @@ func StartServer(t testing.TB, mutate ...func(*config.Config)) *Server {
 				t.Errorf("server run: %v", err)
 			}
 			tokens.Delete(sys.HTTPAddr())
+			transports.Delete(sys.HTTPAddr())
 		})
 	}
 	t.Cleanup(s.Stop)
