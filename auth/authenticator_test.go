@@ -29,7 +29,9 @@ func (c *clock) add(d time.Duration) {
 
 // newAuth opens a real SQLite store in a temp dir: the tokens live where the
 // server keeps them.
-func newAuth(t *testing.T) (*auth.Authenticator, *sqlite.Store, *clock) {
+func newAuth(t *testing.T) (*auth.Authenticator, *sqlite.Store, *clock) { return newAuthB(t) }
+
+func newAuthB(t testing.TB) (*auth.Authenticator, *sqlite.Store, *clock) {
 	t.Helper()
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "nimbus.db"))
 	if err != nil {
@@ -40,7 +42,7 @@ func newAuth(t *testing.T) (*auth.Authenticator, *sqlite.Store, *clock) {
 	return auth.New(auth.Options{Store: db, Now: c.now}), db, c
 }
 
-func mustBootstrap(t *testing.T, a *auth.Authenticator) (string, *auth.Identity) {
+func mustBootstrap(t testing.TB, a *auth.Authenticator) (string, *auth.Identity) {
 	t.Helper()
 	tok, err := a.Bootstrap(context.Background())
 	if err != nil || tok == "" {
