@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/internal/ratelimit"
@@ -231,10 +232,23 @@ func WithFailure(ctx context.Context, err error) context.Context {
 	return context.WithValue(ctx, failureKey{}, err)
 }
 
-// Authorize checks ctx's identity against rule for namespace ns. Without an
+// Authorize checks ctx's identity against rule for namespace ns, once per
+// request (it also spends one unit of the token's rate limit). Without an
 // identity it is Unauthenticated (with the reason the token was refused, if
-// one was sent); with one that lacks the permission, PermissionDenied.
+// one was sent); with one that lacks the permission, PermissionDenied; over
+// the token's rate limit, ResourceExhausted with a retry hint.
 func Authorize(ctx context.Context, rule Rule, ns string) error {
+	if err := check(ctx, rule, ns); err != nil {
+		return err
+	}
+	if rule.Perm == PermOpen {
+		return nil
+	}
+	return FromContext(ctx).limiter.Allow(time.Now())
+}
+
+// check is Authorize without the rate limit.
+func check(ctx context.Context, rule Rule, ns string) error {
 	if rule.Perm == PermOpen {
 		return nil
 	}
@@ -273,8 +287,9 @@ func Denied(id *Identity, rule Rule, ns string) error {
 		id.Actor(), id.Role, strings.Join(id.Scopes, ","), rule.Perm, where)
 }
 
-// CanNamespace is Authorize for a namespace a handler found in the request
-// (an apply's documents, a list's items) after the route's rule let it through.
+// CanNamespace checks p in a namespace a handler found in the request (an
+// apply's documents, a list's query) after the route's rule let it through; it
+// spends nothing of the rate limit.
 func CanNamespace(ctx context.Context, p Perm, ns string) error {
-	return Authorize(ctx, Rule{Perm: p}, ns)
+	return check(ctx, Rule{Perm: p}, ns)
 }

@@ -98,14 +98,6 @@ func (a *Authenticator) Authenticate(ctx context.Context, tok string) (*Identity
 	return e.id, nil
 }
 
-// Allow applies the identity's rate limit.
-func (a *Authenticator) Allow(id *Identity) error {
-	if id == nil {
-		return nil
-	}
-	return id.limiter.Allow(a.now())
-}
-
 // verify looks the token up in the store and caches it when valid.
 func (a *Authenticator) verify(ctx context.Context, tok string, now time.Time) (*entry, error) {
 	tid, secret, ok := parseToken(tok)
