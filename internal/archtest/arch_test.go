@@ -99,6 +99,11 @@ func TestLayering(t *testing.T) {
 		"serving/router": {"spec", "api", "registry/sqlite", "internal/system", "internal/cli", "client", "runtime/onnx"},
 		"spec":           {"serving", "api", "runtime", "registry/sqlite", "registry/blob", "internal/system", "internal/cli", "client"},
 		"spec/source":    {"serving", "api", "runtime", "registry/sqlite", "internal/system", "internal/cli", "client"},
+		// auth decides who may do what; the API packages declare rules and ask
+		// it. It knows no routes, stores or runtimes.
+		"auth":               {"api", "serving", "spec", "runtime", "registry/sqlite", "registry/blob", "internal/system", "internal/cli", "client"},
+		"internal/ratelimit": {"api", "serving", "spec", "runtime", "registry", "auth", "internal/system", "internal/cli", "client"},
+		"internal/cliconfig": {"api", "serving", "spec", "runtime", "registry", "auth", "internal/system", "internal/cli", "client", "config"},
 	}
 	for dir, bans := range forbidden {
 		p, ok := pkgs[dir]
