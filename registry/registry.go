@@ -35,16 +35,15 @@ type Registry struct {
 	gcGrace    atomic.Int64 // time.Duration
 	observers  []func(Change)
 
-	// blobMu orders blob deletion against version creation: CreateVersion holds it
-	// shared from "the blob exists" until the version referencing it is stored;
-	// anything that deletes blobs (GC, collecting after a delete) holds it
-	// exclusively from "no version references it" until the file is gone. Without
-	// it a push could see its blob, lose it to a concurrent GC and record a version
-	// pointing at nothing. blobMu and modelMu are never held together.
+	// blobMu orders blob deletion against version creation: CreateVersion (and
+	// an Atomic transaction, which may create versions) holds it shared from "the
+	// blob exists" until the version referencing it is committed; anything that
+	// deletes blobs (GC, collecting after a delete) holds it exclusively from "no
+	// version references it" until the file is gone. Without it a push could see
+	// its blob, lose it to a concurrent GC and record a version pointing at
+	// nothing. Nothing waits for blobMu while holding the store's write
+	// transaction, so the two cannot deadlock.
 	blobMu sync.RWMutex
-	// modelMu serializes read-modify-write updates of a model row (UpdateModel,
-	// SetModelServing), since Store.UpdateModel writes all mutable fields at once.
-	modelMu sync.Mutex
 }
 
 // New builds a Registry. inspectors maps a format name ("onnx") to its Inspector.
@@ -145,8 +144,10 @@ func (r *Registry) CreateVersion(ctx context.Context, req CreateVersionRequest) 
 		}
 	}
 
-	r.blobMu.RLock()
-	defer r.blobMu.RUnlock()
+	if r.scopeOf(ctx) == nil { // else the enclosing Atomic holds it
+		r.blobMu.RLock()
+		defer r.blobMu.RUnlock()
+	}
 	info, err := r.blobs.Stat(ctx, req.SHA256)
 	if errors.Is(err, errs.ErrNotFound) {
 		return Version{}, fmt.Errorf(op, errs.New(errs.NotFound, "blob sha256:%s not found; upload it first", req.SHA256).WithField("sha256"))
@@ -161,32 +162,40 @@ func (r *Registry) CreateVersion(ctx context.Context, req CreateVersionRequest) 
 	if err != nil {
 		return Version{}, fmt.Errorf(op, errs.Wrap(errs.InvalidArgument, err, "artifact is not a valid %s model", format))
 	}
-	v, err := r.store.CreateVersion(ctx, Version{
-		Namespace:   ns,
-		Model:       req.Model,
-		Version:     req.Version,
-		Format:      format,
-		SHA256:      req.SHA256,
-		Size:        info.Size,
-		Signature:   sig,
-		Description: req.Description,
-		Source:      req.Source,
-		Lineage:     req.Lineage,
-		Serving:     req.Serving,
-		CreatedAt:   time.Now(),
+	// The version and its aliases are one transaction: a failed alias leaves
+	// no version behind for the client to push again.
+	var v Version
+	err = r.atomic(ctx, func(ctx context.Context) error {
+		var err error
+		v, err = r.store.CreateVersion(ctx, Version{
+			Namespace:   ns,
+			Model:       req.Model,
+			Version:     req.Version,
+			Format:      format,
+			SHA256:      req.SHA256,
+			Size:        info.Size,
+			Signature:   sig,
+			Description: req.Description,
+			Source:      req.Source,
+			Lineage:     req.Lineage,
+			Serving:     req.Serving,
+			CreatedAt:   time.Now(),
+		})
+		if err != nil {
+			return err
+		}
+		for _, a := range aliases {
+			if err := r.store.SetAlias(ctx, ns, v.Model, a, v.Version); err != nil {
+				return err
+			}
+		}
+		r.changed(ctx, Change{Kind: VersionCreated, Namespace: ns, Model: v.Model, Version: v.Version})
+		return nil
 	})
 	if err != nil {
 		return Version{}, fmt.Errorf(op, err)
 	}
 	r.log.Info("version created", "namespace", ns, "model", v.Model, "version", v.Version, "sha256", v.SHA256)
-	defer r.notify(Change{Kind: VersionCreated, Namespace: ns, Model: v.Model, Version: v.Version})
-	for _, a := range aliases {
-		if err := r.store.SetAlias(ctx, ns, v.Model, a, v.Version); err != nil {
-			// The version exists; say so, so a client does not push it again.
-			return v, fmt.Errorf("registry: create version: version %d of model %s was created, but setting alias %s failed: %w",
-				v.Version, v.Model, a, err)
-		}
-	}
 	return v, nil
 }
 
@@ -273,16 +282,22 @@ func (r *Registry) DeleteVersion(ctx context.Context, ns, model string, version 
 	if err := checkVersionNumber(version); err != nil {
 		return fmt.Errorf(op, err)
 	}
-	v, err := r.store.GetVersion(ctx, ns, model, version)
+	err = r.atomic(ctx, func(ctx context.Context) error {
+		v, err := r.store.GetVersion(ctx, ns, model, version)
+		if err != nil {
+			return err
+		}
+		if err := r.store.DeleteVersion(ctx, ns, model, version, force); err != nil {
+			return err
+		}
+		r.changed(ctx, Change{Kind: VersionDeleted, Namespace: ns, Model: model, Version: version})
+		r.collectLater(ctx, v.SHA256)
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf(op, err)
 	}
-	if err := r.store.DeleteVersion(ctx, ns, model, version, force); err != nil {
-		return fmt.Errorf(op, err)
-	}
 	r.log.Info("version deleted", "namespace", ns, "model", model, "version", version, "force", force)
-	r.notify(Change{Kind: VersionDeleted, Namespace: ns, Model: model, Version: version})
-	r.collect(ctx, v.SHA256)
 	return nil
 }
 
@@ -293,22 +308,27 @@ func (r *Registry) DeleteModel(ctx context.Context, ns, model string, force bool
 	if err != nil {
 		return fmt.Errorf(op, err)
 	}
-	// The versions are listed first only to collect their blobs afterwards; one
-	// pushed in between is deleted too and its blob left to GC.
-	vs, err := r.store.ListVersions(ctx, ns, model)
+	var n int
+	err = r.atomic(ctx, func(ctx context.Context) error {
+		// Listed in the delete's transaction: exactly the versions it removes.
+		vs, err := r.store.ListVersions(ctx, ns, model)
+		if err != nil {
+			return err
+		}
+		if err := r.store.DeleteModel(ctx, ns, model, force); err != nil {
+			return err
+		}
+		n = len(vs)
+		r.changed(ctx, Change{Kind: ModelDeleted, Namespace: ns, Model: model})
+		for _, v := range vs {
+			r.collectLater(ctx, v.SHA256)
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf(op, err)
 	}
-	if err := r.store.DeleteModel(ctx, ns, model, force); err != nil {
-		return fmt.Errorf(op, err)
-	}
-	r.log.Info("model deleted", "namespace", ns, "model", model, "versions", len(vs))
-	r.notify(Change{Kind: ModelDeleted, Namespace: ns, Model: model})
-	shas := make([]string, 0, len(vs))
-	for _, v := range vs {
-		shas = append(shas, v.SHA256)
-	}
-	r.collect(ctx, shas...)
+	r.log.Info("model deleted", "namespace", ns, "model", model, "versions", n)
 	return nil
 }
 
@@ -437,13 +457,18 @@ func (r *Registry) SetAlias(ctx context.Context, ns, model, alias string, versio
 		err = checkVersionNumber(version)
 	}
 	if err == nil {
-		err = r.store.SetAlias(ctx, ns, model, alias, version)
+		err = r.atomic(ctx, func(ctx context.Context) error {
+			if err := r.store.SetAlias(ctx, ns, model, alias, version); err != nil {
+				return err
+			}
+			r.changed(ctx, Change{Kind: AliasChanged, Namespace: ns, Model: model, Version: version})
+			return nil
+		})
 	}
 	if err != nil {
 		return fmt.Errorf("registry: set alias: %w", err)
 	}
 	r.log.Info("alias set", "namespace", ns, "model", model, "alias", alias, "version", version)
-	r.notify(Change{Kind: AliasChanged, Namespace: ns, Model: model, Version: version})
 	return nil
 }
 
@@ -454,13 +479,18 @@ func (r *Registry) DeleteAlias(ctx context.Context, ns, model, alias string) err
 		err = ValidateAlias(alias)
 	}
 	if err == nil {
-		err = r.store.DeleteAlias(ctx, ns, model, alias)
+		err = r.atomic(ctx, func(ctx context.Context) error {
+			if err := r.store.DeleteAlias(ctx, ns, model, alias); err != nil {
+				return err
+			}
+			r.changed(ctx, Change{Kind: AliasChanged, Namespace: ns, Model: model})
+			return nil
+		})
 	}
 	if err != nil {
 		return fmt.Errorf("registry: delete alias: %w", err)
 	}
 	r.log.Info("alias deleted", "namespace", ns, "model", model, "alias", alias)
-	r.notify(Change{Kind: AliasChanged, Namespace: ns, Model: model})
 	return nil
 }
 
@@ -473,26 +503,33 @@ func (r *Registry) SetModelServing(ctx context.Context, ns, model string, s Serv
 	if err != nil {
 		return Model{}, fmt.Errorf("registry: set model serving: %w", err)
 	}
-	if s.BatchSize() > 1 {
-		vs, err := r.store.ListVersions(ctx, ns, model)
-		if err != nil {
-			return Model{}, fmt.Errorf("registry: set model serving: %w", err)
-		}
-		for _, v := range vs {
-			if v.Serving != nil && v.Serving.Batching != nil {
-				continue // the version's own override decides for it
+	var m Model
+	err = r.atomic(ctx, func(ctx context.Context) error {
+		if s.BatchSize() > 1 {
+			vs, err := r.store.ListVersions(ctx, ns, model)
+			if err != nil {
+				return err
 			}
-			if err := CheckBatchable(v.Signature); err != nil {
-				return Model{}, fmt.Errorf("registry: set model serving: %w", bad("serving.batching.maxBatchSize",
-					"version %d cannot batch: %v; leave batching off for this model or override it on that version", v.Version, err))
+			for _, v := range vs {
+				if v.Serving != nil && v.Serving.Batching != nil {
+					continue // the version's own override decides for it
+				}
+				if err := CheckBatchable(v.Signature); err != nil {
+					return bad("serving.batching.maxBatchSize",
+						"version %d cannot batch: %v; leave batching off for this model or override it on that version", v.Version, err)
+				}
 			}
 		}
-	}
-	m, err := r.updateModel(ctx, ns, model, func(m *Model) { m.Serving = s })
+		var err error
+		if m, err = r.updateModel(ctx, ns, model, func(m *Model) { m.Serving = s }); err != nil {
+			return err
+		}
+		r.changed(ctx, Change{Kind: ServingChanged, Namespace: ns, Model: model})
+		return nil
+	})
 	if err != nil {
 		return Model{}, fmt.Errorf("registry: set model serving: %w", err)
 	}
-	r.notify(Change{Kind: ServingChanged, Namespace: ns, Model: model})
 	return m, nil
 }
 
@@ -505,21 +542,27 @@ func (r *Registry) SetVersionServing(ctx context.Context, ns, model string, vers
 	if err == nil && s != nil {
 		err = s.Validate()
 	}
-	if err == nil && s != nil && s.BatchSize() > 1 {
-		var v Version
-		if v, err = r.store.GetVersion(ctx, ns, model, version); err == nil {
-			if berr := CheckBatchable(v.Signature); berr != nil {
-				err = bad("serving.batching.maxBatchSize", "version %d cannot batch: %v", version, berr)
-			}
-		}
-	}
 	if err == nil {
-		err = r.store.SetVersionServing(ctx, ns, model, version, s)
+		err = r.atomic(ctx, func(ctx context.Context) error {
+			if s != nil && s.BatchSize() > 1 {
+				v, err := r.store.GetVersion(ctx, ns, model, version)
+				if err != nil {
+					return err
+				}
+				if err := CheckBatchable(v.Signature); err != nil {
+					return bad("serving.batching.maxBatchSize", "version %d cannot batch: %v", version, err)
+				}
+			}
+			if err := r.store.SetVersionServing(ctx, ns, model, version, s); err != nil {
+				return err
+			}
+			r.changed(ctx, Change{Kind: ServingChanged, Namespace: ns, Model: model, Version: version})
+			return nil
+		})
 	}
 	if err != nil {
 		return fmt.Errorf("registry: set version serving: %w", err)
 	}
-	r.notify(Change{Kind: ServingChanged, Namespace: ns, Model: model, Version: version})
 	return nil
 }
 
@@ -532,28 +575,39 @@ func (r *Registry) UpdateModel(ctx context.Context, m Model) (Model, error) {
 	if err != nil {
 		return Model{}, fmt.Errorf("registry: update model: %w", err)
 	}
-	out, err := r.updateModel(ctx, ns, m.Name, func(cur *Model) {
-		cur.Description = m.Description
-		cur.Labels = m.Labels
+	var out Model
+	err = r.atomic(ctx, func(ctx context.Context) error {
+		var err error
+		out, err = r.updateModel(ctx, ns, m.Name, func(cur *Model) {
+			cur.Description = m.Description
+			cur.Labels = m.Labels
+		})
+		if err == nil {
+			r.changed(ctx, Change{Kind: ModelUpdated, Namespace: ns, Model: m.Name})
+		}
+		return err
 	})
 	if err != nil {
 		return Model{}, fmt.Errorf("registry: update model: %w", err)
 	}
-	r.notify(Change{Kind: ModelUpdated, Namespace: ns, Model: m.Name})
 	return out, nil
 }
 
 // updateModel applies change to the stored model. Store.UpdateModel writes every
-// mutable field, so concurrent partial updates are serialized to not undo each other.
+// mutable field, so the read and the write share one transaction: concurrent
+// partial updates are serialized and never undo each other.
 func (r *Registry) updateModel(ctx context.Context, ns, name string, change func(*Model)) (Model, error) {
-	r.modelMu.Lock()
-	defer r.modelMu.Unlock()
-	cur, err := r.store.GetModel(ctx, ns, name)
-	if err != nil {
-		return Model{}, err
-	}
-	change(&cur)
-	return r.store.UpdateModel(ctx, cur)
+	var out Model
+	err := r.atomic(ctx, func(ctx context.Context) error {
+		cur, err := r.store.GetModel(ctx, ns, name)
+		if err != nil {
+			return err
+		}
+		change(&cur)
+		out, err = r.store.UpdateModel(ctx, cur)
+		return err
+	})
+	return out, err
 }
 
 func validateLabels(labels map[string]string) error {
