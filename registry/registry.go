@@ -332,12 +332,14 @@ func (r *Registry) DeleteModel(ctx context.Context, ns, model string, force bool
 	return nil
 }
 
-// collect deletes the given blobs if no version references them any more. A
-// failure is logged, not returned: the metadata change already happened, and GC
-// will find the orphan later.
+// collect deletes the given blobs if no version references them any more and
+// they are older than the grace period, as GC does: the same bytes may have
+// just been uploaded again for a version about to be created. A younger blob,
+// or a failure, is left for a later GC: the metadata change already happened.
 func (r *Registry) collect(ctx context.Context, shas ...string) {
 	r.blobMu.Lock()
 	defer r.blobMu.Unlock()
+	cutoff := time.Now().Add(-r.GCGrace())
 	for _, sha := range shas {
 		n, err := r.store.BlobRefs(ctx, sha)
 		if err != nil {
@@ -347,11 +349,15 @@ func (r *Registry) collect(ctx context.Context, shas ...string) {
 		if n > 0 {
 			continue
 		}
-		if err := r.blobs.Delete(ctx, sha); err != nil && !errors.Is(err, errs.ErrNotFound) {
+		deleted, err := r.blobs.DeleteIfOlder(ctx, sha, cutoff)
+		switch {
+		case err != nil && !errors.Is(err, errs.ErrNotFound):
 			r.log.Warn("blob left for GC", "sha256", sha, "err", err)
-			continue
+		case deleted:
+			r.log.Info("blob deleted", "sha256", sha)
+		case err == nil:
+			r.log.Debug("blob left for GC: younger than the grace period", "sha256", sha)
 		}
-		r.log.Info("blob deleted", "sha256", sha)
 	}
 }
 
@@ -377,10 +383,15 @@ func (r *Registry) GC(ctx context.Context) ([]BlobInfo, error) {
 		if err := ctx.Err(); err != nil {
 			return removed, fmt.Errorf("registry: gc: %w", err)
 		}
-		if err := r.blobs.Delete(ctx, b.SHA256); err != nil && !errors.Is(err, errs.ErrNotFound) {
+		// The listing may be stale by now: an upload of the same bytes since
+		// refreshed the blob, and DeleteIfOlder checks again.
+		deleted, err := r.blobs.DeleteIfOlder(ctx, b.SHA256, cutoff)
+		if err != nil && !errors.Is(err, errs.ErrNotFound) {
 			return removed, fmt.Errorf("registry: gc: %w", err)
 		}
-		removed = append(removed, b)
+		if deleted {
+			removed = append(removed, b)
+		}
 	}
 	if len(removed) > 0 {
 		r.log.Info("gc removed blobs", "count", len(removed))

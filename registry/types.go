@@ -143,5 +143,10 @@ type BlobStore interface {
 	Verify(ctx context.Context, sha256 string) error
 	Stat(ctx context.Context, sha256 string) (BlobInfo, error)
 	Delete(ctx context.Context, sha256 string) error
+	// DeleteIfOlder removes the artifact unless it was stored or refreshed (by a
+	// Put or Adopt of the same bytes) at or after cutoff, and reports whether it
+	// did (NotFound if absent). A Put of the same bytes racing with it either
+	// refreshes the blob before the check, which keeps it, or stores it anew.
+	DeleteIfOlder(ctx context.Context, sha256 string, cutoff time.Time) (bool, error)
 	List(ctx context.Context) ([]BlobInfo, error)
 }
