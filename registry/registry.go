@@ -577,11 +577,20 @@ func (r *Registry) SetVersionServing(ctx context.Context, ns, model string, vers
 	return nil
 }
 
-// UpdateModel changes a model's description and labels.
-func (r *Registry) UpdateModel(ctx context.Context, m Model) (Model, error) {
-	ns, err := checkModelRef(m.Namespace, m.Name)
+// ModelPatch changes a model's description and labels. Nil fields stay as they
+// are; a non-nil Labels replaces the whole label set (an empty map clears it).
+type ModelPatch struct {
+	Description *string           `json:"description,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+}
+
+// PatchModel applies p to the model as it is when the change commits: the read
+// and the write share one transaction, so concurrent patches of different
+// fields never undo each other.
+func (r *Registry) PatchModel(ctx context.Context, ns, name string, p ModelPatch) (Model, error) {
+	ns, err := checkModelRef(ns, name)
 	if err == nil {
-		err = validateLabels(m.Labels)
+		err = validateLabels(p.Labels)
 	}
 	if err != nil {
 		return Model{}, fmt.Errorf("registry: update model: %w", err)
@@ -589,12 +598,16 @@ func (r *Registry) UpdateModel(ctx context.Context, m Model) (Model, error) {
 	var out Model
 	err = r.atomic(ctx, func(ctx context.Context) error {
 		var err error
-		out, err = r.updateModel(ctx, ns, m.Name, func(cur *Model) {
-			cur.Description = m.Description
-			cur.Labels = m.Labels
+		out, err = r.updateModel(ctx, ns, name, func(cur *Model) {
+			if p.Description != nil {
+				cur.Description = *p.Description
+			}
+			if p.Labels != nil {
+				cur.Labels = p.Labels
+			}
 		})
 		if err == nil {
-			r.changed(ctx, Change{Kind: ModelUpdated, Namespace: ns, Model: m.Name})
+			r.changed(ctx, Change{Kind: ModelUpdated, Namespace: ns, Model: name})
 		}
 		return err
 	})

@@ -522,14 +522,20 @@ func TestServingAndUpdate(t *testing.T) {
 	if err != nil || m.Serving.Threads != 4 {
 		t.Fatalf("SetModelServing = %+v, %v", m.Serving, err)
 	}
-	m, err = e.reg.UpdateModel(ctx, registry.Model{Name: "fraud", Description: "d", Labels: map[string]string{"team": "risk"}})
+	desc := "d"
+	m, err = e.reg.PatchModel(ctx, "", "fraud", registry.ModelPatch{Description: &desc, Labels: map[string]string{"team": "risk"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if m.Description != "d" || m.Labels["team"] != "risk" || m.Serving.Threads != 4 {
-		t.Errorf("UpdateModel lost or ignored fields: %+v", m)
+		t.Errorf("PatchModel lost or ignored fields: %+v", m)
 	}
-	_, err = e.reg.UpdateModel(ctx, registry.Model{Name: "nope"})
+	// Nil fields stay; an empty label map clears the labels.
+	m, err = e.reg.PatchModel(ctx, "", "fraud", registry.ModelPatch{Labels: map[string]string{}})
+	if err != nil || m.Description != "d" || len(m.Labels) != 0 {
+		t.Errorf("PatchModel(clear labels) = %+v, %v", m, err)
+	}
+	_, err = e.reg.PatchModel(ctx, "", "nope", registry.ModelPatch{Description: &desc})
 	wantErr(t, err, errs.ErrNotFound, "model nope not found")
 
 	wantErr(t, e.reg.SetVersionServing(ctx, "", "fraud", 1, &registry.ServingConfig{Threads: 65}), errs.ErrInvalid, "serving.threads")

@@ -22,7 +22,7 @@ import (
 // Registry is what the apply engine needs from *registry.Registry.
 type Registry interface {
 	GetModel(ctx context.Context, ns, name string) (registry.Model, error)
-	UpdateModel(ctx context.Context, m registry.Model) (registry.Model, error)
+	PatchModel(ctx context.Context, ns, name string, p registry.ModelPatch) (registry.Model, error)
 	ListVersions(ctx context.Context, ns, model string) ([]registry.Version, error)
 	// Resolve maps a reference ("", alias, version number) as serving does.
 	Resolve(ctx context.Context, ns, model, ref string) (registry.Version, error)

@@ -27,7 +27,7 @@ import (
 type Registry interface {
 	GetModel(ctx context.Context, ns, name string) (registry.Model, error)
 	ListModels(ctx context.Context, ns string, opt registry.ListOptions) (registry.ModelPage, error)
-	UpdateModel(ctx context.Context, m registry.Model) (registry.Model, error)
+	PatchModel(ctx context.Context, ns, name string, p registry.ModelPatch) (registry.Model, error)
 	DeleteModel(ctx context.Context, ns, model string, force bool) error
 	SetModelServing(ctx context.Context, ns, model string, s registry.ServingConfig) (registry.Model, error)
 

@@ -16,10 +16,7 @@ type NamespaceList struct {
 
 // ModelPatch is the body of PATCH .../models/{model}. Nil fields stay unchanged;
 // Labels replaces the whole label set.
-type ModelPatch struct {
-	Description *string           `json:"description,omitempty"`
-	Labels      map[string]string `json:"labels,omitempty"`
-}
+type ModelPatch = registry.ModelPatch
 
 // AliasRequest is the body of PUT .../aliases/{alias}.
 type AliasRequest struct {
@@ -78,17 +75,8 @@ func (a *api) patchModel(w http.ResponseWriter, r *http.Request) error {
 	if err := a.decodeJSON(w, r, &p); err != nil {
 		return err
 	}
-	m, err := a.reg.GetModel(r.Context(), r.PathValue("ns"), r.PathValue("model"))
-	if err != nil {
-		return fmt.Errorf("update model: %w", err)
-	}
-	if p.Description != nil {
-		m.Description = *p.Description
-	}
-	if p.Labels != nil {
-		m.Labels = p.Labels
-	}
-	m, err = a.reg.UpdateModel(r.Context(), m)
+	// The registry merges the patch into the model inside its transaction.
+	m, err := a.reg.PatchModel(r.Context(), r.PathValue("ns"), r.PathValue("model"), p)
 	if err != nil {
 		return fmt.Errorf("update model: %w", err)
 	}
