@@ -71,17 +71,15 @@ func (p *plan) planService(ctx context.Context, d Document, s *InferenceService)
 	}
 	spec := s.Spec
 	st.commit = func(ctx context.Context) error {
-		if _, err := p.e.opts.Resources.PutResource(ctx, StoredResource{
+		_, err := p.e.opts.Resources.PutResource(ctx, StoredResource{
 			Kind: KindInferenceService, Namespace: ns, Name: name,
 			Labels: emptyToNil(s.Metadata.Labels), Annotations: emptyToNil(s.Metadata.Annotations),
 			Spec: specJSON, Generation: gen,
-		}, expect); err != nil {
-			return err
-		}
-		if p.e.opts.Routes != nil {
-			p.e.opts.Routes.SetService(ns, name, gen, spec)
-		}
-		return nil
+		}, expect)
+		return err
+	}
+	if p.e.opts.Routes != nil {
+		st.after = func() { p.e.opts.Routes.SetService(ns, name, gen, spec) }
 	}
 	p.steps = append(p.steps, st)
 }
