@@ -34,6 +34,7 @@ type Registry struct {
 	log        *slog.Logger
 	gcGrace    atomic.Int64 // time.Duration
 	observers  []func(Change)
+	guards     []DeleteGuard
 
 	// blobMu orders blob deletion against version creation: CreateVersion (and
 	// an Atomic transaction, which may create versions) holds it shared from "the
@@ -271,8 +272,9 @@ func (r *Registry) latest(ctx context.Context, m Model) (Version, error) {
 }
 
 // DeleteVersion deletes a version; refused (Conflict, naming the aliases) while an
-// alias references it, unless force. The store checks the aliases in the same
-// transaction as the delete. Unreferenced blobs are collected afterwards.
+// alias references it, unless force, and when a delete guard refuses. The store
+// checks the aliases, and the guards run, in the same transaction as the delete.
+// Unreferenced blobs past the GC grace are collected afterwards.
 func (r *Registry) DeleteVersion(ctx context.Context, ns, model string, version int64, force bool) error {
 	const op = "registry: delete version: %w"
 	ns, err := checkModelRef(ns, model)
@@ -285,6 +287,17 @@ func (r *Registry) DeleteVersion(ctx context.Context, ns, model string, version 
 	err = r.atomic(ctx, func(ctx context.Context) error {
 		v, err := r.store.GetVersion(ctx, ns, model, version)
 		if err != nil {
+			return err
+		}
+		intent := DeleteIntent{Namespace: ns, Model: model, Version: version}
+		if force { // the aliases pointing at it go too
+			m, err := r.store.GetModel(ctx, ns, model)
+			if err != nil {
+				return err
+			}
+			intent.Aliases = aliasesOf(m, version)
+		}
+		if err := r.guard(ctx, intent); err != nil {
 			return err
 		}
 		if err := r.store.DeleteVersion(ctx, ns, model, version, force); err != nil {
@@ -301,7 +314,8 @@ func (r *Registry) DeleteVersion(ctx context.Context, ns, model string, version 
 	return nil
 }
 
-// DeleteModel deletes a model with all versions; refused while any alias exists unless force.
+// DeleteModel deletes a model with all versions; refused while any alias exists
+// unless force, and when a delete guard refuses (in the delete's transaction).
 func (r *Registry) DeleteModel(ctx context.Context, ns, model string, force bool) error {
 	const op = "registry: delete model: %w"
 	ns, err := checkModelRef(ns, model)
@@ -313,6 +327,13 @@ func (r *Registry) DeleteModel(ctx context.Context, ns, model string, force bool
 		// Listed in the delete's transaction: exactly the versions it removes.
 		vs, err := r.store.ListVersions(ctx, ns, model)
 		if err != nil {
+			return err
+		}
+		m, err := r.store.GetModel(ctx, ns, model)
+		if err != nil {
+			return err
+		}
+		if err := r.guard(ctx, DeleteIntent{Namespace: ns, Model: model, WholeModel: true, Aliases: aliasesOf(m, 0)}); err != nil {
 			return err
 		}
 		if err := r.store.DeleteModel(ctx, ns, model, force); err != nil {
@@ -483,7 +504,8 @@ func (r *Registry) SetAlias(ctx context.Context, ns, model, alias string, versio
 	return nil
 }
 
-// DeleteAlias removes an alias.
+// DeleteAlias removes an alias, unless a delete guard refuses (in the delete's
+// transaction).
 func (r *Registry) DeleteAlias(ctx context.Context, ns, model, alias string) error {
 	ns, err := checkModelRef(ns, model)
 	if err == nil {
@@ -491,6 +513,16 @@ func (r *Registry) DeleteAlias(ctx context.Context, ns, model, alias string) err
 	}
 	if err == nil {
 		err = r.atomic(ctx, func(ctx context.Context) error {
+			// Only an alias that exists is guarded: a missing one is NotFound.
+			m, err := r.store.GetModel(ctx, ns, model)
+			if err != nil {
+				return err
+			}
+			if _, ok := m.Aliases[alias]; ok {
+				if err := r.guard(ctx, DeleteIntent{Namespace: ns, Model: model, Aliases: []string{alias}}); err != nil {
+					return err
+				}
+			}
 			if err := r.store.DeleteAlias(ctx, ns, model, alias); err != nil {
 				return err
 			}

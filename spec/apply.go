@@ -39,6 +39,9 @@ type Registry interface {
 	// audit log join (they share the registry's database): a commit's registry
 	// changes, resource rows and events are written together or not at all.
 	Atomic(ctx context.Context, fn func(ctx context.Context) error) error
+	// AddDeleteGuard registers a check that runs inside every delete's
+	// transaction (see registry.DeleteGuard).
+	AddDeleteGuard(g registry.DeleteGuard)
 }
 
 // BlobPutter is where a Fetcher writes what it fetched.
@@ -92,7 +95,11 @@ func NewEngine(opts Options) *Engine {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Engine{opts: opts, log: opts.Logger.With("component", "apply")}
+	e := &Engine{opts: opts, log: opts.Logger.With("component", "apply")}
+	if opts.Registry != nil && opts.Resources != nil {
+		opts.Registry.AddDeleteGuard(e.guardDelete)
+	}
+	return e
 }
 
 // File is one named input of an apply.
@@ -362,7 +369,7 @@ func (e *Engine) Apply(ctx context.Context, req Request) (*Response, error) {
 	// Validation passed: the changes are made even if the client goes away now.
 	// Every step and its audit event are one transaction, so a failure (or a
 	// crash) part way leaves nothing of the apply.
-	ctx = context.WithoutCancel(ctx)
+	ctx = context.WithValue(context.WithoutCancel(ctx), applyingKey{}, p.services)
 	err := e.opts.Registry.Atomic(ctx, func(ctx context.Context) error {
 		for i, st := range p.steps {
 			if err := st.commit(ctx); err != nil {

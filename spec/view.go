@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -362,10 +361,9 @@ func (e *Engine) deleteLocked(ctx context.Context, dr DeleteRequest, deleting ma
 		if dr.DryRun {
 			return res, nil, nil
 		}
+		// The registry's delete guard checks the services again inside the
+		// transaction and drops the Model's resource row with it.
 		if err := e.opts.Registry.DeleteModel(ctx, dr.Namespace, dr.Name, true); err != nil {
-			return res, nil, err
-		}
-		if err := e.opts.Resources.DeleteResource(ctx, KindModel, dr.Namespace, dr.Name, 0); err != nil && !errors.Is(err, errs.ErrNotFound) {
 			return res, nil, err
 		}
 	case KindInferenceService:
@@ -470,74 +468,20 @@ func (e *Engine) DeleteFiles(ctx context.Context, req Request) (*Response, error
 	return resp, nil
 }
 
-// servicesUsing names the services in ns that target model, leaving out those
-// in ignore (namespace/name: being deleted in the same call).
-func (e *Engine) servicesUsing(ctx context.Context, ns, model string, ignore map[string]bool) ([]string, error) {
-	rs, err := e.opts.Resources.ListResources(ctx, KindInferenceService, ns)
-	if err != nil {
-		return nil, err
-	}
-	var users []string
-	for _, r := range rs {
-		var s ServiceSpec
-		if err := json.Unmarshal(r.Spec, &s); err != nil {
-			return nil, err
-		}
-		if ignore[ns+"/"+r.Name] {
-			continue
-		}
-		for _, t := range s.targets() {
-			if m, _, err := ParseTarget(t); err == nil && m == model {
-				users = append(users, r.Name)
-				break
-			}
-		}
-	}
-	return users, nil
-}
-
-// Unreferenced is a Conflict naming the InferenceServices that target model
-// through one of refs (alias names or version numbers) or, with no refs,
-// through anything: the management API asks before an imperative delete, so a
-// live service does not lose its target behind its back.
-func (e *Engine) Unreferenced(ctx context.Context, ns, model string, refs ...string) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	rs, err := e.opts.Resources.ListResources(ctx, KindInferenceService, ns)
-	if err != nil {
-		return err
-	}
-	var users []string
-	for _, r := range rs {
-		var s ServiceSpec
-		if err := json.Unmarshal(r.Spec, &s); err != nil {
-			return err
-		}
-		for _, t := range s.targets() {
-			m, ref, err := ParseTarget(t)
-			if err != nil || m != model || (len(refs) > 0 && !slices.Contains(refs, ref)) {
-				continue
-			}
-			users = append(users, fmt.Sprintf("%s (%s)", r.Name, t))
-			break
-		}
-	}
-	if len(users) > 0 {
-		return errs.New(errs.Conflict, "inferenceservice %s still routes there; change or delete it first", strings.Join(users, ", "))
-	}
-	return nil
-}
-
 // checkUnused is a Conflict naming the services (other than those in
 // deleting) that target model.
 func (e *Engine) checkUnused(ctx context.Context, ns, model string, deleting map[string]bool) error {
-	users, err := e.servicesUsing(ctx, ns, model, deleting)
+	users, err := e.servicesTargeting(ctx, ns, model, deleting, func(string) bool { return true })
 	if err != nil {
 		return err
 	}
 	if len(users) > 0 {
+		names := make([]string, len(users))
+		for i, u := range users {
+			names[i] = u.name
+		}
 		return errs.New(errs.Conflict, "model %s is a target of inferenceservice %s; change or delete those first",
-			model, strings.Join(users, ", "))
+			model, strings.Join(names, ", "))
 	}
 	return nil
 }

@@ -89,9 +89,8 @@ func (a *api) deleteModel(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := a.unreferenced(r); err != nil {
-		return fmt.Errorf("delete model: %w", err)
-	}
+	// The registry refuses a delete that takes a target away from an
+	// InferenceService (the resource layer's delete guard).
 	if err := a.reg.DeleteModel(r.Context(), r.PathValue("ns"), r.PathValue("model"), force); err != nil {
 		return fmt.Errorf("delete model: %w", err)
 	}
@@ -174,19 +173,6 @@ func (a *api) deleteVersion(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	refs := []string{strconv.FormatInt(ver, 10)}
-	if force { // the aliases pointing at it go too
-		if m, err := a.reg.GetModel(r.Context(), r.PathValue("ns"), r.PathValue("model")); err == nil {
-			for alias, v := range m.Aliases {
-				if v == ver {
-					refs = append(refs, alias)
-				}
-			}
-		}
-	}
-	if err := a.unreferenced(r, refs...); err != nil {
-		return fmt.Errorf("delete version: %w", err)
-	}
 	if err := a.reg.DeleteVersion(r.Context(), r.PathValue("ns"), r.PathValue("model"), ver, force); err != nil {
 		return fmt.Errorf("delete version: %w", err)
 	}
@@ -263,9 +249,6 @@ func (a *api) setAlias(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *api) deleteAlias(w http.ResponseWriter, r *http.Request) error {
-	if err := a.unreferenced(r, r.PathValue("alias")); err != nil {
-		return fmt.Errorf("delete alias: %w", err)
-	}
 	if err := a.reg.DeleteAlias(r.Context(), r.PathValue("ns"), r.PathValue("model"), r.PathValue("alias")); err != nil {
 		return fmt.Errorf("delete alias: %w", err)
 	}

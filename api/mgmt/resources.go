@@ -24,16 +24,6 @@ type Resources interface {
 	Delete(ctx context.Context, dr spec.DeleteRequest) (spec.Result, error)
 	Get(ctx context.Context, kind, ns, name string) (spec.Object, error)
 	List(ctx context.Context, kind, ns string) ([]spec.Object, error)
-	Unreferenced(ctx context.Context, ns, model string, refs ...string) error
-}
-
-// unreferenced refuses an imperative delete that would take a target away
-// from an InferenceService (no-op without declarative resources).
-func (a *api) unreferenced(r *http.Request, refs ...string) error {
-	if a.opts.Resources == nil {
-		return nil
-	}
-	return a.opts.Resources.Unreferenced(r.Context(), r.PathValue("ns"), r.PathValue("model"), refs...)
 }
 
 var _ Resources = (*spec.Engine)(nil)

@@ -23,7 +23,6 @@ import (
 	"github.com/nimbus-ai/nimbus/api/mgmt"
 	"github.com/nimbus-ai/nimbus/api/oip"
 	"github.com/nimbus-ai/nimbus/config"
-	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/registry"
 	"github.com/nimbus-ai/nimbus/registry/blob"
 	"github.com/nimbus-ai/nimbus/registry/sqlite"
@@ -100,12 +99,8 @@ func New(ctx context.Context, cfg config.Config, version string, log *slog.Logge
 			// Drop the loaded copy; a serving change reloads with the new settings on next use.
 			s.Manager.Forget(c.Namespace, c.Model, c.Version, false)
 		case registry.ModelDeleted:
+			// (Its resource row went in the delete's transaction: spec's delete guard.)
 			s.Manager.Forget(c.Namespace, c.Model, 0, true)
-			// However the model went (apply or `models delete`), what was last
-			// applied for it must not shape a model pushed later under its name.
-			if err := db.DeleteResource(context.Background(), spec.KindModel, c.Namespace, c.Model, 0); err != nil && !errors.Is(err, errs.ErrNotFound) {
-				log.Warn("resource row of a deleted model left behind", "namespace", c.Namespace, "model", c.Model, "err", err)
-			}
 		default:
 			s.Manager.Invalidate(c.Namespace, c.Model)
 		}
