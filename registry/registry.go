@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nimbus-ai/nimbus/audit"
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/runtime"
 	"github.com/nimbus-ai/nimbus/tensor"
@@ -35,6 +37,7 @@ type Registry struct {
 	gcGrace    atomic.Int64 // time.Duration
 	observers  []func(Change)
 	guards     []DeleteGuard
+	audit      AuditLog
 
 	// blobMu orders blob deletion against version creation: CreateVersion (and
 	// an Atomic transaction, which may create versions) holds it shared from "the
@@ -191,7 +194,7 @@ func (r *Registry) CreateVersion(ctx context.Context, req CreateVersionRequest) 
 			}
 		}
 		r.changed(ctx, Change{Kind: VersionCreated, Namespace: ns, Model: v.Model, Version: v.Version})
-		return nil
+		return r.record(ctx, modelEvent(audit.ActionCreate, ns, v.Model, "create version", req))
 	})
 	if err != nil {
 		return Version{}, fmt.Errorf(op, err)
@@ -305,7 +308,7 @@ func (r *Registry) DeleteVersion(ctx context.Context, ns, model string, version 
 		}
 		r.changed(ctx, Change{Kind: VersionDeleted, Namespace: ns, Model: model, Version: version})
 		r.collectLater(ctx, v.SHA256)
-		return nil
+		return r.record(ctx, modelEvent(audit.ActionDelete, ns, model, forced(fmt.Sprintf("delete version %d", version), force), nil))
 	})
 	if err != nil {
 		return fmt.Errorf(op, err)
@@ -344,7 +347,7 @@ func (r *Registry) DeleteModel(ctx context.Context, ns, model string, force bool
 		for _, v := range vs {
 			r.collectLater(ctx, v.SHA256)
 		}
-		return nil
+		return r.record(ctx, modelEvent(audit.ActionDelete, ns, model, forced("delete model", force), nil))
 	})
 	if err != nil {
 		return fmt.Errorf(op, err)
@@ -416,6 +419,16 @@ func (r *Registry) GC(ctx context.Context) ([]BlobInfo, error) {
 	}
 	if len(removed) > 0 {
 		r.log.Info("gc removed blobs", "count", len(removed))
+	}
+	// Blob files are not transactional: the event follows the deletes.
+	ev := audit.Event{Action: audit.ActionDelete, Kind: auditBlob, Summary: "collect unreferenced blobs"}
+	if len(removed) > 0 {
+		if b, err := json.Marshal(removed); err == nil {
+			ev.Diff = string(b)
+		}
+	}
+	if err := r.record(ctx, ev); err != nil {
+		return removed, fmt.Errorf("registry: gc: %d blobs removed, but %w", len(removed), err)
 	}
 	return removed, nil
 }
@@ -494,7 +507,9 @@ func (r *Registry) SetAlias(ctx context.Context, ns, model, alias string, versio
 				return err
 			}
 			r.changed(ctx, Change{Kind: AliasChanged, Namespace: ns, Model: model, Version: version})
-			return nil
+			return r.record(ctx, modelEvent(audit.ActionUpdate, ns, model, "set alias "+alias, struct {
+				Version int64 `json:"version"`
+			}{version}))
 		})
 	}
 	if err != nil {
@@ -527,7 +542,7 @@ func (r *Registry) DeleteAlias(ctx context.Context, ns, model, alias string) err
 				return err
 			}
 			r.changed(ctx, Change{Kind: AliasChanged, Namespace: ns, Model: model})
-			return nil
+			return r.record(ctx, modelEvent(audit.ActionDelete, ns, model, "delete alias "+alias, nil))
 		})
 	}
 	if err != nil {
@@ -568,7 +583,7 @@ func (r *Registry) SetModelServing(ctx context.Context, ns, model string, s Serv
 			return err
 		}
 		r.changed(ctx, Change{Kind: ServingChanged, Namespace: ns, Model: model})
-		return nil
+		return r.record(ctx, modelEvent(audit.ActionUpdate, ns, model, "set serving settings", s))
 	})
 	if err != nil {
 		return Model{}, fmt.Errorf("registry: set model serving: %w", err)
@@ -600,7 +615,11 @@ func (r *Registry) SetVersionServing(ctx context.Context, ns, model string, vers
 				return err
 			}
 			r.changed(ctx, Change{Kind: ServingChanged, Namespace: ns, Model: model, Version: version})
-			return nil
+			ev := modelEvent(audit.ActionUpdate, ns, model, fmt.Sprintf("set serving settings of version %d", version), s)
+			if s == nil {
+				ev = modelEvent(audit.ActionDelete, ns, model, fmt.Sprintf("clear serving settings of version %d", version), nil)
+			}
+			return r.record(ctx, ev)
 		})
 	}
 	if err != nil {
@@ -638,10 +657,11 @@ func (r *Registry) PatchModel(ctx context.Context, ns, name string, p ModelPatch
 				cur.Labels = p.Labels
 			}
 		})
-		if err == nil {
-			r.changed(ctx, Change{Kind: ModelUpdated, Namespace: ns, Model: name})
+		if err != nil {
+			return err
 		}
-		return err
+		r.changed(ctx, Change{Kind: ModelUpdated, Namespace: ns, Model: name})
+		return r.record(ctx, modelEvent(audit.ActionUpdate, ns, name, "update description and labels", p))
 	})
 	if err != nil {
 		return Model{}, fmt.Errorf("registry: update model: %w", err)

@@ -369,7 +369,9 @@ func (e *Engine) Apply(ctx context.Context, req Request) (*Response, error) {
 	// Validation passed: the changes are made even if the client goes away now.
 	// Every step and its audit event are one transaction, so a failure (or a
 	// crash) part way leaves nothing of the apply.
-	ctx = context.WithValue(context.WithoutCancel(ctx), applyingKey{}, p.services)
+	// The engine records one event per resource, with its diff: the registry
+	// calls of the commit record none of their own.
+	ctx = context.WithValue(registry.WithoutAudit(context.WithoutCancel(ctx)), applyingKey{}, p.services)
 	err := e.opts.Registry.Atomic(ctx, func(ctx context.Context) error {
 		for i, st := range p.steps {
 			if err := st.commit(ctx); err != nil {

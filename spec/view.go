@@ -318,7 +318,7 @@ type DeleteRequest struct {
 func (e *Engine) Delete(ctx context.Context, dr DeleteRequest) (Result, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	ctx = context.WithoutCancel(ctx)
+	ctx = registry.WithoutAudit(context.WithoutCancel(ctx)) // the engine records the delete
 	if dr.DryRun {
 		res, _, err := e.deleteLocked(ctx, dr, nil)
 		return res, err
@@ -430,7 +430,7 @@ func (e *Engine) DeleteFiles(ctx context.Context, req Request) (*Response, error
 	// Services first: a Model is refused while a service targets it. Past the
 	// checks, a client that goes away does not stop the deletes, and they are
 	// one transaction: a failure part way deletes nothing.
-	ctx = context.WithoutCancel(ctx)
+	ctx = registry.WithoutAudit(context.WithoutCancel(ctx))
 	resp := &Response{DryRun: req.DryRun}
 	var afters []func()
 	deleteAll := func(ctx context.Context) error {

@@ -76,7 +76,9 @@ type Options struct {
 	// Resources serves apply, get and delete of declarative resources; nil
 	// answers those routes with 503.
 	Resources Resources
-	// Audit records every change and serves the events routes; nil records nothing.
+	// Audit serves the events routes and records blob uploads; nil does
+	// neither. The registry and the resource engine record their own changes,
+	// inside each change's transaction (registry.SetAuditLog).
 	Audit audit.Log
 }
 
@@ -124,7 +126,7 @@ func NewHandler(reg Registry, opts Options) http.Handler {
 		h       handlerFunc
 	}{
 		{"GET /api/v1/namespaces", a.listNamespaces},
-		{"POST /api/v1/gc", a.audited("Blob", "collect unreferenced blobs", a.gc)},
+		{"POST /api/v1/gc", a.gc},
 
 		{"POST /api/v1/apply", a.applyFiles(Resources.Apply)},
 		{"POST /api/v1/delete", a.applyFiles(Resources.DeleteFiles)},
@@ -138,22 +140,22 @@ func NewHandler(reg Registry, opts Options) http.Handler {
 		{"GET " + nsp + "/models", a.listModels},
 		{"GET " + nsp + "/status", a.status},
 		{"GET " + mp, a.getModel},
-		{"PATCH " + mp, a.audited("Model", "update description and labels", a.patchModel)},
-		{"DELETE " + mp, a.audited("Model", "delete model", a.deleteModel)},
+		{"PATCH " + mp, a.patchModel},
+		{"DELETE " + mp, a.deleteModel},
 		{"GET " + mp + "/serving", a.getServing},
-		{"PUT " + mp + "/serving", a.audited("Model", "set serving settings", a.putServing)},
+		{"PUT " + mp + "/serving", a.putServing},
 		{"GET " + mp + "/status", a.status},
 
 		{"GET " + mp + "/versions", a.listVersions},
-		{"POST " + mp + "/versions", a.audited("Model", "create version", a.createVersion)},
+		{"POST " + mp + "/versions", a.createVersion},
 		{"GET " + vp, a.getVersion},
-		{"DELETE " + vp, a.audited("Model", "delete version {version}", a.deleteVersion)},
-		{"PUT " + vp + "/serving", a.audited("Model", "set serving settings of version {version}", a.putVersionServing)},
-		{"DELETE " + vp + "/serving", a.audited("Model", "clear serving settings of version {version}", a.deleteVersionServing)},
+		{"DELETE " + vp, a.deleteVersion},
+		{"PUT " + vp + "/serving", a.putVersionServing},
+		{"DELETE " + vp + "/serving", a.deleteVersionServing},
 		{"GET " + vp + "/artifact", a.getArtifact},
 
-		{"PUT " + mp + "/aliases/{alias}", a.audited("Model", "set alias {alias}", a.setAlias)},
-		{"DELETE " + mp + "/aliases/{alias}", a.audited("Model", "delete alias {alias}", a.deleteAlias)},
+		{"PUT " + mp + "/aliases/{alias}", a.setAlias},
+		{"DELETE " + mp + "/aliases/{alias}", a.deleteAlias},
 
 		{"POST " + nsp + "/blobs", a.postBlob},
 		{"POST " + nsp + "/blobs/uploads", a.startUpload},
@@ -172,9 +174,11 @@ func NewHandler(reg Registry, opts Options) http.Handler {
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
 // wrap turns a handlerFunc into an http.Handler: errors become JSON bodies, and
-// server-side failures are logged with their internal cause.
+// server-side failures are logged with their internal cause. The caller's
+// actor and change source go into the context, for the audit log.
 func (a *api) wrap(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r = r.WithContext(audit.WithOrigin(r.Context(), actor(r), source(r)))
 		err := h(w, r)
 		if err == nil {
 			return

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/nimbus-ai/nimbus/api/mgmt"
+	"github.com/nimbus-ai/nimbus/audit"
 	"github.com/nimbus-ai/nimbus/registry"
 	"github.com/nimbus-ai/nimbus/registry/blob"
 	"github.com/nimbus-ai/nimbus/registry/sqlite"
@@ -40,6 +41,12 @@ type realAPI struct {
 
 func newRealAPI(t *testing.T) *realAPI {
 	t.Helper()
+	return newRealAPIWith(t, func(s *sqlite.Store) audit.Log { return s })
+}
+
+// newRealAPIWith is newRealAPI with the audit log auditLog makes of the store.
+func newRealAPIWith(t *testing.T, auditLog func(*sqlite.Store) audit.Log) *realAPI {
+	t.Helper()
 	dir := t.TempDir()
 	store, err := sqlite.Open(context.Background(), filepath.Join(dir, "nimbus.db"))
 	if err != nil {
@@ -52,8 +59,10 @@ func newRealAPI(t *testing.T) *realAPI {
 	}
 	log := slog.New(slog.DiscardHandler)
 	reg := registry.New(store, blobs, map[string]runtime.Inspector{"onnx": fixedInspector{}}, log)
-	res := spec.NewEngine(spec.Options{Registry: reg, Resources: store, Audit: store, Logger: log})
-	h := mgmt.NewHandler(reg, mgmt.Options{Logger: log, UploadDir: filepath.Join(dir, "uploads"), Resources: res, Audit: store})
+	events := auditLog(store)
+	reg.SetAuditLog(events)
+	res := spec.NewEngine(spec.Options{Registry: reg, Resources: store, Audit: events, Logger: log})
+	h := mgmt.NewHandler(reg, mgmt.Options{Logger: log, UploadDir: filepath.Join(dir, "uploads"), Resources: res, Audit: events})
 	return &realAPI{h: h, reg: reg, store: store, res: res}
 }
 

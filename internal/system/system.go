@@ -84,6 +84,7 @@ func New(ctx context.Context, cfg config.Config, version string, log *slog.Logge
 	s.Runtime = onnx.New(cfg.ORTLib, log.With("component", "onnxruntime"))
 	s.Registry = registry.New(s.Store, s.Blobs, map[string]runtime.Inspector{"onnx": onnx.Inspector{}}, log.With("component", "registry"))
 	s.Registry.SetGCGrace(cfg.BlobGCGrace)
+	s.Registry.SetAuditLog(db) // events share each change's transaction
 	budget, err := cfg.MemoryBudgetBytes()
 	if err != nil {
 		return nil, err
