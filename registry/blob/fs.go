@@ -331,7 +331,9 @@ func (f *FS) Delete(ctx context.Context, sha256 string) error {
 // refreshed in between, so the blob is first moved aside (atomically) and
 // checked there: a Put that refreshed it before the move shows in its mtime
 // and the blob is moved back; one that comes after the move finds no blob and
-// places its own bytes. Either way the bytes a Put returned for stay.
+// places its own bytes. Either way the bytes a Put returned for stay. (A crash
+// while the blob is aside loses it with the temp files NewFS removes: it was
+// unreferenced, and its next upload stores it again.)
 func (f *FS) DeleteIfOlder(ctx context.Context, sha256 string, cutoff time.Time) (bool, error) {
 	if err := registry.ValidateDigest(sha256); err != nil {
 		return false, err
