@@ -8,30 +8,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/nimbus-ai/nimbus/audit"
 	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/internal/testutil"
 	"github.com/nimbus-ai/nimbus/registry"
-	"github.com/nimbus-ai/nimbus/registry/blob"
 	"github.com/nimbus-ai/nimbus/registry/sqlite"
 	"github.com/nimbus-ai/nimbus/runtime"
 	"github.com/nimbus-ai/nimbus/spec"
-	"github.com/nimbus-ai/nimbus/tensor"
 )
-
-// fixedInspector gives every artifact the same batchable signature.
-type fixedInspector struct{}
-
-func (fixedInspector) Inspect(string) (tensor.Signature, error) {
-	return tensor.Signature{
-		Inputs:  []tensor.TensorSpec{{Name: "x", DataType: tensor.FP32, Shape: []int64{-1, 4}}},
-		Outputs: []tensor.TensorSpec{{Name: "y", DataType: tensor.FP32, Shape: []int64{-1, 1}}},
-	}, nil
-}
 
 // artifacts serves declared sources from memory: uri → bytes.
 type artifacts map[string]string
@@ -173,19 +161,10 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	dir := t.TempDir()
-	db, err := sqlite.Open(context.Background(), filepath.Join(dir, "nimbus.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	blobs, err := blob.NewFS(filepath.Join(dir, "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, blobs := testutil.Stores(t)
 	store := &failingStore{Store: db}
 	log := slog.New(slog.DiscardHandler)
-	reg := registry.New(store, blobs, map[string]runtime.Inspector{"onnx": fixedInspector{}}, log)
+	reg := registry.New(store, blobs, map[string]runtime.Inspector{"onnx": testutil.FixedInspector{}}, log)
 	e := &env{reg: reg, store: store, routes: &routes{}, src: artifacts{}}
 	e.engine = spec.NewEngine(spec.Options{Registry: reg, Resources: store, Audit: store, Routes: e.routes,
 		Fetcher: e.src, Logger: log})

@@ -5,30 +5,18 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/nimbus-ai/nimbus/api/mgmt"
 	"github.com/nimbus-ai/nimbus/audit"
+	"github.com/nimbus-ai/nimbus/internal/testutil"
 	"github.com/nimbus-ai/nimbus/registry"
-	"github.com/nimbus-ai/nimbus/registry/blob"
 	"github.com/nimbus-ai/nimbus/registry/sqlite"
 	"github.com/nimbus-ai/nimbus/runtime"
 	"github.com/nimbus-ai/nimbus/spec"
-	"github.com/nimbus-ai/nimbus/tensor"
 )
-
-// fixedInspector gives every artifact the same batchable signature.
-type fixedInspector struct{}
-
-func (fixedInspector) Inspect(string) (tensor.Signature, error) {
-	return tensor.Signature{
-		Inputs:  []tensor.TensorSpec{{Name: "x", DataType: tensor.FP32, Shape: []int64{-1, 4}}},
-		Outputs: []tensor.TensorSpec{{Name: "y", DataType: tensor.FP32, Shape: []int64{-1, 1}}},
-	}, nil
-}
 
 // realAPI is the management handler over the real registry, resource engine
 // and audit log on SQLite in a temp dir, wired as internal/system does.
@@ -47,22 +35,13 @@ func newRealAPI(t *testing.T) *realAPI {
 // newRealAPIWith is newRealAPI with the audit log auditLog makes of the store.
 func newRealAPIWith(t *testing.T, auditLog func(*sqlite.Store) audit.Log) *realAPI {
 	t.Helper()
-	dir := t.TempDir()
-	store, err := sqlite.Open(context.Background(), filepath.Join(dir, "nimbus.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	blobs, err := blob.NewFS(filepath.Join(dir, "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, blobs := testutil.Stores(t)
 	log := slog.New(slog.DiscardHandler)
-	reg := registry.New(store, blobs, map[string]runtime.Inspector{"onnx": fixedInspector{}}, log)
+	reg := registry.New(store, blobs, map[string]runtime.Inspector{"onnx": testutil.FixedInspector{}}, log)
 	events := auditLog(store)
 	reg.SetAuditLog(events)
 	res := spec.NewEngine(spec.Options{Registry: reg, Resources: store, Audit: events, Logger: log})
-	h := mgmt.NewHandler(reg, mgmt.Options{Logger: log, UploadDir: filepath.Join(dir, "uploads"), Resources: res, Audit: events})
+	h := mgmt.NewHandler(reg, mgmt.Options{Logger: log, UploadDir: t.TempDir(), Resources: res, Audit: events})
 	return &realAPI{h: h, reg: reg, store: store, res: res}
 }
 
