@@ -28,7 +28,9 @@ func (r *Registry) scopeOf(ctx context.Context) *txScope {
 // commits, and are dropped if it does not. Blob deletion waits for it too, so
 // a version created inside never points at a blob GC removed meanwhile.
 // A nested Atomic joins the outer transaction: what it did is undone when it
-// fails, and the outer caller decides the rest.
+// fails, and the outer caller decides the rest. Code that mixes registry calls
+// with other writes to the store opens the transaction here, not with
+// Store.Atomic, so that notifications wait for the commit.
 func (r *Registry) Atomic(ctx context.Context, fn func(ctx context.Context) error) error {
 	if r.scopeOf(ctx) == nil {
 		// Versions created inside point at blobs that must not be collected
