@@ -73,3 +73,28 @@ type Log interface {
 	AppendEvent(ctx context.Context, e Event) (Event, error)
 	ListEvents(ctx context.Context, q Query) ([]Event, error)
 }
+
+type originKey struct{}
+
+type origin struct{ actor, source string }
+
+// WithOrigin returns ctx saying who makes a change (the actor) and through
+// what (the source): the edge that knows the caller sets it, the domain that
+// makes the change records it.
+func WithOrigin(ctx context.Context, actor, source string) context.Context {
+	return context.WithValue(ctx, originKey{}, origin{actor: actor, source: source})
+}
+
+// OriginOf returns the actor and source ctx carries; LocalActor and SourceAPI
+// for whatever it does not say.
+func OriginOf(ctx context.Context) (actor, source string) {
+	o, _ := ctx.Value(originKey{}).(origin)
+	actor, source = o.actor, o.source
+	if actor == "" {
+		actor = LocalActor
+	}
+	if source == "" {
+		source = SourceAPI
+	}
+	return actor, source
+}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nimbus-ai/nimbus/client"
+	"github.com/nimbus-ai/nimbus/config"
 	"github.com/nimbus-ai/nimbus/internal/testutil"
 	"github.com/nimbus-ai/nimbus/registry"
 )
@@ -25,7 +26,8 @@ func blobFile(dataDir, sha string) string {
 }
 
 func TestDeleteGuardsAndGC(t *testing.T) {
-	srv := testutil.StartServer(t)
+	// Without a grace period a blob goes with its last version at once.
+	srv := testutil.StartServer(t, func(c *config.Config) { c.BlobGCGrace = 0 })
 	mustCLI(t, srv, "models", "push", testutil.Model("mlp"), "--name", "m", "--alias", "champion")
 	mustCLI(t, srv, "models", "push", testutil.Model("mlp_medium"), "--name", "m")
 	c := client.New(srv.URL, client.WithToken(srv.Token))

@@ -98,8 +98,11 @@ func TestResourcesSurviveRestartAndDelete(t *testing.T) {
 	for _, e := range evs {
 		got = append(got, e.Action+" "+e.Kind+" "+e.Name+" "+e.Source)
 	}
+	_, sha := sourceDir(t) // the pushed files' sha256
 	want := []string{
-		"create Model fraud-detector cli", // push: the version
+		"create Blob " + sha["fraud_v1"] + " cli", // push: the upload
+		"create Model fraud-detector cli",         // and the version
+		"create Blob " + sha["fraud_v2"] + " cli",
 		"create Model fraud-detector cli",
 		"create InferenceService fraud cli",
 		"delete InferenceService fraud cli",
@@ -108,8 +111,9 @@ func TestResourcesSurviveRestartAndDelete(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if evs[1].Summary != "create version" || evs[0].Diff == "" || evs[4].Summary != "deleted" {
-		t.Fatalf("summaries: %q %q, push body %q", evs[1].Summary, evs[4].Summary, evs[0].Diff)
+	if evs[3].Summary != "create version" || evs[1].Diff == "" || evs[6].Summary != "deleted" ||
+		!strings.HasPrefix(evs[0].Summary, "resumable upload ") || !strings.HasSuffix(evs[0].Summary, " bytes") {
+		t.Fatalf("summaries: %q %q %q, push body %q", evs[0].Summary, evs[3].Summary, evs[6].Summary, evs[1].Diff)
 	}
 	for i := 1; i < len(evs); i++ {
 		if evs[i].ID <= evs[i-1].ID || evs[i].Time.Before(evs[i-1].Time) || !strings.HasPrefix(evs[i].Actor, "bootstrap-admin (token/") {

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nimbus-ai/nimbus/audit"
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/runtime"
 	"github.com/nimbus-ai/nimbus/tensor"
@@ -34,17 +36,18 @@ type Registry struct {
 	log        *slog.Logger
 	gcGrace    atomic.Int64 // time.Duration
 	observers  []func(Change)
+	guards     []DeleteGuard
+	audit      AuditLog
 
-	// blobMu orders blob deletion against version creation: CreateVersion holds it
-	// shared from "the blob exists" until the version referencing it is stored;
-	// anything that deletes blobs (GC, collecting after a delete) holds it
-	// exclusively from "no version references it" until the file is gone. Without
-	// it a push could see its blob, lose it to a concurrent GC and record a version
-	// pointing at nothing. blobMu and modelMu are never held together.
+	// blobMu orders blob deletion against version creation: CreateVersion (and
+	// an Atomic transaction, which may create versions) holds it shared from "the
+	// blob exists" until the version referencing it is committed; anything that
+	// deletes blobs (GC, collecting after a delete) holds it exclusively from "no
+	// version references it" until the file is gone. Without it a push could see
+	// its blob, lose it to a concurrent GC and record a version pointing at
+	// nothing. Nothing waits for blobMu while holding the store's write
+	// transaction, so the two cannot deadlock.
 	blobMu sync.RWMutex
-	// modelMu serializes read-modify-write updates of a model row (UpdateModel,
-	// SetModelServing), since Store.UpdateModel writes all mutable fields at once.
-	modelMu sync.Mutex
 }
 
 // New builds a Registry. inspectors maps a format name ("onnx") to its Inspector.
@@ -145,8 +148,10 @@ func (r *Registry) CreateVersion(ctx context.Context, req CreateVersionRequest) 
 		}
 	}
 
-	r.blobMu.RLock()
-	defer r.blobMu.RUnlock()
+	if r.scopeOf(ctx) == nil { // else the enclosing Atomic holds it
+		r.blobMu.RLock()
+		defer r.blobMu.RUnlock()
+	}
 	info, err := r.blobs.Stat(ctx, req.SHA256)
 	if errors.Is(err, errs.ErrNotFound) {
 		return Version{}, fmt.Errorf(op, errs.New(errs.NotFound, "blob sha256:%s not found; upload it first", req.SHA256).WithField("sha256"))
@@ -161,32 +166,40 @@ func (r *Registry) CreateVersion(ctx context.Context, req CreateVersionRequest) 
 	if err != nil {
 		return Version{}, fmt.Errorf(op, errs.Wrap(errs.InvalidArgument, err, "artifact is not a valid %s model", format))
 	}
-	v, err := r.store.CreateVersion(ctx, Version{
-		Namespace:   ns,
-		Model:       req.Model,
-		Version:     req.Version,
-		Format:      format,
-		SHA256:      req.SHA256,
-		Size:        info.Size,
-		Signature:   sig,
-		Description: req.Description,
-		Source:      req.Source,
-		Lineage:     req.Lineage,
-		Serving:     req.Serving,
-		CreatedAt:   time.Now(),
+	// The version and its aliases are one transaction: a failed alias leaves
+	// no version behind for the client to push again.
+	var v Version
+	err = r.atomic(ctx, func(ctx context.Context) error {
+		var err error
+		v, err = r.store.CreateVersion(ctx, Version{
+			Namespace:   ns,
+			Model:       req.Model,
+			Version:     req.Version,
+			Format:      format,
+			SHA256:      req.SHA256,
+			Size:        info.Size,
+			Signature:   sig,
+			Description: req.Description,
+			Source:      req.Source,
+			Lineage:     req.Lineage,
+			Serving:     req.Serving,
+			CreatedAt:   time.Now(),
+		})
+		if err != nil {
+			return err
+		}
+		for _, a := range aliases {
+			if err := r.store.SetAlias(ctx, ns, v.Model, a, v.Version); err != nil {
+				return err
+			}
+		}
+		r.changed(ctx, Change{Kind: VersionCreated, Namespace: ns, Model: v.Model, Version: v.Version})
+		return r.record(ctx, modelEvent(audit.ActionCreate, ns, v.Model, "create version", req))
 	})
 	if err != nil {
 		return Version{}, fmt.Errorf(op, err)
 	}
 	r.log.Info("version created", "namespace", ns, "model", v.Model, "version", v.Version, "sha256", v.SHA256)
-	defer r.notify(Change{Kind: VersionCreated, Namespace: ns, Model: v.Model, Version: v.Version})
-	for _, a := range aliases {
-		if err := r.store.SetAlias(ctx, ns, v.Model, a, v.Version); err != nil {
-			// The version exists; say so, so a client does not push it again.
-			return v, fmt.Errorf("registry: create version: version %d of model %s was created, but setting alias %s failed: %w",
-				v.Version, v.Model, a, err)
-		}
-	}
 	return v, nil
 }
 
@@ -262,8 +275,9 @@ func (r *Registry) latest(ctx context.Context, m Model) (Version, error) {
 }
 
 // DeleteVersion deletes a version; refused (Conflict, naming the aliases) while an
-// alias references it, unless force. The store checks the aliases in the same
-// transaction as the delete. Unreferenced blobs are collected afterwards.
+// alias references it, unless force, and when a delete guard refuses. The store
+// checks the aliases, and the guards run, in the same transaction as the delete.
+// Unreferenced blobs past the GC grace are collected afterwards.
 func (r *Registry) DeleteVersion(ctx context.Context, ns, model string, version int64, force bool) error {
 	const op = "registry: delete version: %w"
 	ns, err := checkModelRef(ns, model)
@@ -273,51 +287,83 @@ func (r *Registry) DeleteVersion(ctx context.Context, ns, model string, version 
 	if err := checkVersionNumber(version); err != nil {
 		return fmt.Errorf(op, err)
 	}
-	v, err := r.store.GetVersion(ctx, ns, model, version)
+	err = r.atomic(ctx, func(ctx context.Context) error {
+		v, err := r.store.GetVersion(ctx, ns, model, version)
+		if err != nil {
+			return err
+		}
+		intent := DeleteIntent{Namespace: ns, Model: model, Version: version}
+		if force { // the aliases pointing at it go too
+			m, err := r.store.GetModel(ctx, ns, model)
+			if err != nil {
+				return err
+			}
+			intent.Aliases = aliasesOf(m, version)
+		}
+		if err := r.guard(ctx, intent); err != nil {
+			return err
+		}
+		if err := r.store.DeleteVersion(ctx, ns, model, version, force); err != nil {
+			return err
+		}
+		r.changed(ctx, Change{Kind: VersionDeleted, Namespace: ns, Model: model, Version: version})
+		r.collectLater(ctx, v.SHA256)
+		return r.record(ctx, modelEvent(audit.ActionDelete, ns, model, forced(fmt.Sprintf("delete version %d", version), force), nil))
+	})
 	if err != nil {
 		return fmt.Errorf(op, err)
 	}
-	if err := r.store.DeleteVersion(ctx, ns, model, version, force); err != nil {
-		return fmt.Errorf(op, err)
-	}
 	r.log.Info("version deleted", "namespace", ns, "model", model, "version", version, "force", force)
-	r.notify(Change{Kind: VersionDeleted, Namespace: ns, Model: model, Version: version})
-	r.collect(ctx, v.SHA256)
 	return nil
 }
 
-// DeleteModel deletes a model with all versions; refused while any alias exists unless force.
+// DeleteModel deletes a model with all versions; refused while any alias exists
+// unless force, and when a delete guard refuses (in the delete's transaction).
 func (r *Registry) DeleteModel(ctx context.Context, ns, model string, force bool) error {
 	const op = "registry: delete model: %w"
 	ns, err := checkModelRef(ns, model)
 	if err != nil {
 		return fmt.Errorf(op, err)
 	}
-	// The versions are listed first only to collect their blobs afterwards; one
-	// pushed in between is deleted too and its blob left to GC.
-	vs, err := r.store.ListVersions(ctx, ns, model)
+	var n int
+	err = r.atomic(ctx, func(ctx context.Context) error {
+		// Listed in the delete's transaction: exactly the versions it removes.
+		vs, err := r.store.ListVersions(ctx, ns, model)
+		if err != nil {
+			return err
+		}
+		m, err := r.store.GetModel(ctx, ns, model)
+		if err != nil {
+			return err
+		}
+		if err := r.guard(ctx, DeleteIntent{Namespace: ns, Model: model, WholeModel: true, Aliases: aliasesOf(m, 0)}); err != nil {
+			return err
+		}
+		if err := r.store.DeleteModel(ctx, ns, model, force); err != nil {
+			return err
+		}
+		n = len(vs)
+		r.changed(ctx, Change{Kind: ModelDeleted, Namespace: ns, Model: model})
+		for _, v := range vs {
+			r.collectLater(ctx, v.SHA256)
+		}
+		return r.record(ctx, modelEvent(audit.ActionDelete, ns, model, forced("delete model", force), nil))
+	})
 	if err != nil {
 		return fmt.Errorf(op, err)
 	}
-	if err := r.store.DeleteModel(ctx, ns, model, force); err != nil {
-		return fmt.Errorf(op, err)
-	}
-	r.log.Info("model deleted", "namespace", ns, "model", model, "versions", len(vs))
-	r.notify(Change{Kind: ModelDeleted, Namespace: ns, Model: model})
-	shas := make([]string, 0, len(vs))
-	for _, v := range vs {
-		shas = append(shas, v.SHA256)
-	}
-	r.collect(ctx, shas...)
+	r.log.Info("model deleted", "namespace", ns, "model", model, "versions", n)
 	return nil
 }
 
-// collect deletes the given blobs if no version references them any more. A
-// failure is logged, not returned: the metadata change already happened, and GC
-// will find the orphan later.
+// collect deletes the given blobs if no version references them any more and
+// they are older than the grace period, as GC does: the same bytes may have
+// just been uploaded again for a version about to be created. A younger blob,
+// or a failure, is left for a later GC: the metadata change already happened.
 func (r *Registry) collect(ctx context.Context, shas ...string) {
 	r.blobMu.Lock()
 	defer r.blobMu.Unlock()
+	cutoff := time.Now().Add(-r.GCGrace())
 	for _, sha := range shas {
 		n, err := r.store.BlobRefs(ctx, sha)
 		if err != nil {
@@ -327,11 +373,15 @@ func (r *Registry) collect(ctx context.Context, shas ...string) {
 		if n > 0 {
 			continue
 		}
-		if err := r.blobs.Delete(ctx, sha); err != nil && !errors.Is(err, errs.ErrNotFound) {
+		deleted, err := r.blobs.DeleteIfOlder(ctx, sha, cutoff)
+		switch {
+		case err != nil && !errors.Is(err, errs.ErrNotFound):
 			r.log.Warn("blob left for GC", "sha256", sha, "err", err)
-			continue
+		case deleted:
+			r.log.Info("blob deleted", "sha256", sha)
+		case err == nil:
+			r.log.Debug("blob left for GC: younger than the grace period", "sha256", sha)
 		}
-		r.log.Info("blob deleted", "sha256", sha)
 	}
 }
 
@@ -357,13 +407,28 @@ func (r *Registry) GC(ctx context.Context) ([]BlobInfo, error) {
 		if err := ctx.Err(); err != nil {
 			return removed, fmt.Errorf("registry: gc: %w", err)
 		}
-		if err := r.blobs.Delete(ctx, b.SHA256); err != nil && !errors.Is(err, errs.ErrNotFound) {
+		// The listing may be stale by now: an upload of the same bytes since
+		// refreshed the blob, and DeleteIfOlder checks again.
+		deleted, err := r.blobs.DeleteIfOlder(ctx, b.SHA256, cutoff)
+		if err != nil && !errors.Is(err, errs.ErrNotFound) {
 			return removed, fmt.Errorf("registry: gc: %w", err)
 		}
-		removed = append(removed, b)
+		if deleted {
+			removed = append(removed, b)
+		}
 	}
 	if len(removed) > 0 {
 		r.log.Info("gc removed blobs", "count", len(removed))
+	}
+	// Blob files are not transactional: the event follows the deletes.
+	ev := audit.Event{Action: audit.ActionDelete, Kind: auditBlob, Summary: "collect unreferenced blobs"}
+	if len(removed) > 0 {
+		if b, err := json.Marshal(removed); err == nil {
+			ev.Diff = string(b)
+		}
+	}
+	if err := r.record(ctx, ev); err != nil {
+		return removed, fmt.Errorf("registry: gc: %d blobs removed, but %w", len(removed), err)
 	}
 	return removed, nil
 }
@@ -437,30 +502,53 @@ func (r *Registry) SetAlias(ctx context.Context, ns, model, alias string, versio
 		err = checkVersionNumber(version)
 	}
 	if err == nil {
-		err = r.store.SetAlias(ctx, ns, model, alias, version)
+		err = r.atomic(ctx, func(ctx context.Context) error {
+			if err := r.store.SetAlias(ctx, ns, model, alias, version); err != nil {
+				return err
+			}
+			r.changed(ctx, Change{Kind: AliasChanged, Namespace: ns, Model: model, Version: version})
+			return r.record(ctx, modelEvent(audit.ActionUpdate, ns, model, "set alias "+alias, struct {
+				Version int64 `json:"version"`
+			}{version}))
+		})
 	}
 	if err != nil {
 		return fmt.Errorf("registry: set alias: %w", err)
 	}
 	r.log.Info("alias set", "namespace", ns, "model", model, "alias", alias, "version", version)
-	r.notify(Change{Kind: AliasChanged, Namespace: ns, Model: model, Version: version})
 	return nil
 }
 
-// DeleteAlias removes an alias.
+// DeleteAlias removes an alias, unless a delete guard refuses (in the delete's
+// transaction).
 func (r *Registry) DeleteAlias(ctx context.Context, ns, model, alias string) error {
 	ns, err := checkModelRef(ns, model)
 	if err == nil {
 		err = ValidateAlias(alias)
 	}
 	if err == nil {
-		err = r.store.DeleteAlias(ctx, ns, model, alias)
+		err = r.atomic(ctx, func(ctx context.Context) error {
+			// Only an alias that exists is guarded: a missing one is NotFound.
+			m, err := r.store.GetModel(ctx, ns, model)
+			if err != nil {
+				return err
+			}
+			if _, ok := m.Aliases[alias]; ok {
+				if err := r.guard(ctx, DeleteIntent{Namespace: ns, Model: model, Aliases: []string{alias}}); err != nil {
+					return err
+				}
+			}
+			if err := r.store.DeleteAlias(ctx, ns, model, alias); err != nil {
+				return err
+			}
+			r.changed(ctx, Change{Kind: AliasChanged, Namespace: ns, Model: model})
+			return r.record(ctx, modelEvent(audit.ActionDelete, ns, model, "delete alias "+alias, nil))
+		})
 	}
 	if err != nil {
 		return fmt.Errorf("registry: delete alias: %w", err)
 	}
 	r.log.Info("alias deleted", "namespace", ns, "model", model, "alias", alias)
-	r.notify(Change{Kind: AliasChanged, Namespace: ns, Model: model})
 	return nil
 }
 
@@ -473,26 +561,33 @@ func (r *Registry) SetModelServing(ctx context.Context, ns, model string, s Serv
 	if err != nil {
 		return Model{}, fmt.Errorf("registry: set model serving: %w", err)
 	}
-	if s.BatchSize() > 1 {
-		vs, err := r.store.ListVersions(ctx, ns, model)
-		if err != nil {
-			return Model{}, fmt.Errorf("registry: set model serving: %w", err)
-		}
-		for _, v := range vs {
-			if v.Serving != nil && v.Serving.Batching != nil {
-				continue // the version's own override decides for it
+	var m Model
+	err = r.atomic(ctx, func(ctx context.Context) error {
+		if s.BatchSize() > 1 {
+			vs, err := r.store.ListVersions(ctx, ns, model)
+			if err != nil {
+				return err
 			}
-			if err := CheckBatchable(v.Signature); err != nil {
-				return Model{}, fmt.Errorf("registry: set model serving: %w", bad("serving.batching.maxBatchSize",
-					"version %d cannot batch: %v; leave batching off for this model or override it on that version", v.Version, err))
+			for _, v := range vs {
+				if v.Serving != nil && v.Serving.Batching != nil {
+					continue // the version's own override decides for it
+				}
+				if err := CheckBatchable(v.Signature); err != nil {
+					return bad("serving.batching.maxBatchSize",
+						"version %d cannot batch: %v; leave batching off for this model or override it on that version", v.Version, err)
+				}
 			}
 		}
-	}
-	m, err := r.updateModel(ctx, ns, model, func(m *Model) { m.Serving = s })
+		var err error
+		if m, err = r.updateModel(ctx, ns, model, func(m *Model) { m.Serving = s }); err != nil {
+			return err
+		}
+		r.changed(ctx, Change{Kind: ServingChanged, Namespace: ns, Model: model})
+		return r.record(ctx, modelEvent(audit.ActionUpdate, ns, model, "set serving settings", s))
+	})
 	if err != nil {
 		return Model{}, fmt.Errorf("registry: set model serving: %w", err)
 	}
-	r.notify(Change{Kind: ServingChanged, Namespace: ns, Model: model})
 	return m, nil
 }
 
@@ -505,55 +600,90 @@ func (r *Registry) SetVersionServing(ctx context.Context, ns, model string, vers
 	if err == nil && s != nil {
 		err = s.Validate()
 	}
-	if err == nil && s != nil && s.BatchSize() > 1 {
-		var v Version
-		if v, err = r.store.GetVersion(ctx, ns, model, version); err == nil {
-			if berr := CheckBatchable(v.Signature); berr != nil {
-				err = bad("serving.batching.maxBatchSize", "version %d cannot batch: %v", version, berr)
-			}
-		}
-	}
 	if err == nil {
-		err = r.store.SetVersionServing(ctx, ns, model, version, s)
+		err = r.atomic(ctx, func(ctx context.Context) error {
+			if s != nil && s.BatchSize() > 1 {
+				v, err := r.store.GetVersion(ctx, ns, model, version)
+				if err != nil {
+					return err
+				}
+				if err := CheckBatchable(v.Signature); err != nil {
+					return bad("serving.batching.maxBatchSize", "version %d cannot batch: %v", version, err)
+				}
+			}
+			if err := r.store.SetVersionServing(ctx, ns, model, version, s); err != nil {
+				return err
+			}
+			r.changed(ctx, Change{Kind: ServingChanged, Namespace: ns, Model: model, Version: version})
+			ev := modelEvent(audit.ActionUpdate, ns, model, fmt.Sprintf("set serving settings of version %d", version), s)
+			if s == nil {
+				ev = modelEvent(audit.ActionDelete, ns, model, fmt.Sprintf("clear serving settings of version %d", version), nil)
+			}
+			return r.record(ctx, ev)
+		})
 	}
 	if err != nil {
 		return fmt.Errorf("registry: set version serving: %w", err)
 	}
-	r.notify(Change{Kind: ServingChanged, Namespace: ns, Model: model, Version: version})
 	return nil
 }
 
-// UpdateModel changes a model's description and labels.
-func (r *Registry) UpdateModel(ctx context.Context, m Model) (Model, error) {
-	ns, err := checkModelRef(m.Namespace, m.Name)
+// ModelPatch changes a model's description and labels. Nil fields stay as they
+// are; a non-nil Labels replaces the whole label set (an empty map clears it).
+type ModelPatch struct {
+	Description *string           `json:"description,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+}
+
+// PatchModel applies p to the model as it is when the change commits: the read
+// and the write share one transaction, so concurrent patches of different
+// fields never undo each other.
+func (r *Registry) PatchModel(ctx context.Context, ns, name string, p ModelPatch) (Model, error) {
+	ns, err := checkModelRef(ns, name)
 	if err == nil {
-		err = validateLabels(m.Labels)
+		err = validateLabels(p.Labels)
 	}
 	if err != nil {
 		return Model{}, fmt.Errorf("registry: update model: %w", err)
 	}
-	out, err := r.updateModel(ctx, ns, m.Name, func(cur *Model) {
-		cur.Description = m.Description
-		cur.Labels = m.Labels
+	var out Model
+	err = r.atomic(ctx, func(ctx context.Context) error {
+		var err error
+		out, err = r.updateModel(ctx, ns, name, func(cur *Model) {
+			if p.Description != nil {
+				cur.Description = *p.Description
+			}
+			if p.Labels != nil {
+				cur.Labels = p.Labels
+			}
+		})
+		if err != nil {
+			return err
+		}
+		r.changed(ctx, Change{Kind: ModelUpdated, Namespace: ns, Model: name})
+		return r.record(ctx, modelEvent(audit.ActionUpdate, ns, name, "update description and labels", p))
 	})
 	if err != nil {
 		return Model{}, fmt.Errorf("registry: update model: %w", err)
 	}
-	r.notify(Change{Kind: ModelUpdated, Namespace: ns, Model: m.Name})
 	return out, nil
 }
 
 // updateModel applies change to the stored model. Store.UpdateModel writes every
-// mutable field, so concurrent partial updates are serialized to not undo each other.
+// mutable field, so the read and the write share one transaction: concurrent
+// partial updates are serialized and never undo each other.
 func (r *Registry) updateModel(ctx context.Context, ns, name string, change func(*Model)) (Model, error) {
-	r.modelMu.Lock()
-	defer r.modelMu.Unlock()
-	cur, err := r.store.GetModel(ctx, ns, name)
-	if err != nil {
-		return Model{}, err
-	}
-	change(&cur)
-	return r.store.UpdateModel(ctx, cur)
+	var out Model
+	err := r.atomic(ctx, func(ctx context.Context) error {
+		cur, err := r.store.GetModel(ctx, ns, name)
+		if err != nil {
+			return err
+		}
+		change(&cur)
+		out, err = r.store.UpdateModel(ctx, cur)
+		return err
+	})
+	return out, err
 }
 
 func validateLabels(labels map[string]string) error {

@@ -325,6 +325,7 @@ func TestResolve(t *testing.T) {
 
 func TestDeleteVersion(t *testing.T) {
 	e := newEnv(t)
+	e.reg.SetGCGrace(0) // blobs are collected with their last version at once
 	ctx := context.Background()
 	v1 := e.push(t, "fraud", "shared bytes")
 	e.push(t, "other", "shared bytes")
@@ -375,6 +376,7 @@ func TestDeleteVersion(t *testing.T) {
 
 func TestDeleteModel(t *testing.T) {
 	e := newEnv(t)
+	e.reg.SetGCGrace(0)
 	ctx := context.Background()
 	v := e.push(t, "fraud", "a", "champion")
 	e.push(t, "fraud", "b")
@@ -388,6 +390,49 @@ func TestDeleteModel(t *testing.T) {
 	}
 	if _, err := e.blobs.Stat(ctx, v.SHA256); !errors.Is(err, errs.ErrNotFound) {
 		t.Errorf("blob of deleted model: %v", err)
+	}
+}
+
+// TestDeleteKeepsBlobsWithinGrace: deleting the last version using a blob
+// leaves the blob if it is younger than the GC grace — here because the same
+// bytes were just uploaded again for a new version, which must then succeed
+// (issue 10, defect 5: the delete removed the blob at once and the create
+// failed). A blob past the grace goes with its last version.
+func TestDeleteKeepsBlobsWithinGrace(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	backdate := func(sha string) {
+		t.Helper()
+		old := time.Now().Add(-2 * registry.DefaultGCGrace)
+		if err := os.Chtimes(e.blobs.Path(sha), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v := e.push(t, "fraud", "shared bytes")
+	backdate(v.SHA256)
+	sha := e.put(t, "shared bytes") // a client uploads the same bytes again
+	if err := e.reg.DeleteVersion(ctx, "", "fraud", v.Version, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.reg.CreateVersion(ctx, registry.CreateVersionRequest{Model: "fraud", SHA256: sha}); err != nil {
+		t.Fatalf("CreateVersion from the re-uploaded blob: %v", err)
+	}
+
+	old := e.push(t, "other", "old bytes")
+	backdate(old.SHA256)
+	if err := e.reg.DeleteModel(ctx, "", "other", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.blobs.Stat(ctx, old.SHA256); !errors.Is(err, errs.ErrNotFound) {
+		t.Errorf("blob past the grace kept after its model was deleted: %v", err)
+	}
+	// Within the grace it stays for a later GC.
+	young := e.push(t, "young", "young bytes")
+	if err := e.reg.DeleteModel(ctx, "", "young", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.blobs.Stat(ctx, young.SHA256); err != nil {
+		t.Errorf("blob within the grace deleted with its model: %v", err)
 	}
 }
 
@@ -477,14 +522,20 @@ func TestServingAndUpdate(t *testing.T) {
 	if err != nil || m.Serving.Threads != 4 {
 		t.Fatalf("SetModelServing = %+v, %v", m.Serving, err)
 	}
-	m, err = e.reg.UpdateModel(ctx, registry.Model{Name: "fraud", Description: "d", Labels: map[string]string{"team": "risk"}})
+	desc := "d"
+	m, err = e.reg.PatchModel(ctx, "", "fraud", registry.ModelPatch{Description: &desc, Labels: map[string]string{"team": "risk"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if m.Description != "d" || m.Labels["team"] != "risk" || m.Serving.Threads != 4 {
-		t.Errorf("UpdateModel lost or ignored fields: %+v", m)
+		t.Errorf("PatchModel lost or ignored fields: %+v", m)
 	}
-	_, err = e.reg.UpdateModel(ctx, registry.Model{Name: "nope"})
+	// Nil fields stay; an empty label map clears the labels.
+	m, err = e.reg.PatchModel(ctx, "", "fraud", registry.ModelPatch{Labels: map[string]string{}})
+	if err != nil || m.Description != "d" || len(m.Labels) != 0 {
+		t.Errorf("PatchModel(clear labels) = %+v, %v", m, err)
+	}
+	_, err = e.reg.PatchModel(ctx, "", "nope", registry.ModelPatch{Description: &desc})
 	wantErr(t, err, errs.ErrNotFound, "model nope not found")
 
 	wantErr(t, e.reg.SetVersionServing(ctx, "", "fraud", 1, &registry.ServingConfig{Threads: 65}), errs.ErrInvalid, "serving.threads")

@@ -104,6 +104,17 @@ type Store interface {
 	// ReferencedBlobs returns every sha256 some version points to.
 	ReferencedBlobs(ctx context.Context) (map[string]struct{}, error)
 
+	// Atomic runs fn in one write transaction. Every call of the store made with
+	// the ctx fn receives joins it (reads see its writes), and so does every other
+	// store sharing the database (the resources and the audit log): all of it
+	// commits when fn returns nil, none of it when fn fails or panics. A call
+	// that fails inside it undoes only its own writes (a savepoint), as does a
+	// nested Atomic. Atomic transactions are serializable: they behave as if run
+	// one at a time (SQLite has one writer; PostgreSQL would take a
+	// transaction-scoped lock), so a check made inside one still holds when it
+	// commits. The ctx is for one goroutine at a time.
+	Atomic(ctx context.Context, fn func(ctx context.Context) error) error
+
 	Close() error
 }
 
@@ -132,5 +143,10 @@ type BlobStore interface {
 	Verify(ctx context.Context, sha256 string) error
 	Stat(ctx context.Context, sha256 string) (BlobInfo, error)
 	Delete(ctx context.Context, sha256 string) error
+	// DeleteIfOlder removes the artifact unless it was stored or refreshed (by a
+	// Put or Adopt of the same bytes) at or after cutoff, and reports whether it
+	// did (NotFound if absent). A Put of the same bytes racing with it either
+	// refreshes the blob before the check, which keeps it, or stores it anew.
+	DeleteIfOlder(ctx context.Context, sha256 string, cutoff time.Time) (bool, error)
 	List(ctx context.Context) ([]BlobInfo, error)
 }

@@ -22,7 +22,7 @@ import (
 // Registry is what the apply engine needs from *registry.Registry.
 type Registry interface {
 	GetModel(ctx context.Context, ns, name string) (registry.Model, error)
-	UpdateModel(ctx context.Context, m registry.Model) (registry.Model, error)
+	PatchModel(ctx context.Context, ns, name string, p registry.ModelPatch) (registry.Model, error)
 	ListVersions(ctx context.Context, ns, model string) ([]registry.Version, error)
 	// Resolve maps a reference ("", alias, version number) as serving does.
 	Resolve(ctx context.Context, ns, model, ref string) (registry.Version, error)
@@ -35,6 +35,13 @@ type Registry interface {
 	PutBlob(ctx context.Context, body io.Reader, want string) (registry.BlobInfo, error)
 	ListModels(ctx context.Context, ns string, opt registry.ListOptions) (registry.ModelPage, error)
 	Store() registry.Store
+	// Atomic runs fn in one store transaction that the resource store and the
+	// audit log join (they share the registry's database): a commit's registry
+	// changes, resource rows and events are written together or not at all.
+	Atomic(ctx context.Context, fn func(ctx context.Context) error) error
+	// AddDeleteGuard registers a check that runs inside every delete's
+	// transaction (see registry.DeleteGuard).
+	AddDeleteGuard(g registry.DeleteGuard)
 }
 
 // BlobPutter is where a Fetcher writes what it fetched.
@@ -55,7 +62,9 @@ type Routes interface {
 	DeleteService(ns, name string)
 }
 
-// Options configure an Engine.
+// Options configure an Engine. Resources and Audit must live in the registry's
+// store (the SQLite store is all three), so that Registry.Atomic covers them and
+// a commit is one transaction.
 type Options struct {
 	Registry  Registry
 	Resources ResourceStore
@@ -86,7 +95,11 @@ func NewEngine(opts Options) *Engine {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Engine{opts: opts, log: opts.Logger.With("component", "apply")}
+	e := &Engine{opts: opts, log: opts.Logger.With("component", "apply")}
+	if opts.Registry != nil && opts.Resources != nil {
+		opts.Registry.AddDeleteGuard(e.guardDelete)
+	}
+	return e
 }
 
 // File is one named input of an apply.
@@ -365,22 +378,32 @@ func (e *Engine) Apply(ctx context.Context, req Request) (*Response, error) {
 	if req.DryRun {
 		return resp, nil
 	}
-	// Validation passed: the changes are made even if the client goes away now,
-	// so a disconnect cannot leave a resource half applied.
-	ctx = context.WithoutCancel(ctx)
-	for i, st := range p.steps {
-		if err := st.commit(ctx); err != nil {
-			// Validation passed, so this is the store failing: say how far it got.
-			done := make([]string, 0, i)
-			for _, prev := range p.steps[:i] {
-				done = append(done, prev.result.Kind+" "+prev.result.Namespace+"/"+prev.result.Name)
+	// Validation passed: the changes are made even if the client goes away now.
+	// Every step and its audit event are one transaction, so a failure (or a
+	// crash) part way leaves nothing of the apply.
+	// The engine records one event per resource, with its diff: the registry
+	// calls of the commit record none of their own.
+	ctx = context.WithValue(registry.WithoutAudit(context.WithoutCancel(ctx)), applyingKey{}, p.services)
+	err := e.opts.Registry.Atomic(ctx, func(ctx context.Context) error {
+		for i, st := range p.steps {
+			if err := st.commit(ctx); err != nil {
+				return fmt.Errorf("%s %s/%s: %w", st.result.Kind, st.result.Namespace, st.result.Name, err)
 			}
-			return nil, fmt.Errorf("apply: %s %s/%s failed after %d of %d resources were applied (%s): %w",
-				st.result.Kind, st.result.Namespace, st.result.Name, i, len(p.steps), strings.Join(done, ", "), err)
+			resp.Results[i] = st.result
+			if st.result.Action != ActionUnchanged {
+				if err := e.record(ctx, req, st); err != nil {
+					return err
+				}
+			}
 		}
-		resp.Results[i] = st.result
-		if st.result.Action != ActionUnchanged {
-			e.record(ctx, req, st)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("apply: nothing was applied: %w", err)
+	}
+	for _, st := range p.steps {
+		if st.after != nil {
+			st.after()
 		}
 	}
 	return resp, nil
@@ -403,7 +426,11 @@ type plan struct {
 // step is one resource's change, ready to commit.
 type step struct {
 	result Result
+	// commit writes the change through ctx, inside the apply's transaction.
 	commit func(ctx context.Context) error
+	// after, if set, runs once the transaction committed: in-memory state (the
+	// router) follows what is stored, never what was rolled back.
+	after func()
 	// summary is one line for the audit log.
 	summary string
 	action  string // audit action
@@ -460,11 +487,11 @@ func (p *plan) checkResourceVersion(d Document, stored *StoredResource) bool {
 	return true
 }
 
-// record appends the audit event of a committed step. A failure is logged: the
-// change happened and the caller must learn that, not an audit error.
-func (e *Engine) record(ctx context.Context, req Request, st *step) {
+// record appends the audit event of a step inside its transaction: a change is
+// never stored without its event, so a failing append fails the change.
+func (e *Engine) record(ctx context.Context, req Request, st *step) error {
 	if e.opts.Audit == nil {
-		return
+		return nil
 	}
 	actor, source := req.Actor, req.Source
 	if actor == "" {
@@ -478,9 +505,10 @@ func (e *Engine) record(ctx context.Context, req Request, st *step) {
 		Kind: st.result.Kind, Namespace: st.result.Namespace, Name: st.result.Name,
 		Generation: st.result.Generation, Summary: st.summary, Diff: st.result.Diff,
 	}
-	if _, err := e.opts.Audit.AppendEvent(context.WithoutCancel(ctx), ev); err != nil {
-		e.log.Error("audit event not recorded", "kind", ev.Kind, "namespace", ev.Namespace, "name", ev.Name, "err", err)
+	if _, err := e.opts.Audit.AppendEvent(ctx, ev); err != nil {
+		return fmt.Errorf("record audit event: %w", err)
 	}
+	return nil
 }
 
 // yamlOf renders obj for a diff; an error yields its message so a diff still shows.

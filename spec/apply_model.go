@@ -313,17 +313,21 @@ func (p *plan) planModel(ctx context.Context, d Document, m *Model) {
 				return err
 			}
 		}
-		if !maps.Equal(emptyToNil(reg.Labels), labels) {
-			cur, err := r.GetModel(ctx, ns, name)
-			if err != nil {
-				return err
+		// The merge is redone on the labels as they are inside the commit, so
+		// a label set by hand since validation is kept.
+		cur, err := r.GetModel(ctx, ns, name)
+		if err != nil {
+			return err
+		}
+		if merged := threeWay(cur.Labels, lastLabels, m.Metadata.Labels); !maps.Equal(emptyToNil(cur.Labels), merged) {
+			if merged == nil {
+				merged = map[string]string{} // clears them
 			}
-			cur.Labels = labels
-			if _, err := r.UpdateModel(ctx, cur); err != nil {
+			if _, err := r.PatchModel(ctx, ns, name, registry.ModelPatch{Labels: merged}); err != nil {
 				return err
 			}
 		}
-		_, err := p.e.opts.Resources.PutResource(ctx, StoredResource{
+		_, err = p.e.opts.Resources.PutResource(ctx, StoredResource{
 			Kind: KindModel, Namespace: ns, Name: name,
 			Labels: emptyToNil(m.Metadata.Labels), Annotations: emptyToNil(m.Metadata.Annotations),
 			Spec: specJSON, Generation: gen,

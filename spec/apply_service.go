@@ -71,17 +71,20 @@ func (p *plan) planService(ctx context.Context, d Document, s *InferenceService)
 	}
 	spec := s.Spec
 	st.commit = func(ctx context.Context) error {
-		if _, err := p.e.opts.Resources.PutResource(ctx, StoredResource{
+		// A target deleted since validation (an imperative delete does not
+		// wait for applies) fails the apply instead of being routed to.
+		if err := p.e.checkTargetsExist(ctx, ns, name, spec); err != nil {
+			return err
+		}
+		_, err := p.e.opts.Resources.PutResource(ctx, StoredResource{
 			Kind: KindInferenceService, Namespace: ns, Name: name,
 			Labels: emptyToNil(s.Metadata.Labels), Annotations: emptyToNil(s.Metadata.Annotations),
 			Spec: specJSON, Generation: gen,
-		}, expect); err != nil {
-			return err
-		}
-		if p.e.opts.Routes != nil {
-			p.e.opts.Routes.SetService(ns, name, gen, spec)
-		}
-		return nil
+		}, expect)
+		return err
+	}
+	if p.e.opts.Routes != nil {
+		st.after = func() { p.e.opts.Routes.SetService(ns, name, gen, spec) }
 	}
 	p.steps = append(p.steps, st)
 }

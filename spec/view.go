@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -314,51 +313,74 @@ type DeleteRequest struct {
 
 // Delete deletes one resource. A Model still targeted by an InferenceService
 // is refused (Conflict) naming the services; deleting a Model removes its
-// versions and aliases from the registry.
+// versions and aliases from the registry. The delete and its audit event are
+// one transaction.
 func (e *Engine) Delete(ctx context.Context, dr DeleteRequest) (Result, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.deleteLocked(context.WithoutCancel(ctx), dr, nil)
+	ctx = registry.WithoutAudit(context.WithoutCancel(ctx)) // the engine records the delete
+	if dr.DryRun {
+		res, _, err := e.deleteLocked(ctx, dr, nil)
+		return res, err
+	}
+	var res Result
+	var after func()
+	err := e.opts.Registry.Atomic(ctx, func(ctx context.Context) error {
+		var err error
+		res, after, err = e.deleteLocked(ctx, dr, nil)
+		return err
+	})
+	if err != nil {
+		return res, err
+	}
+	if after != nil {
+		after()
+	}
+	return res, nil
 }
 
-func (e *Engine) deleteLocked(ctx context.Context, dr DeleteRequest, deleting map[string]bool) (Result, error) {
+// deleteLocked deletes one resource through ctx (inside the caller's
+// transaction unless a dry run) and returns what to run once it committed.
+func (e *Engine) deleteLocked(ctx context.Context, dr DeleteRequest, deleting map[string]bool) (Result, func(), error) {
 	res := Result{Kind: dr.Kind, Namespace: dr.Namespace, Name: dr.Name, Action: ActionDeleted}
 	before, err := e.Get(ctx, dr.Kind, dr.Namespace, dr.Name)
 	if err != nil {
-		return res, err
+		return res, nil, err
 	}
 	before = stripped(before)
 	res.Diff = diffOf(before, nil)
 	if m := before.GetMeta(); m.Generation > 0 {
 		res.Generation = m.Generation
 	}
+	var after func()
 	switch dr.Kind {
 	case KindModel:
 		if err := e.checkUnused(ctx, dr.Namespace, dr.Name, deleting); err != nil {
-			return res, err
+			return res, nil, err
 		}
 		if dr.DryRun {
-			return res, nil
+			return res, nil, nil
 		}
+		// The registry's delete guard checks the services again inside the
+		// transaction and drops the Model's resource row with it.
 		if err := e.opts.Registry.DeleteModel(ctx, dr.Namespace, dr.Name, true); err != nil {
-			return res, err
-		}
-		if err := e.opts.Resources.DeleteResource(ctx, KindModel, dr.Namespace, dr.Name, 0); err != nil && !errors.Is(err, errs.ErrNotFound) {
-			return res, err
+			return res, nil, err
 		}
 	case KindInferenceService:
 		if dr.DryRun {
-			return res, nil
+			return res, nil, nil
 		}
 		if err := e.opts.Resources.DeleteResource(ctx, KindInferenceService, dr.Namespace, dr.Name, 0); err != nil {
-			return res, err
+			return res, nil, err
 		}
 		if e.opts.Routes != nil {
-			e.opts.Routes.DeleteService(dr.Namespace, dr.Name)
+			after = func() { e.opts.Routes.DeleteService(dr.Namespace, dr.Name) }
 		}
 	}
-	e.record(ctx, Request{Actor: dr.Actor, Source: dr.Source}, &step{result: res, action: audit.ActionDelete, summary: "deleted"})
-	return res, nil
+	if err := e.record(ctx, Request{Actor: dr.Actor, Source: dr.Source}, &step{result: res, action: audit.ActionDelete, summary: "deleted"}); err != nil {
+		return res, nil, err
+	}
+	return res, after, nil
 }
 
 // DeleteFiles deletes every resource the files declare, after checking that
@@ -409,94 +431,60 @@ func (e *Engine) DeleteFiles(ctx context.Context, req Request) (*Response, error
 		return nil, inUse.sorted()
 	}
 	// Services first: a Model is refused while a service targets it. Past the
-	// checks, a client that goes away does not stop the deletes halfway.
-	ctx = context.WithoutCancel(ctx)
+	// checks, a client that goes away does not stop the deletes, and they are
+	// one transaction: a failure part way deletes nothing.
+	ctx = registry.WithoutAudit(context.WithoutCancel(ctx))
 	resp := &Response{DryRun: req.DryRun}
-	for _, kind := range []string{KindInferenceService, KindModel} {
-		for _, d := range docs {
-			if d.Object.GetKind() != kind {
-				continue
+	var afters []func()
+	deleteAll := func(ctx context.Context) error {
+		for _, kind := range []string{KindInferenceService, KindModel} {
+			for _, d := range docs {
+				if d.Object.GetKind() != kind {
+					continue
+				}
+				m := d.Object.GetMeta()
+				res, after, err := e.deleteLocked(ctx, DeleteRequest{Kind: kind, Namespace: m.Namespace, Name: m.Name,
+					DryRun: req.DryRun, Actor: req.Actor, Source: req.Source}, deleting)
+				if err != nil {
+					return fmt.Errorf("%s %s/%s: %w", kind, m.Namespace, m.Name, err)
+				}
+				resp.Results = append(resp.Results, res)
+				if after != nil {
+					afters = append(afters, after)
+				}
 			}
-			m := d.Object.GetMeta()
-			res, err := e.deleteLocked(ctx, DeleteRequest{Kind: kind, Namespace: m.Namespace, Name: m.Name,
-				DryRun: req.DryRun, Actor: req.Actor, Source: req.Source}, deleting)
-			if err != nil {
-				return nil, fmt.Errorf("delete %s %s/%s: %w", kind, m.Namespace, m.Name, err)
-			}
-			resp.Results = append(resp.Results, res)
 		}
+		return nil
+	}
+	if req.DryRun {
+		if err := deleteAll(ctx); err != nil {
+			return nil, fmt.Errorf("delete: %w", err)
+		}
+		return resp, nil
+	}
+	if err := e.opts.Registry.Atomic(ctx, deleteAll); err != nil {
+		return nil, fmt.Errorf("delete: nothing was deleted: %w", err)
+	}
+	for _, after := range afters {
+		after()
 	}
 	return resp, nil
-}
-
-// servicesUsing names the services in ns that target model, leaving out those
-// in ignore (namespace/name: being deleted in the same call).
-func (e *Engine) servicesUsing(ctx context.Context, ns, model string, ignore map[string]bool) ([]string, error) {
-	rs, err := e.opts.Resources.ListResources(ctx, KindInferenceService, ns)
-	if err != nil {
-		return nil, err
-	}
-	var users []string
-	for _, r := range rs {
-		var s ServiceSpec
-		if err := json.Unmarshal(r.Spec, &s); err != nil {
-			return nil, err
-		}
-		if ignore[ns+"/"+r.Name] {
-			continue
-		}
-		for _, t := range s.targets() {
-			if m, _, err := ParseTarget(t); err == nil && m == model {
-				users = append(users, r.Name)
-				break
-			}
-		}
-	}
-	return users, nil
-}
-
-// Unreferenced is a Conflict naming the InferenceServices that target model
-// through one of refs (alias names or version numbers) or, with no refs,
-// through anything: the management API asks before an imperative delete, so a
-// live service does not lose its target behind its back.
-func (e *Engine) Unreferenced(ctx context.Context, ns, model string, refs ...string) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	rs, err := e.opts.Resources.ListResources(ctx, KindInferenceService, ns)
-	if err != nil {
-		return err
-	}
-	var users []string
-	for _, r := range rs {
-		var s ServiceSpec
-		if err := json.Unmarshal(r.Spec, &s); err != nil {
-			return err
-		}
-		for _, t := range s.targets() {
-			m, ref, err := ParseTarget(t)
-			if err != nil || m != model || (len(refs) > 0 && !slices.Contains(refs, ref)) {
-				continue
-			}
-			users = append(users, fmt.Sprintf("%s (%s)", r.Name, t))
-			break
-		}
-	}
-	if len(users) > 0 {
-		return errs.New(errs.Conflict, "inferenceservice %s still routes there; change or delete it first", strings.Join(users, ", "))
-	}
-	return nil
 }
 
 // checkUnused is a Conflict naming the services (other than those in
 // deleting) that target model.
 func (e *Engine) checkUnused(ctx context.Context, ns, model string, deleting map[string]bool) error {
-	users, err := e.servicesUsing(ctx, ns, model, deleting)
+	users, err := e.servicesTargeting(ctx, ns, model, deleting, func(string) bool { return true })
 	if err != nil {
 		return err
 	}
 	if len(users) > 0 {
+		names := make([]string, len(users))
+		for i, u := range users {
+			names[i] = u.name
+		}
 		return errs.New(errs.Conflict, "model %s is a target of inferenceservice %s; change or delete those first",
-			model, strings.Join(users, ", "))
+			model, strings.Join(names, ", "))
 	}
 	return nil
 }

@@ -1,12 +1,14 @@
 package mgmt
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
 	"strconv"
 
+	"github.com/nimbus-ai/nimbus/audit"
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/registry"
 )
@@ -56,8 +58,30 @@ func (a *api) postBlob(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("put blob: %w", err)
 	}
+	if err := a.recordUpload(r, info, "upload"); err != nil {
+		return fmt.Errorf("put blob: %w", err)
+	}
 	a.log.InfoContext(r.Context(), "blob stored", "sha256", info.SHA256, "size", info.Size)
 	writeJSON(w, http.StatusCreated, info)
+	return nil
+}
+
+// recordUpload audits a stored blob: who uploaded which sha256, how many bytes.
+// Blob files are not transactional, so the event follows the store; if it
+// cannot be written the upload fails, and the unreferenced blob is left to GC.
+func (a *api) recordUpload(r *http.Request, info registry.BlobInfo, how string) error {
+	if a.opts.Audit == nil {
+		return nil
+	}
+	actor, source := audit.OriginOf(r.Context())
+	_, err := a.opts.Audit.AppendEvent(context.WithoutCancel(r.Context()), audit.Event{
+		Actor: actor, Source: source, Action: audit.ActionCreate, Kind: "Blob",
+		Namespace: r.PathValue("ns"), Name: info.SHA256,
+		Summary: fmt.Sprintf("%s of %d bytes", how, info.Size),
+	})
+	if err != nil {
+		return fmt.Errorf("record audit event: %w", err)
+	}
 	return nil
 }
 
@@ -136,6 +160,9 @@ func (a *api) finishUpload(w http.ResponseWriter, r *http.Request) error {
 		return err
 	})
 	if err != nil {
+		return fmt.Errorf("finish upload: %w", err)
+	}
+	if err := a.recordUpload(r, info, "resumable upload "+id); err != nil {
 		return fmt.Errorf("finish upload: %w", err)
 	}
 	a.log.InfoContext(r.Context(), "blob stored", "sha256", info.SHA256, "size", info.Size, "upload", id)

@@ -31,7 +31,7 @@ import (
 type Registry interface {
 	GetModel(ctx context.Context, ns, name string) (registry.Model, error)
 	ListModels(ctx context.Context, ns string, opt registry.ListOptions) (registry.ModelPage, error)
-	UpdateModel(ctx context.Context, m registry.Model) (registry.Model, error)
+	PatchModel(ctx context.Context, ns, name string, p registry.ModelPatch) (registry.Model, error)
 	DeleteModel(ctx context.Context, ns, model string, force bool) error
 	SetModelServing(ctx context.Context, ns, model string, s registry.ServingConfig) (registry.Model, error)
 
@@ -80,7 +80,9 @@ type Options struct {
 	// Resources serves apply, get and delete of declarative resources; nil
 	// answers those routes with 503.
 	Resources Resources
-	// Audit records every change and serves the events routes; nil records nothing.
+	// Audit serves the events routes and records blob uploads; nil does
+	// neither. The registry and the resource engine record their own changes,
+	// inside each change's transaction (registry.SetAuditLog).
 	Audit audit.Log
 	// Tokens serves the token routes; nil (auth off) answers them with 412.
 	Tokens Tokens
@@ -168,7 +170,7 @@ func NewHandler(reg Registry, opts Options) *Handler {
 		h       handlerFunc
 	}{
 		{"GET /api/v1/namespaces", anyRd, noBody, a.listNamespaces},
-		{"POST /api/v1/gc", auth.NeedsCluster(auth.PermAdmin), noBody, a.audited("Blob", "collect unreferenced blobs", a.gc)},
+		{"POST /api/v1/gc", auth.NeedsCluster(auth.PermAdmin), noBody, a.gc},
 		{"GET /api/v1/whoami", auth.Authenticated, noBody, a.whoami},
 		{"GET /api/v1/tokens", tokens, noBody, a.withTokens(a.listTokens)},
 		{"POST /api/v1/tokens", tokens, jsonBody, a.withTokens(a.createToken)},
@@ -186,22 +188,22 @@ func NewHandler(reg Registry, opts Options) *Handler {
 		{"GET " + nsp + "/models", read, noBody, a.listModels},
 		{"GET " + nsp + "/status", read, noBody, a.status},
 		{"GET " + mp, read, noBody, a.getModel},
-		{"PATCH " + mp, write, jsonBody, a.audited("Model", "update description and labels", a.patchModel)},
-		{"DELETE " + mp, write, noBody, a.audited("Model", "delete model", a.deleteModel)},
+		{"PATCH " + mp, write, jsonBody, a.patchModel},
+		{"DELETE " + mp, write, noBody, a.deleteModel},
 		{"GET " + mp + "/serving", read, noBody, a.getServing},
-		{"PUT " + mp + "/serving", write, jsonBody, a.audited("Model", "set serving settings", a.putServing)},
+		{"PUT " + mp + "/serving", write, jsonBody, a.putServing},
 		{"GET " + mp + "/status", read, noBody, a.status},
 
 		{"GET " + mp + "/versions", read, noBody, a.listVersions},
-		{"POST " + mp + "/versions", write, jsonBody, a.audited("Model", "create version", a.createVersion)},
+		{"POST " + mp + "/versions", write, jsonBody, a.createVersion},
 		{"GET " + vp, read, noBody, a.getVersion},
-		{"DELETE " + vp, write, noBody, a.audited("Model", "delete version {version}", a.deleteVersion)},
-		{"PUT " + vp + "/serving", write, jsonBody, a.audited("Model", "set serving settings of version {version}", a.putVersionServing)},
-		{"DELETE " + vp + "/serving", write, noBody, a.audited("Model", "clear serving settings of version {version}", a.deleteVersionServing)},
+		{"DELETE " + vp, write, noBody, a.deleteVersion},
+		{"PUT " + vp + "/serving", write, jsonBody, a.putVersionServing},
+		{"DELETE " + vp + "/serving", write, noBody, a.deleteVersionServing},
 		{"GET " + vp + "/artifact", read, noBody, a.getArtifact},
 
-		{"PUT " + mp + "/aliases/{alias}", write, jsonBody, a.audited("Model", "set alias {alias}", a.setAlias)},
-		{"DELETE " + mp + "/aliases/{alias}", write, noBody, a.audited("Model", "delete alias {alias}", a.deleteAlias)},
+		{"PUT " + mp + "/aliases/{alias}", write, jsonBody, a.setAlias},
+		{"DELETE " + mp + "/aliases/{alias}", write, noBody, a.deleteAlias},
 
 		{"POST " + nsp + "/blobs", write, blobBody, a.postBlob},
 		{"POST " + nsp + "/blobs/uploads", write, noBody, a.startUpload},
@@ -269,9 +271,11 @@ func isYAML(mt string) bool {
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
 // wrap turns a handlerFunc into an http.Handler: errors become JSON bodies, and
-// server-side failures are logged with their internal cause.
+// server-side failures are logged with their internal cause. The caller's
+// actor and change source go into the context, for the audit log.
 func (a *api) wrap(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r = r.WithContext(audit.WithOrigin(r.Context(), actor(r), source(r)))
 		err := h(w, r)
 		if err == nil {
 			return

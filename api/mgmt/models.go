@@ -16,10 +16,7 @@ type NamespaceList struct {
 
 // ModelPatch is the body of PATCH .../models/{model}. Nil fields stay unchanged;
 // Labels replaces the whole label set.
-type ModelPatch struct {
-	Description *string           `json:"description,omitempty"`
-	Labels      map[string]string `json:"labels,omitempty"`
-}
+type ModelPatch = registry.ModelPatch
 
 // AliasRequest is the body of PUT .../aliases/{alias}.
 type AliasRequest struct {
@@ -79,17 +76,8 @@ func (a *api) patchModel(w http.ResponseWriter, r *http.Request) error {
 	if err := a.decodeJSON(w, r, &p); err != nil {
 		return err
 	}
-	m, err := a.reg.GetModel(r.Context(), r.PathValue("ns"), r.PathValue("model"))
-	if err != nil {
-		return fmt.Errorf("update model: %w", err)
-	}
-	if p.Description != nil {
-		m.Description = *p.Description
-	}
-	if p.Labels != nil {
-		m.Labels = p.Labels
-	}
-	m, err = a.reg.UpdateModel(r.Context(), m)
+	// The registry merges the patch into the model inside its transaction.
+	m, err := a.reg.PatchModel(r.Context(), r.PathValue("ns"), r.PathValue("model"), p)
 	if err != nil {
 		return fmt.Errorf("update model: %w", err)
 	}
@@ -102,9 +90,8 @@ func (a *api) deleteModel(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := a.unreferenced(r); err != nil {
-		return fmt.Errorf("delete model: %w", err)
-	}
+	// The registry refuses a delete that takes a target away from an
+	// InferenceService (the resource layer's delete guard).
 	if err := a.reg.DeleteModel(r.Context(), r.PathValue("ns"), r.PathValue("model"), force); err != nil {
 		return fmt.Errorf("delete model: %w", err)
 	}
@@ -187,19 +174,6 @@ func (a *api) deleteVersion(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	refs := []string{strconv.FormatInt(ver, 10)}
-	if force { // the aliases pointing at it go too
-		if m, err := a.reg.GetModel(r.Context(), r.PathValue("ns"), r.PathValue("model")); err == nil {
-			for alias, v := range m.Aliases {
-				if v == ver {
-					refs = append(refs, alias)
-				}
-			}
-		}
-	}
-	if err := a.unreferenced(r, refs...); err != nil {
-		return fmt.Errorf("delete version: %w", err)
-	}
 	if err := a.reg.DeleteVersion(r.Context(), r.PathValue("ns"), r.PathValue("model"), ver, force); err != nil {
 		return fmt.Errorf("delete version: %w", err)
 	}
@@ -276,9 +250,6 @@ func (a *api) setAlias(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *api) deleteAlias(w http.ResponseWriter, r *http.Request) error {
-	if err := a.unreferenced(r, r.PathValue("alias")); err != nil {
-		return fmt.Errorf("delete alias: %w", err)
-	}
 	if err := a.reg.DeleteAlias(r.Context(), r.PathValue("ns"), r.PathValue("model"), r.PathValue("alias")); err != nil {
 		return fmt.Errorf("delete alias: %w", err)
 	}

@@ -1,7 +1,6 @@
 package mgmt
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -23,16 +22,6 @@ type Resources interface {
 	Delete(ctx context.Context, dr spec.DeleteRequest) (spec.Result, error)
 	Get(ctx context.Context, kind, ns, name string) (spec.Object, error)
 	List(ctx context.Context, kind, ns string) ([]spec.Object, error)
-	Unreferenced(ctx context.Context, ns, model string, refs ...string) error
-}
-
-// unreferenced refuses an imperative delete that would take a target away
-// from an InferenceService (no-op without declarative resources).
-func (a *api) unreferenced(r *http.Request, refs ...string) error {
-	if a.opts.Resources == nil {
-		return nil
-	}
-	return a.opts.Resources.Unreferenced(r.Context(), r.PathValue("ns"), r.PathValue("model"), refs...)
 }
 
 var _ Resources = (*spec.Engine)(nil)
@@ -251,82 +240,4 @@ func (a *api) listEvents(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, itemsBody[audit.Event]{Items: evs})
 	return nil
-}
-
-// bodyTap keeps the first bytes of a request body for the audit log.
-type bodyTap struct {
-	io.ReadCloser
-	buf bytes.Buffer
-}
-
-const maxAuditBody = 16 << 10
-
-func (t *bodyTap) Read(p []byte) (int, error) {
-	n, err := t.ReadCloser.Read(p)
-	if room := maxAuditBody - t.buf.Len(); room > 0 && n > 0 {
-		t.buf.Write(p[:min(n, room)])
-	}
-	return n, err
-}
-
-// audited records a successful imperative change (push, alias, serving, delete)
-// in the audit log: the declarative routes record their own, with diffs.
-// what summarizes the change; {alias} and {version} are filled from the path.
-func (a *api) audited(kind, what string, h handlerFunc) handlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		if a.opts.Audit == nil {
-			return h(w, r)
-		}
-		tap := &bodyTap{ReadCloser: r.Body}
-		r.Body = tap
-		rec := &codeRecorder{ResponseWriter: w}
-		if err := h(rec, r); err != nil {
-			return err
-		}
-		if rec.code >= 400 {
-			return nil
-		}
-		action := audit.ActionUpdate
-		switch r.Method {
-		case http.MethodPost:
-			action = audit.ActionCreate
-		case http.MethodDelete:
-			action = audit.ActionDelete
-		}
-		ev := audit.Event{
-			Actor: actor(r), Source: source(r), Action: action, Kind: kind,
-			Namespace: r.PathValue("ns"), Name: r.PathValue("model"),
-			Summary: strings.NewReplacer("{alias}", r.PathValue("alias"), "{version}", r.PathValue("version")).Replace(what),
-		}
-		if q := r.URL.RawQuery; q != "" {
-			ev.Summary += " (" + q + ")"
-		}
-		if b := tap.buf.Bytes(); len(b) > 0 && bytes.HasPrefix(bytes.TrimSpace(b), []byte("{")) {
-			ev.Diff = string(b)
-		}
-		if _, err := a.opts.Audit.AppendEvent(context.WithoutCancel(r.Context()), ev); err != nil {
-			a.log.Error("audit event not recorded", "summary", ev.Summary, "err", err)
-		}
-		return nil
-	}
-}
-
-// codeRecorder remembers the status a handler wrote.
-type codeRecorder struct {
-	http.ResponseWriter
-	code int
-}
-
-func (c *codeRecorder) WriteHeader(code int) {
-	if c.code == 0 {
-		c.code = code
-	}
-	c.ResponseWriter.WriteHeader(code)
-}
-
-func (c *codeRecorder) Write(b []byte) (int, error) {
-	if c.code == 0 {
-		c.code = http.StatusOK
-	}
-	return c.ResponseWriter.Write(b)
 }

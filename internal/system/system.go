@@ -26,7 +26,6 @@ import (
 	"github.com/nimbus-ai/nimbus/api/oip"
 	"github.com/nimbus-ai/nimbus/auth"
 	"github.com/nimbus-ai/nimbus/config"
-	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/internal/ratelimit"
 	"github.com/nimbus-ai/nimbus/registry"
 	"github.com/nimbus-ai/nimbus/registry/blob"
@@ -104,6 +103,7 @@ func New(ctx context.Context, cfg config.Config, version string, log *slog.Logge
 	s.Runtime = onnx.New(cfg.ORTLib, log.With("component", "onnxruntime"))
 	s.Registry = registry.New(s.Store, s.Blobs, map[string]runtime.Inspector{"onnx": onnx.Inspector{}}, log.With("component", "registry"))
 	s.Registry.SetGCGrace(cfg.BlobGCGrace)
+	s.Registry.SetAuditLog(db) // events share each change's transaction
 	budget, err := cfg.MemoryBudgetBytes()
 	if err != nil {
 		return nil, err
@@ -119,12 +119,8 @@ func New(ctx context.Context, cfg config.Config, version string, log *slog.Logge
 			// Drop the loaded copy; a serving change reloads with the new settings on next use.
 			s.Manager.Forget(c.Namespace, c.Model, c.Version, false)
 		case registry.ModelDeleted:
+			// (Its resource row went in the delete's transaction: spec's delete guard.)
 			s.Manager.Forget(c.Namespace, c.Model, 0, true)
-			// However the model went (apply or `models delete`), what was last
-			// applied for it must not shape a model pushed later under its name.
-			if err := db.DeleteResource(context.Background(), spec.KindModel, c.Namespace, c.Model, 0); err != nil && !errors.Is(err, errs.ErrNotFound) {
-				log.Warn("resource row of a deleted model left behind", "namespace", c.Namespace, "model", c.Model, "err", err)
-			}
 		default:
 			s.Manager.Invalidate(c.Namespace, c.Model)
 		}

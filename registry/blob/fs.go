@@ -326,6 +326,46 @@ func (f *FS) Delete(ctx context.Context, sha256 string) error {
 	return nil
 }
 
+// DeleteIfOlder removes the artifact unless its mtime is at or after cutoff.
+// Checking the mtime and then removing the file would lose a blob that a Put
+// refreshed in between, so the blob is first moved aside (atomically) and
+// checked there: a Put that refreshed it before the move shows in its mtime
+// and the blob is moved back; one that comes after the move finds no blob and
+// places its own bytes. Either way the bytes a Put returned for stay. (A crash
+// while the blob is aside loses it with the temp files NewFS removes: it was
+// unreferenced, and its next upload stores it again.)
+func (f *FS) DeleteIfOlder(ctx context.Context, sha256 string, cutoff time.Time) (bool, error) {
+	if err := registry.ValidateDigest(sha256); err != nil {
+		return false, err
+	}
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return false, fmt.Errorf("blob: delete %s: %w", sha256, err)
+	}
+	dst := f.path(sha256)
+	aside := filepath.Join(f.tmpDir(), "delete-"+hex.EncodeToString(b[:]))
+	if err := os.Rename(dst, aside); errors.Is(err, fs.ErrNotExist) {
+		return false, errNotFound(sha256)
+	} else if err != nil {
+		return false, fmt.Errorf("blob: delete %s: %w", sha256, err)
+	}
+	st, err := os.Stat(aside)
+	if err == nil && !st.ModTime().Before(cutoff) {
+		// Still fresh: put it back, unless a Put placed the same bytes meanwhile.
+		if err := os.Link(aside, dst); err != nil && !errors.Is(err, fs.ErrExist) {
+			return false, fmt.Errorf("blob: keep %s: %w", sha256, err)
+		}
+		if err := os.Remove(aside); err != nil {
+			return false, fmt.Errorf("blob: keep %s: %w", sha256, err)
+		}
+		return false, nil
+	}
+	if err := os.Remove(aside); err != nil {
+		return false, fmt.Errorf("blob: delete %s: %w", sha256, err)
+	}
+	return true, nil
+}
+
 // List returns every stored artifact, skipping files whose names are not digests.
 func (f *FS) List(ctx context.Context) ([]registry.BlobInfo, error) {
 	shards, err := os.ReadDir(f.blobRoot())

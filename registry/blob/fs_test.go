@@ -300,6 +300,52 @@ func TestListAndDelete(t *testing.T) {
 	}
 }
 
+// TestDeleteIfOlder: a blob older than the cutoff is deleted, one stored or
+// refreshed since is kept (in place, nothing left in tmp/), a missing one is
+// NotFound.
+func TestDeleteIfOlder(t *testing.T) {
+	f := newFS(t)
+	ctx := context.Background()
+	info, err := f.Put(ctx, strings.NewReader("bytes"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(f.Path(info.SHA256), old, old); err != nil {
+		t.Fatal(err)
+	}
+	cutoff := old.Add(time.Minute)
+	// Uploading the same bytes again refreshes the blob past the cutoff.
+	if _, err := f.Put(ctx, strings.NewReader("bytes"), info.SHA256); err != nil {
+		t.Fatal(err)
+	}
+	if deleted, err := f.DeleteIfOlder(ctx, info.SHA256, cutoff); err != nil || deleted {
+		t.Fatalf("DeleteIfOlder(refreshed) = %v, %v; want kept", deleted, err)
+	}
+	if _, err := f.Stat(ctx, info.SHA256); err != nil {
+		t.Fatalf("kept blob: %v", err)
+	}
+	if err := f.Verify(ctx, info.SHA256); err != nil {
+		t.Fatalf("kept blob: %v", err)
+	}
+	if ents, _ := os.ReadDir(f.tmpDir()); len(ents) != 0 {
+		t.Errorf("tmp/ after keeping a blob: %v", ents)
+	}
+	if err := os.Chtimes(f.Path(info.SHA256), old, old); err != nil {
+		t.Fatal(err)
+	}
+	if deleted, err := f.DeleteIfOlder(ctx, info.SHA256, cutoff); err != nil || !deleted {
+		t.Fatalf("DeleteIfOlder(old) = %v, %v; want deleted", deleted, err)
+	}
+	assertEmpty(t, f)
+	if _, err := f.DeleteIfOlder(ctx, info.SHA256, cutoff); !errors.Is(err, errs.ErrNotFound) {
+		t.Errorf("DeleteIfOlder(missing) = %v, want NotFound", err)
+	}
+	if _, err := f.DeleteIfOlder(ctx, "../x", cutoff); !errors.Is(err, errs.ErrInvalid) {
+		t.Errorf("DeleteIfOlder(bad digest) = %v, want InvalidArgument", err)
+	}
+}
+
 func TestAdopt(t *testing.T) {
 	data := []byte("staged upload bytes")
 	sum := digest(data)

@@ -104,9 +104,88 @@ func openDB(path, extra string) (*sql.DB, error) {
 	return db, nil
 }
 
-// write runs fn in an immediate transaction on the writer connection. fn must use
-// tx only: the writer has one connection, so s.w inside fn would wait forever.
+// txKey keys the transaction an Atomic call puts in its ctx.
+type txKey struct{}
+
+// txState is one Atomic transaction as seen at one nesting depth: every call
+// whose ctx carries it runs on tx, inside a savepoint named after depth.
+type txState struct {
+	s     *Store
+	tx    *sql.Tx
+	depth int
+}
+
+// txOf returns the transaction of this store that ctx carries, or nil.
+func (s *Store) txOf(ctx context.Context) *txState {
+	if st, ok := ctx.Value(txKey{}).(*txState); ok && st.s == s {
+		return st
+	}
+	return nil
+}
+
+// Atomic runs fn in one immediate write transaction: every call of this store
+// made with the ctx fn receives, registry metadata, resources and audit events
+// alike, runs on that transaction, so they commit together or not at all. A
+// call inside it (and a nested Atomic) runs in a savepoint: when it fails, what
+// it wrote is undone and the rest of the transaction stands. The writer has one
+// connection, so transactions run one at a time (serializable) and a write made
+// with another ctx waits until this one ends.
+func (s *Store) Atomic(ctx context.Context, fn func(ctx context.Context) error) error {
+	if st := s.txOf(ctx); st != nil {
+		inner := &txState{s: s, tx: st.tx, depth: st.depth + 1}
+		return inner.savepoint(ctx, func() error { return fn(context.WithValue(ctx, txKey{}, inner)) })
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: atomic: begin: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after Commit; undoes everything on error or panic
+	if err := fn(context.WithValue(ctx, txKey{}, &txState{s: s, tx: tx})); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: atomic: commit: %w", err)
+	}
+	return nil
+}
+
+// savepoint runs fn inside SAVEPOINT sp<depth>: fn's writes are released into
+// the transaction on success and rolled back on error (SQL written to run on
+// PostgreSQL too, where a failed statement would otherwise poison the
+// transaction).
+func (st *txState) savepoint(ctx context.Context, fn func() error) error {
+	name := fmt.Sprintf("sp%d", st.depth)
+	if _, err := st.tx.ExecContext(ctx, "SAVEPOINT "+name); err != nil {
+		return fmt.Errorf("sqlite: savepoint: %w", err)
+	}
+	if err := fn(); err != nil {
+		if _, rbErr := st.tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+name); rbErr != nil {
+			return errors.Join(err, fmt.Errorf("sqlite: roll back to savepoint: %w", rbErr))
+		}
+		if _, relErr := st.tx.ExecContext(ctx, "RELEASE SAVEPOINT "+name); relErr != nil {
+			return errors.Join(err, fmt.Errorf("sqlite: release savepoint: %w", relErr))
+		}
+		return err
+	}
+	if _, err := st.tx.ExecContext(ctx, "RELEASE SAVEPOINT "+name); err != nil {
+		return fmt.Errorf("sqlite: release savepoint: %w", err)
+	}
+	return nil
+}
+
+// write runs fn in an immediate transaction on the writer connection, or in a
+// savepoint of the Atomic transaction ctx carries. fn must use tx only: the
+// writer has one connection, so s.w inside fn would wait forever.
 func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
+	if st := s.txOf(ctx); st != nil {
+		inner := &txState{s: s, tx: st.tx, depth: st.depth + 1}
+		return inner.savepoint(ctx, func() error {
+			if err := fn(st.tx); err != nil {
+				return wrapOp(op, err)
+			}
+			return nil
+		})
+	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlite: %s: begin: %w", op, err)
@@ -121,8 +200,15 @@ func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx) error)
 	return nil
 }
 
-// read runs fn in a read transaction, so multi-query reads see one snapshot.
+// read runs fn in a read transaction, so multi-query reads see one snapshot;
+// inside an Atomic transaction it reads that transaction, its own writes included.
 func (s *Store) read(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
+	if st := s.txOf(ctx); st != nil {
+		if err := fn(st.tx); err != nil {
+			return wrapOp(op, err)
+		}
+		return nil
+	}
 	tx, err := s.r.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlite: %s: begin: %w", op, err)

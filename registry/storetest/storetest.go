@@ -44,6 +44,10 @@ func Run(t *testing.T, newStore func(t *testing.T) registry.Store) {
 		{"ListModelsPrefix", testPrefix},
 		{"ListModelsAliases", testListModelsAliases},
 		{"BlobRefs", testBlobRefs},
+		{"AtomicCommits", testAtomicCommits},
+		{"AtomicRollsBack", testAtomicRollsBack},
+		{"AtomicSavepoints", testAtomicSavepoints},
+		{"AtomicSerializable", testAtomicSerializable},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

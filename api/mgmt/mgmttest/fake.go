@@ -110,15 +110,21 @@ func (f *Registry) ListModels(_ context.Context, ns string, opt registry.ListOpt
 	return page, nil
 }
 
-// UpdateModel implements mgmt.Registry.
-func (f *Registry) UpdateModel(_ context.Context, in registry.Model) (registry.Model, error) {
+// PatchModel implements mgmt.Registry.
+func (f *Registry) PatchModel(_ context.Context, ns, name string, p registry.ModelPatch) (registry.Model, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	m, err := f.model(in.Namespace, in.Name)
+	m, err := f.model(ns, name)
 	if err != nil {
 		return registry.Model{}, err
 	}
-	m.Description, m.Labels, m.UpdatedAt = in.Description, in.Labels, f.Now()
+	if p.Description != nil {
+		m.Description = *p.Description
+	}
+	if p.Labels != nil {
+		m.Labels = p.Labels
+	}
+	m.UpdatedAt = f.Now()
 	return *m, nil
 }
 

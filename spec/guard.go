@@ -1,0 +1,114 @@
+package spec
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/registry"
+)
+
+// applyingKey marks the ctx of an apply's commit with the services the apply
+// declares (namespace/name): their targets were checked against the state the
+// apply leaves, and are checked again when each is written.
+type applyingKey struct{}
+
+// guardDelete is the registry's delete guard, run inside the transaction of
+// every delete of a model, a version or an alias, whoever asks (API, CLI,
+// apply): a delete that would take a target away from a stored
+// InferenceService is refused (Conflict, naming the services), and a deleted
+// Model's resource row goes with it, so what was last applied for it cannot
+// shape a model pushed later under its name.
+//
+// The apply engine's commit re-checks a service's targets in its own
+// transaction, and transactions are serializable, so a delete and an apply of
+// a service racing each other cannot both commit.
+func (e *Engine) guardDelete(ctx context.Context, d registry.DeleteIntent) error {
+	applying, _ := ctx.Value(applyingKey{}).(map[string]bool)
+	users, err := e.servicesTargeting(ctx, d.Namespace, d.Model, applying, func(ref string) bool {
+		if d.WholeModel {
+			return true
+		}
+		if n, isNum := versionOf(ref); isNum {
+			return n == d.Version
+		}
+		return ref != "" && slices.Contains(d.Aliases, ref)
+	})
+	if err != nil {
+		return err
+	}
+	if len(users) > 0 {
+		named := make([]string, len(users))
+		for i, u := range users {
+			named[i] = fmt.Sprintf("%s (%s)", u.name, u.target)
+		}
+		return errs.New(errs.Conflict, "inferenceservice %s still routes there; change or delete it first", strings.Join(named, ", "))
+	}
+	if d.WholeModel {
+		if err := e.opts.Resources.DeleteResource(ctx, KindModel, d.Namespace, d.Model, 0); err != nil && !errors.Is(err, errs.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+// serviceUse is a stored service routing to a model through target.
+type serviceUse struct{ name, target string }
+
+// servicesTargeting lists the stored services in ns (other than those in
+// skip, by namespace/name) with a target of model whose ref (alias, version
+// number or "") uses says is affected; one entry per service.
+func (e *Engine) servicesTargeting(ctx context.Context, ns, model string, skip map[string]bool, uses func(ref string) bool) ([]serviceUse, error) {
+	rs, err := e.opts.Resources.ListResources(ctx, KindInferenceService, ns)
+	if err != nil {
+		return nil, err
+	}
+	var out []serviceUse
+	for _, r := range rs {
+		if skip[ns+"/"+r.Name] {
+			continue
+		}
+		var s ServiceSpec
+		if err := json.Unmarshal(r.Spec, &s); err != nil {
+			return nil, fmt.Errorf("stored spec of inferenceservice %s/%s: %w", ns, r.Name, err)
+		}
+		for _, t := range s.targets() {
+			if m, ref, err := ParseTarget(t); err == nil && m == model && uses(ref) {
+				out = append(out, serviceUse{name: r.Name, target: t})
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// checkTargetsExist fails (Conflict) when a target of the service no longer
+// exists: called inside the commit, it catches a delete that committed after
+// the apply was validated.
+func (e *Engine) checkTargetsExist(ctx context.Context, ns, name string, s ServiceSpec) error {
+	for _, t := range s.targets() {
+		model, ref, err := ParseTarget(t)
+		if err != nil {
+			return errs.Wrap(errs.InvalidArgument, err, "inferenceservice %s: target %s", name, t)
+		}
+		m, err := e.opts.Registry.GetModel(ctx, ns, model)
+		if err == nil {
+			if _, isNum := versionOf(ref); isNum {
+				_, err = e.opts.Registry.Resolve(ctx, ns, model, ref)
+			} else if _, ok := m.Aliases[ref]; ref != "" && !ok {
+				err = errs.New(errs.NotFound, "model %s has no alias %s", model, ref)
+			}
+		}
+		if errors.Is(err, errs.ErrNotFound) {
+			return errs.New(errs.Conflict, "inferenceservice %s: target %s was deleted while this apply ran; apply again", name, t)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
