@@ -157,9 +157,9 @@ func (r *Registry) CreateVersion(ctx context.Context, req CreateVersionRequest) 
 	if err := r.blobs.Verify(ctx, req.SHA256); err != nil {
 		return Version{}, fmt.Errorf(op, err)
 	}
-	sig, err := insp.Inspect(r.blobs.Path(req.SHA256))
+	sig, err := r.inspect(ctx, insp, format, req.SHA256)
 	if err != nil {
-		return Version{}, fmt.Errorf(op, errs.Wrap(errs.InvalidArgument, err, "artifact is not a valid %s model", format))
+		return Version{}, fmt.Errorf(op, err)
 	}
 	v, err := r.store.CreateVersion(ctx, Version{
 		Namespace:   ns,
@@ -603,9 +603,29 @@ func (r *Registry) InspectBlob(ctx context.Context, format, sha256 string) (tens
 	if err := r.blobs.Verify(ctx, sha256); err != nil {
 		return tensor.Signature{}, fmt.Errorf(op, err)
 	}
-	sig, err := insp.Inspect(r.blobs.Path(sha256))
+	sig, err := r.inspect(ctx, insp, format, sha256)
 	if err != nil {
-		return tensor.Signature{}, fmt.Errorf(op, errs.Wrap(errs.InvalidArgument, err, "artifact is not a valid %s model", format))
+		return tensor.Signature{}, fmt.Errorf(op, err)
+	}
+	return sig, nil
+}
+
+// inspect reads a stored artifact's signature with insp, which reads only what
+// it needs of the blob (memory stays bounded whatever its size). An artifact
+// the inspector refuses is InvalidArgument.
+func (r *Registry) inspect(ctx context.Context, insp runtime.Inspector, format, sha256 string) (tensor.Signature, error) {
+	f, info, err := r.blobs.Open(ctx, sha256)
+	if err != nil {
+		return tensor.Signature{}, err
+	}
+	defer f.Close()
+	ra, ok := f.(io.ReaderAt)
+	if !ok {
+		return tensor.Signature{}, errors.New("the blob store cannot read at offsets (its Open must return an io.ReaderAt)")
+	}
+	sig, err := insp.Inspect(ra, info.Size)
+	if err != nil {
+		return tensor.Signature{}, errs.Wrap(errs.InvalidArgument, err, "artifact is not a valid %s model", format)
 	}
 	return sig, nil
 }

@@ -34,9 +34,9 @@ var fakeSig = tensor.Signature{
 	Outputs: []tensor.TensorSpec{{Name: "y", DataType: tensor.FP32, Shape: []int64{-1, 1}}},
 }
 
-func (fakeInspector) Inspect(path string) (tensor.Signature, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
+func (fakeInspector) Inspect(r io.ReaderAt, size int64) (tensor.Signature, error) {
+	b := make([]byte, size)
+	if _, err := r.ReadAt(b, 0); err != nil {
 		return tensor.Signature{}, err
 	}
 	if bytes.HasPrefix(b, []byte("bad")) {
