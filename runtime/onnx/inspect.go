@@ -17,7 +17,9 @@ import (
 // Inspector reads an ONNX model's signature without ONNX Runtime: it decodes just
 // the parts of the ModelProto it needs with protowire, in place (see wire.go),
 // so it works in builds without cgo, costs no session, and reads a few KiB of
-// even a huge model.
+// even a huge model. It also refuses models that are not self-contained (see
+// selfcontained.go): the registry never records a version ONNX Runtime would
+// make read other files.
 type Inspector struct{}
 
 var _ runtime.Inspector = Inspector{}
@@ -105,7 +107,7 @@ func parseModel(b []byte) (*modelInfo, error) {
 }
 
 // inspect decodes the parts of a serialized ModelProto that make up its
-// signature.
+// signature, after checking that it is self-contained.
 func inspect(src source, size int64) (*modelInfo, error) {
 	if size == 0 {
 		return nil, notModel("the file is empty")
@@ -139,6 +141,13 @@ func inspect(src source, size int64) (*modelInfo, error) {
 	}
 	if !haveGraph {
 		return nil, notModel("the model has no graph")
+	}
+	if err := w.checkSelfContained(model); err != nil {
+		var r *refusal
+		if errors.As(err, &r) {
+			return nil, errs.New(errs.InvalidArgument, "%s", r.Error())
+		}
+		return nil, notModel("%v", err)
 	}
 	if err := w.signature(model, &info); err != nil {
 		return nil, notModel("graph: %v", err)

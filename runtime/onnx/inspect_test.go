@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/nimbus-ai/nimbus/internal/errs"
+	o "github.com/nimbus-ai/nimbus/runtime/onnx/onnxtest"
 	"github.com/nimbus-ai/nimbus/tensor"
 )
 
@@ -229,13 +230,28 @@ func TestInspectFileErrors(t *testing.T) {
 
 func FuzzInspect(f *testing.F) {
 	files, _ := filepath.Glob(filepath.Join(modelsDir, "*.onnx"))
-	for _, name := range files {
+	hostileFiles, _ := filepath.Glob(filepath.Join(modelsDir, "hostile", "*.onnx"))
+	for _, name := range append(files, hostileFiles...) {
 		if data, err := os.ReadFile(name); err == nil && len(data) < 64<<10 {
 			f.Add(data)
 		}
 	}
 	f.Add([]byte{})
 	f.Add(cat(varint(modelIRVersion, 8), msgField(modelGraph, msgField(graphOutput, valueInfo("y", tensorType(1))))))
+	// Tensors with external data in every place the check walks.
+	ext := o.ExternalTensor("w", o.Float, []int64{1}, "../w.bin", 0, 4)
+	sub := o.Graph{Initializers: [][]byte{ext}, Outputs: [][]byte{outY}}.Bytes()
+	for _, m := range [][]byte{
+		hostile(nil, [][]byte{ext}, nil),
+		hostile(nil, nil, [][]byte{o.Sparse(ext, idx, 4)}),
+		hostile([][]byte{constant("c", o.TensorAttr("value", ext))}, nil, nil),
+		hostile([][]byte{o.Node("n", "X", nil, nil, o.TensorsAttr("t", ext), o.SparseTensorsAttr("s", o.Sparse(rawW, ext)))}, nil, nil),
+		hostile([][]byte{ifNode("if", sub), o.Node("s", "Scan", nil, nil, o.GraphsAttr("b", sub))}, nil, nil),
+		hostile(nil, nil, nil, o.Function("f", "d", [][]byte{constant("c", o.TensorAttr("value", ext))}, o.TensorAttr("a", ext))),
+		hostile(nil, nil, nil, o.TrainingInfo(sub)),
+	} {
+		f.Add(m)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		info, err := parseModel(data)
 		if err == nil && len(info.sig.Outputs) == 0 {

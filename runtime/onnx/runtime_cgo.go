@@ -164,6 +164,7 @@ func (r *Runtime) load(data []byte, opts runtime.Options) (*model, error) {
 	if err := r.ensureEnv(); err != nil {
 		return nil, err
 	}
+	r.refuseConfigFromModel()
 
 	so, err := newSessionOptions(opts)
 	if err != nil {
@@ -201,6 +202,27 @@ func (r *Runtime) load(data []byte, opts runtime.Options) (*model, error) {
 	return m, nil
 }
 
+// ortConfigFromModelEnv, set to 1, makes ONNX Runtime take session options
+// from a model's "ort_config" metadata, read at every session creation. One of
+// them turns profiling on, which writes a file into the working directory: a
+// pushed model must not choose how it runs, so Nimbus clears the variable.
+const ortConfigFromModelEnv = "ORT_LOAD_CONFIG_FROM_MODEL"
+
+// refuseConfigFromModel clears ortConfigFromModelEnv (through the C
+// environment ONNX Runtime reads, which os.Unsetenv updates in cgo builds).
+func (r *Runtime) refuseConfigFromModel() {
+	if _, set := os.LookupEnv(ortConfigFromModelEnv); !set {
+		return
+	}
+	ortEnv.mu.Lock()
+	defer ortEnv.mu.Unlock()
+	if v, set := os.LookupEnv(ortConfigFromModelEnv); set {
+		_ = os.Unsetenv(ortConfigFromModelEnv)
+		r.log.Warn("ignoring "+ortConfigFromModelEnv+": Nimbus never lets a model set its own ONNX Runtime session options",
+			"value", v)
+	}
+}
+
 func newSessionOptions(opts runtime.Options) (*ort.SessionOptions, error) {
 	intra, inter := opts.IntraOpThreads, opts.InterOpThreads
 	if intra <= 0 {
@@ -224,6 +246,10 @@ func newSessionOptions(opts runtime.Options) (*ort.SessionOptions, error) {
 		// arena chunks fragment the heap across load/unload cycles. Measured no
 		// slower (go test -bench RawRun ./runtime/onnx; docs/SERVING.md).
 		func() error { return so.SetCpuMemArena(false) },
+		// The bytes are always an ONNX protobuf, checked by the inspector: never
+		// let ONNX Runtime guess another format from them (an ORT flatbuffer the
+		// inspector did not read).
+		func() error { return so.AddSessionConfigEntry("session.load_model_format", "ONNX") },
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
