@@ -212,7 +212,7 @@ func TestCreateVersion(t *testing.T) {
 			errs.ErrNotFound, "blob sha256:" + sum("nope") + " not found; upload it first", 0},
 		{"malformed digest", registry.CreateVersionRequest{Model: "fraud", SHA256: "abc"}, errs.ErrInvalid, "sha256", 0},
 		{"invalid artifact", registry.CreateVersionRequest{Model: "broken", SHA256: bad},
-			errs.ErrInvalid, "artifact is not a valid onnx model: proto: cannot parse", 0},
+			errs.ErrInvalid, "artifact is not a valid onnx model", 0}, // the inspector's plain error is for the log
 		{"bad model name", registry.CreateVersionRequest{Model: "Fraud!", SHA256: good}, errs.ErrInvalid, `model name "Fraud!"`, 0},
 		{"bad namespace", registry.CreateVersionRequest{Namespace: "A", Model: "fraud", SHA256: good}, errs.ErrInvalid, `namespace "A"`, 0},
 		{"numeric alias", registry.CreateVersionRequest{Model: "fraud", SHA256: good, Aliases: []string{"7"}}, errs.ErrInvalid, `alias "7"`, 0},

@@ -197,7 +197,7 @@ func (r *Runtime) load(data []byte, opts runtime.Options) (*model, error) {
 	}
 	m.sess, err = ort.NewDynamicAdvancedSessionWithONNXData(data, inNames, outNames, so)
 	if err != nil {
-		return nil, errs.Wrap(errs.InvalidArgument, err, "onnx: ONNX Runtime cannot load the model")
+		return nil, errs.Wrap(errs.InvalidArgument, err, "onnx: ONNX Runtime cannot load the model (its reason is in the server log)")
 	}
 	return m, nil
 }
@@ -517,7 +517,7 @@ func (m *model) orderInputs(inputs []*tensor.Tensor, ordered []*tensor.Tensor) e
 				t.Name, tensor.ShapeString(t.Shape), tensor.ShapeString(spec.Shape)).WithField(t.Name)
 		}
 		if err := t.Validate(); err != nil {
-			return errs.Wrap(errs.InvalidArgument, err, "input %s", t.Name).WithField(t.Name)
+			return errs.New(errs.InvalidArgument, "input %s: %v", t.Name, err).WithField(t.Name)
 		}
 		ordered[i] = t
 	}
