@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -115,8 +114,10 @@ func (r *Registry) CreateVersion(ctx context.Context, req CreateVersionRequest) 
 	if err != nil {
 		return Version{}, fmt.Errorf(op, err)
 	}
-	if req.Version < 0 {
-		return Version{}, fmt.Errorf(op, checkVersionNumber(req.Version))
+	if req.Version != 0 { // 0: the next number
+		if err := ValidateVersion(req.Version); err != nil {
+			return Version{}, fmt.Errorf(op, err)
+		}
 	}
 	format := req.Format
 	if format == "" {
@@ -200,9 +201,9 @@ func (r *Registry) Resolve(ctx context.Context, ns, model, ref string) (Version,
 		return Version{}, fmt.Errorf(op, err)
 	}
 	if allDigits(ref) {
-		n, err := strconv.ParseInt(ref, 10, 64)
-		if err != nil || n == 0 {
-			return Version{}, fmt.Errorf(op, errs.New(errs.InvalidArgument, "version %q: must be a positive number", ref).WithField("version"))
+		n, err := ParseVersion(ref)
+		if err != nil {
+			return Version{}, fmt.Errorf(op, err)
 		}
 		v, err := r.store.GetVersion(ctx, ns, model, n)
 		if err != nil {
@@ -270,7 +271,7 @@ func (r *Registry) DeleteVersion(ctx context.Context, ns, model string, version 
 	if err != nil {
 		return fmt.Errorf(op, err)
 	}
-	if err := checkVersionNumber(version); err != nil {
+	if err := ValidateVersion(version); err != nil {
 		return fmt.Errorf(op, err)
 	}
 	v, err := r.store.GetVersion(ctx, ns, model, version)
@@ -402,7 +403,7 @@ func (r *Registry) ListModels(ctx context.Context, ns string, opt ListOptions) (
 func (r *Registry) GetVersion(ctx context.Context, ns, model string, version int64) (Version, error) {
 	ns, err := checkModelRef(ns, model)
 	if err == nil {
-		err = checkVersionNumber(version)
+		err = ValidateVersion(version)
 	}
 	if err != nil {
 		return Version{}, fmt.Errorf("registry: get version: %w", err)
@@ -434,7 +435,7 @@ func (r *Registry) SetAlias(ctx context.Context, ns, model, alias string, versio
 		err = ValidateAlias(alias)
 	}
 	if err == nil {
-		err = checkVersionNumber(version)
+		err = ValidateVersion(version)
 	}
 	if err == nil {
 		err = r.store.SetAlias(ctx, ns, model, alias, version)
@@ -500,7 +501,7 @@ func (r *Registry) SetModelServing(ctx context.Context, ns, model string, s Serv
 func (r *Registry) SetVersionServing(ctx context.Context, ns, model string, version int64, s *ServingConfig) error {
 	ns, err := checkModelRef(ns, model)
 	if err == nil {
-		err = checkVersionNumber(version)
+		err = ValidateVersion(version)
 	}
 	if err == nil && s != nil {
 		err = s.Validate()

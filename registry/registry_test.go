@@ -290,7 +290,8 @@ func TestResolve(t *testing.T) {
 		{"churn", "canary", 0, errs.ErrNotFound, "existing aliases: champion"},
 		{"fraud", "9", 0, errs.ErrNotFound, "version 9 of model fraud not found"},
 		{"fraud", "0", 0, errs.ErrInvalid, "must be a positive number"},
-		{"fraud", "99999999999999999999", 0, errs.ErrInvalid, "must be a positive number"},
+		{"fraud", "99999999999999999999", 0, errs.ErrInvalid, "must be at most 9007199254740991"},
+		{"fraud", "9007199254740992", 0, errs.ErrInvalid, "version 9007199254740992: must be at most 9007199254740991 (2^53-1)"},
 		{"fraud", "Bad!", 0, errs.ErrInvalid, `alias "Bad!"`},
 		{"nope", "", 0, errs.ErrNotFound, "model nope not found"},
 	}
