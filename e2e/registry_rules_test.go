@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -12,9 +13,57 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/nimbus-ai/nimbus/api/inferencepb"
+	"github.com/nimbus-ai/nimbus/client"
 	"github.com/nimbus-ai/nimbus/config"
 	"github.com/nimbus-ai/nimbus/internal/testutil"
 )
+
+// TestOneNamespaceRule (issue 10 defect 7): uploads had their own namespace
+// pattern, without the '.' and '_' the registry allows, so a namespace apply
+// accepted could not be pushed to. Upload, push and apply now take and refuse
+// the same names.
+func TestOneNamespaceRule(t *testing.T) {
+	dir, sha := sourceDir(t)
+	srv := testutil.StartServer(t, func(c *config.Config) { c.SourceDir = dir })
+	c := client.New(srv.URL)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		ns string
+		ok bool
+	}{
+		{"team.ml_1", true}, {"a", true}, {"x-y.z", true}, {strings.Repeat("a", 63), true},
+		{"Team", false}, {"_x", false}, {"x.", false}, {"a..", false}, {strings.Repeat("a", 64), false},
+	} {
+		t.Run(tc.ns, func(t *testing.T) {
+			_, uerr := c.StartUpload(ctx, tc.ns)
+			_, errOut, code := runCLI(t, srv, "-n", tc.ns, "models", "push", testutil.Model("fraud_v1"), "--name", "m")
+			st, _, body := do(t, "POST", srv.URL+"/api/v1/apply", "application/json", mustJSON(t, map[string]any{
+				"files": []map[string]string{{"name": "m.yaml", "content": fmt.Sprintf(`apiVersion: nimbus.dev/v1
+kind: Model
+metadata: {name: declared, namespace: %q}
+spec:
+  versions:
+    - {version: 1, source: {uri: "file://%s/fraud_v1.onnx", sha256: %s}}
+`, tc.ns, dir, sha["fraud_v1"])}}}))
+			if tc.ok {
+				if uerr != nil || code != 0 || st != 200 {
+					t.Fatalf("namespace %q: upload %v; push exit %d %s; apply %d %s", tc.ns, uerr, code, errOut, st, body)
+				}
+				return
+			}
+			var apiErr *client.APIError
+			if !errors.As(uerr, &apiErr) || apiErr.Status != 400 || !strings.Contains(apiErr.Message, "namespace") {
+				t.Errorf("upload to %q: %v, want 400", tc.ns, uerr)
+			}
+			if code == 0 || !strings.Contains(errOut, "namespace") {
+				t.Errorf("push to %q: exit %d %s", tc.ns, code, errOut)
+			}
+			if st != 400 || !strings.Contains(string(body), "metadata.namespace") {
+				t.Errorf("apply to %q: %d %s", tc.ns, st, body)
+			}
+		})
+	}
+}
 
 // TestVersionNumberBounds (issue 10 defect 7): a version number above 2^53-1
 // is refused with 400 wherever it enters: the API, apply, and a reference
