@@ -252,21 +252,6 @@ func (w *walker) signature(model span, info *modelInfo) error {
 	return nil
 }
 
-// lastBytes returns the last length-delimited field num of message m.
-func (w *walker) lastBytes(m span, num protowire.Number) (span, bool) {
-	var (
-		out   span
-		found bool
-	)
-	_ = w.each(m, func(f field) error {
-		if f.num == num && f.typ == protowire.BytesType {
-			out, found = f.val, true
-		}
-		return nil
-	})
-	return out, found
-}
-
 // valueSpec is a decoded ValueInfoProto and its dim names.
 type valueSpec struct {
 	spec   tensor.TensorSpec

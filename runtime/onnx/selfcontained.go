@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-
-	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // A model Nimbus serves must be self-contained: nothing in it may make ONNX
@@ -352,12 +350,8 @@ func (w *walker) checkSparse(s span, kind string) error {
 
 // sparseName is the name of a SparseTensorProto (its values' name), for messages.
 func (w *walker) sparseName(s span) string {
-	var name string
-	_ = w.each(s, func(f field) error {
-		if f.num == sparseValues && f.typ == protowire.BytesType {
-			name = w.lastString(f.val, tensorName)
-		}
-		return nil
-	})
-	return name
+	if values, ok := w.lastBytes(s, sparseValues); ok {
+		return w.lastString(values, tensorName)
+	}
+	return ""
 }

@@ -210,18 +210,25 @@ func (w *walker) shown(s span) string {
 	return string(b)
 }
 
-// lastString returns (for messages) the last string field num of message m, or "".
-func (w *walker) lastString(m span, num protowire.Number) string {
+// lastBytes returns the last length-delimited field num of message m (best
+// effort: a decoding error ends the search).
+func (w *walker) lastBytes(m span, num protowire.Number) (span, bool) {
 	var (
-		s     span
+		out   span
 		found bool
 	)
 	_ = w.each(m, func(f field) error {
 		if f.num == num && f.typ == protowire.BytesType {
-			s, found = f.val, true
+			out, found = f.val, true
 		}
 		return nil
 	})
+	return out, found
+}
+
+// lastString returns (for messages) the last string field num of message m, or "".
+func (w *walker) lastString(m span, num protowire.Number) string {
+	s, found := w.lastBytes(m, num)
 	if !found {
 		return ""
 	}

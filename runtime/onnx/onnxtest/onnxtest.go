@@ -179,13 +179,7 @@ func TensorAttr(name string, t []byte) []byte {
 }
 
 // TensorsAttr is a TENSORS attribute.
-func TensorsAttr(name string, ts ...[]byte) []byte {
-	parts := [][]byte{Str(1, name), Varint(20, attrTensors)}
-	for _, t := range ts {
-		parts = append(parts, Bytes(10, t))
-	}
-	return Cat(parts...)
-}
+func TensorsAttr(name string, ts ...[]byte) []byte { return listAttr(name, attrTensors, 10, ts) }
 
 // SparseTensorAttr is a SPARSE_TENSOR attribute (Constant's "sparse_value").
 func SparseTensorAttr(name string, s []byte) []byte {
@@ -194,11 +188,7 @@ func SparseTensorAttr(name string, s []byte) []byte {
 
 // SparseTensorsAttr is a SPARSE_TENSORS attribute.
 func SparseTensorsAttr(name string, ss ...[]byte) []byte {
-	parts := [][]byte{Str(1, name), Varint(20, attrSparseTensors)}
-	for _, s := range ss {
-		parts = append(parts, Bytes(23, s))
-	}
-	return Cat(parts...)
+	return listAttr(name, attrSparseTensors, 23, ss)
 }
 
 // GraphAttr is a GRAPH attribute (If's branches, Loop's and Scan's body).
@@ -207,10 +197,13 @@ func GraphAttr(name string, g []byte) []byte {
 }
 
 // GraphsAttr is a GRAPHS attribute.
-func GraphsAttr(name string, gs ...[]byte) []byte {
-	parts := [][]byte{Str(1, name), Varint(20, attrGraphs)}
-	for _, g := range gs {
-		parts = append(parts, Bytes(11, g))
+func GraphsAttr(name string, gs ...[]byte) []byte { return listAttr(name, attrGraphs, 11, gs) }
+
+// listAttr is an attribute of type typ holding items in repeated field num.
+func listAttr(name string, typ uint64, num protowire.Number, items [][]byte) []byte {
+	parts := [][]byte{Str(1, name), Varint(20, typ)}
+	for _, it := range items {
+		parts = append(parts, Bytes(num, it))
 	}
 	return Cat(parts...)
 }
