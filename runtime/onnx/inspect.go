@@ -101,6 +101,16 @@ func notModel(format string, args ...any) error {
 	return errs.New(errs.InvalidArgument, "not an ONNX model: "+format, args...)
 }
 
+// decodeError classifies an error of the walk: the model's fault (InvalidArgument,
+// saying what is wrong) unless reading the file failed.
+func decodeError(err error, prefix string) error {
+	var re *readError
+	if errors.As(err, &re) {
+		return fmt.Errorf("onnx: inspect: %w", re.err)
+	}
+	return notModel("%s%v", prefix, err)
+}
+
 // parseModel inspects a serialized ModelProto held in memory.
 func parseModel(b []byte) (*modelInfo, error) {
 	return inspect(memSource(b), int64(len(b)))
@@ -134,7 +144,7 @@ func inspect(src source, size int64) (*modelInfo, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, notModel("%v", err)
+		return nil, decodeError(err, "")
 	}
 	if info.irVersion <= 0 {
 		return nil, notModel("no ir_version (is this an ONNX file?)")
@@ -147,10 +157,10 @@ func inspect(src source, size int64) (*modelInfo, error) {
 		if errors.As(err, &r) {
 			return nil, errs.New(errs.InvalidArgument, "%s", r.Error())
 		}
-		return nil, notModel("%v", err)
+		return nil, decodeError(err, "")
 	}
 	if err := w.signature(model, &info); err != nil {
-		return nil, notModel("graph: %v", err)
+		return nil, decodeError(err, "graph: ")
 	}
 	if len(info.sig.Outputs) == 0 {
 		return nil, notModel("the graph has no outputs")

@@ -3,6 +3,7 @@ package onnx
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -226,7 +227,25 @@ func TestInspectFileErrors(t *testing.T) {
 	if _, err := InspectFile(filepath.Join(dir, "missing.onnx")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing: err = %v, want ErrNotExist", err)
 	}
+	// A read failure is the server's, not the model's: unclassified, so its
+	// text (paths, OS errors) never reaches a client.
+	mlp, err := os.ReadFile(modelPath("mlp.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, r := range map[string]io.ReaderAt{"short file": bytes.NewReader(mlp[:len(mlp)/2]), "failing disk": failingReader{}} {
+		_, err := Inspector{}.Inspect(r, int64(len(mlp)))
+		if err == nil || errs.KindOf(err) != errs.Internal || errs.PublicMessage(err) != "internal error" {
+			t.Errorf("%s: err = %v (%v)", name, err, errs.KindOf(err))
+		}
+	}
 }
+
+type failingReader struct{}
+
+var errDisk = errors.New("read /data/blobs/ab/abcd: input/output error")
+
+func (failingReader) ReadAt([]byte, int64) (int, error) { return 0, errDisk }
 
 func FuzzInspect(f *testing.F) {
 	files, _ := filepath.Glob(filepath.Join(modelsDir, "*.onnx"))

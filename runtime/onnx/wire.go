@@ -62,13 +62,20 @@ func (f *fileSource) at(off int64, n int) ([]byte, error) {
 	if err != nil {
 		f.buf = f.buf[:0]
 		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("the file ended at %d bytes, before its declared %d: %w", off+int64(got), f.size, io.ErrUnexpectedEOF)
+			err = fmt.Errorf("the file ended at %d bytes, before its declared %d: %w", off+int64(got), f.size, io.ErrUnexpectedEOF)
 		}
-		return nil, err
+		return nil, &readError{err}
 	}
 	f.off = off
 	return f.buf[:n], nil
 }
+
+// readError is a failure to read the artifact (not a fault of its contents):
+// its text (a path, an OS error) is for the log, never for the client.
+type readError struct{ err error }
+
+func (e *readError) Error() string { return "read: " + e.err.Error() }
+func (e *readError) Unwrap() error { return e.err }
 
 // span is a message (or any length-delimited value) inside the artifact.
 type span struct{ off, end int64 }
