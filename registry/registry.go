@@ -613,7 +613,8 @@ func (r *Registry) InspectBlob(ctx context.Context, format, sha256 string) (tens
 
 // inspect reads a stored artifact's signature with insp, which reads only what
 // it needs of the blob (memory stays bounded whatever its size). An artifact
-// the inspector refuses is InvalidArgument.
+// the inspector refuses (a classified error) is InvalidArgument; a failure to
+// read it is the server's.
 func (r *Registry) inspect(ctx context.Context, insp runtime.Inspector, format, sha256 string) (tensor.Signature, error) {
 	f, info, err := r.blobs.Open(ctx, sha256)
 	if err != nil {
@@ -625,8 +626,11 @@ func (r *Registry) inspect(ctx context.Context, insp runtime.Inspector, format, 
 		return tensor.Signature{}, errors.New("the blob store cannot read at offsets (its Open must return an io.ReaderAt)")
 	}
 	sig, err := insp.Inspect(ra, info.Size)
-	if err != nil {
+	if _, refused := errors.AsType[*errs.Error](err); refused {
 		return tensor.Signature{}, errs.Wrap(errs.InvalidArgument, err, "artifact is not a valid %s model", format)
+	}
+	if err != nil {
+		return tensor.Signature{}, fmt.Errorf("inspect sha256:%s: %w", sha256, err)
 	}
 	return sig, nil
 }

@@ -40,7 +40,7 @@ func (fakeInspector) Inspect(r io.ReaderAt, size int64) (tensor.Signature, error
 		return tensor.Signature{}, err
 	}
 	if bytes.HasPrefix(b, []byte("bad")) {
-		return tensor.Signature{}, errors.New("proto: cannot parse invalid wire-format data")
+		return tensor.Signature{}, errs.New(errs.InvalidArgument, "proto: cannot parse invalid wire-format data")
 	}
 	if bytes.HasPrefix(b, []byte("fixed")) {
 		return fixedSig, nil
@@ -212,7 +212,7 @@ func TestCreateVersion(t *testing.T) {
 			errs.ErrNotFound, "blob sha256:" + sum("nope") + " not found; upload it first", 0},
 		{"malformed digest", registry.CreateVersionRequest{Model: "fraud", SHA256: "abc"}, errs.ErrInvalid, "sha256", 0},
 		{"invalid artifact", registry.CreateVersionRequest{Model: "broken", SHA256: bad},
-			errs.ErrInvalid, "artifact is not a valid onnx model", 0}, // the inspector's plain error is for the log
+			errs.ErrInvalid, "artifact is not a valid onnx model: proto: cannot parse", 0},
 		{"bad model name", registry.CreateVersionRequest{Model: "Fraud!", SHA256: good}, errs.ErrInvalid, `model name "Fraud!"`, 0},
 		{"bad namespace", registry.CreateVersionRequest{Namespace: "A", Model: "fraud", SHA256: good}, errs.ErrInvalid, `namespace "A"`, 0},
 		{"numeric alias", registry.CreateVersionRequest{Model: "fraud", SHA256: good, Aliases: []string{"7"}}, errs.ErrInvalid, `alias "7"`, 0},

@@ -40,9 +40,10 @@ type Model interface {
 // Inspector reads a signature from an artifact without loading it for serving;
 // registries use it at push time to validate uploads and record signatures. It
 // reads the artifact through r (size bytes) as it needs, so inspecting a large
-// artifact does not hold it in memory, and it refuses (InvalidArgument) an
-// artifact the runtime could be made to misuse, such as a model that names
-// other files to read.
+// artifact does not hold it in memory. It refuses an invalid artifact, or one
+// the runtime could be made to misuse (a model that names other files to read),
+// with an errs.InvalidArgument error saying why; any other error is a failure
+// to read.
 type Inspector interface {
 	Inspect(r io.ReaderAt, size int64) (tensor.Signature, error)
 }
