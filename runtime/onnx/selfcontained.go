@@ -10,8 +10,8 @@ import (
 // Runtime open a file. ONNX lets any tensor keep its bytes in an "external
 // data" file named by a relative location; a model loaded from memory has its
 // locations resolved against the server's working directory, so "../" reaches
-// any file the server can read (and ONNX Runtime's "*/_ORT_MEM_ADDR_/*"
-// location even reads process memory). A tensor can sit in a graph's
+// any file the server can read (and ONNX Runtime reads the location
+// "*/_ORT_MEM_ADDR_/*" as a memory address). A tensor can sit in a graph's
 // initializers and sparse initializers, in any node attribute (Constant's
 // value, and every TENSOR(S) and SPARSE_TENSOR(S) attribute), in subgraphs of
 // If/Loop/Scan (GRAPH(S) attributes, to any depth), in model-local functions
