@@ -260,7 +260,7 @@ func (e *slEnv) newProbe(ctx context.Context, path string, model []byte) (*probe
 	if err := os.WriteFile(path, model, 0o644); err != nil {
 		return nil, err
 	}
-	sig, err := onnx.Inspector{}.Inspect(path)
+	sig, err := onnx.InspectFile(path)
 	if err != nil {
 		return nil, err
 	}

@@ -69,7 +69,7 @@ func TestVariantsLoadWithIdenticalOutputs(t *testing.T) {
 			var want []*tensor.Tensor
 			var wantSig tensor.Signature
 			for i, p := range paths {
-				sig, err := onnx.Inspector{}.Inspect(p)
+				sig, err := onnx.InspectFile(p)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/nimbus-ai/nimbus/internal/errs"
@@ -98,11 +99,42 @@ func checkModelRef(ns, model string) (string, error) {
 	return ns, nil
 }
 
-func checkVersionNumber(v int64) error {
+// MaxVersion is the highest version number: 2^53-1, the largest integer a JSON
+// number carries exactly (JavaScript's Number.MAX_SAFE_INTEGER), so every
+// client reads a version as the server wrote it. It is also far below the
+// store's int64: latest+1 can never overflow, and numbering stops cleanly at
+// the bound instead.
+const MaxVersion int64 = 1<<53 - 1
+
+// ValidateVersion checks a version number: 1 to MaxVersion.
+func ValidateVersion(v int64) error {
 	if v <= 0 {
 		return errs.New(errs.InvalidArgument, "version %d: must be a positive number", v).WithField("version")
 	}
+	if v > MaxVersion {
+		return errs.New(errs.InvalidArgument, "version %d: must be at most %d (2^53-1)", v, MaxVersion).WithField("version")
+	}
 	return nil
+}
+
+// ParseVersion reads a reference of digits ("3", "007") as a version number
+// and validates it (see IsVersionNumber).
+func ParseVersion(ref string) (int64, error) {
+	if !allDigits(ref) {
+		return 0, errs.New(errs.InvalidArgument, "version %q: must be a positive number", ref).WithField("version")
+	}
+	n, err := strconv.ParseInt(ref, 10, 64)
+	if err != nil || n > MaxVersion { // digits only: err is out of range
+		return 0, errs.New(errs.InvalidArgument, "version %s: must be at most %d (2^53-1)", ref, MaxVersion).WithField("version")
+	}
+	return n, ValidateVersion(n)
+}
+
+// VersionsExhausted is the error a Store returns when a model's next version
+// number would pass MaxVersion.
+func VersionsExhausted(model string) error {
+	return errs.New(errs.FailedPrecondition,
+		"model %s has used every version number up to %d (2^53-1), and numbers are never reused; push to a new model", model, MaxVersion)
 }
 
 // joinList is for error messages listing names.

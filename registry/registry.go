@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -118,8 +117,10 @@ func (r *Registry) CreateVersion(ctx context.Context, req CreateVersionRequest) 
 	if err != nil {
 		return Version{}, fmt.Errorf(op, err)
 	}
-	if req.Version < 0 {
-		return Version{}, fmt.Errorf(op, checkVersionNumber(req.Version))
+	if req.Version != 0 { // 0: the next number
+		if err := ValidateVersion(req.Version); err != nil {
+			return Version{}, fmt.Errorf(op, err)
+		}
 	}
 	format := req.Format
 	if format == "" {
@@ -162,9 +163,9 @@ func (r *Registry) CreateVersion(ctx context.Context, req CreateVersionRequest) 
 	if err := r.blobs.Verify(ctx, req.SHA256); err != nil {
 		return Version{}, fmt.Errorf(op, err)
 	}
-	sig, err := insp.Inspect(r.blobs.Path(req.SHA256))
+	sig, err := r.inspect(ctx, insp, format, req.SHA256)
 	if err != nil {
-		return Version{}, fmt.Errorf(op, errs.Wrap(errs.InvalidArgument, err, "artifact is not a valid %s model", format))
+		return Version{}, fmt.Errorf(op, err)
 	}
 	// The version and its aliases are one transaction: a failed alias leaves
 	// no version behind for the client to push again.
@@ -213,9 +214,9 @@ func (r *Registry) Resolve(ctx context.Context, ns, model, ref string) (Version,
 		return Version{}, fmt.Errorf(op, err)
 	}
 	if allDigits(ref) {
-		n, err := strconv.ParseInt(ref, 10, 64)
-		if err != nil || n == 0 {
-			return Version{}, fmt.Errorf(op, errs.New(errs.InvalidArgument, "version %q: must be a positive number", ref).WithField("version"))
+		n, err := ParseVersion(ref)
+		if err != nil {
+			return Version{}, fmt.Errorf(op, err)
 		}
 		v, err := r.store.GetVersion(ctx, ns, model, n)
 		if err != nil {
@@ -284,7 +285,7 @@ func (r *Registry) DeleteVersion(ctx context.Context, ns, model string, version 
 	if err != nil {
 		return fmt.Errorf(op, err)
 	}
-	if err := checkVersionNumber(version); err != nil {
+	if err := ValidateVersion(version); err != nil {
 		return fmt.Errorf(op, err)
 	}
 	err = r.atomic(ctx, func(ctx context.Context) error {
@@ -467,7 +468,7 @@ func (r *Registry) ListModels(ctx context.Context, ns string, opt ListOptions) (
 func (r *Registry) GetVersion(ctx context.Context, ns, model string, version int64) (Version, error) {
 	ns, err := checkModelRef(ns, model)
 	if err == nil {
-		err = checkVersionNumber(version)
+		err = ValidateVersion(version)
 	}
 	if err != nil {
 		return Version{}, fmt.Errorf("registry: get version: %w", err)
@@ -499,7 +500,7 @@ func (r *Registry) SetAlias(ctx context.Context, ns, model, alias string, versio
 		err = ValidateAlias(alias)
 	}
 	if err == nil {
-		err = checkVersionNumber(version)
+		err = ValidateVersion(version)
 	}
 	if err == nil {
 		err = r.atomic(ctx, func(ctx context.Context) error {
@@ -595,7 +596,7 @@ func (r *Registry) SetModelServing(ctx context.Context, ns, model string, s Serv
 func (r *Registry) SetVersionServing(ctx context.Context, ns, model string, version int64, s *ServingConfig) error {
 	ns, err := checkModelRef(ns, model)
 	if err == nil {
-		err = checkVersionNumber(version)
+		err = ValidateVersion(version)
 	}
 	if err == nil && s != nil {
 		err = s.Validate()
@@ -733,9 +734,33 @@ func (r *Registry) InspectBlob(ctx context.Context, format, sha256 string) (tens
 	if err := r.blobs.Verify(ctx, sha256); err != nil {
 		return tensor.Signature{}, fmt.Errorf(op, err)
 	}
-	sig, err := insp.Inspect(r.blobs.Path(sha256))
+	sig, err := r.inspect(ctx, insp, format, sha256)
 	if err != nil {
-		return tensor.Signature{}, fmt.Errorf(op, errs.Wrap(errs.InvalidArgument, err, "artifact is not a valid %s model", format))
+		return tensor.Signature{}, fmt.Errorf(op, err)
+	}
+	return sig, nil
+}
+
+// inspect reads a stored artifact's signature with insp, which reads only what
+// it needs of the blob (memory stays bounded whatever its size). An artifact
+// the inspector refuses (a classified error) is InvalidArgument; a failure to
+// read it is the server's.
+func (r *Registry) inspect(ctx context.Context, insp runtime.Inspector, format, sha256 string) (tensor.Signature, error) {
+	f, info, err := r.blobs.Open(ctx, sha256)
+	if err != nil {
+		return tensor.Signature{}, err
+	}
+	defer f.Close()
+	ra, ok := f.(io.ReaderAt)
+	if !ok {
+		return tensor.Signature{}, errors.New("the blob store cannot read at offsets (its Open must return an io.ReaderAt)")
+	}
+	sig, err := insp.Inspect(ra, info.Size)
+	if _, refused := errors.AsType[*errs.Error](err); refused {
+		return tensor.Signature{}, errs.Wrap(errs.InvalidArgument, err, "artifact is not a valid %s model", format)
+	}
+	if err != nil {
+		return tensor.Signature{}, fmt.Errorf("inspect sha256:%s: %w", sha256, err)
 	}
 	return sig, nil
 }

@@ -34,13 +34,13 @@ var fakeSig = tensor.Signature{
 	Outputs: []tensor.TensorSpec{{Name: "y", DataType: tensor.FP32, Shape: []int64{-1, 1}}},
 }
 
-func (fakeInspector) Inspect(path string) (tensor.Signature, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
+func (fakeInspector) Inspect(r io.ReaderAt, size int64) (tensor.Signature, error) {
+	b := make([]byte, size)
+	if _, err := r.ReadAt(b, 0); err != nil {
 		return tensor.Signature{}, err
 	}
 	if bytes.HasPrefix(b, []byte("bad")) {
-		return tensor.Signature{}, errors.New("proto: cannot parse invalid wire-format data")
+		return tensor.Signature{}, errs.New(errs.InvalidArgument, "proto: cannot parse invalid wire-format data")
 	}
 	if bytes.HasPrefix(b, []byte("fixed")) {
 		return fixedSig, nil
@@ -290,7 +290,8 @@ func TestResolve(t *testing.T) {
 		{"churn", "canary", 0, errs.ErrNotFound, "existing aliases: champion"},
 		{"fraud", "9", 0, errs.ErrNotFound, "version 9 of model fraud not found"},
 		{"fraud", "0", 0, errs.ErrInvalid, "must be a positive number"},
-		{"fraud", "99999999999999999999", 0, errs.ErrInvalid, "must be a positive number"},
+		{"fraud", "99999999999999999999", 0, errs.ErrInvalid, "must be at most 9007199254740991"},
+		{"fraud", "9007199254740992", 0, errs.ErrInvalid, "version 9007199254740992: must be at most 9007199254740991 (2^53-1)"},
 		{"fraud", "Bad!", 0, errs.ErrInvalid, `alias "Bad!"`},
 		{"nope", "", 0, errs.ErrNotFound, "model nope not found"},
 	}

@@ -5,6 +5,7 @@ package runtime
 
 import (
 	"context"
+	"io"
 
 	"github.com/nimbus-ai/nimbus/tensor"
 )
@@ -37,7 +38,12 @@ type Model interface {
 }
 
 // Inspector reads a signature from an artifact without loading it for serving;
-// registries use it at push time to validate uploads and record signatures.
+// registries use it at push time to validate uploads and record signatures. It
+// reads the artifact through r (size bytes) as it needs, so inspecting a large
+// artifact does not hold it in memory. It refuses an invalid artifact, or one
+// the runtime could be made to misuse (a model that names other files to read),
+// with an errs.InvalidArgument error saying why; any other error is a failure
+// to read.
 type Inspector interface {
-	Inspect(path string) (tensor.Signature, error)
+	Inspect(r io.ReaderAt, size int64) (tensor.Signature, error)
 }

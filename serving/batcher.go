@@ -517,7 +517,7 @@ func (b *batcher) run(ctx context.Context, inputs []*tensor.Tensor, outputs []st
 	defer func() {
 		if r := recover(); r != nil {
 			b.log.Error("model run panicked", "panic", r)
-			outs, err = nil, errs.New(errs.Internal, "model run failed: %v", r)
+			outs, err = nil, errs.Wrap(errs.Internal, fmt.Errorf("panic: %v", r), "model run failed")
 		}
 	}()
 	return b.model.Run(ctx, inputs, outputs)

@@ -212,7 +212,7 @@ func validateInputs(v registry.Version, inputs []*tensor.Tensor) error {
 				in.Name, tensor.ShapeString(spec.Shape), spec.DataType, tensor.ShapeString(in.Shape), in.DataType).WithField(field(i, ""))
 		}
 		if err := in.Validate(); err != nil {
-			return errs.Wrap(errs.InvalidArgument, err, "input %s", in.Name).WithField(field(i, ".data"))
+			return errs.New(errs.InvalidArgument, "input %s: %v", in.Name, err).WithField(field(i, ".data"))
 		}
 	}
 	if len(inputs) != len(sig.Inputs) { // no duplicates, so some are missing

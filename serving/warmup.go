@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/registry"
 	"github.com/nimbus-ai/nimbus/runtime"
 	"github.com/nimbus-ai/nimbus/tensor"
@@ -22,7 +23,7 @@ func warmUp(ctx context.Context, model runtime.Model, cfg registry.ServingConfig
 	}
 	for i := range runs {
 		if _, err := model.Run(ctx, inputs, nil); err != nil {
-			return fmt.Errorf("warm-up request %d of %d failed: %w", i+1, runs, err)
+			return errs.Wrap(errs.Unavailable, err, "warm-up request %d of %d failed", i+1, runs)
 		}
 	}
 	return nil

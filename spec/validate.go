@@ -83,6 +83,8 @@ func (v *validator) model(s *ModelSpec) {
 		f := fmt.Sprintf("spec.versions[%d]", i)
 		if mv.Version < 1 {
 			v.errorf(f+".version", "must be a positive number, got %d", mv.Version)
+		} else if mv.Version > registry.MaxVersion {
+			v.errorf(f+".version", "must be at most %d (2^53-1), got %d", registry.MaxVersion, mv.Version)
 		} else if j, dup := first[mv.Version]; dup {
 			v.errorf(f+".version", "version %d is declared twice (also spec.versions[%d])", mv.Version, j)
 		} else {
@@ -98,6 +100,8 @@ func (v *validator) model(s *ModelSpec) {
 		v.check(f, registry.ValidateAlias(a))
 		if n := s.Aliases[a]; n < 1 {
 			v.errorf(f, "must be a positive version number, got %d", n)
+		} else if n > registry.MaxVersion {
+			v.errorf(f, "must be a version number at most %d (2^53-1), got %d", registry.MaxVersion, n)
 		}
 	}
 	if s.Serving != nil {
@@ -251,6 +255,9 @@ func ParseTarget(s string) (model, ref string, err error) {
 		n, err := strconv.ParseInt(ref, 10, 64)
 		if err != nil || n < 1 {
 			return "", "", bad("version %q must be a positive number", ref)
+		}
+		if n > registry.MaxVersion {
+			return "", "", bad("version %s must be at most %d (2^53-1)", ref, registry.MaxVersion)
 		}
 		return model, strconv.FormatInt(n, 10), nil
 	}

@@ -24,6 +24,7 @@ func TestParseTarget(t *testing.T) {
 		{in: "fraud@", err: `target "fraud@": nothing after @`},
 		{in: "fraud@0", err: `target "fraud@0": version "0" must be a positive number`},
 		{in: "fraud@99999999999999999999", err: `version "99999999999999999999" must be a positive number`},
+		{in: "fraud@9007199254740992", err: `target "fraud@9007199254740992": version 9007199254740992 must be at most 9007199254740991 (2^53-1)`},
 		{in: "fraud@-1", err: `alias "-1": must consist of`},
 		{in: "fraud@a@b", err: `alias "a@b": must consist of`},
 		{in: "fraud@Champion", err: `alias "Champion": must consist of`},

@@ -98,7 +98,7 @@ func inputFromProto(i int, in *pb.ModelInferRequest_InferInputTensor, raw [][]by
 	}
 	n, err := tensor.NumElements(in.GetShape())
 	if err != nil {
-		return nil, errs.Wrap(errs.InvalidArgument, err, "input %q", name)
+		return nil, errs.New(errs.InvalidArgument, "input %q: %v", name, err)
 	}
 	var params map[string]any
 	if p := in.GetParameters(); len(p) > 0 { // the error prefix costs an allocation
@@ -128,7 +128,7 @@ func decodeRaw(t *tensor.Tensor, n int64, i int, b []byte) error {
 	if t.DataType == tensor.Bytes {
 		strs, err := splitBytes(b, n)
 		if err != nil {
-			return errs.Wrap(errs.InvalidArgument, err, "raw_input_contents[%d] for input %q", i, t.Name)
+			return errs.New(errs.InvalidArgument, "raw_input_contents[%d] for input %q: %v", i, t.Name, err)
 		}
 		t.Strings = strs
 		return nil

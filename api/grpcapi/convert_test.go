@@ -60,9 +60,9 @@ func TestResponseToProtoErrors(t *testing.T) {
 		{"nil response", nil, "backend returned no response"},
 		{"nil output", &serving.InferResponse{Outputs: []*tensor.Tensor{nil}}, "backend returned a nil output"},
 		{"invalid datatype", &serving.InferResponse{Outputs: []*tensor.Tensor{{Name: "y"}}},
-			`output "y" is malformed: tensor "y": invalid datatype`},
+			`output "y" is malformed`}, // the detail is the server's, for its log
 		{"bytes count", &serving.InferResponse{Outputs: []*tensor.Tensor{{Name: "s", DataType: tensor.Bytes, Shape: []int64{2}}}},
-			`output "s" is malformed: tensor "s": shape [2] needs 2 elements, got 0`},
+			`output "s" is malformed`},
 		{"bad parameter", &serving.InferResponse{Parameters: map[string]any{"p": struct{}{}}},
 			`parameter "p" has unsupported type struct {}`},
 	}

@@ -466,7 +466,7 @@ func TestModelInferErrorMapping(t *testing.T) {
 		{model: "slow", timeout: 50 * time.Millisecond, code: codes.DeadlineExceeded},
 		{model: "boom", code: codes.Internal, msg: "internal error"},
 		{model: "panic", code: codes.Internal, msg: "internal error"}, // recovered; the server lives on
-		{model: "badout", code: codes.Internal, msg: `output "y" is malformed: tensor "y": shape [2] of FP32 needs 8 bytes, got 3`},
+		{model: "badout", code: codes.Internal, msg: `output "y" is malformed`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.model, func(t *testing.T) {

@@ -357,12 +357,24 @@ func decodeJSONMax(w http.ResponseWriter, r *http.Request, v any, limit int64) e
 		if errors.Is(err, io.EOF) {
 			return errs.New(errs.InvalidArgument, "request body is empty")
 		}
-		return errs.Wrap(errs.InvalidArgument, err, "invalid JSON body")
+		if isJSONError(err) { // the caller's own JSON: say what is wrong with it
+			return errs.New(errs.InvalidArgument, "invalid JSON body: %v", err)
+		}
+		return errs.Wrap(errs.InvalidArgument, err, "invalid JSON body") // a read error: kept for the log
 	}
 	if dec.More() {
 		return errs.New(errs.InvalidArgument, "invalid JSON body: trailing data after the object")
 	}
 	return nil
+}
+
+// isJSONError reports whether a decode error is about the JSON itself (what the
+// caller sent, safe to quote back) rather than a failure reading the body.
+func isJSONError(err error) bool {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	return errors.As(err, &syn) || errors.As(err, &typ) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		strings.HasPrefix(err.Error(), "json: ") // e.g. json: unknown field "x"
 }
 
 // versionParam parses the {version} path value as a version number.

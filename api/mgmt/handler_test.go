@@ -265,3 +265,22 @@ func errFieldFor(code string) string {
 	}
 	return ""
 }
+
+// TestJSONErrorsSayWhatIsWrong: the caller's own JSON mistakes are quoted
+// back (the message is explicit, not the decoder's wrapped cause).
+func TestJSONErrorsSayWhatIsWrong(t *testing.T) {
+	const m = "/api/v1/namespaces/default/models/churn"
+	for body, want := range map[string]string{
+		`{"descr":"d"}`:       `invalid JSON body: json: unknown field "descr"`,
+		`{"description":`:     `invalid JSON body: unexpected EOF`,
+		`{"description":7}`:   `invalid JSON body: json: cannot unmarshal number into Go struct field`,
+		`{"description" "d"}`: `invalid JSON body: invalid character '"' after object key`,
+	} {
+		h, _ := newTestAPI(t)
+		rec := do(h, "PATCH", m, body, nil)
+		var e errBody
+		if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || rec.Code != 400 || !strings.HasPrefix(e.Error.Message, want) {
+			t.Errorf("%s: %d %s, want 400 %q", body, rec.Code, rec.Body, want)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/registry"
 )
 
 // uploads stages resumable blob uploads as files under dir/<namespace>/<id>.
@@ -34,10 +35,7 @@ func newUploads(dir string, ttl time.Duration, max int64) *uploads {
 	return &uploads{dir: dir, ttl: ttl, max: max, now: time.Now, busy: map[string]bool{}}
 }
 
-var (
-	uploadIDRE  = regexp.MustCompile(`^[0-9a-f]{32}$`)
-	namespaceRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
-)
+var uploadIDRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
 // offsetError reports where an upload really is when a chunk names another offset.
 type offsetError struct {
@@ -49,8 +47,10 @@ func (e *offsetError) Error() string { return e.err.Error() }
 func (e *offsetError) Unwrap() error { return e.err }
 
 func (u *uploads) rel(ns, id string) (string, error) {
-	if !namespaceRE.MatchString(ns) {
-		return "", errs.New(errs.InvalidArgument, "invalid namespace %q", ns).WithField("namespace")
+	// The registry's rule, so uploads take every namespace a push does; it
+	// also makes ns a safe path element (no '/', never "." or "..").
+	if err := registry.ValidateNamespace(ns); err != nil {
+		return "", err
 	}
 	if id != "" && !uploadIDRE.MatchString(id) {
 		return "", errs.New(errs.NotFound, "upload %q not found", id)

@@ -435,9 +435,9 @@ func (h *handler) readSmallJSON(w http.ResponseWriter, r *http.Request, v any) e
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		if se, ok := errors.AsType[*json.SyntaxError](err); ok {
-			return errs.Wrap(errs.InvalidArgument, err, "invalid JSON at offset %d", se.Offset)
+			return errs.New(errs.InvalidArgument, "invalid JSON at offset %d: %v", se.Offset, err)
 		}
-		return errs.Wrap(errs.InvalidArgument, err, "invalid request body")
+		return errs.New(errs.InvalidArgument, "invalid request body: %v", err)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -208,20 +209,46 @@ func KindOf(err error) Kind {
 	return Internal
 }
 
-// PublicMessage is what a client may see: the *Error's message chain for classified
-// errors, a generic text for unclassified internal ones.
+// PublicMessage is what a client may see: the messages of the *Error values in
+// err's chain, outermost first, joined by ": ". A cause that is not an *Error
+// (and wraps none) never shows: it is the internal detail (ONNX Runtime's text,
+// a dial or TLS error, a path, SQL) that Error() keeps for the log. Unclassified
+// errors get a generic text.
 func PublicMessage(err error) string {
 	var e *Error
-	if errors.As(err, &e) {
-		return e.Error()
+	if !errors.As(err, &e) {
+		switch KindOf(err) {
+		case DeadlineExceeded:
+			return "deadline exceeded"
+		case Canceled:
+			return "request canceled"
+		}
+		return "internal error"
 	}
-	switch KindOf(err) {
-	case DeadlineExceeded:
-		return "deadline exceeded"
-	case Canceled:
-		return "request canceled"
+	var b strings.Builder
+	for {
+		if e.Message != "" {
+			if b.Len() > 0 {
+				b.WriteString(": ")
+			}
+			b.WriteString(e.Message)
+		}
+		if e.Err == nil || !errors.As(e.Err, &e) {
+			break
+		}
 	}
-	return "internal error"
+	if b.Len() == 0 {
+		return genericMessage(KindOf(err))
+	}
+	return b.String()
+}
+
+// genericMessage stands in for an *Error without a message.
+func genericMessage(k Kind) string {
+	if k == Internal {
+		return "internal error"
+	}
+	return strings.ReplaceAll(k.String(), "_", " ")
 }
 
 // FieldOf returns the field of the first *Error in err's chain.

@@ -2,6 +2,7 @@ package testutil
 
 import (
 	"context"
+	"io"
 	"path/filepath"
 	"testing"
 
@@ -34,7 +35,7 @@ func Stores(t testing.TB) (*sqlite.Store, *blob.FS) {
 type FixedInspector struct{}
 
 // Inspect implements runtime.Inspector.
-func (FixedInspector) Inspect(string) (tensor.Signature, error) {
+func (FixedInspector) Inspect(io.ReaderAt, int64) (tensor.Signature, error) {
 	return tensor.Signature{
 		Inputs:  []tensor.TensorSpec{{Name: "x", DataType: tensor.FP32, Shape: []int64{-1, 4}}},
 		Outputs: []tensor.TensorSpec{{Name: "y", DataType: tensor.FP32, Shape: []int64{-1, 1}}},

@@ -278,6 +278,9 @@ func (s *Store) CreateVersion(ctx context.Context, v registry.Version) (registry
 	if v.Version < 0 {
 		return registry.Version{}, errs.New(errs.InvalidArgument, "version %d: must not be negative", v.Version)
 	}
+	if v.Version > registry.MaxVersion {
+		return registry.Version{}, registry.ValidateVersion(v.Version)
+	}
 	if v.SHA256 == "" || v.Format == "" {
 		return registry.Version{}, errs.New(errs.InvalidArgument, "version needs a format and a sha256")
 	}
@@ -305,9 +308,16 @@ VALUES (?, ?, ?, ?) ON CONFLICT (namespace, name) DO NOTHING`, v.Namespace, v.Mo
 		}
 		if v.Version == 0 {
 			// One statement reads and bumps the counter, so this stays atomic on
-			// PostgreSQL under READ COMMITTED too (the UPDATE locks the row).
-			if err := tx.QueryRowContext(ctx, `UPDATE models SET latest_version = latest_version + 1, updated_at = ?
-WHERE namespace = ? AND name = ? RETURNING latest_version`, now.UnixNano(), v.Namespace, v.Model).Scan(&v.Version); err != nil {
+			// PostgreSQL under READ COMMITTED too (the UPDATE locks the row). It
+			// stops at MaxVersion: the counter never overflows (in SQLite an
+			// INTEGER past 2^63-1 silently becomes a REAL).
+			err := tx.QueryRowContext(ctx, `UPDATE models SET latest_version = latest_version + 1, updated_at = ?
+WHERE namespace = ? AND name = ? AND latest_version < ? RETURNING latest_version`,
+				now.UnixNano(), v.Namespace, v.Model, registry.MaxVersion).Scan(&v.Version)
+			if errors.Is(err, sql.ErrNoRows) {
+				return registry.VersionsExhausted(v.Model)
+			}
+			if err != nil {
 				return err
 			}
 		} else {

@@ -3,6 +3,7 @@ package onnx
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 
@@ -14,26 +15,39 @@ import (
 )
 
 // Inspector reads an ONNX model's signature without ONNX Runtime: it decodes just
-// the parts of the ModelProto it needs with protowire, so it works in builds
-// without cgo and costs no session.
+// the parts of the ModelProto it needs with protowire, in place (see wire.go),
+// so it works in builds without cgo, costs no session, and reads a few KiB of
+// even a huge model. It also refuses models that are not self-contained (see
+// selfcontained.go): the registry never records a version ONNX Runtime would
+// make read other files.
 type Inspector struct{}
 
 var _ runtime.Inspector = Inspector{}
 
-// Inspect reads the model at path and returns its signature. Inputs that are
-// initializers (weights) are not part of the signature. Values OIP cannot carry
-// (sequences, maps, exotic element types) are reported with DataType Invalid and
-// an ONNX type string in Kind.
-func (Inspector) Inspect(path string) (tensor.Signature, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return tensor.Signature{}, fmt.Errorf("onnx: inspect: %w", err)
-	}
-	info, err := parseModel(data)
+// Inspect reads the model of size bytes from r and returns its signature.
+// Inputs that are initializers (weights) are not part of the signature. Values
+// OIP cannot carry (sequences, maps, exotic element types) are reported with
+// DataType Invalid and an ONNX type string in Kind.
+func (Inspector) Inspect(r io.ReaderAt, size int64) (tensor.Signature, error) {
+	info, err := inspect(newFileSource(r, size, defaultWindow), size)
 	if err != nil {
 		return tensor.Signature{}, err
 	}
 	return info.sig, nil
+}
+
+// InspectFile is Inspect on the file at path.
+func InspectFile(path string) (tensor.Signature, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return tensor.Signature{}, fmt.Errorf("onnx: inspect: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return tensor.Signature{}, fmt.Errorf("onnx: inspect: %w", err)
+	}
+	return Inspector{}.Inspect(f, fi.Size())
 }
 
 // modelInfo is what parseModel learns: the signature, plus the symbolic name of
@@ -75,6 +89,11 @@ const (
 	dimParam         = 2
 
 	maxTypeDepth = 16 // nesting of seq/map/optional types; real models use 2 or 3
+
+	// specCost and dimCost are what one kept value and one kept dim count
+	// against maxKept besides their strings.
+	specCost = 64
+	dimCost  = 24
 )
 
 // notModel is the error for anything that does not decode as an ONNX model.
@@ -82,33 +101,50 @@ func notModel(format string, args ...any) error {
 	return errs.New(errs.InvalidArgument, "not an ONNX model: "+format, args...)
 }
 
-// parseModel decodes the parts of a serialized ModelProto that make up its signature.
+// decodeError classifies an error of the walk: the model's fault (InvalidArgument,
+// saying what is wrong) unless reading the file failed.
+func decodeError(err error, prefix string) error {
+	var re *readError
+	if errors.As(err, &re) {
+		return fmt.Errorf("onnx: inspect: %w", re.err)
+	}
+	return notModel("%s%v", prefix, err)
+}
+
+// parseModel inspects a serialized ModelProto held in memory.
 func parseModel(b []byte) (*modelInfo, error) {
-	if len(b) == 0 {
+	return inspect(memSource(b), int64(len(b)))
+}
+
+// inspect decodes the parts of a serialized ModelProto that make up its
+// signature, after checking that it is self-contained.
+func inspect(src source, size int64) (*modelInfo, error) {
+	if size == 0 {
 		return nil, notModel("the file is empty")
 	}
 	var (
-		graph     []byte
+		w         = &walker{src: src}
+		model     = span{0, size}
 		haveGraph bool
 		info      modelInfo
 	)
-	err := forEachField(b, func(num protowire.Number, typ protowire.Type, v uint64, payload []byte) error {
-		switch num {
+	err := w.each(model, func(f field) error {
+		switch f.num {
 		case modelIRVersion:
-			if typ != protowire.VarintType {
+			if f.typ != protowire.VarintType {
 				return errors.New("ir_version has the wrong wire type")
 			}
-			info.irVersion = int64(v)
+			info.irVersion = int64(f.v)
 		case modelGraph:
-			if typ != protowire.BytesType {
+			if f.typ != protowire.BytesType {
 				return errors.New("graph has the wrong wire type")
 			}
-			graph, haveGraph = payload, true
+			haveGraph = true
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, notModel("%v", err)
+		return nil, decodeError(err, "")
 	}
 	if info.irVersion <= 0 {
 		return nil, notModel("no ir_version (is this an ONNX file?)")
@@ -116,8 +152,15 @@ func parseModel(b []byte) (*modelInfo, error) {
 	if !haveGraph {
 		return nil, notModel("the model has no graph")
 	}
-	if err := parseGraph(graph, &info); err != nil {
-		return nil, notModel("graph: %v", err)
+	if err := w.checkSelfContained(model); err != nil {
+		var r *refusal
+		if errors.As(err, &r) {
+			return nil, errs.New(errs.InvalidArgument, "%s", r.Error())
+		}
+		return nil, decodeError(err, "")
+	}
+	if err := w.signature(model, &info); err != nil {
+		return nil, decodeError(err, "graph: ")
 	}
 	if len(info.sig.Outputs) == 0 {
 		return nil, notModel("the graph has no outputs")
@@ -125,102 +168,146 @@ func parseModel(b []byte) (*modelInfo, error) {
 	return &info, nil
 }
 
-func parseGraph(b []byte, info *modelInfo) error {
-	initializers := map[string]bool{}
-	var inputs, outputs [][]byte
-	err := forEachField(b, func(num protowire.Number, typ protowire.Type, _ uint64, payload []byte) error {
-		switch num {
-		case graphInitializer, graphSparseInitializer, graphInput, graphOutput:
-		default:
+// signature reads the graph's inputs and outputs. The graph field may repeat:
+// protobuf merges the occurrences, so their inputs and outputs add up.
+func (w *walker) signature(model span, info *modelInfo) error {
+	eachGraphField := func(fn func(f field) error) error {
+		return w.each(model, func(g field) error {
+			if g.num != modelGraph {
+				return nil
+			}
+			return w.each(g.val, fn)
+		})
+	}
+	var inputs, outputs []valueSpec
+	err := eachGraphField(func(f field) error {
+		if f.num != graphInput && f.num != graphOutput {
 			return nil
 		}
-		if typ != protowire.BytesType {
-			return fmt.Errorf("field %d has the wrong wire type", num)
+		if err := bytesOf(f); err != nil {
+			return err
 		}
-		switch num {
-		case graphInitializer:
-			name, err := stringField(payload, tensorName)
-			if err != nil {
-				return fmt.Errorf("initializer: %w", err)
-			}
-			initializers[name] = true
-		case graphSparseInitializer:
-			values, err := bytesField(payload, sparseValues)
-			if err != nil {
-				return fmt.Errorf("sparse initializer: %w", err)
-			}
-			name, err := stringField(values, tensorName)
-			if err != nil {
-				return fmt.Errorf("sparse initializer: %w", err)
-			}
-			initializers[name] = true
-		case graphInput:
-			inputs = append(inputs, payload)
-		case graphOutput:
-			outputs = append(outputs, payload)
+		v, err := w.valueInfo(f.val)
+		what := "output"
+		if f.num == graphInput {
+			what = "input"
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if f.num == graphInput {
+			inputs = append(inputs, v)
+		} else {
+			outputs = append(outputs, v)
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	for _, in := range inputs {
-		spec, params, err := parseValueInfo(in)
-		if err != nil {
-			return fmt.Errorf("input: %w", err)
+	// Before IR 4 every initializer was also listed as an input; such inputs
+	// have defaults and are not part of the serving signature.
+	isInit := map[string]bool{}
+	if len(inputs) > 0 {
+		for _, in := range inputs {
+			isInit[in.spec.Name] = false
 		}
-		// Before IR 4 every initializer was also listed as an input; such inputs
-		// have defaults and are not part of the serving signature.
-		if initializers[spec.Name] {
+		err = eachGraphField(func(f field) error {
+			var t span
+			switch f.num {
+			case graphInitializer:
+				if err := bytesOf(f); err != nil {
+					return err
+				}
+				t = f.val
+			case graphSparseInitializer:
+				if err := bytesOf(f); err != nil {
+					return err
+				}
+				var ok bool
+				if t, ok = w.lastBytes(f.val, sparseValues); !ok {
+					return nil
+				}
+			default:
+				return nil
+			}
+			name, ok := w.lastBytes(t, tensorName)
+			if !ok || name.len() > maxNameLen {
+				return nil // no input has such a name
+			}
+			b, err := w.src.at(name.off, int(name.len()))
+			if err != nil {
+				return err
+			}
+			if _, listed := isInit[string(b)]; listed {
+				isInit[string(b)] = true
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for _, in := range inputs {
+		if isInit[in.spec.Name] {
 			continue
 		}
-		info.sig.Inputs = append(info.sig.Inputs, spec)
-		info.inDimParams = append(info.inDimParams, params)
+		info.sig.Inputs = append(info.sig.Inputs, in.spec)
+		info.inDimParams = append(info.inDimParams, in.params)
 	}
 	for _, out := range outputs {
-		spec, params, err := parseValueInfo(out)
-		if err != nil {
-			return fmt.Errorf("output: %w", err)
-		}
-		info.sig.Outputs = append(info.sig.Outputs, spec)
-		info.outDimParams = append(info.outDimParams, params)
+		info.sig.Outputs = append(info.sig.Outputs, out.spec)
+		info.outDimParams = append(info.outDimParams, out.params)
 	}
 	return nil
 }
 
-// parseValueInfo decodes a ValueInfoProto into a TensorSpec and its dim names.
-func parseValueInfo(b []byte) (tensor.TensorSpec, []string, error) {
+// valueSpec is a decoded ValueInfoProto and its dim names.
+type valueSpec struct {
+	spec   tensor.TensorSpec
+	params []string
+}
+
+// valueInfo decodes a ValueInfoProto into a TensorSpec and its dim names.
+func (w *walker) valueInfo(m span) (valueSpec, error) {
 	var (
 		spec    tensor.TensorSpec
-		typ     []byte
+		typ     span
 		hasType bool
 	)
-	err := forEachField(b, func(num protowire.Number, wt protowire.Type, _ uint64, payload []byte) error {
-		if num != valueInfoName && num != valueInfoType {
+	if err := w.keep(specCost); err != nil {
+		return valueSpec{}, err
+	}
+	err := w.each(m, func(f field) error {
+		if f.num != valueInfoName && f.num != valueInfoType {
 			return nil
 		}
-		if wt != protowire.BytesType {
-			return fmt.Errorf("field %d has the wrong wire type", num)
+		if err := bytesOf(f); err != nil {
+			return err
 		}
-		if num == valueInfoName {
-			spec.Name = string(payload)
-		} else {
-			typ, hasType = payload, true
+		if f.num == valueInfoName {
+			var err error
+			spec.Name, err = w.str(f.val)
+			return err
 		}
+		typ, hasType = f.val, true
 		return nil
 	})
 	if err != nil {
-		return spec, nil, err
+		return valueSpec{}, err
 	}
 	if spec.Name == "" {
-		return spec, nil, errors.New("a value has no name")
+		return valueSpec{}, errors.New("a value has no name")
 	}
 	if !hasType {
-		return spec, nil, fmt.Errorf("%s has no type", spec.Name)
+		return valueSpec{}, fmt.Errorf("%s has no type", spec.Name)
 	}
-	t, err := parseType(typ, 0)
+	t, err := w.parseType(typ, 0)
 	if err != nil {
-		return spec, nil, fmt.Errorf("%s: %w", spec.Name, err)
+		return valueSpec{}, fmt.Errorf("%s: %w", spec.Name, err)
+	}
+	if err := w.keep(int64(len(t.kind))); err != nil {
+		return valueSpec{}, err
 	}
 	spec.Kind = t.kind
 	if t.isTensor {
@@ -230,7 +317,7 @@ func parseValueInfo(b []byte) (tensor.TensorSpec, []string, error) {
 			spec.Kind = "tensor"
 		}
 	}
-	return spec, t.params, nil
+	return valueSpec{spec: spec, params: t.params}, nil
 }
 
 // onnxType is a decoded TypeProto.
@@ -243,7 +330,7 @@ type onnxType struct {
 }
 
 // parseType decodes a TypeProto; depth bounds recursion on hostile input.
-func parseType(b []byte, depth int) (onnxType, error) {
+func (w *walker) parseType(m span, depth int) (onnxType, error) {
 	if depth > maxTypeDepth {
 		return onnxType{}, errors.New("type nesting too deep")
 	}
@@ -251,42 +338,40 @@ func parseType(b []byte, depth int) (onnxType, error) {
 		t     onnxType
 		found bool
 	)
-	err := forEachField(b, func(num protowire.Number, wt protowire.Type, _ uint64, payload []byte) error {
-		switch num {
+	err := w.each(m, func(f field) error {
+		switch f.num {
 		case typeTensor, typeSequence, typeMap, typeOptional, typeSparseTensor, typeOpaque:
 		default:
 			return nil
 		}
-		if wt != protowire.BytesType {
-			return fmt.Errorf("type field %d has the wrong wire type", num)
+		if f.typ != protowire.BytesType {
+			return fmt.Errorf("type field %d has the wrong wire type", f.num)
 		}
 		found = true
 		var err error
-		switch num {
+		switch f.num {
 		case typeTensor, typeSparseTensor:
-			t, err = parseTensorType(payload)
+			t, err = w.parseTensorType(f.val)
 			prefix := "tensor"
-			if num == typeSparseTensor {
+			if f.num == typeSparseTensor {
 				prefix = "sparse_tensor"
 				t.isTensor = false
 			}
 			t.kind = prefix + "(" + elemName(t.elem) + ")"
 		case typeSequence, typeOptional:
-			var inner onnxType
-			if elem, ok, ferr := optBytesField(payload, tensorElemType); ferr != nil {
+			inner := onnxType{kind: "undefined"}
+			if elem, ok, ferr := w.optBytes(f.val, tensorElemType); ferr != nil {
 				err = ferr
 			} else if ok {
-				inner, err = parseType(elem, depth+1)
-			} else {
-				inner.kind = "undefined"
+				inner, err = w.parseType(elem, depth+1)
 			}
 			name := "seq"
-			if num == typeOptional {
+			if f.num == typeOptional {
 				name = "optional"
 			}
 			t = onnxType{kind: name + "(" + inner.kind + ")"}
 		case typeMap:
-			t, err = parseMapType(payload, depth)
+			t, err = w.parseMapType(f.val, depth)
 		case typeOpaque:
 			t = onnxType{kind: "opaque"}
 		}
@@ -301,20 +386,20 @@ func parseType(b []byte, depth int) (onnxType, error) {
 	return t, nil
 }
 
-func parseMapType(b []byte, depth int) (onnxType, error) {
+func (w *walker) parseMapType(m span, depth int) (onnxType, error) {
 	var (
 		key   int32
 		value = onnxType{kind: "undefined"}
 	)
-	err := forEachField(b, func(num protowire.Number, wt protowire.Type, v uint64, payload []byte) error {
+	err := w.each(m, func(f field) error {
 		switch {
-		case num == mapKeyType && wt == protowire.VarintType:
-			key = int32(v)
-		case num == mapValueType && wt == protowire.BytesType:
+		case f.num == mapKeyType && f.typ == protowire.VarintType:
+			key = int32(f.v)
+		case f.num == mapValueType && f.typ == protowire.BytesType:
 			var err error
-			value, err = parseType(payload, depth+1)
+			value, err = w.parseType(f.val, depth+1)
 			return err
-		case num == mapKeyType || num == mapValueType:
+		case f.num == mapKeyType || f.num == mapValueType:
 			return errors.New("map type field has the wrong wire type")
 		}
 		return nil
@@ -325,22 +410,25 @@ func parseMapType(b []byte, depth int) (onnxType, error) {
 	return onnxType{kind: "map(" + elemName(key) + "," + value.kind + ")"}, nil
 }
 
-func parseTensorType(b []byte) (onnxType, error) {
+func (w *walker) parseTensorType(m span) (onnxType, error) {
 	t := onnxType{isTensor: true}
-	err := forEachField(b, func(num protowire.Number, wt protowire.Type, v uint64, payload []byte) error {
+	err := w.each(m, func(f field) error {
 		switch {
-		case num == tensorElemType && wt == protowire.VarintType:
-			t.elem = int32(v)
-		case num == tensorShape && wt == protowire.BytesType:
+		case f.num == tensorElemType && f.typ == protowire.VarintType:
+			t.elem = int32(f.v)
+		case f.num == tensorShape && f.typ == protowire.BytesType:
 			t.shape, t.params = []int64{}, []string{}
-			return forEachField(payload, func(num protowire.Number, wt protowire.Type, _ uint64, dim []byte) error {
-				if num != shapeDim {
+			return w.each(f.val, func(dim field) error {
+				if dim.num != shapeDim {
 					return nil
 				}
-				if wt != protowire.BytesType {
+				if dim.typ != protowire.BytesType {
 					return errors.New("shape dim has the wrong wire type")
 				}
-				d, p, err := parseDim(dim)
+				if err := w.keep(dimCost); err != nil {
+					return err
+				}
+				d, p, err := w.parseDim(dim.val)
 				if err != nil {
 					return err
 				}
@@ -348,7 +436,7 @@ func parseTensorType(b []byte) (onnxType, error) {
 				t.params = append(t.params, p)
 				return nil
 			})
-		case num == tensorElemType || num == tensorShape:
+		case f.num == tensorElemType || f.num == tensorShape:
 			return errors.New("tensor type field has the wrong wire type")
 		}
 		return nil
@@ -358,17 +446,21 @@ func parseTensorType(b []byte) (onnxType, error) {
 
 // parseDim returns a dimension: its value, or -1 with its symbolic name (if any)
 // when it is dynamic.
-func parseDim(b []byte) (int64, string, error) {
+func (w *walker) parseDim(m span) (int64, string, error) {
 	d, param := int64(-1), ""
-	err := forEachField(b, func(num protowire.Number, wt protowire.Type, v uint64, payload []byte) error {
+	err := w.each(m, func(f field) error {
 		switch {
-		case num == dimValue && wt == protowire.VarintType:
-			if int64(v) >= 0 {
-				d, param = int64(v), ""
+		case f.num == dimValue && f.typ == protowire.VarintType:
+			if int64(f.v) >= 0 {
+				d, param = int64(f.v), ""
 			}
-		case num == dimParam && wt == protowire.BytesType:
-			d, param = -1, string(payload)
-		case num == dimValue || num == dimParam:
+		case f.num == dimParam && f.typ == protowire.BytesType:
+			p, err := w.str(f.val)
+			if err != nil {
+				return err
+			}
+			d, param = -1, p
+		case f.num == dimValue || f.num == dimParam:
 			return errors.New("dimension field has the wrong wire type")
 		}
 		return nil
@@ -376,65 +468,24 @@ func parseDim(b []byte) (int64, string, error) {
 	return d, param, err
 }
 
-// forEachField walks the fields of one message. For varints v holds the value;
-// for length-delimited fields payload holds the bytes. Other wire types are skipped.
-func forEachField(b []byte, fn func(num protowire.Number, typ protowire.Type, v uint64, payload []byte) error) error {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return fmt.Errorf("bad protobuf tag: %w", protowire.ParseError(n))
-		}
-		b = b[n:]
-		var (
-			v       uint64
-			payload []byte
-		)
-		switch typ {
-		case protowire.VarintType:
-			v, n = protowire.ConsumeVarint(b)
-		case protowire.BytesType:
-			payload, n = protowire.ConsumeBytes(b)
-		default:
-			n = protowire.ConsumeFieldValue(num, typ, b)
-		}
-		if n < 0 {
-			return fmt.Errorf("bad protobuf field %d: %w", num, protowire.ParseError(n))
-		}
-		b = b[n:]
-		if err := fn(num, typ, v, payload); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// optBytesField returns the last length-delimited field num of message b.
-func optBytesField(b []byte, want protowire.Number) ([]byte, bool, error) {
+// optBytes returns the last length-delimited field num of message m, refusing
+// one of another wire type.
+func (w *walker) optBytes(m span, want protowire.Number) (span, bool, error) {
 	var (
-		out   []byte
+		out   span
 		found bool
 	)
-	err := forEachField(b, func(num protowire.Number, typ protowire.Type, _ uint64, payload []byte) error {
-		if num != want {
+	err := w.each(m, func(f field) error {
+		if f.num != want {
 			return nil
 		}
-		if typ != protowire.BytesType {
-			return fmt.Errorf("field %d has the wrong wire type", num)
+		if f.typ != protowire.BytesType {
+			return fmt.Errorf("field %d has the wrong wire type", f.num)
 		}
-		out, found = payload, true
+		out, found = f.val, true
 		return nil
 	})
 	return out, found, err
-}
-
-func bytesField(b []byte, num protowire.Number) ([]byte, error) {
-	out, _, err := optBytesField(b, num)
-	return out, err
-}
-
-func stringField(b []byte, num protowire.Number) (string, error) {
-	out, err := bytesField(b, num)
-	return string(out), err
 }
 
 // ONNX TensorProto.DataType values.

@@ -1,7 +1,9 @@
 package onnx
 
 import (
+	"bytes"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,6 +13,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/nimbus-ai/nimbus/internal/errs"
+	o "github.com/nimbus-ai/nimbus/runtime/onnx/onnxtest"
 	"github.com/nimbus-ai/nimbus/tensor"
 )
 
@@ -61,7 +64,7 @@ func TestInspectModels(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			got, err := Inspector{}.Inspect(modelPath(tt.file))
+			got, err := InspectFile(modelPath(tt.file))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -84,7 +87,7 @@ var dtypesModel = []struct {
 }
 
 // Hand-built protobuf for cases the generated models do not cover.
-func field(num protowire.Number, payload []byte) []byte {
+func msgField(num protowire.Number, payload []byte) []byte {
 	return protowire.AppendBytes(protowire.AppendTag(nil, num, protowire.BytesType), payload)
 }
 
@@ -101,7 +104,7 @@ func cat(parts ...[]byte) []byte {
 }
 
 func valueInfo(name string, typ []byte) []byte {
-	return cat(field(valueInfoName, []byte(name)), field(valueInfoType, typ))
+	return cat(msgField(valueInfoName, []byte(name)), msgField(valueInfoType, typ))
 }
 
 func tensorType(elem uint64, dims ...[]byte) []byte {
@@ -109,16 +112,18 @@ func tensorType(elem uint64, dims ...[]byte) []byte {
 	if dims != nil {
 		var shape []byte
 		for _, d := range dims {
-			shape = append(shape, field(shapeDim, d)...)
+			shape = append(shape, msgField(shapeDim, d)...)
 		}
-		t = append(t, field(tensorShape, shape)...)
+		t = append(t, msgField(tensorShape, shape)...)
 	}
-	return field(typeTensor, t)
+	return msgField(typeTensor, t)
 }
 
 func TestInspectHandBuilt(t *testing.T) {
-	model := func(graph ...[]byte) []byte { return cat(varint(modelIRVersion, 8), field(modelGraph, cat(graph...))) }
-	out := field(graphOutput, valueInfo("y", tensorType(onnxFloat, varint(dimValue, 2))))
+	model := func(graph ...[]byte) []byte {
+		return cat(varint(modelIRVersion, 8), msgField(modelGraph, cat(graph...)))
+	}
+	out := msgField(graphOutput, valueInfo("y", tensorType(onnxFloat, varint(dimValue, 2))))
 	tests := []struct {
 		name string
 		data []byte
@@ -127,10 +132,10 @@ func TestInspectHandBuilt(t *testing.T) {
 		{
 			name: "initializers listed as inputs are dropped; dims: param, value, anonymous",
 			data: model(
-				field(graphInitializer, field(tensorName, []byte("w"))),
-				field(graphInput, valueInfo("w", tensorType(onnxFloat, varint(dimValue, 3)))),
-				field(graphInput, valueInfo("x", tensorType(onnxBFloat16,
-					field(dimParam, []byte("n")), varint(dimValue, 5), nil))),
+				msgField(graphInitializer, msgField(tensorName, []byte("w"))),
+				msgField(graphInput, valueInfo("w", tensorType(onnxFloat, varint(dimValue, 3)))),
+				msgField(graphInput, valueInfo("x", tensorType(onnxBFloat16,
+					msgField(dimParam, []byte("n")), varint(dimValue, 5), nil))),
 				out),
 			want: tensor.Signature{
 				Inputs:  []tensor.TensorSpec{spec("x", tensor.BF16, -1, 5, -1)},
@@ -140,11 +145,11 @@ func TestInspectHandBuilt(t *testing.T) {
 		{
 			name: "unknown rank, unsupported element type, optional and map types",
 			data: model(
-				field(graphInput, valueInfo("r", tensorType(onnxDouble))),
-				field(graphInput, valueInfo("c", tensorType(14, varint(dimValue, 1)))),
-				field(graphInput, valueInfo("o", field(typeOptional, field(tensorElemType, tensorType(onnxInt32))))),
-				field(graphInput, valueInfo("m", field(typeMap, cat(varint(mapKeyType, onnxString),
-					field(mapValueType, tensorType(onnxDouble)))))),
+				msgField(graphInput, valueInfo("r", tensorType(onnxDouble))),
+				msgField(graphInput, valueInfo("c", tensorType(14, varint(dimValue, 1)))),
+				msgField(graphInput, valueInfo("o", msgField(typeOptional, msgField(tensorElemType, tensorType(onnxInt32))))),
+				msgField(graphInput, valueInfo("m", msgField(typeMap, cat(varint(mapKeyType, onnxString),
+					msgField(mapValueType, tensorType(onnxDouble)))))),
 				out),
 			want: tensor.Signature{
 				Inputs: []tensor.TensorSpec{
@@ -177,7 +182,7 @@ func TestInspectInvalid(t *testing.T) {
 	}
 	deep := tensorType(onnxFloat)
 	for range maxTypeDepth + 2 {
-		deep = field(typeSequence, field(tensorElemType, deep))
+		deep = msgField(typeSequence, msgField(tensorElemType, deep))
 	}
 	tests := []struct {
 		name string
@@ -189,12 +194,12 @@ func TestInspectInvalid(t *testing.T) {
 		{"random", []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, "not an ONNX model"},
 		{"truncated", mlp[:len(mlp)/2], "not an ONNX model"},
 		{"no graph", varint(modelIRVersion, 8), "not an ONNX model: the model has no graph"},
-		{"no ir_version", field(modelGraph, nil), "not an ONNX model: no ir_version"},
-		{"no outputs", cat(varint(modelIRVersion, 8), field(modelGraph, nil)), "not an ONNX model: the graph has no outputs"},
+		{"no ir_version", msgField(modelGraph, nil), "not an ONNX model: no ir_version"},
+		{"no outputs", cat(varint(modelIRVersion, 8), msgField(modelGraph, nil)), "not an ONNX model: the graph has no outputs"},
 		{"graph wrong wire type", cat(varint(modelIRVersion, 8), varint(modelGraph, 1)), "graph has the wrong wire type"},
-		{"untyped output", cat(varint(modelIRVersion, 8), field(modelGraph, field(graphOutput, field(valueInfoName, []byte("y"))))),
+		{"untyped output", cat(varint(modelIRVersion, 8), msgField(modelGraph, msgField(graphOutput, msgField(valueInfoName, []byte("y"))))),
 			"y has no type"},
-		{"deep type", cat(varint(modelIRVersion, 8), field(modelGraph, field(graphOutput, valueInfo("y", deep)))),
+		{"deep type", cat(varint(modelIRVersion, 8), msgField(modelGraph, msgField(graphOutput, valueInfo("y", deep)))),
 			"type nesting too deep"},
 	}
 	for _, tt := range tests {
@@ -216,27 +221,63 @@ func TestInspectFileErrors(t *testing.T) {
 	if err := os.WriteFile(garbage, []byte("\x00\x01garbage"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := (Inspector{}).Inspect(garbage); err == nil || !strings.Contains(err.Error(), "not an ONNX model") {
+	if _, err := InspectFile(garbage); err == nil || !strings.Contains(err.Error(), "not an ONNX model") {
 		t.Errorf("garbage: err = %v", err)
 	}
-	if _, err := (Inspector{}).Inspect(filepath.Join(dir, "missing.onnx")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := InspectFile(filepath.Join(dir, "missing.onnx")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing: err = %v, want ErrNotExist", err)
+	}
+	// A read failure is the server's, not the model's: unclassified, so its
+	// text (paths, OS errors) never reaches a client.
+	mlp, err := os.ReadFile(modelPath("mlp.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, r := range map[string]io.ReaderAt{"short file": bytes.NewReader(mlp[:len(mlp)/2]), "failing disk": failingReader{}} {
+		_, err := Inspector{}.Inspect(r, int64(len(mlp)))
+		if err == nil || errs.KindOf(err) != errs.Internal || errs.PublicMessage(err) != "internal error" {
+			t.Errorf("%s: err = %v (%v)", name, err, errs.KindOf(err))
+		}
 	}
 }
 
+type failingReader struct{}
+
+var errDisk = errors.New("read /data/blobs/ab/abcd: input/output error")
+
+func (failingReader) ReadAt([]byte, int64) (int, error) { return 0, errDisk }
+
 func FuzzInspect(f *testing.F) {
 	files, _ := filepath.Glob(filepath.Join(modelsDir, "*.onnx"))
-	for _, name := range files {
+	hostileFiles, _ := filepath.Glob(filepath.Join(modelsDir, "hostile", "*.onnx"))
+	for _, name := range append(files, hostileFiles...) {
 		if data, err := os.ReadFile(name); err == nil && len(data) < 64<<10 {
 			f.Add(data)
 		}
 	}
 	f.Add([]byte{})
-	f.Add(cat(varint(modelIRVersion, 8), field(modelGraph, field(graphOutput, valueInfo("y", tensorType(1))))))
+	f.Add(cat(varint(modelIRVersion, 8), msgField(modelGraph, msgField(graphOutput, valueInfo("y", tensorType(1))))))
+	// Tensors with external data in every place the check walks.
+	ext := o.ExternalTensor("w", o.Float, []int64{1}, "../w.bin", 0, 4)
+	sub := o.Graph{Initializers: [][]byte{ext}, Outputs: [][]byte{outY}}.Bytes()
+	for _, m := range [][]byte{
+		hostile(nil, [][]byte{ext}, nil),
+		hostile(nil, nil, [][]byte{o.Sparse(ext, idx, 4)}),
+		hostile([][]byte{constant("c", o.TensorAttr("value", ext))}, nil, nil),
+		hostile([][]byte{o.Node("n", "X", nil, nil, o.TensorsAttr("t", ext), o.SparseTensorsAttr("s", o.Sparse(rawW, ext)))}, nil, nil),
+		hostile([][]byte{ifNode("if", sub), o.Node("s", "Scan", nil, nil, o.GraphsAttr("b", sub))}, nil, nil),
+		hostile(nil, nil, nil, o.Function("f", "d", [][]byte{constant("c", o.TensorAttr("value", ext))}, o.TensorAttr("a", ext))),
+		hostile(nil, nil, nil, o.TrainingInfo(sub)),
+	} {
+		f.Add(m)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		info, err := parseModel(data)
 		if err == nil && len(info.sig.Outputs) == 0 {
 			t.Fatal("a model without outputs was accepted")
+		}
+		if err != nil && errs.KindOf(err) != errs.InvalidArgument {
+			t.Fatalf("kind %v: %v", errs.KindOf(err), err)
 		}
 		if err == nil {
 			for _, s := range info.sig.Inputs {
@@ -244,6 +285,14 @@ func FuzzInspect(f *testing.F) {
 					t.Fatalf("supported input %q with invalid datatype", s.Name)
 				}
 			}
+		}
+		// Read from a file through a tiny window, the answer is the same.
+		finfo, ferr := inspect(newFileSource(bytes.NewReader(data), int64(len(data)), 5), int64(len(data)))
+		if (err == nil) != (ferr == nil) || err != nil && err.Error() != ferr.Error() {
+			t.Fatalf("memory: %v\nfile: %v", err, ferr)
+		}
+		if err == nil && !reflect.DeepEqual(info, finfo) {
+			t.Fatalf("memory %+v\nfile %+v", info, finfo)
 		}
 	})
 }

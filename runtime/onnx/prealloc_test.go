@@ -27,11 +27,11 @@ func loadIdentityModel(t *testing.T, in, out []byte) *model {
 		nodeOpType = 4
 		opsetVer   = 2
 	)
-	node := cat(field(nodeInput, []byte("x")), field(nodeOutput, []byte("y")), field(nodeOpType, []byte("Identity")))
-	data := cat(varint(modelIRVersion, 8), field(modelOpset, varint(opsetVer, 13)),
-		field(modelGraph, cat(field(graphNode, node),
-			field(graphInput, valueInfo("x", in)),
-			field(graphOutput, valueInfo("y", out)))))
+	node := cat(msgField(nodeInput, []byte("x")), msgField(nodeOutput, []byte("y")), msgField(nodeOpType, []byte("Identity")))
+	data := cat(varint(modelIRVersion, 8), msgField(modelOpset, varint(opsetVer, 13)),
+		msgField(modelGraph, cat(msgField(graphNode, node),
+			msgField(graphInput, valueInfo("x", in)),
+			msgField(graphOutput, valueInfo("y", out)))))
 	path := filepath.Join(t.TempDir(), "identity.onnx")
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
@@ -47,7 +47,7 @@ func loadIdentityModel(t *testing.T, in, out []byte) *model {
 }
 
 func batchDims(dt uint64, second ...[]byte) []byte {
-	return tensorType(dt, append([][]byte{field(dimParam, []byte("batch"))}, second...)...)
+	return tensorType(dt, append([][]byte{msgField(dimParam, []byte("batch"))}, second...)...)
 }
 
 // TestMisdeclaredOutputShape: a model whose output is not the shape it declares
@@ -77,7 +77,7 @@ func TestMisdeclaredOutputShape(t *testing.T) {
 // shape: that would take terabytes and crash the process.
 func TestHugeResolvedOutput(t *testing.T) {
 	const huge = 1 << 40
-	seq := field(dimParam, []byte("seq"))
+	seq := msgField(dimParam, []byte("seq"))
 	t.Run("numeric", func(t *testing.T) {
 		// y is really [batch,seq] (empty) but declared [batch,3].
 		m := loadIdentityModel(t, batchDims(onnxFloat, seq), batchDims(onnxFloat, varint(dimValue, 3)))
@@ -102,9 +102,9 @@ func TestHugeResolvedOutput(t *testing.T) {
 // such a model is refused once at load with the reason, not on every run.
 func TestScalarModelsAreRefusedAtLoad(t *testing.T) {
 	scalar := tensorType(onnxFloat, [][]byte{}...) // a shape with no dims
-	node := cat(field(1, []byte("x")), field(2, []byte("y")), field(4, []byte("Identity")))
-	data := cat(varint(modelIRVersion, 8), field(8, varint(2, 13)),
-		field(modelGraph, cat(field(1, node), field(graphInput, valueInfo("x", scalar)), field(graphOutput, valueInfo("y", scalar)))))
+	node := cat(msgField(1, []byte("x")), msgField(2, []byte("y")), msgField(4, []byte("Identity")))
+	data := cat(varint(modelIRVersion, 8), msgField(8, varint(2, 13)),
+		msgField(modelGraph, cat(msgField(1, node), msgField(graphInput, valueInfo("x", scalar)), msgField(graphOutput, valueInfo("y", scalar)))))
 	path := filepath.Join(t.TempDir(), "scalar.onnx")
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)

@@ -164,6 +164,7 @@ func (r *Runtime) load(data []byte, opts runtime.Options) (*model, error) {
 	if err := r.ensureEnv(); err != nil {
 		return nil, err
 	}
+	r.refuseConfigFromModel()
 
 	so, err := newSessionOptions(opts)
 	if err != nil {
@@ -196,9 +197,30 @@ func (r *Runtime) load(data []byte, opts runtime.Options) (*model, error) {
 	}
 	m.sess, err = ort.NewDynamicAdvancedSessionWithONNXData(data, inNames, outNames, so)
 	if err != nil {
-		return nil, errs.Wrap(errs.InvalidArgument, err, "onnx: ONNX Runtime cannot load the model")
+		return nil, errs.Wrap(errs.InvalidArgument, err, "onnx: ONNX Runtime cannot load the model (its reason is in the server log)")
 	}
 	return m, nil
+}
+
+// ortConfigFromModelEnv, set to 1, makes ONNX Runtime take session options
+// from a model's "ort_config" metadata, read at every session creation. One of
+// them turns profiling on, which writes a file into the working directory: a
+// pushed model must not choose how it runs, so Nimbus clears the variable.
+const ortConfigFromModelEnv = "ORT_LOAD_CONFIG_FROM_MODEL"
+
+// refuseConfigFromModel clears ortConfigFromModelEnv (through the C
+// environment ONNX Runtime reads, which os.Unsetenv updates in cgo builds).
+func (r *Runtime) refuseConfigFromModel() {
+	if _, set := os.LookupEnv(ortConfigFromModelEnv); !set {
+		return
+	}
+	ortEnv.mu.Lock()
+	defer ortEnv.mu.Unlock()
+	if v, set := os.LookupEnv(ortConfigFromModelEnv); set {
+		_ = os.Unsetenv(ortConfigFromModelEnv)
+		r.log.Warn("ignoring "+ortConfigFromModelEnv+": Nimbus never lets a model set its own ONNX Runtime session options",
+			"value", v)
+	}
 }
 
 func newSessionOptions(opts runtime.Options) (*ort.SessionOptions, error) {
@@ -224,6 +246,10 @@ func newSessionOptions(opts runtime.Options) (*ort.SessionOptions, error) {
 		// arena chunks fragment the heap across load/unload cycles. Measured no
 		// slower (go test -bench RawRun ./runtime/onnx; docs/SERVING.md).
 		func() error { return so.SetCpuMemArena(false) },
+		// The bytes are always an ONNX protobuf, checked by the inspector: never
+		// let ONNX Runtime guess another format from them (an ORT flatbuffer the
+		// inspector did not read).
+		func() error { return so.AddSessionConfigEntry("session.load_model_format", "ONNX") },
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
@@ -491,7 +517,7 @@ func (m *model) orderInputs(inputs []*tensor.Tensor, ordered []*tensor.Tensor) e
 				t.Name, tensor.ShapeString(t.Shape), tensor.ShapeString(spec.Shape)).WithField(t.Name)
 		}
 		if err := t.Validate(); err != nil {
-			return errs.Wrap(errs.InvalidArgument, err, "input %s", t.Name).WithField(t.Name)
+			return errs.New(errs.InvalidArgument, "input %s: %v", t.Name, err).WithField(t.Name)
 		}
 		ordered[i] = t
 	}

@@ -57,7 +57,7 @@ func TestLoadAllModels(t *testing.T) {
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			m := loadModel(t, filepath.Base(f))
-			want, err := Inspector{}.Inspect(f)
+			want, err := InspectFile(f)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -451,7 +451,7 @@ func TestLoadErrors(t *testing.T) {
 	}
 	// Parses as a model, but ONNX Runtime rejects it: output y is produced by no node.
 	dangling := cat(varint(modelIRVersion, 8),
-		field(modelGraph, field(graphOutput, valueInfo("y", tensorType(onnxFloat, varint(dimValue, 1))))))
+		msgField(modelGraph, msgField(graphOutput, valueInfo("y", tensorType(onnxFloat, varint(dimValue, 1))))))
 	mlp, err := os.ReadFile(modelPath("mlp.onnx"))
 	if err != nil {
 		t.Fatal(err)

@@ -261,11 +261,52 @@ def gen_lookup():
     save(helper.make_model(g, opset_imports=OPSET), "lookup.onnx")
 
 
+# ---------------------------------------------------------------- hostile
+def save_external(model, name):
+    """Saves model into hostile/ with every tensor (initializers and attribute
+    tensors, subgraphs included) in an external data file <name>.bin, as
+    onnx.save_model(..., save_as_external_data=True) writes it. The data file is
+    not kept: Nimbus refuses such a model before anything reads it."""
+    model.ir_version = IR_VERSION
+    model.producer_name = "nimbus-gen_models"
+    onnx.checker.check_model(model)
+    base = os.path.splitext(name)[0]
+    out = os.path.join(HERE, "hostile")
+    os.makedirs(out, exist_ok=True)
+    onnx.save_model(model, os.path.join(out, name), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=base + ".bin", size_threshold=0, convert_attribute=True)
+    os.remove(os.path.join(out, base + ".bin"))
+
+
+def gen_hostile():
+    """Models whose tensors live in external files: an initializer, a Constant
+    node's value, and a Constant inside an If branch (runtime/onnx tests)."""
+    k = numpy_helper.from_array(np.array([2.0], dtype=np.float32), "k")  # raw_data: what gets moved out
+    x, y = vi("x", TensorProto.FLOAT, ["batch", 1]), vi("y", TensorProto.FLOAT, ["batch", 1])
+
+    g = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "external_initializer", [x], [y],
+                          [init("w", np.array([1.0], dtype=np.float32))])
+    save_external(helper.make_model(g, opset_imports=OPSET), "external_initializer.onnx")
+
+    g = helper.make_graph([helper.make_node("Constant", [], ["k"], name="c", value=k),
+                           helper.make_node("Add", ["x", "k"], ["y"])], "external_constant", [x], [y])
+    save_external(helper.make_model(g, opset_imports=OPSET), "external_constant.onnx")
+
+    then = helper.make_graph([helper.make_node("Constant", [], ["t"], name="k", value=k)], "then",
+                             [], [vi("t", TensorProto.FLOAT, [1])])
+    other = helper.make_graph([helper.make_node("Identity", ["x"], ["e"])], "else",
+                              [], [vi("e", TensorProto.FLOAT, ["batch", 1])])
+    g = helper.make_graph([helper.make_node("If", ["cond"], ["y"], name="if", then_branch=then, else_branch=other)],
+                          "external_subgraph", [x, vi("cond", TensorProto.BOOL, [])], [vi("y", TensorProto.FLOAT, ["n", 1])])
+    save_external(helper.make_model(g, opset_imports=OPSET), "external_subgraph.onnx")
+
+
 def main():
     cases = {"mlp": gen_mlp(), "multi_io": gen_multi_io(), "tree": gen_tree()}
     gen_mlp_medium()
     gen_dtypes()
     gen_lookup()
+    gen_hostile()
     with open(os.path.join(HERE, "cases.json"), "w") as f:
         json.dump(cases, f, indent=1)
         f.write("\n")

@@ -11,7 +11,6 @@ import (
 	"encoding/hex"
 	"io"
 	"os"
-	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -50,8 +49,6 @@ func New(sig tensor.Signature) *Registry {
 }
 
 var _ mgmt.Registry = (*Registry)(nil)
-
-var nameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$`)
 
 func key(ns, name string) string { return ns + "/" + name }
 
@@ -184,8 +181,8 @@ func cannotBatch(v int64, err error, hint string) error {
 func (f *Registry) CreateVersion(_ context.Context, req registry.CreateVersionRequest) (registry.Version, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if !nameRE.MatchString(req.Model) {
-		return registry.Version{}, errs.New(errs.InvalidArgument, "invalid model name %q", req.Model).WithField("name")
+	if err := registry.ValidateModelName(req.Model); err != nil {
+		return registry.Version{}, err
 	}
 	blob, ok := f.blobs[req.SHA256]
 	if !ok {
@@ -316,8 +313,8 @@ func (f *Registry) SetVersionServing(_ context.Context, ns, model string, v int6
 func (f *Registry) SetAlias(_ context.Context, ns, model, alias string, v int64) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, err := strconv.Atoi(alias); err == nil || !nameRE.MatchString(alias) {
-		return errs.New(errs.InvalidArgument, "invalid alias %q", alias).WithField("alias")
+	if err := registry.ValidateAlias(alias); err != nil {
+		return err
 	}
 	m, err := f.model(ns, model)
 	if err != nil {
