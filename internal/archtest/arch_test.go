@@ -99,6 +99,9 @@ func TestLayering(t *testing.T) {
 		"serving/router": {"spec", "api", "registry/sqlite", "internal/system", "internal/cli", "client", "runtime/onnx"},
 		"spec":           {"serving", "api", "runtime", "registry/sqlite", "registry/blob", "internal/system", "internal/cli", "client"},
 		"spec/source":    {"serving", "api", "runtime", "registry/sqlite", "internal/system", "internal/cli", "client"},
+		// The egress rule serves every part that connects on a caller's
+		// behalf (fetches now; git, brokers, remote runtimes later): a leaf.
+		"egress": {""},
 	}
 	for dir, bans := range forbidden {
 		p, ok := pkgs[dir]
