@@ -99,9 +99,11 @@ func TestLayering(t *testing.T) {
 		"serving/router": {"spec", "api", "registry/sqlite", "internal/system", "internal/cli", "client", "runtime/onnx"},
 		"spec":           {"serving", "api", "runtime", "registry/sqlite", "registry/blob", "internal/system", "internal/cli", "client"},
 		"spec/source":    {"serving", "api", "runtime", "registry/sqlite", "internal/system", "internal/cli", "client"},
-		// The egress rule serves every part that connects on a caller's
-		// behalf (fetches now; git, brokers, remote runtimes later): a leaf.
-		"egress": {""},
+		// The egress rule and secret references serve every part that
+		// connects or authenticates on a caller's behalf (fetches now; git,
+		// brokers, remote runtimes later): leaves (secrets uses errs only).
+		"egress":  {""},
+		"secrets": {"tensor", "registry", "runtime", "serving", "spec", "audit", "api", "config", "internal/system", "internal/cli", "client", "egress"},
 	}
 	for dir, bans := range forbidden {
 		p, ok := pkgs[dir]
