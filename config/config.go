@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/nimbus-ai/nimbus/egress"
 )
 
 // Config is the server configuration.
@@ -46,6 +48,21 @@ type Config struct {
 	// SourceDir is the one directory file:// sources of declared Model versions
 	// may be read from (symlinks resolved); empty refuses file:// sources.
 	SourceDir string `yaml:"sourceDir"`
+
+	// Egress, fetches and secrets (connections made on a caller's behalf).
+
+	// EgressAllow lists the special-purpose ranges (loopback, private,
+	// link-local, ULA, CGNAT, …; CIDRs or addresses) that connections made on
+	// a caller's behalf may reach; public addresses always may. Unset: loopback
+	// while every listener of the server is on loopback, nothing otherwise.
+	// Empty (or "none"): nothing.
+	EgressAllow []string `yaml:"egressAllow"`
+	// SourceFetchTimeout bounds one artifact fetch from its start to its last
+	// byte, however steadily the server trickles.
+	SourceFetchTimeout time.Duration `yaml:"sourceFetchTimeout"`
+	// SecretsDir is the one directory {file: NAME} secret references are read
+	// from; empty refuses them.
+	SecretsDir string `yaml:"secretsDir"`
 }
 
 // Default returns the embedded default configuration.
@@ -61,6 +78,8 @@ func Default() Config {
 		ShutdownTimeout: 30 * time.Second,
 		BlobGCGrace:     10 * time.Minute,
 		MemoryBudget:    "50%",
+
+		SourceFetchTimeout: 10 * time.Minute,
 	}
 }
 
@@ -121,6 +140,10 @@ var Env = map[string]string{
 	"blobGCGrace":     "NIMBUS_BLOB_GC_GRACE",
 	"memoryBudget":    "NIMBUS_MEMORY_BUDGET",
 	"sourceDir":       "NIMBUS_SOURCE_DIR",
+
+	"egressAllow":        "NIMBUS_EGRESS_ALLOW",
+	"sourceFetchTimeout": "NIMBUS_SOURCE_FETCH_TIMEOUT",
+	"secretsDir":         "NIMBUS_SECRETS_DIR",
 }
 
 // LoadEnv applies NIMBUS_* variables found through lookup (os.LookupEnv in production).
@@ -163,7 +186,25 @@ func (c *Config) LoadEnv(lookup func(string) (string, bool)) error {
 	dur("blobGCGrace", &c.BlobGCGrace)
 	str("memoryBudget", &c.MemoryBudget)
 	str("sourceDir", &c.SourceDir)
+
+	if v, ok := lookup(Env["egressAllow"]); ok {
+		c.EgressAllow = SplitList(v)
+	}
+	dur("sourceFetchTimeout", &c.SourceFetchTimeout)
+	str("secretsDir", &c.SecretsDir)
 	return errors.Join(errList...)
+}
+
+// SplitList splits a comma-separated setting; the result is never nil, so
+// "set to nothing" stays apart from "unset".
+func SplitList(s string) []string {
+	out := []string{}
+	for _, e := range strings.Split(s, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // Validate reports every invalid setting at once.
@@ -207,6 +248,13 @@ func (c *Config) Validate() error {
 	}
 	if _, err := ParseBytes(c.MemoryBudget, 1<<40); err != nil { // syntax only: the machine is read at start
 		bad("memoryBudget", "%v", err)
+	}
+
+	if _, err := egress.ParseAllow(c.EgressAllow...); err != nil {
+		bad("egressAllow", "%s", strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	if c.SourceFetchTimeout <= 0 {
+		bad("sourceFetchTimeout", "must be positive, got %s", c.SourceFetchTimeout)
 	}
 	return errors.Join(errList...)
 }

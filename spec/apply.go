@@ -43,9 +43,12 @@ type BlobPutter interface {
 }
 
 // Fetcher fetches a declared artifact (file://, https://) into the blob store,
-// verifying its sha256.
+// verifying its sha256. Check makes the checks Fetch makes before it reads or
+// connects (a dry run uses it). The message of a failed Fetch's outermost
+// errs.Error is what the caller sees; its cause is for the log.
 type Fetcher interface {
-	Fetch(ctx context.Context, uri, sha256 string, dst BlobPutter) (registry.BlobInfo, error)
+	Fetch(ctx context.Context, a Artifact, dst BlobPutter) (registry.BlobInfo, error)
+	Check(a Artifact) error
 }
 
 // Routes receives the InferenceServices to serve. SetService replaces a
@@ -75,7 +78,7 @@ type Options struct {
 type Engine struct {
 	opts Options
 	log  *slog.Logger
-	mu   sync.Mutex // one apply or delete at a time
+	mu   sync.Mutex // one apply or delete at a time; no network I/O under it
 }
 
 // NewEngine builds an Engine.
@@ -122,6 +125,9 @@ type Result struct {
 	Action     string `json:"action"`
 	Generation int64  `json:"generation,omitempty"`
 	Diff       string `json:"diff,omitempty"`
+	// Fetch lists the source URIs (credentials dropped) of the new artifacts
+	// this apply fetched; on a dry run, those it would fetch.
+	Fetch []string `json:"fetch,omitempty"`
 }
 
 // Response is the outcome of an apply or delete.
@@ -316,15 +322,20 @@ func (d Document) lineOf(field string) int {
 // Apply validates every document and, unless it is a dry run, makes it so.
 // Validation errors come back as Errors and change nothing.
 func (e *Engine) Apply(ctx context.Context, req Request) (*Response, error) {
-	docs, fes := decodeAll(req)
+	docs, fes, err := e.decode(ctx, req)
+	if err != nil {
+		return nil, err
+	}
 	if len(docs) == 0 {
 		return nil, fes.sorted()
 	}
+	// Fetch first, outside the lock (a dry run fetches nothing).
+	arts := e.prepareArtifacts(ctx, req, docs)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	// The documents that passed the static checks are planned even when others
 	// failed, so one answer reports every problem of every document.
-	p := &plan{e: e, req: req, models: map[string]*modelPlan{}, services: map[string]bool{}, errs: fes}
+	p := &plan{e: e, req: req, models: map[string]*modelPlan{}, services: map[string]bool{}, errs: fes, artifacts: arts}
 	for _, d := range docs {
 		if s, ok := d.Object.(*InferenceService); ok {
 			p.services[s.Metadata.Namespace+"/"+s.Metadata.Name] = true
@@ -386,6 +397,8 @@ type plan struct {
 	models map[string]*modelPlan
 	// services declared in this apply, by namespace/name.
 	services map[string]bool
+	// artifacts of the new versions, prepared before the lock was taken.
+	artifacts map[artifactKey]*artifact
 }
 
 // step is one resource's change, ready to commit.

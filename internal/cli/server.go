@@ -60,6 +60,10 @@ variables, then flags.`,
 	f.String("memory-budget", def.MemoryBudget, `what loaded models may cost together: "2GiB", "50%" of machine memory, or "0" for unlimited (env NIMBUS_MEMORY_BUDGET)`)
 	f.String("source-dir", "", "directory that file:// sources of applied Model versions may be read from (env NIMBUS_SOURCE_DIR; default: none, file:// refused)")
 	f.Duration("shutdown-timeout", def.ShutdownTimeout, "how long in-flight requests may drain on shutdown (env NIMBUS_SHUTDOWN_TIMEOUT)")
+
+	f.String("egress-allow", "", `CIDR[,CIDR...] of loopback/private/link-local ranges the server may connect to on a caller's behalf (artifact fetches), or "none"; public addresses always may (env NIMBUS_EGRESS_ALLOW; default: loopback while every listener is on loopback, else none)`)
+	f.Duration("source-fetch-timeout", def.SourceFetchTimeout, "how long one artifact fetch may take from start to end (env NIMBUS_SOURCE_FETCH_TIMEOUT)")
+	f.String("secrets-dir", "", "directory that {file: NAME} secret references are read from (env NIMBUS_SECRETS_DIR; default: none, file secrets refused)")
 	return cmd
 }
 
@@ -95,5 +99,14 @@ func serverConfig(f *pflag.FlagSet, cfgFile string, lookup func(string) (string,
 	if f.Changed("shutdown-timeout") {
 		cfg.ShutdownTimeout, _ = f.GetDuration("shutdown-timeout")
 	}
+
+	if f.Changed("egress-allow") {
+		v, _ := f.GetString("egress-allow")
+		cfg.EgressAllow = config.SplitList(v)
+	}
+	if f.Changed("source-fetch-timeout") {
+		cfg.SourceFetchTimeout, _ = f.GetDuration("source-fetch-timeout")
+	}
+	str("secrets-dir", &cfg.SecretsDir)
 	return cfg, cfg.Validate()
 }
