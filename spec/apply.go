@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -70,15 +71,21 @@ type Options struct {
 	Observer Observer
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// MaxDecodes bounds how many requests decode their YAML at once (default
+	// GOMAXPROCS, at most 4: a request at the bounds prescan allows costs
+	// about 100 MB while it decodes); the others wait with their request's
+	// context.
+	MaxDecodes int
 }
 
 // Engine applies declared resources: it validates every document, then makes the
 // registry, the resource store and the router match, recording each change in
 // the audit log. Applies and deletes run one at a time.
 type Engine struct {
-	opts Options
-	log  *slog.Logger
-	mu   sync.Mutex // one apply or delete at a time; no network I/O under it
+	opts    Options
+	log     *slog.Logger
+	mu      sync.Mutex    // one apply or delete at a time; no network I/O under it
+	decodes chan struct{} // a slot per running decode
 }
 
 // NewEngine builds an Engine.
@@ -89,7 +96,10 @@ func NewEngine(opts Options) *Engine {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Engine{opts: opts, log: opts.Logger.With("component", "apply")}
+	if opts.MaxDecodes <= 0 {
+		opts.MaxDecodes = min(runtime.GOMAXPROCS(0), 4)
+	}
+	return &Engine{opts: opts, log: opts.Logger.With("component", "apply"), decodes: make(chan struct{}, opts.MaxDecodes)}
 }
 
 // File is one named input of an apply.
@@ -230,9 +240,13 @@ func decodeAll(req Request) ([]Document, Errors) {
 	var docs []Document
 	var all Errors
 	seen := map[string]Document{}
+	budget := &scanBudget{}
 	for _, f := range req.Files {
-		ds, partial, fes := decodeFile(f.Name, []byte(f.Content))
+		ds, partial, fes, stop := decodeFile(f.Name, f.Content, budget)
 		all = append(all, fes...)
+		if stop {
+			break // the request's bounds are spent: the rest is not even scanned
+		}
 		all = append(all, validatePartial(partial, ns)...)
 		for _, d := range ds {
 			Default(d.Object, ns)

@@ -3,6 +3,7 @@ package spec
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/secrets"
@@ -125,8 +126,18 @@ func publicOf(err error) string {
 	return errs.PublicMessage(err)
 }
 
-// decode decodes a request's files.
+// decode decodes a request's files once a decode slot is free. Decoding is
+// CPU and memory bound (prescan bounds each request), so at most
+// Options.MaxDecodes run at once; the others wait for their turn as long as
+// their request's context lets them: a request's body is already read and
+// bounded, and a burst of applies (a CI run) should queue, not fail with 429.
 func (e *Engine) decode(ctx context.Context, req Request) ([]Document, Errors, error) {
+	select {
+	case e.decodes <- struct{}{}:
+	case <-ctx.Done():
+		return nil, nil, fmt.Errorf("apply: waiting for a turn to decode: %w", context.Cause(ctx))
+	}
+	defer func() { <-e.decodes }()
 	docs, fes := decodeAll(req)
 	return docs, fes, nil
 }
