@@ -303,10 +303,10 @@ func TestFetchHTTPSUntrusted(t *testing.T) {
 	checkUnavailable(t, err, srv.URL+"/model.onnx", "certificate")
 }
 
-// TestFetchEgress: a source on 127.0.0.1 is refused at dial time, by address
-// and by a name resolving to it, unless loopback is allowed; the refusal looks
-// to the caller like any other failed fetch.
-func TestFetchEgress(t *testing.T) {
+// modelServer is an https server on 127.0.0.1 serving model, counting the
+// connections it accepts.
+func modelServer(t *testing.T) (*httptest.Server, *atomic.Int32) {
+	t.Helper()
 	var conns atomic.Int32
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(model) }))
 	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
@@ -315,7 +315,15 @@ func TestFetchEgress(t *testing.T) {
 		}
 	}
 	srv.StartTLS()
-	defer srv.Close()
+	t.Cleanup(srv.Close)
+	return srv, &conns
+}
+
+// TestFetchEgress: a source on 127.0.0.1 is refused at dial time, by address
+// and by a name resolving to it, unless loopback is allowed; the refusal looks
+// to the caller like any other failed fetch.
+func TestFetchEgress(t *testing.T) {
+	srv, conns := modelServer(t)
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	byName := "https://localhost:" + port + "/model.onnx"
 	roots := tlsOf(srv).Clone()
@@ -618,15 +626,7 @@ func TestFetchBearer(t *testing.T) {
 // TestCheckConnectsToNothing: Check, what a dry run uses, opens a file:// source
 // without reading it and never connects to an https:// one.
 func TestCheckConnectsToNothing(t *testing.T) {
-	var conns atomic.Int32
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(model) }))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	srv.StartTLS()
-	defer srv.Close()
+	srv, conns := modelServer(t)
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "m.onnx"), model)
 	f := New(Options{AllowedDir: dir, TLS: tlsOf(srv), Egress: loopback})
