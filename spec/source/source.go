@@ -326,7 +326,9 @@ func (f *Fetcher) openFile(u *url.URL, shown string) (*os.File, error) {
 		return nil, errs.Wrap(errs.InvalidArgument, err, "source %s: cannot open", shown)
 	}
 	st, err := file.Stat()
-	if err == nil {
+	if err != nil {
+		err = fmt.Errorf("source %s: %w", shown, err)
+	} else {
 		err = f.checkFile(st, shown)
 	}
 	if err != nil {
