@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/nimbus-ai/nimbus/egress"
 )
 
 // Config is the server configuration.
@@ -78,6 +80,21 @@ type Config struct {
 	// listening on loopback only: "" is the CLI's default
 	// (~/.config/nimbus/config.yaml), "none" writes nothing.
 	CLIConfig string `yaml:"cliConfig"`
+
+	// Egress, fetches and secrets (connections made on a caller's behalf).
+
+	// EgressAllow lists the special-purpose ranges (loopback, private,
+	// link-local, ULA, CGNAT, …; CIDRs or addresses) that connections made on
+	// a caller's behalf may reach; public addresses always may. Unset: loopback
+	// while every listener of the server is on loopback, nothing otherwise.
+	// Empty (or "none"): nothing.
+	EgressAllow []string `yaml:"egressAllow"`
+	// SourceFetchTimeout bounds one artifact fetch from its start to its last
+	// byte, however steadily the server trickles.
+	SourceFetchTimeout time.Duration `yaml:"sourceFetchTimeout"`
+	// SecretsDir is the one directory {file: NAME} secret references are read
+	// from; empty refuses them.
+	SecretsDir string `yaml:"secretsDir"`
 }
 
 // Default returns the embedded default configuration.
@@ -95,6 +112,8 @@ func Default() Config {
 		MemoryBudget:    "50%",
 		Auth:            "on",
 		MetricsAuth:     "on",
+
+		SourceFetchTimeout: 10 * time.Minute,
 	}
 }
 
@@ -165,6 +184,9 @@ var Env = map[string]string{
 	"rateLimitPerToken":   "NIMBUS_RATE_LIMIT_PER_TOKEN",
 	"rateLimitPerService": "NIMBUS_RATE_LIMIT_PER_SERVICE",
 	"cliConfig":           "NIMBUS_CLI_CONFIG",
+	"egressAllow":         "NIMBUS_EGRESS_ALLOW",
+	"sourceFetchTimeout":  "NIMBUS_SOURCE_FETCH_TIMEOUT",
+	"secretsDir":          "NIMBUS_SECRETS_DIR",
 }
 
 // LoadEnv applies NIMBUS_* variables found through lookup (os.LookupEnv in production).
@@ -221,7 +243,25 @@ func (c *Config) LoadEnv(lookup func(string) (string, bool)) error {
 	str("rateLimitPerToken", &c.RateLimitPerToken)
 	str("rateLimitPerService", &c.RateLimitPerService)
 	str("cliConfig", &c.CLIConfig)
+
+	if v, ok := lookup(Env["egressAllow"]); ok {
+		c.EgressAllow = SplitList(v)
+	}
+	dur("sourceFetchTimeout", &c.SourceFetchTimeout)
+	str("secretsDir", &c.SecretsDir)
 	return errors.Join(errList...)
+}
+
+// SplitList splits a comma-separated setting; the result is never nil, so
+// "set to nothing" stays apart from "unset".
+func SplitList(s string) []string {
+	out := []string{}
+	for _, e := range strings.Split(s, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // Validate reports every invalid setting at once.
@@ -267,6 +307,13 @@ func (c *Config) Validate() error {
 		bad("memoryBudget", "%v", err)
 	}
 	c.validateSecurity(bad)
+
+	if _, err := egress.ParseAllow(c.EgressAllow...); err != nil {
+		bad("egressAllow", "%s", strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	if c.SourceFetchTimeout <= 0 {
+		bad("sourceFetchTimeout", "must be positive, got %s", c.SourceFetchTimeout)
+	}
 	return errors.Join(errList...)
 }
 
@@ -326,17 +373,6 @@ func ParseRate(s string) (rps float64, burst int, err error) {
 		}
 	}
 	return rps, burst, nil
-}
-
-// SplitList splits a comma-separated setting, dropping empty entries.
-func SplitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 func checkAddr(addr string) error {

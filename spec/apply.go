@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,9 +51,12 @@ type BlobPutter interface {
 }
 
 // Fetcher fetches a declared artifact (file://, https://) into the blob store,
-// verifying its sha256.
+// verifying its sha256. Check makes the checks Fetch makes before it reads or
+// connects (a dry run uses it). The message of a failed Fetch's outermost
+// errs.Error is what the caller sees; its cause is for the log.
 type Fetcher interface {
-	Fetch(ctx context.Context, uri, sha256 string, dst BlobPutter) (registry.BlobInfo, error)
+	Fetch(ctx context.Context, a Artifact, dst BlobPutter) (registry.BlobInfo, error)
+	Check(a Artifact) error
 }
 
 // Routes receives the InferenceServices to serve. SetService replaces a
@@ -76,15 +80,21 @@ type Options struct {
 	Observer Observer
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// MaxDecodes bounds how many requests decode their YAML at once (default
+	// GOMAXPROCS, at most 4: a request at the bounds prescan allows costs
+	// about 100 MB while it decodes); the others wait with their request's
+	// context.
+	MaxDecodes int
 }
 
 // Engine applies declared resources: it validates every document, then makes the
 // registry, the resource store and the router match, recording each change in
 // the audit log. Applies and deletes run one at a time.
 type Engine struct {
-	opts Options
-	log  *slog.Logger
-	mu   sync.Mutex // one apply or delete at a time
+	opts    Options
+	log     *slog.Logger
+	mu      sync.Mutex    // one apply or delete at a time; no network I/O under it
+	decodes chan struct{} // a slot per running decode
 }
 
 // NewEngine builds an Engine.
@@ -95,7 +105,10 @@ func NewEngine(opts Options) *Engine {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	e := &Engine{opts: opts, log: opts.Logger.With("component", "apply")}
+	if opts.MaxDecodes <= 0 {
+		opts.MaxDecodes = min(runtime.GOMAXPROCS(0), 4)
+	}
+	e := &Engine{opts: opts, log: opts.Logger.With("component", "apply"), decodes: make(chan struct{}, opts.MaxDecodes)}
 	if opts.Registry != nil && opts.Resources != nil {
 		opts.Registry.AddDeleteGuard(e.guardDelete)
 	}
@@ -139,6 +152,9 @@ type Result struct {
 	Action     string `json:"action"`
 	Generation int64  `json:"generation,omitempty"`
 	Diff       string `json:"diff,omitempty"`
+	// Fetch lists the source URIs (credentials dropped) of the new artifacts
+	// this apply fetched; on a dry run, those it would fetch.
+	Fetch []string `json:"fetch,omitempty"`
 }
 
 // Response is the outcome of an apply or delete.
@@ -246,9 +262,13 @@ func decodeAll(req Request) ([]Document, Errors) {
 	var docs []Document
 	var all Errors
 	seen := map[string]Document{}
+	budget := &scanBudget{}
 	for _, f := range req.Files {
-		ds, partial, fes := decodeFile(f.Name, []byte(f.Content))
+		ds, partial, fes, stop := decodeFile(f.Name, f.Content, budget)
 		all = append(all, fes...)
+		if stop {
+			break // the request's bounds are spent: the rest is not even scanned
+		}
 		all = append(all, validatePartial(partial, ns)...)
 		for _, d := range ds {
 			Default(d.Object, ns)
@@ -338,18 +358,23 @@ func (d Document) lineOf(field string) int {
 // Apply validates every document and, unless it is a dry run, makes it so.
 // Validation errors come back as Errors and change nothing.
 func (e *Engine) Apply(ctx context.Context, req Request) (*Response, error) {
-	docs, fes := decodeAll(req)
+	docs, fes, err := e.decode(ctx, req)
+	if err != nil {
+		return nil, err
+	}
 	if denied := authorize(req, docs); len(denied) > 0 {
 		return nil, denied
 	}
 	if len(docs) == 0 {
 		return nil, fes.sorted()
 	}
+	// Fetch first, outside the lock (a dry run fetches nothing).
+	arts := e.prepareArtifacts(ctx, req, docs)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	// The documents that passed the static checks are planned even when others
 	// failed, so one answer reports every problem of every document.
-	p := &plan{e: e, req: req, models: map[string]*modelPlan{}, services: map[string]bool{}, errs: fes}
+	p := &plan{e: e, req: req, models: map[string]*modelPlan{}, services: map[string]bool{}, errs: fes, artifacts: arts}
 	for _, d := range docs {
 		if s, ok := d.Object.(*InferenceService); ok {
 			p.services[s.Metadata.Namespace+"/"+s.Metadata.Name] = true
@@ -384,7 +409,7 @@ func (e *Engine) Apply(ctx context.Context, req Request) (*Response, error) {
 	// The engine records one event per resource, with its diff: the registry
 	// calls of the commit record none of their own.
 	ctx = context.WithValue(registry.WithoutAudit(context.WithoutCancel(ctx)), applyingKey{}, p.services)
-	err := e.opts.Registry.Atomic(ctx, func(ctx context.Context) error {
+	err = e.opts.Registry.Atomic(ctx, func(ctx context.Context) error {
 		for i, st := range p.steps {
 			if err := st.commit(ctx); err != nil {
 				return fmt.Errorf("%s %s/%s: %w", st.result.Kind, st.result.Namespace, st.result.Name, err)
@@ -421,6 +446,8 @@ type plan struct {
 	models map[string]*modelPlan
 	// services declared in this apply, by namespace/name.
 	services map[string]bool
+	// artifacts of the new versions, prepared before the lock was taken.
+	artifacts map[artifactKey]*artifact
 }
 
 // step is one resource's change, ready to commit.

@@ -138,9 +138,11 @@ func (p *plan) planModel(ctx context.Context, d Document, m *Model) {
 			"required: model %s does not exist yet, so declare at least one version", name))
 	}
 
-	// Versions: existing ones must match; new ones are fetched and inspected now,
-	// so a bad artifact fails the apply before anything changes.
+	// Versions: existing ones must match; new ones were fetched and inspected
+	// before planning, so a bad artifact fails the apply before anything changes.
 	var created []registry.Version
+	var fetches []string
+	unknown := map[int64]bool{} // new versions whose signature a dry run cannot know
 	for i, dv := range m.Spec.Versions {
 		field := fmt.Sprintf("spec.versions[%d]", i)
 		if cur, ok := mp.versions[dv.Version]; ok {
@@ -169,15 +171,24 @@ func (p *plan) planModel(ctx context.Context, d Document, m *Model) {
 			p.errs = append(p.errs, d.errorf(field+".source.uri", errs.FailedPrecondition, "this server fetches no artifacts"))
 			continue
 		}
-		if _, err := p.e.opts.Fetcher.Fetch(ctx, dv.Source.URI, dv.Source.SHA256, p.e.opts.Registry); err != nil {
-			p.errs = append(p.errs, d.errorf(field+".source.uri", errs.KindOf(err), "%s", errs.PublicMessage(err)))
+		art := p.artifacts[artifactKey{ns, name, dv.Version}]
+		switch {
+		case art == nil:
+			// It was not new when the artifacts were fetched: the model was
+			// changed (deleted) meanwhile. Fetching here would hold the lock.
+			p.errs = append(p.errs, d.errorf(field+".version", errs.Conflict,
+				"model %s changed while this apply fetched its artifacts; apply again", name))
 			continue
-		}
-		sig, err := p.e.opts.Registry.InspectBlob(ctx, dv.Format, dv.Source.SHA256)
-		if err != nil {
-			p.errs = append(p.errs, d.errorf(field+".source.uri", errs.KindOf(err), "%s", errs.PublicMessage(err)))
+		case art.err != nil:
+			p.errs = append(p.errs, d.errorf(field+".source."+art.field, errs.KindOf(art.err), "%s", art.public))
 			continue
+		case art.fetch:
+			fetches = append(fetches, RedactURI(dv.Source.URI))
 		}
+		if !art.known {
+			unknown[dv.Version] = true // a dry run that would fetch it: nothing to inspect yet
+		}
+		sig := art.sig
 		v := registry.Version{Namespace: ns, Model: name, Version: dv.Version, Format: dv.Format,
 			SHA256: dv.Source.SHA256, Signature: sig, Source: RedactURI(dv.Source.URI)}
 		mp.versions[dv.Version] = v
@@ -217,7 +228,7 @@ func (p *plan) planModel(ctx context.Context, d Document, m *Model) {
 		if s.BatchSize() > 1 {
 			for _, n := range slices.Sorted(maps.Keys(mp.versions)) {
 				v := mp.versions[n]
-				if v.Serving != nil && v.Serving.Batching != nil {
+				if (v.Serving != nil && v.Serving.Batching != nil) || unknown[n] {
 					continue
 				}
 				if err := registry.CheckBatchable(v.Signature); err != nil {
@@ -272,7 +283,7 @@ func (p *plan) planModel(ctx context.Context, d Document, m *Model) {
 		}
 	}
 	st := &step{action: audit.ActionUpdate}
-	st.result = Result{Kind: KindModel, Namespace: ns, Name: name, Generation: gen, Diff: diff}
+	st.result = Result{Kind: KindModel, Namespace: ns, Name: name, Generation: gen, Diff: diff, Fetch: fetches}
 	switch {
 	case !exists:
 		st.result.Action, st.action = ActionCreated, audit.ActionCreate

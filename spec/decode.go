@@ -1,7 +1,6 @@
 package spec
 
 import (
-	"bytes"
 	"encoding"
 	"errors"
 	"fmt"
@@ -63,15 +62,21 @@ var ignoredPaths = map[string]bool{
 // A YAML syntax error ends the file: the documents before it are still
 // decoded and checked.
 func Decode(file string, data []byte) ([]Document, []FieldError) {
-	docs, _, all := decodeFile(file, data)
+	docs, _, all, _ := decodeFile(file, string(data), &scanBudget{})
 	return docs, all
 }
 
 // decodeFile is Decode that also returns the documents that decoded with errors
 // but whose kind was known (partial: fields in error left at zero), so apply can
-// still report their other problems.
-func decodeFile(file string, data []byte) (docs []Document, partial []partialDoc, all []FieldError) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
+// still report their other problems. Before yaml.v3 sees the text, prescan
+// checks it against the size bounds (adding to budget, shared by a request's
+// files); a file that exceeds one is refused whole, with one error, and stop
+// says the request's own bounds are spent.
+func decodeFile(file, data string, budget *scanBudget) (docs []Document, partial []partialDoc, all []FieldError, stop bool) {
+	if p := prescan(data, budget); p != nil {
+		return nil, nil, []FieldError{{File: file, Line: p.line, Message: p.msg, Code: errs.InvalidArgument.String()}}, p.request
+	}
+	dec := yaml.NewDecoder(strings.NewReader(data))
 	for {
 		var root yaml.Node
 		err := decodeNode(dec, &root)
@@ -92,7 +97,7 @@ func decodeFile(file string, data []byte) (docs []Document, partial []partialDoc
 			partial = append(partial, partialDoc{*d, fes})
 		}
 	}
-	return docs, partial, all
+	return docs, partial, all, false
 }
 
 // partialDoc is a document that decoded with errors.

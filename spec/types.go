@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nimbus-ai/nimbus/registry"
+	"github.com/nimbus-ai/nimbus/secrets"
 )
 
 // APIVersion is the apiVersion of every Nimbus resource.
@@ -83,6 +84,16 @@ type ModelVersion struct {
 type Source struct {
 	URI    string `json:"uri,omitempty" yaml:"uri,omitempty"`
 	SHA256 string `json:"sha256" yaml:"sha256"`
+	// Auth is how the server authenticates to an https:// source.
+	Auth *SourceAuth `json:"auth,omitempty" yaml:"auth,omitempty"`
+}
+
+// SourceAuth authenticates an artifact fetch with a bearer token, named by
+// reference only: {env: NIMBUS_SECRET_X} or {file: NAME} under the server's
+// --secrets-dir. The token is sent to the source's host and to no other (not
+// on a redirect elsewhere).
+type SourceAuth struct {
+	TokenFrom secrets.Ref `json:"tokenFrom" yaml:"tokenFrom"`
 }
 
 // ModelStatus is written by the server.

@@ -131,6 +131,29 @@ func (v *validator) source(f string, src Source) {
 			v.errorf(f+".uri", "%s", msg)
 		}
 	}
+	if src.Auth != nil {
+		v.sourceAuth(f+".auth", src)
+	}
+}
+
+// sourceAuth checks a source's auth: a valid token reference, on an https://
+// source without user info (the token would replace it).
+func (v *validator) sourceAuth(f string, src Source) {
+	if err := src.Auth.TokenFrom.Validate(); err != nil {
+		field := f + ".tokenFrom"
+		if sub := errs.FieldOf(err); sub != "" {
+			field += "." + sub
+		}
+		v.errorf(field, "%s", err.Error())
+	}
+	switch u, err := url.Parse(src.URI); {
+	case src.URI == "":
+		v.errorf(f, "needs a uri: auth is sent to the https:// server the artifact comes from")
+	case err != nil || !strings.EqualFold(u.Scheme, "https"):
+		v.errorf(f, "is for https:// sources only")
+	case u.User != nil:
+		v.errorf(f, "give user info in the uri or auth, not both")
+	}
 }
 
 // checkSourceURI says what is wrong with an artifact URI, "" if nothing is.

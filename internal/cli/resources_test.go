@@ -26,6 +26,7 @@ import (
 	"github.com/nimbus-ai/nimbus/api/mgmt"
 	"github.com/nimbus-ai/nimbus/audit"
 	"github.com/nimbus-ai/nimbus/client"
+	"github.com/nimbus-ai/nimbus/internal/system"
 	"github.com/nimbus-ai/nimbus/registry"
 	"github.com/nimbus-ai/nimbus/registry/blob"
 	"github.com/nimbus-ai/nimbus/registry/sqlite"
@@ -139,13 +140,6 @@ func (o *fakeObserver) ServiceStats(ns, name string) (spec.ServiceStats, bool) {
 	return st, ok
 }
 
-// fetcher hands the engine the file:// and https:// fetcher, as the server does.
-type fetcher struct{ f *source.Fetcher }
-
-func (f fetcher) Fetch(ctx context.Context, uri, sha string, dst spec.BlobPutter) (registry.BlobInfo, error) {
-	return f.f.Fetch(ctx, uri, sha, dst)
-}
-
 // newResourceServer starts the management API over a fresh data dir. Its
 // audit events are stamped from three hours ago on, a minute apart.
 func newResourceServer(t *testing.T) *resourceServer {
@@ -172,7 +166,7 @@ func newResourceServer(t *testing.T) *resourceServer {
 	reg := registry.New(store, blobs, map[string]nruntime.Inspector{"onnx": onnx.Inspector{}}, log)
 	engine := spec.NewEngine(spec.Options{
 		Registry: reg, Resources: store, Audit: store, Observer: s.obs, Logger: log, Now: s.clock.now,
-		Fetcher: fetcher{source.New(source.Options{AllowedDir: modelsDir})},
+		Fetcher: system.NewFetcher(source.New(source.Options{AllowedDir: modelsDir})),
 	})
 	h := openMgmt(reg, mgmt.Options{Logger: log, UploadDir: filepath.Join(dir, "uploads"), Resources: engine, Audit: store})
 	srv := httptest.NewServer(s.rec.wrap(h))

@@ -70,6 +70,9 @@ variables, then flags.`,
 	f.String("rate-limit-per-token", "", `requests per second each token may make, "RPS" or "RPS:BURST" (env NIMBUS_RATE_LIMIT_PER_TOKEN; default: none)`)
 	f.String("rate-limit-per-service", "", `inference requests per second per InferenceService, "RPS" or "RPS:BURST"; a service's spec.rateLimit wins (env NIMBUS_RATE_LIMIT_PER_SERVICE; default: none)`)
 	f.String("cli-config", "", `CLI config file the server adds a context to when it makes its bootstrap token on loopback ("none": never) (env NIMBUS_CLI_CONFIG; default ~/.config/nimbus/config.yaml)`)
+	f.String("egress-allow", "", `CIDR[,CIDR...] of loopback/private/link-local ranges the server may connect to on a caller's behalf (artifact fetches), or "none"; public addresses always may (env NIMBUS_EGRESS_ALLOW; default: loopback while every listener is on loopback, else none)`)
+	f.Duration("source-fetch-timeout", def.SourceFetchTimeout, "how long one artifact fetch may take from start to end (env NIMBUS_SOURCE_FETCH_TIMEOUT)")
+	f.String("secrets-dir", "", "directory that {file: NAME} secret references are read from (env NIMBUS_SECRETS_DIR; default: none, file secrets refused)")
 	cmd.AddCommand(resetAdminTokenCommand())
 	return cmd
 }
@@ -149,5 +152,14 @@ func serverConfig(f *pflag.FlagSet, cfgFile string, lookup func(string) (string,
 	}
 	list("cors-allowed-origins", &cfg.CORSAllowedOrigins)
 	list("allowed-hosts", &cfg.AllowedHosts)
+
+	if f.Changed("egress-allow") {
+		v, _ := f.GetString("egress-allow")
+		cfg.EgressAllow = config.SplitList(v)
+	}
+	if f.Changed("source-fetch-timeout") {
+		cfg.SourceFetchTimeout, _ = f.GetDuration("source-fetch-timeout")
+	}
+	str("secrets-dir", &cfg.SecretsDir)
 	return cfg, cfg.Validate()
 }

@@ -32,12 +32,17 @@ func (g gateway) ModelReady(ctx context.Context, ns, model, version string) (boo
 }
 
 // fetcher adapts source.Fetcher to spec.Fetcher (the two packages each name
-// the blob store interface they need).
+// the types they need).
 type fetcher struct{ f *source.Fetcher }
 
-func (f fetcher) Fetch(ctx context.Context, uri, sha256 string, dst spec.BlobPutter) (registry.BlobInfo, error) {
-	return f.f.Fetch(ctx, uri, sha256, dst)
+// NewFetcher hands f to a spec.Engine.
+func NewFetcher(f *source.Fetcher) spec.Fetcher { return fetcher{f} }
+
+func (f fetcher) Fetch(ctx context.Context, a spec.Artifact, dst spec.BlobPutter) (registry.BlobInfo, error) {
+	return f.f.Fetch(ctx, source.Artifact(a), dst)
 }
+
+func (f fetcher) Check(a spec.Artifact) error { return f.f.Check(source.Artifact(a)) }
 
 // routes hands applied InferenceServices to the router.
 type routes struct{ r *router.Router }

@@ -35,7 +35,6 @@ import (
 	"github.com/nimbus-ai/nimbus/serving"
 	"github.com/nimbus-ai/nimbus/serving/router"
 	"github.com/nimbus-ai/nimbus/spec"
-	"github.com/nimbus-ai/nimbus/spec/source"
 	"github.com/nimbus-ai/nimbus/telemetry"
 )
 
@@ -126,6 +125,16 @@ func New(ctx context.Context, cfg config.Config, version string, log *slog.Logge
 		}
 	})
 
+	// Bind before the fetcher is built: the default egress rule depends on
+	// where the server listens.
+	if err := s.listen(); err != nil {
+		return nil, err
+	}
+	fetch, err := s.newFetcher()
+	if err != nil {
+		return nil, err
+	}
+
 	serviceLimit, err := ratelimit.Parse(cfg.RateLimitPerService)
 	if err != nil {
 		return nil, err
@@ -134,7 +143,7 @@ func New(ctx context.Context, cfg config.Config, version string, log *slog.Logge
 		DefaultRateLimit: serviceLimit})
 	s.Resources = spec.NewEngine(spec.Options{
 		Registry: s.Registry, Resources: db, Audit: db, Routes: routes{s.Router},
-		Fetcher:  fetcher{source.New(source.Options{AllowedDir: cfg.SourceDir, MaxBytes: cfg.MaxBlobBytes})},
+		Fetcher:  fetch,
 		Observer: observer{s.Manager, s.Router}, Logger: log,
 	})
 	if err := s.Resources.Restore(ctx); err != nil {
@@ -170,9 +179,6 @@ func New(ctx context.Context, cfg config.Config, version string, log *slog.Logge
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-		return nil, fmt.Errorf("listen on http address %s: %w", cfg.HTTPAddr, err)
-	}
 	if cfg.GRPCAddr != "" {
 		s.grpcHealth = health.NewServer()
 		gopts := grpcapi.Options{MaxMessageBytes: int(cfg.MaxBodyBytes), Metrics: s.Metrics, Logger: log, Health: s.grpcHealth}
@@ -193,9 +199,6 @@ func New(ctx context.Context, cfg config.Config, version string, log *slog.Logge
 		s.grpcSrv = grpcapi.NewGRPCServer(gopts, sopts...)
 		s.grpcAPI = grpcapi.New(gw, gopts)
 		s.grpcAPI.Register(s.grpcSrv)
-		if s.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
-			return nil, fmt.Errorf("listen on grpc address %s: %w", cfg.GRPCAddr, err)
-		}
 	}
 	if err := s.checkExposure(); err != nil {
 		return nil, err
