@@ -18,7 +18,7 @@ import (
 // (their nodes and attribute defaults) and in training_info graphs: the check
 // walks all of them. EPContext nodes, which name a precompiled blob an
 // execution provider may read from a file, are refused as well. See
-// docs/SECURITY-models.md for what else was checked.
+// docs/security/models.md for what else was checked.
 
 // Field numbers from onnx/onnx.proto of the messages that can hold a tensor or a graph.
 const (
