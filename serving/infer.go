@@ -353,9 +353,16 @@ func sortKeys(keys []versionKey) {
 // its entries with one delete. Version numbers are cached under their canonical
 // spelling (canonicalRef), so a model has at most one entry per version, alias
 // and the default: what the registry holds bounds it, not what callers write.
+//
+// A resolution reads the registry outside the cache's lock, so an invalidation
+// can land between that read and the store of its answer: gen counts
+// invalidations, a resolution notes it before reading (generation), and put
+// stores the answer only if no invalidation happened since — otherwise the
+// answer may predate the change and is returned to its caller but not cached.
 type refCache struct {
-	mu sync.RWMutex
-	m  map[modelKey]map[string]registry.Version // ref -> version
+	mu  sync.RWMutex
+	m   map[modelKey]map[string]registry.Version // ref -> version
+	gen atomic.Uint64                            // bumped by invalidate (written under mu)
 }
 
 func (c *refCache) get(mk modelKey, ref string) (registry.Version, bool) {
@@ -365,8 +372,17 @@ func (c *refCache) get(mk modelKey, ref string) (registry.Version, bool) {
 	return v, ok
 }
 
-func (c *refCache) put(mk modelKey, ref string, v registry.Version) {
+// generation is the invalidation count to pass to put for an answer read from
+// the registry after this call.
+func (c *refCache) generation() uint64 { return c.gen.Load() }
+
+// put caches v unless an invalidation happened since generation gen was read.
+func (c *refCache) put(mk modelKey, ref string, v registry.Version, gen uint64) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen.Load() != gen {
+		return // the registry changed during the read: v may be stale
+	}
 	refs, ok := c.m[mk]
 	if !ok {
 		if len(c.m) >= 100_000 {
@@ -376,11 +392,11 @@ func (c *refCache) put(mk modelKey, ref string, v registry.Version) {
 		c.m[mk] = refs
 	}
 	refs[ref] = v
-	c.mu.Unlock()
 }
 
 func (c *refCache) invalidate(mk modelKey) {
 	c.mu.Lock()
+	c.gen.Add(1)
 	delete(c.m, mk)
 	c.mu.Unlock()
 }

@@ -192,11 +192,12 @@ func (m *Manager) resolve(ctx context.Context, ns, model, ref string) (registry.
 	if v, ok := m.refs.get(mk, key); ok {
 		return v, nil
 	}
+	gen := m.refs.generation() // before the read: see refCache
 	v, err := m.reg.Resolve(ctx, ns, model, ref)
 	if err != nil {
 		return registry.Version{}, err
 	}
-	m.refs.put(mk, key, v)
+	m.refs.put(mk, key, v, gen)
 	return v, nil
 }
 
