@@ -483,6 +483,14 @@ func (h *handler) writeJSON(w http.ResponseWriter, r *http.Request, status int, 
 // server-side failures with their internal cause, and returns the status.
 func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) int {
 	kind := errs.KindOf(err)
+	if kind == errs.Canceled {
+		// Cancelled by the server (a shutdown past its deadline), not by the
+		// client: answer with the server's reason.
+		if cause := context.Cause(r.Context()); r.Context().Err() != nil && errs.KindOf(cause) != errs.Internal && errs.KindOf(cause) != errs.Canceled {
+			err = errs.Wrap(errs.KindOf(cause), err, "%s", errs.PublicMessage(cause))
+			kind = errs.KindOf(err)
+		}
+	}
 	status := kind.HTTPStatus()
 	switch {
 	case status >= 500:

@@ -57,15 +57,34 @@ type System struct {
 	grpcAPI *grpcapi.Server
 	// grpcHealth turns NOT_SERVING when shutdown starts, so balancers stop sending.
 	grpcHealth *health.Server
+	// REST requests' contexts derive from requests; cancelRequests ends them
+	// (with errShutdown as the cause) once the drain deadline has passed.
+	requests       context.Context
+	cancelRequests context.CancelCauseFunc
 }
+
+// errShutdown is why requests still running at the drain deadline are cancelled.
+var errShutdown = errs.New(errs.Unavailable, "server is shutting down")
+
+// shutdownGrace is how long requests cancelled at the drain deadline get to
+// answer before their connections are closed, and then how long closing the
+// models may take before Run returns without waiting for them.
+const shutdownGrace = time.Second
 
 // New opens the data dir and binds the listeners. On error, whatever was opened
 // is closed again.
-func New(ctx context.Context, cfg config.Config, version string, log *slog.Logger) (_ *System, err error) {
+func New(ctx context.Context, cfg config.Config, version string, log *slog.Logger) (*System, error) {
+	return newSystem(ctx, cfg, version, log, nil)
+}
+
+// newSystem is New; wrapRuntime, if set, wraps the ONNX runtime the manager
+// loads models with (tests hold model runs with it).
+func newSystem(ctx context.Context, cfg config.Config, version string, log *slog.Logger, wrapRuntime func(runtime.Runtime) runtime.Runtime) (_ *System, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	s := &System{Config: cfg, Log: log, Metrics: telemetry.NewMetrics()}
+	s.requests, s.cancelRequests = context.WithCancelCause(context.Background())
 	defer func() {
 		if err != nil {
 			s.closeAll()
@@ -89,8 +108,12 @@ func New(ctx context.Context, cfg config.Config, version string, log *slog.Logge
 	if err != nil {
 		return nil, err
 	}
+	var rt runtime.Runtime = s.Runtime
+	if wrapRuntime != nil {
+		rt = wrapRuntime(rt)
+	}
 	s.Manager = serving.NewManager(s.Registry, s.Blobs, serving.Options{
-		Runtimes: []runtime.Runtime{s.Runtime}, Metrics: s.Metrics, Logger: log, Version: version,
+		Runtimes: []runtime.Runtime{rt}, Metrics: s.Metrics, Logger: log, Version: version,
 		MemoryBudget: budget,
 	})
 	log.Info("memory budget for loaded models", "budget", cfg.MemoryBudget, "bytes", budget)
@@ -134,12 +157,7 @@ func New(ctx context.Context, cfg config.Config, version string, log *slog.Logge
 	})))
 	mux.Handle("GET /metrics", s.Metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
-	s.httpSrv = &http.Server{
-		Handler:           recoverer(mux, log),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	s.httpSrv = newHTTPServer(recoverer(mux, log), s.requests, log)
 	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen on http address %s: %w", cfg.HTTPAddr, err)
 	}
@@ -172,8 +190,11 @@ func (s *System) GRPCAddr() string {
 	return s.grpcLn.Addr().String()
 }
 
-// Run serves until ctx ends, then shuts down gracefully: stop accepting, drain
-// in-flight requests (bounded by ShutdownTimeout), close models and the store.
+// Run serves until ctx ends, then shuts down: stop accepting, drain in-flight
+// requests until the ShutdownTimeout deadline, then cancel what is left
+// (running requests and batches answer 503 / UNAVAILABLE "server is shutting
+// down"), close the remaining connections after shutdownGrace, and close models
+// and the store. It returns within ShutdownTimeout plus about 2×shutdownGrace.
 func (s *System) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
 	var wg sync.WaitGroup
@@ -208,28 +229,68 @@ func (s *System) Run(ctx context.Context) error {
 	}
 	s.Log.Info("shutting down", "timeout", s.Config.ShutdownTimeout)
 	stopUnloader()
-	sctx, cancel := context.WithTimeout(context.Background(), s.Config.ShutdownTimeout)
-	defer cancel()
+	s.drain(time.Now().Add(s.Config.ShutdownTimeout))
+	wg.Wait()
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		s.closeAll()
+	}()
+	select {
+	case <-closed:
+		s.Log.Info("stopped")
+	case <-time.After(shutdownGrace):
+		// A model run that ignores cancellation must not hold the process.
+		s.Log.Error("stopped without closing every model: runs still in progress after the shutdown deadline")
+	}
+	return runErr
+}
+
+// drain stops accepting and waits until deadline for REST and gRPC requests to
+// finish. Past it, the requests left are cancelled (REST contexts, batches and
+// loads), get shutdownGrace to answer, and then their connections are closed.
+func (s *System) drain(deadline time.Time) {
 	if s.grpcHealth != nil {
 		s.grpcHealth.Shutdown()
 	}
-	if err := s.httpSrv.Shutdown(sctx); err != nil {
-		s.Log.Warn("http shutdown", "err", err)
-	}
+	dctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- s.httpSrv.Shutdown(dctx) }()
+	grpcDone := make(chan struct{})
 	if s.grpcSrv != nil {
-		stopped := make(chan struct{})
-		go func() { s.grpcSrv.GracefulStop(); close(stopped) }()
-		select {
-		case <-stopped:
-		case <-sctx.Done():
-			s.grpcSrv.Stop()
-			<-stopped
+		go func() { s.grpcSrv.GracefulStop(); close(grpcDone) }()
+	} else {
+		close(grpcDone)
+	}
+	httpErr := <-httpDone // at the deadline at the latest
+	grpcDrained := false
+	select {
+	case <-grpcDone:
+		grpcDrained = true
+	case <-dctx.Done():
+	}
+	if httpErr == nil && grpcDrained {
+		return
+	}
+	s.Log.Warn("shutdown deadline passed: cancelling the requests still in flight", "timeout", s.Config.ShutdownTimeout)
+	s.cancelRequests(errShutdown)
+	s.Manager.Abort()
+	gctx, gcancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer gcancel()
+	if httpErr != nil {
+		if err := s.httpSrv.Shutdown(gctx); err != nil {
+			s.Log.Warn("closing REST connections still open after the shutdown deadline", "err", err)
+			s.httpSrv.Close()
 		}
 	}
-	wg.Wait()
-	s.closeAll()
-	s.Log.Info("stopped")
-	return runErr
+	select {
+	case <-grpcDone:
+	case <-gctx.Done():
+		s.Log.Warn("closing gRPC connections still open after the shutdown deadline")
+		s.grpcSrv.Stop()
+		<-grpcDone
+	}
 }
 
 func (s *System) closeAll() {
@@ -250,6 +311,20 @@ func (s *System) closeAll() {
 		if err := s.Store.Close(); err != nil {
 			s.Log.Warn("closing store", "err", err)
 		}
+	}
+	s.cancelRequests(errShutdown) // releases the context; no request is left
+}
+
+// newHTTPServer builds the REST server: requests' contexts derive from base
+// (so a shutdown past its deadline can cancel them), a header read timeout and
+// an idle timeout.
+func newHTTPServer(h http.Handler, base context.Context, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return base },
 	}
 }
 
