@@ -123,3 +123,19 @@ func (c *Config) MemoryBudgetBytes() (int64, error) {
 	}
 	return ParseBytes(c.MemoryBudget, total)
 }
+
+// MinTransferRateBytes is MinTransferRate in bytes per second (0: none).
+func (c *Config) MinTransferRateBytes() (int64, error) { return ParseBytes(c.MinTransferRate, 0) }
+
+// MaxInflightBytesValue resolves MaxInflightBytes against the machine's memory
+// (0: unlimited).
+func (c *Config) MaxInflightBytesValue() (int64, error) {
+	if !strings.HasSuffix(strings.TrimSpace(c.MaxInflightBytes), "%") {
+		return ParseBytes(c.MaxInflightBytes, 0)
+	}
+	total, err := MachineMemory()
+	if err != nil {
+		return 0, fmt.Errorf("maxInflightBytes %q: %w; give a size instead", c.MaxInflightBytes, err)
+	}
+	return ParseBytes(c.MaxInflightBytes, total)
+}

@@ -60,6 +60,10 @@ variables, then flags.`,
 	f.String("memory-budget", def.MemoryBudget, `what loaded models may cost together: "2GiB", "50%" of machine memory, or "0" for unlimited (env NIMBUS_MEMORY_BUDGET)`)
 	f.String("source-dir", "", "directory that file:// sources of applied Model versions may be read from (env NIMBUS_SOURCE_DIR; default: none, file:// refused)")
 	f.Duration("shutdown-timeout", def.ShutdownTimeout, "how long in-flight requests may drain on shutdown (env NIMBUS_SHUTDOWN_TIMEOUT)")
+	f.Duration("read-timeout", def.ReadTimeout, "time a request body may take, plus 1s per --min-transfer-rate bytes; 0: none (env NIMBUS_READ_TIMEOUT)")
+	f.Duration("write-timeout", def.WriteTimeout, "time a response may take from its first byte, plus 1s per --min-transfer-rate bytes; 0: none (env NIMBUS_WRITE_TIMEOUT)")
+	f.String("min-transfer-rate", def.MinTransferRate, `rate per second that earns a body or response more time, e.g. "64KiB"; "0": fixed timeouts (env NIMBUS_MIN_TRANSFER_RATE)`)
+	f.String("max-inflight-bytes", def.MaxInflightBytes, `bytes requests in flight may hold together: "1GiB", "10%" of memory, or "0" for unlimited; past it 429 (env NIMBUS_MAX_INFLIGHT_BYTES)`)
 	return cmd
 }
 
@@ -89,11 +93,19 @@ func serverConfig(f *pflag.FlagSet, cfgFile string, lookup func(string) (string,
 	str("log-level", &cfg.LogLevel)
 	str("memory-budget", &cfg.MemoryBudget)
 	str("source-dir", &cfg.SourceDir)
+	str("min-transfer-rate", &cfg.MinTransferRate)
+	str("max-inflight-bytes", &cfg.MaxInflightBytes)
 	if f.Changed("max-body-bytes") {
 		cfg.MaxBodyBytes, _ = f.GetInt64("max-body-bytes")
 	}
 	if f.Changed("shutdown-timeout") {
 		cfg.ShutdownTimeout, _ = f.GetDuration("shutdown-timeout")
+	}
+	if f.Changed("read-timeout") {
+		cfg.ReadTimeout, _ = f.GetDuration("read-timeout")
+	}
+	if f.Changed("write-timeout") {
+		cfg.WriteTimeout, _ = f.GetDuration("write-timeout")
 	}
 	return cfg, cfg.Validate()
 }
