@@ -198,19 +198,14 @@ func validateInputs(v registry.Version, inputs []*tensor.Tensor) error {
 		if in == nil {
 			return errs.New(errs.InvalidArgument, "%s is empty", field(i, "")).WithField(field(i, ""))
 		}
-		j := slices.IndexFunc(sig.Inputs, func(s tensor.TensorSpec) bool { return s.Name == in.Name })
-		if j < 0 {
-			return errs.New(errs.InvalidArgument, "unknown input %q: model %s expects %s", in.Name, v.Model, describeSpecs(sig.Inputs)).WithField(field(i, ".name"))
+		j, err := matchInput(v.Model, sig.Inputs, i, in)
+		if err != nil {
+			return err
 		}
 		if seen[j] {
 			return errs.New(errs.InvalidArgument, "input %s is given twice", in.Name).WithField(field(i, ".name"))
 		}
 		seen[j] = true
-		spec := sig.Inputs[j]
-		if in.DataType != spec.DataType || !tensor.ShapeMatches(spec.Shape, in.Shape) {
-			return errs.New(errs.InvalidArgument, "input %s expects shape %s %s, got %s %s",
-				in.Name, tensor.ShapeString(spec.Shape), spec.DataType, tensor.ShapeString(in.Shape), in.DataType).WithField(field(i, ""))
-		}
 		if err := in.Validate(); err != nil {
 			return errs.Wrap(errs.InvalidArgument, err, "input %s", in.Name).WithField(field(i, ".data"))
 		}
@@ -225,6 +220,31 @@ func validateInputs(v registry.Version, inputs []*tensor.Tensor) error {
 		return errs.New(errs.InvalidArgument, "missing input %s", strings.Join(missing, ", ")).WithField("inputs")
 	}
 	return nil
+}
+
+// CheckInput checks the name, datatype and shape of inputs[i] of a request —
+// not its data — against the inputs model expects, as Infer will: a decoder
+// calls it before it decodes the tensor's data, so a request the model cannot
+// take costs no decoding.
+func CheckInput(model string, expected []tensor.TensorSpec, i int, in *tensor.Tensor) error {
+	_, err := matchInput(model, expected, i, in)
+	return err
+}
+
+// matchInput finds in's spec among expected (its index) and checks its
+// datatype and shape. It allocates nothing unless it fails.
+func matchInput(model string, expected []tensor.TensorSpec, i int, in *tensor.Tensor) (int, error) {
+	j := slices.IndexFunc(expected, func(s tensor.TensorSpec) bool { return s.Name == in.Name })
+	if j < 0 {
+		f := fmt.Sprintf("inputs[%d].name", i)
+		return -1, errs.New(errs.InvalidArgument, "unknown input %q: model %s expects %s", in.Name, model, describeSpecs(expected)).WithField(f)
+	}
+	spec := expected[j]
+	if in.DataType != spec.DataType || !tensor.ShapeMatches(spec.Shape, in.Shape) {
+		return j, errs.New(errs.InvalidArgument, "input %s expects shape %s %s, got %s %s",
+			in.Name, tensor.ShapeString(spec.Shape), spec.DataType, tensor.ShapeString(in.Shape), in.DataType).WithField(fmt.Sprintf("inputs[%d]", i))
+	}
+	return j, nil
 }
 
 func describeSpec(s tensor.TensorSpec) string {

@@ -16,6 +16,7 @@ import (
 	"github.com/nimbus-ai/nimbus/residency"
 	"github.com/nimbus-ai/nimbus/runtime"
 	"github.com/nimbus-ai/nimbus/telemetry"
+	"github.com/nimbus-ai/nimbus/tensor"
 )
 
 // Registry is what the manager needs from the model registry.
@@ -205,6 +206,28 @@ func (m *Manager) resolve(ctx context.Context, ns, model, ref string) (registry.
 	}
 	m.refs.put(mk, key, v, gen)
 	return v, nil
+}
+
+// ResolveInputs resolves a model reference before its request is decoded, so
+// that a request for a model or version that does not exist is refused before
+// its body is read, and returns the inputs the version expects (for
+// CheckInput). known is false while an alias or the default reference moves to
+// another version: the version that answered it so far may still answer, with
+// its own signature (see acquireServing).
+func (m *Manager) ResolveInputs(ctx context.Context, ns, model, ref string) (inputs []tensor.TensorSpec, known bool, _ error) {
+	if ns == "" {
+		ns = registry.DefaultNamespace
+	}
+	v, err := m.resolve(ctx, ns, model, ref)
+	if err != nil {
+		return nil, false, err
+	}
+	if !registry.IsVersionNumber(ref) {
+		if p, ok := m.lastServed.Load(refKey{ns, model, ref}); ok && p.(versionKey).version != v.Version {
+			return nil, false, nil
+		}
+	}
+	return v.Signature.Inputs, true, nil
 }
 
 // canonicalRef is the cache key of a reference: a version number without its

@@ -131,3 +131,26 @@ func TestRefCacheDropsAnswerReadBeforeInvalidate(t *testing.T) {
 		t.Fatalf("after the alias moved to 2 and the cache was invalidated, champion resolves to %d: a stale answer was cached", v.Version)
 	}
 }
+
+// TestResolveInputsWhileAReferenceMoves: the inputs of the version a reference
+// names are known — except while the reference has moved away from the
+// version that answered it so far, which may still answer (with its own
+// signature); a version number is always known.
+func TestResolveInputsWhileAReferenceMoves(t *testing.T) {
+	reg := &movingAliasRegistry{}
+	reg.champion.Store(1)
+	m := NewManager(reg, nil, Options{Logger: discardLog()})
+	ctx := context.Background()
+	if _, known, err := m.ResolveInputs(ctx, "", "m", "champion"); err != nil || !known {
+		t.Fatalf("champion before any move: known %v, %v", known, err)
+	}
+	m.lastServed.Store(refKey{"default", "m", "champion"}, versionKey{"default", "m", 1}) // version 1 answered it
+	reg.champion.Store(2)
+	m.Invalidate("default", "m")
+	if _, known, err := m.ResolveInputs(ctx, "", "m", "champion"); err != nil || known {
+		t.Fatalf("champion moved from 1 to 2: known %v, %v; want unknown (version 1 may still answer)", known, err)
+	}
+	if _, known, err := m.ResolveInputs(ctx, "", "m", "2"); err != nil || !known {
+		t.Fatalf("version 2 by number: known %v, %v", known, err)
+	}
+}
