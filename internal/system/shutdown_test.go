@@ -66,16 +66,28 @@ func (m *holdingModel) Run(ctx context.Context, in []*tensor.Tensor, out []strin
 // pushed with two instances.
 func startHolding(t *testing.T, h *holdingRuntime, shutdown time.Duration) (*System, func() (time.Duration, error)) {
 	t.Helper()
+	return startSystem(t, func(c *config.Config) { c.ShutdownTimeout = shutdown }, func(rt runtime.Runtime) runtime.Runtime {
+		h.Runtime = rt
+		return h
+	})
+}
+
+// startSystem starts a system on loopback with model "m" (mlp, two instances)
+// pushed; mutate adjusts the configuration, wrap (if set) the runtime. stop
+// shuts it down and reports how long Run took to return.
+func startSystem(t *testing.T, mutate func(*config.Config), wrap func(runtime.Runtime) runtime.Runtime) (*System, func() (time.Duration, error)) {
+	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.GRPCAddr = "127.0.0.1:0"
-	cfg.ShutdownTimeout = shutdown
+	cfg.ShutdownTimeout = 5 * time.Second
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	shutdown := cfg.ShutdownTimeout
 	ctx, cancel := context.WithCancel(context.Background())
-	s, err := newSystem(ctx, cfg, "test", slog.New(slog.DiscardHandler), func(rt runtime.Runtime) runtime.Runtime {
-		h.Runtime = rt
-		return h
-	})
+	s, err := newSystem(ctx, cfg, "test", slog.New(slog.DiscardHandler), wrap)
 	if err != nil {
 		cancel()
 		t.Fatal(err)

@@ -24,6 +24,7 @@ import (
 	"github.com/nimbus-ai/nimbus/api/oip"
 	"github.com/nimbus-ai/nimbus/config"
 	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/internal/limits"
 	"github.com/nimbus-ai/nimbus/registry"
 	"github.com/nimbus-ai/nimbus/registry/blob"
 	"github.com/nimbus-ai/nimbus/registry/sqlite"
@@ -49,6 +50,9 @@ type System struct {
 	// Router routes InferenceServices; Resources applies declarative resources.
 	Router    *router.Router
 	Resources *spec.Engine
+	// Inflight is the budget of bytes REST bodies and gRPC messages in flight
+	// hold together (maxInflightBytes).
+	Inflight *limits.Budget
 
 	httpLn  net.Listener
 	grpcLn  net.Listener
@@ -146,7 +150,10 @@ func newSystem(ctx context.Context, cfg config.Config, version string, log *slog
 	gw := gateway{Manager: s.Manager, router: s.Router}
 
 	mux := http.NewServeMux()
-	oipHandler := oip.NewHandler(gw, oip.Options{MaxBodyBytes: cfg.MaxBodyBytes, Metrics: s.Metrics, Logger: log.With("component", "oip")})
+	if s.Inflight, err = inflightBudget(cfg, log); err != nil {
+		return nil, err
+	}
+	oipHandler := oip.NewHandler(gw, oip.Options{MaxBodyBytes: cfg.MaxBodyBytes, Metrics: s.Metrics, Logger: log.With("component", "oip"), Budget: s.Inflight})
 	oipHandler = s.tracked("rest", oipHandler)
 	mux.Handle("/v2/", oipHandler)
 	mux.Handle("/v2", oipHandler)
@@ -157,13 +164,15 @@ func newSystem(ctx context.Context, cfg config.Config, version string, log *slog
 	})))
 	mux.Handle("GET /metrics", s.Metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
-	s.httpSrv = newHTTPServer(recoverer(mux, log), s.requests, log)
+	if s.httpSrv, err = newHTTPServer(cfg, recoverer(mux, log), s.requests, log); err != nil {
+		return nil, err
+	}
 	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen on http address %s: %w", cfg.HTTPAddr, err)
 	}
 	if cfg.GRPCAddr != "" {
 		s.grpcHealth = health.NewServer()
-		gopts := grpcapi.Options{MaxMessageBytes: int(cfg.MaxBodyBytes), Metrics: s.Metrics, Logger: log, Health: s.grpcHealth}
+		gopts := grpcapi.Options{MaxMessageBytes: int(cfg.MaxBodyBytes), Metrics: s.Metrics, Logger: log, Health: s.grpcHealth, Budget: s.Inflight}
 		s.grpcSrv = grpcapi.NewGRPCServer(gopts, grpc.ChainUnaryInterceptor(
 			func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
 				done := s.Metrics.Track("grpc")
@@ -315,17 +324,38 @@ func (s *System) closeAll() {
 	s.cancelRequests(errShutdown) // releases the context; no request is left
 }
 
-// newHTTPServer builds the REST server: requests' contexts derive from base
-// (so a shutdown past its deadline can cancel them), a header read timeout and
-// an idle timeout.
-func newHTTPServer(h http.Handler, base context.Context, log *slog.Logger) *http.Server {
+// inflightBudget resolves maxInflightBytes: it must leave room for a request of
+// the largest size (a percentage is only known at start).
+func inflightBudget(cfg config.Config, log *slog.Logger) (*limits.Budget, error) {
+	n, err := cfg.MaxInflightBytesValue()
+	if err != nil {
+		return nil, err
+	}
+	if n != 0 && n < cfg.MaxBodyBytes {
+		return nil, fmt.Errorf("maxInflightBytes %q is %d bytes, less than maxBodyBytes (%d): no request of the largest size could be served",
+			cfg.MaxInflightBytes, n, cfg.MaxBodyBytes)
+	}
+	log.Info("budget for request bytes in flight", "maxInflightBytes", cfg.MaxInflightBytes, "bytes", n)
+	return limits.NewBudget(n), nil
+}
+
+// newHTTPServer builds the REST server: header, body and response deadlines
+// (readTimeout, writeTimeout, minTransferRate: see limits.Timeouts), an idle
+// timeout, and requests' contexts derived from base, so that a shutdown past
+// its deadline can cancel them.
+func newHTTPServer(cfg config.Config, h http.Handler, base context.Context, log *slog.Logger) (*http.Server, error) {
+	rate, err := cfg.MinTransferRateBytes()
+	if err != nil {
+		return nil, fmt.Errorf("minTransferRate: %w", err)
+	}
+	t := limits.Timeouts{Read: cfg.ReadTimeout, Write: cfg.WriteTimeout, MinRate: rate}
 	return &http.Server{
-		Handler:           h,
+		Handler:           t.Handler(h),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return base },
-	}
+	}, nil
 }
 
 // tracked counts requests in flight per protocol.
