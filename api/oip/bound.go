@@ -36,9 +36,14 @@ type DecodeOptions struct {
 	// decoded, so data the model cannot take is never decoded.
 	Inputs []tensor.TensorSpec
 	Known  bool
-	// Reserve, if set, is called before decoding allocates n bytes (the
-	// server's in-flight budget); its error stops decoding and is returned.
-	Reserve func(n int64) error
+	// Budget, if set, is asked before decoding allocates (the server's
+	// in-flight budget); its error stops decoding and is returned.
+	Budget Reserver
+}
+
+// Reserver takes n bytes of a budget, or says why not (*limits.Hold is one).
+type Reserver interface {
+	Reserve(n int64) error
 }
 
 // decodeState is what one decode may still allocate, and what it checks.
@@ -48,26 +53,47 @@ type decodeState struct {
 	left int64 // bytes decoding may still allocate
 }
 
-func newDecodeState(bodyLen int, opts DecodeOptions) *decodeState {
-	return &decodeState{opts: opts, body: bodyLen, left: MaxDecodeFactor*int64(bodyLen) + decodeSlack}
+func newDecodeState(bodyLen int, opts DecodeOptions) decodeState {
+	return decodeState{opts: opts, body: bodyLen, left: MaxDecodeFactor*int64(bodyLen) + decodeSlack}
 }
 
-// charge accounts for n bytes decoding is about to allocate for what.
-func (d *decodeState) charge(n int64, what any) error {
+// charge accounts for n bytes decoding is about to allocate for tensor label.
+// (Labels are concrete types, not interfaces: boxing one would allocate on
+// every call.)
+func (d *decodeState) charge(n int64, label tensorRef) error {
 	if d == nil || n <= 0 {
 		return nil
 	}
 	if n > d.left {
-		return errs.New(errs.TooLarge, "%s: decoded, the request would take more than %d× its %d-byte body; send fewer or larger elements per request (BYTES elements cost %d bytes each beyond their contents)",
-			what, MaxDecodeFactor, d.body, bytesElemCost)
+		return d.tooLarge(label.String())
 	}
-	if d.opts.Reserve != nil {
-		if err := d.opts.Reserve(n); err != nil {
+	return d.take(n)
+}
+
+// chargeItem is charge for what is not a tensor ("parameters").
+func (d *decodeState) chargeItem(n int64, what string) error {
+	if d == nil || n <= 0 {
+		return nil
+	}
+	if n > d.left {
+		return d.tooLarge(what)
+	}
+	return d.take(n)
+}
+
+func (d *decodeState) take(n int64) error {
+	if d.opts.Budget != nil {
+		if err := d.opts.Budget.Reserve(n); err != nil {
 			return err
 		}
 	}
 	d.left -= n
 	return nil
+}
+
+func (d *decodeState) tooLarge(what string) error {
+	return errs.New(errs.TooLarge, "%s: decoded, the request would take more than %d× its %d-byte body; send fewer or larger elements per request (BYTES elements cost %d bytes each beyond their contents)",
+		what, MaxDecodeFactor, d.body, bytesElemCost)
 }
 
 // checkInput checks input index against the model's signature, when known.

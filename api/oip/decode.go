@@ -39,7 +39,8 @@ func DecodeRequest(body []byte, headerLen int, opts DecodeOptions) (*serving.Inf
 	if err != nil {
 		return nil, err
 	}
-	s := &scanner{buf: js, d: newDecodeState(len(body), opts)}
+	s := &scanner{buf: js, state: newDecodeState(len(body), opts)}
+	s.d = &s.state
 	req := &serving.InferRequest{}
 	var inputs []decodedTensor
 	hasInputs := false
@@ -70,7 +71,7 @@ func DecodeRequest(body []byte, headerLen int, opts DecodeOptions) (*serving.Inf
 			}
 			req.Outputs = req.Outputs[:0]
 			return s.arrayElems(func(i int) error {
-				if err := s.d.charge(outputCost, "outputs"); err != nil {
+				if err := s.d.chargeItem(outputCost, "outputs"); err != nil {
 					return err
 				}
 				o, err := readOutputRequest(s, i)
@@ -107,7 +108,8 @@ func DecodeInferResponse(body []byte, headerLen int) (*serving.InferResponse, er
 	if err != nil {
 		return nil, err
 	}
-	s := &scanner{buf: js, d: newDecodeState(len(body), DecodeOptions{})}
+	s := &scanner{buf: js, state: newDecodeState(len(body), DecodeOptions{})}
+	s.d = &s.state
 	resp := &serving.InferResponse{}
 	var outputs []decodedTensor
 	err = s.objectFields(func(key []byte) error {

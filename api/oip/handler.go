@@ -244,7 +244,7 @@ func (h *handler) doInfer(w http.ResponseWriter, r *http.Request, ns, model stri
 	if err != nil {
 		return h.writeError(w, r, err), ""
 	}
-	req, err := DecodeRequest(body, headerLen, DecodeOptions{Model: model, Inputs: inputs, Known: known, Reserve: hold.Reserve})
+	req, err := DecodeRequest(body, headerLen, DecodeOptions{Model: model, Inputs: inputs, Known: known, Budget: &hold})
 	if err != nil {
 		return h.writeError(w, r, err), ""
 	}
@@ -299,7 +299,7 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request, hold *limits.
 		return nil, h.tooLarge()
 	}
 	rd := http.MaxBytesReader(w, r.Body, h.max)
-	body, err := readN(rd, r.ContentLength, h.max, hold.Reserve)
+	body, err := readN(rd, r.ContentLength, h.max, hold)
 	if err == nil {
 		return body, nil
 	}
@@ -328,14 +328,14 @@ const unknownPrealloc = 64 << 10
 // bytes, so that the MaxBytesReader can refuse a longer one). Small bodies take
 // one exact allocation; above bodyPrealloc the buffer at most doubles as data
 // arrives, so a Content-Length the client never sends costs at most twice what
-// it did send. reserve is called before every allocation with its size.
-func readN(rd io.Reader, n, maxLen int64, reserve func(int64) error) ([]byte, error) {
+// it did send. budget is asked for every allocation first.
+func readN(rd io.Reader, n, maxLen int64, budget Reserver) ([]byte, error) {
 	limit := n
 	first := min(n, bodyPrealloc)
 	if n < 0 {
 		limit, first = maxLen+1, min(maxLen+1, unknownPrealloc)
 	}
-	if err := reserve(first); err != nil {
+	if err := budget.Reserve(first); err != nil {
 		return nil, err
 	}
 	buf := make([]byte, first)
@@ -350,7 +350,7 @@ func readN(rd io.Reader, n, maxLen int64, reserve func(int64) error) ([]byte, er
 			return buf[:off], err
 		}
 		next := min(limit, 2*int64(len(buf)))
-		if err := reserve(next - int64(len(buf))); err != nil {
+		if err := budget.Reserve(next - int64(len(buf))); err != nil {
 			return nil, err
 		}
 		grown := make([]byte, next) // exactly what was reserved

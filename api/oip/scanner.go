@@ -24,8 +24,10 @@ type scanner struct {
 	// escaped is set when the last string read had escapes: its bytes are in
 	// scratch, not in buf.
 	escaped bool
-	// d bounds what decoding allocates (nil: no bound).
-	d *decodeState
+	// d bounds what decoding allocates (nil: no bound); it points at state,
+	// or at the state of the scanner this one was made from.
+	d     *decodeState
+	state decodeState
 }
 
 // syntaxErr is an InvalidArgument error naming the offset of the problem.
@@ -409,7 +411,7 @@ func (s *scanner) readParams() (map[string]any, error) {
 	}
 	var m map[string]any
 	err := s.objectFields(func(key []byte) error {
-		if err := s.d.charge(paramCost, "parameters"); err != nil {
+		if err := s.d.chargeItem(paramCost, "parameters"); err != nil {
 			return err
 		}
 		k := string(key)
