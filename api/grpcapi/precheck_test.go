@@ -5,9 +5,7 @@ package grpcapi_test
 // tensors are converted.
 
 import (
-	"bytes"
 	"context"
-	"os"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -19,7 +17,6 @@ import (
 	"github.com/nimbus-ai/nimbus/api/grpcapi"
 	pb "github.com/nimbus-ai/nimbus/api/inferencepb"
 	"github.com/nimbus-ai/nimbus/internal/testutil"
-	"github.com/nimbus-ai/nimbus/registry"
 )
 
 // rawBytesRequest asks model for a BYTES input "x" of n empty elements, sent as
@@ -64,18 +61,8 @@ func TestUnknownModelIsRefusedBeforeConversion(t *testing.T) {
 // input is FP32 is refused with the signature's message before it is split.
 func TestInputTheModelCannotTakeIsNotConverted(t *testing.T) {
 	srv := testutil.StartServer(t)
-	data, err := os.ReadFile(testutil.Model("mlp"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv.Push(t, "m", "mlp")
 	ctx := context.Background()
-	blob, err := srv.Sys.Registry.PutBlob(ctx, bytes.NewReader(data), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := srv.Sys.Registry.CreateVersion(ctx, registry.CreateVersionRequest{Namespace: "default", Model: "m", SHA256: blob.SHA256}); err != nil {
-		t.Fatal(err)
-	}
 	s := grpcapi.New(srv.Sys.Manager, grpcapi.Options{})
 	req := rawBytesRequest("m", 4<<20)
 	s.ModelInfer(ctx, req) // resolves and caches the model

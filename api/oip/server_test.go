@@ -6,10 +6,8 @@ package oip_test
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"net/http"
-	"os"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -18,25 +16,7 @@ import (
 	"time"
 
 	"github.com/nimbus-ai/nimbus/internal/testutil"
-	"github.com/nimbus-ai/nimbus/registry"
 )
-
-// push stores a committed test model as version 1 of model name.
-func push(t *testing.T, srv *testutil.Server, name, file string) {
-	t.Helper()
-	data, err := os.ReadFile(testutil.Model(file))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	blob, err := srv.Sys.Registry.PutBlob(ctx, bytes.NewReader(data), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := srv.Sys.Registry.CreateVersion(ctx, registry.CreateVersionRequest{Namespace: "default", Model: name, SHA256: blob.SHA256}); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestUnknownModelIsRefusedBeforeItsBody: a request for a model that does not
 // exist is answered 404 before its body is read — the client has sent 1 KiB of
@@ -82,18 +62,10 @@ func TestUnknownModelIsRefusedBeforeItsBody(t *testing.T) {
 // decoding it: the request costs little more than its body.
 func TestInputTheModelCannotTakeIsNotDecoded(t *testing.T) {
 	srv := testutil.StartServer(t)
-	push(t, srv, "m", "mlp")
+	srv.Push(t, "m", "mlp")
 	const n = 16 << 20 / 3
-	var b bytes.Buffer
-	b.WriteString(`{"inputs":[{"name":"x","shape":[` + strconv.Itoa(n) + `],"datatype":"BYTES","data":[`)
-	for i := range n {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(`""`)
-	}
-	b.WriteString(`]}]}`)
-	body := b.Bytes()
+	body := []byte(`{"inputs":[{"name":"x","shape":[` + strconv.Itoa(n) + `],"datatype":"BYTES","data":[` +
+		strings.Repeat(`"",`, n-1) + `""]}]}`)
 	post := func() (int, string) {
 		resp, err := http.Post(srv.URL+"/v2/models/m/infer", "application/json", bytes.NewReader(body))
 		if err != nil {
