@@ -113,13 +113,26 @@ func memTotal(path string) (int64, error) {
 }
 
 // MemoryBudgetBytes resolves MemoryBudget against the machine's memory.
-func (c *Config) MemoryBudgetBytes() (int64, error) {
-	if !strings.HasSuffix(strings.TrimSpace(c.MemoryBudget), "%") {
-		return ParseBytes(c.MemoryBudget, 0)
+func (c *Config) MemoryBudgetBytes() (int64, error) { return ofMachine("memoryBudget", c.MemoryBudget) }
+
+// ofMachine parses setting key's size v, a percentage of the machine's memory
+// when it ends in "%".
+func ofMachine(key, v string) (int64, error) {
+	if !strings.HasSuffix(strings.TrimSpace(v), "%") {
+		return ParseBytes(v, 0)
 	}
 	total, err := MachineMemory()
 	if err != nil {
-		return 0, fmt.Errorf("memoryBudget %q: %w; give a size instead", c.MemoryBudget, err)
+		return 0, fmt.Errorf("%s %q: %w; give a size instead", key, v, err)
 	}
-	return ParseBytes(c.MemoryBudget, total)
+	return ParseBytes(v, total)
+}
+
+// MinTransferRateBytes is MinTransferRate in bytes per second (0: none).
+func (c *Config) MinTransferRateBytes() (int64, error) { return ParseBytes(c.MinTransferRate, 0) }
+
+// MaxInflightBytesValue resolves MaxInflightBytes against the machine's memory
+// (0: unlimited).
+func (c *Config) MaxInflightBytesValue() (int64, error) {
+	return ofMachine("maxInflightBytes", c.MaxInflightBytes)
 }

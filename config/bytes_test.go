@@ -3,6 +3,7 @@ package config
 import (
 	"math"
 	"testing"
+	"time"
 )
 
 func TestParseBytes(t *testing.T) {
@@ -57,5 +58,25 @@ func TestMemoryBudgetValidated(t *testing.T) {
 	c.MemoryBudget = "lots"
 	if err := c.Validate(); err == nil {
 		t.Fatal("Validate accepted memoryBudget lots")
+	}
+}
+
+func TestTransferLimitsResolve(t *testing.T) {
+	c := Default()
+	if n, err := c.MaxInflightBytesValue(); err != nil || n != 1<<30 {
+		t.Errorf("default maxInflightBytes = %d, %v; want 1 GiB", n, err)
+	}
+	if n, err := c.MinTransferRateBytes(); err != nil || n != 64<<10 {
+		t.Errorf("default minTransferRate = %d, %v; want 64 KiB/s", n, err)
+	}
+	env := map[string]string{"NIMBUS_MAX_INFLIGHT_BYTES": "0", "NIMBUS_READ_TIMEOUT": "2m", "NIMBUS_MIN_TRANSFER_RATE": "1MiB"}
+	if err := c.LoadEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := c.MaxInflightBytesValue(); n != 0 || c.ReadTimeout != 2*time.Minute || c.Validate() != nil {
+		t.Errorf("from the environment: maxInflightBytes %d, readTimeout %s, validate %v", n, c.ReadTimeout, c.Validate())
+	}
+	if n, _ := c.MinTransferRateBytes(); n != 1<<20 {
+		t.Errorf("minTransferRate from the environment = %d", n)
 	}
 }

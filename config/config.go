@@ -95,6 +95,21 @@ type Config struct {
 	// SecretsDir is the one directory {file: NAME} secret references are read
 	// from; empty refuses them.
 	SecretsDir string `yaml:"secretsDir"`
+	// ReadTimeout is the time a REST request body may take to arrive, plus one
+	// second per MinTransferRate bytes received (so large uploads on slow links
+	// still arrive); 0 means no body deadline.
+	ReadTimeout time.Duration `yaml:"readTimeout"`
+	// WriteTimeout is the same for a response, from its first byte; 0 means no
+	// write deadline.
+	WriteTimeout time.Duration `yaml:"writeTimeout"`
+	// MinTransferRate is the rate, per second ("64KiB"), that earns a body or
+	// response more time past ReadTimeout / WriteTimeout; "0" makes them fixed.
+	MinTransferRate string `yaml:"minTransferRate"`
+	// MaxInflightBytes bounds the bytes requests in flight hold together (REST
+	// bodies and gRPC messages, and what decoding them allocates): a size
+	// ("1GiB"), a percentage of the machine's memory ("10%"), or "0" for
+	// unlimited. Requests past it get 429 / RESOURCE_EXHAUSTED with Retry-After.
+	MaxInflightBytes string `yaml:"maxInflightBytes"`
 }
 
 // Default returns the embedded default configuration.
@@ -114,6 +129,12 @@ func Default() Config {
 		MetricsAuth:     "on",
 
 		SourceFetchTimeout: 10 * time.Minute,
+
+		// Request-path limits (internal/limits).
+		ReadTimeout:      30 * time.Second,
+		WriteTimeout:     30 * time.Second,
+		MinTransferRate:  "64KiB",
+		MaxInflightBytes: "1GiB",
 	}
 }
 
@@ -187,6 +208,11 @@ var Env = map[string]string{
 	"egressAllow":         "NIMBUS_EGRESS_ALLOW",
 	"sourceFetchTimeout":  "NIMBUS_SOURCE_FETCH_TIMEOUT",
 	"secretsDir":          "NIMBUS_SECRETS_DIR",
+	// Request-path limits (internal/limits).
+	"readTimeout":      "NIMBUS_READ_TIMEOUT",
+	"writeTimeout":     "NIMBUS_WRITE_TIMEOUT",
+	"minTransferRate":  "NIMBUS_MIN_TRANSFER_RATE",
+	"maxInflightBytes": "NIMBUS_MAX_INFLIGHT_BYTES",
 }
 
 // LoadEnv applies NIMBUS_* variables found through lookup (os.LookupEnv in production).
@@ -249,6 +275,10 @@ func (c *Config) LoadEnv(lookup func(string) (string, bool)) error {
 	}
 	dur("sourceFetchTimeout", &c.SourceFetchTimeout)
 	str("secretsDir", &c.SecretsDir)
+	dur("readTimeout", &c.ReadTimeout)
+	dur("writeTimeout", &c.WriteTimeout)
+	str("minTransferRate", &c.MinTransferRate)
+	str("maxInflightBytes", &c.MaxInflightBytes)
 	return errors.Join(errList...)
 }
 
@@ -313,6 +343,23 @@ func (c *Config) Validate() error {
 	}
 	if c.SourceFetchTimeout <= 0 {
 		bad("sourceFetchTimeout", "must be positive, got %s", c.SourceFetchTimeout)
+	}
+	if c.ReadTimeout < 0 {
+		bad("readTimeout", "must not be negative (0 disables it), got %s", c.ReadTimeout)
+	}
+	if c.WriteTimeout < 0 {
+		bad("writeTimeout", "must not be negative (0 disables it), got %s", c.WriteTimeout)
+	}
+	if strings.HasSuffix(strings.TrimSpace(c.MinTransferRate), "%") {
+		bad("minTransferRate", "%q: a rate is a size per second (e.g. 64KiB), not a percentage", c.MinTransferRate)
+	} else if _, err := ParseBytes(c.MinTransferRate, 0); err != nil {
+		bad("minTransferRate", "%v", err)
+	}
+	if n, err := ParseBytes(c.MaxInflightBytes, 1<<40); err != nil { // syntax; a percentage is checked at start
+		bad("maxInflightBytes", "%v", err)
+	} else if n != 0 && n < c.MaxBodyBytes && !strings.HasSuffix(strings.TrimSpace(c.MaxInflightBytes), "%") {
+		bad("maxInflightBytes", "%s is less than maxBodyBytes (%d): no request of the largest size could be served; raise it or write 0 for unlimited",
+			c.MaxInflightBytes, c.MaxBodyBytes)
 	}
 	return errors.Join(errList...)
 }

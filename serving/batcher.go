@@ -36,8 +36,13 @@ import (
 //   - Requests whose context ends while queued are dropped and never run.
 //   - A batch whose runtime call fails is re-run request by request, so one bad
 //     request never fails its batch-mates.
+//   - Once stop ends (the server's shutdown deadline passed), running batches
+//     are cancelled and queued requests are answered without running.
 type batcher struct {
-	model     runtime.Model
+	model runtime.Model
+	// stop ends when the manager aborts: batch runs use it (they belong to no
+	// single request), and queued work is refused once it has ended.
+	stop      context.Context
 	sig       tensor.Signature
 	instances int // execution instances now (guarded by mu; the autoscaler moves it)
 	started   int // worker goroutines started (guarded by mu); never fewer than instances
@@ -95,8 +100,9 @@ type result struct {
 }
 
 // newBatcher starts a batcher with the given number of execution instances.
-func newBatcher(model runtime.Model, cfg registry.ServingConfig, instances int, stats *versionStats, vm *telemetry.VersionMetrics, log *slog.Logger) *batcher {
+func newBatcher(stop context.Context, model runtime.Model, cfg registry.ServingConfig, instances int, stats *versionStats, vm *telemetry.VersionMetrics, log *slog.Logger) *batcher {
 	b := &batcher{
+		stop:      stop,
 		model:     model,
 		sig:       model.Signature(),
 		instances: max(1, instances),
@@ -161,6 +167,9 @@ func (b *batcher) submit(ctx context.Context, inputs []*tensor.Tensor, outputs [
 	b.active.Add(1)
 	defer b.active.Add(-1)
 	ordered := b.order(inputs)
+	if b.aborted() {
+		return nil, 0, errShuttingDown()
+	}
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -211,6 +220,20 @@ func (b *batcher) submit(ctx context.Context, inputs []*tensor.Tensor, outputs [
 		return nil, time.Since(p.enq), errs.Wrap(errs.KindOf(ctx.Err()), ctx.Err(), "request %s", ctxVerb(ctx.Err()))
 	}
 }
+
+// aborted reports whether stop has ended, without taking its lock (a select on
+// Done is lock-free once the channel exists).
+func (b *batcher) aborted() bool {
+	select {
+	case <-b.stop.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// errShuttingDown answers requests refused because the server is shutting down.
+func errShuttingDown() error { return errs.New(errs.Unavailable, "server is shutting down") }
 
 func ctxVerb(err error) string {
 	if errors.Is(err, context.DeadlineExceeded) {
@@ -470,6 +493,12 @@ func (b *batcher) waitForMates(batch []*pending) []*pending {
 // runBatch executes a batch taken from the queue and answers every request in it.
 func (b *batcher) runBatch(batch []*pending) {
 	start := time.Now()
+	if b.aborted() {
+		for _, p := range batch {
+			p.done <- result{err: errShuttingDown(), queue: start.Sub(p.enq)}
+		}
+		return
+	}
 	live := batch[:0]
 	for _, p := range batch {
 		if err := p.ctx.Err(); err != nil {
@@ -490,6 +519,13 @@ func (b *batcher) runBatch(batch []*pending) {
 		return
 	}
 	outs, err := b.executeBatch(live)
+	if err != nil && b.aborted() {
+		// Cancelled by the shutdown, not by a bad request: nothing to re-run.
+		for _, p := range live {
+			p.done <- result{err: errs.Wrap(errs.Unavailable, err, "server is shutting down"), queue: start.Sub(p.enq)}
+		}
+		return
+	}
 	if err != nil {
 		// One request may be at fault: run each alone so the others still succeed.
 		b.log.Debug("batch failed; retrying its requests one by one", "requests", len(live), "err", err)
@@ -554,8 +590,9 @@ func (b *batcher) executeBatch(batch []*pending) ([][]*tensor.Tensor, error) {
 	b.vm.ObserveBatch(total)
 	b.stats.recordExecution()
 	// The batch belongs to no single request: one caller's cancellation must not
-	// stop the others' work (their own contexts were checked just before).
-	outs, err := b.run(context.Background(), inputs, outputs)
+	// stop the others' work (their own contexts were checked just before); only
+	// the shutdown's abort does.
+	outs, err := b.run(b.stop, inputs, outputs)
 	if err != nil {
 		return nil, err
 	}

@@ -25,7 +25,7 @@ func BenchmarkBatcher(b *testing.B) {
 				if on {
 					cfg = batching(64, time.Millisecond, 1)
 				}
-				bt := newBatcher(g, cfg, 1, &versionStats{}, nil, discardLog())
+				bt := newBatcher(context.Background(), g, cfg, 1, &versionStats{}, nil, discardLog())
 				defer bt.close()
 				in := &tensor.Tensor{Name: "x", DataType: tensor.FP32, Shape: []int64{1, 64}, Data: make([]byte, 256)}
 				var next atomic.Int64

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -105,7 +106,7 @@ func batching(maxBatch int, delay time.Duration, instances int, preferred ...int
 func newTestBatcher(t *testing.T, g *gatedModel, cfg registry.ServingConfig) *batcher {
 	t.Helper()
 	_, hi := cfg.InstanceBounds()
-	b := newBatcher(g, cfg, hi, &versionStats{}, nil, discardLog())
+	b := newBatcher(context.Background(), g, cfg, hi, &versionStats{}, nil, discardLog())
 	t.Cleanup(b.close)
 	return b
 }
@@ -520,7 +521,7 @@ func TestPanickingModelLosesNoInstance(t *testing.T) {
 func TestCloseDrainsQueueWhileCallersHoldInstances(t *testing.T) {
 	for range 3 { // which held call finishes first varies; any order must drain
 		g := newGated(t, "mlp")
-		b := newBatcher(g, registry.ServingConfig{Instances: &registry.InstancesConfig{Max: 2}}, 2, &versionStats{}, nil, discardLog())
+		b := newBatcher(context.Background(), g, registry.ServingConfig{Instances: &registry.InstancesConfig{Max: 2}}, 2, &versionStats{}, nil, discardLog())
 		g.hold.Store(2)
 		held := []<-chan answer{submitAsync(context.Background(), b, row(0, 0, 0, 0), nil), submitAsync(context.Background(), b, row(0, 0, 0, 1), nil)}
 		<-g.entered
@@ -605,5 +606,52 @@ func TestFewerInstancesTakeEffectUnderLoad(t *testing.T) {
 	}
 	if p := g.peak.Load(); p != 1 {
 		t.Fatalf("%d calls ran at once with 1 instance", p)
+	}
+}
+
+// TestAbortCancelsRunningBatchAndAnswersQueued: once stop ends (the shutdown's
+// drain deadline passed), a batch in its runtime call is cancelled — and not
+// re-run request by request — and requests still queued are answered without
+// running; both get Unavailable.
+func TestAbortCancelsRunningBatchAndAnswersQueued(t *testing.T) {
+	g := newGated(t, "mlp")
+	stop, abort := context.WithCancel(context.Background())
+	defer abort()
+	_, hi := batching(2, 0, 1).InstanceBounds()
+	b := newBatcher(stop, g, batching(2, 0, 1), hi, &versionStats{}, nil, discardLog())
+	t.Cleanup(b.close)
+
+	g.hold.Store(2) // the request run alone, then the first batch
+	first := submitAsync(context.Background(), b, row(0, 0, 0, 0), nil)
+	<-g.entered // the only instance is busy
+	var batched, queued []<-chan answer
+	for i := range 2 {
+		batched = append(batched, submitAsync(context.Background(), b, row(float32(i+1), 0, 0, 0), nil))
+	}
+	waitFor(t, "2 queued requests", func() bool { return b.queued() == 2 })
+	g.release <- struct{}{}
+	if a := <-first; a.err != nil {
+		t.Fatal(a.err)
+	}
+	<-g.entered // the batch of two is in its runtime call
+	for i := range 3 {
+		queued = append(queued, submitAsync(context.Background(), b, row(float32(i+10), 0, 0, 0), nil))
+	}
+	waitFor(t, "3 more queued requests", func() bool { return b.queued() == 3 })
+
+	abort()
+	g.release <- struct{}{}
+	for i, ch := range append(batched, queued...) {
+		a := <-ch
+		if errs.KindOf(a.err) != errs.Unavailable || !strings.Contains(errs.PublicMessage(a.err), "shutting down") {
+			t.Errorf("request %d after abort: %v, want Unavailable: server is shutting down", i, a.err)
+		}
+	}
+	// One call alone, one batch of two (cancelled); nothing re-run, nothing run from the queue.
+	if got := g.calls(); fmt.Sprint(got) != "[1 2]" {
+		t.Errorf("runtime calls by rows = %v, want [1 2]", got)
+	}
+	if _, _, err := b.submit(context.Background(), []*tensor.Tensor{row(1, 2, 3, 4)}, nil); errs.KindOf(err) != errs.Unavailable {
+		t.Errorf("a request after abort: %v, want Unavailable", err)
 	}
 }

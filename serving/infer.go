@@ -198,19 +198,14 @@ func validateInputs(v registry.Version, inputs []*tensor.Tensor) error {
 		if in == nil {
 			return errs.New(errs.InvalidArgument, "%s is empty", field(i, "")).WithField(field(i, ""))
 		}
-		j := slices.IndexFunc(sig.Inputs, func(s tensor.TensorSpec) bool { return s.Name == in.Name })
-		if j < 0 {
-			return errs.New(errs.InvalidArgument, "unknown input %q: model %s expects %s", in.Name, v.Model, describeSpecs(sig.Inputs)).WithField(field(i, ".name"))
+		j, err := matchInput(v.Model, sig.Inputs, i, in)
+		if err != nil {
+			return err
 		}
 		if seen[j] {
 			return errs.New(errs.InvalidArgument, "input %s is given twice", in.Name).WithField(field(i, ".name"))
 		}
 		seen[j] = true
-		spec := sig.Inputs[j]
-		if in.DataType != spec.DataType || !tensor.ShapeMatches(spec.Shape, in.Shape) {
-			return errs.New(errs.InvalidArgument, "input %s expects shape %s %s, got %s %s",
-				in.Name, tensor.ShapeString(spec.Shape), spec.DataType, tensor.ShapeString(in.Shape), in.DataType).WithField(field(i, ""))
-		}
 		if err := in.Validate(); err != nil {
 			return errs.New(errs.InvalidArgument, "input %s: %v", in.Name, err).WithField(field(i, ".data"))
 		}
@@ -225,6 +220,31 @@ func validateInputs(v registry.Version, inputs []*tensor.Tensor) error {
 		return errs.New(errs.InvalidArgument, "missing input %s", strings.Join(missing, ", ")).WithField("inputs")
 	}
 	return nil
+}
+
+// CheckInput checks the name, datatype and shape of inputs[i] of a request —
+// not its data — against the inputs model expects, as Infer will: a decoder
+// calls it before it decodes the tensor's data, so a request the model cannot
+// take costs no decoding.
+func CheckInput(model string, expected []tensor.TensorSpec, i int, in *tensor.Tensor) error {
+	_, err := matchInput(model, expected, i, in)
+	return err
+}
+
+// matchInput finds in's spec among expected (its index) and checks its
+// datatype and shape. It allocates nothing unless it fails.
+func matchInput(model string, expected []tensor.TensorSpec, i int, in *tensor.Tensor) (int, error) {
+	j := slices.IndexFunc(expected, func(s tensor.TensorSpec) bool { return s.Name == in.Name })
+	if j < 0 {
+		f := fmt.Sprintf("inputs[%d].name", i)
+		return -1, errs.New(errs.InvalidArgument, "unknown input %q: model %s expects %s", in.Name, model, describeSpecs(expected)).WithField(f)
+	}
+	spec := expected[j]
+	if in.DataType != spec.DataType || !tensor.ShapeMatches(spec.Shape, in.Shape) {
+		return j, errs.New(errs.InvalidArgument, "input %s expects shape %s %s, got %s %s",
+			in.Name, tensor.ShapeString(spec.Shape), spec.DataType, tensor.ShapeString(in.Shape), in.DataType).WithField(fmt.Sprintf("inputs[%d]", i))
+	}
+	return j, nil
 }
 
 func describeSpec(s tensor.TensorSpec) string {
@@ -353,9 +373,16 @@ func sortKeys(keys []versionKey) {
 // its entries with one delete. Version numbers are cached under their canonical
 // spelling (canonicalRef), so a model has at most one entry per version, alias
 // and the default: what the registry holds bounds it, not what callers write.
+//
+// A resolution reads the registry outside the cache's lock, so an invalidation
+// can land between that read and the store of its answer: gen counts
+// invalidations, a resolution notes it before reading (generation), and put
+// stores the answer only if no invalidation happened since — otherwise the
+// answer may predate the change and is returned to its caller but not cached.
 type refCache struct {
-	mu sync.RWMutex
-	m  map[modelKey]map[string]registry.Version // ref -> version
+	mu  sync.RWMutex
+	m   map[modelKey]map[string]registry.Version // ref -> version
+	gen atomic.Uint64                            // bumped by invalidate (written under mu)
 }
 
 func (c *refCache) get(mk modelKey, ref string) (registry.Version, bool) {
@@ -365,8 +392,17 @@ func (c *refCache) get(mk modelKey, ref string) (registry.Version, bool) {
 	return v, ok
 }
 
-func (c *refCache) put(mk modelKey, ref string, v registry.Version) {
+// generation is the invalidation count to pass to put for an answer read from
+// the registry after this call.
+func (c *refCache) generation() uint64 { return c.gen.Load() }
+
+// put caches v unless an invalidation happened since generation gen was read.
+func (c *refCache) put(mk modelKey, ref string, v registry.Version, gen uint64) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen.Load() != gen {
+		return // the registry changed during the read: v may be stale
+	}
 	refs, ok := c.m[mk]
 	if !ok {
 		if len(c.m) >= 100_000 {
@@ -376,11 +412,11 @@ func (c *refCache) put(mk modelKey, ref string, v registry.Version) {
 		c.m[mk] = refs
 	}
 	refs[ref] = v
-	c.mu.Unlock()
 }
 
 func (c *refCache) invalidate(mk modelKey) {
 	c.mu.Lock()
+	c.gen.Add(1)
 	delete(c.m, mk)
 	c.mu.Unlock()
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/nimbus-ai/nimbus/residency"
 	"github.com/nimbus-ai/nimbus/runtime"
 	"github.com/nimbus-ai/nimbus/telemetry"
+	"github.com/nimbus-ai/nimbus/tensor"
 )
 
 // Registry is what the manager needs from the model registry.
@@ -99,6 +100,10 @@ type Manager struct {
 
 	refs refCache
 	bg   sync.WaitGroup // loads (and stale closes) running in the background
+	// stop ends when Abort is called: loads and batch runs use it, so a shutdown
+	// past its deadline cancels them instead of waiting.
+	stop  context.Context
+	abort context.CancelFunc
 
 	// Memory budget (guarded by mu): used is what resident and loading versions
 	// are charged (instance.cost).
@@ -149,12 +154,14 @@ func NewManager(reg Registry, blobs Artifacts, opts Options) *Manager {
 	for _, r := range opts.Runtimes {
 		rts[r.Format()] = r
 	}
-	return &Manager{
+	m := &Manager{
 		reg: reg, blobs: blobs, runtimes: rts, metrics: opts.Metrics, log: opts.Logger.With("component", "serving"),
 		opts: opts, loaded: map[versionKey]*instance{}, unloaded: map[modelKey]bool{},
 		refs:  refCache{m: map[modelKey]map[string]registry.Version{}},
 		costs: map[string]int64{},
 	}
+	m.stop, m.abort = context.WithCancel(context.Background())
+	return m
 }
 
 // instance is one loaded (or loading, or failed) model version.
@@ -192,12 +199,35 @@ func (m *Manager) resolve(ctx context.Context, ns, model, ref string) (registry.
 	if v, ok := m.refs.get(mk, key); ok {
 		return v, nil
 	}
+	gen := m.refs.generation() // before the read: see refCache
 	v, err := m.reg.Resolve(ctx, ns, model, ref)
 	if err != nil {
 		return registry.Version{}, err
 	}
-	m.refs.put(mk, key, v)
+	m.refs.put(mk, key, v, gen)
 	return v, nil
+}
+
+// ResolveInputs resolves a model reference before its request is decoded, so
+// that a request for a model or version that does not exist is refused before
+// its body is read, and returns the inputs the version expects (for
+// CheckInput). known is false while an alias or the default reference moves to
+// another version: the version that answered it so far may still answer, with
+// its own signature (see acquireServing).
+func (m *Manager) ResolveInputs(ctx context.Context, ns, model, ref string) (inputs []tensor.TensorSpec, known bool, _ error) {
+	if ns == "" {
+		ns = registry.DefaultNamespace
+	}
+	v, err := m.resolve(ctx, ns, model, ref)
+	if err != nil {
+		return nil, false, err
+	}
+	if !registry.IsVersionNumber(ref) {
+		if p, ok := m.lastServed.Load(refKey{ns, model, ref}); ok && p.(versionKey).version != v.Version {
+			return nil, false, nil
+		}
+	}
+	return v.Signature.Inputs, true, nil
 }
 
 // canonicalRef is the cache key of a reference: a version number without its
@@ -353,7 +383,7 @@ func (m *Manager) instanceFor(key versionKey, v registry.Version, onDemand bool)
 // request's context: other requests may be waiting on the same load.
 func (m *Manager) load(inst *instance) {
 	start := time.Now()
-	ctx := context.Background()
+	ctx := m.stop // detached from requests, but not from an aborted shutdown
 	v := inst.version
 	log := m.log.With("namespace", v.Namespace, "model", v.Model, "version", v.Version)
 	err := func() error {
@@ -388,7 +418,7 @@ func (m *Manager) load(inst *instance) {
 		inst.cfg = cfg
 		inst.lastUsed.Store(m.opts.Now().UnixNano())
 		// Infer reads the statistics through inst.b.stats: the same pointer.
-		inst.b = newBatcher(model, cfg, lo, m.statsFor(inst.key), m.metrics.ForVersion(v.Namespace, v.Model, strconv.FormatInt(v.Version, 10)), log)
+		inst.b = newBatcher(m.stop, model, cfg, lo, m.statsFor(inst.key), m.metrics.ForVersion(v.Namespace, v.Model, strconv.FormatInt(v.Version, 10)), log)
 		inst.loadedAt = m.opts.Now()
 		return nil
 	}()
@@ -815,6 +845,14 @@ func (m *Manager) Forget(ns, model string, version int64, deleted bool) {
 	})
 }
 
+// Abort cancels the work that belongs to no single request: running and queued
+// batches end with Unavailable ("server is shutting down") instead of running,
+// and loads in progress fail. Requests running on their own (alone on a free
+// instance) end when their own contexts do. The server calls it once the
+// shutdown's drain deadline has passed; Close then has little left to wait for.
+// Abort does not stop new requests: Close does.
+func (m *Manager) Abort() { m.abort() }
+
 // Close stops accepting requests, waits for in-flight runs and frees every model.
 func (m *Manager) Close() error {
 	m.mu.Lock()
@@ -823,6 +861,7 @@ func (m *Manager) Close() error {
 	m.mu.Unlock()
 	m.closeAll(victims)
 	m.bg.Wait()
+	m.abort() // releases the context; nothing is left to cancel
 	return nil
 }
 

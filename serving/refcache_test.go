@@ -70,3 +70,87 @@ func TestCanonicalRef(t *testing.T) {
 		}
 	}
 }
+
+// movingAliasRegistry resolves "champion" of model "m" to the version it holds
+// now; while pause is set, a resolution reads that version, reports it on read
+// and waits for pause before answering — the window in which an invalidation
+// can land between the cache's read of the registry and its store.
+type movingAliasRegistry struct {
+	Registry // the other methods are not used
+	champion atomic.Int64
+	pause    chan struct{} // nil: answer at once
+	read     chan int64
+}
+
+func (r *movingAliasRegistry) Resolve(_ context.Context, ns, model, ref string) (registry.Version, error) {
+	v := registry.Version{Namespace: ns, Model: model, Version: r.champion.Load()}
+	if r.pause != nil {
+		r.read <- v.Version
+		<-r.pause
+	}
+	return v, nil
+}
+
+// TestRefCacheDropsAnswerReadBeforeInvalidate: a resolution that read the
+// registry before an alias moved, and stores its answer after the change's
+// invalidation, must not cache that answer — else the alias change never takes
+// effect for this server.
+func TestRefCacheDropsAnswerReadBeforeInvalidate(t *testing.T) {
+	reg := &movingAliasRegistry{pause: make(chan struct{}), read: make(chan int64)}
+	reg.champion.Store(1)
+	m := NewManager(reg, nil, Options{Logger: discardLog()})
+	ctx := context.Background()
+
+	type answer struct {
+		v   registry.Version
+		err error
+	}
+	first := make(chan answer, 1)
+	go func() {
+		v, err := m.resolve(ctx, "default", "m", "champion")
+		first <- answer{v, err}
+	}()
+	if got := <-reg.read; got != 1 {
+		t.Fatalf("the first resolution read version %d, want 1", got)
+	}
+	// The alias moves while that resolution is between its read and its store.
+	reg.champion.Store(2)
+	m.Invalidate("default", "m")
+	close(reg.pause)
+	a := <-first
+	if a.err != nil || a.v.Version != 1 {
+		t.Fatalf("the first resolution answered %+v, %v; want version 1 (what it read)", a.v, a.err)
+	}
+
+	reg.pause = nil
+	v, err := m.resolve(ctx, "default", "m", "champion")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Version != 2 {
+		t.Fatalf("after the alias moved to 2 and the cache was invalidated, champion resolves to %d: a stale answer was cached", v.Version)
+	}
+}
+
+// TestResolveInputsWhileAReferenceMoves: the inputs of the version a reference
+// names are known — except while the reference has moved away from the
+// version that answered it so far, which may still answer (with its own
+// signature); a version number is always known.
+func TestResolveInputsWhileAReferenceMoves(t *testing.T) {
+	reg := &movingAliasRegistry{}
+	reg.champion.Store(1)
+	m := NewManager(reg, nil, Options{Logger: discardLog()})
+	ctx := context.Background()
+	if _, known, err := m.ResolveInputs(ctx, "", "m", "champion"); err != nil || !known {
+		t.Fatalf("champion before any move: known %v, %v", known, err)
+	}
+	m.lastServed.Store(refKey{"default", "m", "champion"}, versionKey{"default", "m", 1}) // version 1 answered it
+	reg.champion.Store(2)
+	m.Invalidate("default", "m")
+	if _, known, err := m.ResolveInputs(ctx, "", "m", "champion"); err != nil || known {
+		t.Fatalf("champion moved from 1 to 2: known %v, %v; want unknown (version 1 may still answer)", known, err)
+	}
+	if _, known, err := m.ResolveInputs(ctx, "", "m", "2"); err != nil || !known {
+		t.Fatalf("version 2 by number: known %v, %v", known, err)
+	}
+}

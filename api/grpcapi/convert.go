@@ -20,6 +20,12 @@ import (
 // Raw input bytes are aliased, not copied: the result shares memory with req.
 // Namespace is left empty; the caller fills it in.
 func RequestFromProto(req *pb.ModelInferRequest) (*serving.InferRequest, error) {
+	return requestFromProto(req, nil)
+}
+
+// requestFromProto is RequestFromProto; check, if set, vets each input's name,
+// datatype and shape before its data is converted.
+func requestFromProto(req *pb.ModelInferRequest, check func(i int, t *tensor.Tensor) error) (*serving.InferRequest, error) {
 	if req.GetModelName() == "" {
 		return nil, errs.New(errs.InvalidArgument, "model_name is required")
 	}
@@ -44,7 +50,7 @@ func RequestFromProto(req *pb.ModelInferRequest) (*serving.InferRequest, error) 
 		return nil, errs.New(errs.InvalidArgument, "input %q appears more than once", name)
 	}
 	for i, in := range ins {
-		t, err := inputFromProto(i, in, raw)
+		t, err := inputFromProto(i, in, raw, check)
 		if err != nil {
 			return nil, err
 		}
@@ -90,7 +96,7 @@ func duplicateName(ins []*pb.ModelInferRequest_InferInputTensor) (string, bool) 
 	return "", false
 }
 
-func inputFromProto(i int, in *pb.ModelInferRequest_InferInputTensor, raw [][]byte) (*tensor.Tensor, error) {
+func inputFromProto(i int, in *pb.ModelInferRequest_InferInputTensor, raw [][]byte, check func(int, *tensor.Tensor) error) (*tensor.Tensor, error) {
 	name := in.GetName()
 	dt, ok := tensor.ParseDataType(in.GetDatatype())
 	if !ok {
@@ -107,6 +113,11 @@ func inputFromProto(i int, in *pb.ModelInferRequest_InferInputTensor, raw [][]by
 		}
 	}
 	t := &tensor.Tensor{Name: name, DataType: dt, Shape: in.GetShape(), Parameters: params}
+	if check != nil {
+		if err := check(i, t); err != nil {
+			return nil, err
+		}
+	}
 	if len(raw) > 0 {
 		if contentsLen(in.GetContents()) > 0 {
 			return nil, errs.New(errs.InvalidArgument,
@@ -252,6 +263,10 @@ func decodeTyped(t *tensor.Tensor, n int64, c *pb.InferTensorContents) error {
 		}
 		return nil
 	}
+	if d := aliasTyped(t.DataType, c); d != nil {
+		t.Data = d
+		return nil
+	}
 	size := t.DataType.Size()
 	d := make([]byte, got*size)
 	le := binary.LittleEndian
@@ -287,6 +302,31 @@ func decodeTyped(t *tensor.Tensor, n int64, c *pb.InferTensorContents) error {
 		putLE(d, c.GetFp64Contents(), func(b []byte, v float64) { le.PutUint64(b, math.Float64bits(v)) })
 	}
 	t.Data = d
+	return nil
+}
+
+// aliasTyped returns the typed contents of 4- and 8-byte datatypes as the
+// tensor's data without copying them, on little-endian hosts where their memory
+// is already the tensor's layout (decoded requests alias their message, as raw
+// contents do); nil where a copy is needed.
+func aliasTyped(dt tensor.DataType, c *pb.InferTensorContents) []byte {
+	if !hostLittleEndian {
+		return nil
+	}
+	switch dt {
+	case tensor.Int32:
+		return asBytes(c.GetIntContents())
+	case tensor.Int64:
+		return asBytes(c.GetInt64Contents())
+	case tensor.Uint32:
+		return asBytes(c.GetUintContents())
+	case tensor.Uint64:
+		return asBytes(c.GetUint64Contents())
+	case tensor.FP32:
+		return asBytes(c.GetFp32Contents())
+	case tensor.FP64:
+		return asBytes(c.GetFp64Contents())
+	}
 	return nil
 }
 

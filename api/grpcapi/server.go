@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
@@ -24,6 +25,7 @@ import (
 	pb "github.com/nimbus-ai/nimbus/api/inferencepb"
 	"github.com/nimbus-ai/nimbus/api/oip"
 	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/internal/limits"
 	"github.com/nimbus-ai/nimbus/serving"
 	"github.com/nimbus-ai/nimbus/telemetry"
 	"github.com/nimbus-ai/nimbus/tensor"
@@ -54,6 +56,10 @@ const ServiceName = "inference.GRPCInferenceService"
 
 // Backend is what the gRPC service needs from the serving layer.
 type Backend interface {
+	// ResolveInputs checks that a request's model and version exist before its
+	// tensors are converted, and returns the inputs it expects when they are
+	// known (see serving.Manager.ResolveInputs).
+	ResolveInputs(ctx context.Context, ns, model, version string) (inputs []tensor.TensorSpec, known bool, err error)
 	Infer(ctx context.Context, req *serving.InferRequest) (*serving.InferResponse, error)
 	ModelMetadata(ctx context.Context, ns, model, version string) (*serving.ModelMetadata, error)
 	ModelReady(ctx context.Context, ns, model, version string) (bool, error)
@@ -63,6 +69,10 @@ type Backend interface {
 
 // Options configure the gRPC service and server.
 type Options struct {
+	// Authorize runs after panic recovery and before the in-flight budget
+	// admits a call, so an unauthorized caller is refused as such and holds
+	// none of the budget.
+	Authorize []grpc.UnaryServerInterceptor
 	// MaxMessageBytes limits received and sent messages; 0 means DefaultMaxMessageBytes.
 	MaxMessageBytes int
 	// Metrics records every ModelInfer; nil records nothing.
@@ -74,6 +84,41 @@ type Options struct {
 	// method when draining, which turns every service NOT_SERVING. If nil,
 	// NewGRPCServer makes one the caller cannot reach.
 	Health *health.Server
+	// Budget bounds the bytes requests in flight hold together (messages and
+	// what decoding them allocates); nil is unlimited. Shared with REST.
+	Budget *limits.Budget
+	// MaxConcurrentStreams bounds the RPCs one connection runs at once; 0
+	// means DefaultMaxConcurrentStreams.
+	MaxConcurrentStreams uint32
+	// HandshakeTimeout bounds how long a new connection may take to send its
+	// HTTP/2 preface and settings; 0 means DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+	// KeepaliveMinTime is the shortest interval between a client's pings;
+	// closer pings are strikes, and the third closes the connection
+	// (GOAWAY ENHANCE_YOUR_CALM "too_many_pings"). 0 means DefaultKeepaliveMinTime.
+	KeepaliveMinTime time.Duration
+}
+
+// Connection limits of NewGRPCServer.
+const (
+	DefaultMaxConcurrentStreams = 256
+	DefaultHandshakeTimeout     = 10 * time.Second
+	// DefaultKeepaliveMinTime is the shortest ping interval grpc-go clients
+	// may configure (they raise anything lower to 10s).
+	DefaultKeepaliveMinTime = 10 * time.Second
+	// keepaliveTime and keepaliveTimeout: an idle connection is pinged every
+	// keepaliveTime and closed when the ping is not answered in keepaliveTimeout,
+	// so dead peers do not hold connections.
+	keepaliveTime    = 2 * time.Minute
+	keepaliveTimeout = 20 * time.Second
+)
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
 }
 
 func (o Options) maxBytes() int {
@@ -110,17 +155,32 @@ func New(b Backend, opts Options) *Server {
 func (s *Server) Register(g *grpc.Server) { pb.RegisterGRPCInferenceServiceServer(g, s) }
 
 // NewGRPCServer returns a grpc.Server whose receive and send limits are
-// opts.MaxMessageBytes, with a panic-recovering interceptor, the grpc.health.v1
-// service (see Options.Health) and server reflection registered. extra options (TLS,
-// auth interceptors) are appended. Register the inference service with
-// Server.Register.
+// opts.MaxMessageBytes, with connection limits (concurrent streams per
+// connection, a handshake timeout, keepalive pings of idle connections and
+// enforcement against clients that ping too often), a codec that bounds and
+// budgets what decoding a ModelInferRequest allocates (see admitter), a
+// panic-recovering interceptor, the grpc.health.v1 service (see Options.Health)
+// and server reflection registered. extra options (TLS, auth interceptors) are
+// appended; their interceptors run after these. Register the inference service
+// with Server.Register.
 func NewGRPCServer(opts Options, extra ...grpc.ServerOption) *grpc.Server {
 	log := opts.logger().With("component", "grpcapi")
 	max := opts.maxBytes()
+	adm := newAdmitter(opts.Budget)
 	sopts := append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(max),
 		grpc.MaxSendMsgSize(max),
-		grpc.ChainUnaryInterceptor(recoverUnary(log)),
+		grpc.MaxConcurrentStreams(orDefault(opts.MaxConcurrentStreams, DefaultMaxConcurrentStreams)),
+		grpc.ConnectionTimeout(orDefault(opts.HandshakeTimeout, DefaultHandshakeTimeout)),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime: orDefault(opts.KeepaliveMinTime, DefaultKeepaliveMinTime),
+			// Clients that keep idle connections alive are well-behaved as long
+			// as they respect MinTime.
+			PermitWithoutStream: true,
+		}),
+		grpc.ForceServerCodecV2(adm),
+		grpc.ChainUnaryInterceptor(append(append([]grpc.UnaryServerInterceptor{recoverUnary(log)}, opts.Authorize...), adm.admit)...),
 	}, extra...)
 	g := grpc.NewServer(sopts...)
 	hs := opts.Health
@@ -255,9 +315,21 @@ func (s *Server) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb
 	return resp, err
 }
 
-// infer returns the response and the version that answered ("" if none).
+// infer returns the response and the version that answered ("" if none). The
+// model is resolved before the tensors are converted, and each input is
+// checked against its signature before its data is.
 func (s *Server) infer(ctx context.Context, ns string, req *pb.ModelInferRequest) (*pb.ModelInferResponse, string, error) {
-	ir, err := RequestFromProto(req)
+	var check func(i int, t *tensor.Tensor) error
+	if model := req.GetModelName(); model != "" {
+		inputs, known, err := s.b.ResolveInputs(ctx, ns, model, req.GetModelVersion())
+		if err != nil {
+			return nil, "", fmt.Errorf("infer %s/%s: %w", ns, model, err)
+		}
+		if known {
+			check = func(i int, t *tensor.Tensor) error { return serving.CheckInput(model, inputs, i, t) }
+		}
+	}
+	ir, err := requestFromProto(req, check)
 	if err != nil {
 		return nil, "", err
 	}

@@ -61,6 +61,14 @@ func (f *fakeBackend) lastNS() string {
 	return f.nss[len(f.nss)-1]
 }
 
+// ResolveInputs knows every model but "missing", and no model's inputs.
+func (f *fakeBackend) ResolveInputs(_ context.Context, _, model, _ string) ([]tensor.TensorSpec, bool, error) {
+	if model == "missing" {
+		return nil, false, errs.New(errs.NotFound, "model %q not found", model)
+	}
+	return nil, false, nil
+}
+
 func (f *fakeBackend) Infer(ctx context.Context, req *serving.InferRequest) (*serving.InferResponse, error) {
 	f.record(req.Namespace)
 	switch req.Model {

@@ -53,6 +53,9 @@ type decodedTensor struct {
 // decodeTensor reads one $request_input / $response_output object. kind is "input"
 // or "output" for error messages.
 func decodeTensor(s *scanner, kind string, index int) (decodedTensor, error) {
+	if err := s.d.charge(tensorCost, tensorRef{kind, index, ""}); err != nil {
+		return decodedTensor{}, err
+	}
 	t := &tensor.Tensor{}
 	var (
 		dtName              string
@@ -101,6 +104,10 @@ func decodeTensor(s *scanner, kind string, index int) (decodedTensor, error) {
 			}
 			hasData, dataAt = true, s.pos
 			if t.Name != "" && t.DataType.Valid() && hasShape && shapeOK {
+				// Data the model cannot take is never decoded.
+				if err := s.d.checkInput(kind, index, t); err != nil {
+					return err
+				}
 				parsedData = true
 				return decodeData(s, t, tensorRef{kind, index, t.Name})
 			}
@@ -128,6 +135,11 @@ func decodeTensor(s *scanner, kind string, index int) (decodedTensor, error) {
 	if _, err := tensor.NumElements(t.Shape); err != nil {
 		return decodedTensor{}, invalid("%s: %v", label, err)
 	}
+	if !parsedData { // checked before its data was decoded otherwise
+		if err := s.d.checkInput(kind, index, t); err != nil {
+			return decodedTensor{}, err
+		}
+	}
 	binSize := int64(-1)
 	if v, ok := t.Parameters[paramBinarySize]; ok {
 		n, isInt := v.(int64)
@@ -142,7 +154,7 @@ func decodeTensor(s *scanner, kind string, index int) (decodedTensor, error) {
 		return decodedTensor{}, invalid("%s: data is required (or parameters.binary_data_size with binary data)", label)
 	}
 	if hasData && !parsedData {
-		sub := scanner{buf: s.buf, pos: dataAt}
+		sub := scanner{buf: s.buf, pos: dataAt, d: s.d}
 		if err := decodeData(&sub, t, label); err != nil {
 			return decodedTensor{}, err
 		}
@@ -179,9 +191,10 @@ type dataDecoder struct {
 	label tensorRef
 	n     int64 // elements the shape needs
 	count int64 // elements read so far
-	// BYTES elements are collected in one arena and split at the end.
+	// BYTES elements alias the body; those with escapes are unescaped into
+	// arena. Slices taken from arena stay valid when it grows: the old array
+	// keeps their bytes.
 	arena []byte
-	ends  []int
 }
 
 // decodeData parses the data array at s.pos into t (whose datatype and shape are valid).
@@ -191,12 +204,21 @@ func decodeData(s *scanner, t *tensor.Tensor, label tensorRef) error {
 	if s.peek() != '[' {
 		return invalid("%s: data at offset %d must be an array", label, s.pos)
 	}
-	// A JSON element takes at least two bytes, so this never over-allocates for
-	// a shape that the body cannot possibly fill.
-	capN := min(n, int64(len(s.buf)-s.pos)/2+1)
+	// A JSON element takes at least two bytes (three for a string), so this
+	// never over-allocates for a shape that the body cannot possibly fill; and
+	// it is charged before it is allocated.
+	left := int64(len(s.buf) - s.pos)
 	if t.DataType == tensor.Bytes {
-		d.ends = make([]int, 0, capN)
+		capN := min(n, (left+1)/3)
+		if err := s.d.charge(capN*bytesElemCost, label); err != nil {
+			return err
+		}
+		t.Strings = make([][]byte, 0, capN)
 	} else {
+		capN := min(n, left/2+1)
+		if err := s.d.charge(capN*int64(t.DataType.Size()), label); err != nil {
+			return err
+		}
 		t.Data = make([]byte, 0, capN*int64(t.DataType.Size()))
 	}
 	// Nested data starts with '[' right after the outer '['.
@@ -213,15 +235,8 @@ func decodeData(s *scanner, t *tensor.Tensor, label tensorRef) error {
 	if d.count != n {
 		return invalid("%s: shape %s needs %d elements, data has %d", label, tensor.ShapeString(t.Shape), n, d.count)
 	}
-	if t.DataType == tensor.Bytes {
-		t.Strings = make([][]byte, len(d.ends))
-		start := 0
-		for i, end := range d.ends {
-			t.Strings[i] = d.arena[start:end:end]
-			start = end
-		}
-	}
-	return nil
+	// Unescaped strings are no longer than their escaped form in the body.
+	return s.d.charge(int64(cap(d.arena)), label)
 }
 
 // array reads one array level. In nested mode every level's length must match the
@@ -246,6 +261,13 @@ func (d *dataDecoder) array(level int, nested bool) error {
 				}
 			case c == '[':
 				return invalid("%s: data is nested deeper than shape %s allows", d.label, tensor.ShapeString(d.t.Shape))
+			case d.count >= d.n:
+				// More elements than the shape needs: the count check fails
+				// after the array; keep nothing past what was charged.
+				if err := s.skipValue(0); err != nil {
+					return err
+				}
+				d.count++
 			default:
 				if err := d.scalar(c); err != nil {
 					return err
@@ -296,8 +318,12 @@ func (d *dataDecoder) scalar(c byte) error {
 		if err != nil {
 			return err
 		}
-		d.arena = append(d.arena, v...)
-		d.ends = append(d.ends, len(d.arena))
+		if s.escaped {
+			start := len(d.arena)
+			d.arena = append(d.arena, v...)
+			v = d.arena[start:]
+		}
+		t.Strings = append(t.Strings, v[:len(v):len(v)])
 	case tensor.Int8, tensor.Int16, tensor.Int32, tensor.Int64:
 		lit, err := d.integer(c)
 		if err != nil {
@@ -451,7 +477,7 @@ func (d *dataDecoder) wrongType(c byte, want string) error {
 
 // assignBinary gives each tensor that declared binary_data_size its bytes from the
 // binary section, in order. The tensors alias bin.
-func assignBinary(ts []decodedTensor, kind string, bin []byte, hasBin bool) error {
+func assignBinary(d *decodeState, ts []decodedTensor, kind string, bin []byte, hasBin bool) error {
 	off := 0
 	for i, dt := range ts {
 		if dt.binSize < 0 {
@@ -477,7 +503,7 @@ func assignBinary(ts []decodedTensor, kind string, bin []byte, hasBin bool) erro
 			t.Data = part
 			continue
 		}
-		strs, err := splitBinaryBytes(part, n, label, t.Shape)
+		strs, err := splitBinaryBytes(d, part, n, label, t.Shape)
 		if err != nil {
 			return err
 		}
@@ -491,8 +517,12 @@ func assignBinary(ts []decodedTensor, kind string, bin []byte, hasBin bool) erro
 
 // splitBinaryBytes splits BYTES binary data: a 4-byte little-endian length, then
 // the bytes, per element.
-func splitBinaryBytes(part []byte, n int64, label tensorRef, shape []int64) ([][]byte, error) {
-	strs := make([][]byte, 0, min(n, int64(len(part)/4)))
+func splitBinaryBytes(d *decodeState, part []byte, n int64, label tensorRef, shape []int64) ([][]byte, error) {
+	capN := min(n, int64(len(part)/4))
+	if err := d.charge(capN*bytesElemCost, label); err != nil {
+		return nil, err
+	}
+	strs := make([][]byte, 0, capN)
 	for off := 0; off < len(part); {
 		if int64(len(strs)) == n {
 			return nil, invalid("%s: binary data holds more than the %d BYTES elements of shape %s", label, n, tensor.ShapeString(shape))

@@ -27,13 +27,20 @@ func splitBody(body []byte, headerLen int) (js, bin []byte, hasBin bool, err err
 // of the Inference-Header-Content-Length header, or 0 when it is absent. Namespace,
 // Model and Version are left for the caller (they come from the URL). The
 // returned tensors may alias body. Errors are errs.InvalidArgument with a message
-// safe to return to the client.
+// safe to return to the client, or errs.TooLarge past the MaxDecodeFactor bound.
 func DecodeInferRequest(body []byte, headerLen int) (*serving.InferRequest, error) {
+	return DecodeRequest(body, headerLen, DecodeOptions{})
+}
+
+// DecodeRequest is DecodeInferRequest with the model's inputs checked as the
+// tensors are read and every allocation charged to opts.Reserve first.
+func DecodeRequest(body []byte, headerLen int, opts DecodeOptions) (*serving.InferRequest, error) {
 	js, bin, hasBin, err := splitBody(body, headerLen)
 	if err != nil {
 		return nil, err
 	}
-	s := &scanner{buf: js}
+	s := &scanner{buf: js, state: newDecodeState(len(body), opts)}
+	s.d = &s.state
 	req := &serving.InferRequest{}
 	var inputs []decodedTensor
 	hasInputs := false
@@ -64,6 +71,9 @@ func DecodeInferRequest(body []byte, headerLen int) (*serving.InferRequest, erro
 			}
 			req.Outputs = req.Outputs[:0]
 			return s.arrayElems(func(i int) error {
+				if err := s.d.chargeItem(outputCost, "outputs"); err != nil {
+					return err
+				}
 				o, err := readOutputRequest(s, i)
 				req.Outputs = append(req.Outputs, o)
 				return err
@@ -84,7 +94,7 @@ func DecodeInferRequest(body []byte, headerLen int) (*serving.InferRequest, erro
 	if err := checkNames(inputs, "input"); err != nil {
 		return nil, err
 	}
-	if req.Inputs, err = finishTensors(inputs, "input", bin, hasBin); err != nil {
+	if req.Inputs, err = finishTensors(s.d, inputs, "input", bin, hasBin); err != nil {
 		return nil, err
 	}
 	return req, nil
@@ -98,7 +108,8 @@ func DecodeInferResponse(body []byte, headerLen int) (*serving.InferResponse, er
 	if err != nil {
 		return nil, err
 	}
-	s := &scanner{buf: js}
+	s := &scanner{buf: js, state: newDecodeState(len(body), DecodeOptions{})}
+	s.d = &s.state
 	resp := &serving.InferResponse{}
 	var outputs []decodedTensor
 	err = s.objectFields(func(key []byte) error {
@@ -133,15 +144,15 @@ func DecodeInferResponse(body []byte, headerLen int) (*serving.InferResponse, er
 	if err != nil {
 		return nil, err
 	}
-	if resp.Outputs, err = finishTensors(outputs, "output", bin, hasBin); err != nil {
+	if resp.Outputs, err = finishTensors(s.d, outputs, "output", bin, hasBin); err != nil {
 		return nil, err
 	}
 	return resp, nil
 }
 
 // finishTensors gives the decoded tensors their binary data and returns them.
-func finishTensors(ts []decodedTensor, kind string, bin []byte, hasBin bool) ([]*tensor.Tensor, error) {
-	if err := assignBinary(ts, kind, bin, hasBin); err != nil {
+func finishTensors(d *decodeState, ts []decodedTensor, kind string, bin []byte, hasBin bool) ([]*tensor.Tensor, error) {
+	if err := assignBinary(d, ts, kind, bin, hasBin); err != nil {
 		return nil, err
 	}
 	out := make([]*tensor.Tensor, len(ts))

@@ -8,19 +8,24 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/nimbus-ai/nimbus/auth"
 	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/internal/limits"
 	"github.com/nimbus-ai/nimbus/serving"
 	"github.com/nimbus-ai/nimbus/telemetry"
+	"github.com/nimbus-ai/nimbus/tensor"
 )
 
 // Backend is what the OIP handlers need from the serving layer.
 type Backend interface {
+	// ResolveInputs checks that a request's model and version exist before its
+	// body is read, and returns the inputs it expects when they are known (see
+	// serving.Manager.ResolveInputs).
+	ResolveInputs(ctx context.Context, ns, model, version string) (inputs []tensor.TensorSpec, known bool, err error)
 	Infer(ctx context.Context, req *serving.InferRequest) (*serving.InferResponse, error)
 	ModelMetadata(ctx context.Context, ns, model, version string) (*serving.ModelMetadata, error)
 	ModelReady(ctx context.Context, ns, model, version string) (bool, error)
@@ -61,6 +66,9 @@ type Options struct {
 	Metrics *telemetry.Metrics
 	// Logger receives failures; nil discards.
 	Logger *slog.Logger
+	// Budget bounds the bytes requests in flight hold together (bodies and
+	// what decoding them allocates); nil is unlimited. Shared with gRPC.
+	Budget *limits.Budget
 }
 
 type handler struct {
@@ -68,6 +76,7 @@ type handler struct {
 	max     int64
 	metrics *telemetry.Metrics
 	log     *slog.Logger
+	budget  *limits.Budget
 }
 
 // Route is one registered route and what a caller needs for it.
@@ -90,7 +99,7 @@ func (h *Handler) Routes() []Route { return h.routes }
 // for any other. Every route but the health checks checks the caller's identity
 // (auth.FromContext) against its rule for the request's namespace.
 func NewHandler(b Backend, opts Options) *Handler {
-	h := &handler{b: b, max: opts.MaxBodyBytes, metrics: opts.Metrics, log: opts.Logger}
+	h := &handler{b: b, max: opts.MaxBodyBytes, metrics: opts.Metrics, log: opts.Logger, budget: opts.Budget}
 	if h.max <= 0 {
 		h.max = DefaultMaxBodyBytes
 	}
@@ -252,7 +261,10 @@ func (h *handler) infer(w http.ResponseWriter, r *http.Request) {
 	h.metrics.ObserveRequest(ns, model, answered, "rest", strconv.Itoa(status), time.Since(start))
 }
 
-// doInfer runs one inference and returns the HTTP status and the answering version.
+// doInfer runs one inference and returns the HTTP status and the answering
+// version. The model is resolved before the body is read, and what the body and
+// its decoding hold is reserved in the in-flight budget until the answer is
+// written.
 func (h *handler) doInfer(w http.ResponseWriter, r *http.Request, ns, model string) (int, string) {
 	headerLen := 0
 	if v := r.Header.Get(HeaderContentLength); v != "" {
@@ -262,15 +274,22 @@ func (h *handler) doInfer(w http.ResponseWriter, r *http.Request, ns, model stri
 		}
 		headerLen = n
 	}
-	body, err := h.readBody(w, r)
+	version := r.PathValue("version")
+	inputs, known, err := h.b.ResolveInputs(r.Context(), ns, model, version)
 	if err != nil {
 		return h.writeError(w, r, err), ""
 	}
-	req, err := DecodeInferRequest(body, headerLen)
+	hold := h.budget.NewHold()
+	defer hold.Release()
+	body, err := h.readBody(w, r, &hold)
 	if err != nil {
 		return h.writeError(w, r, err), ""
 	}
-	req.Namespace, req.Model, req.Version = ns, model, r.PathValue("version")
+	req, err := DecodeRequest(body, headerLen, DecodeOptions{Model: model, Inputs: inputs, Known: known, Budget: &hold})
+	if err != nil {
+		return h.writeError(w, r, err), ""
+	}
+	req.Namespace, req.Model, req.Version = ns, model, version
 	req.RoutingKey = r.Header.Get(HeaderRoutingKey)
 	resp, err := h.b.Infer(r.Context(), req)
 	if err == nil && resp == nil {
@@ -314,23 +333,22 @@ func (h *handler) doInfer(w http.ResponseWriter, r *http.Request, ns, model stri
 	return http.StatusOK, resp.ModelVersion
 }
 
-// readBody reads the whole body within the size limit.
-func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+// readBody reads the whole body within the size limit, reserving its buffer in
+// hold as it grows (so a client holds what it has sent, not what it claims).
+func (h *handler) readBody(w http.ResponseWriter, r *http.Request, hold *limits.Hold) ([]byte, error) {
 	if r.ContentLength > h.max {
 		return nil, h.tooLarge()
 	}
 	rd := http.MaxBytesReader(w, r.Body, h.max)
-	var (
-		body []byte
-		err  error
-	)
-	if r.ContentLength > 0 {
-		body, err = readN(rd, r.ContentLength)
-	} else {
-		body, err = io.ReadAll(rd)
-	}
+	body, err := readN(rd, r.ContentLength, h.max, hold)
 	if err == nil {
 		return body, nil
+	}
+	if errs.KindOf(err) == errs.ResourceExhausted || errs.KindOf(err) == errs.TooLarge {
+		return nil, err // the in-flight budget refused the buffer
+	}
+	if errors.Is(err, limits.ErrSlowBody) { // before the context: the failed read ended it
+		return nil, errs.Wrap(errs.InvalidArgument, err, "request body arrived too slowly (see readTimeout and minTransferRate)")
 	}
 	if ctxErr := r.Context().Err(); ctxErr != nil {
 		return nil, fmt.Errorf("read request body: %w", ctxErr)
@@ -344,20 +362,41 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 // bodyPrealloc is the most readN allocates before any body bytes arrive.
 const bodyPrealloc = 1 << 20
 
-// readN reads exactly n bytes. Small bodies take one exact allocation; above
-// bodyPrealloc the buffer at most doubles as data arrives, so a Content-Length
-// the client never sends costs at most twice what it did send.
-func readN(rd io.Reader, n int64) ([]byte, error) {
-	buf := make([]byte, min(n, bodyPrealloc))
+// unknownPrealloc is the first buffer for a body of unknown length (chunked).
+const unknownPrealloc = 64 << 10
+
+// readN reads a body of n bytes, or up to EOF when n < 0 (then at most maxLen+1
+// bytes, so that the MaxBytesReader can refuse a longer one). Small bodies take
+// one exact allocation; above bodyPrealloc the buffer at most doubles as data
+// arrives, so a Content-Length the client never sends costs at most twice what
+// it did send. budget is asked for every allocation first.
+func readN(rd io.Reader, n, maxLen int64, budget Reserver) ([]byte, error) {
+	limit := n
+	first := min(n, bodyPrealloc)
+	if n < 0 {
+		limit, first = maxLen+1, min(maxLen+1, unknownPrealloc)
+	}
+	if err := budget.Reserve(first); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, first)
 	off := 0
 	for {
 		m, err := io.ReadFull(rd, buf[off:])
 		off += m
-		if err != nil || int64(off) == n {
+		if n < 0 && (err == io.EOF || err == io.ErrUnexpectedEOF) {
+			return buf[:off], nil // the end of a body of unknown length
+		}
+		if err != nil || int64(off) == limit {
 			return buf[:off], err
 		}
-		next := int(min(n, 2*int64(len(buf))))
-		buf = slices.Grow(buf, next-len(buf))[:next]
+		next := min(limit, 2*int64(len(buf)))
+		if err := budget.Reserve(next - int64(len(buf))); err != nil {
+			return nil, err
+		}
+		grown := make([]byte, next) // exactly what was reserved
+		copy(grown, buf[:off])
+		buf = grown
 	}
 }
 
@@ -426,7 +465,9 @@ func (h *handler) loadUnload(w http.ResponseWriter, r *http.Request, op func(con
 
 // readSmallJSON decodes an optional JSON body (empty means all defaults).
 func (h *handler) readSmallJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	body, err := h.readBody(w, r)
+	hold := h.budget.NewHold()
+	defer hold.Release()
+	body, err := h.readBody(w, r, &hold)
 	if err != nil {
 		return err
 	}
@@ -524,12 +565,23 @@ func (h *handler) writeJSON(w http.ResponseWriter, r *http.Request, status int, 
 // server-side failures with their internal cause, and returns the status.
 func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) int {
 	kind := errs.KindOf(err)
+	if kind == errs.Canceled {
+		// Cancelled by the server (a shutdown past its deadline), not by the
+		// client: answer with the server's reason.
+		if cause := context.Cause(r.Context()); r.Context().Err() != nil && errs.KindOf(cause) != errs.Internal && errs.KindOf(cause) != errs.Canceled {
+			err = errs.Wrap(errs.KindOf(cause), err, "%s", errs.PublicMessage(cause))
+			kind = errs.KindOf(err)
+		}
+	}
 	status := kind.HTTPStatus()
 	switch {
 	case status >= 500:
 		h.log.ErrorContext(r.Context(), "oip request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	default:
 		h.log.DebugContext(r.Context(), "oip request rejected", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	}
+	if errors.Is(err, limits.ErrSlowBody) {
+		status = http.StatusRequestTimeout // the connection closes after this answer
 	}
 	b := append(make([]byte, 0, 64), `{"error":`...)
 	b = appendString(b, errs.PublicMessage(err))

@@ -56,6 +56,15 @@ func (f *fakeBackend) last() call {
 	return f.calls[len(f.calls)-1]
 }
 
+// ResolveInputs knows every model (unless notFound) but not its inputs. It is
+// not recorded: the tests' "backend was called" means Infer and the others.
+func (f *fakeBackend) ResolveInputs(_ context.Context, ns, model, _ string) ([]tensor.TensorSpec, bool, error) {
+	if f.notFound {
+		return nil, false, errs.New(errs.NotFound, "model %q not found in namespace %q", model, ns)
+	}
+	return nil, false, nil
+}
+
 // Infer echoes the inputs as outputs, answering as version "7".
 func (f *fakeBackend) Infer(ctx context.Context, req *serving.InferRequest) (*serving.InferResponse, error) {
 	if err := f.record(call{"Infer", req.Namespace, req.Model, req.Version, false}); err != nil {
@@ -163,7 +172,7 @@ func TestRoutes(t *testing.T) {
 		{"model ready unknown", "GET", "/v2/models/m/ready", "", true, false, 404, `{"error":"model \"m\" not found in namespace \"default\""}`, call{"ModelReady", "default", "m", "", false}},
 		{"infer", "POST", "/v2/models/m/infer", inferBody, false, false, 200, inferRespOK, call{"Infer", "default", "m", "", false}},
 		{"infer version ns", "POST", "/ns/team/v2/models/m/versions/champion/infer", inferBody, false, false, 200, inferRespOK, call{"Infer", "team", "m", "champion", false}},
-		{"infer unknown", "POST", "/ns/team/v2/models/m/infer", inferBody, true, false, 404, `{"error":"model \"m\" not found in namespace \"team\""}`, call{"Infer", "team", "m", "", false}},
+		{"infer unknown", "POST", "/ns/team/v2/models/m/infer", inferBody, true, false, 404, `{"error":"model \"m\" not found in namespace \"team\""}`, call{}}, // refused before the body is read: Infer never runs
 		{"infer bad json", "POST", "/v2/models/m/infer", `{"inputs":[}`, false, false, 400, `{"error":"invalid JSON at offset 11: unexpected '}', expected '{'"}`, call{}},
 		{"infer bad datatype", "POST", "/v2/models/m/infer", string(inputJSON("FLOAT", "[1]", "[1]")), false, false, 400, `{"error":"input \"x\": unknown datatype \"FLOAT\""}`, call{}},
 		{"infer wrong method", "GET", "/v2/models/m/infer", "", false, false, 405, "", call{}},

@@ -21,6 +21,13 @@ type scanner struct {
 	pos int
 	// scratch holds the unescaped form of the last string that had escapes.
 	scratch []byte
+	// escaped is set when the last string read had escapes: its bytes are in
+	// scratch, not in buf.
+	escaped bool
+	// d bounds what decoding allocates (nil: no bound); it points at state,
+	// or at the state of the scanner this one was made from.
+	d     *decodeState
+	state decodeState
 }
 
 // syntaxErr is an InvalidArgument error naming the offset of the problem.
@@ -185,8 +192,10 @@ func (s *scanner) readString() ([]byte, error) {
 		switch {
 		case c == '"':
 			s.pos = i + 1
+			s.escaped = false
 			return s.buf[start:i], nil
 		case c == '\\':
+			s.escaped = true
 			return s.readEscaped(start, i)
 		case c < 0x20:
 			return nil, s.syntaxErr(i, "control character 0x%02x in string", c)
@@ -402,6 +411,9 @@ func (s *scanner) readParams() (map[string]any, error) {
 	}
 	var m map[string]any
 	err := s.objectFields(func(key []byte) error {
+		if err := s.d.chargeItem(paramCost, "parameters"); err != nil {
+			return err
+		}
 		k := string(key)
 		v, err := s.readParamValue(k)
 		if err != nil {

@@ -92,6 +92,9 @@ func TestLayering(t *testing.T) {
 		"api/mgmt":      {"registry/sqlite", "runtime/onnx", "internal/system", "internal/cli", "serving"},
 		"client":        {"registry/sqlite", "runtime/onnx", "internal/system", "serving", "api/mgmt"},
 		"config":        {"registry", "serving", "api", "runtime", "internal/system", "internal/cli"},
+		// Request-path limits (deadlines, the in-flight byte budget) sit under
+		// the API adapters and know nothing of models.
+		"internal/limits": {"registry", "serving", "api", "runtime", "spec", "internal/system", "internal/cli", "client"},
 		// Declarative resources sit above the registry and beside serving: the
 		// router knows nothing of YAML, and spec reaches serving only through
 		// the small interfaces internal/system adapts.

@@ -73,6 +73,10 @@ variables, then flags.`,
 	f.String("egress-allow", "", `CIDR[,CIDR...] of loopback/private/link-local ranges the server may connect to on a caller's behalf (artifact fetches), or "none"; public addresses always may (env NIMBUS_EGRESS_ALLOW; default: loopback while every listener is on loopback, else none)`)
 	f.Duration("source-fetch-timeout", def.SourceFetchTimeout, "how long one artifact fetch may take from start to end (env NIMBUS_SOURCE_FETCH_TIMEOUT)")
 	f.String("secrets-dir", "", "directory that {file: NAME} secret references are read from (env NIMBUS_SECRETS_DIR; default: none, file secrets refused)")
+	f.Duration("read-timeout", def.ReadTimeout, "time a request body may take, plus 1s per --min-transfer-rate bytes; 0: none (env NIMBUS_READ_TIMEOUT)")
+	f.Duration("write-timeout", def.WriteTimeout, "time a response may take from its first byte, plus 1s per --min-transfer-rate bytes; 0: none (env NIMBUS_WRITE_TIMEOUT)")
+	f.String("min-transfer-rate", def.MinTransferRate, `rate per second that earns a body or response more time, e.g. "64KiB"; "0": fixed timeouts (env NIMBUS_MIN_TRANSFER_RATE)`)
+	f.String("max-inflight-bytes", def.MaxInflightBytes, `bytes requests in flight may hold together: "1GiB", "10%" of memory, or "0" for unlimited; past it 429 (env NIMBUS_MAX_INFLIGHT_BYTES)`)
 	cmd.AddCommand(resetAdminTokenCommand())
 	return cmd
 }
@@ -132,6 +136,8 @@ func serverConfig(f *pflag.FlagSet, cfgFile string, lookup func(string) (string,
 	str("log-level", &cfg.LogLevel)
 	str("memory-budget", &cfg.MemoryBudget)
 	str("source-dir", &cfg.SourceDir)
+	str("min-transfer-rate", &cfg.MinTransferRate)
+	str("max-inflight-bytes", &cfg.MaxInflightBytes)
 	if f.Changed("max-body-bytes") {
 		cfg.MaxBodyBytes, _ = f.GetInt64("max-body-bytes")
 	}
@@ -161,5 +167,11 @@ func serverConfig(f *pflag.FlagSet, cfgFile string, lookup func(string) (string,
 		cfg.SourceFetchTimeout, _ = f.GetDuration("source-fetch-timeout")
 	}
 	str("secrets-dir", &cfg.SecretsDir)
+	if f.Changed("read-timeout") {
+		cfg.ReadTimeout, _ = f.GetDuration("read-timeout")
+	}
+	if f.Changed("write-timeout") {
+		cfg.WriteTimeout, _ = f.GetDuration("write-timeout")
+	}
 	return cfg, cfg.Validate()
 }

@@ -18,7 +18,7 @@ func TestServerConfigLayers(t *testing.T) {
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 
 	cmd := newServerCommand()
-	if err := cmd.ParseFlags([]string{"--grpc-addr", "", "--log-level", "debug"}); err != nil {
+	if err := cmd.ParseFlags([]string{"--grpc-addr", "", "--log-level", "debug", "--read-timeout", "5m", "--max-inflight-bytes", "2GiB"}); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := serverConfig(cmd.Flags(), file, lookup)
@@ -33,6 +33,9 @@ func TestServerConfigLayers(t *testing.T) {
 		{"logLevel (flag)", cfg.LogLevel, "debug"},
 		{"shutdownTimeout (env)", cfg.ShutdownTimeout.String(), (3 * time.Second).String()},
 		{"maxBodyBytes (default)", strconv.FormatInt(cfg.MaxBodyBytes, 10), strconv.Itoa(64 << 20)},
+		{"readTimeout (flag)", cfg.ReadTimeout.String(), (5 * time.Minute).String()},
+		{"writeTimeout (default)", cfg.WriteTimeout.String(), (30 * time.Second).String()},
+		{"maxInflightBytes (flag)", cfg.MaxInflightBytes, "2GiB"},
 	}
 	for _, c := range checks {
 		if c.got != c.want {

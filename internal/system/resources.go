@@ -9,6 +9,7 @@ import (
 	"github.com/nimbus-ai/nimbus/serving/router"
 	"github.com/nimbus-ai/nimbus/spec"
 	"github.com/nimbus-ai/nimbus/spec/source"
+	"github.com/nimbus-ai/nimbus/tensor"
 )
 
 // gateway is what the OIP handlers serve: the model manager, with inference,
@@ -21,6 +22,16 @@ type gateway struct {
 
 func (g gateway) Infer(ctx context.Context, req *serving.InferRequest) (*serving.InferResponse, error) {
 	return g.router.Infer(ctx, req)
+}
+
+// ResolveInputs checks a request's target before its body is decoded: a
+// service's inputs are those of the target it will be routed to, not known
+// here.
+func (g gateway) ResolveInputs(ctx context.Context, ns, model, version string) ([]tensor.TensorSpec, bool, error) {
+	if version == "" && g.router.Serves(ns, model) {
+		return nil, false, nil
+	}
+	return g.Manager.ResolveInputs(ctx, ns, model, version)
 }
 
 func (g gateway) ModelMetadata(ctx context.Context, ns, model, version string) (*serving.ModelMetadata, error) {

@@ -26,6 +26,8 @@ import (
 	"github.com/nimbus-ai/nimbus/api/oip"
 	"github.com/nimbus-ai/nimbus/auth"
 	"github.com/nimbus-ai/nimbus/config"
+	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/internal/limits"
 	"github.com/nimbus-ai/nimbus/internal/ratelimit"
 	"github.com/nimbus-ai/nimbus/registry"
 	"github.com/nimbus-ai/nimbus/registry/blob"
@@ -58,6 +60,9 @@ type System struct {
 	// OIP and Mgmt are the REST APIs, kept for their route tables.
 	OIP  *oip.Handler
 	Mgmt *mgmt.Handler
+	// Inflight is the budget of bytes REST bodies and gRPC messages in flight
+	// hold together (maxInflightBytes).
+	Inflight *limits.Budget
 
 	httpLn  net.Listener
 	grpcLn  net.Listener
@@ -67,15 +72,34 @@ type System struct {
 	// grpcHealth turns NOT_SERVING when shutdown starts, so balancers stop sending.
 	grpcHealth *health.Server
 	tlsConfig  *tls.Config
+	// REST requests' contexts derive from requests; cancelRequests ends them
+	// (with errShutdown as the cause) once the drain deadline has passed.
+	requests       context.Context
+	cancelRequests context.CancelCauseFunc
 }
+
+// errShutdown is why requests still running at the drain deadline are cancelled.
+var errShutdown = errs.New(errs.Unavailable, "server is shutting down")
+
+// shutdownGrace is how long requests cancelled at the drain deadline get to
+// answer before their connections are closed, and then how long closing the
+// models may take before Run returns without waiting for them.
+const shutdownGrace = time.Second
 
 // New opens the data dir and binds the listeners. On error, whatever was opened
 // is closed again.
-func New(ctx context.Context, cfg config.Config, version string, log *slog.Logger) (_ *System, err error) {
+func New(ctx context.Context, cfg config.Config, version string, log *slog.Logger) (*System, error) {
+	return newSystem(ctx, cfg, version, log, nil)
+}
+
+// newSystem is New; wrapRuntime, if set, wraps the ONNX runtime the manager
+// loads models with (tests hold model runs with it).
+func newSystem(ctx context.Context, cfg config.Config, version string, log *slog.Logger, wrapRuntime func(runtime.Runtime) runtime.Runtime) (_ *System, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	s := &System{Config: cfg, Log: log, Metrics: telemetry.NewMetrics()}
+	s.requests, s.cancelRequests = context.WithCancelCause(context.Background())
 	defer func() {
 		if err != nil {
 			s.closeAll()
@@ -107,8 +131,12 @@ func New(ctx context.Context, cfg config.Config, version string, log *slog.Logge
 	if err != nil {
 		return nil, err
 	}
+	var rt runtime.Runtime = s.Runtime
+	if wrapRuntime != nil {
+		rt = wrapRuntime(rt)
+	}
 	s.Manager = serving.NewManager(s.Registry, s.Blobs, serving.Options{
-		Runtimes: []runtime.Runtime{s.Runtime}, Metrics: s.Metrics, Logger: log, Version: version,
+		Runtimes: []runtime.Runtime{rt}, Metrics: s.Metrics, Logger: log, Version: version,
 		MemoryBudget: budget,
 	})
 	log.Info("memory budget for loaded models", "budget", cfg.MemoryBudget, "bytes", budget)
@@ -152,7 +180,10 @@ func New(ctx context.Context, cfg config.Config, version string, log *slog.Logge
 	gw := gateway{Manager: s.Manager, router: s.Router}
 
 	mux := http.NewServeMux()
-	s.OIP = oip.NewHandler(gw, oip.Options{MaxBodyBytes: cfg.MaxBodyBytes, Metrics: s.Metrics, Logger: log.With("component", "oip")})
+	if s.Inflight, err = inflightBudget(cfg, log); err != nil {
+		return nil, err
+	}
+	s.OIP = oip.NewHandler(gw, oip.Options{MaxBodyBytes: cfg.MaxBodyBytes, Metrics: s.Metrics, Logger: log.With("component", "oip"), Budget: s.Inflight})
 	oipHandler := s.tracked("rest", s.OIP)
 	mux.Handle("/v2/", oipHandler)
 	mux.Handle("/v2", oipHandler)
@@ -172,25 +203,22 @@ func New(ctx context.Context, cfg config.Config, version string, log *slog.Logge
 	}
 	mux.Handle("GET /metrics", metrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
-	s.httpSrv = &http.Server{
-		Handler:           recoverer(s.webGuard(s.Guard.HTTP(mux)), log),
-		TLSConfig:         s.tlsConfig,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	if s.httpSrv, err = newHTTPServer(cfg, recoverer(s.webGuard(s.Guard.HTTP(mux)), log), s.requests, log); err != nil {
+		return nil, err
 	}
+	s.httpSrv.TLSConfig = s.tlsConfig
 	if cfg.GRPCAddr != "" {
 		s.grpcHealth = health.NewServer()
-		gopts := grpcapi.Options{MaxMessageBytes: int(cfg.MaxBodyBytes), Metrics: s.Metrics, Logger: log, Health: s.grpcHealth}
 		rules := grpcapi.AccessRules()
+		gopts := grpcapi.Options{MaxMessageBytes: int(cfg.MaxBodyBytes), Metrics: s.Metrics, Logger: log, Health: s.grpcHealth, Budget: s.Inflight,
+			Authorize: []grpc.UnaryServerInterceptor{s.Guard.UnaryInterceptor(rules)}}
 		sopts := []grpc.ServerOption{
 			grpc.ChainUnaryInterceptor(
 				func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
 					done := s.Metrics.Track("grpc")
 					defer done()
 					return next(ctx, req)
-				},
-				s.Guard.UnaryInterceptor(rules)),
+				}),
 			grpc.ChainStreamInterceptor(s.Guard.StreamInterceptor(rules)),
 		}
 		if s.tlsConfig != nil {
@@ -225,8 +253,11 @@ func (s *System) GRPCAddr() string {
 	return s.grpcLn.Addr().String()
 }
 
-// Run serves until ctx ends, then shuts down gracefully: stop accepting, drain
-// in-flight requests (bounded by ShutdownTimeout), close models and the store.
+// Run serves until ctx ends, then shuts down: stop accepting, drain in-flight
+// requests until the ShutdownTimeout deadline, then cancel what is left
+// (running requests and batches answer 503 / UNAVAILABLE "server is shutting
+// down"), close the remaining connections after shutdownGrace, and close models
+// and the store. It returns within ShutdownTimeout plus about 2×shutdownGrace.
 func (s *System) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
 	var wg sync.WaitGroup
@@ -273,28 +304,68 @@ func (s *System) Run(ctx context.Context) error {
 	}
 	s.Log.Info("shutting down", "timeout", s.Config.ShutdownTimeout)
 	stopUnloader()
-	sctx, cancel := context.WithTimeout(context.Background(), s.Config.ShutdownTimeout)
-	defer cancel()
+	s.drain(time.Now().Add(s.Config.ShutdownTimeout))
+	wg.Wait()
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		s.closeAll()
+	}()
+	select {
+	case <-closed:
+		s.Log.Info("stopped")
+	case <-time.After(shutdownGrace):
+		// A model run that ignores cancellation must not hold the process.
+		s.Log.Error("stopped without closing every model: runs still in progress after the shutdown deadline")
+	}
+	return runErr
+}
+
+// drain stops accepting and waits until deadline for REST and gRPC requests to
+// finish. Past it, the requests left are cancelled (REST contexts, batches and
+// loads), get shutdownGrace to answer, and then their connections are closed.
+func (s *System) drain(deadline time.Time) {
 	if s.grpcHealth != nil {
 		s.grpcHealth.Shutdown()
 	}
-	if err := s.httpSrv.Shutdown(sctx); err != nil {
-		s.Log.Warn("http shutdown", "err", err)
-	}
+	dctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- s.httpSrv.Shutdown(dctx) }()
+	grpcDone := make(chan struct{})
 	if s.grpcSrv != nil {
-		stopped := make(chan struct{})
-		go func() { s.grpcSrv.GracefulStop(); close(stopped) }()
-		select {
-		case <-stopped:
-		case <-sctx.Done():
-			s.grpcSrv.Stop()
-			<-stopped
+		go func() { s.grpcSrv.GracefulStop(); close(grpcDone) }()
+	} else {
+		close(grpcDone)
+	}
+	httpErr := <-httpDone // at the deadline at the latest
+	grpcDrained := false
+	select {
+	case <-grpcDone:
+		grpcDrained = true
+	case <-dctx.Done():
+	}
+	if httpErr == nil && grpcDrained {
+		return
+	}
+	s.Log.Warn("shutdown deadline passed: cancelling the requests still in flight", "timeout", s.Config.ShutdownTimeout)
+	s.cancelRequests(errShutdown)
+	s.Manager.Abort()
+	gctx, gcancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer gcancel()
+	if httpErr != nil {
+		if err := s.httpSrv.Shutdown(gctx); err != nil {
+			s.Log.Warn("closing REST connections still open after the shutdown deadline", "err", err)
+			s.httpSrv.Close()
 		}
 	}
-	wg.Wait()
-	s.closeAll()
-	s.Log.Info("stopped")
-	return runErr
+	select {
+	case <-grpcDone:
+	case <-gctx.Done():
+		s.Log.Warn("closing gRPC connections still open after the shutdown deadline")
+		s.grpcSrv.Stop()
+		<-grpcDone
+	}
 }
 
 func (s *System) closeAll() {
@@ -316,6 +387,41 @@ func (s *System) closeAll() {
 			s.Log.Warn("closing store", "err", err)
 		}
 	}
+	s.cancelRequests(errShutdown) // releases the context; no request is left
+}
+
+// inflightBudget resolves maxInflightBytes: it must leave room for a request of
+// the largest size (a percentage is only known at start).
+func inflightBudget(cfg config.Config, log *slog.Logger) (*limits.Budget, error) {
+	n, err := cfg.MaxInflightBytesValue()
+	if err != nil {
+		return nil, err
+	}
+	if n != 0 && n < cfg.MaxBodyBytes {
+		return nil, fmt.Errorf("maxInflightBytes %q is %d bytes, less than maxBodyBytes (%d): no request of the largest size could be served",
+			cfg.MaxInflightBytes, n, cfg.MaxBodyBytes)
+	}
+	log.Info("budget for request bytes in flight", "maxInflightBytes", cfg.MaxInflightBytes, "bytes", n)
+	return limits.NewBudget(n), nil
+}
+
+// newHTTPServer builds the REST server: header, body and response deadlines
+// (readTimeout, writeTimeout, minTransferRate: see limits.Timeouts), an idle
+// timeout, and requests' contexts derived from base, so that a shutdown past
+// its deadline can cancel them.
+func newHTTPServer(cfg config.Config, h http.Handler, base context.Context, log *slog.Logger) (*http.Server, error) {
+	rate, err := cfg.MinTransferRateBytes()
+	if err != nil {
+		return nil, fmt.Errorf("minTransferRate: %w", err)
+	}
+	t := limits.Timeouts{Read: cfg.ReadTimeout, Write: cfg.WriteTimeout, MinRate: rate}
+	return &http.Server{
+		Handler:           t.Handler(h),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return base },
+	}, nil
 }
 
 // tracked counts requests in flight per protocol.

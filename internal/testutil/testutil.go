@@ -4,6 +4,7 @@
 package testutil
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/nimbus-ai/nimbus/config"
 	"github.com/nimbus-ai/nimbus/internal/system"
+	"github.com/nimbus-ai/nimbus/registry"
 )
 
 // Server is a running in-process Nimbus server.
@@ -175,6 +177,26 @@ func StartServer(t testing.TB, mutate ...func(*config.Config)) *Server {
 		return resp.StatusCode == http.StatusOK
 	}, "server never became ready")
 	return s
+}
+
+// Push stores the committed test model file (see Model) as a new version of
+// model in the default namespace, through the server's registry.
+func (s *Server) Push(t testing.TB, model, file string) registry.Version {
+	t.Helper()
+	data, err := os.ReadFile(Model(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	blob, err := s.Sys.Registry.PutBlob(ctx, bytes.NewReader(data), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := s.Sys.Registry.CreateVersion(ctx, registry.CreateVersionRequest{Namespace: registry.DefaultNamespace, Model: model, SHA256: blob.SHA256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 // Eventually polls cond until it holds or the deadline passes.

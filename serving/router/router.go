@@ -217,6 +217,10 @@ func (r *Router) table(ns, name string) *table {
 	return svc.tab.Load()
 }
 
+// Serves reports whether ns/name is a service: requests to it that name no
+// version are routed (see Infer).
+func (r *Router) Serves(ns, name string) bool { return r.table(namespaceOr(ns), name) != nil }
+
 // Infer routes a request to a service — when (Namespace, Model) names one and no
 // Version is given — or passes it to the backend. The answer of a service names
 // the service in ModelName, the version that answered in ModelVersion and
