@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/internal/run"
 	"github.com/nimbus-ai/nimbus/registry"
 	"github.com/nimbus-ai/nimbus/residency"
 	"github.com/nimbus-ai/nimbus/runtime"
@@ -99,7 +100,9 @@ type Manager struct {
 	closed   bool
 
 	refs refCache
-	bg   sync.WaitGroup // loads (and stale closes) running in the background
+	// bg runs the work no single request owns: loads (and stale closes),
+	// preloads of moved references, trims. Close drains it.
+	bg *run.Tracker
 	// stop ends when Abort is called: loads and batch runs use it, so a shutdown
 	// past its deadline cancels them instead of waiting.
 	stop  context.Context
@@ -158,7 +161,7 @@ func NewManager(reg Registry, blobs Artifacts, opts Options) *Manager {
 		reg: reg, blobs: blobs, runtimes: rts, metrics: opts.Metrics, log: opts.Logger.With("component", "serving"),
 		opts: opts, loaded: map[versionKey]*instance{}, unloaded: map[modelKey]bool{},
 		refs:  refCache{m: map[modelKey]map[string]registry.Version{}},
-		costs: map[string]int64{},
+		costs: map[string]int64{}, bg: run.NewTracker(),
 	}
 	m.stop, m.abort = context.WithCancel(context.Background())
 	return m
@@ -267,8 +270,8 @@ func (m *Manager) preload(rk refKey, prev versionKey) {
 	if !live {
 		return
 	}
-	go func() {
-		v, err := m.resolve(context.Background(), rk.ns, rk.model, rk.ref)
+	m.bg.Go(func(ctx context.Context) {
+		v, err := m.resolve(ctx, rk.ns, rk.model, rk.ref)
 		if err != nil || v.Version == prev.version {
 			return
 		}
@@ -276,7 +279,7 @@ func (m *Manager) preload(rk refKey, prev versionKey) {
 			m.log.Info("reference moved; loading its new version while the old one serves",
 				"namespace", rk.ns, "model", rk.model, "ref", rk.ref, "from", prev.version, "to", v.Version)
 		}
-	}()
+	})
 }
 
 // acquire returns a loaded instance for v with its run lock held shared; the
@@ -366,15 +369,15 @@ func (m *Manager) instanceFor(key versionKey, v registry.Version, onDemand bool)
 		m.metrics.ColdStart(key.ns)
 		m.record(key).update(func(r *recordData) { r.coldStarts++ })
 	}
-	m.bg.Add(1)
-	m.mu.Unlock()
-	go func() {
-		defer m.bg.Done()
+	// m.closed was checked under m.mu, and Close sets it under m.mu before
+	// it drains bg: this Go cannot be refused.
+	m.bg.Go(func(context.Context) {
 		if stale != nil {
 			m.closeInstance(stale)
 		}
 		m.load(inst)
-	}()
+	})
+	m.mu.Unlock()
 	return inst, nil
 }
 
@@ -860,8 +863,8 @@ func (m *Manager) Close() error {
 	victims := m.detachLocked(func(versionKey) bool { return true })
 	m.mu.Unlock()
 	m.closeAll(victims)
-	m.bg.Wait()
-	m.abort() // releases the context; nothing is left to cancel
+	m.bg.Close() // loads finish (they run on the manager's own context, which Abort cancels); trims and preloads stop
+	m.abort()    // releases the context; nothing is left to cancel
 	return nil
 }
 

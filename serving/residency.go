@@ -297,9 +297,17 @@ func (m *Manager) trimSoon() {
 	if !m.trimming.CompareAndSwap(false, true) {
 		return // the running trimmer will see trimPending
 	}
-	go func() {
+	started := m.bg.Go(func(ctx context.Context) {
+		t := time.NewTimer(trimEvery)
+		defer t.Stop()
 		for {
-			time.Sleep(trimEvery)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				m.trimming.Store(false)
+				return // closing: the process returns everything when it exits
+			}
+			t.Reset(trimEvery)
 			m.trimPending.Store(false)
 			m.opts.Memory.Trim()
 			if m.trimPending.Load() {
@@ -312,7 +320,10 @@ func (m *Manager) trimSoon() {
 				return
 			}
 		}
-	}()
+	})
+	if !started {
+		m.trimming.Store(false)
+	}
 }
 
 // Status reports the residency of every version of model (every model in the

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nimbus-ai/nimbus/audit"
 	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/reconcile"
 	"github.com/nimbus-ai/nimbus/registry"
 	"github.com/nimbus-ai/nimbus/tensor"
 )
@@ -85,6 +86,11 @@ type Options struct {
 	// about 100 MB while it decodes); the others wait with their request's
 	// context.
 	MaxDecodes int
+	// Resync is how often controllers look at every resource again, to
+	// repair what a missed event left behind (default 10 minutes).
+	Resync time.Duration
+	// Clock is the controllers' clock (default the wall clock).
+	Clock reconcile.Clock
 }
 
 // Engine applies declared resources: it validates every document, then makes the
@@ -95,6 +101,8 @@ type Engine struct {
 	log     *slog.Logger
 	mu      sync.Mutex    // one apply or delete at a time; no network I/O under it
 	decodes chan struct{} // a slot per running decode
+	// services routes stored InferenceServices (nil without Routes).
+	services *reconcile.Controller
 }
 
 // NewEngine builds an Engine.
@@ -105,12 +113,20 @@ func NewEngine(opts Options) *Engine {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Resync <= 0 {
+		opts.Resync = 10 * time.Minute
+	}
 	if opts.MaxDecodes <= 0 {
 		opts.MaxDecodes = min(runtime.GOMAXPROCS(0), 4)
 	}
 	e := &Engine{opts: opts, log: opts.Logger.With("component", "apply"), decodes: make(chan struct{}, opts.MaxDecodes)}
 	if opts.Registry != nil && opts.Resources != nil {
 		opts.Registry.AddDeleteGuard(e.guardDelete)
+	}
+	if opts.Routes != nil && opts.Resources != nil {
+		rr := &routeReconciler{resources: opts.Resources, routes: opts.Routes, now: opts.Now, routed: map[reconcile.Key]bool{}}
+		e.services = reconcile.New("inferenceservices", rr,
+			reconcile.Options{List: rr.list, Resync: opts.Resync, Clock: opts.Clock, Logger: e.log})
 	}
 	return e
 }
@@ -428,7 +444,7 @@ func (e *Engine) Apply(ctx context.Context, req Request) (*Response, error) {
 	}
 	for _, st := range p.steps {
 		if st.after != nil {
-			st.after()
+			st.after(ctx)
 		}
 	}
 	return resp, nil
@@ -457,7 +473,7 @@ type step struct {
 	commit func(ctx context.Context) error
 	// after, if set, runs once the transaction committed: in-memory state (the
 	// router) follows what is stored, never what was rolled back.
-	after func()
+	after func(ctx context.Context)
 	// summary is one line for the audit log.
 	summary string
 	action  string // audit action

@@ -83,9 +83,7 @@ func (p *plan) planService(ctx context.Context, d Document, s *InferenceService)
 		}, expect)
 		return err
 	}
-	if p.e.opts.Routes != nil {
-		st.after = func() { p.e.opts.Routes.SetService(ns, name, gen, spec) }
-	}
+	st.after = func(ctx context.Context) { p.e.syncService(ctx, ns, name) }
 	p.steps = append(p.steps, st)
 }
 

@@ -170,7 +170,23 @@ func newEnv(t *testing.T) *env {
 	e := &env{reg: reg, store: store, routes: &routes{}, src: artifacts{}}
 	e.engine = spec.NewEngine(spec.Options{Registry: reg, Resources: store, Audit: store, Routes: e.routes,
 		Fetcher: e.src, Logger: log})
+	startEngine(t, e.engine)
 	return e
+}
+
+// startEngine runs the engine's controllers until the test ends.
+func startEngine(t *testing.T, e *spec.Engine) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("engine: %v", err)
+		}
+	})
+	<-e.Ready()
 }
 
 func (e *env) apply(ctx context.Context, yaml string) (*spec.Response, error) {

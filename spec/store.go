@@ -38,4 +38,54 @@ type ResourceStore interface {
 	// DeleteResource removes a resource (NotFound if absent; Conflict if expect
 	// != 0 and differs from the stored ResourceVersion).
 	DeleteResource(ctx context.Context, kind, ns, name string, expect int64) error
+	// GetStatus returns a resource's recorded status (NotFound if none).
+	GetStatus(ctx context.Context, kind, ns, name string) (Status, error)
+	// PutStatus records a resource's status without changing its
+	// resourceVersion or generation (NotFound if the resource is gone).
+	// DeleteResource deletes the status too.
+	PutStatus(ctx context.Context, kind, ns, name string, st Status) error
+}
+
+// Status is what a controller observed of a resource, stored apart from its
+// spec so that writing it never bumps resourceVersion or generation (no
+// spurious conflicts for users) and it survives a restart.
+type Status struct {
+	// ObservedGeneration is the generation the controller last acted on.
+	ObservedGeneration int64       `json:"observedGeneration"`
+	Conditions         []Condition `json:"conditions,omitempty"`
+	// Details holds the kind's own status fields as JSON (a GitSource's
+	// commits), nil when it has none.
+	Details   json.RawMessage `json:"details,omitempty"`
+	UpdatedAt time.Time       `json:"updatedAt"`
+}
+
+// Condition returns the condition of type t (ok false: none).
+func (s Status) Condition(t string) (Condition, bool) {
+	for _, c := range s.Conditions {
+		if c.Type == t {
+			return c, true
+		}
+	}
+	return Condition{}, false
+}
+
+// SetCondition sets c in conds, keeping its LastTransitionTime when its Status
+// did not change and setting it to now when it did (as Kubernetes does).
+func SetCondition(conds []Condition, c Condition, now time.Time) []Condition {
+	for i, old := range conds {
+		if old.Type != c.Type {
+			continue
+		}
+		if old.Status == c.Status && old.LastTransitionTime != nil {
+			c.LastTransitionTime = old.LastTransitionTime
+		} else {
+			t := now.UTC()
+			c.LastTransitionTime = &t
+		}
+		conds[i] = c
+		return conds
+	}
+	t := now.UTC()
+	c.LastTransitionTime = &t
+	return append(conds, c)
 }

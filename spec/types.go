@@ -213,6 +213,8 @@ type Condition struct {
 	Status  string `json:"status" yaml:"status"`
 	Reason  string `json:"reason,omitempty" yaml:"reason,omitempty"`
 	Message string `json:"message,omitempty" yaml:"message,omitempty"`
+	// LastTransitionTime is when Status last changed (stored conditions only).
+	LastTransitionTime *time.Time `json:"lastTransitionTime,omitempty" yaml:"lastTransitionTime,omitempty"`
 }
 
 // FieldError is one problem with one document: where it is (file, 1-based line,

@@ -284,26 +284,6 @@ func ServiceURL(ns, name string) string {
 	return "/ns/" + ns + "/v2/models/" + name + "/infer"
 }
 
-// Restore hands every stored InferenceService to the router: run at start.
-func (e *Engine) Restore(ctx context.Context) error {
-	if e.opts.Routes == nil {
-		return nil
-	}
-	rs, err := e.opts.Resources.ListResources(ctx, KindInferenceService, "")
-	if err != nil {
-		return fmt.Errorf("restore inferenceservices: %w", err)
-	}
-	for _, r := range rs {
-		var s ServiceSpec
-		if err := json.Unmarshal(r.Spec, &s); err != nil {
-			return fmt.Errorf("restore inferenceservice %s/%s: %w", r.Namespace, r.Name, err)
-		}
-		e.opts.Routes.SetService(r.Namespace, r.Name, r.Generation, s)
-	}
-	e.log.Info("inferenceservices restored", "count", len(rs))
-	return nil
-}
-
 // DeleteRequest deletes one resource by name.
 type DeleteRequest struct {
 	Kind, Namespace, Name string
@@ -324,7 +304,7 @@ func (e *Engine) Delete(ctx context.Context, dr DeleteRequest) (Result, error) {
 		return res, err
 	}
 	var res Result
-	var after func()
+	var after func(context.Context)
 	err := e.opts.Registry.Atomic(ctx, func(ctx context.Context) error {
 		var err error
 		res, after, err = e.deleteLocked(ctx, dr, nil)
@@ -334,14 +314,14 @@ func (e *Engine) Delete(ctx context.Context, dr DeleteRequest) (Result, error) {
 		return res, err
 	}
 	if after != nil {
-		after()
+		after(ctx)
 	}
 	return res, nil
 }
 
 // deleteLocked deletes one resource through ctx (inside the caller's
 // transaction unless a dry run) and returns what to run once it committed.
-func (e *Engine) deleteLocked(ctx context.Context, dr DeleteRequest, deleting map[string]bool) (Result, func(), error) {
+func (e *Engine) deleteLocked(ctx context.Context, dr DeleteRequest, deleting map[string]bool) (Result, func(context.Context), error) {
 	res := Result{Kind: dr.Kind, Namespace: dr.Namespace, Name: dr.Name, Action: ActionDeleted}
 	before, err := e.Get(ctx, dr.Kind, dr.Namespace, dr.Name)
 	if err != nil {
@@ -352,7 +332,7 @@ func (e *Engine) deleteLocked(ctx context.Context, dr DeleteRequest, deleting ma
 	if m := before.GetMeta(); m.Generation > 0 {
 		res.Generation = m.Generation
 	}
-	var after func()
+	var after func(context.Context)
 	switch dr.Kind {
 	case KindModel:
 		if err := e.checkUnused(ctx, dr.Namespace, dr.Name, deleting); err != nil {
@@ -373,9 +353,7 @@ func (e *Engine) deleteLocked(ctx context.Context, dr DeleteRequest, deleting ma
 		if err := e.opts.Resources.DeleteResource(ctx, KindInferenceService, dr.Namespace, dr.Name, 0); err != nil {
 			return res, nil, err
 		}
-		if e.opts.Routes != nil {
-			after = func() { e.opts.Routes.DeleteService(dr.Namespace, dr.Name) }
-		}
+		after = func(ctx context.Context) { e.syncService(ctx, dr.Namespace, dr.Name) }
 	}
 	if err := e.record(ctx, Request{Actor: dr.Actor, Source: dr.Source}, &step{result: res, action: audit.ActionDelete, summary: "deleted"}); err != nil {
 		return res, nil, err
@@ -438,7 +416,7 @@ func (e *Engine) DeleteFiles(ctx context.Context, req Request) (*Response, error
 	// one transaction: a failure part way deletes nothing.
 	ctx = registry.WithoutAudit(context.WithoutCancel(ctx))
 	resp := &Response{DryRun: req.DryRun}
-	var afters []func()
+	var afters []func(context.Context)
 	deleteAll := func(ctx context.Context) error {
 		for _, kind := range []string{KindInferenceService, KindModel} {
 			for _, d := range docs {
@@ -469,7 +447,7 @@ func (e *Engine) DeleteFiles(ctx context.Context, req Request) (*Response, error
 		return nil, fmt.Errorf("delete: nothing was deleted: %w", err)
 	}
 	for _, after := range afters {
-		after()
+		after(ctx)
 	}
 	return resp, nil
 }

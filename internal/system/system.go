@@ -29,6 +29,7 @@ import (
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/internal/limits"
 	"github.com/nimbus-ai/nimbus/internal/ratelimit"
+	"github.com/nimbus-ai/nimbus/internal/run"
 	"github.com/nimbus-ai/nimbus/registry"
 	"github.com/nimbus-ai/nimbus/registry/blob"
 	"github.com/nimbus-ai/nimbus/registry/sqlite"
@@ -174,9 +175,6 @@ func newSystem(ctx context.Context, cfg config.Config, version string, log *slog
 		Fetcher:  fetch,
 		Observer: observer{s.Manager, s.Router}, Logger: log,
 	})
-	if err := s.Resources.Restore(ctx); err != nil {
-		return nil, err
-	}
 	gw := gateway{Manager: s.Manager, router: s.Router}
 
 	mux := http.NewServeMux()
@@ -253,28 +251,47 @@ func (s *System) GRPCAddr() string {
 	return s.grpcLn.Addr().String()
 }
 
-// Run serves until ctx ends, then shuts down: stop accepting, drain in-flight
-// requests until the ShutdownTimeout deadline, then cancel what is left
-// (running requests and batches answer 503 / UNAVAILABLE "server is shutting
-// down"), close the remaining connections after shutdownGrace, and close models
-// and the store. It returns within ShutdownTimeout plus about 2×shutdownGrace.
+// Run serves until ctx ends, then shuts down. Its parts run under one run
+// group, started in this order and stopped in reverse: the model manager's
+// background work (scale to zero, autoscaling), the tokens' last-used writer,
+// the resource controllers (the router's; serving waits for their first
+// pass), then the REST and gRPC servers. Stopping the servers drains them:
+// stop accepting, let in-flight requests finish until the ShutdownTimeout
+// deadline, then cancel what is left (running requests and batches answer 503
+// / UNAVAILABLE "server is shutting down") and close the remaining
+// connections after shutdownGrace. Then models and the store are closed. Run
+// returns within ShutdownTimeout plus about 2×shutdownGrace.
 func (s *System) Run(ctx context.Context) error {
+	g := run.NewGroup(s.Log)
+	g.Add("models", run.Func(func(ctx context.Context) error {
+		return s.Manager.Start(ctx)
+	}))
+	if s.Auth != nil {
+		g.Add("tokens", s.Auth)
+	}
+	g.Add("resources", s.Resources)
+	g.Add("api", run.Func(s.serve))
+	runErr := g.Run(ctx)
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		s.closeAll()
+	}()
+	select {
+	case <-closed:
+		s.Log.Info("stopped")
+	case <-time.After(shutdownGrace):
+		// A model run that ignores cancellation must not hold the process.
+		s.Log.Error("stopped without closing every model: runs still in progress after the shutdown deadline")
+	}
+	return runErr
+}
+
+// serve runs the REST and gRPC servers until ctx ends or one fails, then
+// drains both.
+func (s *System) serve(ctx context.Context) error {
 	errc := make(chan error, 2)
 	var wg sync.WaitGroup
-	unloaderCtx, stopUnloader := context.WithCancel(ctx)
-	defer stopUnloader()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		s.Manager.Start(unloaderCtx) // scale to zero: unload idle versions
-	}()
-	if s.Auth != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = s.Auth.Start(unloaderCtx) // last-used times of tokens
-		}()
-	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -297,28 +314,15 @@ func (s *System) Run(ctx context.Context) error {
 	}
 	s.Log.Info("nimbus serving", "http", s.URL(), "grpc", s.GRPCAddr(), "data_dir", s.Config.DataDir,
 		"auth", s.Config.Auth, "tls", s.tlsConfig != nil)
-	var runErr error
+	var err error
 	select {
 	case <-ctx.Done():
-	case runErr = <-errc:
+	case err = <-errc:
 	}
 	s.Log.Info("shutting down", "timeout", s.Config.ShutdownTimeout)
-	stopUnloader()
 	s.drain(time.Now().Add(s.Config.ShutdownTimeout))
 	wg.Wait()
-	closed := make(chan struct{})
-	go func() {
-		defer close(closed)
-		s.closeAll()
-	}()
-	select {
-	case <-closed:
-		s.Log.Info("stopped")
-	case <-time.After(shutdownGrace):
-		// A model run that ignores cancellation must not hold the process.
-		s.Log.Error("stopped without closing every model: runs still in progress after the shutdown deadline")
-	}
-	return runErr
+	return err
 }
 
 // drain stops accepting and waits until deadline for REST and gRPC requests to

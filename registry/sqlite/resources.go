@@ -195,7 +195,9 @@ func (s *Store) DeleteResource(ctx context.Context, kind, ns, name string, expec
 		} else if n == 0 {
 			return staleOrMissing(ctx, tx, kind, ns, name, expect)
 		}
-		return nil
+		// Its status goes with it (a resource made again starts unobserved).
+		_, err = tx.ExecContext(ctx, `DELETE FROM resource_status WHERE kind = ? AND namespace = ? AND name = ?`, kind, ns, name)
+		return err
 	})
 }
 

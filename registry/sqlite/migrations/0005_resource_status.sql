@@ -1,0 +1,15 @@
+-- 0005: what controllers observed of each resource (spec.Status), apart from
+-- the resource row: writing it never changes resource_version or generation,
+-- so a controller's status write never makes a user's apply fail with a
+-- conflict. It is deleted with its resource (DeleteResource).
+CREATE TABLE resource_status (
+    kind                TEXT   NOT NULL,
+    namespace           TEXT   NOT NULL,
+    name                TEXT   NOT NULL,
+    observed_generation BIGINT NOT NULL DEFAULT 0,
+    -- JSON: a list of spec.Condition, and the kind's own fields.
+    conditions          TEXT   NOT NULL DEFAULT '[]',
+    details             TEXT   NOT NULL DEFAULT '{}',
+    updated_at          BIGINT NOT NULL,
+    PRIMARY KEY (kind, namespace, name)
+);

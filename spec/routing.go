@@ -1,0 +1,147 @@
+package spec
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/reconcile"
+)
+
+// ServiceKey is the reconcile key of an InferenceService.
+func ServiceKey(ns, name string) reconcile.Key {
+	return reconcile.Key{Namespace: ns, Kind: KindInferenceService, Name: name}
+}
+
+// routeReconciler makes the router serve what is stored for one
+// InferenceService, and records that in the service's status. It reads only
+// the store, so it needs none of the engine's locks: an apply commits, then
+// waits for a pass over each service it changed.
+type routeReconciler struct {
+	resources ResourceStore
+	routes    Routes
+	now       func() time.Time
+	// routed is what the router was told to serve: a resync reconciles
+	// those keys too, so a delete the controller missed is repaired (a list
+	// of the store cannot name what is no longer in it).
+	mu     sync.Mutex
+	routed map[reconcile.Key]bool
+}
+
+func (r *routeReconciler) setRouted(k reconcile.Key, on bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if on {
+		r.routed[k] = true
+	} else {
+		delete(r.routed, k)
+	}
+}
+
+func (r *routeReconciler) Reconcile(ctx context.Context, k reconcile.Key) (reconcile.Result, error) {
+	stored, err := r.resources.GetResource(ctx, KindInferenceService, k.Namespace, k.Name)
+	if errs.KindOf(err) == errs.NotFound {
+		r.routes.DeleteService(k.Namespace, k.Name)
+		r.setRouted(k, false)
+		return reconcile.Result{}, nil
+	}
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	var s ServiceSpec
+	if err := json.Unmarshal(stored.Spec, &s); err != nil {
+		// Stored specs were validated; a row that does not decode is not
+		// fixed by retrying.
+		return reconcile.Result{}, reconcile.Terminal(fmt.Errorf("decode %s: %w", k, err))
+	}
+	r.routes.SetService(k.Namespace, k.Name, stored.Generation, s)
+	r.setRouted(k, true)
+	return reconcile.Result{}, r.recordRouted(ctx, k, stored.Generation)
+}
+
+// recordRouted stores that generation gen is routed, writing nothing when
+// the status says so already (a no-op pass makes no write).
+func (r *routeReconciler) recordRouted(ctx context.Context, k reconcile.Key, gen int64) error {
+	st, err := r.resources.GetStatus(ctx, k.Kind, k.Namespace, k.Name)
+	if err != nil && errs.KindOf(err) != errs.NotFound {
+		return err
+	}
+	if c, ok := st.Condition(ConditionReady); ok && st.ObservedGeneration == gen && c.Status == ConditionTrue && c.Reason == "Routed" {
+		return nil
+	}
+	st.ObservedGeneration = gen
+	st.Conditions = SetCondition(st.Conditions, Condition{Type: ConditionReady, Status: ConditionTrue, Reason: "Routed",
+		Message: fmt.Sprintf("the router serves generation %d", gen)}, r.now())
+	err = r.resources.PutStatus(ctx, k.Kind, k.Namespace, k.Name, st)
+	if errs.KindOf(err) == errs.NotFound {
+		return nil // deleted meanwhile: the delete queues another pass
+	}
+	return err
+}
+
+// list is every stored InferenceService's key and every key the router
+// serves, for the controller's first pass and its resyncs.
+func (r *routeReconciler) list(ctx context.Context) ([]reconcile.Key, error) {
+	rs, err := r.resources.ListResources(ctx, KindInferenceService, "")
+	if err != nil {
+		return nil, fmt.Errorf("list inferenceservices: %w", err)
+	}
+	seen := map[reconcile.Key]bool{}
+	keys := make([]reconcile.Key, 0, len(rs))
+	for _, s := range rs {
+		k := ServiceKey(s.Namespace, s.Name)
+		seen[k] = true
+		keys = append(keys, k)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k := range r.routed {
+		if !seen[k] {
+			keys = append(keys, k)
+		}
+	}
+	return keys, nil
+}
+
+// syncTimeout bounds how long a commit waits for the router to follow it.
+// A pass is a store read and a table swap; only a stopped or wedged
+// controller takes this long, and then the next resync repairs it.
+const syncTimeout = 10 * time.Second
+
+// syncService waits for the router to serve what was just committed for
+// ns/name. The commit stands either way: a failure is logged, and the
+// controller retries.
+func (e *Engine) syncService(ctx context.Context, ns, name string) {
+	if e.services == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), syncTimeout)
+	defer cancel()
+	if err := e.services.Sync(ctx, ServiceKey(ns, name)); err != nil {
+		e.log.Warn("router has not caught up with a committed InferenceService; it will retry",
+			"namespace", ns, "name", name, "err", err)
+	}
+}
+
+// Start runs the engine's controllers (the router's) until ctx ends.
+func (e *Engine) Start(ctx context.Context) error {
+	if e.services == nil {
+		<-ctx.Done()
+		return nil
+	}
+	return e.services.Start(ctx)
+}
+
+// Ready is closed once every stored InferenceService is routed (the
+// controller's first pass): the server serves only after that.
+func (e *Engine) Ready() <-chan struct{} {
+	if e.services == nil {
+		return closed
+	}
+	return e.services.Ready()
+}
+
+var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
