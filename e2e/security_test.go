@@ -5,11 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -398,5 +403,73 @@ spec: {traffic: [{model: m}]}
 	json.Unmarshal(body, &evs)
 	if code != 200 || len(evs.Items) != 1 || evs.Items[0].Source != "api" || evs.Items[0].Actor != "a (token/"+a.ID+")" {
 		t.Fatalf("claimed source: %+v", evs.Items)
+	}
+}
+
+// TestRefusedApplyFetchesNothing: an apply that is refused because of one of
+// its documents (its namespace denied to the caller's token, a decode or
+// validation error, a missing target) fetches the source of no other
+// document, https:// or file://: every document is authorized and every check
+// that needs no artifact runs before the first fetch. Before, a document that
+// failed validation let the sources of the others be fetched (and stored), and
+// one both denied and invalid was not authorized at all.
+func TestRefusedApplyFetchesNothing(t *testing.T) {
+	dir, sha := sourceDir(t)
+	srv := testutil.StartServer(t, func(c *config.Config) { c.SourceDir = dir })
+	var conns atomic.Int32
+	src := httptest.NewUnstartedServer(http.NotFoundHandler())
+	src.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	src.Config.ErrorLog = log.New(io.Discard, "", 0) // the server does not trust its certificate
+	src.StartTLS()
+	t.Cleanup(src.Close)
+	tok := createToken(t, srv, "--role", "deployer", "--scope", "team-a", "--name", "a")
+
+	model := func(uri string) string {
+		return fmt.Sprintf("apiVersion: nimbus.dev/v1\nkind: Model\nmetadata: {name: m, namespace: team-a}\nspec:\n"+
+			"  versions: [{version: 1, source: {uri: %q, sha256: %s}}]\n", uri, sha["fraud_v1"])
+	}
+	service := func(ns, spec string) string {
+		return fmt.Sprintf("apiVersion: nimbus.dev/v1\nkind: InferenceService\nmetadata: {name: svc, namespace: %s}\nspec: %s\n", ns, spec)
+	}
+	sources := map[string]string{"https": model(src.URL + "/m.onnx"), "file": model("file://" + dir + "/fraud_v1.onnx")}
+	for _, tc := range []struct {
+		name, second string
+		code         int
+		says         string
+	}{
+		{"denied namespace", service("team-b", "{traffic: [{model: m}]}"), 403, "team-b"},
+		{"decode error", service("team-a", "{traffic: [{model: m}], bogus: 1}"), 400, "bogus"},
+		{"validation error", service("team-a", "{traffic: [{model: m, weight: 500}]}"), 400, "must be 0..100"},
+		{"denied and invalid", service("team-b", "{traffic: [{model: m}], bogus: 1}"), 403, "team-b"},
+		{"missing target", service("team-a", "{traffic: [{model: nope}]}"), 404, "model nope does not exist"},
+	} {
+		for scheme, first := range sources {
+			code, _, body := as(t, tok.Secret, "POST", srv.URL+"/api/v1/apply", "application/yaml", first+"---\n"+tc.second)
+			if code != tc.code || !strings.Contains(string(body), tc.says) {
+				t.Errorf("%s after a %s source: %d %s; want %d saying %q", tc.name, scheme, code, body, tc.code, tc.says)
+			}
+		}
+	}
+	ctx := context.Background()
+	if n := conns.Load(); n != 0 {
+		t.Errorf("refused applies connected to the https source %d times", n)
+	}
+	if blobs, err := srv.Sys.Registry.Blobs().List(ctx); err != nil || len(blobs) != 0 {
+		t.Errorf("refused applies stored %d blobs (%v): a file:// source was read", len(blobs), err)
+	}
+
+	// The same documents alone are fetched: the test sees a fetch.
+	if code, _, body := as(t, tok.Secret, "POST", srv.URL+"/api/v1/apply", "application/yaml", sources["https"]); code != 400 || conns.Load() == 0 {
+		t.Errorf("apply of the https source alone: %d %s, %d connections; want a failed fetch", code, body, conns.Load())
+	}
+	if code, _, body := as(t, tok.Secret, "POST", srv.URL+"/api/v1/apply", "application/yaml", sources["file"]); code != 200 {
+		t.Errorf("apply of the file source alone: %d %s", code, body)
+	}
+	if blobs, err := srv.Sys.Registry.Blobs().List(ctx); err != nil || len(blobs) != 1 {
+		t.Errorf("stored %d blobs (%v), want the file source's", len(blobs), err)
 	}
 }

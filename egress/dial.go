@@ -71,7 +71,25 @@ func (p *Policy) Transport(tlsConfig *tls.Config) *http.Transport {
 	}
 }
 
-// Client returns an HTTP client over Transport(tlsConfig).
+// maxRedirects is how many redirects a Client follows, as http.Client does
+// by default.
+const maxRedirects = 10
+
+// Client returns an HTTP client over Transport(tlsConfig). It follows
+// redirects without a Referer (see DropReferer).
 func (p *Policy) Client(tlsConfig *tls.Config) *http.Client {
-	return &http.Client{Transport: p.Transport(tlsConfig)}
+	return &http.Client{Transport: p.Transport(tlsConfig), CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		if len(via) >= maxRedirects {
+			return fmt.Errorf("stopped after %d redirects", maxRedirects)
+		}
+		DropReferer(req)
+		return nil
+	}}
 }
+
+// DropReferer removes the Referer http.Client puts on a redirect it is about
+// to follow: the URL redirected from, query included, which for a request
+// made on a caller's behalf may carry a credential (a presigned URL's
+// signature) that the redirect target, perhaps another host, must not see.
+// A CheckRedirect calls it: the header is set before CheckRedirect runs.
+func DropReferer(req *http.Request) { req.Header.Del("Referer") }

@@ -300,3 +300,26 @@ func TestDialerKeepsCallersControl(t *testing.T) {
 		t.Fatalf("dial = %v, caller's control ran %d times", err, called)
 	}
 }
+
+// TestClientSendsNoReferer: a client built here follows a redirect without a
+// Referer, so the URL it was given (a presigned URL's query is a credential)
+// does not reach the redirect target; http.Client sets one by default.
+func TestClientSendsNoReferer(t *testing.T) {
+	var referer atomic.Value
+	target := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		referer.Store(r.Header.Get("Referer"))
+		io.WriteString(w, "hello")
+	}))
+	defer target.Close()
+	redirector := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.URL+"/", http.StatusFound)
+	}))
+	defer redirector.Close()
+	// httptest gives both servers one certificate.
+	if err := get(t, New(Loopback...), redirector, redirector.URL+"/?X-Amz-Signature=secret", ""); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := referer.Load().(string); !ok || got != "" {
+		t.Errorf("the redirect target got Referer %q, want none", got)
+	}
+}

@@ -33,11 +33,7 @@ func (r *Registry) scopeOf(ctx context.Context) *txScope {
 // Store.Atomic, so that notifications wait for the commit.
 func (r *Registry) Atomic(ctx context.Context, fn func(ctx context.Context) error) error {
 	if r.scopeOf(ctx) == nil {
-		// Versions created inside point at blobs that must not be collected
-		// before the versions are committed (see blobMu).
-		r.blobMu.RLock()
-		sc, err := r.inTx(ctx, fn)
-		r.blobMu.RUnlock()
+		sc, err := r.inTxHoldingBlobs(ctx, fn)
 		if err != nil {
 			return err
 		}
@@ -63,6 +59,16 @@ func (r *Registry) atomic(ctx context.Context, fn func(ctx context.Context) erro
 	}
 	r.committed(ctx, sc)
 	return nil
+}
+
+// inTxHoldingBlobs is inTx holding blobMu shared: versions created inside
+// point at blobs that must not be collected before the versions are committed
+// (see blobMu). The lock is released however fn ends, a panic included: one
+// left held would block every later blob deletion (GC, deletes) for good.
+func (r *Registry) inTxHoldingBlobs(ctx context.Context, fn func(ctx context.Context) error) (*txScope, error) {
+	r.blobMu.RLock()
+	defer r.blobMu.RUnlock()
+	return r.inTx(ctx, fn)
 }
 
 func (r *Registry) inTx(ctx context.Context, fn func(ctx context.Context) error) (*txScope, error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/registry"
@@ -87,5 +88,59 @@ func TestAtomicDefersNotifications(t *testing.T) {
 	m, err := e.reg.GetModel(ctx, "", "fraud")
 	if err != nil || len(m.Aliases) != 1 || m.Aliases["challenger"] != 1 {
 		t.Errorf("model = %+v, %v; want only the outer alias", m, err)
+	}
+}
+
+// TestAtomicPanicReleasesLocks: a callback that panics rolls its transaction
+// back and releases the blob lock before the panic goes on, so later
+// transactions, deletes and GC (which takes the blob lock exclusively) still
+// run. Before, the shared blob lock stayed held and every blob deletion after
+// the panic waited forever.
+func TestAtomicPanicReleasesLocks(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	sha := e.put(t, "model bytes")
+	boom := errors.New("boom")
+	func() {
+		defer func() {
+			if p := recover(); p != boom {
+				t.Fatalf("recovered %v, want the callback's panic", p)
+			}
+		}()
+		_ = e.reg.Atomic(ctx, func(ctx context.Context) error {
+			if _, err := e.reg.CreateVersion(ctx, registry.CreateVersionRequest{Model: "fraud", SHA256: sha}); err != nil {
+				return err
+			}
+			panic(boom)
+		})
+	}()
+	if _, err := e.reg.GetModel(ctx, "", "fraud"); !errors.Is(err, errs.ErrNotFound) {
+		t.Errorf("model of the panicked transaction: %v", err)
+	}
+
+	done := make(chan error, 1)
+	go func() {
+		done <- func() error {
+			err := e.reg.Atomic(ctx, func(ctx context.Context) error {
+				_, err := e.reg.CreateVersion(ctx, registry.CreateVersionRequest{Model: "fraud", SHA256: sha})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if err := e.reg.DeleteVersion(ctx, "", "fraud", 1, false); err != nil {
+				return err
+			}
+			_, err = e.reg.GC(ctx)
+			return err
+		}()
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Atomic, DeleteVersion and GC after a panicked Atomic did not finish within 10s: a lock was left held")
 	}
 }

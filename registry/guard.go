@@ -15,6 +15,10 @@ type DeleteIntent struct {
 	WholeModel bool
 	// Version is the version deleted (0 unless a version is).
 	Version int64
+	// LastVersion is set when Version is the model's only version: the model
+	// is left with none, so "" (the champion, else the latest) resolves to
+	// nothing either.
+	LastVersion bool
 	// Aliases are the aliases that go (sorted): the alias deleted, those a
 	// forced version delete drops with the version, or all of a deleted model's.
 	Aliases []string

@@ -293,7 +293,13 @@ func (r *Registry) DeleteVersion(ctx context.Context, ns, model string, version 
 		if err != nil {
 			return err
 		}
-		intent := DeleteIntent{Namespace: ns, Model: model, Version: version}
+		// Listed in the delete's transaction, so the guards' view of what is
+		// left holds until it commits.
+		vs, err := r.store.ListVersions(ctx, ns, model)
+		if err != nil {
+			return err
+		}
+		intent := DeleteIntent{Namespace: ns, Model: model, Version: version, LastVersion: len(vs) == 1}
 		if force { // the aliases pointing at it go too
 			m, err := r.store.GetModel(ctx, ns, model)
 			if err != nil {

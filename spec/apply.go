@@ -271,12 +271,18 @@ func (fe FieldError) String() string {
 // decodeAll decodes, defaults and statically validates every file, and refuses a
 // resource declared twice.
 func decodeAll(req Request) ([]Document, Errors) {
+	docs, _, all := decodeRequest(req)
+	return docs, all
+}
+
+// decodeRequest is decodeAll that also returns the documents of a known kind
+// that failed decoding or validation (defaulted: their namespace is known),
+// so that they are authorized too.
+func decodeRequest(req Request) (docs, invalid []Document, all Errors) {
 	ns := req.Namespace
 	if ns == "" {
 		ns = registry.DefaultNamespace
 	}
-	var docs []Document
-	var all Errors
 	seen := map[string]Document{}
 	budget := &scanBudget{}
 	for _, f := range req.Files {
@@ -286,10 +292,14 @@ func decodeAll(req Request) ([]Document, Errors) {
 			break // the request's bounds are spent: the rest is not even scanned
 		}
 		all = append(all, validatePartial(partial, ns)...)
+		for _, d := range partial {
+			invalid = append(invalid, d.Document)
+		}
 		for _, d := range ds {
 			Default(d.Object, ns)
 			if fes := Validate(d); len(fes) > 0 {
 				all = append(all, fes...)
+				invalid = append(invalid, d)
 				continue
 			}
 			m := d.Object.GetMeta()
@@ -306,7 +316,7 @@ func decodeAll(req Request) ([]Document, Errors) {
 	if len(all) == 0 && len(docs) == 0 {
 		all = append(all, FieldError{Message: "no resources found in the input", Code: errs.InvalidArgument.String()})
 	}
-	return docs, all
+	return docs, invalid, all
 }
 
 // validatePartial validates documents that decoded with errors, keeping only
@@ -373,24 +383,51 @@ func (d Document) lineOf(field string) int {
 
 // Apply validates every document and, unless it is a dry run, makes it so.
 // Validation errors come back as Errors and change nothing.
+//
+// A refused apply fetches nothing: every document is authorized, and the
+// apply is planned once with the artifacts checked but not fetched, before
+// any source is read. Only an apply that nothing but its artifacts can still
+// refuse fetches them (outside the lock, so a slow source holds up no other
+// apply or delete) and is planned again with what they hold.
 func (e *Engine) Apply(ctx context.Context, req Request) (*Response, error) {
-	docs, fes, err := e.decode(ctx, req)
+	docs, invalid, fes, err := e.decode(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	if denied := authorize(req, docs); len(denied) > 0 {
+	if denied := authorize(req, docs, invalid); len(denied) > 0 {
 		return nil, denied
 	}
 	if len(docs) == 0 {
 		return nil, fes.sorted()
 	}
-	// Fetch first, outside the lock (a dry run fetches nothing).
-	arts := e.prepareArtifacts(ctx, req, docs)
+	mode := checkArtifacts
+	if req.DryRun {
+		mode = inspectArtifacts
+	}
+	arts := e.prepareArtifacts(ctx, mode, docs)
+	if req.DryRun || len(arts) == 0 { // nothing to fetch: this plan is the one to commit
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return e.planAndCommit(ctx, req, docs, fes, arts)
+	}
+	e.mu.Lock()
+	p := e.plan(ctx, req, docs, fes, arts)
+	e.mu.Unlock()
+	if err := p.refusal(); err != nil {
+		return nil, err
+	}
+	arts = e.prepareArtifacts(ctx, fetchArtifacts, docs)
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	return e.planAndCommit(ctx, req, docs, fes, arts)
+}
+
+// plan checks docs against the registry (fes are the problems decoding
+// found) and builds the steps that apply them. The caller holds e.mu.
+func (e *Engine) plan(ctx context.Context, req Request, docs []Document, fes Errors, arts map[artifactKey]*artifact) *plan {
 	// The documents that passed the static checks are planned even when others
 	// failed, so one answer reports every problem of every document.
-	p := &plan{e: e, req: req, models: map[string]*modelPlan{}, services: map[string]bool{}, errs: fes, artifacts: arts}
+	p := &plan{e: e, req: req, models: map[string]*modelPlan{}, services: map[string]bool{}, errs: slices.Clone(fes), artifacts: arts}
 	for _, d := range docs {
 		if s, ok := d.Object.(*InferenceService); ok {
 			p.services[s.Metadata.Namespace+"/"+s.Metadata.Name] = true
@@ -406,11 +443,26 @@ func (e *Engine) Apply(ctx context.Context, req Request) (*Response, error) {
 			p.planService(ctx, d, s)
 		}
 	}
+	return p
+}
+
+// refusal is why the plan cannot be applied, or nil.
+func (p *plan) refusal() error {
 	if p.internal != nil {
-		return nil, p.internal
+		return p.internal
 	}
 	if len(p.errs) > 0 {
-		return nil, p.errs.sorted()
+		return p.errs.sorted()
+	}
+	return nil
+}
+
+// planAndCommit plans docs and, unless it is a dry run, commits the plan.
+// The caller holds e.mu.
+func (e *Engine) planAndCommit(ctx context.Context, req Request, docs []Document, fes Errors, arts map[artifactKey]*artifact) (*Response, error) {
+	p := e.plan(ctx, req, docs, fes, arts)
+	if err := p.refusal(); err != nil {
+		return nil, err
 	}
 	resp := &Response{DryRun: req.DryRun, Results: make([]Result, 0, len(p.steps))}
 	for _, st := range p.steps {
@@ -425,7 +477,7 @@ func (e *Engine) Apply(ctx context.Context, req Request) (*Response, error) {
 	// The engine records one event per resource, with its diff: the registry
 	// calls of the commit record none of their own.
 	ctx = context.WithValue(registry.WithoutAudit(context.WithoutCancel(ctx)), applyingKey{}, p.services)
-	err = e.opts.Registry.Atomic(ctx, func(ctx context.Context) error {
+	err := e.opts.Registry.Atomic(ctx, func(ctx context.Context) error {
 		for i, st := range p.steps {
 			if err := st.commit(ctx); err != nil {
 				return fmt.Errorf("%s %s/%s: %w", st.result.Kind, st.result.Namespace, st.result.Name, err)

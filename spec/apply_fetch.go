@@ -35,13 +35,27 @@ type artifact struct {
 	public, field string
 }
 
-// prepareArtifacts fetches and inspects the artifact of every declared
-// version that does not exist yet, or on a dry run checks it without fetching
-// (an artifact already in the blob store is still inspected). It runs before
-// the apply lock is taken, so a slow source holds up no other apply or
-// delete; planning reads the registry again under the lock, and a version
-// that became new in between is refused rather than fetched there.
-func (e *Engine) prepareArtifacts(ctx context.Context, req Request, docs []Document) map[artifactKey]*artifact {
+// artifactMode is what prepareArtifacts does with a new version's artifact.
+type artifactMode int
+
+const (
+	// checkArtifacts makes the checks a fetch makes before it reads or
+	// connects (Fetcher.Check), and no more: a real apply plans with it
+	// first, so that a refused apply fetches nothing.
+	checkArtifacts artifactMode = iota
+	// inspectArtifacts checks the artifact, and inspects it when the blob
+	// store already has it: a dry run.
+	inspectArtifacts
+	// fetchArtifacts fetches and inspects it.
+	fetchArtifacts
+)
+
+// prepareArtifacts prepares the artifact of every declared version that does
+// not exist yet, as mode says. It runs before the apply lock is taken, so a
+// slow source holds up no other apply or delete; planning reads the registry
+// again under the lock, and a version that became new in between is refused
+// rather than fetched there.
+func (e *Engine) prepareArtifacts(ctx context.Context, mode artifactMode, docs []Document) map[artifactKey]*artifact {
 	if e.opts.Fetcher == nil {
 		return nil
 	}
@@ -65,13 +79,13 @@ func (e *Engine) prepareArtifacts(ctx context.Context, req Request, docs []Docum
 			if have[dv.Version] || (exists && dv.Version <= reg.LatestVersion) || dv.Source.URI == "" {
 				continue
 			}
-			out[artifactKey{ns, name, dv.Version}] = e.prepareArtifact(ctx, req.DryRun, ns, name, dv)
+			out[artifactKey{ns, name, dv.Version}] = e.prepareArtifact(ctx, mode, ns, name, dv)
 		}
 	}
 	return out
 }
 
-func (e *Engine) prepareArtifact(ctx context.Context, dryRun bool, ns, name string, dv ModelVersion) *artifact {
+func (e *Engine) prepareArtifact(ctx context.Context, mode artifactMode, ns, name string, dv ModelVersion) *artifact {
 	a := Artifact{URI: dv.Source.URI, SHA256: dv.Source.SHA256}
 	if dv.Source.Auth != nil {
 		ref := dv.Source.Auth.TokenFrom
@@ -89,21 +103,23 @@ func (e *Engine) prepareArtifact(ctx context.Context, dryRun bool, ns, name stri
 		}
 		return r
 	}
-	if dryRun {
-		if err := e.opts.Fetcher.Check(a); err != nil {
-			return fetchFailed(err)
-		}
-	} else {
+	if mode == fetchArtifacts {
 		if _, err := e.opts.Fetcher.Fetch(ctx, a, e.opts.Registry); err != nil {
 			e.log.Warn("source could not be fetched", "namespace", ns, "model", name, "version", dv.Version,
 				"uri", RedactURI(a.URI), "err", err)
 			return fetchFailed(err)
 		}
 		r.fetch = true
+	} else if err := e.opts.Fetcher.Check(a); err != nil {
+		return fetchFailed(err)
+	}
+	if mode == checkArtifacts {
+		r.fetch = true // the signature is read once it is fetched
+		return r
 	}
 	sig, err := e.opts.Registry.InspectBlob(ctx, dv.Format, a.SHA256)
 	switch {
-	case dryRun && errors.Is(err, errs.ErrNotFound):
+	case mode == inspectArtifacts && errors.Is(err, errs.ErrNotFound):
 		r.fetch = true // a real apply fetches it, then inspects it
 	case err != nil:
 		// The artifact's digest is the declared one: what is wrong with its
@@ -131,13 +147,14 @@ func publicOf(err error) string {
 // Options.MaxDecodes run at once; the others wait for their turn as long as
 // their request's context lets them: a request's body is already read and
 // bounded, and a burst of applies (a CI run) should queue, not fail with 429.
-func (e *Engine) decode(ctx context.Context, req Request) ([]Document, Errors, error) {
+// The documents that failed decoding or validation come back in invalid.
+func (e *Engine) decode(ctx context.Context, req Request) (docs, invalid []Document, fes Errors, err error) {
 	select {
 	case e.decodes <- struct{}{}:
 	case <-ctx.Done():
-		return nil, nil, fmt.Errorf("apply: waiting for a turn to decode: %w", context.Cause(ctx))
+		return nil, nil, nil, fmt.Errorf("apply: waiting for a turn to decode: %w", context.Cause(ctx))
 	}
 	defer func() { <-e.decodes }()
-	docs, fes := decodeAll(req)
-	return docs, fes, nil
+	docs, invalid, fes = decodeRequest(req)
+	return docs, invalid, fes, nil
 }

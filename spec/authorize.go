@@ -1,19 +1,24 @@
 package spec
 
 import (
+	"slices"
+
 	"github.com/nimbus-ai/nimbus/internal/errs"
 )
 
 // authorize asks req.Authorize about the namespace of every document, before
 // anything is planned, fetched or changed: one document the caller may not
-// touch refuses the whole request (403), naming each refused document.
-func authorize(req Request, docs []Document) Errors {
+// touch refuses the whole request (403), naming each refused document. The
+// documents that failed decoding or validation (invalid) are asked about too,
+// so a request that reaches into a namespace it may not touch is answered 403
+// whatever else is wrong with it.
+func authorize(req Request, docs, invalid []Document) Errors {
 	if req.Authorize == nil {
 		return nil
 	}
 	var denied Errors
 	verdicts := map[string]error{}
-	for _, d := range docs {
+	for _, d := range slices.Concat(docs, invalid) {
 		ns := d.Object.GetMeta().Namespace
 		err, seen := verdicts[ns]
 		if !seen {

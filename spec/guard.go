@@ -20,7 +20,8 @@ type applyingKey struct{}
 // guardDelete is the registry's delete guard, run inside the transaction of
 // every delete of a model, a version or an alias, whoever asks (API, CLI,
 // apply): a delete that would take a target away from a stored
-// InferenceService is refused (Conflict, naming the services), and a deleted
+// InferenceService is refused (Conflict, naming the services), the last
+// version of a model a service targets bare included, and a deleted
 // Model's resource row goes with it, so what was last applied for it cannot
 // shape a model pushed later under its name.
 //
@@ -30,13 +31,19 @@ type applyingKey struct{}
 func (e *Engine) guardDelete(ctx context.Context, d registry.DeleteIntent) error {
 	applying, _ := ctx.Value(applyingKey{}).(map[string]bool)
 	users, err := e.servicesTargeting(ctx, d.Namespace, d.Model, applying, func(ref string) bool {
-		if d.WholeModel {
+		n, isNum := versionOf(ref)
+		switch {
+		case d.WholeModel:
 			return true
-		}
-		if n, isNum := versionOf(ref); isNum {
+		case ref == "":
+			// The champion, else the latest: another version remains to
+			// take over unless this is the last.
+			return d.LastVersion
+		case isNum:
 			return n == d.Version
+		default:
+			return slices.Contains(d.Aliases, ref)
 		}
-		return ref != "" && slices.Contains(d.Aliases, ref)
 	})
 	if err != nil {
 		return err

@@ -121,3 +121,45 @@ func TestImperativeDeleteOfADeclaredModel(t *testing.T) {
 		t.Errorf("resource row of the deleted model: %v", err)
 	}
 }
+
+// TestDeleteLastVersionOfABareTarget: a service that targets a model bare
+// ("m": its champion, else its latest version) keeps the model's last
+// version: deleting it is refused (Conflict, naming the service), forced or
+// not, since the service would route to nothing. Deleting any other version
+// stays allowed: the latest moves to one that remains.
+func TestDeleteLastVersionOfABareTarget(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	for _, content := range []string{"v1", "v2"} {
+		info, err := e.reg.PutBlob(ctx, strings.NewReader(content), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.reg.CreateVersion(ctx, registry.CreateVersionRequest{Model: "m", SHA256: info.SHA256}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.mustApply(t, "apiVersion: nimbus.dev/v1\nkind: InferenceService\nmetadata: {name: svc}\nspec:\n  traffic: [{model: m}]\n")
+
+	if err := e.reg.DeleteVersion(ctx, "", "m", 2, false); err != nil {
+		t.Fatalf("delete of the latest, not the last, version: %v", err)
+	}
+	if v, err := e.reg.Resolve(ctx, "", "m", ""); err != nil || v.Version != 1 {
+		t.Fatalf("svc's target resolves to %+v, %v; want version 1", v, err)
+	}
+	for _, force := range []bool{false, true} {
+		err := e.reg.DeleteVersion(ctx, "", "m", 1, force)
+		if errs.KindOf(err) != errs.Conflict || !strings.Contains(errs.PublicMessage(err), "inferenceservice svc (m) still routes there") {
+			t.Fatalf("delete of the last version (force %v) = %v, want a conflict naming svc", force, err)
+		}
+	}
+	if _, err := e.reg.Resolve(ctx, "", "m", ""); err != nil {
+		t.Fatalf("svc's target after the refused deletes: %v", err)
+	}
+	if _, err := e.engine.Delete(ctx, spec.DeleteRequest{Kind: spec.KindInferenceService, Namespace: "default", Name: "svc"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.reg.DeleteVersion(ctx, "", "m", 1, false); err != nil {
+		t.Fatalf("delete of the last version nothing routes to: %v", err)
+	}
+}

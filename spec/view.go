@@ -364,11 +364,11 @@ func (e *Engine) deleteLocked(ctx context.Context, dr DeleteRequest, deleting ma
 // DeleteFiles deletes every resource the files declare, after checking that
 // each exists; a missing one fails the call before anything is deleted.
 func (e *Engine) DeleteFiles(ctx context.Context, req Request) (*Response, error) {
-	docs, fes, err := e.decode(ctx, req)
+	docs, invalid, fes, err := e.decode(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	if denied := authorize(req, docs); len(denied) > 0 {
+	if denied := authorize(req, docs, invalid); len(denied) > 0 {
 		return nil, denied
 	}
 	if len(fes) > 0 {

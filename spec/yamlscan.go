@@ -91,16 +91,10 @@ func (s *yamlScanner) scan(data string) *scanProblem {
 	stack := stackBuf[:0]
 	flow, flowBase := 0, 0
 	for i, line := 0, 1; i <= len(data); line++ {
-		// The line is data[i:j]; look no further than the document may reach.
+		// The line is data[i:j] and the next starts at next; look no further
+		// than the document may reach.
 		limit := min(len(data), s.docStart+s.lim.docBytes+1)
-		j := i
-		if i < limit {
-			if k := strings.IndexByte(data[i:limit], '\n'); k >= 0 {
-				j = i + k
-			} else {
-				j = limit
-			}
-		}
+		j, next := lineEnd(data, i, limit)
 		ln := data[i:j]
 		if isDocMarker(ln) {
 			if p := s.startDoc(i, line); p != nil {
@@ -190,9 +184,38 @@ func (s *yamlScanner) scan(data string) *scanProblem {
 		case !inFlow && !blank:
 			stack = append(stack, indentEntry{indent: indent, depth: depth, keyLine: hasKey && !dash})
 		}
-		i = j + 1
+		i = next
 	}
 	return s.endDoc()
+}
+
+// lineEnd finds the end j of the line starting at i, looking no further than
+// limit, and where the next line starts. A line ends at any break yaml.v3
+// knows: LF, CR, CR LF, and, as YAML 1.1 has them, NEL (U+0085), LS (U+2028)
+// and PS (U+2029). Seeing fewer breaks than yaml.v3 would hide the documents
+// that start after them: "a: b<LS>---<LS>c: d" is two documents to yaml.v3.
+// Without a break before limit, j is limit and the next line starts after it.
+func lineEnd(data string, i, limit int) (j, next int) {
+	for j = i; j < limit; j++ {
+		switch data[j] {
+		case '\n':
+			return j, j + 1
+		case '\r':
+			if j+1 < len(data) && data[j+1] == '\n' {
+				return j, j + 2
+			}
+			return j, j + 1
+		case 0xC2: // NEL is C2 85
+			if j+1 < len(data) && data[j+1] == 0x85 {
+				return j, j + 2
+			}
+		case 0xE2: // LS and PS are E2 80 A8 and E2 80 A9
+			if j+2 < len(data) && data[j+1] == 0x80 && (data[j+2] == 0xA8 || data[j+2] == 0xA9) {
+				return j, j + 3
+			}
+		}
+	}
+	return max(i, limit), max(i, limit) + 1
 }
 
 // startDoc ends the current document (if any) and starts one at offset and

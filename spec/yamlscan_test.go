@@ -3,6 +3,7 @@ package spec
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -115,30 +116,48 @@ func countNodes(n *yaml.Node) (nodes, aliases int) {
 	return nodes, aliases
 }
 
+// yamlCounts is what was built from, or counted in, some YAML text.
+type yamlCounts struct{ nodes, aliases, docs int }
+
 // builtBy is what yaml.v3 builds from data, every document until the first
 // error.
-func builtBy(data string) (nodes, aliases int) {
+func builtBy(data string) yamlCounts {
+	var c yamlCounts
 	dec := yaml.NewDecoder(strings.NewReader(data))
 	for {
 		var n yaml.Node
 		if err := decodeNode(dec, &n); err != nil {
-			return nodes, aliases
+			return c
 		}
 		cn, ca := countNodes(&n)
-		nodes, aliases = nodes+cn, aliases+ca
+		c.nodes, c.aliases, c.docs = c.nodes+cn, c.aliases+ca, c.docs+1
 	}
 }
 
 // counted is what the scanner counts, without its bounds.
-func counted(data string) (nodes, aliases, depth int) {
+func counted(data string) yamlCounts {
 	s := yamlScanner{lim: scanLimits{docBytes: len(data) + 1, docNodes: 1 << 62, docAliases: 1 << 62, docDepth: 1 << 62,
 		requestNodes: 1 << 62, requestDocs: 1 << 62}, budget: &scanBudget{}}
 	s.scan(data)
-	return s.totalNodes, s.totalAliases, s.maxDepth
+	return yamlCounts{nodes: s.totalNodes, aliases: s.totalAliases, docs: s.budget.docs}
 }
 
+// countsLess says how the scanner counts less of in than yaml.v3 builds, or "".
+func countsLess(in string) string {
+	built, cnt := builtBy(in), counted(in)
+	if cnt.nodes < built.nodes || cnt.aliases < built.aliases || cnt.docs < built.docs {
+		return fmt.Sprintf("%q: counted %d nodes, %d aliases, %d documents; yaml.v3 built %d, %d, %d",
+			in, cnt.nodes, cnt.aliases, cnt.docs, built.nodes, built.aliases, built.docs)
+	}
+	return ""
+}
+
+// yamlBreaks are the line breaks yaml.v3 knows: CR and LF, and, as YAML 1.1
+// has them, NEL, LS and PS.
+var yamlBreaks = map[string]string{"LF": "\n", "CRLF": "\r\n", "CR": "\r", "NEL": "\u0085", "LS": "\u2028", "PS": "\u2029"}
+
 // TestPrescanNeverCountsLess: on every fixture and some odd YAML, the scanner
-// counts at least as many nodes and aliases as yaml.v3 builds.
+// counts at least as many nodes, aliases and documents as yaml.v3 builds.
 func TestPrescanNeverCountsLess(t *testing.T) {
 	inputs := []string{
 		"", "a", "---", "--- a", "---\n---\n---\n", "...\n...\n", "- - - -\n", "-\n-\n-\n", ": \n:\n", "? \n? a\n: b\n",
@@ -147,22 +166,51 @@ func TestPrescanNeverCountsLess(t *testing.T) {
 		"a: b\u0085c: d\u2028e: f\n", "a: !!str\nb: !t\n", "key:\n- a\n- b\n- c: d\n  e: f\n", "a:\r\n  b: c\r\n",
 		`{"a":1,"b":[1,2,{"c":null}]}`, "- ? a\n  : b\n", "<<: *a\n", "%YAML 1.2\n---\na: b\n",
 	}
+	for _, br := range yamlBreaks {
+		inputs = append(inputs, "a: b"+br+"---"+br+"c: d"+br, "---"+br+"a: b"+br+"..."+br+"---"+br+"c: d"+br,
+			"a:"+br+"  - x"+br+"  - y"+br, "a: b\r"+br+"--- c"+br+"..."+br+"d", "a: |"+br+"  x"+br+"---"+br+"b: c")
+	}
 	files, _ := filepath.Glob("testdata/*.yaml")
 	for _, f := range files {
 		data, _ := os.ReadFile(f)
 		inputs = append(inputs, string(data))
 	}
 	for _, in := range inputs {
-		nodes, aliases := builtBy(in)
-		cn, ca, _ := counted(in)
-		if cn < nodes || ca < aliases {
-			t.Errorf("%q: counted %d nodes, %d aliases; yaml.v3 built %d, %d", in, cn, ca, nodes, aliases)
+		if msg := countsLess(in); msg != "" {
+			t.Error(msg)
 		}
 	}
 }
 
-// FuzzPrescan: whatever the text, the scanner never counts fewer nodes or
-// aliases than yaml.v3 builds from it, and the bounded scan never panics.
+// TestPrescanSeesEveryDocument: yaml.v3 starts a document at a "---" after any
+// of its line breaks, so the scanner must too. Before, it split lines at LF
+// only: documents after CR, NEL, LS or PS were not counted, and a request could
+// hold any number of them.
+func TestPrescanSeesEveryDocument(t *testing.T) {
+	for name, br := range yamlBreaks {
+		t.Run(name, func(t *testing.T) {
+			in := strings.Repeat("---"+br+"a"+br, maxRequestDocs+1)
+			if got := builtBy(in).docs; got != maxRequestDocs+1 {
+				t.Fatalf("yaml.v3 built %d documents, want %d", got, maxRequestDocs+1)
+			}
+			p := prescan(in, &scanBudget{})
+			if p == nil || !p.request || !strings.Contains(p.msg, "too many YAML documents") {
+				t.Fatalf("prescan = %+v, want the request refused for too many documents", p)
+			}
+		})
+	}
+	// The lines the scanner reports are yaml.v3's lines.
+	for name, br := range yamlBreaks {
+		in := "a: b" + br + "---" + br + "c: [" + strings.Repeat("[", maxScanDepth) + br
+		if p := prescan(in, &scanBudget{}); p == nil || p.line != 2 {
+			t.Errorf("%s: prescan = %+v, want the second document refused at line 2", name, p)
+		}
+	}
+}
+
+// FuzzPrescan: whatever the text, the scanner never counts fewer nodes,
+// aliases or documents than yaml.v3 builds from it, and the bounded scan never
+// panics.
 func FuzzPrescan(f *testing.F) {
 	files, _ := filepath.Glob("testdata/*.yaml")
 	for _, file := range files {
@@ -173,15 +221,16 @@ func FuzzPrescan(f *testing.F) {
 	for _, s := range []string{"[a: b, : c]", "- - a\n", "a:\n- b\n", "{a, b}", "a: &x 1\nb: *x\n", "--- |\n  x\n...\n"} {
 		f.Add(s)
 	}
+	for _, br := range yamlBreaks {
+		f.Add("a: b" + br + "---" + br + "c: d" + br + "..." + br + "e")
+	}
 	f.Fuzz(func(t *testing.T, in string) {
 		if len(in) > 1<<16 {
 			return
 		}
 		prescan(in, &scanBudget{})
-		nodes, aliases := builtBy(in)
-		cn, ca, _ := counted(in)
-		if cn < nodes || ca < aliases {
-			t.Fatalf("%q: counted %d nodes, %d aliases; yaml.v3 built %d, %d", in, cn, ca, nodes, aliases)
+		if msg := countsLess(in); msg != "" {
+			t.Fatal(msg)
 		}
 	})
 }

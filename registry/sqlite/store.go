@@ -152,20 +152,38 @@ func (s *Store) Atomic(ctx context.Context, fn func(ctx context.Context) error) 
 // savepoint runs fn inside SAVEPOINT sp<depth>: fn's writes are released into
 // the transaction on success and rolled back on error (SQL written to run on
 // PostgreSQL too, where a failed statement would otherwise poison the
-// transaction).
+// transaction). A panic in fn rolls them back too before it goes on: a caller
+// that recovers it must not commit half of what fn did, nor find the
+// savepoint still open.
 func (st *txState) savepoint(ctx context.Context, fn func() error) error {
 	name := fmt.Sprintf("sp%d", st.depth)
 	if _, err := st.tx.ExecContext(ctx, "SAVEPOINT "+name); err != nil {
 		return fmt.Errorf("sqlite: savepoint: %w", err)
 	}
-	if err := fn(); err != nil {
-		if _, rbErr := st.tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+name); rbErr != nil {
-			return errors.Join(err, fmt.Errorf("sqlite: roll back to savepoint: %w", rbErr))
+	returned := false
+	defer func() {
+		if !returned {
+			_ = st.undo(ctx, name) // the panic is what the caller hears about
 		}
-		if _, relErr := st.tx.ExecContext(ctx, "RELEASE SAVEPOINT "+name); relErr != nil {
-			return errors.Join(err, fmt.Errorf("sqlite: release savepoint: %w", relErr))
+	}()
+	err := fn()
+	returned = true
+	if err != nil {
+		if undoErr := st.undo(ctx, name); undoErr != nil {
+			return errors.Join(err, undoErr)
 		}
 		return err
+	}
+	if _, err := st.tx.ExecContext(ctx, "RELEASE SAVEPOINT "+name); err != nil {
+		return fmt.Errorf("sqlite: release savepoint: %w", err)
+	}
+	return nil
+}
+
+// undo rolls back what was written since savepoint name, and closes it.
+func (st *txState) undo(ctx context.Context, name string) error {
+	if _, err := st.tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+name); err != nil {
+		return fmt.Errorf("sqlite: roll back to savepoint: %w", err)
 	}
 	if _, err := st.tx.ExecContext(ctx, "RELEASE SAVEPOINT "+name); err != nil {
 		return fmt.Errorf("sqlite: release savepoint: %w", err)

@@ -131,6 +131,44 @@ func testAtomicSavepoints(t *testing.T, s registry.Store) {
 	wantKind(t, "model of a failed nested Atomic", err, errs.ErrNotFound)
 }
 
+// testAtomicSavepointPanics: a nested Atomic whose callback panics undoes its
+// own writes before the panic goes on, so a caller that recovers it commits
+// only the rest, and the store still works.
+func testAtomicSavepointPanics(t *testing.T, s registry.Store) {
+	ctx := context.Background()
+	err := s.Atomic(ctx, func(ctx context.Context) error {
+		if _, err := s.CreateVersion(ctx, newVersion(ns, "kept", 0, Digest(1))); err != nil {
+			return err
+		}
+		func() {
+			defer func() {
+				if p := recover(); p != errInjected {
+					t.Errorf("recovered %v, want the nested callback's panic", p)
+				}
+			}()
+			_ = s.Atomic(ctx, func(ctx context.Context) error {
+				if _, err := s.CreateVersion(ctx, newVersion(ns, "dropped", 0, Digest(2))); err != nil {
+					return err
+				}
+				panic(errInjected)
+			})
+		}()
+		return s.SetAlias(ctx, ns, "kept", "champion", 1)
+	})
+	if err != nil {
+		t.Fatalf("Atomic: %v", err)
+	}
+	m, err := s.GetModel(ctx, ns, "kept")
+	if err != nil || m.Aliases["champion"] != 1 {
+		t.Errorf("kept = %+v, %v", m, err)
+	}
+	_, err = s.GetModel(ctx, ns, "dropped")
+	wantKind(t, "model of a panicked nested Atomic", err, errs.ErrNotFound)
+	if v := mustCreate(t, s, newVersion(ns, "kept", 0, Digest(3))); v.Version != 2 {
+		t.Errorf("next version = %d, want 2", v.Version)
+	}
+}
+
 // testAtomicSerializable: read-modify-write transactions run as if one at a
 // time, so concurrent increments are never lost.
 func testAtomicSerializable(t *testing.T, s registry.Store) {

@@ -47,6 +47,7 @@ func Run(t *testing.T, newStore func(t *testing.T) registry.Store) {
 		{"AtomicCommits", testAtomicCommits},
 		{"AtomicRollsBack", testAtomicRollsBack},
 		{"AtomicSavepoints", testAtomicSavepoints},
+		{"AtomicSavepointPanics", testAtomicSavepointPanics},
 		{"AtomicSerializable", testAtomicSerializable},
 	}
 	for _, tc := range tests {

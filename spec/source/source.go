@@ -128,6 +128,7 @@ func New(opts Options) *Fetcher {
 		if len(via) >= MaxRedirects {
 			return fmt.Errorf("stopped after %d redirects", MaxRedirects)
 		}
+		egress.DropReferer(req) // the source URI may carry a presigned URL's signature
 		return nil
 	}}
 	return f

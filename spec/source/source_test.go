@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -629,6 +630,48 @@ func TestFetchBearer(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFetchSendsNoReferer: following a redirect sends no Referer, so the
+// source URI (a presigned URL's query is a credential) does not reach the host
+// it redirects to, on the same host or another. Go's http.Client sets one on
+// every redirect it follows.
+func TestFetchSendsNoReferer(t *testing.T) {
+	var referers []string
+	var mu sync.Mutex
+	record := func(r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		referers = append(referers, r.Header.Get("Referer"))
+	}
+	elsewhere := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		record(r)
+		w.Write(model)
+	}))
+	defer elsewhere.Close()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/m.onnx", func(w http.ResponseWriter, r *http.Request) {
+		record(r)
+		w.Write(model)
+	})
+	mux.HandleFunc("/same-host", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/m.onnx", http.StatusFound) })
+	mux.HandleFunc("/other-host", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, elsewhere.URL+"/m.onnx", http.StatusFound)
+	})
+	srv := httptest.NewTLSServer(mux)
+	defer srv.Close()
+	f := New(Options{TLS: tlsOf(srv), Egress: loopback}) // httptest uses one certificate for both
+	for _, path := range []string{"/same-host", "/other-host"} {
+		uri := srv.URL + path + "?X-Amz-Signature=secret-signature"
+		if _, err := f.Fetch(context.Background(), Artifact{URI: uri, SHA256: digest(model)}, newBlobs(t)); err != nil {
+			t.Fatalf("%s: %v", uri, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(referers) != 2 || referers[0] != "" || referers[1] != "" {
+		t.Errorf("redirect targets got Referer %q, want none", referers)
 	}
 }
 
