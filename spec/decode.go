@@ -31,6 +31,7 @@ const (
 var kindConstructors = map[string]func() Object{
 	KindModel:            func() Object { return new(Model) },
 	KindInferenceService: func() Object { return new(InferenceService) },
+	KindGitSource:        func() Object { return new(GitSource) },
 }
 
 // knownKinds lists the kinds for error messages.
@@ -45,6 +46,7 @@ var ignoredPaths = map[string]bool{
 	"status":                     true,
 	"metadata.generation":        true,
 	"metadata.creationTimestamp": true,
+	"metadata.managedBy":         true,
 }
 
 // Decode reads every YAML document in data (JSON is YAML too). Documents holding
@@ -225,6 +227,8 @@ func decodeDocument(file string, root *yaml.Node) (*Document, []FieldError) {
 	case *Model:
 		o.TypeMeta = TypeMeta{APIVersion: apiVersion, Kind: kind}
 	case *InferenceService:
+		o.TypeMeta = TypeMeta{APIVersion: apiVersion, Kind: kind}
+	case *GitSource:
 		o.TypeMeta = TypeMeta{APIVersion: apiVersion, Kind: kind}
 	}
 	if apiNode != nil {

@@ -49,6 +49,20 @@ func Default(obj Object, namespace string) {
 		if s.Routing.StickyBy == "" {
 			s.Routing.StickyBy = StickyByHeader
 		}
+	case *GitSource:
+		o.TypeMeta = TypeMeta{APIVersion: APIVersion, Kind: KindGitSource}
+		s := &o.Spec
+		if s.Interval == nil {
+			s.Interval = pointerTo(registry.Duration(DefaultGitInterval))
+		}
+		if s.Prune == nil {
+			s.Prune = pointerTo(true)
+		}
+		for _, b := range []**bool{&s.SelfHeal, &s.LockImperative, &s.AllowEmpty} {
+			if *b == nil {
+				*b = pointerTo(false)
+			}
+		}
 	}
 }
 
@@ -67,7 +81,7 @@ func pointerTo[T any](v T) *T { return &v }
 // call Default first to compare what the server would store.
 func Normalize(obj Object) {
 	m := obj.GetMeta()
-	m.Generation, m.ResourceVersion, m.CreationTimestamp = 0, "", nil
+	m.Generation, m.ResourceVersion, m.CreationTimestamp, m.ManagedBy = 0, "", nil, ""
 	m.Labels = nilIfEmpty(m.Labels)
 	m.Annotations = nilIfEmpty(m.Annotations)
 	switch o := obj.(type) {
@@ -94,6 +108,11 @@ func Normalize(obj Object) {
 		o.Status = nil
 		if len(o.Spec.Traffic) == 0 {
 			o.Spec.Traffic = nil
+		}
+	case *GitSource:
+		o.Status = nil
+		if len(o.Spec.TargetNamespaces) == 0 {
+			o.Spec.TargetNamespaces = nil
 		}
 	}
 }
@@ -123,6 +142,8 @@ func SpecEqual(a, b Object) bool {
 		return reflect.DeepEqual(x.Spec, b.(*Model).Spec)
 	case *InferenceService:
 		return reflect.DeepEqual(x.Spec, b.(*InferenceService).Spec)
+	case *GitSource:
+		return reflect.DeepEqual(x.Spec, b.(*GitSource).Spec)
 	}
 	return false
 }

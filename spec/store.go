@@ -21,6 +21,9 @@ type StoredResource struct {
 	ResourceVersion int64             `json:"resourceVersion"`
 	CreatedAt       time.Time         `json:"createdAt"`
 	UpdatedAt       time.Time         `json:"updatedAt"`
+	// ManagedBy is the owning GitSource ("" = made by hand); PutResource
+	// stores it as given.
+	ManagedBy string `json:"managedBy,omitempty"`
 }
 
 // ResourceStore persists resources. Implementations return errs kinds NotFound

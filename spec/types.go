@@ -31,6 +31,10 @@ type ObjectMeta struct {
 	Generation        int64             `json:"generation,omitempty" yaml:"generation,omitempty"`
 	ResourceVersion   string            `json:"resourceVersion,omitempty" yaml:"resourceVersion,omitempty"`
 	CreationTimestamp *time.Time        `json:"creationTimestamp,omitempty" yaml:"creationTimestamp,omitempty"`
+	// ManagedBy names the GitSource that owns the resource ("gitsource/NAME",
+	// "gitsource/NS/NAME" when the source lives in another namespace), ""
+	// for one made by hand. Written by the server only.
+	ManagedBy string `json:"managedBy,omitempty" yaml:"managedBy,omitempty"`
 }
 
 // TypeMeta names a document's schema.

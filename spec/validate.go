@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"net/url"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,6 +40,9 @@ func Validate(doc Document) []FieldError {
 	case *InferenceService:
 		v.meta(&o.Metadata, "service name")
 		v.service(&o.Spec)
+	case *GitSource:
+		v.meta(&o.Metadata, "gitsource name")
+		v.gitSource(&o.Spec, o.Metadata.Namespace)
 	default:
 		v.errorf("kind", "unknown kind %q; known kinds: %s", doc.Object.GetKind(), knownKinds())
 	}
@@ -161,6 +165,9 @@ func (v *validator) sourceAuth(f string, src Source) {
 func checkSourceURI(uri string) string {
 	scheme, rest, ok := strings.Cut(uri, "://")
 	if !ok {
+		if IsRepoPath(uri) {
+			return "" // a file beside the YAML in a GitSource's repository
+		}
 		if strings.HasPrefix(uri, "/") {
 			return fmt.Sprintf("must be a file:// or https:// URI, got %q (for a local file write file://%s)", uri, uri)
 		}
@@ -288,4 +295,99 @@ func ParseTarget(s string) (model, ref string, err error) {
 		return "", "", bad("%s", err.Error())
 	}
 	return model, ref, nil
+}
+
+// IsRepoPath reports whether a source uri is a path relative to the YAML file
+// that declares it, written with a leading ./ or ../ ("./fraud-v3.onnx",
+// "../artifacts/m.onnx", so that a forgotten file:// is still caught): valid only in
+// a repository a GitSource syncs, resolved inside its checkout.
+func IsRepoPath(uri string) bool {
+	return (strings.HasPrefix(uri, "./") || strings.HasPrefix(uri, "../")) && !strings.Contains(uri, "://") &&
+		!strings.ContainsAny(uri, "\\\x00") && !strings.Contains(uri, ":")
+}
+
+// gitSource checks a GitSource's spec; ns is its own namespace.
+func (v *validator) gitSource(s *GitSourceSpec, ns string) {
+	v.gitURL(s)
+	if s.Ref != "" {
+		if strings.ContainsFunc(s.Ref, func(r rune) bool { return r <= ' ' || r == 0x7f || strings.ContainsRune("~^:?*[\\", r) }) ||
+			strings.Contains(s.Ref, "..") || strings.HasPrefix(s.Ref, "-") || strings.HasSuffix(s.Ref, "/") || strings.HasSuffix(s.Ref, ".lock") {
+			v.errorf("spec.ref", "%q is not a valid branch, tag or commit", s.Ref)
+		}
+	}
+	if s.Path != "" {
+		p := strings.TrimSuffix(s.Path, "/")
+		if strings.HasPrefix(p, "/") || path.Clean(p) != p || p == ".." || strings.HasPrefix(p, "../") || strings.Contains(p, "\\") {
+			v.errorf("spec.path", "must be a clean folder path inside the repository (like payments/ or deploy/prod), got %q", s.Path)
+		}
+	}
+	if s.Interval != nil && s.Interval.D() < MinGitInterval {
+		v.errorf("spec.interval", "must be at least %v, got %v", MinGitInterval, s.Interval.D())
+	}
+	seen := map[string]bool{}
+	for i, n := range s.TargetNamespaces {
+		f := fmt.Sprintf("spec.targetNamespaces[%d]", i)
+		if err := registry.ValidateNamespace(n); err != nil {
+			v.errorf(f, "%s", err.Error())
+		} else if n == ns {
+			v.errorf(f, "%q is the source's own namespace, which it may always write into", n)
+		} else if seen[n] {
+			v.errorf(f, "%q is listed twice", n)
+		}
+		seen[n] = true
+	}
+	if s.Auth != nil {
+		if err := s.Auth.TokenFrom.Validate(); err != nil {
+			v.errorf(refField("spec.auth.tokenFrom", err), "%s", err.Error())
+		}
+		if u, err := url.Parse(s.URL); err == nil && !strings.EqualFold(u.Scheme, "https") {
+			v.errorf("spec.auth", "a token is sent only to https:// remotes")
+		}
+	}
+	if s.Webhook != nil {
+		if err := s.Webhook.SecretFrom.Validate(); err != nil {
+			v.errorf(refField("spec.webhook.secretFrom", err), "%s", err.Error())
+		}
+	}
+}
+
+// refField is the field of a secret reference's error.
+func refField(f string, err error) string {
+	if sub := errs.FieldOf(err); sub != "" {
+		return f + "." + sub
+	}
+	return f
+}
+
+// gitURL checks a GitSource's url: https://, http:// (no token), file:///path
+// or an absolute path. Whether a local path is under --source-dir, and
+// whether the host may be reached, is the server's business.
+func (v *validator) gitURL(s *GitSourceSpec) {
+	switch {
+	case s.URL == "":
+		v.errorf("spec.url", "required: the repository, like https://git.example/ml/deploy.git or file:///srv/repos/deploy")
+		return
+	case strings.HasPrefix(s.URL, "/"):
+		return
+	}
+	u, err := url.Parse(s.URL)
+	if err != nil {
+		v.errorf("spec.url", "invalid URL %q", s.URL)
+		return
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "https", "http":
+		if u.Host == "" {
+			v.errorf("spec.url", "invalid URL %q: no host", s.URL)
+		}
+		if u.User != nil {
+			v.errorf("spec.url", "must not carry credentials: give a token by reference in spec.auth.tokenFrom")
+		}
+	case "file":
+		if u.Host != "" || !strings.HasPrefix(u.Path, "/") {
+			v.errorf("spec.url", "file URL %q must name an absolute path, like file:///srv/repos/deploy", s.URL)
+		}
+	default:
+		v.errorf("spec.url", "scheme %q is not supported; use https://, http://, file:// or an absolute path (ssh is not supported yet)", u.Scheme)
+	}
 }

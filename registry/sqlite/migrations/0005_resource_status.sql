@@ -13,3 +13,7 @@ CREATE TABLE resource_status (
     updated_at          BIGINT NOT NULL,
     PRIMARY KEY (kind, namespace, name)
 );
+
+-- managed_by names the GitSource that owns a resource ("gitsource/NAME"), ''
+-- for one made by hand: prune deletes only what its source owns.
+ALTER TABLE resources ADD COLUMN managed_by TEXT NOT NULL DEFAULT '';
