@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 
 	"github.com/nimbus-ai/nimbus/internal/cli"
 	"github.com/nimbus-ai/nimbus/internal/testutil"
@@ -22,7 +25,16 @@ func TestMain(m *testing.M) {
 		os.Exit(cli.Run(context.Background(), []string{"server", "--http-addr", "127.0.0.1:0", "--grpc-addr", "",
 			"--data-dir", os.Getenv("NIMBUS_E2E_DATA"), "--cli-config", "none"}, os.Stdout, os.Stderr, os.Getenv))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if code == 0 {
+		// Every server the tests started has stopped: none of its goroutines
+		// may be left (the run group, the controllers, the manager's tracker).
+		if err := goleak.Find(goleak.IgnoreCurrent()); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: goroutines left after the tests: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 func TestServerRunsWithoutONNXRuntime(t *testing.T) {
