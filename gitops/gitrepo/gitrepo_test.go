@@ -246,3 +246,21 @@ func TestHistoryRewritten(t *testing.T) {
 		})
 	}
 }
+
+// TestNoGitBinary: with no git on PATH (only the test server's
+// git-http-backend, started with its own PATH, still has one), every
+// transport still fetches: the fetching side is go-git alone.
+func TestNoGitBinary(t *testing.T) {
+	envs := map[string]*env{}
+	for _, tr := range transports {
+		envs[tr] = newEnv(t, tr)
+		envs[tr].repo.Write("a", tr)
+		envs[tr].repo.Commit("one")
+	}
+	t.Setenv("PATH", t.TempDir())
+	for tr, e := range envs {
+		if b, err := e.fetch(t, "main").ReadFile("a", 10); err != nil || string(b) != tr {
+			t.Errorf("%s: a = %q, %v", tr, b, err)
+		}
+	}
+}

@@ -147,6 +147,8 @@ func scpLike(raw string) (host, path string, ok bool) {
 	return host, path, host != ""
 }
 
+// httpRemote checks an http(s) URL; the mirror is named by the URL with the
+// host in lower case.
 func (c *Cache) httpRemote(u *url.URL, shown string, rr Remote) (*remote, error) {
 	if c.http == nil {
 		return nil, newError(ErrInvalidRemote, nil, "remote %s: http(s) remotes are disabled on this server (no HTTP client configured)", shown)
@@ -254,8 +256,8 @@ func showURL(u *url.URL) string {
 	return c.String()
 }
 
-// redactRaw shows a URL that did not parse: everything up to the first '@'
-// after the scheme is dropped, in case it held credentials.
+// redactRaw shows a URL that did not parse: everything between the scheme
+// and the last '@' is dropped, in case it held credentials.
 func redactRaw(raw string) string {
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok {
