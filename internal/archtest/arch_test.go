@@ -141,6 +141,38 @@ func TestLayering(t *testing.T) {
 	}
 }
 
+// TestImportAllowLists: packages that wrap one outside library for the rest
+// of the module import only the standard library and what is listed here
+// (entries ending in "/" are prefixes). The git layer of GitOps knows go-git
+// (go-billy is go-git's own file system layer) and at most the egress rule;
+// its test helper, the standard library alone.
+func TestImportAllowLists(t *testing.T) {
+	pkgs := loadPackages(t)
+	allowed := map[string][]string{
+		"gitops/gitrepo":         {"github.com/go-git/", module + "/egress"},
+		"gitops/gitrepo/gittest": {},
+	}
+	for dir, allow := range allowed {
+		p, ok := pkgs[dir]
+		if !ok {
+			t.Errorf("package %s not found", dir)
+			continue
+		}
+	imports:
+		for imp := range p.imports {
+			if first, _, _ := strings.Cut(imp, "/"); !strings.Contains(first, ".") {
+				continue // the standard library
+			}
+			for _, a := range allow {
+				if imp == a || strings.HasSuffix(a, "/") && strings.HasPrefix(imp, a) {
+					continue imports
+				}
+			}
+			t.Errorf("%s imports %s, which is not on its allow list", dir, imp)
+		}
+	}
+}
+
 // TestCLIDoesNotTouchTheDataDir: the CLI is a client of the API; only the server
 // command wires storage.
 func TestCLIDoesNotTouchTheDataDir(t *testing.T) {
