@@ -1,7 +1,8 @@
 // Package spec is Nimbus's declarative resource model (apiVersion nimbus.dev/v1):
 // the Model and InferenceService kinds, their YAML decoding with file:line and
-// field-path errors, validation, server-side defaults, diffs and the apply engine
-// that makes the stored and served state match what was declared.
+// field-path errors, validation, server-side defaults, canonical YAML and diffs,
+// and the request and response types of an apply. It does no I/O: package
+// apply is the engine that makes the stored and served state match.
 package spec
 
 import (

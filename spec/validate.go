@@ -55,7 +55,7 @@ type validator struct {
 }
 
 func (v *validator) errorf(field, format string, args ...any) {
-	v.errs = append(v.errs, v.doc.errorf(field, errs.InvalidArgument, format, args...))
+	v.errs = append(v.errs, v.doc.Errorf(field, errs.InvalidArgument, format, args...))
 }
 
 // check records err, a registry validation error, at field.

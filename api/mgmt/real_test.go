@@ -10,13 +10,13 @@ import (
 	"testing"
 
 	"github.com/nimbus-ai/nimbus/api/mgmt"
+	"github.com/nimbus-ai/nimbus/apply"
 	"github.com/nimbus-ai/nimbus/audit"
 	"github.com/nimbus-ai/nimbus/auth"
 	"github.com/nimbus-ai/nimbus/internal/testutil"
 	"github.com/nimbus-ai/nimbus/registry"
 	"github.com/nimbus-ai/nimbus/registry/sqlite"
 	"github.com/nimbus-ai/nimbus/runtime"
-	"github.com/nimbus-ai/nimbus/spec"
 )
 
 // realAPI is the management handler over the real registry, resource engine
@@ -25,7 +25,7 @@ type realAPI struct {
 	h     http.Handler
 	reg   *registry.Registry
 	store *sqlite.Store
-	res   *spec.Engine
+	res   *apply.Engine
 	// token is the bootstrap admin token; h sends it when a request has none.
 	token string
 }
@@ -43,7 +43,7 @@ func newRealAPIWith(t *testing.T, auditLog func(*sqlite.Store) audit.Log) *realA
 	reg := registry.New(store, blobs, map[string]runtime.Inspector{"onnx": testutil.FixedInspector{}}, log)
 	events := auditLog(store)
 	reg.SetAuditLog(events)
-	res := spec.NewEngine(spec.Options{Registry: reg, Resources: store, Audit: events, Logger: log})
+	res := apply.NewEngine(apply.Options{Registry: reg, Resources: store, Audit: events, Logger: log})
 	authn := auth.New(auth.Options{Store: store, Logger: log})
 	tok, err := authn.Bootstrap(context.Background())
 	if err != nil {

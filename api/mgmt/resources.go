@@ -15,7 +15,7 @@ import (
 	"github.com/nimbus-ai/nimbus/spec"
 )
 
-// Resources is what the declarative routes need from *spec.Engine.
+// Resources is what the declarative routes need from *apply.Engine.
 type Resources interface {
 	Apply(ctx context.Context, req spec.Request) (*spec.Response, error)
 	DeleteFiles(ctx context.Context, req spec.Request) (*spec.Response, error)
@@ -23,8 +23,6 @@ type Resources interface {
 	Get(ctx context.Context, kind, ns, name string) (spec.Object, error)
 	List(ctx context.Context, kind, ns string) ([]spec.Object, error)
 }
-
-var _ Resources = (*spec.Engine)(nil)
 
 // HeaderChangeSource says through what a change arrives (cli, api, gitops); it
 // is recorded in the audit log.

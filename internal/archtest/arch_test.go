@@ -90,23 +90,35 @@ func TestLayering(t *testing.T) {
 		"api/oip":       {"registry/sqlite", "runtime/onnx", "internal/system", "internal/cli"},
 		"api/grpcapi":   {"registry/sqlite", "runtime/onnx", "internal/system", "internal/cli"},
 		"api/mgmt":      {"registry/sqlite", "runtime/onnx", "internal/system", "internal/cli", "serving"},
-		"client":        {"registry/sqlite", "runtime/onnx", "internal/system", "serving", "api/mgmt"},
+		"client":        {"registry/sqlite", "runtime/onnx", "internal/system", "serving", "api/mgmt", "apply"},
 		"config":        {"registry", "serving", "api", "runtime", "internal/system", "internal/cli"},
 		// Request-path limits (deadlines, the in-flight byte budget) sit under
 		// the API adapters and know nothing of models.
-		"internal/limits": {"registry", "serving", "api", "runtime", "spec", "internal/system", "internal/cli", "client"},
+		"internal/limits": {"registry", "serving", "api", "runtime", "spec", "apply", "internal/system", "internal/cli", "client"},
 		// Declarative resources sit above the registry and beside serving: the
-		// router knows nothing of YAML, and spec reaches serving only through
-		// the small interfaces internal/system adapts.
+		// router knows nothing of YAML, and the apply engine reaches serving
+		// only through the small interfaces internal/system adapts.
 		"audit":          {""},
-		"serving/router": {"spec", "api", "registry/sqlite", "internal/system", "internal/cli", "client", "runtime/onnx"},
-		"spec":           {"serving", "api", "runtime", "registry/sqlite", "registry/blob", "internal/system", "internal/cli", "client"},
-		"spec/source":    {"serving", "api", "runtime", "registry/sqlite", "internal/system", "internal/cli", "client"},
+		"serving/router": {"spec", "apply", "api", "registry/sqlite", "internal/system", "internal/cli", "client", "runtime/onnx"},
+		// spec is the pure resource model the client imports too: types,
+		// decoding, validation, defaults, canonical YAML, diffs. It does no
+		// I/O and knows no engine, store, controller or audit log. It imports
+		// internal/errs, secrets (a source's token is a secrets.Ref) and
+		// registry, for the name rules, version bounds and serving settings
+		// a Model declares (registry.ServingConfig); nothing of registry's
+		// I/O is called.
+		"spec": {"serving", "api", "runtime", "registry/sqlite", "registry/blob", "internal/system", "internal/cli", "client",
+			"apply", "reconcile", "internal/run", "audit"},
+		// The apply engine: it changes the registry, the resource store and the
+		// router through interfaces; the stores and the router are wired in
+		// internal/system.
+		"apply":       {"serving", "api", "runtime", "registry/sqlite", "registry/blob", "internal/system", "internal/cli", "client"},
+		"spec/source": {"serving", "api", "runtime", "registry/sqlite", "internal/system", "internal/cli", "client"},
 		// auth decides who may do what; the API packages declare rules and ask
 		// it. It knows no routes, stores or runtimes.
-		"auth":               {"api", "serving", "spec", "runtime", "registry/sqlite", "registry/blob", "internal/system", "internal/cli", "client"},
-		"internal/ratelimit": {"api", "serving", "spec", "runtime", "registry", "auth", "internal/system", "internal/cli", "client"},
-		"internal/cliconfig": {"api", "serving", "spec", "runtime", "registry", "auth", "internal/system", "internal/cli", "client", "config"},
+		"auth":               {"api", "serving", "spec", "apply", "runtime", "registry/sqlite", "registry/blob", "internal/system", "internal/cli", "client"},
+		"internal/ratelimit": {"api", "serving", "spec", "apply", "runtime", "registry", "auth", "internal/system", "internal/cli", "client"},
+		"internal/cliconfig": {"api", "serving", "spec", "apply", "runtime", "registry", "auth", "internal/system", "internal/cli", "client", "config"},
 
 		// Test models built byte by byte: a leaf, so any test may use it.
 		"runtime/onnx/onnxtest": {""},
@@ -118,7 +130,7 @@ func TestLayering(t *testing.T) {
 		// know nothing of what they run.
 		"internal/run": {""},
 		"reconcile":    {""},
-		"secrets":      {"tensor", "registry", "runtime", "serving", "spec", "audit", "api", "config", "internal/system", "internal/cli", "client", "egress"},
+		"secrets":      {"tensor", "registry", "runtime", "serving", "spec", "apply", "audit", "api", "config", "internal/system", "internal/cli", "client", "egress"},
 	}
 	for dir, bans := range forbidden {
 		p, ok := pkgs[dir]

@@ -24,6 +24,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/nimbus-ai/nimbus/api/mgmt"
+	"github.com/nimbus-ai/nimbus/apply"
 	"github.com/nimbus-ai/nimbus/audit"
 	"github.com/nimbus-ai/nimbus/client"
 	"github.com/nimbus-ai/nimbus/internal/system"
@@ -38,7 +39,7 @@ import (
 
 // These tests drive the commands against the real server side of the
 // declarative resources: the management API (mgmt.NewHandler) over the apply
-// engine (spec.Engine), a real registry with its SQLite store and blob store,
+// engine (apply.Engine), a real registry with its SQLite store and blob store,
 // and the SQLite audit log. Artifacts are the committed test models, fetched
 // through file:// sources. Only what needs a serving process is stood in for:
 // the router (no routes) and the live state status reports (fakeObserver).
@@ -123,8 +124,8 @@ func (c *clock) at(i int) time.Time { return c.base.Add(time.Duration(i) * time.
 // states and a service's router counters.
 type fakeObserver struct {
 	mu     sync.Mutex
-	states map[string]string            // namespace/model/version
-	stats  map[string]spec.ServiceStats // namespace/name
+	states map[string]string             // namespace/model/version
+	stats  map[string]apply.ServiceStats // namespace/name
 }
 
 func (o *fakeObserver) VersionState(_ context.Context, ns, model string, version int64) (string, string) {
@@ -133,7 +134,7 @@ func (o *fakeObserver) VersionState(_ context.Context, ns, model string, version
 	return o.states[fmt.Sprintf("%s/%s/%d", ns, model, version)], ""
 }
 
-func (o *fakeObserver) ServiceStats(ns, name string) (spec.ServiceStats, bool) {
+func (o *fakeObserver) ServiceStats(ns, name string) (apply.ServiceStats, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	st, ok := o.stats[ns+"/"+name]
@@ -149,7 +150,7 @@ func newResourceServer(t *testing.T) *resourceServer {
 	log := slog.New(slog.DiscardHandler)
 	s := &resourceServer{
 		dbPath: filepath.Join(dir, "nimbus.db"),
-		obs:    &fakeObserver{states: map[string]string{}, stats: map[string]spec.ServiceStats{}},
+		obs:    &fakeObserver{states: map[string]string{}, stats: map[string]apply.ServiceStats{}},
 		rec:    &recorder{},
 		clock:  &clock{base: time.Now().Add(-3 * time.Hour).Truncate(time.Second).UTC()},
 	}
@@ -164,7 +165,7 @@ func newResourceServer(t *testing.T) *resourceServer {
 		t.Fatal(err)
 	}
 	reg := registry.New(store, blobs, map[string]nruntime.Inspector{"onnx": onnx.Inspector{}}, log)
-	engine := spec.NewEngine(spec.Options{
+	engine := apply.NewEngine(apply.Options{
 		Registry: reg, Resources: store, Audit: store, Observer: s.obs, Logger: log, Now: s.clock.now,
 		Fetcher: system.NewFetcher(source.New(source.Options{AllowedDir: modelsDir})),
 	})
@@ -669,9 +670,9 @@ func servedFixture(t *testing.T) *resourceServer {
 	}
 	s.backdate(t, 2*time.Hour)
 	s.obs.states["default/fraud-detector/4"] = "loading"
-	s.obs.stats["default/fraud"] = spec.ServiceStats{
+	s.obs.stats["default/fraud"] = apply.ServiceStats{
 		Generation: 2,
-		Targets: []spec.TargetStats{
+		Targets: []apply.TargetStats{
 			{Target: "fraud-detector@champion", Requests: 900, Errors: 1, Latency: 900 * 1250 * time.Microsecond},
 			{Target: "fraud-detector@challenger", Requests: 100, Latency: 100 * 2500 * time.Microsecond},
 		},

@@ -5,9 +5,9 @@ import (
 	"net"
 	"os"
 
+	"github.com/nimbus-ai/nimbus/apply"
 	"github.com/nimbus-ai/nimbus/egress"
 	"github.com/nimbus-ai/nimbus/secrets"
-	"github.com/nimbus-ai/nimbus/spec"
 	"github.com/nimbus-ai/nimbus/spec/source"
 )
 
@@ -61,7 +61,7 @@ func EgressPolicy(allow []string, addrs []net.Addr) (*egress.Policy, error) {
 
 // newFetcher builds the artifact fetcher: file:// under the source dir, https://
 // under the egress rule, tokens from the secrets resolver.
-func (s *System) newFetcher() (spec.Fetcher, error) {
+func (s *System) newFetcher() (apply.Fetcher, error) {
 	pol, err := EgressPolicy(s.Config.EgressAllow, s.listenAddrs())
 	if err != nil {
 		return nil, err

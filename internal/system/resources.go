@@ -3,6 +3,8 @@ package system
 import (
 	"context"
 
+	"github.com/nimbus-ai/nimbus/api/mgmt"
+	"github.com/nimbus-ai/nimbus/apply"
 	"github.com/nimbus-ai/nimbus/internal/ratelimit"
 	"github.com/nimbus-ai/nimbus/registry"
 	"github.com/nimbus-ai/nimbus/serving"
@@ -42,23 +44,26 @@ func (g gateway) ModelReady(ctx context.Context, ns, model, version string) (boo
 	return g.router.ModelReady(ctx, ns, model, version)
 }
 
-// fetcher adapts source.Fetcher to spec.Fetcher (the two packages each name
+// The engine serves the management API's declarative routes.
+var _ mgmt.Resources = (*apply.Engine)(nil)
+
+// fetcher adapts source.Fetcher to apply.Fetcher (the two packages each name
 // the types they need).
 type fetcher struct{ f *source.Fetcher }
 
-// NewFetcher hands f to a spec.Engine.
-func NewFetcher(f *source.Fetcher) spec.Fetcher { return fetcher{f} }
+// NewFetcher hands f to an apply.Engine.
+func NewFetcher(f *source.Fetcher) apply.Fetcher { return fetcher{f} }
 
-func (f fetcher) Fetch(ctx context.Context, a spec.Artifact, dst spec.BlobPutter) (registry.BlobInfo, error) {
+func (f fetcher) Fetch(ctx context.Context, a apply.Artifact, dst apply.BlobPutter) (registry.BlobInfo, error) {
 	return f.f.Fetch(ctx, source.Artifact(a), dst)
 }
 
-func (f fetcher) Check(a spec.Artifact) error { return f.f.Check(source.Artifact(a)) }
+func (f fetcher) Check(a apply.Artifact) error { return f.f.Check(source.Artifact(a)) }
 
 // routes hands applied InferenceServices to the router.
 type routes struct{ r *router.Router }
 
-var _ spec.Routes = routes{}
+var _ apply.Routes = routes{}
 
 // RouterConfig converts a service spec into the router's table. The spec was
 // validated, so targets parse.
@@ -100,7 +105,7 @@ type observer struct {
 	r *router.Router
 }
 
-var _ spec.Observer = observer{}
+var _ apply.Observer = observer{}
 
 func (o observer) VersionState(ctx context.Context, ns, model string, version int64) (string, string) {
 	rep, err := o.m.Status(ctx, ns, model)
@@ -115,14 +120,14 @@ func (o observer) VersionState(ctx context.Context, ns, model string, version in
 	return "", ""
 }
 
-func (o observer) ServiceStats(ns, name string) (spec.ServiceStats, bool) {
+func (o observer) ServiceStats(ns, name string) (apply.ServiceStats, bool) {
 	st, ok := o.r.Stats(ns, name)
 	if !ok {
-		return spec.ServiceStats{}, false
+		return apply.ServiceStats{}, false
 	}
-	out := spec.ServiceStats{Generation: st.Generation}
+	out := apply.ServiceStats{Generation: st.Generation}
 	for _, t := range st.Targets {
-		out.Targets = append(out.Targets, spec.TargetStats{Target: t.Target, Requests: t.Requests, Errors: t.Errors, Latency: t.TotalLatency})
+		out.Targets = append(out.Targets, apply.TargetStats{Target: t.Target, Requests: t.Requests, Errors: t.Errors, Latency: t.TotalLatency})
 	}
 	if sh := st.Shadow; sh != nil {
 		out.Shadow = &spec.ShadowStatus{Sent: sh.Sent, Errors: sh.Errors, Dropped: sh.Dropped,

@@ -24,6 +24,7 @@ import (
 	"github.com/nimbus-ai/nimbus/api/grpcapi"
 	"github.com/nimbus-ai/nimbus/api/mgmt"
 	"github.com/nimbus-ai/nimbus/api/oip"
+	"github.com/nimbus-ai/nimbus/apply"
 	"github.com/nimbus-ai/nimbus/auth"
 	"github.com/nimbus-ai/nimbus/config"
 	"github.com/nimbus-ai/nimbus/internal/errs"
@@ -37,7 +38,6 @@ import (
 	"github.com/nimbus-ai/nimbus/runtime/onnx"
 	"github.com/nimbus-ai/nimbus/serving"
 	"github.com/nimbus-ai/nimbus/serving/router"
-	"github.com/nimbus-ai/nimbus/spec"
 	"github.com/nimbus-ai/nimbus/telemetry"
 )
 
@@ -53,7 +53,7 @@ type System struct {
 	Runtime  *onnx.Runtime
 	// Router routes InferenceServices; Resources applies declarative resources.
 	Router    *router.Router
-	Resources *spec.Engine
+	Resources *apply.Engine
 	// Auth verifies and manages tokens (nil with auth off); Guard attaches
 	// identities to requests either way.
 	Auth  *auth.Authenticator
@@ -170,7 +170,7 @@ func newSystem(ctx context.Context, cfg config.Config, version string, log *slog
 	}
 	s.Router = router.New(s.Manager, router.Options{Metrics: s.Metrics, Logger: log.With("component", "router"),
 		DefaultRateLimit: serviceLimit})
-	s.Resources = spec.NewEngine(spec.Options{
+	s.Resources = apply.NewEngine(apply.Options{
 		Registry: s.Registry, Resources: db, Audit: db, Routes: routes{s.Router},
 		Fetcher:  fetch,
 		Observer: observer{s.Manager, s.Router}, Logger: log,

@@ -1,4 +1,4 @@
-package spec_test
+package apply_test
 
 import (
 	"bytes"
@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/nimbus-ai/nimbus/api/mgmt"
+	"github.com/nimbus-ai/nimbus/apply"
 	"github.com/nimbus-ai/nimbus/auth"
 	"github.com/nimbus-ai/nimbus/egress"
 	"github.com/nimbus-ai/nimbus/internal/system"
@@ -57,7 +58,7 @@ func (s *syncBuffer) String() string {
 // temp dir), a real fetcher and the real management API, logging everything
 // at debug level into logs.
 type fetchEnv struct {
-	engine *spec.Engine
+	engine *apply.Engine
 	reg    *registry.Registry
 	blobs  *blob.FS
 	api    string // base URL of the management API
@@ -82,7 +83,7 @@ func newFetchEnv(t *testing.T, opts source.Options) *fetchEnv {
 	if opts.AllowedDir == "" {
 		opts.AllowedDir = filepath.Dir(testutil.Model("mlp"))
 	}
-	engine := spec.NewEngine(spec.Options{Registry: reg, Resources: store, Audit: store, Logger: lg,
+	engine := apply.NewEngine(apply.Options{Registry: reg, Resources: store, Audit: store, Logger: lg,
 		Fetcher: system.NewFetcher(source.New(opts))})
 	srv := httptest.NewServer(auth.NewGuard(nil).HTTP(mgmt.NewHandler(reg, mgmt.Options{Logger: lg, UploadDir: filepath.Join(dir, "uploads"), Resources: engine, Audit: store})))
 	t.Cleanup(srv.Close)

@@ -1,4 +1,4 @@
-package spec
+package apply
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/url"
 	"reflect"
 	"slices"
 	"strings"
@@ -14,52 +13,8 @@ import (
 	"github.com/nimbus-ai/nimbus/audit"
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/registry"
+	"github.com/nimbus-ai/nimbus/spec"
 )
-
-// ServingDefaults returns s with every default made explicit, so what `get -o
-// yaml` shows is what runs, and re-applying it is a no-op.
-func ServingDefaults(s registry.ServingConfig) registry.ServingConfig {
-	if s.Threads == 0 {
-		s.Threads = 1
-	}
-	if s.InterOpThreads == 0 {
-		s.InterOpThreads = 1
-	}
-	if s.MaxQueueSize == 0 {
-		s.MaxQueueSize = registry.DefaultMaxQueueSize
-	}
-	if s.IdleTimeout == 0 {
-		s.IdleTimeout = registry.Duration(registry.DefaultIdleTimeout)
-	}
-	inst := registry.InstancesConfig{}
-	if s.Instances != nil {
-		inst = *s.Instances
-	}
-	if inst.Max == 0 {
-		inst.Max = max(registry.DefaultInstances, inst.Min)
-	}
-	if inst.TargetConcurrency == 0 {
-		inst.TargetConcurrency = registry.DefaultTargetConcurrency
-	}
-	if inst.StableWindow == 0 {
-		inst.StableWindow = registry.Duration(registry.DefaultStableWindow)
-	}
-	s.Instances = &inst
-	if s.Warmup != nil {
-		w := *s.Warmup
-		if w.Runs == 0 {
-			w.Runs = 1
-		}
-		if w.BatchSize == 0 {
-			w.BatchSize = 1
-		}
-		s.Warmup = &w
-	}
-	if s.Batching != nil && s.Batching.MaxBatchSize <= 1 {
-		s.Batching = nil // off either way; one spelling
-	}
-	return s
-}
 
 // loadModel reads a model and its versions; exists is false (and err nil)
 // when the registry has no such model.
@@ -106,9 +61,9 @@ func (p *plan) modelState(ctx context.Context, ns, name string) (*modelPlan, err
 
 // planModel checks a Model against the registry, fetches the artifacts of new
 // versions and adds the step that makes it so.
-func (p *plan) planModel(ctx context.Context, d Document, m *Model) {
+func (p *plan) planModel(ctx context.Context, d spec.Document, m *spec.Model) {
 	ns, name := m.Metadata.Namespace, m.Metadata.Name
-	stored, err := p.e.storedOrNil(ctx, KindModel, ns, name)
+	stored, err := p.e.storedOrNil(ctx, spec.KindModel, ns, name)
 	if err != nil {
 		p.fail(err)
 		return
@@ -121,7 +76,7 @@ func (p *plan) planModel(ctx context.Context, d Document, m *Model) {
 		p.fail(err)
 		return
 	}
-	var last ModelSpec
+	var last spec.ModelSpec
 	var lastLabels map[string]string
 	if stored != nil {
 		if err := json.Unmarshal(stored.Spec, &last); err != nil {
@@ -134,7 +89,7 @@ func (p *plan) planModel(ctx context.Context, d Document, m *Model) {
 	mp := newModelPlan(reg, existing, exists)
 	before := len(p.errs)
 	if !exists && len(m.Spec.Versions) == 0 {
-		p.errs = append(p.errs, d.errorf("spec.versions", errs.InvalidArgument,
+		p.errs = append(p.errs, d.Errorf("spec.versions", errs.InvalidArgument,
 			"required: model %s does not exist yet, so declare at least one version", name))
 	}
 
@@ -147,28 +102,28 @@ func (p *plan) planModel(ctx context.Context, d Document, m *Model) {
 		field := fmt.Sprintf("spec.versions[%d]", i)
 		if cur, ok := mp.versions[dv.Version]; ok {
 			if cur.SHA256 != dv.Source.SHA256 {
-				p.errs = append(p.errs, d.errorf(field+".source.sha256", errs.Conflict,
+				p.errs = append(p.errs, d.Errorf(field+".source.sha256", errs.Conflict,
 					"version %d of model %s already exists with sha256 %s; versions never change: declare the new artifact as a new version",
 					dv.Version, name, cur.SHA256))
 			} else if cur.Format != dv.Format {
-				p.errs = append(p.errs, d.errorf(field+".format", errs.Conflict,
+				p.errs = append(p.errs, d.Errorf(field+".format", errs.Conflict,
 					"version %d of model %s already exists with format %q", dv.Version, name, cur.Format))
 			}
 			continue
 		}
 		if exists && dv.Version <= reg.LatestVersion {
-			p.errs = append(p.errs, d.errorf(field+".version", errs.Conflict,
+			p.errs = append(p.errs, d.Errorf(field+".version", errs.Conflict,
 				"version %d of model %s was deleted or skipped; numbers are never reused: declare a number above %d",
 				dv.Version, name, reg.LatestVersion))
 			continue
 		}
 		if dv.Source.URI == "" {
-			p.errs = append(p.errs, d.errorf(field+".source.uri", errs.InvalidArgument,
+			p.errs = append(p.errs, d.Errorf(field+".source.uri", errs.InvalidArgument,
 				"required: version %d does not exist yet, so its artifact must come from a file:// or https:// URI", dv.Version))
 			continue
 		}
 		if p.e.opts.Fetcher == nil {
-			p.errs = append(p.errs, d.errorf(field+".source.uri", errs.FailedPrecondition, "this server fetches no artifacts"))
+			p.errs = append(p.errs, d.Errorf(field+".source.uri", errs.FailedPrecondition, "this server fetches no artifacts"))
 			continue
 		}
 		art := p.artifacts[artifactKey{ns, name, dv.Version}]
@@ -176,21 +131,21 @@ func (p *plan) planModel(ctx context.Context, d Document, m *Model) {
 		case art == nil:
 			// It was not new when the artifacts were fetched: the model was
 			// changed (deleted) meanwhile. Fetching here would hold the lock.
-			p.errs = append(p.errs, d.errorf(field+".version", errs.Conflict,
+			p.errs = append(p.errs, d.Errorf(field+".version", errs.Conflict,
 				"model %s changed while this apply fetched its artifacts; apply again", name))
 			continue
 		case art.err != nil:
-			p.errs = append(p.errs, d.errorf(field+".source."+art.field, errs.KindOf(art.err), "%s", art.public))
+			p.errs = append(p.errs, d.Errorf(field+".source."+art.field, errs.KindOf(art.err), "%s", art.public))
 			continue
 		case art.fetch:
-			fetches = append(fetches, RedactURI(dv.Source.URI))
+			fetches = append(fetches, spec.RedactURI(dv.Source.URI))
 		}
 		if !art.known {
 			unknown[dv.Version] = true // a dry run that would fetch it: nothing to inspect yet
 		}
 		sig := art.sig
 		v := registry.Version{Namespace: ns, Model: name, Version: dv.Version, Format: dv.Format,
-			SHA256: dv.Source.SHA256, Signature: sig, Source: RedactURI(dv.Source.URI)}
+			SHA256: dv.Source.SHA256, Signature: sig, Source: spec.RedactURI(dv.Source.URI)}
 		mp.versions[dv.Version] = v
 		created = append(created, v)
 	}
@@ -211,7 +166,7 @@ func (p *plan) planModel(ctx context.Context, d Document, m *Model) {
 	for _, a := range slices.Sorted(maps.Keys(m.Spec.Aliases)) {
 		v := m.Spec.Aliases[a]
 		if _, ok := mp.versions[v]; !ok {
-			p.errs = append(p.errs, d.errorf("spec.aliases."+a, errs.NotFound,
+			p.errs = append(p.errs, d.Errorf("spec.aliases."+a, errs.NotFound,
 				"version %d of model %s neither exists nor is declared in spec.versions", v, name))
 			continue
 		}
@@ -222,7 +177,7 @@ func (p *plan) planModel(ctx context.Context, d Document, m *Model) {
 	// version without its own batching override to have a batch dimension.
 	var serving *registry.ServingConfig
 	if m.Spec.Serving != nil {
-		s := ServingDefaults(*m.Spec.Serving)
+		s := spec.ServingDefaults(*m.Spec.Serving)
 		serving = &s
 		m.Spec.Serving = &s
 		if s.BatchSize() > 1 {
@@ -232,7 +187,7 @@ func (p *plan) planModel(ctx context.Context, d Document, m *Model) {
 					continue
 				}
 				if err := registry.CheckBatchable(v.Signature); err != nil {
-					p.errs = append(p.errs, d.errorf("spec.serving.batching.maxBatchSize", errs.InvalidArgument,
+					p.errs = append(p.errs, d.Errorf("spec.serving.batching.maxBatchSize", errs.InvalidArgument,
 						"version %d cannot batch: %v; leave batching off or give that version its own setting", n, err))
 				}
 			}
@@ -247,13 +202,13 @@ func (p *plan) planModel(ctx context.Context, d Document, m *Model) {
 	}
 	p.models[ns+"/"+name] = mp
 
-	var beforeObj Object
+	var beforeObj spec.Object
 	if exists {
 		beforeObj = modelView(ns, name, reg.Labels, stored, existing, reg.Aliases, servingShown(reg, managed, nil))
 	}
 	after := modelView(ns, name, labels, nil, slices.Collect(maps.Values(mp.versions)), mp.aliases, servingShown(reg, managed, serving))
 	after.Metadata.Annotations = emptyToNil(m.Metadata.Annotations)
-	if bm, ok := beforeObj.(*Model); ok && stored == nil {
+	if bm, ok := beforeObj.(*spec.Model); ok && stored == nil {
 		bm.Metadata.Annotations = nil
 	}
 	diff := diffOf(beforeObj, after)
@@ -261,9 +216,9 @@ func (p *plan) planModel(ctx context.Context, d Document, m *Model) {
 	declared := m.Spec
 	declared.Versions = slices.Clone(m.Spec.Versions)
 	for i := range declared.Versions {
-		declared.Versions[i].Source.URI = RedactURI(declared.Versions[i].Source.URI)
+		declared.Versions[i].Source.URI = spec.RedactURI(declared.Versions[i].Source.URI)
 	}
-	slices.SortFunc(declared.Versions, func(a, b ModelVersion) int { return int(a.Version - b.Version) })
+	slices.SortFunc(declared.Versions, func(a, b spec.ModelVersion) int { return int(a.Version - b.Version) })
 	specJSON, err := marshalSpec(declared)
 	if err != nil {
 		p.fail(err)
@@ -283,18 +238,18 @@ func (p *plan) planModel(ctx context.Context, d Document, m *Model) {
 		}
 	}
 	st := &step{action: audit.ActionUpdate}
-	st.result = Result{Kind: KindModel, Namespace: ns, Name: name, Generation: gen, Diff: diff, Fetch: fetches}
+	st.result = spec.Result{Kind: spec.KindModel, Namespace: ns, Name: name, Generation: gen, Diff: diff, Fetch: fetches}
 	switch {
 	case !exists:
-		st.result.Action, st.action = ActionCreated, audit.ActionCreate
+		st.result.Action, st.action = spec.ActionCreated, audit.ActionCreate
 	case diff != "" || specChanged || metaChanged:
 		// Also a pushed model applied for the first time: it becomes declared.
-		st.result.Action = ActionConfigured
+		st.result.Action = spec.ActionConfigured
 	default:
-		st.result.Action = ActionUnchanged
+		st.result.Action = spec.ActionUnchanged
 	}
 	st.summary = modelSummary(created, dropAliases, m.Spec.Aliases, serving != nil && !reflect.DeepEqual(servingShown(reg, managed, nil), serving))
-	if st.result.Action == ActionUnchanged {
+	if st.result.Action == spec.ActionUnchanged {
 		st.commit = func(context.Context) error { return nil }
 		p.steps = append(p.steps, st)
 		return
@@ -338,8 +293,8 @@ func (p *plan) planModel(ctx context.Context, d Document, m *Model) {
 				return err
 			}
 		}
-		_, err = p.e.opts.Resources.PutResource(ctx, StoredResource{
-			Kind: KindModel, Namespace: ns, Name: name,
+		_, err = p.e.opts.Resources.PutResource(ctx, spec.StoredResource{
+			Kind: spec.KindModel, Namespace: ns, Name: name,
 			Labels: emptyToNil(m.Metadata.Labels), Annotations: emptyToNil(m.Metadata.Annotations),
 			Spec: specJSON, Generation: gen,
 		}, expect)
@@ -348,27 +303,10 @@ func (p *plan) planModel(ctx context.Context, d Document, m *Model) {
 	p.steps = append(p.steps, st)
 }
 
-// RedactURI drops what may be a credential from a source URI before it is
-// stored, diffed or written to the audit log: user info, and the query of a
-// presigned URL (kept as "?<redacted>" so readers know there was one).
-func RedactURI(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || (u.User == nil && u.RawQuery == "" && u.Fragment == "") {
-		return s
-	}
-	q := u.RawQuery != ""
-	u.User, u.RawQuery, u.Fragment = nil, "", ""
-	out := u.String()
-	if q {
-		out += "?<redacted>"
-	}
-	return out
-}
-
 // checkServicesKeepTargets refuses a Model change that would leave a stored
 // InferenceService (one not re-declared in this apply) without its target.
-func (p *plan) checkServicesKeepTargets(ctx context.Context, d Document, ns, model string, mp *modelPlan) bool {
-	rs, err := p.e.opts.Resources.ListResources(ctx, KindInferenceService, ns)
+func (p *plan) checkServicesKeepTargets(ctx context.Context, d spec.Document, ns, model string, mp *modelPlan) bool {
+	rs, err := p.e.opts.Resources.ListResources(ctx, spec.KindInferenceService, ns)
 	if err != nil {
 		p.fail(err)
 		return false
@@ -378,25 +316,25 @@ func (p *plan) checkServicesKeepTargets(ctx context.Context, d Document, ns, mod
 		if p.services[ns+"/"+r.Name] {
 			continue // checked against this apply's state when planned
 		}
-		var s ServiceSpec
+		var s spec.ServiceSpec
 		if err := json.Unmarshal(r.Spec, &s); err != nil {
 			p.fail(fmt.Errorf("stored spec of inferenceservice %s/%s: %w", ns, r.Name, err))
 			return false
 		}
-		for _, t := range s.targets() {
-			m, ref, err := ParseTarget(t)
+		for _, t := range targets(s) {
+			m, ref, err := spec.ParseTarget(t)
 			if err != nil || m != model {
 				continue
 			}
 			if n, isNum := versionOf(ref); isNum {
 				if _, has := mp.versions[n]; !has {
-					p.errs = append(p.errs, d.errorf("spec.versions", errs.Conflict,
+					p.errs = append(p.errs, d.Errorf("spec.versions", errs.Conflict,
 						"version %d is a target of inferenceservice %s; change that service first, or in the same apply", n, r.Name))
 					ok = false
 				}
 			} else if ref != "" {
 				if _, has := mp.aliases[ref]; !has {
-					p.errs = append(p.errs, d.errorf("spec.aliases", errs.Conflict,
+					p.errs = append(p.errs, d.Errorf("spec.aliases", errs.Conflict,
 						"alias %s is a target of inferenceservice %s; change that service first, or in the same apply", ref, r.Name))
 					ok = false
 				}
@@ -416,7 +354,7 @@ func servingShown(reg registry.Model, managed bool, declared *registry.ServingCo
 	if !managed && reflect.DeepEqual(reg.Serving, registry.ServingConfig{}) {
 		return nil
 	}
-	s := ServingDefaults(reg.Serving)
+	s := spec.ServingDefaults(reg.Serving)
 	return &s
 }
 
@@ -434,22 +372,22 @@ func threeWay(live, lastApplied, declared map[string]string) map[string]string {
 	return emptyToNil(out)
 }
 
-func sameMeta(stored *StoredResource, m ObjectMeta) bool {
+func sameMeta(stored *spec.StoredResource, m spec.ObjectMeta) bool {
 	return maps.Equal(emptyToNil(stored.Labels), emptyToNil(m.Labels)) &&
 		maps.Equal(emptyToNil(stored.Annotations), emptyToNil(m.Annotations))
 }
 
 // modelView renders a model's live state as a Model resource (no status).
-func modelView(ns, name string, labels map[string]string, stored *StoredResource, vs []registry.Version,
-	aliases map[string]int64, serving *registry.ServingConfig) *Model {
-	m := &Model{TypeMeta: TypeMeta{APIVersion: APIVersion, Kind: KindModel}}
-	m.Metadata = ObjectMeta{Name: name, Namespace: ns, Labels: emptyToNil(labels)}
+func modelView(ns, name string, labels map[string]string, stored *spec.StoredResource, vs []registry.Version,
+	aliases map[string]int64, serving *registry.ServingConfig) *spec.Model {
+	m := &spec.Model{TypeMeta: spec.TypeMeta{APIVersion: spec.APIVersion, Kind: spec.KindModel}}
+	m.Metadata = spec.ObjectMeta{Name: name, Namespace: ns, Labels: emptyToNil(labels)}
 	if stored != nil {
 		m.Metadata.Annotations = emptyToNil(stored.Annotations)
 	}
 	slices.SortFunc(vs, func(a, b registry.Version) int { return int(a.Version - b.Version) })
 	for _, v := range vs {
-		mv := ModelVersion{Version: v.Version, Format: v.Format, Source: Source{SHA256: v.SHA256}}
+		mv := spec.ModelVersion{Version: v.Version, Format: v.Format, Source: spec.Source{SHA256: v.SHA256}}
 		if strings.Contains(v.Source, "://") {
 			mv.Source.URI = v.Source
 		}

@@ -1,4 +1,4 @@
-package spec_test
+package apply_test
 
 import (
 	"context"
@@ -7,16 +7,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nimbus-ai/nimbus/apply"
 	"github.com/nimbus-ai/nimbus/reconcile"
 	"github.com/nimbus-ai/nimbus/spec"
 )
 
 // newRouterEngine is a second engine over env's store, as a restarted server
 // builds one, with its own router and clock.
-func newRouterEngine(t *testing.T, e *env, clock reconcile.Clock) (*spec.Engine, *routes) {
+func newRouterEngine(t *testing.T, e *env, clock reconcile.Clock) (*apply.Engine, *routes) {
 	t.Helper()
 	r := &routes{}
-	eng := spec.NewEngine(spec.Options{Registry: e.reg, Resources: e.store, Audit: e.store, Routes: r,
+	eng := apply.NewEngine(apply.Options{Registry: e.reg, Resources: e.store, Audit: e.store, Routes: r,
 		Fetcher: e.src, Logger: slog.New(slog.DiscardHandler), Clock: clock, Resync: time.Minute})
 	startEngine(t, eng)
 	return eng, r

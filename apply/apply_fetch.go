@@ -1,4 +1,4 @@
-package spec
+package apply
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/secrets"
+	"github.com/nimbus-ai/nimbus/spec"
 	"github.com/nimbus-ai/nimbus/tensor"
 )
 
@@ -55,13 +56,13 @@ const (
 // slow source holds up no other apply or delete; planning reads the registry
 // again under the lock, and a version that became new in between is refused
 // rather than fetched there.
-func (e *Engine) prepareArtifacts(ctx context.Context, mode artifactMode, docs []Document) map[artifactKey]*artifact {
+func (e *Engine) prepareArtifacts(ctx context.Context, mode artifactMode, docs []spec.Document) map[artifactKey]*artifact {
 	if e.opts.Fetcher == nil {
 		return nil
 	}
 	out := map[artifactKey]*artifact{}
 	for _, d := range docs {
-		m, ok := d.Object.(*Model)
+		m, ok := d.Object.(*spec.Model)
 		if !ok {
 			continue
 		}
@@ -85,7 +86,7 @@ func (e *Engine) prepareArtifacts(ctx context.Context, mode artifactMode, docs [
 	return out
 }
 
-func (e *Engine) prepareArtifact(ctx context.Context, mode artifactMode, ns, name string, dv ModelVersion) *artifact {
+func (e *Engine) prepareArtifact(ctx context.Context, mode artifactMode, ns, name string, dv spec.ModelVersion) *artifact {
 	a := Artifact{URI: dv.Source.URI, SHA256: dv.Source.SHA256}
 	if dv.Source.Auth != nil {
 		ref := dv.Source.Auth.TokenFrom
@@ -106,7 +107,7 @@ func (e *Engine) prepareArtifact(ctx context.Context, mode artifactMode, ns, nam
 	if mode == fetchArtifacts {
 		if _, err := e.opts.Fetcher.Fetch(ctx, a, e.opts.Registry); err != nil {
 			e.log.Warn("source could not be fetched", "namespace", ns, "model", name, "version", dv.Version,
-				"uri", RedactURI(a.URI), "err", err)
+				"uri", spec.RedactURI(a.URI), "err", err)
 			return fetchFailed(err)
 		}
 		r.fetch = true
@@ -148,13 +149,13 @@ func publicOf(err error) string {
 // their request's context lets them: a request's body is already read and
 // bounded, and a burst of applies (a CI run) should queue, not fail with 429.
 // The documents that failed decoding or validation come back in invalid.
-func (e *Engine) decode(ctx context.Context, req Request) (docs, invalid []Document, fes Errors, err error) {
+func (e *Engine) decode(ctx context.Context, req spec.Request) (docs, invalid []spec.Document, fes spec.Errors, err error) {
 	select {
 	case e.decodes <- struct{}{}:
 	case <-ctx.Done():
 		return nil, nil, nil, fmt.Errorf("apply: waiting for a turn to decode: %w", context.Cause(ctx))
 	}
 	defer func() { <-e.decodes }()
-	docs, invalid, fes = decodeRequest(req)
+	docs, invalid, fes = spec.DecodeRequest(req)
 	return docs, invalid, fes, nil
 }

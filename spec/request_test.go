@@ -52,7 +52,7 @@ spec:
 `
 	docs, fes := decodeAll(Request{Files: []File{{Name: "f.yaml", Content: in}}})
 	var got []string
-	for _, fe := range fes.sorted() {
+	for _, fe := range fes.Sorted() {
 		got = append(got, fe.String())
 	}
 	want := []string{

@@ -1,4 +1,4 @@
-package spec_test
+package apply_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/nimbus-ai/nimbus/apply"
 	"github.com/nimbus-ai/nimbus/audit"
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/internal/testutil"
@@ -24,7 +25,7 @@ import (
 // artifacts serves declared sources from memory: uri → bytes.
 type artifacts map[string]string
 
-func (a artifacts) Fetch(ctx context.Context, art spec.Artifact, dst spec.BlobPutter) (registry.BlobInfo, error) {
+func (a artifacts) Fetch(ctx context.Context, art apply.Artifact, dst apply.BlobPutter) (registry.BlobInfo, error) {
 	b, ok := a[art.URI]
 	if !ok {
 		return registry.BlobInfo{}, errs.New(errs.NotFound, "no artifact at %s", art.URI)
@@ -32,7 +33,7 @@ func (a artifacts) Fetch(ctx context.Context, art spec.Artifact, dst spec.BlobPu
 	return dst.PutBlob(ctx, strings.NewReader(b), art.SHA256)
 }
 
-func (a artifacts) Check(spec.Artifact) error { return nil }
+func (a artifacts) Check(apply.Artifact) error { return nil }
 
 func (a artifacts) add(name string) (uri, sum string) {
 	content := "artifact " + name
@@ -156,7 +157,7 @@ func (f *failingStore) AppendEvent(ctx context.Context, e audit.Event) (audit.Ev
 type env struct {
 	reg    *registry.Registry
 	store  *failingStore
-	engine *spec.Engine
+	engine *apply.Engine
 	routes *routes
 	src    artifacts
 }
@@ -168,14 +169,14 @@ func newEnv(t *testing.T) *env {
 	log := slog.New(slog.DiscardHandler)
 	reg := registry.New(store, blobs, map[string]runtime.Inspector{"onnx": testutil.FixedInspector{}}, log)
 	e := &env{reg: reg, store: store, routes: &routes{}, src: artifacts{}}
-	e.engine = spec.NewEngine(spec.Options{Registry: reg, Resources: store, Audit: store, Routes: e.routes,
+	e.engine = apply.NewEngine(apply.Options{Registry: reg, Resources: store, Audit: store, Routes: e.routes,
 		Fetcher: e.src, Logger: log})
 	startEngine(t, e.engine)
 	return e
 }
 
 // startEngine runs the engine's controllers until the test ends.
-func startEngine(t *testing.T, e *spec.Engine) {
+func startEngine(t *testing.T, e *apply.Engine) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -1,4 +1,4 @@
-package spec
+package apply
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/nimbus-ai/nimbus/audit"
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/registry"
+	"github.com/nimbus-ai/nimbus/spec"
 )
 
 // Observer reports live serving state for status.
@@ -29,7 +30,7 @@ type ServiceStats struct {
 	// Generation is the spec generation the router serves.
 	Generation int64
 	Targets    []TargetStats
-	Shadow     *ShadowStatus
+	Shadow     *spec.ShadowStatus
 }
 
 // TargetStats are one target's counters.
@@ -40,40 +41,17 @@ type TargetStats struct {
 	Latency  time.Duration // total
 }
 
-// NormalizeKind maps a kind as users type it (model, models, isvc,
-// InferenceService, inferenceservice.nimbus.dev...) to its Kind.
-func NormalizeKind(s string) (string, error) {
-	switch strings.TrimSuffix(strings.ToLower(strings.TrimSpace(s)), ".nimbus.dev") {
-	case "model", "models":
-		return KindModel, nil
-	case "inferenceservice", "inferenceservices", "isvc", "isvcs":
-		return KindInferenceService, nil
-	}
-	return "", errs.New(errs.NotFound, "unknown kind %q; known kinds: Model (models), InferenceService (inferenceservices, isvc)", s).WithField("kind")
-}
-
-// Plural is a Kind as REST paths name it ("models", "inferenceservices").
-func Plural(kind string) string { return strings.ToLower(kind) + "s" }
-
-// NewObject returns an empty object of a Kind.
-func NewObject(kind string) (Object, error) {
-	if newObj := kindConstructors[kind]; newObj != nil {
-		return newObj(), nil
-	}
-	return nil, errs.New(errs.NotFound, "unknown kind %q; known kinds: %s", kind, knownKinds())
-}
-
 // Get returns one resource with its status.
-func (e *Engine) Get(ctx context.Context, kind, ns, name string) (Object, error) {
+func (e *Engine) Get(ctx context.Context, kind, ns, name string) (spec.Object, error) {
 	switch kind {
-	case KindModel:
+	case spec.KindModel:
 		reg, err := e.opts.Registry.GetModel(ctx, ns, name)
 		if err != nil {
 			return nil, fmt.Errorf("get model: %w", err)
 		}
 		return e.modelObject(ctx, reg)
-	case KindInferenceService:
-		r, err := e.opts.Resources.GetResource(ctx, KindInferenceService, ns, name)
+	case spec.KindInferenceService:
+		r, err := e.opts.Resources.GetResource(ctx, spec.KindInferenceService, ns, name)
 		if errors.Is(err, errs.ErrNotFound) {
 			return nil, errs.New(errs.NotFound, "inferenceservice %s not found in namespace %s", name, ns)
 		}
@@ -87,10 +65,10 @@ func (e *Engine) Get(ctx context.Context, kind, ns, name string) (Object, error)
 
 // List returns a kind's resources in ns ("" for every namespace), by
 // namespace, then name.
-func (e *Engine) List(ctx context.Context, kind, ns string) ([]Object, error) {
-	out := []Object{}
+func (e *Engine) List(ctx context.Context, kind, ns string) ([]spec.Object, error) {
+	out := []spec.Object{}
 	switch kind {
-	case KindModel:
+	case spec.KindModel:
 		nss := []string{ns}
 		if ns == "" {
 			var err error
@@ -118,8 +96,8 @@ func (e *Engine) List(ctx context.Context, kind, ns string) ([]Object, error) {
 				opt.After = page.Next
 			}
 		}
-	case KindInferenceService:
-		rs, err := e.opts.Resources.ListResources(ctx, KindInferenceService, ns)
+	case spec.KindInferenceService:
+		rs, err := e.opts.Resources.ListResources(ctx, spec.KindInferenceService, ns)
 		if err != nil {
 			return nil, fmt.Errorf("list inferenceservices: %w", err)
 		}
@@ -136,9 +114,9 @@ func (e *Engine) List(ctx context.Context, kind, ns string) ([]Object, error) {
 	return out, nil
 }
 
-func (e *Engine) modelObject(ctx context.Context, reg registry.Model) (*Model, error) {
+func (e *Engine) modelObject(ctx context.Context, reg registry.Model) (*spec.Model, error) {
 	ns, name := reg.Namespace, reg.Name
-	stored, err := e.storedOrNil(ctx, KindModel, ns, name)
+	stored, err := e.storedOrNil(ctx, spec.KindModel, ns, name)
 	if err != nil {
 		return nil, fmt.Errorf("get model: %w", err)
 	}
@@ -146,7 +124,7 @@ func (e *Engine) modelObject(ctx context.Context, reg registry.Model) (*Model, e
 	if err != nil {
 		return nil, fmt.Errorf("get model: %w", err)
 	}
-	var last ModelSpec
+	var last spec.ModelSpec
 	if stored != nil {
 		if err := json.Unmarshal(stored.Spec, &last); err != nil {
 			return nil, fmt.Errorf("get model: stored spec of %s/%s: %w", ns, name, err)
@@ -155,7 +133,7 @@ func (e *Engine) modelObject(ctx context.Context, reg registry.Model) (*Model, e
 	m := modelView(ns, name, reg.Labels, stored, vs, reg.Aliases, servingShown(reg, last.Serving != nil, nil))
 	created := reg.CreatedAt.UTC()
 	m.Metadata.CreationTimestamp = &created
-	st := &ModelStatus{}
+	st := &spec.ModelStatus{}
 	if stored != nil {
 		m.Metadata.Generation = stored.Generation
 		m.Metadata.ResourceVersion = strconv.FormatInt(stored.ResourceVersion, 10)
@@ -170,23 +148,23 @@ func (e *Engine) modelObject(ctx context.Context, reg registry.Model) (*Model, e
 		}
 	}
 	msg := fmt.Sprintf("%d versions registered; they load on demand", len(vs))
-	st.Conditions = []Condition{{Type: ConditionReady, Status: ConditionTrue, Reason: "Registered", Message: msg}}
+	st.Conditions = []spec.Condition{{Type: spec.ConditionReady, Status: spec.ConditionTrue, Reason: "Registered", Message: msg}}
 	if len(failed) > 0 {
-		st.Conditions = append(st.Conditions, Condition{Type: ConditionDegraded, Status: ConditionTrue,
+		st.Conditions = append(st.Conditions, spec.Condition{Type: spec.ConditionDegraded, Status: spec.ConditionTrue,
 			Reason: "LoadFailed", Message: strings.Join(failed, "; ")})
 	} else {
-		st.Conditions = append(st.Conditions, Condition{Type: ConditionDegraded, Status: ConditionFalse})
+		st.Conditions = append(st.Conditions, spec.Condition{Type: spec.ConditionDegraded, Status: spec.ConditionFalse})
 	}
 	m.Status = st
 	return m, nil
 }
 
-func (e *Engine) serviceObject(ctx context.Context, r StoredResource) (*InferenceService, error) {
+func (e *Engine) serviceObject(ctx context.Context, r spec.StoredResource) (*spec.InferenceService, error) {
 	s, err := serviceFromStored(r)
 	if err != nil {
 		return nil, err
 	}
-	st := &ServiceStatus{URL: ServiceURL(r.Namespace, r.Name)}
+	st := &spec.ServiceStatus{URL: spec.ServiceURL(r.Namespace, r.Name)}
 	var stats ServiceStats
 	var haveStats bool
 	if e.opts.Observer != nil {
@@ -203,7 +181,7 @@ func (e *Engine) serviceObject(ctx context.Context, r StoredResource) (*Inferenc
 	}
 	var missing, failed, loading []string
 	for _, t := range s.Spec.Traffic {
-		ts := TrafficStatus{Model: t.Model}
+		ts := spec.TrafficStatus{Model: t.Model}
 		if t.Weight != nil {
 			ts.Weight = *t.Weight
 		}
@@ -216,7 +194,7 @@ func (e *Engine) serviceObject(ctx context.Context, r StoredResource) (*Inferenc
 				ts.MeanMS = math.Round(float64(c.Latency.Microseconds())/float64(c.Requests)) / 1000
 			}
 		}
-		model, ref, _ := ParseTarget(t.Model)
+		model, ref, _ := spec.ParseTarget(t.Model)
 		rv, err := e.opts.Registry.Resolve(ctx, r.Namespace, model, ref)
 		switch {
 		case err != nil:
@@ -238,7 +216,7 @@ func (e *Engine) serviceObject(ctx context.Context, r StoredResource) (*Inferenc
 		st.Traffic = append(st.Traffic, ts)
 	}
 	if s.Spec.Shadow != nil {
-		sh := ShadowStatus{Model: s.Spec.Shadow.Model}
+		sh := spec.ShadowStatus{Model: s.Spec.Shadow.Model}
 		if stats.Shadow != nil {
 			sh = *stats.Shadow
 			sh.Model = s.Spec.Shadow.Model
@@ -247,55 +225,40 @@ func (e *Engine) serviceObject(ctx context.Context, r StoredResource) (*Inferenc
 	}
 	switch {
 	case len(missing) > 0:
-		st.Conditions = append(st.Conditions, Condition{Type: ConditionReady, Status: ConditionFalse,
+		st.Conditions = append(st.Conditions, spec.Condition{Type: spec.ConditionReady, Status: spec.ConditionFalse,
 			Reason: "TargetNotFound", Message: strings.Join(missing, "; ")})
 	case haveStats && stats.Generation != r.Generation:
-		st.Conditions = append(st.Conditions, Condition{Type: ConditionReady, Status: ConditionFalse,
+		st.Conditions = append(st.Conditions, spec.Condition{Type: spec.ConditionReady, Status: spec.ConditionFalse,
 			Reason: "NotObserved", Message: fmt.Sprintf("the router serves generation %d", stats.Generation)})
 	default:
-		st.Conditions = append(st.Conditions, Condition{Type: ConditionReady, Status: ConditionTrue,
+		st.Conditions = append(st.Conditions, spec.Condition{Type: spec.ConditionReady, Status: spec.ConditionTrue,
 			Reason: "Routing", Message: fmt.Sprintf("%d targets; versions load on first request", len(s.Spec.Traffic))})
 	}
 	if len(loading) > 0 {
-		st.Conditions = append(st.Conditions, Condition{Type: ConditionProgressing, Status: ConditionTrue,
+		st.Conditions = append(st.Conditions, spec.Condition{Type: spec.ConditionProgressing, Status: spec.ConditionTrue,
 			Reason: "Loading", Message: strings.Join(loading, ", ") + " loading"})
 	} else {
-		st.Conditions = append(st.Conditions, Condition{Type: ConditionProgressing, Status: ConditionFalse})
+		st.Conditions = append(st.Conditions, spec.Condition{Type: spec.ConditionProgressing, Status: spec.ConditionFalse})
 	}
 	if len(failed)+len(missing) > 0 {
 		reason := "LoadFailed"
 		if len(missing) > 0 {
 			reason = "TargetNotFound"
 		}
-		st.Conditions = append(st.Conditions, Condition{Type: ConditionDegraded, Status: ConditionTrue,
+		st.Conditions = append(st.Conditions, spec.Condition{Type: spec.ConditionDegraded, Status: spec.ConditionTrue,
 			Reason: reason, Message: strings.Join(append(missing, failed...), "; ")})
 	} else {
-		st.Conditions = append(st.Conditions, Condition{Type: ConditionDegraded, Status: ConditionFalse})
+		st.Conditions = append(st.Conditions, spec.Condition{Type: spec.ConditionDegraded, Status: spec.ConditionFalse})
 	}
 	s.Status = st
 	return s, nil
-}
-
-// ServiceURL is the OIP inference path of a service.
-func ServiceURL(ns, name string) string {
-	if ns == registry.DefaultNamespace {
-		return "/v2/models/" + name + "/infer"
-	}
-	return "/ns/" + ns + "/v2/models/" + name + "/infer"
-}
-
-// DeleteRequest deletes one resource by name.
-type DeleteRequest struct {
-	Kind, Namespace, Name string
-	DryRun                bool
-	Actor, Source         string
 }
 
 // Delete deletes one resource. A Model still targeted by an InferenceService
 // is refused (Conflict) naming the services; deleting a Model removes its
 // versions and aliases from the registry. The delete and its audit event are
 // one transaction.
-func (e *Engine) Delete(ctx context.Context, dr DeleteRequest) (Result, error) {
+func (e *Engine) Delete(ctx context.Context, dr spec.DeleteRequest) (spec.Result, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	ctx = registry.WithoutAudit(context.WithoutCancel(ctx)) // the engine records the delete
@@ -303,7 +266,7 @@ func (e *Engine) Delete(ctx context.Context, dr DeleteRequest) (Result, error) {
 		res, _, err := e.deleteLocked(ctx, dr, nil)
 		return res, err
 	}
-	var res Result
+	var res spec.Result
 	var after func(context.Context)
 	err := e.opts.Registry.Atomic(ctx, func(ctx context.Context) error {
 		var err error
@@ -321,8 +284,8 @@ func (e *Engine) Delete(ctx context.Context, dr DeleteRequest) (Result, error) {
 
 // deleteLocked deletes one resource through ctx (inside the caller's
 // transaction unless a dry run) and returns what to run once it committed.
-func (e *Engine) deleteLocked(ctx context.Context, dr DeleteRequest, deleting map[string]bool) (Result, func(context.Context), error) {
-	res := Result{Kind: dr.Kind, Namespace: dr.Namespace, Name: dr.Name, Action: ActionDeleted}
+func (e *Engine) deleteLocked(ctx context.Context, dr spec.DeleteRequest, deleting map[string]bool) (spec.Result, func(context.Context), error) {
+	res := spec.Result{Kind: dr.Kind, Namespace: dr.Namespace, Name: dr.Name, Action: spec.ActionDeleted}
 	before, err := e.Get(ctx, dr.Kind, dr.Namespace, dr.Name)
 	if err != nil {
 		return res, nil, err
@@ -334,7 +297,7 @@ func (e *Engine) deleteLocked(ctx context.Context, dr DeleteRequest, deleting ma
 	}
 	var after func(context.Context)
 	switch dr.Kind {
-	case KindModel:
+	case spec.KindModel:
 		if err := e.checkUnused(ctx, dr.Namespace, dr.Name, deleting); err != nil {
 			return res, nil, err
 		}
@@ -346,16 +309,16 @@ func (e *Engine) deleteLocked(ctx context.Context, dr DeleteRequest, deleting ma
 		if err := e.opts.Registry.DeleteModel(ctx, dr.Namespace, dr.Name, true); err != nil {
 			return res, nil, err
 		}
-	case KindInferenceService:
+	case spec.KindInferenceService:
 		if dr.DryRun {
 			return res, nil, nil
 		}
-		if err := e.opts.Resources.DeleteResource(ctx, KindInferenceService, dr.Namespace, dr.Name, 0); err != nil {
+		if err := e.opts.Resources.DeleteResource(ctx, spec.KindInferenceService, dr.Namespace, dr.Name, 0); err != nil {
 			return res, nil, err
 		}
 		after = func(ctx context.Context) { e.syncService(ctx, dr.Namespace, dr.Name) }
 	}
-	if err := e.record(ctx, Request{Actor: dr.Actor, Source: dr.Source}, &step{result: res, action: audit.ActionDelete, summary: "deleted"}); err != nil {
+	if err := e.record(ctx, spec.Request{Actor: dr.Actor, Source: dr.Source}, &step{result: res, action: audit.ActionDelete, summary: "deleted"}); err != nil {
 		return res, nil, err
 	}
 	return res, after, nil
@@ -363,7 +326,7 @@ func (e *Engine) deleteLocked(ctx context.Context, dr DeleteRequest, deleting ma
 
 // DeleteFiles deletes every resource the files declare, after checking that
 // each exists; a missing one fails the call before anything is deleted.
-func (e *Engine) DeleteFiles(ctx context.Context, req Request) (*Response, error) {
+func (e *Engine) DeleteFiles(ctx context.Context, req spec.Request) (*spec.Response, error) {
 	docs, invalid, fes, err := e.decode(ctx, req)
 	if err != nil {
 		return nil, err
@@ -372,59 +335,59 @@ func (e *Engine) DeleteFiles(ctx context.Context, req Request) (*Response, error
 		return nil, denied
 	}
 	if len(fes) > 0 {
-		return nil, fes.sorted()
+		return nil, fes.Sorted()
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	var missing Errors
+	var missing spec.Errors
 	for _, d := range docs {
 		m := d.Object.GetMeta()
 		if _, err := e.Get(ctx, d.Object.GetKind(), m.Namespace, m.Name); err != nil {
 			if !errors.Is(err, errs.ErrNotFound) {
 				return nil, err
 			}
-			missing = append(missing, d.errorf("metadata.name", errs.NotFound, "%s", errs.PublicMessage(err)))
+			missing = append(missing, d.Errorf("metadata.name", errs.NotFound, "%s", errs.PublicMessage(err)))
 		}
 	}
 	if len(missing) > 0 {
-		return nil, missing.sorted()
+		return nil, missing.Sorted()
 	}
 	// Every Model must be free of services other than the ones deleted with it
 	// before anything is deleted, dry run or not.
 	deleting := map[string]bool{}
 	for _, d := range docs {
-		if m := d.Object.GetMeta(); d.Object.GetKind() == KindInferenceService {
+		if m := d.Object.GetMeta(); d.Object.GetKind() == spec.KindInferenceService {
 			deleting[m.Namespace+"/"+m.Name] = true
 		}
 	}
-	var inUse Errors
+	var inUse spec.Errors
 	for _, d := range docs {
-		if m := d.Object.GetMeta(); d.Object.GetKind() == KindModel {
+		if m := d.Object.GetMeta(); d.Object.GetKind() == spec.KindModel {
 			if err := e.checkUnused(ctx, m.Namespace, m.Name, deleting); err != nil {
 				if errs.KindOf(err) != errs.Conflict {
 					return nil, err
 				}
-				inUse = append(inUse, d.errorf("metadata.name", errs.Conflict, "%s", errs.PublicMessage(err)))
+				inUse = append(inUse, d.Errorf("metadata.name", errs.Conflict, "%s", errs.PublicMessage(err)))
 			}
 		}
 	}
 	if len(inUse) > 0 {
-		return nil, inUse.sorted()
+		return nil, inUse.Sorted()
 	}
 	// Services first: a Model is refused while a service targets it. Past the
 	// checks, a client that goes away does not stop the deletes, and they are
 	// one transaction: a failure part way deletes nothing.
 	ctx = registry.WithoutAudit(context.WithoutCancel(ctx))
-	resp := &Response{DryRun: req.DryRun}
+	resp := &spec.Response{DryRun: req.DryRun}
 	var afters []func(context.Context)
 	deleteAll := func(ctx context.Context) error {
-		for _, kind := range []string{KindInferenceService, KindModel} {
+		for _, kind := range []string{spec.KindInferenceService, spec.KindModel} {
 			for _, d := range docs {
 				if d.Object.GetKind() != kind {
 					continue
 				}
 				m := d.Object.GetMeta()
-				res, after, err := e.deleteLocked(ctx, DeleteRequest{Kind: kind, Namespace: m.Namespace, Name: m.Name,
+				res, after, err := e.deleteLocked(ctx, spec.DeleteRequest{Kind: kind, Namespace: m.Namespace, Name: m.Name,
 					DryRun: req.DryRun, Actor: req.Actor, Source: req.Source}, deleting)
 				if err != nil {
 					return fmt.Errorf("%s %s/%s: %w", kind, m.Namespace, m.Name, err)
@@ -471,14 +434,14 @@ func (e *Engine) checkUnused(ctx context.Context, ns, model string, deleting map
 }
 
 // stripped is obj without status and server-written metadata, for diffs.
-func stripped(obj Object) Object {
+func stripped(obj spec.Object) spec.Object {
 	switch o := obj.(type) {
-	case *Model:
+	case *spec.Model:
 		c := *o
 		c.Status = nil
-		c.Metadata = ObjectMeta{Name: o.Metadata.Name, Namespace: o.Metadata.Namespace, Labels: o.Metadata.Labels, Annotations: o.Metadata.Annotations}
+		c.Metadata = spec.ObjectMeta{Name: o.Metadata.Name, Namespace: o.Metadata.Namespace, Labels: o.Metadata.Labels, Annotations: o.Metadata.Annotations}
 		return &c
-	case *InferenceService:
+	case *spec.InferenceService:
 		return serviceView(o)
 	}
 	return obj

@@ -1,9 +1,10 @@
-package spec
+package apply
 
 import (
 	"slices"
 
 	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/spec"
 )
 
 // authorize asks req.Authorize about the namespace of every document, before
@@ -12,11 +13,11 @@ import (
 // documents that failed decoding or validation (invalid) are asked about too,
 // so a request that reaches into a namespace it may not touch is answered 403
 // whatever else is wrong with it.
-func authorize(req Request, docs, invalid []Document) Errors {
+func authorize(req spec.Request, docs, invalid []spec.Document) spec.Errors {
 	if req.Authorize == nil {
 		return nil
 	}
-	var denied Errors
+	var denied spec.Errors
 	verdicts := map[string]error{}
 	for _, d := range slices.Concat(docs, invalid) {
 		ns := d.Object.GetMeta().Namespace
@@ -26,8 +27,8 @@ func authorize(req Request, docs, invalid []Document) Errors {
 			verdicts[ns] = err
 		}
 		if err != nil {
-			denied = append(denied, d.errorf("metadata.namespace", errs.PermissionDenied, "%s", errs.PublicMessage(err)))
+			denied = append(denied, d.Errorf("metadata.namespace", errs.PermissionDenied, "%s", errs.PublicMessage(err)))
 		}
 	}
-	return denied.sorted()
+	return denied.Sorted()
 }

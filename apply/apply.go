@@ -1,4 +1,10 @@
-package spec
+// Package apply is the engine that applies declared resources (package spec):
+// it validates every document against the live registry, fetches the sources
+// of new versions outside its lock, commits each apply or delete as one
+// transaction with its audit events, runs the router's controller so that
+// what is stored is what is served (routing.go), and answers get, list and
+// delete with live status.
+package apply
 
 import (
 	"context"
@@ -10,7 +16,6 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +23,7 @@ import (
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/reconcile"
 	"github.com/nimbus-ai/nimbus/registry"
+	"github.com/nimbus-ai/nimbus/spec"
 	"github.com/nimbus-ai/nimbus/tensor"
 )
 
@@ -63,7 +69,7 @@ type Fetcher interface {
 // Routes receives the InferenceServices to serve. SetService replaces a
 // service's routing table atomically.
 type Routes interface {
-	SetService(ns, name string, generation int64, s ServiceSpec)
+	SetService(ns, name string, generation int64, s spec.ServiceSpec)
 	DeleteService(ns, name string)
 }
 
@@ -72,7 +78,7 @@ type Routes interface {
 // a commit is one transaction.
 type Options struct {
 	Registry  Registry
-	Resources ResourceStore
+	Resources spec.ResourceStore
 	Audit     audit.Log
 	Fetcher   Fetcher
 	Routes    Routes
@@ -131,256 +137,6 @@ func NewEngine(opts Options) *Engine {
 	return e
 }
 
-// File is one named input of an apply.
-type File struct {
-	Name    string `json:"name"`
-	Content string `json:"content"`
-}
-
-// Request is one apply (or delete) call.
-type Request struct {
-	Files []File `json:"files"`
-	// Namespace is given to documents that name none (default "default").
-	Namespace string `json:"namespace,omitempty"`
-	DryRun    bool   `json:"dryRun,omitempty"`
-	// Actor and Source are recorded in the audit log (set by the server, not the body).
-	Actor  string `json:"-"`
-	Source string `json:"-"`
-	// Authorize, when set, is asked about every document's namespace before
-	// anything else happens; an error refuses the whole request (set by the
-	// server from the caller's token).
-	Authorize func(namespace string) error `json:"-"`
-}
-
-// Actions of a Result.
-const (
-	ActionCreated    = "created"
-	ActionConfigured = "configured"
-	ActionUnchanged  = "unchanged"
-	ActionDeleted    = "deleted"
-)
-
-// Result is what happened (or, on a dry run, would happen) to one resource.
-type Result struct {
-	Kind       string `json:"kind"`
-	Namespace  string `json:"namespace"`
-	Name       string `json:"name"`
-	Action     string `json:"action"`
-	Generation int64  `json:"generation,omitempty"`
-	Diff       string `json:"diff,omitempty"`
-	// Fetch lists the source URIs (credentials dropped) of the new artifacts
-	// this apply fetched; on a dry run, those it would fetch.
-	Fetch []string `json:"fetch,omitempty"`
-}
-
-// Response is the outcome of an apply or delete.
-type Response struct {
-	DryRun  bool     `json:"dryRun"`
-	Results []Result `json:"results"`
-}
-
-// Changed reports whether any resource was (or on a dry run would be)
-// created, changed or deleted.
-func (r *Response) Changed() bool {
-	for _, res := range r.Results {
-		if res.Action != ActionUnchanged {
-			return true
-		}
-	}
-	return false
-}
-
-// Errors is every problem an apply found; nothing was changed.
-type Errors []FieldError
-
-func (e Errors) Error() string {
-	var b strings.Builder
-	for i, fe := range e {
-		if i > 0 {
-			b.WriteString("\n")
-		}
-		b.WriteString(fe.String())
-	}
-	return b.String()
-}
-
-// sorted orders the errors by file and line, so they read top to bottom.
-func (e Errors) sorted() Errors {
-	slices.SortStableFunc(e, func(a, b FieldError) int {
-		if c := strings.Compare(a.File, b.File); c != 0 {
-			return c
-		}
-		return a.Line - b.Line
-	})
-	return e
-}
-
-// Status is the HTTP status of the whole answer: 409 when a conflict is among
-// the errors, 404 when every error is a missing reference, else 400.
-func (e Errors) Status() int {
-	notFound := len(e) > 0
-	for _, fe := range e {
-		if fe.Code == errs.PermissionDenied.String() {
-			return errs.PermissionDenied.HTTPStatus()
-		}
-	}
-	for _, fe := range e {
-		switch fe.Code {
-		case errs.Conflict.String(), errs.AlreadyExists.String():
-			return errs.Conflict.HTTPStatus()
-		case errs.NotFound.String():
-		default:
-			notFound = false
-		}
-	}
-	if notFound {
-		return errs.NotFound.HTTPStatus()
-	}
-	return errs.InvalidArgument.HTTPStatus()
-}
-
-// String renders "file:line: kind/name: field: message", leaving out empty parts.
-// Without a file it names the resource ("inferenceservice/fraud") where it can.
-func (fe FieldError) String() string {
-	var parts []string
-	switch {
-	case fe.File != "" && fe.Line > 0:
-		parts = append(parts, fe.File+":"+strconv.Itoa(fe.Line))
-	case fe.File != "":
-		parts = append(parts, fe.File)
-	case fe.Name != "" && fe.Kind != "":
-		parts = append(parts, strings.ToLower(fe.Kind)+"/"+fe.Name)
-	case fe.Name != "":
-		parts = append(parts, fe.Name)
-	case fe.Line > 0:
-		parts = append(parts, "line "+strconv.Itoa(fe.Line))
-	}
-	if fe.Field != "" {
-		parts = append(parts, fe.Field)
-	}
-	msg := fe.Message
-	if msg == "" {
-		msg = fe.Code
-	}
-	if msg != "" {
-		parts = append(parts, msg)
-	}
-	return strings.Join(parts, ": ")
-}
-
-// decodeAll decodes, defaults and statically validates every file, and refuses a
-// resource declared twice.
-func decodeAll(req Request) ([]Document, Errors) {
-	docs, _, all := decodeRequest(req)
-	return docs, all
-}
-
-// decodeRequest is decodeAll that also returns the documents of a known kind
-// that failed decoding or validation (defaulted: their namespace is known),
-// so that they are authorized too.
-func decodeRequest(req Request) (docs, invalid []Document, all Errors) {
-	ns := req.Namespace
-	if ns == "" {
-		ns = registry.DefaultNamespace
-	}
-	seen := map[string]Document{}
-	budget := &scanBudget{}
-	for _, f := range req.Files {
-		ds, partial, fes, stop := decodeFile(f.Name, f.Content, budget)
-		all = append(all, fes...)
-		if stop {
-			break // the request's bounds are spent: the rest is not even scanned
-		}
-		all = append(all, validatePartial(partial, ns)...)
-		for _, d := range partial {
-			invalid = append(invalid, d.Document)
-		}
-		for _, d := range ds {
-			Default(d.Object, ns)
-			if fes := Validate(d); len(fes) > 0 {
-				all = append(all, fes...)
-				invalid = append(invalid, d)
-				continue
-			}
-			m := d.Object.GetMeta()
-			key := d.Object.GetKind() + "/" + m.Namespace + "/" + m.Name
-			if prev, dup := seen[key]; dup {
-				all = append(all, d.errorf("metadata.name", errs.InvalidArgument,
-					"%s %s/%s is declared twice (also at %s:%d)", d.Object.GetKind(), m.Namespace, m.Name, prev.File, prev.Line))
-				continue
-			}
-			seen[key] = d
-			docs = append(docs, d)
-		}
-	}
-	if len(all) == 0 && len(docs) == 0 {
-		all = append(all, FieldError{Message: "no resources found in the input", Code: errs.InvalidArgument.String()})
-	}
-	return docs, invalid, all
-}
-
-// validatePartial validates documents that decoded with errors, keeping only
-// problems of fields the decode errors did not already cover (a field left at
-// zero because its value was refused is not "required" too). The documents are
-// never applied.
-func validatePartial(partial []partialDoc, ns string) []FieldError {
-	var out []FieldError
-	for _, d := range partial {
-		// The object holding a refused field is suspect as a whole: a
-		// misspelled "weigth" leaves "weight" unset on purpose of nobody.
-		bad := make([]string, 0, len(d.errs))
-		for _, fe := range d.errs {
-			parent := fe.Field
-			if i := strings.LastIndexAny(parent, ".["); i > 0 {
-				parent = parent[:i]
-			}
-			bad = append(bad, parent)
-		}
-		Default(d.Object, ns)
-		for _, fe := range Validate(d.Document) {
-			if !overlaps(fe.Field, bad) {
-				out = append(out, fe)
-			}
-		}
-	}
-	return out
-}
-
-// overlaps reports whether field is one of paths, inside one, or contains one.
-func overlaps(field string, paths []string) bool {
-	for _, p := range paths {
-		if p == "" || field == p || strings.HasPrefix(field, p+".") || strings.HasPrefix(field, p+"[") ||
-			strings.HasPrefix(p, field+".") || strings.HasPrefix(p, field+"[") || field == "" {
-			return true
-		}
-	}
-	return false
-}
-
-// errorf makes a FieldError at field of d, with the field's line when known.
-func (d Document) errorf(field string, kind errs.Kind, format string, args ...any) FieldError {
-	m := d.Object.GetMeta()
-	return FieldError{
-		File: d.File, Line: d.lineOf(field), Kind: d.Object.GetKind(), Name: m.Name,
-		Field: field, Message: fmt.Sprintf(format, args...), Code: kind.String(),
-	}
-}
-
-// lineOf is the line of field, else of its nearest parent, else of the document.
-func (d Document) lineOf(field string) int {
-	for p := field; p != ""; {
-		if l, ok := d.Lines[p]; ok && l > 0 {
-			return l
-		}
-		i := strings.LastIndexAny(p, ".[")
-		if i < 0 {
-			break
-		}
-		p = p[:i]
-	}
-	return d.Line
-}
-
 // Apply validates every document and, unless it is a dry run, makes it so.
 // Validation errors come back as Errors and change nothing.
 //
@@ -389,7 +145,7 @@ func (d Document) lineOf(field string) int {
 // any source is read. Only an apply that nothing but its artifacts can still
 // refuse fetches them (outside the lock, so a slow source holds up no other
 // apply or delete) and is planned again with what they hold.
-func (e *Engine) Apply(ctx context.Context, req Request) (*Response, error) {
+func (e *Engine) Apply(ctx context.Context, req spec.Request) (*spec.Response, error) {
 	docs, invalid, fes, err := e.decode(ctx, req)
 	if err != nil {
 		return nil, err
@@ -398,7 +154,7 @@ func (e *Engine) Apply(ctx context.Context, req Request) (*Response, error) {
 		return nil, denied
 	}
 	if len(docs) == 0 {
-		return nil, fes.sorted()
+		return nil, fes.Sorted()
 	}
 	mode := checkArtifacts
 	if req.DryRun {
@@ -424,22 +180,22 @@ func (e *Engine) Apply(ctx context.Context, req Request) (*Response, error) {
 
 // plan checks docs against the registry (fes are the problems decoding
 // found) and builds the steps that apply them. The caller holds e.mu.
-func (e *Engine) plan(ctx context.Context, req Request, docs []Document, fes Errors, arts map[artifactKey]*artifact) *plan {
+func (e *Engine) plan(ctx context.Context, req spec.Request, docs []spec.Document, fes spec.Errors, arts map[artifactKey]*artifact) *plan {
 	// The documents that passed the static checks are planned even when others
 	// failed, so one answer reports every problem of every document.
 	p := &plan{e: e, req: req, models: map[string]*modelPlan{}, services: map[string]bool{}, errs: slices.Clone(fes), artifacts: arts}
 	for _, d := range docs {
-		if s, ok := d.Object.(*InferenceService); ok {
+		if s, ok := d.Object.(*spec.InferenceService); ok {
 			p.services[s.Metadata.Namespace+"/"+s.Metadata.Name] = true
 		}
 	}
 	for _, d := range docs {
-		if m, ok := d.Object.(*Model); ok {
+		if m, ok := d.Object.(*spec.Model); ok {
 			p.planModel(ctx, d, m)
 		}
 	}
 	for _, d := range docs {
-		if s, ok := d.Object.(*InferenceService); ok {
+		if s, ok := d.Object.(*spec.InferenceService); ok {
 			p.planService(ctx, d, s)
 		}
 	}
@@ -452,19 +208,19 @@ func (p *plan) refusal() error {
 		return p.internal
 	}
 	if len(p.errs) > 0 {
-		return p.errs.sorted()
+		return p.errs.Sorted()
 	}
 	return nil
 }
 
 // planAndCommit plans docs and, unless it is a dry run, commits the plan.
 // The caller holds e.mu.
-func (e *Engine) planAndCommit(ctx context.Context, req Request, docs []Document, fes Errors, arts map[artifactKey]*artifact) (*Response, error) {
+func (e *Engine) planAndCommit(ctx context.Context, req spec.Request, docs []spec.Document, fes spec.Errors, arts map[artifactKey]*artifact) (*spec.Response, error) {
 	p := e.plan(ctx, req, docs, fes, arts)
 	if err := p.refusal(); err != nil {
 		return nil, err
 	}
-	resp := &Response{DryRun: req.DryRun, Results: make([]Result, 0, len(p.steps))}
+	resp := &spec.Response{DryRun: req.DryRun, Results: make([]spec.Result, 0, len(p.steps))}
 	for _, st := range p.steps {
 		resp.Results = append(resp.Results, st.result)
 	}
@@ -483,7 +239,7 @@ func (e *Engine) planAndCommit(ctx context.Context, req Request, docs []Document
 				return fmt.Errorf("%s %s/%s: %w", st.result.Kind, st.result.Namespace, st.result.Name, err)
 			}
 			resp.Results[i] = st.result
-			if st.result.Action != ActionUnchanged {
+			if st.result.Action != spec.ActionUnchanged {
 				if err := e.record(ctx, req, st); err != nil {
 					return err
 				}
@@ -505,8 +261,8 @@ func (e *Engine) planAndCommit(ctx context.Context, req Request, docs []Document
 // plan holds what one apply will do, built while validating.
 type plan struct {
 	e        *Engine
-	req      Request
-	errs     Errors
+	req      spec.Request
+	errs     spec.Errors
 	internal error
 	steps    []*step
 	// models declared in this apply, by namespace/name, for the services'
@@ -520,7 +276,7 @@ type plan struct {
 
 // step is one resource's change, ready to commit.
 type step struct {
-	result Result
+	result spec.Result
 	// commit writes the change through ctx, inside the apply's transaction.
 	commit func(ctx context.Context) error
 	// after, if set, runs once the transaction committed: in-memory state (the
@@ -545,7 +301,7 @@ type modelPlan struct {
 }
 
 // storedOrNil returns the stored resource, or nil when there is none.
-func (e *Engine) storedOrNil(ctx context.Context, kind, ns, name string) (*StoredResource, error) {
+func (e *Engine) storedOrNil(ctx context.Context, kind, ns, name string) (*spec.StoredResource, error) {
 	r, err := e.opts.Resources.GetResource(ctx, kind, ns, name)
 	if errors.Is(err, errs.ErrNotFound) {
 		return nil, nil
@@ -557,24 +313,24 @@ func (e *Engine) storedOrNil(ctx context.Context, kind, ns, name string) (*Store
 }
 
 // checkResourceVersion enforces metadata.resourceVersion when the document gives one.
-func (p *plan) checkResourceVersion(d Document, stored *StoredResource) bool {
+func (p *plan) checkResourceVersion(d spec.Document, stored *spec.StoredResource) bool {
 	m := d.Object.GetMeta()
 	if m.ResourceVersion == "" {
 		return true
 	}
 	want, err := strconv.ParseInt(m.ResourceVersion, 10, 64)
 	if err != nil || want < 1 {
-		p.errs = append(p.errs, d.errorf("metadata.resourceVersion", errs.InvalidArgument,
+		p.errs = append(p.errs, d.Errorf("metadata.resourceVersion", errs.InvalidArgument,
 			"must be a positive number as the server wrote it, got %q", m.ResourceVersion))
 		return false
 	}
 	switch {
 	case stored == nil:
-		p.errs = append(p.errs, d.errorf("metadata.resourceVersion", errs.Conflict,
+		p.errs = append(p.errs, d.Errorf("metadata.resourceVersion", errs.Conflict,
 			"%s %s/%s does not exist (any more); remove resourceVersion to create it", d.Object.GetKind(), m.Namespace, m.Name))
 		return false
 	case stored.ResourceVersion != want:
-		p.errs = append(p.errs, d.errorf("metadata.resourceVersion", errs.Conflict,
+		p.errs = append(p.errs, d.Errorf("metadata.resourceVersion", errs.Conflict,
 			"%s %s/%s was changed (resourceVersion %d, now %d); get it again and retry",
 			d.Object.GetKind(), m.Namespace, m.Name, want, stored.ResourceVersion))
 		return false
@@ -584,7 +340,7 @@ func (p *plan) checkResourceVersion(d Document, stored *StoredResource) bool {
 
 // record appends the audit event of a step inside its transaction: a change is
 // never stored without its event, so a failing append fails the change.
-func (e *Engine) record(ctx context.Context, req Request, st *step) error {
+func (e *Engine) record(ctx context.Context, req spec.Request, st *step) error {
 	if e.opts.Audit == nil {
 		return nil
 	}
@@ -607,18 +363,18 @@ func (e *Engine) record(ctx context.Context, req Request, st *step) error {
 }
 
 // yamlOf renders obj for a diff; an error yields its message so a diff still shows.
-func yamlOf(obj Object) []byte {
+func yamlOf(obj spec.Object) []byte {
 	if obj == nil {
 		return nil
 	}
-	b, err := MarshalYAML(obj)
+	b, err := spec.MarshalYAML(obj)
 	if err != nil {
 		return []byte("# " + err.Error() + "\n")
 	}
 	return b
 }
 
-func diffOf(before, after Object) string {
+func diffOf(before, after spec.Object) string {
 	from, to := "live", "applied"
 	if before == nil {
 		from = "/dev/null"
@@ -626,7 +382,7 @@ func diffOf(before, after Object) string {
 	if after == nil {
 		to = "/dev/null"
 	}
-	return Diff(yamlOf(before), yamlOf(after), from, to)
+	return spec.Diff(yamlOf(before), yamlOf(after), from, to)
 }
 
 func marshalSpec(v any) (json.RawMessage, error) {

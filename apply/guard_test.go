@@ -1,4 +1,4 @@
-package spec_test
+package apply_test
 
 import (
 	"context"

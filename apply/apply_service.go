@@ -1,4 +1,4 @@
-package spec
+package apply
 
 import (
 	"context"
@@ -11,13 +11,14 @@ import (
 
 	"github.com/nimbus-ai/nimbus/audit"
 	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/spec"
 )
 
 // planService checks that every target of an InferenceService resolves — in the
 // registry, or among the Models of the same apply — and adds its step.
-func (p *plan) planService(ctx context.Context, d Document, s *InferenceService) {
+func (p *plan) planService(ctx context.Context, d spec.Document, s *spec.InferenceService) {
 	ns, name := s.Metadata.Namespace, s.Metadata.Name
-	stored, err := p.e.storedOrNil(ctx, KindInferenceService, ns, name)
+	stored, err := p.e.storedOrNil(ctx, spec.KindInferenceService, ns, name)
 	if err != nil {
 		p.fail(err)
 		return
@@ -40,7 +41,7 @@ func (p *plan) planService(ctx context.Context, d Document, s *InferenceService)
 		p.fail(err)
 		return
 	}
-	var beforeObj Object
+	var beforeObj spec.Object
 	gen, expect := int64(1), int64(0)
 	if stored != nil {
 		prev, err := serviceFromStored(*stored)
@@ -57,27 +58,27 @@ func (p *plan) planService(ctx context.Context, d Document, s *InferenceService)
 	after := serviceView(s)
 	diff := diffOf(beforeObj, after)
 	st := &step{action: audit.ActionUpdate, summary: serviceSummary(s.Spec)}
-	st.result = Result{Kind: KindInferenceService, Namespace: ns, Name: name, Generation: gen, Diff: diff}
+	st.result = spec.Result{Kind: spec.KindInferenceService, Namespace: ns, Name: name, Generation: gen, Diff: diff}
 	switch {
 	case stored == nil:
-		st.result.Action, st.action = ActionCreated, audit.ActionCreate
+		st.result.Action, st.action = spec.ActionCreated, audit.ActionCreate
 	case diff != "":
-		st.result.Action = ActionConfigured
+		st.result.Action = spec.ActionConfigured
 	default:
-		st.result.Action = ActionUnchanged
+		st.result.Action = spec.ActionUnchanged
 		st.commit = func(context.Context) error { return nil }
 		p.steps = append(p.steps, st)
 		return
 	}
-	spec := s.Spec
+	declared := s.Spec
 	st.commit = func(ctx context.Context) error {
 		// A target deleted since validation (an imperative delete does not
 		// wait for applies) fails the apply instead of being routed to.
-		if err := p.e.checkTargetsExist(ctx, ns, name, spec); err != nil {
+		if err := p.e.checkTargetsExist(ctx, ns, name, declared); err != nil {
 			return err
 		}
-		_, err := p.e.opts.Resources.PutResource(ctx, StoredResource{
-			Kind: KindInferenceService, Namespace: ns, Name: name,
+		_, err := p.e.opts.Resources.PutResource(ctx, spec.StoredResource{
+			Kind: spec.KindInferenceService, Namespace: ns, Name: name,
 			Labels: emptyToNil(s.Metadata.Labels), Annotations: emptyToNil(s.Metadata.Annotations),
 			Spec: specJSON, Generation: gen,
 		}, expect)
@@ -89,10 +90,10 @@ func (p *plan) planService(ctx context.Context, d Document, s *InferenceService)
 
 // checkTarget reports a target whose model, alias or version does not exist
 // and is not declared in this apply.
-func (p *plan) checkTarget(ctx context.Context, d Document, field, ns, target string) {
-	model, ref, err := ParseTarget(target)
+func (p *plan) checkTarget(ctx context.Context, d spec.Document, field, ns, target string) {
+	model, ref, err := spec.ParseTarget(target)
 	if err != nil {
-		p.errs = append(p.errs, d.errorf(field, errs.InvalidArgument, "%v", err))
+		p.errs = append(p.errs, d.Errorf(field, errs.InvalidArgument, "%v", err))
 		return
 	}
 	mp, err := p.modelState(ctx, ns, model)
@@ -105,12 +106,12 @@ func (p *plan) checkTarget(ctx context.Context, d Document, field, ns, target st
 	_, hasAlias := mp.aliases[ref]
 	switch {
 	case !mp.exists && len(mp.versions) == 0:
-		p.errs = append(p.errs, d.errorf(field, errs.NotFound,
+		p.errs = append(p.errs, d.Errorf(field, errs.NotFound,
 			"model %s does not exist in namespace %s; push it or declare a Model in the same apply", model, ns))
 	case ref == "":
 	case isNum:
 		if !hasVersion {
-			p.errs = append(p.errs, d.errorf(field, errs.NotFound, "model %s has no version %d%s", model, n, versionsHint(mp)))
+			p.errs = append(p.errs, d.Errorf(field, errs.NotFound, "model %s has no version %d%s", model, n, versionsHint(mp)))
 		}
 	default:
 		if !hasAlias {
@@ -118,7 +119,7 @@ func (p *plan) checkTarget(ctx context.Context, d Document, field, ns, target st
 			if len(mp.aliases) > 0 {
 				hint = "its aliases: " + strings.Join(slices.Sorted(maps.Keys(mp.aliases)), ", ")
 			}
-			p.errs = append(p.errs, d.errorf(field, errs.NotFound, "model %s has no alias %q; %s", model, ref, hint))
+			p.errs = append(p.errs, d.Errorf(field, errs.NotFound, "model %s has no alias %q; %s", model, ref, hint))
 		}
 	}
 }
@@ -142,7 +143,7 @@ func versionOf(ref string) (int64, bool) {
 }
 
 // targets lists every model reference of a service: traffic, then shadow.
-func (s ServiceSpec) targets() []string {
+func targets(s spec.ServiceSpec) []string {
 	out := make([]string, 0, len(s.Traffic)+1)
 	for _, t := range s.Traffic {
 		out = append(out, t.Model)
@@ -154,12 +155,12 @@ func (s ServiceSpec) targets() []string {
 }
 
 // serviceFromStored rebuilds a service from its stored row (no status).
-func serviceFromStored(r StoredResource) (*InferenceService, error) {
-	s := &InferenceService{TypeMeta: TypeMeta{APIVersion: APIVersion, Kind: KindInferenceService}}
+func serviceFromStored(r spec.StoredResource) (*spec.InferenceService, error) {
+	s := &spec.InferenceService{TypeMeta: spec.TypeMeta{APIVersion: spec.APIVersion, Kind: spec.KindInferenceService}}
 	if err := json.Unmarshal(r.Spec, &s.Spec); err != nil {
 		return nil, fmt.Errorf("stored spec of inferenceservice %s/%s: %w", r.Namespace, r.Name, err)
 	}
-	s.Metadata = ObjectMeta{
+	s.Metadata = spec.ObjectMeta{
 		Name: r.Name, Namespace: r.Namespace, Labels: emptyToNil(r.Labels), Annotations: emptyToNil(r.Annotations),
 		Generation: r.Generation, ResourceVersion: strconv.FormatInt(r.ResourceVersion, 10),
 	}
@@ -171,14 +172,14 @@ func serviceFromStored(r StoredResource) (*InferenceService, error) {
 }
 
 // serviceView is s without server-written fields, as diffs compare it.
-func serviceView(s *InferenceService) *InferenceService {
-	out := &InferenceService{TypeMeta: TypeMeta{APIVersion: APIVersion, Kind: KindInferenceService}, Spec: s.Spec}
-	out.Metadata = ObjectMeta{Name: s.Metadata.Name, Namespace: s.Metadata.Namespace,
+func serviceView(s *spec.InferenceService) *spec.InferenceService {
+	out := &spec.InferenceService{TypeMeta: spec.TypeMeta{APIVersion: spec.APIVersion, Kind: spec.KindInferenceService}, Spec: s.Spec}
+	out.Metadata = spec.ObjectMeta{Name: s.Metadata.Name, Namespace: s.Metadata.Namespace,
 		Labels: emptyToNil(s.Metadata.Labels), Annotations: emptyToNil(s.Metadata.Annotations)}
 	return out
 }
 
-func serviceSummary(s ServiceSpec) string {
+func serviceSummary(s spec.ServiceSpec) string {
 	parts := make([]string, 0, len(s.Traffic))
 	for _, t := range s.Traffic {
 		w := 0

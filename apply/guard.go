@@ -1,4 +1,4 @@
-package spec
+package apply
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/registry"
+	"github.com/nimbus-ai/nimbus/spec"
 )
 
 // applyingKey marks the ctx of an apply's commit with the services the apply
@@ -56,7 +57,7 @@ func (e *Engine) guardDelete(ctx context.Context, d registry.DeleteIntent) error
 		return errs.New(errs.Conflict, "inferenceservice %s still routes there; change or delete it first", strings.Join(named, ", "))
 	}
 	if d.WholeModel {
-		if err := e.opts.Resources.DeleteResource(ctx, KindModel, d.Namespace, d.Model, 0); err != nil && !errors.Is(err, errs.ErrNotFound) {
+		if err := e.opts.Resources.DeleteResource(ctx, spec.KindModel, d.Namespace, d.Model, 0); err != nil && !errors.Is(err, errs.ErrNotFound) {
 			return err
 		}
 	}
@@ -70,7 +71,7 @@ type serviceUse struct{ name, target string }
 // skip, by namespace/name) with a target of model whose ref (alias, version
 // number or "") uses says is affected; one entry per service.
 func (e *Engine) servicesTargeting(ctx context.Context, ns, model string, skip map[string]bool, uses func(ref string) bool) ([]serviceUse, error) {
-	rs, err := e.opts.Resources.ListResources(ctx, KindInferenceService, ns)
+	rs, err := e.opts.Resources.ListResources(ctx, spec.KindInferenceService, ns)
 	if err != nil {
 		return nil, err
 	}
@@ -79,12 +80,12 @@ func (e *Engine) servicesTargeting(ctx context.Context, ns, model string, skip m
 		if skip[ns+"/"+r.Name] {
 			continue
 		}
-		var s ServiceSpec
+		var s spec.ServiceSpec
 		if err := json.Unmarshal(r.Spec, &s); err != nil {
 			return nil, fmt.Errorf("stored spec of inferenceservice %s/%s: %w", ns, r.Name, err)
 		}
-		for _, t := range s.targets() {
-			if m, ref, err := ParseTarget(t); err == nil && m == model && uses(ref) {
+		for _, t := range targets(s) {
+			if m, ref, err := spec.ParseTarget(t); err == nil && m == model && uses(ref) {
 				out = append(out, serviceUse{name: r.Name, target: t})
 				break
 			}
@@ -96,9 +97,9 @@ func (e *Engine) servicesTargeting(ctx context.Context, ns, model string, skip m
 // checkTargetsExist fails (Conflict) when a target of the service no longer
 // exists: called inside the commit, it catches a delete that committed after
 // the apply was validated.
-func (e *Engine) checkTargetsExist(ctx context.Context, ns, name string, s ServiceSpec) error {
-	for _, t := range s.targets() {
-		model, ref, err := ParseTarget(t)
+func (e *Engine) checkTargetsExist(ctx context.Context, ns, name string, s spec.ServiceSpec) error {
+	for _, t := range targets(s) {
+		model, ref, err := spec.ParseTarget(t)
 		if err != nil {
 			return errs.Wrap(errs.InvalidArgument, err, "inferenceservice %s: target %s", name, t)
 		}

@@ -1,4 +1,4 @@
-package spec
+package apply
 
 import (
 	"context"
@@ -9,11 +9,12 @@ import (
 
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/reconcile"
+	"github.com/nimbus-ai/nimbus/spec"
 )
 
 // ServiceKey is the reconcile key of an InferenceService.
 func ServiceKey(ns, name string) reconcile.Key {
-	return reconcile.Key{Namespace: ns, Kind: KindInferenceService, Name: name}
+	return reconcile.Key{Namespace: ns, Kind: spec.KindInferenceService, Name: name}
 }
 
 // routeReconciler makes the router serve what is stored for one
@@ -21,7 +22,7 @@ func ServiceKey(ns, name string) reconcile.Key {
 // the store, so it needs none of the engine's locks: an apply commits, then
 // waits for a pass over each service it changed.
 type routeReconciler struct {
-	resources ResourceStore
+	resources spec.ResourceStore
 	routes    Routes
 	now       func() time.Time
 	// routed is what the router was told to serve: a resync reconciles
@@ -42,7 +43,7 @@ func (r *routeReconciler) setRouted(k reconcile.Key, on bool) {
 }
 
 func (r *routeReconciler) Reconcile(ctx context.Context, k reconcile.Key) (reconcile.Result, error) {
-	stored, err := r.resources.GetResource(ctx, KindInferenceService, k.Namespace, k.Name)
+	stored, err := r.resources.GetResource(ctx, spec.KindInferenceService, k.Namespace, k.Name)
 	if errs.KindOf(err) == errs.NotFound {
 		r.routes.DeleteService(k.Namespace, k.Name)
 		r.setRouted(k, false)
@@ -51,7 +52,7 @@ func (r *routeReconciler) Reconcile(ctx context.Context, k reconcile.Key) (recon
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	var s ServiceSpec
+	var s spec.ServiceSpec
 	if err := json.Unmarshal(stored.Spec, &s); err != nil {
 		// Stored specs were validated; a row that does not decode is not
 		// fixed by retrying.
@@ -69,11 +70,11 @@ func (r *routeReconciler) recordRouted(ctx context.Context, k reconcile.Key, gen
 	if err != nil && errs.KindOf(err) != errs.NotFound {
 		return err
 	}
-	if c, ok := st.Condition(ConditionReady); ok && st.ObservedGeneration == gen && c.Status == ConditionTrue && c.Reason == "Routed" {
+	if c, ok := st.Condition(spec.ConditionReady); ok && st.ObservedGeneration == gen && c.Status == spec.ConditionTrue && c.Reason == "Routed" {
 		return nil
 	}
 	st.ObservedGeneration = gen
-	st.Conditions = SetCondition(st.Conditions, Condition{Type: ConditionReady, Status: ConditionTrue, Reason: "Routed",
+	st.Conditions = spec.SetCondition(st.Conditions, spec.Condition{Type: spec.ConditionReady, Status: spec.ConditionTrue, Reason: "Routed",
 		Message: fmt.Sprintf("the router serves generation %d", gen)}, r.now())
 	err = r.resources.PutStatus(ctx, k.Kind, k.Namespace, k.Name, st)
 	if errs.KindOf(err) == errs.NotFound {
@@ -85,7 +86,7 @@ func (r *routeReconciler) recordRouted(ctx context.Context, k reconcile.Key, gen
 // list is every stored InferenceService's key and every key the router
 // serves, for the controller's first pass and its resyncs.
 func (r *routeReconciler) list(ctx context.Context) ([]reconcile.Key, error) {
-	rs, err := r.resources.ListResources(ctx, KindInferenceService, "")
+	rs, err := r.resources.ListResources(ctx, spec.KindInferenceService, "")
 	if err != nil {
 		return nil, fmt.Errorf("list inferenceservices: %w", err)
 	}
