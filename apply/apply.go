@@ -97,6 +97,10 @@ type Options struct {
 	Resync time.Duration
 	// Clock is the controllers' clock (default the wall clock).
 	Clock reconcile.Clock
+	// OnChange, when set, is told of every resource a commit created,
+	// changed or deleted, with its owner after the change ("" for none):
+	// the GitOps controller looks at the sources concerned.
+	OnChange func(kind, ns, name, managedBy string)
 }
 
 // Engine applies declared resources: it validates every document, then makes the
@@ -146,44 +150,74 @@ func NewEngine(opts Options) *Engine {
 // refuse fetches them (outside the lock, so a slow source holds up no other
 // apply or delete) and is planned again with what they hold.
 func (e *Engine) Apply(ctx context.Context, req spec.Request) (*spec.Response, error) {
+	return e.Sync(ctx, req, SyncOptions{})
+}
+
+// SyncOptions is what a GitSource's apply adds to a request: whose resources
+// these are, what to prune, and where its artifacts come from.
+type SyncOptions struct {
+	// Owner, when set, owns every resource the apply writes
+	// (metadata.managedBy); a resource another source owns is refused.
+	Owner *spec.OwnerRef
+	// Prune deletes, in the same transaction, the resources Owner owns in
+	// PruneNamespaces that the request no longer declares.
+	Prune           bool
+	PruneNamespaces []string
+	// Fetcher, when set, fetches this apply's artifacts instead of the
+	// engine's (a GitSource reads paths inside its commit).
+	Fetcher Fetcher
+	// AllowEmpty lets an input that declares nothing prune everything Owner
+	// owns (a GitSource's spec.allowEmpty).
+	AllowEmpty bool
+}
+
+// Sync is Apply with the options of a GitSource's sync.
+func (e *Engine) Sync(ctx context.Context, req spec.Request, so SyncOptions) (*spec.Response, error) {
 	docs, invalid, fes, err := e.decode(ctx, req)
 	if err != nil {
 		return nil, err
 	}
+	if so.AllowEmpty && so.Prune && len(docs) == 0 && len(fes) == 1 && fes[0].Message == spec.NoResources {
+		fes = nil
+	}
 	if denied := authorize(req, docs, invalid); len(denied) > 0 {
 		return nil, denied
 	}
-	if len(docs) == 0 {
+	if len(docs) == 0 && (len(fes) > 0 || !so.Prune) {
 		return nil, fes.Sorted()
+	}
+	f := so.Fetcher
+	if f == nil {
+		f = e.opts.Fetcher
 	}
 	mode := checkArtifacts
 	if req.DryRun {
 		mode = inspectArtifacts
 	}
-	arts := e.prepareArtifacts(ctx, mode, docs)
+	arts := e.prepareArtifacts(ctx, mode, docs, f)
 	if req.DryRun || len(arts) == 0 { // nothing to fetch: this plan is the one to commit
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		return e.planAndCommit(ctx, req, docs, fes, arts)
+		return e.planAndCommit(ctx, req, so, docs, fes, arts)
 	}
 	e.mu.Lock()
-	p := e.plan(ctx, req, docs, fes, arts)
+	p := e.plan(ctx, req, so, docs, fes, arts)
 	e.mu.Unlock()
 	if err := p.refusal(); err != nil {
 		return nil, err
 	}
-	arts = e.prepareArtifacts(ctx, fetchArtifacts, docs)
+	arts = e.prepareArtifacts(ctx, fetchArtifacts, docs, f)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.planAndCommit(ctx, req, docs, fes, arts)
+	return e.planAndCommit(ctx, req, so, docs, fes, arts)
 }
 
 // plan checks docs against the registry (fes are the problems decoding
 // found) and builds the steps that apply them. The caller holds e.mu.
-func (e *Engine) plan(ctx context.Context, req spec.Request, docs []spec.Document, fes spec.Errors, arts map[artifactKey]*artifact) *plan {
+func (e *Engine) plan(ctx context.Context, req spec.Request, so SyncOptions, docs []spec.Document, fes spec.Errors, arts map[artifactKey]*artifact) *plan {
 	// The documents that passed the static checks are planned even when others
 	// failed, so one answer reports every problem of every document.
-	p := &plan{e: e, req: req, models: map[string]*modelPlan{}, services: map[string]bool{}, errs: slices.Clone(fes), artifacts: arts}
+	p := &plan{e: e, req: req, sync: so, models: map[string]*modelPlan{}, services: map[string]bool{}, errs: slices.Clone(fes), artifacts: arts}
 	for _, d := range docs {
 		if s, ok := d.Object.(*spec.InferenceService); ok {
 			p.services[s.Metadata.Namespace+"/"+s.Metadata.Name] = true
@@ -198,6 +232,16 @@ func (e *Engine) plan(ctx context.Context, req spec.Request, docs []spec.Documen
 		if s, ok := d.Object.(*spec.InferenceService); ok {
 			p.planService(ctx, d, s)
 		}
+	}
+	for _, d := range docs {
+		if g, ok := d.Object.(*spec.GitSource); ok {
+			p.planGitSource(ctx, d, g)
+		}
+	}
+	// Only a plan that can commit prunes: a document that failed to decode
+	// is still declared, and must not read as deleted.
+	if so.Prune && so.Owner != nil && p.internal == nil && len(p.errs) == 0 {
+		p.planPrune(ctx, docs)
 	}
 	return p
 }
@@ -215,8 +259,8 @@ func (p *plan) refusal() error {
 
 // planAndCommit plans docs and, unless it is a dry run, commits the plan.
 // The caller holds e.mu.
-func (e *Engine) planAndCommit(ctx context.Context, req spec.Request, docs []spec.Document, fes spec.Errors, arts map[artifactKey]*artifact) (*spec.Response, error) {
-	p := e.plan(ctx, req, docs, fes, arts)
+func (e *Engine) planAndCommit(ctx context.Context, req spec.Request, so SyncOptions, docs []spec.Document, fes spec.Errors, arts map[artifactKey]*artifact) (*spec.Response, error) {
+	p := e.plan(ctx, req, so, docs, fes, arts)
 	if err := p.refusal(); err != nil {
 		return nil, err
 	}
@@ -239,7 +283,7 @@ func (e *Engine) planAndCommit(ctx context.Context, req spec.Request, docs []spe
 				return fmt.Errorf("%s %s/%s: %w", st.result.Kind, st.result.Namespace, st.result.Name, err)
 			}
 			resp.Results[i] = st.result
-			if st.result.Action != spec.ActionUnchanged {
+			if st.result.Action != spec.ActionUnchanged && !st.recorded {
 				if err := e.record(ctx, req, st); err != nil {
 					return err
 				}
@@ -254,6 +298,9 @@ func (e *Engine) planAndCommit(ctx context.Context, req spec.Request, docs []spe
 		if st.after != nil {
 			st.after(ctx)
 		}
+		if e.opts.OnChange != nil && st.result.Action != spec.ActionUnchanged {
+			e.opts.OnChange(st.result.Kind, st.result.Namespace, st.result.Name, st.managedBy)
+		}
 	}
 	return resp, nil
 }
@@ -262,6 +309,7 @@ func (e *Engine) planAndCommit(ctx context.Context, req spec.Request, docs []spe
 type plan struct {
 	e        *Engine
 	req      spec.Request
+	sync     SyncOptions
 	errs     spec.Errors
 	internal error
 	steps    []*step
@@ -285,6 +333,11 @@ type step struct {
 	// summary is one line for the audit log.
 	summary string
 	action  string // audit action
+	// managedBy is the resource's owner after the step.
+	managedBy string
+	// recorded says commit records its own audit event (a pruned resource's
+	// delete).
+	recorded bool
 }
 
 func (p *plan) fail(err error) {

@@ -17,6 +17,9 @@ type Artifact struct {
 	URI       string
 	SHA256    string
 	TokenFrom *secrets.Ref
+	// File is the file that declared it: a GitSource resolves a path
+	// relative to it inside its repository.
+	File string
 }
 
 // artifactKey names a declared version.
@@ -56,8 +59,8 @@ const (
 // slow source holds up no other apply or delete; planning reads the registry
 // again under the lock, and a version that became new in between is refused
 // rather than fetched there.
-func (e *Engine) prepareArtifacts(ctx context.Context, mode artifactMode, docs []spec.Document) map[artifactKey]*artifact {
-	if e.opts.Fetcher == nil {
+func (e *Engine) prepareArtifacts(ctx context.Context, mode artifactMode, docs []spec.Document, f Fetcher) map[artifactKey]*artifact {
+	if f == nil {
 		return nil
 	}
 	out := map[artifactKey]*artifact{}
@@ -80,14 +83,14 @@ func (e *Engine) prepareArtifacts(ctx context.Context, mode artifactMode, docs [
 			if have[dv.Version] || (exists && dv.Version <= reg.LatestVersion) || dv.Source.URI == "" {
 				continue
 			}
-			out[artifactKey{ns, name, dv.Version}] = e.prepareArtifact(ctx, mode, ns, name, dv)
+			out[artifactKey{ns, name, dv.Version}] = e.prepareArtifact(ctx, mode, f, d.File, ns, name, dv)
 		}
 	}
 	return out
 }
 
-func (e *Engine) prepareArtifact(ctx context.Context, mode artifactMode, ns, name string, dv spec.ModelVersion) *artifact {
-	a := Artifact{URI: dv.Source.URI, SHA256: dv.Source.SHA256}
+func (e *Engine) prepareArtifact(ctx context.Context, mode artifactMode, f Fetcher, file, ns, name string, dv spec.ModelVersion) *artifact {
+	a := Artifact{URI: dv.Source.URI, SHA256: dv.Source.SHA256, File: file}
 	if dv.Source.Auth != nil {
 		ref := dv.Source.Auth.TokenFrom
 		a.TokenFrom = &ref
@@ -105,13 +108,13 @@ func (e *Engine) prepareArtifact(ctx context.Context, mode artifactMode, ns, nam
 		return r
 	}
 	if mode == fetchArtifacts {
-		if _, err := e.opts.Fetcher.Fetch(ctx, a, e.opts.Registry); err != nil {
+		if _, err := f.Fetch(ctx, a, e.opts.Registry); err != nil {
 			e.log.Warn("source could not be fetched", "namespace", ns, "model", name, "version", dv.Version,
 				"uri", spec.RedactURI(a.URI), "err", err)
 			return fetchFailed(err)
 		}
 		r.fetch = true
-	} else if err := e.opts.Fetcher.Check(a); err != nil {
+	} else if err := f.Check(a); err != nil {
 		return fetchFailed(err)
 	}
 	if mode == checkArtifacts {

@@ -71,6 +71,10 @@ func (p *plan) planModel(ctx context.Context, d spec.Document, m *spec.Model) {
 	if !p.checkResourceVersion(d, stored) {
 		return
 	}
+	managedBy, adopted, ok := p.ownership(d, stored)
+	if !ok {
+		return
+	}
 	reg, existing, exists, err := p.e.loadModel(ctx, ns, name)
 	if err != nil {
 		p.fail(err)
@@ -122,7 +126,7 @@ func (p *plan) planModel(ctx context.Context, d spec.Document, m *spec.Model) {
 				"required: version %d does not exist yet, so its artifact must come from a file:// or https:// URI", dv.Version))
 			continue
 		}
-		if p.e.opts.Fetcher == nil {
+		if p.fetcher() == nil {
 			p.errs = append(p.errs, d.Errorf(field+".source.uri", errs.FailedPrecondition, "this server fetches no artifacts"))
 			continue
 		}
@@ -237,12 +241,12 @@ func (p *plan) planModel(ctx context.Context, d spec.Document, m *spec.Model) {
 			gen++
 		}
 	}
-	st := &step{action: audit.ActionUpdate}
+	st := &step{action: audit.ActionUpdate, managedBy: managedBy}
 	st.result = spec.Result{Kind: spec.KindModel, Namespace: ns, Name: name, Generation: gen, Diff: diff, Fetch: fetches}
 	switch {
 	case !exists:
 		st.result.Action, st.action = spec.ActionCreated, audit.ActionCreate
-	case diff != "" || specChanged || metaChanged:
+	case diff != "" || specChanged || metaChanged || adopted:
 		// Also a pushed model applied for the first time: it becomes declared.
 		st.result.Action = spec.ActionConfigured
 	default:
@@ -296,7 +300,7 @@ func (p *plan) planModel(ctx context.Context, d spec.Document, m *spec.Model) {
 		_, err = p.e.opts.Resources.PutResource(ctx, spec.StoredResource{
 			Kind: spec.KindModel, Namespace: ns, Name: name,
 			Labels: emptyToNil(m.Metadata.Labels), Annotations: emptyToNil(m.Metadata.Annotations),
-			Spec: specJSON, Generation: gen,
+			Spec: specJSON, Generation: gen, ManagedBy: managedBy, AppliedBy: p.req.AppliedBy,
 		}, expect)
 		return err
 	}

@@ -26,6 +26,10 @@ func (p *plan) planService(ctx context.Context, d spec.Document, s *spec.Inferen
 	if !p.checkResourceVersion(d, stored) {
 		return
 	}
+	managedBy, adopted, ok := p.ownership(d, stored)
+	if !ok {
+		return
+	}
 	before := len(p.errs)
 	for i, t := range s.Spec.Traffic {
 		p.checkTarget(ctx, d, fmt.Sprintf("spec.traffic[%d].model", i), ns, t.Model)
@@ -57,12 +61,12 @@ func (p *plan) planService(ctx context.Context, d spec.Document, s *spec.Inferen
 	}
 	after := serviceView(s)
 	diff := diffOf(beforeObj, after)
-	st := &step{action: audit.ActionUpdate, summary: serviceSummary(s.Spec)}
+	st := &step{action: audit.ActionUpdate, summary: serviceSummary(s.Spec), managedBy: managedBy}
 	st.result = spec.Result{Kind: spec.KindInferenceService, Namespace: ns, Name: name, Generation: gen, Diff: diff}
 	switch {
 	case stored == nil:
 		st.result.Action, st.action = spec.ActionCreated, audit.ActionCreate
-	case diff != "":
+	case diff != "" || adopted:
 		st.result.Action = spec.ActionConfigured
 	default:
 		st.result.Action = spec.ActionUnchanged
@@ -80,7 +84,7 @@ func (p *plan) planService(ctx context.Context, d spec.Document, s *spec.Inferen
 		_, err := p.e.opts.Resources.PutResource(ctx, spec.StoredResource{
 			Kind: spec.KindInferenceService, Namespace: ns, Name: name,
 			Labels: emptyToNil(s.Metadata.Labels), Annotations: emptyToNil(s.Metadata.Annotations),
-			Spec: specJSON, Generation: gen,
+			Spec: specJSON, Generation: gen, ManagedBy: managedBy, AppliedBy: p.req.AppliedBy,
 		}, expect)
 		return err
 	}
@@ -162,7 +166,7 @@ func serviceFromStored(r spec.StoredResource) (*spec.InferenceService, error) {
 	}
 	s.Metadata = spec.ObjectMeta{
 		Name: r.Name, Namespace: r.Namespace, Labels: emptyToNil(r.Labels), Annotations: emptyToNil(r.Annotations),
-		Generation: r.Generation, ResourceVersion: strconv.FormatInt(r.ResourceVersion, 10),
+		Generation: r.Generation, ResourceVersion: strconv.FormatInt(r.ResourceVersion, 10), ManagedBy: r.ManagedBy,
 	}
 	if !r.CreatedAt.IsZero() {
 		t := r.CreatedAt.UTC()

@@ -59,6 +59,15 @@ func (e *Engine) Get(ctx context.Context, kind, ns, name string) (spec.Object, e
 			return nil, fmt.Errorf("get inferenceservice: %w", err)
 		}
 		return e.serviceObject(ctx, r)
+	case spec.KindGitSource:
+		r, err := e.opts.Resources.GetResource(ctx, spec.KindGitSource, ns, name)
+		if errors.Is(err, errs.ErrNotFound) {
+			return nil, errs.New(errs.NotFound, "gitsource %s not found in namespace %s", name, ns)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("get gitsource: %w", err)
+		}
+		return e.gitSourceObject(ctx, r)
 	}
 	return nil, errs.New(errs.NotFound, "unknown kind %q", kind)
 }
@@ -108,6 +117,18 @@ func (e *Engine) List(ctx context.Context, kind, ns string) ([]spec.Object, erro
 			}
 			out = append(out, obj)
 		}
+	case spec.KindGitSource:
+		rs, err := e.opts.Resources.ListResources(ctx, spec.KindGitSource, ns)
+		if err != nil {
+			return nil, fmt.Errorf("list gitsources: %w", err)
+		}
+		for _, r := range rs {
+			obj, err := e.gitSourceObject(ctx, r)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, obj)
+		}
 	default:
 		return nil, errs.New(errs.NotFound, "unknown kind %q", kind)
 	}
@@ -137,6 +158,7 @@ func (e *Engine) modelObject(ctx context.Context, reg registry.Model) (*spec.Mod
 	if stored != nil {
 		m.Metadata.Generation = stored.Generation
 		m.Metadata.ResourceVersion = strconv.FormatInt(stored.ResourceVersion, 10)
+		m.Metadata.ManagedBy = stored.ManagedBy
 		st.ObservedGeneration = stored.Generation
 	}
 	var failed []string
@@ -317,6 +339,18 @@ func (e *Engine) deleteLocked(ctx context.Context, dr spec.DeleteRequest, deleti
 			return res, nil, err
 		}
 		after = func(ctx context.Context) { e.syncService(ctx, dr.Namespace, dr.Name) }
+	case spec.KindGitSource:
+		// What it deployed stays, owned by no live source, until someone
+		// deletes it or another source adopts it.
+		if dr.DryRun {
+			return res, nil, nil
+		}
+		if err := e.opts.Resources.DeleteResource(ctx, spec.KindGitSource, dr.Namespace, dr.Name, 0); err != nil {
+			return res, nil, err
+		}
+		if e.opts.OnChange != nil {
+			after = func(context.Context) { e.opts.OnChange(spec.KindGitSource, dr.Namespace, dr.Name, "") }
+		}
 	}
 	if err := e.record(ctx, spec.Request{Actor: dr.Actor, Source: dr.Source}, &step{result: res, action: audit.ActionDelete, summary: "deleted"}); err != nil {
 		return res, nil, err

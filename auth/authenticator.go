@@ -390,3 +390,24 @@ func (a *Authenticator) Start(ctx context.Context) error {
 		}
 	}
 }
+
+// IdentityByID is the identity of token id as it stands now, for work done
+// later on behalf of whoever started it (a GitSource syncs as the identity
+// that applied it): Unauthenticated when the token was revoked, has expired
+// or no longer exists. It carries no rate limit: the work is the server's.
+func (a *Authenticator) IdentityByID(ctx context.Context, id string) (*Identity, error) {
+	t, err := a.store.GetToken(ctx, id)
+	if errors.Is(err, errs.ErrNotFound) {
+		return nil, errs.New(errs.Unauthenticated, "token %s no longer exists", id)
+	}
+	if err != nil {
+		return nil, errs.Wrap(errs.Unavailable, err, "tokens cannot be checked right now")
+	}
+	switch t.State(a.now()) {
+	case "revoked":
+		return nil, errs.New(errs.Unauthenticated, "token %s was revoked", id)
+	case "expired":
+		return nil, errs.New(errs.Unauthenticated, "token %s expired at %s", id, t.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	return &Identity{TokenID: t.ID, Name: t.Name, Role: t.Role, Scopes: t.Scopes}, nil
+}

@@ -243,3 +243,10 @@ func (c *Client) Events(ctx context.Context, q audit.Query) ([]audit.Event, erro
 	}
 	return out.Items, nil
 }
+
+// SyncGitSource syncs a GitSource now and returns the status its pass left.
+func (c *Client) SyncGitSource(ctx context.Context, ns, name string) (spec.GitSourceStatus, error) {
+	var st spec.GitSourceStatus
+	err := c.call(ctx, request{method: http.MethodPost, path: resourcesPath(ns, "gitsources") + "/" + esc(name) + "/sync"}, &st)
+	return st, err
+}

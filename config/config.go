@@ -95,6 +95,12 @@ type Config struct {
 	// SecretsDir is the one directory {file: NAME} secret references are read
 	// from; empty refuses them.
 	SecretsDir string `yaml:"secretsDir"`
+	// GitURL, GitRef and GitPath declare the one-repo case: the server applies
+	// a GitSource named "server" in the default namespace that syncs them,
+	// as itself (an admin of every namespace).
+	GitURL  string `yaml:"gitURL"`
+	GitRef  string `yaml:"gitRef"`
+	GitPath string `yaml:"gitPath"`
 	// ReadTimeout is the time a REST request body may take to arrive, plus one
 	// second per MinTransferRate bytes received (so large uploads on slow links
 	// still arrive); 0 means no body deadline.
@@ -207,6 +213,9 @@ var Env = map[string]string{
 	"cliConfig":           "NIMBUS_CLI_CONFIG",
 	"egressAllow":         "NIMBUS_EGRESS_ALLOW",
 	"sourceFetchTimeout":  "NIMBUS_SOURCE_FETCH_TIMEOUT",
+	"gitURL":              "NIMBUS_GIT_URL",
+	"gitRef":              "NIMBUS_GIT_REF",
+	"gitPath":             "NIMBUS_GIT_PATH",
 	"secretsDir":          "NIMBUS_SECRETS_DIR",
 	// Request-path limits (internal/limits).
 	"readTimeout":      "NIMBUS_READ_TIMEOUT",
@@ -275,6 +284,9 @@ func (c *Config) LoadEnv(lookup func(string) (string, bool)) error {
 	}
 	dur("sourceFetchTimeout", &c.SourceFetchTimeout)
 	str("secretsDir", &c.SecretsDir)
+	str("gitURL", &c.GitURL)
+	str("gitRef", &c.GitRef)
+	str("gitPath", &c.GitPath)
 	dur("readTimeout", &c.ReadTimeout)
 	dur("writeTimeout", &c.WriteTimeout)
 	str("minTransferRate", &c.MinTransferRate)

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"strings"
 	"time"
 
 	"github.com/nimbus-ai/nimbus/registry"
@@ -117,6 +118,9 @@ type GitSyncStatus struct {
 	LastAttemptedCommit string     `json:"lastAttemptedCommit,omitempty" yaml:"lastAttemptedCommit,omitempty"`
 	LastSyncTime        *time.Time `json:"lastSyncTime,omitempty" yaml:"lastSyncTime,omitempty"`
 	LastAttemptTime     *time.Time `json:"lastAttemptTime,omitempty" yaml:"lastAttemptTime,omitempty"`
+	// Reason is why the last pass failed (FetchFailed, SyncFailed,
+	// EmptyRender, IdentityInvalid...), "" when it did not.
+	Reason string `json:"reason,omitempty" yaml:"reason,omitempty"`
 	// Message says what the last pass did or why it failed.
 	Message string `json:"message,omitempty" yaml:"message,omitempty"`
 	// Errors are the problems of the last attempted commit, with file, line
@@ -140,4 +144,32 @@ type SyncedResource struct {
 	// Diff is what differs, live against the repository, when OutOfSync.
 	Diff    string `json:"diff,omitempty" yaml:"diff,omitempty"`
 	Message string `json:"message,omitempty" yaml:"message,omitempty"`
+}
+
+// OwnerRef names the GitSource that owns what an apply writes.
+type OwnerRef struct {
+	Namespace, Name string
+}
+
+// ManagedBy is the metadata.managedBy a resource in namespace ns owned by o
+// carries: "gitsource/NAME" in the source's own namespace,
+// "gitsource/NS/NAME" in another (a name alone would be ambiguous there).
+func ManagedBy(o OwnerRef, ns string) string {
+	if ns == o.Namespace {
+		return "gitsource/" + o.Name
+	}
+	return "gitsource/" + o.Namespace + "/" + o.Name
+}
+
+// OwnerOf parses a metadata.managedBy value written in namespace ns (ok
+// false: not a GitSource's).
+func OwnerOf(managedBy, ns string) (OwnerRef, bool) {
+	rest, ok := strings.CutPrefix(managedBy, "gitsource/")
+	if !ok || rest == "" {
+		return OwnerRef{}, false
+	}
+	if sns, name, two := strings.Cut(rest, "/"); two {
+		return OwnerRef{Namespace: sns, Name: name}, name != ""
+	}
+	return OwnerRef{Namespace: ns, Name: rest}, true
 }

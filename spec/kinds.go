@@ -15,8 +15,10 @@ func NormalizeKind(s string) (string, error) {
 		return KindModel, nil
 	case "inferenceservice", "inferenceservices", "isvc", "isvcs":
 		return KindInferenceService, nil
+	case "gitsource", "gitsources", "gs":
+		return KindGitSource, nil
 	}
-	return "", errs.New(errs.NotFound, "unknown kind %q; known kinds: Model (models), InferenceService (inferenceservices, isvc)", s).WithField("kind")
+	return "", errs.New(errs.NotFound, "unknown kind %q; known kinds: Model (models), InferenceService (inferenceservices, isvc), GitSource (gitsources, gs)", s).WithField("kind")
 }
 
 // Plural is a Kind as REST paths name it ("models", "inferenceservices").

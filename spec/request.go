@@ -29,6 +29,9 @@ type Request struct {
 	// anything else happens; an error refuses the whole request (set by the
 	// server from the caller's token).
 	Authorize func(namespace string) error `json:"-"`
+	// AppliedBy is the caller's identity as a GitSource applied by this
+	// request will sync (a token id; set by the server).
+	AppliedBy string `json:"-"`
 }
 
 // Actions of a Result.
@@ -194,10 +197,13 @@ func DecodeRequest(req Request) (docs, invalid []Document, all Errors) {
 		}
 	}
 	if len(all) == 0 && len(docs) == 0 {
-		all = append(all, FieldError{Message: "no resources found in the input", Code: errs.InvalidArgument.String()})
+		all = append(all, FieldError{Message: NoResources, Code: errs.InvalidArgument.String()})
 	}
 	return docs, invalid, all
 }
+
+// NoResources is the one error of an input that declares nothing.
+const NoResources = "no resources found in the input"
 
 // validatePartial validates documents that decoded with errors, keeping only
 // problems of fields the decode errors did not already cover (a field left at

@@ -24,6 +24,9 @@ type StoredResource struct {
 	// ManagedBy is the owning GitSource ("" = made by hand); PutResource
 	// stores it as given.
 	ManagedBy string `json:"managedBy,omitempty"`
+	// AppliedBy is the identity that last applied the resource (a token id,
+	// "local" with auth off); a GitSource syncs as it.
+	AppliedBy string `json:"appliedBy,omitempty"`
 }
 
 // ResourceStore persists resources. Implementations return errs kinds NotFound

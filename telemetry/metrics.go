@@ -37,6 +37,7 @@ type Metrics struct {
 	memUsed      prometheus.Gauge
 	version      *versionCollectors
 	service      *serviceCollectors // InferenceServices: service.go
+	git          *gitCollectors     // GitSources: gitops.go
 }
 
 // NewMetrics registers every collector on a fresh registry (plus Go and process collectors).
@@ -112,6 +113,7 @@ func NewMetrics() *Metrics {
 	reg.MustRegister(m.coldStarts, m.idleUnloads, m.evictions, m.scaled, m.coldWait, m.memBudget, m.memUsed)
 	m.version = newVersionCollectors(reg)
 	m.service = newServiceCollectors(reg)
+	m.git = newGitCollectors(reg)
 	m.version.perVersion = append(m.version.perVersion, m.requests, m.latency, m.inferRows)
 	reg.MustRegister(m.inFlight, m.requests, m.latency, m.loadSeconds, m.loadFailures, m.loadedModels, m.loadedBytes, m.inferRows)
 	return m

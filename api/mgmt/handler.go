@@ -86,6 +86,8 @@ type Options struct {
 	Audit audit.Log
 	// Tokens serves the token routes; nil (auth off) answers them with 412.
 	Tokens Tokens
+	// GitSync serves "sync now" of GitSources; nil answers it with 503.
+	GitSync GitSync
 }
 
 func (o *Options) setDefaults() {
@@ -123,6 +125,9 @@ type Handler struct {
 type Route struct {
 	Method, Pattern string
 	Rule            auth.Rule
+	// Signed routes also take, instead of a token, a request signed with a
+	// secret of the resource (a git host's webhook).
+	Signed bool
 }
 
 // Routes lists every route the handler serves (for the access matrix test and docs).
@@ -182,6 +187,8 @@ func NewHandler(reg Registry, opts Options) *Handler {
 		{"GET " + nsp + "/resources/{kind}", read, noBody, a.withResources(a.listResources)},
 		{"GET " + nsp + "/resources/{kind}/{name}", read, noBody, a.withResources(a.getResource)},
 		{"DELETE " + nsp + "/resources/{kind}/{name}", write, noBody, a.withResources(a.deleteResource)},
+		// The handler checks the rule unless a webhook signature takes its place.
+		{"POST " + nsp + "/resources/gitsources/{name}/sync", write, noBody, a.syncGitSource(write)},
 		{"GET /api/v1/events", anyRd, noBody, a.listEvents},
 		{"GET " + nsp + "/events", read, noBody, a.listEvents},
 
@@ -215,7 +222,12 @@ func NewHandler(reg Registry, opts Options) *Handler {
 	h := &Handler{}
 	for _, rt := range routes {
 		method, path, _ := strings.Cut(rt.pattern, " ")
-		h.routes = append(h.routes, Route{Method: method, Pattern: path, Rule: rt.rule})
+		signed := strings.HasSuffix(path, "/sync")
+		h.routes = append(h.routes, Route{Method: method, Pattern: path, Rule: rt.rule, Signed: signed})
+		if signed {
+			mux.Handle(rt.pattern, a.wrap(rt.h))
+			continue
+		}
 		mux.Handle(rt.pattern, a.wrap(guarded(rt.rule, rt.body, rt.h)))
 	}
 	h.Handler = jsonFallback(mux)

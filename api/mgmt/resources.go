@@ -43,6 +43,19 @@ type errorsBody struct {
 // when auth is off).
 func actor(r *http.Request) string { return auth.FromContext(r.Context()).Actor() }
 
+// appliedBy is the caller's token id (what a GitSource it applies syncs
+// as), or "local" with auth off.
+func appliedBy(r *http.Request) string {
+	id := auth.FromContext(r.Context())
+	if id == nil {
+		return ""
+	}
+	if id.TokenID == "" {
+		return id.Name
+	}
+	return id.TokenID
+}
+
 // source is the change source a request names; anything unknown is "api". A
 // caller can never claim a server-internal source (the GitOps controller's):
 // those are set by the server's own code, not by a header.
@@ -93,6 +106,7 @@ func (a *api) readApply(w http.ResponseWriter, r *http.Request) (spec.Request, e
 		req.DryRun = dry
 	}
 	req.Actor, req.Source = actor(r), source(r)
+	req.AppliedBy = appliedBy(r)
 	// The route let any deployer in; each document's namespace is checked by
 	// the engine before anything is planned.
 	ctx := r.Context()

@@ -91,6 +91,8 @@ func renderDescription(t *table, obj spec.Object, events []audit.Event) {
 		describeModel(t, o)
 	case *spec.InferenceService:
 		describeService(t, o)
+	case *spec.GitSource:
+		describeGitSource(t, o)
 	}
 
 	t.row("")

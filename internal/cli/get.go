@@ -145,6 +145,11 @@ func renderResources(t *table, kind string, objs []spec.Object, now time.Time, a
 		if wide {
 			head = append(head, "GENERATION")
 		}
+	} else if kind == spec.KindGitSource {
+		head = append(head, "NAME", "URL", "REF", "SYNC", "COMMIT", "READY", "AGE")
+		if wide {
+			head = append(head, "LAST SYNC", "MESSAGE")
+		}
 	} else {
 		head = append(head, "NAME", "TRAFFIC", "READY", "AGE")
 		if wide {
@@ -171,6 +176,16 @@ func renderResources(t *table, kind string, objs []spec.Object, now time.Time, a
 			if wide {
 				row = append(row, formatShadow(o.Spec.Shadow), formatRequests(o.Status), strconv.FormatInt(meta.Generation, 10))
 			}
+		case *spec.GitSource:
+			st := o.Status
+			if st == nil {
+				st = &spec.GitSourceStatus{}
+			}
+			row = append(row, meta.Name, spec.RedactURI(o.Spec.URL), orDash(o.Spec.Ref), orDash(st.Sync), orDash(shortSHA(st.SyncedCommit)),
+				readyOf(conds), formatAge(meta.CreationTimestamp, now))
+			if wide {
+				row = append(row, formatAge(st.LastSyncTime, now), orDash(st.Message))
+			}
 		}
 		t.row(row...)
 	}
@@ -185,6 +200,10 @@ func statusOf(obj spec.Object) (observed int64, conds []spec.Condition) {
 			return o.Status.ObservedGeneration, o.Status.Conditions
 		}
 	case *spec.InferenceService:
+		if o.Status != nil {
+			return o.Status.ObservedGeneration, o.Status.Conditions
+		}
+	case *spec.GitSource:
 		if o.Status != nil {
 			return o.Status.ObservedGeneration, o.Status.Conditions
 		}

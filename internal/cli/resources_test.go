@@ -380,7 +380,7 @@ func TestApplyRefused(t *testing.T) {
 	lines := strings.Split(r.err, "\n")
 	if r.code != 1 || r.out != "" || len(lines) != 4 ||
 		lines[0] != svc+":14: spec.traffic: weights sum to 90, must be 100" ||
-		lines[1] != svc+`:17: kind: unknown kind "Trigger"; known kinds: InferenceService, Model` ||
+		lines[1] != svc+`:17: kind: unknown kind "Trigger"; known kinds: GitSource, InferenceService, Model` ||
 		lines[2] != "Error: apply refused: 2 problems; nothing was changed" {
 		t.Errorf("exit %d\nstdout: %s\nstderr:\n%s", r.code, r.out, r.err)
 	}

@@ -73,6 +73,9 @@ variables, then flags.`,
 	f.String("egress-allow", "", `CIDR[,CIDR...] of loopback/private/link-local ranges the server may connect to on a caller's behalf (artifact fetches), or "none"; public addresses always may (env NIMBUS_EGRESS_ALLOW; default: loopback while every listener is on loopback, else none)`)
 	f.Duration("source-fetch-timeout", def.SourceFetchTimeout, "how long one artifact fetch may take from start to end (env NIMBUS_SOURCE_FETCH_TIMEOUT)")
 	f.String("secrets-dir", "", "directory that {file: NAME} secret references are read from (env NIMBUS_SECRETS_DIR; default: none, file secrets refused)")
+	f.String("git-url", "", `a git repository to sync, as a GitSource named "server" in the default namespace: https://..., file:///path or /path (under --source-dir) (env NIMBUS_GIT_URL)`)
+	f.String("git-ref", "", "branch, tag or commit of --git-url (env NIMBUS_GIT_REF; default: the remote's default branch)")
+	f.String("git-path", "", "folder of --git-url whose YAML files declare the resources (env NIMBUS_GIT_PATH; default: the whole repository)")
 	f.Duration("read-timeout", def.ReadTimeout, "time a request body may take, plus 1s per --min-transfer-rate bytes; 0: none (env NIMBUS_READ_TIMEOUT)")
 	f.Duration("write-timeout", def.WriteTimeout, "time a response may take from its first byte, plus 1s per --min-transfer-rate bytes; 0: none (env NIMBUS_WRITE_TIMEOUT)")
 	f.String("min-transfer-rate", def.MinTransferRate, `rate per second that earns a body or response more time, e.g. "64KiB"; "0": fixed timeouts (env NIMBUS_MIN_TRANSFER_RATE)`)
@@ -167,6 +170,9 @@ func serverConfig(f *pflag.FlagSet, cfgFile string, lookup func(string) (string,
 		cfg.SourceFetchTimeout, _ = f.GetDuration("source-fetch-timeout")
 	}
 	str("secrets-dir", &cfg.SecretsDir)
+	str("git-url", &cfg.GitURL)
+	str("git-ref", &cfg.GitRef)
+	str("git-path", &cfg.GitPath)
 	if f.Changed("read-timeout") {
 		cfg.ReadTimeout, _ = f.GetDuration("read-timeout")
 	}

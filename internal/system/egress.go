@@ -78,6 +78,7 @@ func (s *System) newFetcher() (apply.Fetcher, error) {
 	if s.Config.SecretsDir != "" {
 		s.warnLoosePermissions(s.Config.SecretsDir)
 	}
+	s.egress, s.secrets = pol, res
 	return NewFetcher(source.New(source.Options{
 		AllowedDir: s.Config.SourceDir, MaxBytes: s.Config.MaxBlobBytes, Deadline: s.Config.SourceFetchTimeout,
 		Egress: pol, Secrets: res,

@@ -55,10 +55,14 @@ type fetcher struct{ f *source.Fetcher }
 func NewFetcher(f *source.Fetcher) apply.Fetcher { return fetcher{f} }
 
 func (f fetcher) Fetch(ctx context.Context, a apply.Artifact, dst apply.BlobPutter) (registry.BlobInfo, error) {
-	return f.f.Fetch(ctx, source.Artifact(a), dst)
+	return f.f.Fetch(ctx, sourceArtifact(a), dst)
 }
 
-func (f fetcher) Check(a apply.Artifact) error { return f.f.Check(source.Artifact(a)) }
+func (f fetcher) Check(a apply.Artifact) error { return f.f.Check(sourceArtifact(a)) }
+
+func sourceArtifact(a apply.Artifact) source.Artifact {
+	return source.Artifact{URI: a.URI, SHA256: a.SHA256, TokenFrom: a.TokenFrom}
+}
 
 // routes hands applied InferenceServices to the router.
 type routes struct{ r *router.Router }

@@ -27,6 +27,8 @@ import (
 	"github.com/nimbus-ai/nimbus/apply"
 	"github.com/nimbus-ai/nimbus/auth"
 	"github.com/nimbus-ai/nimbus/config"
+	"github.com/nimbus-ai/nimbus/egress"
+	"github.com/nimbus-ai/nimbus/gitops"
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/internal/limits"
 	"github.com/nimbus-ai/nimbus/internal/ratelimit"
@@ -36,6 +38,7 @@ import (
 	"github.com/nimbus-ai/nimbus/registry/sqlite"
 	"github.com/nimbus-ai/nimbus/runtime"
 	"github.com/nimbus-ai/nimbus/runtime/onnx"
+	"github.com/nimbus-ai/nimbus/secrets"
 	"github.com/nimbus-ai/nimbus/serving"
 	"github.com/nimbus-ai/nimbus/serving/router"
 	"github.com/nimbus-ai/nimbus/telemetry"
@@ -64,6 +67,14 @@ type System struct {
 	// Inflight is the budget of bytes REST bodies and gRPC messages in flight
 	// hold together (maxInflightBytes).
 	Inflight *limits.Budget
+	// GitOps syncs GitSources.
+	GitOps *gitops.Controller
+
+	// egress is the rule for connections made on a caller's behalf, secrets
+	// resolves secret references, fetcher fetches declared artifacts.
+	egress  *egress.Policy
+	secrets *secrets.Resolver
+	fetcher apply.Fetcher
 
 	httpLn  net.Listener
 	grpcLn  net.Listener
@@ -152,6 +163,11 @@ func newSystem(ctx context.Context, cfg config.Config, version string, log *slog
 		default:
 			s.Manager.Invalidate(c.Namespace, c.Model)
 		}
+		// A model changed by hand (an alias moved, a version deleted) may
+		// be one a GitSource owns: its sources look again (drift).
+		if s.GitOps != nil {
+			s.GitOps.NamespaceChanged(c.Namespace)
+		}
 	})
 
 	// Bind before the fetcher is built: the default egress rule depends on
@@ -163,6 +179,7 @@ func newSystem(ctx context.Context, cfg config.Config, version string, log *slog
 	if err != nil {
 		return nil, err
 	}
+	s.fetcher = fetch
 
 	serviceLimit, err := ratelimit.Parse(cfg.RateLimitPerService)
 	if err != nil {
@@ -174,7 +191,18 @@ func newSystem(ctx context.Context, cfg config.Config, version string, log *slog
 		Registry: s.Registry, Resources: db, Audit: db, Routes: routes{s.Router},
 		Fetcher:  fetch,
 		Observer: observer{s.Manager, s.Router}, Logger: log,
+		OnChange: func(kind, ns, name, managedBy string) {
+			if s.GitOps != nil {
+				s.GitOps.Changed(kind, ns, name, managedBy)
+			}
+		},
 	})
+	if err := s.setupGitOps(); err != nil {
+		return nil, err
+	}
+	if err := s.applyServerGitSource(ctx); err != nil {
+		return nil, err
+	}
 	gw := gateway{Manager: s.Manager, router: s.Router}
 
 	mux := http.NewServeMux()
@@ -188,7 +216,7 @@ func newSystem(ctx context.Context, cfg config.Config, version string, log *slog
 	mux.Handle("/ns/", oipHandler)
 	mopts := mgmt.Options{
 		UploadDir: filepath.Join(cfg.DataDir, "uploads"), MaxBlobBytes: cfg.MaxBlobBytes, Logger: log,
-		Residency: s.Manager, Resources: s.Resources, Audit: db,
+		Residency: s.Manager, Resources: s.Resources, Audit: db, GitSync: s.GitOps,
 	}
 	if s.Auth != nil {
 		mopts.Tokens = s.Auth
@@ -270,6 +298,7 @@ func (s *System) Run(ctx context.Context) error {
 		g.Add("tokens", s.Auth)
 	}
 	g.Add("resources", s.Resources)
+	g.Add("gitops", s.GitOps)
 	g.Add("api", run.Func(s.serve))
 	runErr := g.Run(ctx)
 	closed := make(chan struct{})

@@ -14,7 +14,7 @@ import (
 
 var _ spec.ResourceStore = (*Store)(nil)
 
-const resourceCols = `kind, namespace, name, labels, annotations, spec, generation, resource_version, created_at, updated_at, managed_by`
+const resourceCols = `kind, namespace, name, labels, annotations, spec, generation, resource_version, created_at, updated_at, managed_by, applied_by`
 
 func scanResource(row scanner) (spec.StoredResource, error) {
 	var (
@@ -23,7 +23,7 @@ func scanResource(row scanner) (spec.StoredResource, error) {
 		created, updated          int64
 	)
 	if err := row.Scan(&r.Kind, &r.Namespace, &r.Name, &labels, &annotations, &body,
-		&r.Generation, &r.ResourceVersion, &created, &updated, &r.ManagedBy); err != nil {
+		&r.Generation, &r.ResourceVersion, &created, &updated, &r.ManagedBy, &r.AppliedBy); err != nil {
 		return spec.StoredResource{}, err
 	}
 	var err error
@@ -141,8 +141,8 @@ func (s *Store) PutResource(ctx context.Context, r spec.StoredResource, expect i
 	err = s.write(ctx, "put resource", func(tx *sql.Tx) error {
 		if expect == 0 {
 			res, err := tx.ExecContext(ctx, `INSERT INTO resources (`+resourceCols+`)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, namespace, name) DO NOTHING`,
-				r.Kind, r.Namespace, r.Name, labels, annotations, string(r.Spec), r.Generation, r.ResourceVersion, now, now, r.ManagedBy)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, namespace, name) DO NOTHING`,
+				r.Kind, r.Namespace, r.Name, labels, annotations, string(r.Spec), r.Generation, r.ResourceVersion, now, now, r.ManagedBy, r.AppliedBy)
 			if err != nil {
 				return err
 			}
@@ -156,9 +156,9 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, namespace, name) DO 
 		}
 		var created int64
 		err := tx.QueryRowContext(ctx, `UPDATE resources SET labels = ?, annotations = ?, spec = ?, generation = ?,
-resource_version = ?, updated_at = ?, managed_by = ?
+resource_version = ?, updated_at = ?, managed_by = ?, applied_by = ?
 WHERE kind = ? AND namespace = ? AND name = ? AND resource_version = ? RETURNING created_at`,
-			labels, annotations, string(r.Spec), r.Generation, r.ResourceVersion, now, r.ManagedBy,
+			labels, annotations, string(r.Spec), r.Generation, r.ResourceVersion, now, r.ManagedBy, r.AppliedBy,
 			r.Kind, r.Namespace, r.Name, expect).Scan(&created)
 		if errors.Is(err, sql.ErrNoRows) {
 			return staleOrMissing(ctx, tx, r.Kind, r.Namespace, r.Name, expect)

@@ -17,3 +17,5 @@ CREATE TABLE resource_status (
 -- managed_by names the GitSource that owns a resource ("gitsource/NAME"), ''
 -- for one made by hand: prune deletes only what its source owns.
 ALTER TABLE resources ADD COLUMN managed_by TEXT NOT NULL DEFAULT '';
+-- applied_by is the identity that last applied it: a GitSource syncs as it.
+ALTER TABLE resources ADD COLUMN applied_by TEXT NOT NULL DEFAULT '';

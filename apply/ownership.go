@@ -1,0 +1,210 @@
+package apply
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"github.com/nimbus-ai/nimbus/audit"
+	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/spec"
+)
+
+// fetcher is the fetcher of this apply's artifacts.
+func (p *plan) fetcher() Fetcher {
+	if p.sync.Fetcher != nil {
+		return p.sync.Fetcher
+	}
+	return p.e.opts.Fetcher
+}
+
+// ownership is who owns a declared resource after this apply: the apply's
+// owner (a GitSource's sync), refused when another source owns it already;
+// otherwise whoever owned it before (a change by hand to an owned resource
+// is drift, not a change of owner). adopted says the owner changes.
+func (p *plan) ownership(d spec.Document, stored *spec.StoredResource) (managedBy string, adopted, ok bool) {
+	prev := ""
+	if stored != nil {
+		prev = stored.ManagedBy
+	}
+	if p.sync.Owner == nil {
+		return prev, false, true
+	}
+	m := d.Object.GetMeta()
+	want := spec.ManagedBy(*p.sync.Owner, m.Namespace)
+	if prev != "" && prev != want {
+		p.errs = append(p.errs, d.Errorf("metadata.name", errs.Conflict,
+			"%s %s/%s is owned by %s; two GitSources may not own one resource (remove it from one of them)",
+			d.Object.GetKind(), m.Namespace, m.Name, prev))
+		return "", false, false
+	}
+	return want, prev != want, true
+}
+
+// planGitSource adds the step of a GitSource: stored like any resource; its
+// controller does the rest.
+func (p *plan) planGitSource(ctx context.Context, d spec.Document, g *spec.GitSource) {
+	ns, name := g.Metadata.Namespace, g.Metadata.Name
+	stored, err := p.e.storedOrNil(ctx, spec.KindGitSource, ns, name)
+	if err != nil {
+		p.fail(err)
+		return
+	}
+	if !p.checkResourceVersion(d, stored) {
+		return
+	}
+	managedBy, adopted, ok := p.ownership(d, stored)
+	if !ok {
+		return
+	}
+	specJSON, err := marshalSpec(g.Spec)
+	if err != nil {
+		p.fail(err)
+		return
+	}
+	var beforeObj spec.Object
+	gen, expect := int64(1), int64(0)
+	metaChanged := true
+	if stored != nil {
+		var prev spec.GitSource
+		if err := json.Unmarshal(stored.Spec, &prev.Spec); err != nil {
+			p.fail(fmt.Errorf("decode stored gitsource %s/%s: %w", ns, name, err))
+			return
+		}
+		prev.Metadata = spec.ObjectMeta{Name: name, Namespace: ns, Labels: stored.Labels, Annotations: stored.Annotations}
+		prev.TypeMeta = spec.TypeMeta{APIVersion: spec.APIVersion, Kind: spec.KindGitSource}
+		beforeObj = &prev
+		gen, expect = stored.Generation, stored.ResourceVersion
+		if string(stored.Spec) != string(specJSON) {
+			gen++
+		}
+		metaChanged = !sameMeta(stored, g.Metadata) || stored.AppliedBy != p.req.AppliedBy
+	}
+	after := spec.Clone(g).(*spec.GitSource)
+	after.Status = nil
+	after.Metadata = spec.ObjectMeta{Name: name, Namespace: ns, Labels: g.Metadata.Labels, Annotations: g.Metadata.Annotations}
+	diff := diffOf(beforeObj, after)
+	st := &step{action: audit.ActionUpdate, summary: "gitsource " + spec.RedactURI(g.Spec.URL), managedBy: managedBy}
+	st.result = spec.Result{Kind: spec.KindGitSource, Namespace: ns, Name: name, Generation: gen, Diff: diff}
+	switch {
+	case stored == nil:
+		st.result.Action, st.action = spec.ActionCreated, audit.ActionCreate
+	case diff != "" || adopted || metaChanged:
+		// A GitSource applied again by someone else is configured: it now
+		// syncs as them.
+		st.result.Action = spec.ActionConfigured
+	default:
+		st.result.Action = spec.ActionUnchanged
+		st.commit = func(context.Context) error { return nil }
+		p.steps = append(p.steps, st)
+		return
+	}
+	st.commit = func(ctx context.Context) error {
+		_, err := p.e.opts.Resources.PutResource(ctx, spec.StoredResource{
+			Kind: spec.KindGitSource, Namespace: ns, Name: name,
+			Labels: emptyToNil(g.Metadata.Labels), Annotations: emptyToNil(g.Metadata.Annotations),
+			Spec: specJSON, Generation: gen, ManagedBy: managedBy, AppliedBy: p.req.AppliedBy,
+		}, expect)
+		return err
+	}
+	p.steps = append(p.steps, st)
+}
+
+// pruneKinds are deleted services first: a Model a pruned service targeted
+// may go in the same transaction.
+var pruneKinds = []string{spec.KindGitSource, spec.KindInferenceService, spec.KindModel}
+
+// planPrune adds a delete step for every resource the apply's owner owns in
+// the prune namespaces that no document declares. A resource made by hand,
+// or owned by another source, is never touched.
+func (p *plan) planPrune(ctx context.Context, docs []spec.Document) {
+	declared := map[string]bool{}
+	for _, d := range docs {
+		m := d.Object.GetMeta()
+		declared[d.Object.GetKind()+"/"+m.Namespace+"/"+m.Name] = true
+	}
+	deleting := map[string]bool{}
+	var victims []spec.DeleteRequest
+	for _, kind := range pruneKinds {
+		for _, ns := range slices.Compact(slices.Sorted(slices.Values(p.sync.PruneNamespaces))) {
+			rs, err := p.e.opts.Resources.ListResources(ctx, kind, ns)
+			if err != nil {
+				p.fail(err)
+				return
+			}
+			owner := spec.ManagedBy(*p.sync.Owner, ns)
+			for _, r := range rs {
+				if r.ManagedBy != owner || declared[kind+"/"+ns+"/"+r.Name] {
+					continue
+				}
+				victims = append(victims, spec.DeleteRequest{Kind: kind, Namespace: ns, Name: r.Name,
+					DryRun: p.req.DryRun, Actor: p.req.Actor, Source: p.req.Source})
+				if kind == spec.KindInferenceService {
+					deleting[ns+"/"+r.Name] = true
+				}
+			}
+		}
+	}
+	for _, dr := range victims {
+		// Checked now (a dry run answers with what would go); deleted at commit.
+		res, _, err := p.e.deleteLocked(ctx, spec.DeleteRequest{Kind: dr.Kind, Namespace: dr.Namespace, Name: dr.Name, DryRun: true}, deleting)
+		if err != nil {
+			p.errs = append(p.errs, spec.FieldError{Kind: dr.Kind, Name: dr.Namespace + "/" + dr.Name,
+				Message: "cannot prune it (no longer declared): " + errs.PublicMessage(err), Code: errs.KindOf(err).String()})
+			continue
+		}
+		// deleteLocked records the delete's audit event itself.
+		st := &step{result: res, action: audit.ActionDelete, summary: "pruned: no longer declared", recorded: true}
+		st.result.Action = spec.ActionDeleted
+		dr.DryRun = false
+		st.commit = func(ctx context.Context) error {
+			_, after, err := p.e.deleteLocked(ctx, dr, deleting)
+			st.after = after
+			return err
+		}
+		p.steps = append(p.steps, st)
+	}
+}
+
+// gitSourceObject is a stored GitSource with the status its controller
+// recorded.
+func (e *Engine) gitSourceObject(ctx context.Context, r spec.StoredResource) (*spec.GitSource, error) {
+	g := &spec.GitSource{TypeMeta: spec.TypeMeta{APIVersion: spec.APIVersion, Kind: spec.KindGitSource}}
+	if err := json.Unmarshal(r.Spec, &g.Spec); err != nil {
+		return nil, fmt.Errorf("stored spec of gitsource %s/%s: %w", r.Namespace, r.Name, err)
+	}
+	g.Metadata = storedMeta(r)
+	st := &spec.GitSourceStatus{}
+	rec, err := e.opts.Resources.GetStatus(ctx, spec.KindGitSource, r.Namespace, r.Name)
+	switch {
+	case err == nil:
+		st.ObservedGeneration, st.Conditions = rec.ObservedGeneration, rec.Conditions
+		if len(rec.Details) > 0 {
+			if err := json.Unmarshal(rec.Details, &st.GitSyncStatus); err != nil {
+				return nil, fmt.Errorf("status of gitsource %s/%s: %w", r.Namespace, r.Name, err)
+			}
+		}
+	case errs.KindOf(err) == errs.NotFound:
+		st.Conditions = []spec.Condition{{Type: spec.ConditionReady, Status: spec.ConditionUnknown, Reason: "Pending", Message: "not synced yet"}}
+	default:
+		return nil, err
+	}
+	st.AppliedBy = r.AppliedBy
+	g.Status = st
+	return g, nil
+}
+
+// storedMeta is the metadata of a stored resource as views show it.
+func storedMeta(r spec.StoredResource) spec.ObjectMeta {
+	m := spec.ObjectMeta{
+		Name: r.Name, Namespace: r.Namespace, Labels: emptyToNil(r.Labels), Annotations: emptyToNil(r.Annotations),
+		Generation: r.Generation, ResourceVersion: strconv.FormatInt(r.ResourceVersion, 10), ManagedBy: r.ManagedBy,
+	}
+	if !r.CreatedAt.IsZero() {
+		t := r.CreatedAt.UTC()
+		m.CreationTimestamp = &t
+	}
+	return m
+}

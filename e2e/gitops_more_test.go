@@ -1,0 +1,132 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nimbus-ai/nimbus/config"
+	"github.com/nimbus-ai/nimbus/internal/testutil"
+	"github.com/nimbus-ai/nimbus/spec"
+)
+
+func applyGitSource(t *testing.T, srv *testutil.Server, name, specLine string, extra ...string) {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), name+".yaml")
+	os.WriteFile(f, []byte(fmt.Sprintf("apiVersion: nimbus.dev/v1\nkind: GitSource\nmetadata: {name: %s}\nspec: %s\n", name, specLine)), 0o600)
+	mustCLI(t, srv, append([]string{"apply", "-f", f}, extra...)...)
+}
+
+// TestGitOpsOverSmartHTTP: a remote served by the real git http-backend is
+// fetched through the server's egress rule: allowed on a loopback server by
+// default, refused (and the sync fails, changing nothing) when the rule
+// allows nothing private.
+func TestGitOpsOverSmartHTTP(t *testing.T) {
+	g := newGitEnv(t)
+	g.repo.Write("m/fraud-v1.onnx", string(g.model))
+	g.repo.Write("m/fraud.yaml", g.modelYAML([]int{1}, 1))
+	commit := g.repo.Commit("v1")
+	url := g.repo.ServeHTTP(t, "")
+	applyGitSource(t, g.srv, "remote", fmt.Sprintf("{url: %q}", url))
+	if st := g.sync(t, "remote"); st.Sync != spec.SyncSynced || st.SyncedCommit != commit {
+		t.Fatalf("sync over smart HTTP: %+v", st)
+	}
+
+	locked := newGitEnv(t, func(c *config.Config) { c.EgressAllow = []string{} })
+	applyGitSource(t, locked.srv, "remote", fmt.Sprintf("{url: %q}", url))
+	st := locked.sync(t, "remote")
+	if st.Sync != spec.SyncFailed || st.Reason != "FetchFailed" || st.SyncedCommit != "" {
+		t.Fatalf("egress refused loopback, yet: %+v", st)
+	}
+	if code := getJSON(t, locked.srv.URL+"/api/v1/namespaces/default/models/fraud-detector", nil); code != 404 {
+		t.Fatalf("a refused fetch created the model: %d", code)
+	}
+}
+
+// TestGitOpsOwnershipAndNamespaces: two sources may not own one resource
+// (the second's sync fails naming the owner, and the owner's status shows
+// the conflict); a source writes only into its own namespace and its
+// targetNamespaces, and only where the identity that applied it may write.
+func TestGitOpsOwnershipAndNamespaces(t *testing.T) {
+	g := newGitEnv(t)
+	g.repo.Write("m/fraud-v1.onnx", string(g.model))
+	g.repo.Write("m/fraud.yaml", g.modelYAML([]int{1}, 1))
+	g.repo.Commit("v1")
+	applyGitSource(t, g.srv, "first", fmt.Sprintf("{url: %q}", g.repo.Dir()))
+	applyGitSource(t, g.srv, "second", fmt.Sprintf("{url: %q}", g.repo.Dir()))
+	if st := g.sync(t, "first"); st.Sync != spec.SyncSynced {
+		t.Fatalf("first: %+v", st)
+	}
+	st := g.sync(t, "second")
+	if st.Sync != spec.SyncFailed || len(st.Errors) == 0 || !strings.Contains(st.Errors[0].Message, "owned by gitsource/first") {
+		t.Fatalf("second source took a resource the first owns: %+v", st)
+	}
+	st = g.sync(t, "first")
+	if len(st.Resources) != 1 || st.Resources[0].State != spec.SyncConflict || !strings.Contains(st.Resources[0].Message, "gitsource/default/second") {
+		t.Fatalf("the owner does not show the conflict: %+v", st.Resources)
+	}
+
+	// A document in another namespace: refused unless listed, and then only
+	// if the identity may write there.
+	g2 := newGitEnv(t)
+	g2.repo.Write("m/fraud-v1.onnx", string(g2.model))
+	g2.repo.Write("m/fraud.yaml", strings.Replace(g2.modelYAML([]int{1}, 1), "metadata: {name: fraud-detector}", "metadata: {name: fraud-detector, namespace: risk}", 1))
+	g2.repo.Commit("into risk")
+	applyGitSource(t, g2.srv, "plain", fmt.Sprintf("{url: %q}", g2.repo.Dir()))
+	st = g2.sync(t, "plain")
+	if st.Sync != spec.SyncFailed || len(st.Errors) == 0 || !strings.Contains(st.Errors[0].Message, "targetNamespaces") {
+		t.Fatalf("wrote outside its namespace: %+v", st)
+	}
+	dep := createToken(t, g2.srv, "--role", "deployer", "--scope", "default")
+	applyGitSource(t, g2.srv, "scoped", fmt.Sprintf("{url: %q, targetNamespaces: [risk]}", g2.repo.Dir()), "--token", dep.Secret)
+	st = g2.sync(t, "scoped")
+	if st.Sync != spec.SyncFailed || len(st.Errors) == 0 || !strings.Contains(st.Errors[0].Message, "may not write") || st.AppliedBy != dep.ID {
+		t.Fatalf("a deployer of default synced into risk: %+v", st)
+	}
+	applyGitSource(t, g2.srv, "admin", fmt.Sprintf("{url: %q, targetNamespaces: [risk]}", g2.repo.Dir()))
+	st = g2.sync(t, "admin")
+	if st.Sync != spec.SyncSynced {
+		t.Fatalf("admin source into risk: %+v", st)
+	}
+	var m spec.Model
+	if getJSON(t, g2.srv.URL+"/api/v1/namespaces/risk/resources/models/fraud-detector", &m); m.Metadata.ManagedBy != "gitsource/default/admin" {
+		t.Fatalf("managedBy in another namespace = %q", m.Metadata.ManagedBy)
+	}
+	// Revoking the token that applied a source stops its syncs.
+	mustCLI(t, g2.srv, "tokens", "revoke", dep.ID)
+	st = g2.sync(t, "scoped")
+	if st.Sync != spec.SyncFailed || st.Reason != "IdentityInvalid" {
+		t.Fatalf("a revoked token's source still syncs: %+v", st)
+	}
+}
+
+// TestGitOpsSurvivesRestart: after a restart the source's status is still
+// there, the service serves before the first pass (the router's controller
+// restores it), and the first pass over an unchanged repo writes nothing.
+func TestGitOpsSurvivesRestart(t *testing.T) {
+	g := newGitEnv(t)
+	g.repo.Write("m/fraud-v1.onnx", string(g.model))
+	g.repo.Write("m/fraud.yaml", g.modelYAML([]int{1}, 1))
+	g.repo.Write("s/fraud.yaml", gitServiceYAML)
+	commit := g.repo.Commit("v1")
+	applyGitSource(t, g.srv, "deploy", fmt.Sprintf("{url: %q}", g.repo.Dir()))
+	before := g.sync(t, "deploy")
+	if before.Sync != spec.SyncSynced {
+		t.Fatalf("sync: %+v", before)
+	}
+	dataDir := g.srv.DataDir
+	g.srv.Stop()
+	g.srv = testutil.StartServer(t, func(c *config.Config) {
+		c.DataDir = dataDir
+		c.SourceDir = filepath.Dir(g.repo.Dir())
+	})
+	if code, body := postJSON(t, g.srv.URL+"/v2/models/fraud/infer", mlpRequest); code != 200 {
+		t.Fatalf("infer after restart: %d %s", code, body)
+	}
+	after := g.sync(t, "deploy")
+	if after.Sync != spec.SyncSynced || after.SyncedCommit != commit || after.LastSyncTime == nil || !after.LastSyncTime.Equal(*before.LastSyncTime) {
+		t.Fatalf("after restart: %+v (before %+v)", after, before)
+	}
+}
