@@ -218,6 +218,10 @@ func (e *Engine) plan(ctx context.Context, req spec.Request, so SyncOptions, doc
 	// The documents that passed the static checks are planned even when others
 	// failed, so one answer reports every problem of every document.
 	p := &plan{e: e, req: req, sync: so, models: map[string]*modelPlan{}, services: map[string]bool{}, errs: slices.Clone(fes), artifacts: arts}
+	if err := p.preload(ctx, docs); err != nil {
+		p.fail(err)
+		return p
+	}
 	for _, d := range docs {
 		if s, ok := d.Object.(*spec.InferenceService); ok {
 			p.services[s.Metadata.Namespace+"/"+s.Metadata.Name] = true
@@ -320,6 +324,49 @@ type plan struct {
 	services map[string]bool
 	// artifacts of the new versions, prepared before the lock was taken.
 	artifacts map[artifactKey]*artifact
+	// stored holds the stored resources of the kinds and namespaces many
+	// documents declare, read with one list (see preload).
+	stored map[[2]string]map[string]*spec.StoredResource
+}
+
+// preloadAt is how many documents of one kind in one namespace make planning
+// list them at once instead of reading each (a GitSource of 1,000 services).
+const preloadAt = 16
+
+// preload lists the stored resources of every kind and namespace that at
+// least preloadAt documents declare. The caller holds e.mu, so nothing
+// changes them meanwhile.
+func (p *plan) preload(ctx context.Context, docs []spec.Document) error {
+	counts := map[[2]string]int{}
+	for _, d := range docs {
+		counts[[2]string{d.Object.GetKind(), d.Object.GetMeta().Namespace}]++
+	}
+	for k, n := range counts {
+		if n < preloadAt {
+			continue
+		}
+		rs, err := p.e.opts.Resources.ListResources(ctx, k[0], k[1])
+		if err != nil {
+			return err
+		}
+		m := make(map[string]*spec.StoredResource, len(rs))
+		for i := range rs {
+			m[rs[i].Name] = &rs[i]
+		}
+		if p.stored == nil {
+			p.stored = map[[2]string]map[string]*spec.StoredResource{}
+		}
+		p.stored[k] = m
+	}
+	return nil
+}
+
+// storedOrNil is Engine.storedOrNil, from the preloaded list when there is one.
+func (p *plan) storedOrNil(ctx context.Context, kind, ns, name string) (*spec.StoredResource, error) {
+	if m, ok := p.stored[[2]string{kind, ns}]; ok {
+		return m[name], nil
+	}
+	return p.e.storedOrNil(ctx, kind, ns, name)
 }
 
 // step is one resource's change, ready to commit.

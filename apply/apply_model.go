@@ -63,7 +63,7 @@ func (p *plan) modelState(ctx context.Context, ns, name string) (*modelPlan, err
 // versions and adds the step that makes it so.
 func (p *plan) planModel(ctx context.Context, d spec.Document, m *spec.Model) {
 	ns, name := m.Metadata.Namespace, m.Metadata.Name
-	stored, err := p.e.storedOrNil(ctx, spec.KindModel, ns, name)
+	stored, err := p.storedOrNil(ctx, spec.KindModel, ns, name)
 	if err != nil {
 		p.fail(err)
 		return

@@ -18,7 +18,7 @@ import (
 // registry, or among the Models of the same apply — and adds its step.
 func (p *plan) planService(ctx context.Context, d spec.Document, s *spec.InferenceService) {
 	ns, name := s.Metadata.Namespace, s.Metadata.Name
-	stored, err := p.e.storedOrNil(ctx, spec.KindInferenceService, ns, name)
+	stored, err := p.storedOrNil(ctx, spec.KindInferenceService, ns, name)
 	if err != nil {
 		p.fail(err)
 		return
@@ -60,7 +60,12 @@ func (p *plan) planService(ctx context.Context, d spec.Document, s *spec.Inferen
 		}
 	}
 	after := serviceView(s)
-	diff := diffOf(beforeObj, after)
+	diff := ""
+	// Same stored spec and metadata: the views are equal, and rendering both
+	// as YAML (most of a no-op sync's time) is skipped.
+	if stored == nil || string(stored.Spec) != string(specJSON) || !sameMeta(stored, s.Metadata) {
+		diff = diffOf(beforeObj, after)
+	}
 	st := &step{action: audit.ActionUpdate, summary: serviceSummary(s.Spec), managedBy: managedBy}
 	st.result = spec.Result{Kind: spec.KindInferenceService, Namespace: ns, Name: name, Generation: gen, Diff: diff}
 	switch {

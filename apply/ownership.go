@@ -47,7 +47,7 @@ func (p *plan) ownership(d spec.Document, stored *spec.StoredResource) (managedB
 // controller does the rest.
 func (p *plan) planGitSource(ctx context.Context, d spec.Document, g *spec.GitSource) {
 	ns, name := g.Metadata.Namespace, g.Metadata.Name
-	stored, err := p.e.storedOrNil(ctx, spec.KindGitSource, ns, name)
+	stored, err := p.storedOrNil(ctx, spec.KindGitSource, ns, name)
 	if err != nil {
 		p.fail(err)
 		return

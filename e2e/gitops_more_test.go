@@ -12,7 +12,7 @@ import (
 	"github.com/nimbus-ai/nimbus/spec"
 )
 
-func applyGitSource(t *testing.T, srv *testutil.Server, name, specLine string, extra ...string) {
+func applyGitSource(t testing.TB, srv *testutil.Server, name, specLine string, extra ...string) {
 	t.Helper()
 	f := filepath.Join(t.TempDir(), name+".yaml")
 	os.WriteFile(f, []byte(fmt.Sprintf("apiVersion: nimbus.dev/v1\nkind: GitSource\nmetadata: {name: %s}\nspec: %s\n", name, specLine)), 0o600)

@@ -27,7 +27,7 @@ type gitEnv struct {
 	sum   string
 }
 
-func newGitEnv(t *testing.T, mutate ...func(*config.Config)) *gitEnv {
+func newGitEnv(t testing.TB, mutate ...func(*config.Config)) *gitEnv {
 	t.Helper()
 	repo := gittest.NewRepo(t)
 	b, err := os.ReadFile(testutil.Model("mlp"))
@@ -62,9 +62,15 @@ spec:
 `
 
 // sync asks for a sync now (as the admin) and returns the status it left.
-func (g *gitEnv) sync(t *testing.T, name string) spec.GitSourceStatus {
+func (g *gitEnv) sync(t testing.TB, name string) spec.GitSourceStatus {
 	t.Helper()
-	st, _, body := do(t, "POST", g.srv.URL+"/api/v1/namespaces/default/resources/gitsources/"+name+"/sync", "", nil)
+	return g.syncNS(t, "default", name)
+}
+
+// syncNS is sync in namespace ns.
+func (g *gitEnv) syncNS(t testing.TB, ns, name string) spec.GitSourceStatus {
+	t.Helper()
+	st, _, body := do(t, "POST", g.srv.URL+"/api/v1/namespaces/"+ns+"/resources/gitsources/"+name+"/sync", "", nil)
 	if st != http.StatusOK {
 		t.Fatalf("sync %s: %d %s", name, st, body)
 	}
@@ -75,7 +81,7 @@ func (g *gitEnv) sync(t *testing.T, name string) spec.GitSourceStatus {
 	return out
 }
 
-func (g *gitEnv) alias(t *testing.T, alias string) int64 {
+func (g *gitEnv) alias(t testing.TB, alias string) int64 {
 	t.Helper()
 	var m struct {
 		Aliases map[string]int64 `json:"aliases"`

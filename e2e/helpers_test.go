@@ -21,7 +21,7 @@ import (
 )
 
 // runCLI runs the nimbus command tree in-process against srv.
-func runCLI(t *testing.T, srv *testutil.Server, args ...string) (stdout, stderr string, code int) {
+func runCLI(t testing.TB, srv *testutil.Server, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	return runCLIB(srv, args...)
 }
@@ -34,7 +34,7 @@ func runCLIB(srv *testutil.Server, args ...string) (stdout, stderr string, code 
 	return out.String(), errb.String(), code
 }
 
-func mustCLI(t *testing.T, srv *testutil.Server, args ...string) string {
+func mustCLI(t testing.TB, srv *testutil.Server, args ...string) string {
 	t.Helper()
 	out, errOut, code := runCLI(t, srv, args...)
 	if code != 0 {
@@ -44,7 +44,7 @@ func mustCLI(t *testing.T, srv *testutil.Server, args ...string) string {
 }
 
 // do sends a request and returns status, headers and body.
-func do(t *testing.T, method, url, contentType string, body []byte, hdr ...string) (int, http.Header, []byte) {
+func do(t testing.TB, method, url, contentType string, body []byte, hdr ...string) (int, http.Header, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, bytes.NewReader(body))
 	if err != nil {
@@ -68,13 +68,13 @@ func do(t *testing.T, method, url, contentType string, body []byte, hdr ...strin
 	return resp.StatusCode, resp.Header, b
 }
 
-func postJSON(t *testing.T, url, body string) (int, []byte) {
+func postJSON(t testing.TB, url, body string) (int, []byte) {
 	t.Helper()
 	st, _, b := do(t, "POST", url, "application/json", []byte(body))
 	return st, b
 }
 
-func getJSON(t *testing.T, url string, out any) int {
+func getJSON(t testing.TB, url string, out any) int {
 	t.Helper()
 	st, _, b := do(t, "GET", url, "", nil)
 	if out != nil && st == 200 {
