@@ -71,7 +71,7 @@ func (p *plan) planModel(ctx context.Context, d spec.Document, m *spec.Model) {
 	if !p.checkResourceVersion(d, stored) {
 		return
 	}
-	managedBy, adopted, ok := p.ownership(d, stored)
+	managedBy, adopted, ok := p.ownership(ctx, d, stored)
 	if !ok {
 		return
 	}

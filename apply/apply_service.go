@@ -26,7 +26,7 @@ func (p *plan) planService(ctx context.Context, d spec.Document, s *spec.Inferen
 	if !p.checkResourceVersion(d, stored) {
 		return
 	}
-	managedBy, adopted, ok := p.ownership(d, stored)
+	managedBy, adopted, ok := p.ownership(ctx, d, stored)
 	if !ok {
 		return
 	}

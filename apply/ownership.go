@@ -24,12 +24,18 @@ func (p *plan) fetcher() Fetcher {
 // owner (a GitSource's sync), refused when another source owns it already;
 // otherwise whoever owned it before (a change by hand to an owned resource
 // is drift, not a change of owner). adopted says the owner changes.
-func (p *plan) ownership(d spec.Document, stored *spec.StoredResource) (managedBy string, adopted, ok bool) {
+func (p *plan) ownership(ctx context.Context, d spec.Document, stored *spec.StoredResource) (managedBy string, adopted, ok bool) {
 	prev := ""
 	if stored != nil {
 		prev = stored.ManagedBy
 	}
 	if p.sync.Owner == nil {
+		if stored != nil && prev != "" {
+			if err := p.e.lockedBy(ctx, *stored); err != nil {
+				p.errs = append(p.errs, d.Errorf("metadata.name", errs.KindOf(err), "%s", errs.PublicMessage(err)))
+				return "", false, false
+			}
+		}
 		return prev, false, true
 	}
 	m := d.Object.GetMeta()
@@ -55,7 +61,7 @@ func (p *plan) planGitSource(ctx context.Context, d spec.Document, g *spec.GitSo
 	if !p.checkResourceVersion(d, stored) {
 		return
 	}
-	managedBy, adopted, ok := p.ownership(d, stored)
+	managedBy, adopted, ok := p.ownership(ctx, d, stored)
 	if !ok {
 		return
 	}
@@ -207,4 +213,43 @@ func storedMeta(r spec.StoredResource) spec.ObjectMeta {
 		m.CreationTimestamp = &t
 	}
 	return m
+}
+
+// CheckUnlocked refuses a change made outside git (the API, the CLI) to a
+// resource owned by a GitSource whose spec.lockImperative is on, with a
+// message naming the source. Anything else passes.
+func (e *Engine) CheckUnlocked(ctx context.Context, kind, ns, name string) error {
+	r, err := e.opts.Resources.GetResource(ctx, kind, ns, name)
+	if errs.KindOf(err) == errs.NotFound {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return e.lockedBy(ctx, r)
+}
+
+// lockedBy is CheckUnlocked for a resource already read.
+func (e *Engine) lockedBy(ctx context.Context, r spec.StoredResource) error {
+	o, ok := spec.OwnerOf(r.ManagedBy, r.Namespace)
+	if !ok {
+		return nil
+	}
+	src, err := e.opts.Resources.GetResource(ctx, spec.KindGitSource, o.Namespace, o.Name)
+	if errs.KindOf(err) == errs.NotFound {
+		return nil // its source is gone: nobody locks it
+	}
+	if err != nil {
+		return err
+	}
+	var gs spec.GitSourceSpec
+	if err := json.Unmarshal(src.Spec, &gs); err != nil {
+		return fmt.Errorf("stored spec of gitsource %s/%s: %w", o.Namespace, o.Name, err)
+	}
+	if !spec.Flag(gs.LockImperative, false) {
+		return nil
+	}
+	return errs.New(errs.FailedPrecondition,
+		"%s %s/%s is managed by gitsource %s/%s, which refuses changes made outside git (spec.lockImperative): change it in %s",
+		r.Kind, r.Namespace, r.Name, o.Namespace, o.Name, spec.RedactURI(gs.URL))
 }

@@ -284,6 +284,9 @@ func (e *Engine) Delete(ctx context.Context, dr spec.DeleteRequest) (spec.Result
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	ctx = registry.WithoutAudit(context.WithoutCancel(ctx)) // the engine records the delete
+	if err := e.CheckUnlocked(ctx, dr.Kind, dr.Namespace, dr.Name); err != nil {
+		return spec.Result{}, err
+	}
 	if dr.DryRun {
 		res, _, err := e.deleteLocked(ctx, dr, nil)
 		return res, err
@@ -415,12 +418,15 @@ func (e *Engine) DeleteFiles(ctx context.Context, req spec.Request) (*spec.Respo
 	resp := &spec.Response{DryRun: req.DryRun}
 	var afters []func(context.Context)
 	deleteAll := func(ctx context.Context) error {
-		for _, kind := range []string{spec.KindInferenceService, spec.KindModel} {
+		for _, kind := range []string{spec.KindGitSource, spec.KindInferenceService, spec.KindModel} {
 			for _, d := range docs {
 				if d.Object.GetKind() != kind {
 					continue
 				}
 				m := d.Object.GetMeta()
+				if err := e.CheckUnlocked(ctx, kind, m.Namespace, m.Name); err != nil {
+					return err
+				}
 				res, after, err := e.deleteLocked(ctx, spec.DeleteRequest{Kind: kind, Namespace: m.Namespace, Name: m.Name,
 					DryRun: req.DryRun, Actor: req.Actor, Source: req.Source}, deleting)
 				if err != nil {

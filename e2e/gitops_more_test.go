@@ -130,3 +130,43 @@ func TestGitOpsSurvivesRestart(t *testing.T) {
 		t.Fatalf("after restart: %+v (before %+v)", after, before)
 	}
 }
+
+// TestGitOpsLockImperative: with lockImperative on, changes to what the
+// source owns made through the API or CLI are refused naming the source;
+// the source itself still syncs, and what it does not own stays free.
+func TestGitOpsLockImperative(t *testing.T) {
+	g := newGitEnv(t)
+	g.repo.Write("m/fraud-v1.onnx", string(g.model))
+	g.repo.Write("m/fraud.yaml", g.modelYAML([]int{1}, 1))
+	g.repo.Write("s/fraud.yaml", gitServiceYAML)
+	g.repo.Commit("v1")
+	applyGitSource(t, g.srv, "locked", fmt.Sprintf("{url: %q, lockImperative: true}", g.repo.Dir()))
+	if st := g.sync(t, "locked"); st.Sync != spec.SyncSynced {
+		t.Fatalf("sync: %+v", st)
+	}
+	for _, args := range [][]string{
+		{"models", "alias", "set", "fraud-detector", "canary", "1"},
+		{"delete", "isvc", "fraud"},
+		{"models", "delete", "fraud-detector", "--force"},
+	} {
+		_, errOut, code := runCLI(t, g.srv, args...)
+		if code == 0 || !strings.Contains(errOut, "gitsource default/locked") || !strings.Contains(errOut, "lockImperative") {
+			t.Fatalf("nimbus %s: exit %d, %s", strings.Join(args, " "), code, errOut)
+		}
+	}
+	f := filepath.Join(t.TempDir(), "m.yaml")
+	os.WriteFile(f, []byte(strings.Replace(g.modelYAML([]int{1}, 1), "champion: 1", "champion: 1, extra: 1", 1)), 0o600)
+	if _, errOut, code := runCLI(t, g.srv, "apply", "-f", f); code == 0 || !strings.Contains(errOut, "lockImperative") {
+		t.Fatalf("apply of a locked model: exit %d, %s", code, errOut)
+	}
+	// The source still syncs a new commit.
+	g.repo.Write("m/fraud-v2.onnx", string(g.model))
+	g.repo.Write("m/fraud.yaml", g.modelYAML([]int{1, 2}, 2))
+	g.repo.Commit("v2")
+	if st := g.sync(t, "locked"); st.Sync != spec.SyncSynced || g.alias(t, "champion") != 2 {
+		t.Fatalf("the locking source could not sync: %+v", st)
+	}
+	// What it does not own is not locked.
+	g.srv.Push(t, "handmade", "mlp")
+	mustCLI(t, g.srv, "models", "alias", "set", "handmade", "champion", "1")
+}

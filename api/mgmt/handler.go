@@ -25,6 +25,7 @@ import (
 	"github.com/nimbus-ai/nimbus/auth"
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/registry"
+	"github.com/nimbus-ai/nimbus/spec"
 )
 
 // Registry is what the handlers need from *registry.Registry.
@@ -88,6 +89,26 @@ type Options struct {
 	Tokens Tokens
 	// GitSync serves "sync now" of GitSources; nil answers it with 503.
 	GitSync GitSync
+	// Locks refuses changes to models a GitSource locks (lockImperative);
+	// nil locks nothing.
+	Locks Locks
+}
+
+// Locks says whether a resource may be changed outside git.
+type Locks interface {
+	CheckUnlocked(ctx context.Context, kind, ns, name string) error
+}
+
+// unlocked refuses h when the model of the path is locked by its GitSource.
+func (a *api) unlocked(h handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if a.opts.Locks != nil {
+			if err := a.opts.Locks.CheckUnlocked(r.Context(), spec.KindModel, r.PathValue("ns"), r.PathValue("model")); err != nil {
+				return err
+			}
+		}
+		return h(w, r)
+	}
 }
 
 func (o *Options) setDefaults() {
@@ -195,22 +216,22 @@ func NewHandler(reg Registry, opts Options) *Handler {
 		{"GET " + nsp + "/models", read, noBody, a.listModels},
 		{"GET " + nsp + "/status", read, noBody, a.status},
 		{"GET " + mp, read, noBody, a.getModel},
-		{"PATCH " + mp, write, jsonBody, a.patchModel},
-		{"DELETE " + mp, write, noBody, a.deleteModel},
+		{"PATCH " + mp, write, jsonBody, a.unlocked(a.patchModel)},
+		{"DELETE " + mp, write, noBody, a.unlocked(a.deleteModel)},
 		{"GET " + mp + "/serving", read, noBody, a.getServing},
-		{"PUT " + mp + "/serving", write, jsonBody, a.putServing},
+		{"PUT " + mp + "/serving", write, jsonBody, a.unlocked(a.putServing)},
 		{"GET " + mp + "/status", read, noBody, a.status},
 
 		{"GET " + mp + "/versions", read, noBody, a.listVersions},
-		{"POST " + mp + "/versions", write, jsonBody, a.createVersion},
+		{"POST " + mp + "/versions", write, jsonBody, a.unlocked(a.createVersion)},
 		{"GET " + vp, read, noBody, a.getVersion},
-		{"DELETE " + vp, write, noBody, a.deleteVersion},
-		{"PUT " + vp + "/serving", write, jsonBody, a.putVersionServing},
-		{"DELETE " + vp + "/serving", write, noBody, a.deleteVersionServing},
+		{"DELETE " + vp, write, noBody, a.unlocked(a.deleteVersion)},
+		{"PUT " + vp + "/serving", write, jsonBody, a.unlocked(a.putVersionServing)},
+		{"DELETE " + vp + "/serving", write, noBody, a.unlocked(a.deleteVersionServing)},
 		{"GET " + vp + "/artifact", read, noBody, a.getArtifact},
 
-		{"PUT " + mp + "/aliases/{alias}", write, jsonBody, a.setAlias},
-		{"DELETE " + mp + "/aliases/{alias}", write, noBody, a.deleteAlias},
+		{"PUT " + mp + "/aliases/{alias}", write, jsonBody, a.unlocked(a.setAlias)},
+		{"DELETE " + mp + "/aliases/{alias}", write, noBody, a.unlocked(a.deleteAlias)},
 
 		{"POST " + nsp + "/blobs", write, blobBody, a.postBlob},
 		{"POST " + nsp + "/blobs/uploads", write, noBody, a.startUpload},

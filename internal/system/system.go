@@ -216,7 +216,7 @@ func newSystem(ctx context.Context, cfg config.Config, version string, log *slog
 	mux.Handle("/ns/", oipHandler)
 	mopts := mgmt.Options{
 		UploadDir: filepath.Join(cfg.DataDir, "uploads"), MaxBlobBytes: cfg.MaxBlobBytes, Logger: log,
-		Residency: s.Manager, Resources: s.Resources, Audit: db, GitSync: s.GitOps,
+		Residency: s.Manager, Resources: s.Resources, Audit: db, GitSync: s.GitOps, Locks: s.Resources,
 	}
 	if s.Auth != nil {
 		mopts.Tokens = s.Auth
