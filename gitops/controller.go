@@ -288,7 +288,11 @@ func (p *pass) synced(commit string, resp *spec.Response, applied bool) {
 		now := p.now.UTC()
 		p.next.LastSyncTime = &now
 	}
-	p.next.Message = fmt.Sprintf("synced commit %s: %s", short(commit), summary(resp))
+	if applied {
+		p.next.Message = fmt.Sprintf("applied commit %s: %s", short(commit), summary(resp))
+	} else {
+		p.next.Message = fmt.Sprintf("in sync with commit %s (%s)", short(commit), plural(len(resp.Results), "resource"))
+	}
 	p.result = "synced"
 	p.markConflicts()
 }
@@ -298,7 +302,11 @@ func (p *pass) outOfSync(commit string, resp *spec.Response, drift map[resourceK
 	p.next.Sync = spec.SyncOutOfSync
 	p.next.Resources = p.resources(resp, drift)
 	p.next.Reason = ""
-	p.next.Message = fmt.Sprintf("%d resources differ from commit %s (changed outside git); selfHeal is off", len(drift), short(commit))
+	verb := "differs"
+	if len(drift) != 1 {
+		verb = "differ"
+	}
+	p.next.Message = fmt.Sprintf("%s %s from commit %s (changed outside git); selfHeal is off", plural(len(drift), "resource"), verb, short(commit))
 	p.result = "drift"
 	p.markConflicts()
 }
@@ -380,6 +388,13 @@ func summary(resp *spec.Response) string {
 		return "no resources"
 	}
 	return strings.Join(parts, ", ")
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func applyMessage(commit string, err error) string {

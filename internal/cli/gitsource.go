@@ -29,6 +29,11 @@ func describeGitSource(t *table, g *spec.GitSource) {
 	}
 	t.row("Syncs as:", orDash(st.AppliedBy))
 	t.row("")
+	describeGitSync(t, st)
+}
+
+// describeGitSync writes a GitSource's status: what `gs sync` prints.
+func describeGitSync(t *table, st *spec.GitSourceStatus) {
 	t.row("Sync:", orDash(st.Sync))
 	t.row("Synced commit:", orDash(shortSHA(st.SyncedCommit)))
 	t.row("Last attempted:", orDash(shortSHA(st.LastAttemptedCommit)))
@@ -91,7 +96,7 @@ The exit status is 1 when the sync failed (the last good state keeps serving).`,
 				return fmt.Errorf("sync gitsource %s: %w", argv[0], err)
 			}
 			if err := a.print(st, func(t *table) {
-				describeGitSource(t, &spec.GitSource{Metadata: spec.ObjectMeta{Name: argv[0]}, Status: &st})
+				describeGitSync(t, &st)
 			}); err != nil {
 				return err
 			}
