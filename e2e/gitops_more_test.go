@@ -170,3 +170,43 @@ func TestGitOpsLockImperative(t *testing.T) {
 	g.srv.Push(t, "handmade", "mlp")
 	mustCLI(t, g.srv, "models", "alias", "set", "handmade", "champion", "1")
 }
+
+// TestGitOpsFollowsForcePushAndBranches: a force-push that rewrites history
+// (the old commits pruned from the remote) and a ref moved to another branch
+// are followed; a ref that does not exist fails the sync, naming it.
+func TestGitOpsFollowsForcePushAndBranches(t *testing.T) {
+	g := newGitEnv(t)
+	g.repo.Write("m/fraud-v1.onnx", string(g.model))
+	g.repo.Write("m/fraud.yaml", g.modelYAML([]int{1}, 1))
+	base := g.repo.Commit("v1")
+	g.repo.Write("m/fraud-v2.onnx", string(g.model))
+	g.repo.Write("m/fraud.yaml", g.modelYAML([]int{1, 2}, 2))
+	g.repo.Commit("v2")
+	applyGitSource(t, g.srv, "deploy", fmt.Sprintf("{url: %q, ref: main}", g.repo.Dir()))
+	if st := g.sync(t, "deploy"); st.Sync != spec.SyncSynced || g.alias(t, "champion") != 2 {
+		t.Fatalf("first sync: %+v", st)
+	}
+	// Rewrite: back to v1, a different second commit, old objects gone.
+	g.repo.ResetHard(base)
+	g.repo.Write("m/fraud.yaml", g.modelYAML([]int{1, 2}, 1))
+	rewritten := g.repo.Commit("v2 again, champion stays 1")
+	g.repo.Prune()
+	if st := g.sync(t, "deploy"); st.Sync != spec.SyncSynced || st.SyncedCommit != rewritten || g.alias(t, "champion") != 1 {
+		t.Fatalf("after a force-push: %+v (champion %d)", st, g.alias(t, "champion"))
+	}
+	// Another branch.
+	g.repo.Branch("release")
+	g.repo.Checkout("release")
+	g.repo.Write("m/fraud.yaml", g.modelYAML([]int{1, 2}, 2))
+	release := g.repo.Commit("release: champion 2")
+	g.repo.Checkout("main")
+	applyGitSource(t, g.srv, "deploy", fmt.Sprintf("{url: %q, ref: release}", g.repo.Dir()))
+	if st := g.sync(t, "deploy"); st.SyncedCommit != release || g.alias(t, "champion") != 2 {
+		t.Fatalf("ref moved to release: %+v", st)
+	}
+	applyGitSource(t, g.srv, "deploy", fmt.Sprintf("{url: %q, ref: nope}", g.repo.Dir()))
+	st := g.sync(t, "deploy")
+	if st.Sync != spec.SyncFailed || st.Reason != "FetchFailed" || !strings.Contains(st.Message, `"nope"`) || st.SyncedCommit != release {
+		t.Fatalf("missing ref: %+v", st)
+	}
+}
