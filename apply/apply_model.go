@@ -63,15 +63,7 @@ func (p *plan) modelState(ctx context.Context, ns, name string) (*modelPlan, err
 // versions and adds the step that makes it so.
 func (p *plan) planModel(ctx context.Context, d spec.Document, m *spec.Model) {
 	ns, name := m.Metadata.Namespace, m.Metadata.Name
-	stored, err := p.storedOrNil(ctx, spec.KindModel, ns, name)
-	if err != nil {
-		p.fail(err)
-		return
-	}
-	if !p.checkResourceVersion(d, stored) {
-		return
-	}
-	managedBy, adopted, ok := p.ownership(ctx, d, stored)
+	stored, managedBy, adopted, ok := p.existing(ctx, d)
 	if !ok {
 		return
 	}

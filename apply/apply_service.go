@@ -18,15 +18,7 @@ import (
 // registry, or among the Models of the same apply — and adds its step.
 func (p *plan) planService(ctx context.Context, d spec.Document, s *spec.InferenceService) {
 	ns, name := s.Metadata.Namespace, s.Metadata.Name
-	stored, err := p.storedOrNil(ctx, spec.KindInferenceService, ns, name)
-	if err != nil {
-		p.fail(err)
-		return
-	}
-	if !p.checkResourceVersion(d, stored) {
-		return
-	}
-	managedBy, adopted, ok := p.ownership(ctx, d, stored)
+	stored, managedBy, adopted, ok := p.existing(ctx, d)
 	if !ok {
 		return
 	}

@@ -49,19 +49,28 @@ func (p *plan) ownership(ctx context.Context, d spec.Document, stored *spec.Stor
 	return want, prev != want, true
 }
 
+// existing reads what is stored of d's resource and checks what every kind
+// checks first: its resourceVersion (an optimistic update) and who owns it.
+// ok false: a problem was recorded, and d is planned no further.
+func (p *plan) existing(ctx context.Context, d spec.Document) (stored *spec.StoredResource, managedBy string, adopted, ok bool) {
+	m := d.Object.GetMeta()
+	stored, err := p.storedOrNil(ctx, d.Object.GetKind(), m.Namespace, m.Name)
+	if err != nil {
+		p.fail(err)
+		return nil, "", false, false
+	}
+	if !p.checkResourceVersion(d, stored) {
+		return nil, "", false, false
+	}
+	managedBy, adopted, ok = p.ownership(ctx, d, stored)
+	return stored, managedBy, adopted, ok
+}
+
 // planGitSource adds the step of a GitSource: stored like any resource; its
 // controller does the rest.
 func (p *plan) planGitSource(ctx context.Context, d spec.Document, g *spec.GitSource) {
 	ns, name := g.Metadata.Namespace, g.Metadata.Name
-	stored, err := p.storedOrNil(ctx, spec.KindGitSource, ns, name)
-	if err != nil {
-		p.fail(err)
-		return
-	}
-	if !p.checkResourceVersion(d, stored) {
-		return
-	}
-	managedBy, adopted, ok := p.ownership(ctx, d, stored)
+	stored, managedBy, adopted, ok := p.existing(ctx, d)
 	if !ok {
 		return
 	}
