@@ -6,7 +6,7 @@ LDFLAGS  := -X github.com/nimbus-ai/nimbus/internal/cli.Version=$(VERSION)
 ARGS     ?=
 FUZZTIME ?= 10s
 
-.PHONY: all setup build run test test-short fuzz bench bench-serverless models lint clean
+.PHONY: all setup build run test test-short fuzz bench bench-serverless bench-gitops bench-security models lint clean
 
 all: build
 
@@ -35,6 +35,13 @@ bench: setup build ## benchmarks; see docs/BENCHMARKS.md
 
 bench-serverless: setup build ## serverless benchmarks: cold start, density, memory return (~2 min); see docs/BENCHMARKS.md
 	@BENCH_COMMAND="make bench-serverless" bench/serverless.sh
+
+bench-gitops: setup ## GitOps benchmarks: commit to serving, 1,000-resource syncs (~2 min); see docs/BENCHMARKS.md
+	go test -run '^$$' -bench GitOps -benchtime 20x -count 2 ./e2e/
+
+bench-security: setup ## auth and rate limiter cost: middleware and over loopback (~2 min); see docs/BENCHMARKS.md
+	go test -run '^$$' -bench . -benchmem -count 3 ./auth/
+	go test -run '^$$' -bench AuthLoopback -benchtime 5s -count 3 ./e2e/
 
 models: ## regenerate the test models (needs Debian's python3-onnx)
 	/usr/bin/python3 testdata/models/gen_models.py

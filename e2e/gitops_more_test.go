@@ -210,3 +210,35 @@ func TestGitOpsFollowsForcePushAndBranches(t *testing.T) {
 		t.Fatalf("missing ref: %+v", st)
 	}
 }
+
+// TestGitOpsServerFlagsAndVersionsByHand: --git-url declares GitSource
+// default/server, which syncs as the server; a version pushed by hand to a
+// model it owns is not drift (versions are append-only), and the sync
+// metrics are served.
+func TestGitOpsServerFlagsAndVersionsByHand(t *testing.T) {
+	g := newGitEnv(t)
+	g.repo.Write("deploy/fraud-v1.onnx", string(g.model))
+	g.repo.Write("deploy/fraud.yaml", g.modelYAML([]int{1}, 1))
+	g.repo.Write("elsewhere/ignored.yaml", "not: [a resource")
+	commit := g.repo.Commit("v1")
+	g.srv.Stop()
+	g.srv = testutil.StartServer(t, func(c *config.Config) {
+		c.SourceDir = filepath.Dir(g.repo.Dir())
+		c.GitURL, c.GitRef, c.GitPath = "file://"+g.repo.Dir(), "main", "deploy"
+	})
+	st := g.sync(t, "server")
+	if st.Sync != spec.SyncSynced || st.SyncedCommit != commit || st.AppliedBy != "server" {
+		t.Fatalf("--git-url: %+v", st)
+	}
+	g.srv.Push(t, "fraud-detector", "mlp") // version 2, by hand
+	if st := g.sync(t, "server"); st.Sync != spec.SyncSynced {
+		t.Fatalf("a version pushed by hand counted as drift: %+v", st)
+	}
+	_, _, body := do(t, "GET", g.srv.URL+"/metrics", "", nil)
+	for _, want := range []string{`nimbus_gitsource_syncs_total{gitsource="server",namespace="default",result="synced"}`,
+		`nimbus_gitsource_last_sync_age_seconds{gitsource="server",namespace="default"}`, `nimbus_gitsource_sync_duration_seconds_bucket`} {
+		if !strings.Contains(string(body), want) {
+			t.Fatalf("/metrics lacks %s", want)
+		}
+	}
+}
