@@ -54,11 +54,13 @@ func TestGitOpsOwnershipAndNamespaces(t *testing.T) {
 	g.repo.Write("m/fraud-v1.onnx", string(g.model))
 	g.repo.Write("m/fraud.yaml", g.modelYAML([]int{1}, 1))
 	g.repo.Commit("v1")
+	// The first source to sync owns the model (sources sync in parallel, so
+	// the second is applied once the first has synced).
 	applyGitSource(t, g.srv, "first", fmt.Sprintf("{url: %q}", g.repo.Dir()))
-	applyGitSource(t, g.srv, "second", fmt.Sprintf("{url: %q}", g.repo.Dir()))
 	if st := g.sync(t, "first"); st.Sync != spec.SyncSynced {
 		t.Fatalf("first: %+v", st)
 	}
+	applyGitSource(t, g.srv, "second", fmt.Sprintf("{url: %q}", g.repo.Dir()))
 	st := g.sync(t, "second")
 	if st.Sync != spec.SyncFailed || len(st.Errors) == 0 || !strings.Contains(st.Errors[0].Message, "owned by gitsource/first") {
 		t.Fatalf("second source took a resource the first owns: %+v", st)

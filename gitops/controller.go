@@ -68,6 +68,9 @@ func New(opts Options) *Controller {
 	c.ctrl = reconcile.New("gitsources", c, reconcile.Options{
 		List: c.list, Resync: opts.Resync, Clock: opts.Clock, Logger: opts.Logger,
 		BaseDelay: time.Second, MaxDelay: 5 * time.Minute,
+		// Sources fetch in parallel (a slow remote holds up no other); their
+		// applies take the engine's lock one at a time.
+		Workers: 4,
 	})
 	return c
 }
