@@ -154,7 +154,7 @@ func (e *Engine) modelObject(ctx context.Context, reg registry.Model) (*spec.Mod
 	m := modelView(ns, name, reg.Labels, stored, vs, reg.Aliases, servingShown(reg, last.Serving != nil, nil))
 	created := reg.CreatedAt.UTC()
 	m.Metadata.CreationTimestamp = &created
-	st := &spec.ModelStatus{}
+	st := &spec.ModelStatus{EffectiveAliases: reg.Effective}
 	if stored != nil {
 		m.Metadata.Generation = stored.Generation
 		m.Metadata.ResourceVersion = strconv.FormatInt(stored.ResourceVersion, 10)

@@ -2,8 +2,11 @@ package registry
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
+
+	"github.com/nimbus-ai/nimbus/audit"
 )
 
 // DeleteIntent is a delete of a model, a version or an alias that is about to
@@ -56,4 +59,43 @@ func aliasesOf(m Model, version int64) []string {
 		}
 	}
 	return out
+}
+
+// AliasHold reports whether a rollout owns alias of model: a change of the
+// alias's declared version then leaves its effective version (what serving
+// resolves) where it is, for the rollout to move. It runs inside the change's
+// transaction.
+type AliasHold func(ctx context.Context, ns, model, alias string) bool
+
+// SetAliasHold registers h (the rollout controller). Register it before the
+// Registry is used.
+func (r *Registry) SetAliasHold(h AliasHold) { r.holds = h }
+
+// SetEffectiveAlias moves alias's effective version (a rollout promoting or
+// rolling back); its declared version stays. Moving it to the declared
+// version ends the hold.
+func (r *Registry) SetEffectiveAlias(ctx context.Context, ns, model, alias string, version int64) error {
+	ns, err := checkModelRef(ns, model)
+	if err == nil {
+		err = ValidateAlias(alias)
+	}
+	if err == nil {
+		err = ValidateVersion(version)
+	}
+	if err == nil {
+		err = r.atomic(ctx, func(ctx context.Context) error {
+			if err := r.store.SetEffectiveAlias(ctx, ns, model, alias, version); err != nil {
+				return err
+			}
+			r.changed(ctx, Change{Kind: AliasChanged, Namespace: ns, Model: model, Version: version})
+			return r.record(ctx, modelEvent(audit.ActionUpdate, ns, model, "alias "+alias+" serves", struct {
+				Version int64 `json:"version"`
+			}{version}))
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("registry: set effective alias: %w", err)
+	}
+	r.log.Info("effective alias moved", "namespace", ns, "model", model, "alias", alias, "version", version)
+	return nil
 }

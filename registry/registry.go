@@ -36,6 +36,9 @@ type Registry struct {
 	gcGrace    atomic.Int64 // time.Duration
 	observers  []func(Change)
 	guards     []DeleteGuard
+	// holds says whether a rollout moves an alias's effective version (see
+	// SetAliasHold); nil: none does, the effective version follows at once.
+	holds AliasHold
 	audit      AuditLog
 
 	// blobMu orders blob deletion against version creation: CreateVersion (and
@@ -237,7 +240,7 @@ func (r *Registry) Resolve(ctx context.Context, ns, model, ref string) (Version,
 	if alias == "" {
 		alias = ChampionAlias
 	}
-	n, ok := m.Aliases[alias]
+	n, ok := m.EffectiveVersion(alias)
 	switch {
 	case ok:
 	case ref == "":
@@ -510,7 +513,11 @@ func (r *Registry) SetAlias(ctx context.Context, ns, model, alias string, versio
 	}
 	if err == nil {
 		err = r.atomic(ctx, func(ctx context.Context) error {
-			if err := r.store.SetAlias(ctx, ns, model, alias, version); err != nil {
+			set := r.store.SetAlias
+			if r.holds != nil && r.holds(ctx, ns, model, alias) {
+				set = r.store.SetAliasHeld // a rollout moves the effective version
+			}
+			if err := set(ctx, ns, model, alias, version); err != nil {
 				return err
 			}
 			r.changed(ctx, Change{Kind: AliasChanged, Namespace: ns, Model: model, Version: version})

@@ -24,11 +24,38 @@ type Model struct {
 	Name          string            `json:"name"`
 	Description   string            `json:"description,omitempty"`
 	Labels        map[string]string `json:"labels,omitempty"`
-	Aliases       map[string]int64  `json:"aliases,omitempty"`
+	// Aliases are the declared versions (an apply, `alias set`).
+	Aliases map[string]int64 `json:"aliases,omitempty"`
+	// Effective holds the aliases whose effective version (what serving
+	// resolves) differs from the declared one: a rollout has not moved them
+	// yet. An alias missing here serves its declared version.
+	Effective     map[string]int64  `json:"effectiveAliases,omitempty"`
 	Serving       ServingConfig     `json:"serving"`
 	LatestVersion int64             `json:"latestVersion"`
 	CreatedAt     time.Time         `json:"createdAt"`
 	UpdatedAt     time.Time         `json:"updatedAt"`
+}
+
+// EffectiveVersion is the version alias serves: its effective version when
+// a rollout holds it, else its declared one.
+func (m Model) EffectiveVersion(alias string) (int64, bool) {
+	if v, ok := m.Effective[alias]; ok {
+		return v, true
+	}
+	v, ok := m.Aliases[alias]
+	return v, ok
+}
+
+// EffectiveAliases is every alias with the version it serves.
+func (m Model) EffectiveAliases() map[string]int64 {
+	if len(m.Effective) == 0 {
+		return m.Aliases
+	}
+	out := make(map[string]int64, len(m.Aliases))
+	for a := range m.Aliases {
+		out[a], _ = m.EffectiveVersion(a)
+	}
+	return out
 }
 
 // Version is an immutable model version pointing to a content-addressed artifact.
@@ -95,8 +122,17 @@ type Store interface {
 	DeleteModel(ctx context.Context, ns, name string, force bool) error
 	ListNamespaces(ctx context.Context) ([]string, error)
 
-	// SetAlias points alias at an existing version (NotFound otherwise).
+	// SetAlias points alias at an existing version (NotFound otherwise); its
+	// effective version follows at once.
 	SetAlias(ctx context.Context, ns, model, alias string, version int64) error
+	// SetAliasHeld is SetAlias with the effective version kept where it is
+	// (the declared one if it had none): a rollout will move it. A new alias
+	// has no effective version to keep and serves the declared one.
+	SetAliasHeld(ctx context.Context, ns, model, alias string, version int64) error
+	// SetEffectiveAlias sets an existing alias's effective version (NotFound
+	// when the alias or the version does not exist); the declared version
+	// stays. Setting it to the declared version clears it.
+	SetEffectiveAlias(ctx context.Context, ns, model, alias string, version int64) error
 	DeleteAlias(ctx context.Context, ns, model, alias string) error
 
 	// BlobRefs counts versions (in any namespace) whose artifact is sha256.

@@ -357,7 +357,7 @@ func (m *Manager) Status(ctx context.Context, ns, model string) (residency.Repor
 			return residency.Report{}, err
 		}
 		aliases := map[int64][]string{}
-		for a, n := range mod.Aliases {
+		for a, n := range mod.EffectiveAliases() {
 			aliases[n] = append(aliases[n], a)
 		}
 		for _, v := range vs {

@@ -105,6 +105,9 @@ type SourceAuth struct {
 type ModelStatus struct {
 	ObservedGeneration int64       `json:"observedGeneration,omitempty" yaml:"observedGeneration,omitempty"`
 	Conditions         []Condition `json:"conditions,omitempty" yaml:"conditions,omitempty"`
+	// EffectiveAliases are the aliases a rollout has not moved to their
+	// declared version yet, with the version each still serves.
+	EffectiveAliases map[string]int64 `json:"effectiveAliases,omitempty" yaml:"effectiveAliases,omitempty"`
 }
 
 // InferenceService is a named endpoint that routes requests to model versions.

@@ -122,7 +122,7 @@ func (a *app) getCommand() *cobra.Command {
 				t.row("Namespace:", m.Namespace)
 				t.row("Description:", orDash(m.Description))
 				t.row("Labels:", formatLabels(m.Labels))
-				t.row("Aliases:", formatAliases(m.Aliases))
+				t.row("Aliases:", formatAliasesServing(m.Aliases, m.Effective))
 				t.row("Latest:", strconv.FormatInt(m.LatestVersion, 10))
 				t.row("Serving:", fmt.Sprintf("threads=%s interOpThreads=%s", orDefault(m.Serving.Threads), orDefault(m.Serving.InterOpThreads)))
 				t.row("Created:", formatTime(m.CreatedAt))

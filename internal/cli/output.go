@@ -110,6 +110,23 @@ func formatAliases(aliases map[string]int64) string {
 	return strings.Join(parts, ",")
 }
 
+// formatAliasesServing is formatAliases with, for an alias a rollout has not
+// moved yet, the version it still serves: "champion=2 (serving 1)".
+func formatAliasesServing(declared, effective map[string]int64) string {
+	if len(declared) == 0 {
+		return "-"
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(declared)) {
+		p := k + "=" + strconv.FormatInt(declared[k], 10)
+		if v, ok := effective[k]; ok {
+			p += " (serving " + strconv.FormatInt(v, 10) + ")"
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, ",")
+}
+
 // aliasesOf lists the aliases pointing at version.
 func aliasesOf(aliases map[string]int64, version int64) string {
 	var out []string

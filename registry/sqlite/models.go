@@ -53,7 +53,7 @@ func getModel(ctx context.Context, tx *sql.Tx, ns, name string) (registry.Model,
 	if err != nil {
 		return registry.Model{}, err
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT alias, version FROM aliases WHERE namespace = ? AND model = ?`, ns, name)
+	rows, err := tx.QueryContext(ctx, `SELECT alias, version, effective FROM aliases WHERE namespace = ? AND model = ?`, ns, name)
 	if err != nil {
 		return registry.Model{}, err
 	}
@@ -61,15 +61,27 @@ func getModel(ctx context.Context, tx *sql.Tx, ns, name string) (registry.Model,
 	for rows.Next() {
 		var alias string
 		var v int64
-		if err := rows.Scan(&alias, &v); err != nil {
+		var eff sql.NullInt64
+		if err := rows.Scan(&alias, &v, &eff); err != nil {
 			return registry.Model{}, err
 		}
-		if m.Aliases == nil {
-			m.Aliases = map[string]int64{}
-		}
-		m.Aliases[alias] = v
+		addAlias(&m, alias, v, eff)
 	}
 	return m, rows.Err()
+}
+
+// addAlias records one aliases row in m.
+func addAlias(m *registry.Model, alias string, declared int64, effective sql.NullInt64) {
+	if m.Aliases == nil {
+		m.Aliases = map[string]int64{}
+	}
+	m.Aliases[alias] = declared
+	if effective.Valid && effective.Int64 != declared {
+		if m.Effective == nil {
+			m.Effective = map[string]int64{}
+		}
+		m.Effective[alias] = effective.Int64
+	}
 }
 
 // ListModels pages through a namespace's models by name. The page is one range
@@ -130,7 +142,7 @@ func fillAliases(ctx context.Context, tx *sql.Tx, ns string, items []registry.Mo
 	for i, m := range items {
 		idx[m.Name] = i
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT model, alias, version FROM aliases
+	rows, err := tx.QueryContext(ctx, `SELECT model, alias, version, effective FROM aliases
 WHERE namespace = ? AND model >= ? AND model <= ?`, ns, items[0].Name, items[len(items)-1].Name)
 	if err != nil {
 		return err
@@ -139,17 +151,15 @@ WHERE namespace = ? AND model >= ? AND model <= ?`, ns, items[0].Name, items[len
 	for rows.Next() {
 		var model, alias string
 		var v int64
-		if err := rows.Scan(&model, &alias, &v); err != nil {
+		var eff sql.NullInt64
+		if err := rows.Scan(&model, &alias, &v, &eff); err != nil {
 			return err
 		}
 		i, ok := idx[model]
 		if !ok {
 			continue // in range but filtered out by the prefix
 		}
-		if items[i].Aliases == nil {
-			items[i].Aliases = map[string]int64{}
-		}
-		items[i].Aliases[alias] = v
+		addAlias(&items[i], alias, v, eff)
 	}
 	return rows.Err()
 }
@@ -255,11 +265,68 @@ func (s *Store) SetAlias(ctx context.Context, ns, model, alias string, version i
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO aliases (namespace, model, alias, version) VALUES (?, ?, ?, ?)
-ON CONFLICT (namespace, model, alias) DO UPDATE SET version = excluded.version`, ns, model, alias, version); err != nil {
+ON CONFLICT (namespace, model, alias) DO UPDATE SET version = excluded.version, effective = NULL`, ns, model, alias, version); err != nil {
 			return err
 		}
 		return touchModel(ctx, tx, ns, model)
 	})
+}
+
+// SetAliasHeld moves alias's declared version and keeps its effective one.
+func (s *Store) SetAliasHeld(ctx context.Context, ns, model, alias string, version int64) error {
+	if alias == "" {
+		return errs.New(errs.InvalidArgument, "alias must not be empty").WithField("alias")
+	}
+	return s.write(ctx, "set alias", func(tx *sql.Tx) error {
+		if err := versionExists(ctx, tx, ns, model, version); err != nil {
+			return err
+		}
+		// The effective version is what served before: the old effective
+		// one, else the old declared one (read in the same statement).
+		if _, err := tx.ExecContext(ctx, `INSERT INTO aliases (namespace, model, alias, version) VALUES (?, ?, ?, ?)
+ON CONFLICT (namespace, model, alias) DO UPDATE SET effective = COALESCE(aliases.effective, aliases.version), version = excluded.version`,
+			ns, model, alias, version); err != nil {
+			return err
+		}
+		// Held at the declared version is no hold.
+		if _, err := tx.ExecContext(ctx, `UPDATE aliases SET effective = NULL WHERE namespace = ? AND model = ? AND alias = ? AND effective = version`,
+			ns, model, alias); err != nil {
+			return err
+		}
+		return touchModel(ctx, tx, ns, model)
+	})
+}
+
+// SetEffectiveAlias moves an existing alias's effective version.
+func (s *Store) SetEffectiveAlias(ctx context.Context, ns, model, alias string, version int64) error {
+	return s.write(ctx, "set effective alias", func(tx *sql.Tx) error {
+		if err := versionExists(ctx, tx, ns, model, version); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE aliases SET effective = CASE WHEN version = ? THEN NULL ELSE ? END
+WHERE namespace = ? AND model = ? AND alias = ?`, version, version, ns, model, alias)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return errs.New(errs.NotFound, "model %s has no alias %q", model, alias)
+		}
+		return touchModel(ctx, tx, ns, model)
+	})
+}
+
+// versionExists is nil when the version exists (NotFound naming what is
+// missing otherwise).
+func versionExists(ctx context.Context, tx *sql.Tx, ns, model string, version int64) error {
+	var one int
+	err := tx.QueryRowContext(ctx, `SELECT 1 FROM versions WHERE namespace = ? AND model = ? AND version = ?`,
+		ns, model, version).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return versionMissing(ctx, tx, ns, model, version)
+	}
+	return err
 }
 
 // DeleteAlias removes an alias (NotFound if it does not exist).

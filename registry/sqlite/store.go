@@ -450,8 +450,8 @@ WHERE namespace = ? AND model = ? ORDER BY version`, ns, model)
 func (s *Store) DeleteVersion(ctx context.Context, ns, model string, version int64, force bool) error {
 	return s.write(ctx, "delete version", func(tx *sql.Tx) error {
 		if !force {
-			refs, err := queryStrings(ctx, tx, `SELECT alias FROM aliases WHERE namespace = ? AND model = ? AND version = ?
-ORDER BY alias`, ns, model, version)
+			refs, err := queryStrings(ctx, tx, `SELECT alias FROM aliases WHERE namespace = ? AND model = ? AND (version = ? OR effective = ?)
+ORDER BY alias`, ns, model, version, version)
 			if err != nil {
 				return err
 			}
@@ -460,6 +460,12 @@ ORDER BY alias`, ns, model, version)
 			}
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM aliases WHERE namespace = ? AND model = ? AND version = ?`,
+			ns, model, version); err != nil {
+			return err
+		}
+		// An alias whose rollout had not moved off this version serves its
+		// declared one now.
+		if _, err := tx.ExecContext(ctx, `UPDATE aliases SET effective = NULL WHERE namespace = ? AND model = ? AND effective = ?`,
 			ns, model, version); err != nil {
 			return err
 		}

@@ -26,6 +26,7 @@ func Run(t *testing.T, newStore func(t *testing.T) registry.Store) {
 		fn   func(t *testing.T, s registry.Store)
 	}{
 		{"CreateVersionAssignsNumbers", testCreateVersionAssignsNumbers},
+		{"EffectiveAliases", testEffectiveAliases},
 		{"CreateVersionRoundTrip", testCreateVersionRoundTrip},
 		{"CreateVersionExplicitNumbers", testCreateVersionExplicit},
 		{"VersionNumbersNotReused", testNumbersNotReused},
@@ -400,6 +401,64 @@ func testAliases(t *testing.T, s registry.Store) {
 		if len(m.Aliases) != len(st.want) || (len(st.want) > 0 && !reflect.DeepEqual(m.Aliases, st.want)) {
 			t.Errorf("%s: aliases = %v, want %v", st.name, m.Aliases, st.want)
 		}
+	}
+}
+
+// testEffectiveAliases: an alias's declared version moves at once; a held one
+// keeps serving its old version until SetEffectiveAlias moves it; a version
+// an alias serves cannot be deleted without force, and with force the alias
+// falls back to its declared version.
+func testEffectiveAliases(t *testing.T, s registry.Store) {
+	ctx := context.Background()
+	for i := 1; i <= 3; i++ {
+		mustCreate(t, s, newVersion(ns, "fraud", 0, Digest(i)))
+	}
+	type state struct{ declared, effective map[string]int64 }
+	check := func(step string, want state) {
+		t.Helper()
+		m, err := s.GetModel(ctx, ns, "fraud")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(m.Aliases, want.declared) || !reflect.DeepEqual(m.Effective, want.effective) {
+			t.Fatalf("%s: declared %v effective %v, want %v %v", step, m.Aliases, m.Effective, want.declared, want.effective)
+		}
+		page, err := s.ListModels(ctx, ns, registry.ListOptions{Limit: 10})
+		if err != nil || len(page.Items) != 1 || !reflect.DeepEqual(page.Items[0].Effective, want.effective) {
+			t.Fatalf("%s: listed %+v (%v), want effective %v", step, page.Items, err, want.effective)
+		}
+	}
+	mustOK := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustOK(s.SetAliasHeld(ctx, ns, "fraud", "champion", 1)) // new: nothing to hold
+	check("new held alias", state{map[string]int64{"champion": 1}, nil})
+	mustOK(s.SetAliasHeld(ctx, ns, "fraud", "champion", 2))
+	check("held move", state{map[string]int64{"champion": 2}, map[string]int64{"champion": 1}})
+	mustOK(s.SetAliasHeld(ctx, ns, "fraud", "champion", 3)) // still serving 1, not 2
+	check("second held move", state{map[string]int64{"champion": 3}, map[string]int64{"champion": 1}})
+	if err := s.DeleteVersion(ctx, ns, "fraud", 1, false); !errors.Is(err, errs.ErrConflict) {
+		t.Fatalf("delete of the version an alias serves = %v, want Conflict", err)
+	}
+	mustOK(s.SetEffectiveAlias(ctx, ns, "fraud", "champion", 2))
+	check("effective moved", state{map[string]int64{"champion": 3}, map[string]int64{"champion": 2}})
+	mustOK(s.SetEffectiveAlias(ctx, ns, "fraud", "champion", 3))
+	check("effective reached declared", state{map[string]int64{"champion": 3}, nil})
+	mustOK(s.SetAliasHeld(ctx, ns, "fraud", "champion", 1))
+	check("held back", state{map[string]int64{"champion": 1}, map[string]int64{"champion": 3}})
+	mustOK(s.DeleteVersion(ctx, ns, "fraud", 3, true))
+	check("served version deleted by force", state{map[string]int64{"champion": 1}, nil})
+	mustOK(s.SetAliasHeld(ctx, ns, "fraud", "champion", 2))
+	mustOK(s.SetAlias(ctx, ns, "fraud", "champion", 2)) // a plain set ends the hold
+	check("plain set", state{map[string]int64{"champion": 2}, nil})
+	if err := s.SetEffectiveAlias(ctx, ns, "fraud", "nope", 2); !errors.Is(err, errs.ErrNotFound) {
+		t.Fatalf("effective of a missing alias = %v", err)
+	}
+	if err := s.SetEffectiveAlias(ctx, ns, "fraud", "champion", 9); !errors.Is(err, errs.ErrNotFound) {
+		t.Fatalf("effective to a missing version = %v", err)
 	}
 }
 
