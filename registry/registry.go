@@ -39,7 +39,7 @@ type Registry struct {
 	// holds says whether a rollout moves an alias's effective version (see
 	// SetAliasHold); nil: none does, the effective version follows at once.
 	holds AliasHold
-	audit      AuditLog
+	audit AuditLog
 
 	// blobMu orders blob deletion against version creation: CreateVersion (and
 	// an Atomic transaction, which may create versions) holds it shared from "the

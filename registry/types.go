@@ -20,20 +20,20 @@ const ChampionAlias = "champion"
 
 // Model is a registered model: a name in a namespace owning versions and aliases.
 type Model struct {
-	Namespace     string            `json:"namespace"`
-	Name          string            `json:"name"`
-	Description   string            `json:"description,omitempty"`
-	Labels        map[string]string `json:"labels,omitempty"`
+	Namespace   string            `json:"namespace"`
+	Name        string            `json:"name"`
+	Description string            `json:"description,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
 	// Aliases are the declared versions (an apply, `alias set`).
 	Aliases map[string]int64 `json:"aliases,omitempty"`
 	// Effective holds the aliases whose effective version (what serving
 	// resolves) differs from the declared one: a rollout has not moved them
 	// yet. An alias missing here serves its declared version.
-	Effective     map[string]int64  `json:"effectiveAliases,omitempty"`
-	Serving       ServingConfig     `json:"serving"`
-	LatestVersion int64             `json:"latestVersion"`
-	CreatedAt     time.Time         `json:"createdAt"`
-	UpdatedAt     time.Time         `json:"updatedAt"`
+	Effective     map[string]int64 `json:"effectiveAliases,omitempty"`
+	Serving       ServingConfig    `json:"serving"`
+	LatestVersion int64            `json:"latestVersion"`
+	CreatedAt     time.Time        `json:"createdAt"`
+	UpdatedAt     time.Time        `json:"updatedAt"`
 }
 
 // EffectiveVersion is the version alias serves: its effective version when
