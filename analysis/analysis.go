@@ -7,10 +7,14 @@
 // Rates (errors, mismatches) use the Wilson score interval; latency
 // quantiles use the distribution-free interval between two order statistics,
 // whose ranks come from exact binomial sums. Each verdict is taken at a
-// confidence c: a Pass or a Fail that the data do not support is returned
-// with probability at most 1−c per evaluation. Evaluations repeated step
-// after step are separate looks and each spends that budget again; a caller
-// who wants a bound over a whole rollout of m looks asks for 1−(1−c)/m
+// confidence c and reads one side of each interval it uses, so a Pass or a
+// Fail that the data do not support comes with probability at most about
+// α = 1−c per evaluation: α/2 for a rate (one side of one two-sided Wilson
+// interval, whose coverage is close to nominal but not guaranteed — Brown,
+// Cai & DasGupta 2001), at most α for a quantile ratio (one side of each of
+// two intervals, each exact or conservative). Evaluations repeated step after
+// step are separate looks and each spends that budget again; a caller who
+// wants a bound over a whole rollout of m looks asks for 1−(1−c)/m
 // (Bonferroni). minSamples gates every verdict: below it the answer is Wait,
 // whatever the interval says.
 //
@@ -23,9 +27,10 @@ import (
 	"fmt"
 )
 
-// ErrInvalid matches (errors.Is) every error this package returns: each is
-// a caller's bad argument (a confidence outside (0, 1), k > n, …), never a
-// property of the data.
+// ErrInvalid matches (errors.Is) every error the interval and verdict
+// functions return: each is a caller's bad argument (a confidence outside
+// (0, 1), k > n, …), never a property of the data. (Snapshot.Merge has its
+// own, ErrLayout.)
 var ErrInvalid = errors.New("invalid argument")
 
 // Verdict is the outcome of one analysis. The zero Verdict is Wait, so a
@@ -58,7 +63,8 @@ func (v Verdict) String() string {
 // number of samples N it was computed from, and the point estimate (reported
 // for humans; no verdict reads it). A quantile bound that N samples cannot
 // give at the requested confidence is −Inf (Lo) or +Inf (Hi), so comparisons
-// with it never pass or fail on it.
+// with it never pass or fail on it. (encoding/json refuses infinities: a
+// status that shows an Interval maps them, to null say.)
 type Interval struct {
 	Lo, Hi   float64
 	N        int64
