@@ -41,3 +41,36 @@ func FuzzWilson(f *testing.F) {
 		}
 	})
 }
+
+// FuzzQuantileRanks: ranks stay in [0, n+1], ordered, ok exactly when both
+// bounds exist, and bracket the sample quantile's rank ⌈np⌉.
+func FuzzQuantileRanks(f *testing.F) {
+	for _, s := range []struct {
+		n    int64
+		p, c float64
+	}{{20, 0.5, 0.95}, {1000, 0.99, 0.95}, {367, 0.99, 0.95}, {1, 1e-9, 0.999}, {5, 0.5, 0.95}, {1 << 20, 0.999, 0.5}} {
+		f.Add(s.n, s.p, s.c)
+	}
+	f.Fuzz(func(t *testing.T, n int64, p, c float64) {
+		n %= 1 << 22 // keep the walk (O(√n)) fast
+		l, u, ok := QuantileRanks(n, p, c)
+		if n <= 0 {
+			if ok || l != 0 || u != 1 {
+				t.Fatalf("QuantileRanks(%d) = %d, %d, %t; want 0, 1, false", n, l, u, ok)
+			}
+			return
+		}
+		if !(p > 0 && p < 1 && c > 0 && c < 1) {
+			if ok || l != 0 || u != n+1 {
+				t.Fatalf("QuantileRanks(%d, %v, %v) = %d, %d, %t; want no bounds", n, p, c, l, u, ok)
+			}
+			return
+		}
+		if l < 0 || l >= u || u > n+1 || ok != (l >= 1 && u <= n) {
+			t.Fatalf("QuantileRanks(%d, %v, %v) = %d, %d, %t", n, p, c, l, u, ok)
+		}
+		if r := int64(math.Ceil(float64(n) * p)); l > r || u < r {
+			t.Fatalf("QuantileRanks(%d, %v, %v) = %d, %d: misses rank %d", n, p, c, l, u, r)
+		}
+	})
+}

@@ -111,11 +111,13 @@ func (h *Histogram) Reset() {
 func (h *Histogram) snapshot(reset bool) *Snapshot {
 	s := &Snapshot{layout: h.layout, counts: make([]uint64, len(h.counts))}
 	for i := range h.counts {
-		var c uint64
-		if reset {
+		c := h.counts[i].Load()
+		if reset && c != 0 {
+			// Swap only the buckets that hold something: most are
+			// empty, and a plain load leaves their cache lines shared
+			// with the writers. A record that lands after a zero load
+			// stays for the next window.
 			c = h.counts[i].Swap(0)
-		} else {
-			c = h.counts[i].Load()
 		}
 		s.counts[i] = c
 		s.total += c

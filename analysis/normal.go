@@ -8,8 +8,16 @@ import (
 // Z returns the two-sided standard normal quantile for confidence c in
 // (0, 1): the z with P(|N(0,1)| ≤ z) = c (0.95 → 1.959963984540054).
 func Z(confidence float64) (float64, error) {
-	if err := checkConfidence(confidence); err != nil {
+	z, err := zOf(confidence)
+	if err != nil {
 		return 0, fmt.Errorf("analysis: Z: %w", err)
+	}
+	return z, nil
+}
+
+func zOf(confidence float64) (float64, error) {
+	if err := checkConfidence(confidence); err != nil {
+		return 0, err
 	}
 	// Work in the lower tail: for c near 1, 1−c is exact (Sterbenz) where
 	// 1−(1−c)/2 would round the tail area away.

@@ -14,7 +14,7 @@ func Wilson(k, n int64, confidence float64) (lo, hi float64, err error) {
 	if err := checkCounts(k, n); err != nil {
 		return 0, 0, fmt.Errorf("analysis: Wilson: %w", err)
 	}
-	z, err := Z(confidence)
+	z, err := zOf(confidence)
 	if err != nil {
 		return 0, 0, fmt.Errorf("analysis: Wilson: %w", err)
 	}
@@ -76,7 +76,7 @@ func RateVerdict(k, n int64, max, confidence float64, minSamples int64) (Verdict
 	if err := checkMinSamples(minSamples); err != nil {
 		return Wait, Interval{}, fmt.Errorf("analysis: RateVerdict: %w", err)
 	}
-	z, err := Z(confidence)
+	z, err := zOf(confidence)
 	if err != nil {
 		return Wait, Interval{}, fmt.Errorf("analysis: RateVerdict: %w", err)
 	}
