@@ -24,9 +24,10 @@ import "math"
 // no bound is claimed.
 //
 // The binomial sums are exact up to rounding, for any n: terms are walked
-// outwards from the mode as ratios of their neighbours (no factorials, no
-// lgamma, whose absolute error at n = 10⁷ would be 1e-7), dropped once they
-// fall below 1e-30 of the mode's, and normalised by their own sum. The cost is
+// outwards from the mode as ratios of their neighbours, dropped once they
+// fall below 1e-30 of the mode's, and normalised by their own sum. There are
+// no factorials and no lgamma: ln C(n, k) at n = 10⁷ is a difference of
+// numbers near 10⁸ and keeps only half a float64's digits. The cost is
 // O(√(np(1−p))) steps and no allocation: 8 µs for p99 of 10⁶ samples,
 // 0.1 ms for the median of 10⁷.
 func QuantileRanks(n int64, p, confidence float64) (l, u int64, ok bool) {
