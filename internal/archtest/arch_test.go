@@ -130,6 +130,9 @@ func TestLayering(t *testing.T) {
 		// know nothing of what they run.
 		"internal/run": {""},
 		"reconcile":    {""},
+		// Rollout statistics (intervals, verdicts, latency histograms) are
+		// pure math: a leaf the canary controller and serving both use.
+		"analysis": {""},
 		// GitOps drives the apply engine and reaches git through gitops/gitrepo;
 		// it knows no store, server or runtime (small interfaces, adapted in
 		// internal/system).
