@@ -133,7 +133,9 @@ var pruneKinds = []string{spec.KindGitSource, spec.KindInferenceService, spec.Ki
 
 // planPrune adds a delete step for every resource the apply's owner owns in
 // the prune namespaces that no document declares. A resource made by hand,
-// or owned by another source, is never touched.
+// or owned by another source, is never touched; nor is one in a namespace
+// the request may not write in (a source applied again by someone who may
+// write less than whoever pointed it there): that refuses the apply.
 func (p *plan) planPrune(ctx context.Context, docs []spec.Document) {
 	declared := map[string]bool{}
 	for _, d := range docs {
@@ -162,7 +164,20 @@ func (p *plan) planPrune(ctx context.Context, docs []spec.Document) {
 			}
 		}
 	}
+	verdicts := map[string]error{}
 	for _, dr := range victims {
+		if p.req.Authorize != nil {
+			err, seen := verdicts[dr.Namespace]
+			if !seen {
+				err = p.req.Authorize(dr.Namespace)
+				verdicts[dr.Namespace] = err
+			}
+			if err != nil {
+				p.errs = append(p.errs, spec.FieldError{Kind: dr.Kind, Name: dr.Namespace + "/" + dr.Name,
+					Message: "cannot prune it (no longer declared): " + errs.PublicMessage(err), Code: errs.PermissionDenied.String()})
+				continue
+			}
+		}
 		// Checked now (a dry run answers with what would go); deleted at commit.
 		res, _, err := p.e.deleteLocked(ctx, spec.DeleteRequest{Kind: dr.Kind, Namespace: dr.Namespace, Name: dr.Name, DryRun: true}, deleting)
 		if err != nil {

@@ -244,3 +244,33 @@ func TestGitOpsServerFlagsAndVersionsByHand(t *testing.T) {
 		}
 	}
 }
+
+// TestGitOpsPruneNeedsWriteAccess: prune deletes only where the identity the
+// source syncs as may write. A deployer of default who applies again a
+// source that an admin pointed into risk cannot make it delete what it owns
+// there: the sync fails naming the namespace, and the model in risk stays.
+func TestGitOpsPruneNeedsWriteAccess(t *testing.T) {
+	g := newGitEnv(t)
+	risky := strings.Replace(g.modelYAML([]int{1}, 1), "metadata: {name: fraud-detector}", "metadata: {name: fraud-detector, namespace: risk}", 1)
+	local := strings.Replace(g.modelYAML([]int{1}, 1), "metadata: {name: fraud-detector}", "metadata: {name: local}", 1)
+	g.repo.Write("m/fraud-v1.onnx", string(g.model))
+	g.repo.Write("m/risk.yaml", risky)
+	g.repo.Write("m/local.yaml", local)
+	g.repo.Commit("risk and default")
+	spec1 := fmt.Sprintf("{url: %q, targetNamespaces: [risk]}", g.repo.Dir())
+	applyGitSource(t, g.srv, "shared", spec1)
+	if st := g.sync(t, "shared"); st.Sync != spec.SyncSynced {
+		t.Fatalf("admin's sync: %+v", st)
+	}
+	dep := createToken(t, g.srv, "--role", "deployer", "--scope", "default")
+	applyGitSource(t, g.srv, "shared", spec1, "--token", dep.Secret)
+	g.repo.Remove("m/risk.yaml")
+	g.repo.Commit("drop risk")
+	st := g.sync(t, "shared")
+	if st.Sync != spec.SyncFailed || st.AppliedBy != dep.ID || len(st.Errors) == 0 || !strings.Contains(st.Errors[0].Message, "may not write") {
+		t.Fatalf("a deployer of default pruned in risk: %+v", st)
+	}
+	if code := getJSON(t, g.srv.URL+"/api/v1/namespaces/risk/models/fraud-detector", nil); code != 200 {
+		t.Fatalf("the model in risk was pruned by a source syncing as a deployer of default: %d", code)
+	}
+}
