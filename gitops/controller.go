@@ -234,7 +234,10 @@ func (p *pass) run(ctx context.Context) {
 		AllowEmpty:      spec.Flag(p.spec.AllowEmpty, false),
 	}
 
-	changed := commit != p.prev.SyncedCommit || p.stored.Generation != p.prevObserved() || p.prev.Sync == spec.SyncFailed
+	// Only a commit or a GitSource not yet applied is applied: after a
+	// failed pass (a git host down, a token revoked) the commit that is
+	// live is compared, so that a change by hand stays unless selfHeal.
+	changed := commit != p.prev.SyncedCommit || p.stored.Generation != p.prev.SyncedGeneration
 	if !changed {
 		dry := req
 		dry.DryRun = true
@@ -269,12 +272,11 @@ func (p *pass) run(ctx context.Context) {
 	}
 }
 
-func (p *pass) prevObserved() int64 { return p.prev.ObservedGeneration }
-
 // synced records a commit applied (or found unchanged) in full.
 func (p *pass) synced(commit string, resp *spec.Response, applied bool) {
 	p.next.Sync = spec.SyncSynced
 	p.next.SyncedCommit = commit
+	p.next.SyncedGeneration = p.stored.Generation
 	p.next.Reason = ""
 	p.next.Resources = p.resources(resp, nil)
 	changedSomething := false
