@@ -2,10 +2,13 @@ package e2e
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nimbus-ai/nimbus/config"
 	"github.com/nimbus-ai/nimbus/internal/testutil"
@@ -272,5 +275,31 @@ func TestGitOpsPruneNeedsWriteAccess(t *testing.T) {
 	}
 	if code := getJSON(t, g.srv.URL+"/api/v1/namespaces/risk/models/fraud-detector", nil); code != 200 {
 		t.Fatalf("the model in risk was pruned by a source syncing as a deployer of default: %d", code)
+	}
+}
+
+// TestGitOpsSlowRemoteDoesNotHoldStart: a server restarted while a git host
+// does not answer serves at once (what was synced before is in the
+// registry); the source's pass waits for the host in the background.
+func TestGitOpsSlowRemoteDoesNotHoldStart(t *testing.T) {
+	g := newGitEnv(t)
+	release := make(chan struct{})
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(func() { close(release); hung.Close() })
+	applyGitSource(t, g.srv, "slow", fmt.Sprintf("{url: %q}", hung.URL+"/repo.git"))
+	dataDir := g.srv.DataDir
+	g.srv.Stop()
+	start := time.Now()
+	g.srv = testutil.StartServer(t, func(c *config.Config) {
+		c.DataDir = dataDir
+		c.SourceDir = filepath.Dir(g.repo.Dir())
+	})
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("the server took %v to serve while a git host hung", took)
 	}
 }
