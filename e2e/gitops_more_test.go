@@ -303,3 +303,28 @@ func TestGitOpsSlowRemoteDoesNotHoldStart(t *testing.T) {
 		t.Fatalf("the server took %v to serve while a git host hung", took)
 	}
 }
+
+// TestGitOpsClaimNeedsWriteAccess: a source that declares a resource in a
+// namespace it may not write into is refused there, and marks nothing in
+// the status of the source that owns it (no "Conflict" planted from outside).
+func TestGitOpsClaimNeedsWriteAccess(t *testing.T) {
+	g := newGitEnv(t)
+	g.repo.Write("m/fraud-v1.onnx", string(g.model))
+	g.repo.Write("m/fraud.yaml", g.modelYAML([]int{1}, 1))
+	g.repo.Write("intruder/fraud-v1.onnx", string(g.model))
+	g.repo.Write("intruder/fraud.yaml", strings.Replace(g.modelYAML([]int{1}, 1), "metadata: {name: fraud-detector}", "metadata: {name: fraud-detector, namespace: default}", 1))
+	g.repo.Commit("owner and intruder")
+	applyGitSource(t, g.srv, "owner", fmt.Sprintf("{url: %q, path: m}", g.repo.Dir()))
+	if st := g.sync(t, "owner"); st.Sync != spec.SyncSynced {
+		t.Fatalf("owner: %+v", st)
+	}
+	dep := createToken(t, g.srv, "--role", "deployer", "--scope", "team")
+	applyGitSource(t, g.srv, "intruder", fmt.Sprintf("{url: %q, path: intruder, targetNamespaces: [default]}", g.repo.Dir()), "--token", dep.Secret, "-n", "team")
+	if st := g.syncNS(t, "team", "intruder"); st.Sync != spec.SyncFailed {
+		t.Fatalf("a deployer of team synced into default: %+v", st)
+	}
+	st := g.sync(t, "owner")
+	if len(st.Resources) != 1 || st.Resources[0].State != spec.SyncSynced {
+		t.Fatalf("a source that may not write in default marked the owner's resources: %+v", st.Resources)
+	}
+}

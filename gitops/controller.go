@@ -205,13 +205,21 @@ func (p *pass) run(ctx context.Context) {
 		return
 	}
 	declared, broken := declaredBy(files, ns)
-	p.c.claim(p.key, declared)
+	targets := append([]string{ns}, p.spec.TargetNamespaces...)
+	// Only what this source may write is claimed: a document it is refused
+	// marks no other source's resource as in conflict.
+	var claimed []resourceKey
+	for _, rk := range declared {
+		if slices.Contains(targets, rk.ns) && authorize(rk.ns) == nil {
+			claimed = append(claimed, rk)
+		}
+	}
+	p.c.claim(p.key, claimed)
 	if len(declared) == 0 && !broken && !spec.Flag(p.spec.AllowEmpty, false) {
 		p.fail(commit, "EmptyRender", fmt.Sprintf("commit %s declares no resources under %q; refusing to sync (and prune everything this source owns): set spec.allowEmpty: true if that is meant",
 			short(commit), "/"+strings.Trim(p.spec.Path, "/")), nil)
 		return
 	}
-	targets := append([]string{ns}, p.spec.TargetNamespaces...)
 	p.c.mu.Lock()
 	p.c.writes[p.key] = targets
 	p.c.mu.Unlock()
