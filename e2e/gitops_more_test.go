@@ -328,3 +328,23 @@ func TestGitOpsClaimNeedsWriteAccess(t *testing.T) {
 		t.Fatalf("a source that may not write in default marked the owner's resources: %+v", st.Resources)
 	}
 }
+
+// TestGitOpsDriftOnDeleteByHand: deleting an owned service by hand starts
+// the owner's pass at once (drift shows without waiting for the poll).
+func TestGitOpsDriftOnDeleteByHand(t *testing.T) {
+	g := newGitEnv(t)
+	g.repo.Write("m/fraud-v1.onnx", string(g.model))
+	g.repo.Write("m/fraud.yaml", g.modelYAML([]int{1}, 1))
+	g.repo.Write("s/fraud.yaml", gitServiceYAML)
+	g.repo.Commit("v1")
+	applyGitSource(t, g.srv, "deploy", fmt.Sprintf("{url: %q, interval: 1h}", g.repo.Dir()))
+	if st := g.sync(t, "deploy"); st.Sync != spec.SyncSynced {
+		t.Fatalf("sync: %+v", st)
+	}
+	mustCLI(t, g.srv, "delete", "isvc", "fraud")
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		var gs spec.GitSource
+		getJSON(t, g.srv.URL+"/api/v1/namespaces/default/resources/gitsources/deploy", &gs)
+		return gs.Status != nil && gs.Status.Sync == spec.SyncOutOfSync
+	}, "a service deleted by hand did not show as drift before the next poll")
+}
