@@ -74,6 +74,23 @@ func (p *plan) planGitSource(ctx context.Context, d spec.Document, g *spec.GitSo
 	if !ok {
 		return
 	}
+	if p.sync.Owner != nil && p.req.Authorize != nil {
+		// It will sync as the identity of the source declaring it: it may
+		// target only what that source may write, or a source kept to
+		// its own namespace could reach any through one of its own.
+		refused := false
+		for i, tn := range g.Spec.TargetNamespaces {
+			if err := p.req.Authorize(tn); err != nil {
+				p.errs = append(p.errs, d.Errorf(fmt.Sprintf("spec.targetNamespaces[%d]", i), errs.PermissionDenied,
+					"a GitSource declared by gitsource %s/%s may target only namespaces it may write into: %s",
+					p.sync.Owner.Namespace, p.sync.Owner.Name, errs.PublicMessage(err)))
+				refused = true
+			}
+		}
+		if refused {
+			return
+		}
+	}
 	specJSON, err := marshalSpec(g.Spec)
 	if err != nil {
 		p.fail(err)

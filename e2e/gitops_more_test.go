@@ -348,3 +348,23 @@ func TestGitOpsDriftOnDeleteByHand(t *testing.T) {
 		return gs.Status != nil && gs.Status.Sync == spec.SyncOutOfSync
 	}, "a service deleted by hand did not show as drift before the next poll")
 }
+
+// TestGitOpsChildSourceStaysInside: a GitSource declared in a source's
+// repository syncs as the identity of the source that wrote it, so it may
+// target only namespaces that source may write into: a source an admin
+// kept to default cannot reach risk through a GitSource of its own.
+func TestGitOpsChildSourceStaysInside(t *testing.T) {
+	g := newGitEnv(t)
+	g.repo.Write("p/child.yaml", fmt.Sprintf("apiVersion: nimbus.dev/v1\nkind: GitSource\nmetadata: {name: child}\nspec: {url: %q, path: c, targetNamespaces: [risk]}\n", g.repo.Dir()))
+	g.repo.Write("c/fraud-v1.onnx", string(g.model))
+	g.repo.Write("c/fraud.yaml", strings.Replace(g.modelYAML([]int{1}, 1), "metadata: {name: fraud-detector}", "metadata: {name: fraud-detector, namespace: risk}", 1))
+	g.repo.Commit("a child source into risk")
+	applyGitSource(t, g.srv, "parent", fmt.Sprintf("{url: %q, path: p}", g.repo.Dir()))
+	st := g.sync(t, "parent")
+	if st.Sync != spec.SyncFailed || len(st.Errors) == 0 || st.Errors[0].Field != "spec.targetNamespaces[0]" {
+		t.Fatalf("a source kept to default declared a GitSource targeting risk: %+v", st)
+	}
+	if code := getJSON(t, g.srv.URL+"/api/v1/namespaces/default/resources/gitsources/child", nil); code != 404 {
+		t.Fatalf("the child source was created: %d", code)
+	}
+}
