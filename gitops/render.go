@@ -16,7 +16,6 @@ const (
 	maxRenderFiles  = 10_000
 	maxFileBytes    = 4 << 20  // one YAML file
 	maxRenderBytes  = 64 << 20 // every YAML file of the path together
-	yamlSuffixes    = ".yaml .yml"
 	renderErrorCode = "invalid_argument"
 )
 
@@ -60,7 +59,7 @@ func render(snap Snapshot, dir string) ([]spec.File, error) {
 
 func isYAML(p string) bool {
 	ext := strings.ToLower(path.Ext(p))
-	return ext != "" && strings.Contains(yamlSuffixes, ext) && !strings.HasPrefix(path.Base(p), ".")
+	return (ext == ".yaml" || ext == ".yml") && !strings.HasPrefix(path.Base(p), ".")
 }
 
 // declaredBy is what the files declare, documents in ns unless they name
