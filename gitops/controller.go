@@ -145,7 +145,12 @@ func (c *Controller) Reconcile(ctx context.Context, k reconcile.Key) (reconcile.
 	p.run(ctx)
 	if c.opts.Metrics != nil {
 		c.opts.Metrics.GitSync(k.Namespace, k.Name, p.result, c.opts.Clock.Now().Sub(start))
-		if p.next.LastSyncTime != nil {
+		// A pass that leaves the source Synced is a good sync, whether it
+		// applied a commit or found the live state matching an unchanged
+		// one: a quiet repository is not a failing one.
+		if p.next.Sync == spec.SyncSynced {
+			c.opts.Metrics.GitSynced(k.Namespace, k.Name, start)
+		} else if p.next.LastSyncTime != nil {
 			c.opts.Metrics.GitSynced(k.Namespace, k.Name, *p.next.LastSyncTime)
 		}
 	}

@@ -73,6 +73,8 @@ type env struct {
 	cache *gitrepo.Cache
 	// failFetch makes every fetch fail while set.
 	failFetch atomic.Bool
+	// metrics, when set, records the controllers' passes.
+	metrics gitops.Metrics
 }
 
 func newEnv(t *testing.T) *env {
@@ -96,7 +98,7 @@ func (e *env) controller(t *testing.T, a gitops.Applier) (*gitops.Controller, fu
 	if a == nil {
 		a = e.eng
 	}
-	c := gitops.New(gitops.Options{Resources: e.db, Applier: a, Repos: repos{e.cache, &e.failFetch}, Identities: everyone{}, Clock: e.clock})
+	c := gitops.New(gitops.Options{Resources: e.db, Applier: a, Repos: repos{e.cache, &e.failFetch}, Identities: everyone{}, Clock: e.clock, Metrics: e.metrics})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Start(ctx) }()
@@ -289,5 +291,47 @@ func TestFailedFetchDoesNotRevertDrift(t *testing.T) {
 	}
 	if st.Sync != spec.SyncOutOfSync || m.Aliases["champion"] != 2 {
 		t.Fatalf("selfHeal is off, yet the pass after a failed fetch reverted the change by hand: sync %s, champion %d", st.Sync, m.Aliases["champion"])
+	}
+}
+
+// lastGood records the time of the last good sync the controller reports.
+type lastGood struct {
+	mu sync.Mutex
+	at time.Time
+}
+
+func (*lastGood) GitSync(string, string, string, time.Duration) {}
+func (l *lastGood) GitSynced(_, _ string, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.at = at
+}
+func (*lastGood) GitForget(string, string) {}
+
+func (l *lastGood) get() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.at
+}
+
+// TestQuietRepoSyncAgeStaysLow: a pass that finds the live state in sync
+// with an unchanged commit is a good sync: the age of the last good sync
+// (alerted on past a few intervals) does not grow while nothing is
+// committed.
+func TestQuietRepoSyncAgeStaysLow(t *testing.T) {
+	e := newEnv(t)
+	lg := &lastGood{}
+	e.metrics = lg
+	commit := e.commitModel(t, 1)
+	e.applySource(t, "1m")
+	c, _ := e.controller(t, nil)
+	<-c.Ready()
+	waitFor(t, "first sync", func() bool { return e.status(t).SyncedCommit == commit })
+	e.clock.Step(time.Hour)
+	if st, err := c.Sync(context.Background(), "default", "src"); err != nil || st.Sync != spec.SyncSynced {
+		t.Fatalf("pass an hour later: %+v, %v", st, err)
+	}
+	if age := e.clock.Now().Sub(lg.get()); age != 0 {
+		t.Fatalf("last good sync %v ago after a pass that found everything in sync", age)
 	}
 }
