@@ -41,6 +41,15 @@ func (p *plan) ownership(ctx context.Context, d spec.Document, stored *spec.Stor
 	m := d.Object.GetMeta()
 	want := spec.ManagedBy(*p.sync.Owner, m.Namespace)
 	if prev != "" && prev != want {
+		// What a deleted source left is owned by no live source: adopted,
+		// like a resource made by hand.
+		switch gone, err := p.e.ownerGone(ctx, prev, m.Namespace); {
+		case err != nil:
+			p.fail(err)
+			return "", false, false
+		case gone:
+			return want, true, true
+		}
 		p.errs = append(p.errs, d.Errorf("metadata.name", errs.Conflict,
 			"%s %s/%s is owned by %s; two GitSources may not own one resource (remove it from one of them)",
 			d.Object.GetKind(), m.Namespace, m.Name, prev))
@@ -268,6 +277,20 @@ func (e *Engine) CheckUnlocked(ctx context.Context, kind, ns, name string) error
 		return err
 	}
 	return e.lockedBy(ctx, r)
+}
+
+// ownerGone reports whether managedBy (written in ns) names a GitSource
+// that no longer exists.
+func (e *Engine) ownerGone(ctx context.Context, managedBy, ns string) (bool, error) {
+	o, ok := spec.OwnerOf(managedBy, ns)
+	if !ok {
+		return false, nil
+	}
+	_, err := e.opts.Resources.GetResource(ctx, spec.KindGitSource, o.Namespace, o.Name)
+	if errs.KindOf(err) == errs.NotFound {
+		return true, nil
+	}
+	return false, err
 }
 
 // lockedBy is CheckUnlocked for a resource already read.

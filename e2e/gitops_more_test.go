@@ -368,3 +368,26 @@ func TestGitOpsChildSourceStaysInside(t *testing.T) {
 		t.Fatalf("the child source was created: %d", code)
 	}
 }
+
+// TestGitOpsAdoptsWhatADeletedSourceLeft: what a deleted GitSource deployed
+// is owned by no live source, so another source declaring it adopts it (a
+// source renamed or replaced) instead of failing on a conflict forever.
+func TestGitOpsAdoptsWhatADeletedSourceLeft(t *testing.T) {
+	g := newGitEnv(t)
+	g.repo.Write("m/fraud-v1.onnx", string(g.model))
+	g.repo.Write("m/fraud.yaml", g.modelYAML([]int{1}, 1))
+	g.repo.Commit("v1")
+	applyGitSource(t, g.srv, "old", fmt.Sprintf("{url: %q}", g.repo.Dir()))
+	if st := g.sync(t, "old"); st.Sync != spec.SyncSynced {
+		t.Fatalf("old: %+v", st)
+	}
+	mustCLI(t, g.srv, "delete", "gs", "old")
+	applyGitSource(t, g.srv, "new", fmt.Sprintf("{url: %q}", g.repo.Dir()))
+	if st := g.sync(t, "new"); st.Sync != spec.SyncSynced {
+		t.Fatalf("the replacing source could not adopt what the deleted one left: %+v", st)
+	}
+	var m spec.Model
+	if getJSON(t, g.srv.URL+"/api/v1/namespaces/default/resources/models/fraud-detector", &m); m.Metadata.ManagedBy != "gitsource/new" {
+		t.Fatalf("managedBy = %q", m.Metadata.ManagedBy)
+	}
+}
