@@ -41,6 +41,15 @@ func (p *plan) ownership(ctx context.Context, d spec.Document, stored *spec.Stor
 	m := d.Object.GetMeta()
 	want := spec.ManagedBy(*p.sync.Owner, m.Namespace)
 	if prev != "" && prev != want {
+		// What a deleted source left is owned by no live source: adopted,
+		// like a resource made by hand.
+		switch gone, err := p.e.ownerGone(ctx, prev, m.Namespace); {
+		case err != nil:
+			p.fail(err)
+			return "", false, false
+		case gone:
+			return want, true, true
+		}
 		p.errs = append(p.errs, d.Errorf("metadata.name", errs.Conflict,
 			"%s %s/%s is owned by %s; two GitSources may not own one resource (remove it from one of them)",
 			d.Object.GetKind(), m.Namespace, m.Name, prev))
@@ -73,6 +82,23 @@ func (p *plan) planGitSource(ctx context.Context, d spec.Document, g *spec.GitSo
 	stored, managedBy, adopted, ok := p.existing(ctx, d)
 	if !ok {
 		return
+	}
+	if p.sync.Owner != nil && p.req.Authorize != nil {
+		// It will sync as the identity of the source declaring it: it may
+		// target only what that source may write, or a source kept to
+		// its own namespace could reach any through one of its own.
+		refused := false
+		for i, tn := range g.Spec.TargetNamespaces {
+			if err := p.req.Authorize(tn); err != nil {
+				p.errs = append(p.errs, d.Errorf(fmt.Sprintf("spec.targetNamespaces[%d]", i), errs.PermissionDenied,
+					"a GitSource declared by gitsource %s/%s may target only namespaces it may write into: %s",
+					p.sync.Owner.Namespace, p.sync.Owner.Name, errs.PublicMessage(err)))
+				refused = true
+			}
+		}
+		if refused {
+			return
+		}
 	}
 	specJSON, err := marshalSpec(g.Spec)
 	if err != nil {
@@ -133,7 +159,9 @@ var pruneKinds = []string{spec.KindGitSource, spec.KindInferenceService, spec.Ki
 
 // planPrune adds a delete step for every resource the apply's owner owns in
 // the prune namespaces that no document declares. A resource made by hand,
-// or owned by another source, is never touched.
+// or owned by another source, is never touched; nor is one in a namespace
+// the request may not write in (a source applied again by someone who may
+// write less than whoever pointed it there): that refuses the apply.
 func (p *plan) planPrune(ctx context.Context, docs []spec.Document) {
 	declared := map[string]bool{}
 	for _, d := range docs {
@@ -162,7 +190,20 @@ func (p *plan) planPrune(ctx context.Context, docs []spec.Document) {
 			}
 		}
 	}
+	verdicts := map[string]error{}
 	for _, dr := range victims {
+		if p.req.Authorize != nil {
+			err, seen := verdicts[dr.Namespace]
+			if !seen {
+				err = p.req.Authorize(dr.Namespace)
+				verdicts[dr.Namespace] = err
+			}
+			if err != nil {
+				p.errs = append(p.errs, spec.FieldError{Kind: dr.Kind, Name: dr.Namespace + "/" + dr.Name,
+					Message: "cannot prune it (no longer declared): " + errs.PublicMessage(err), Code: errs.PermissionDenied.String()})
+				continue
+			}
+		}
 		// Checked now (a dry run answers with what would go); deleted at commit.
 		res, _, err := p.e.deleteLocked(ctx, spec.DeleteRequest{Kind: dr.Kind, Namespace: dr.Namespace, Name: dr.Name, DryRun: true}, deleting)
 		if err != nil {
@@ -236,6 +277,20 @@ func (e *Engine) CheckUnlocked(ctx context.Context, kind, ns, name string) error
 		return err
 	}
 	return e.lockedBy(ctx, r)
+}
+
+// ownerGone reports whether managedBy (written in ns) names a GitSource
+// that no longer exists.
+func (e *Engine) ownerGone(ctx context.Context, managedBy, ns string) (bool, error) {
+	o, ok := spec.OwnerOf(managedBy, ns)
+	if !ok {
+		return false, nil
+	}
+	_, err := e.opts.Resources.GetResource(ctx, spec.KindGitSource, o.Namespace, o.Name)
+	if errs.KindOf(err) == errs.NotFound {
+		return true, nil
+	}
+	return false, err
 }
 
 // lockedBy is CheckUnlocked for a resource already read.

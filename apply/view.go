@@ -315,6 +315,8 @@ func (e *Engine) deleteLocked(ctx context.Context, dr spec.DeleteRequest, deleti
 	if err != nil {
 		return res, nil, err
 	}
+	// The owner looks again: a delete by hand of what it owns is drift.
+	managedBy := before.GetMeta().ManagedBy
 	before = stripped(before)
 	res.Diff = diffOf(before, nil)
 	if m := before.GetMeta(); m.Generation > 0 {
@@ -341,7 +343,12 @@ func (e *Engine) deleteLocked(ctx context.Context, dr spec.DeleteRequest, deleti
 		if err := e.opts.Resources.DeleteResource(ctx, spec.KindInferenceService, dr.Namespace, dr.Name, 0); err != nil {
 			return res, nil, err
 		}
-		after = func(ctx context.Context) { e.syncService(ctx, dr.Namespace, dr.Name) }
+		after = func(ctx context.Context) {
+			e.syncService(ctx, dr.Namespace, dr.Name)
+			if e.opts.OnChange != nil {
+				e.opts.OnChange(spec.KindInferenceService, dr.Namespace, dr.Name, managedBy)
+			}
+		}
 	case spec.KindGitSource:
 		// What it deployed stays, owned by no live source, until someone
 		// deletes it or another source adopts it.
@@ -352,7 +359,7 @@ func (e *Engine) deleteLocked(ctx context.Context, dr spec.DeleteRequest, deleti
 			return res, nil, err
 		}
 		if e.opts.OnChange != nil {
-			after = func(context.Context) { e.opts.OnChange(spec.KindGitSource, dr.Namespace, dr.Name, "") }
+			after = func(context.Context) { e.opts.OnChange(spec.KindGitSource, dr.Namespace, dr.Name, managedBy) }
 		}
 	}
 	if err := e.record(ctx, spec.Request{Actor: dr.Actor, Source: dr.Source}, &step{result: res, action: audit.ActionDelete, summary: "deleted"}); err != nil {

@@ -2,10 +2,13 @@ package e2e
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nimbus-ai/nimbus/config"
 	"github.com/nimbus-ai/nimbus/internal/testutil"
@@ -242,5 +245,149 @@ func TestGitOpsServerFlagsAndVersionsByHand(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Fatalf("/metrics lacks %s", want)
 		}
+	}
+}
+
+// TestGitOpsPruneNeedsWriteAccess: prune deletes only where the identity the
+// source syncs as may write. A deployer of default who applies again a
+// source that an admin pointed into risk cannot make it delete what it owns
+// there: the sync fails naming the namespace, and the model in risk stays.
+func TestGitOpsPruneNeedsWriteAccess(t *testing.T) {
+	g := newGitEnv(t)
+	risky := strings.Replace(g.modelYAML([]int{1}, 1), "metadata: {name: fraud-detector}", "metadata: {name: fraud-detector, namespace: risk}", 1)
+	local := strings.Replace(g.modelYAML([]int{1}, 1), "metadata: {name: fraud-detector}", "metadata: {name: local}", 1)
+	g.repo.Write("m/fraud-v1.onnx", string(g.model))
+	g.repo.Write("m/risk.yaml", risky)
+	g.repo.Write("m/local.yaml", local)
+	g.repo.Commit("risk and default")
+	spec1 := fmt.Sprintf("{url: %q, targetNamespaces: [risk]}", g.repo.Dir())
+	applyGitSource(t, g.srv, "shared", spec1)
+	if st := g.sync(t, "shared"); st.Sync != spec.SyncSynced {
+		t.Fatalf("admin's sync: %+v", st)
+	}
+	dep := createToken(t, g.srv, "--role", "deployer", "--scope", "default")
+	applyGitSource(t, g.srv, "shared", spec1, "--token", dep.Secret)
+	g.repo.Remove("m/risk.yaml")
+	g.repo.Commit("drop risk")
+	st := g.sync(t, "shared")
+	if st.Sync != spec.SyncFailed || st.AppliedBy != dep.ID || len(st.Errors) == 0 || !strings.Contains(st.Errors[0].Message, "may not write") {
+		t.Fatalf("a deployer of default pruned in risk: %+v", st)
+	}
+	if code := getJSON(t, g.srv.URL+"/api/v1/namespaces/risk/models/fraud-detector", nil); code != 200 {
+		t.Fatalf("the model in risk was pruned by a source syncing as a deployer of default: %d", code)
+	}
+}
+
+// TestGitOpsSlowRemoteDoesNotHoldStart: a server restarted while a git host
+// does not answer serves at once (what was synced before is in the
+// registry); the source's pass waits for the host in the background.
+func TestGitOpsSlowRemoteDoesNotHoldStart(t *testing.T) {
+	g := newGitEnv(t)
+	release := make(chan struct{})
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(func() { close(release); hung.Close() })
+	applyGitSource(t, g.srv, "slow", fmt.Sprintf("{url: %q}", hung.URL+"/repo.git"))
+	dataDir := g.srv.DataDir
+	g.srv.Stop()
+	start := time.Now()
+	g.srv = testutil.StartServer(t, func(c *config.Config) {
+		c.DataDir = dataDir
+		c.SourceDir = filepath.Dir(g.repo.Dir())
+	})
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("the server took %v to serve while a git host hung", took)
+	}
+}
+
+// TestGitOpsClaimNeedsWriteAccess: a source that declares a resource in a
+// namespace it may not write into is refused there, and marks nothing in
+// the status of the source that owns it (no "Conflict" planted from outside).
+func TestGitOpsClaimNeedsWriteAccess(t *testing.T) {
+	g := newGitEnv(t)
+	g.repo.Write("m/fraud-v1.onnx", string(g.model))
+	g.repo.Write("m/fraud.yaml", g.modelYAML([]int{1}, 1))
+	g.repo.Write("intruder/fraud-v1.onnx", string(g.model))
+	g.repo.Write("intruder/fraud.yaml", strings.Replace(g.modelYAML([]int{1}, 1), "metadata: {name: fraud-detector}", "metadata: {name: fraud-detector, namespace: default}", 1))
+	g.repo.Commit("owner and intruder")
+	applyGitSource(t, g.srv, "owner", fmt.Sprintf("{url: %q, path: m}", g.repo.Dir()))
+	if st := g.sync(t, "owner"); st.Sync != spec.SyncSynced {
+		t.Fatalf("owner: %+v", st)
+	}
+	dep := createToken(t, g.srv, "--role", "deployer", "--scope", "team")
+	applyGitSource(t, g.srv, "intruder", fmt.Sprintf("{url: %q, path: intruder, targetNamespaces: [default]}", g.repo.Dir()), "--token", dep.Secret, "-n", "team")
+	if st := g.syncNS(t, "team", "intruder"); st.Sync != spec.SyncFailed {
+		t.Fatalf("a deployer of team synced into default: %+v", st)
+	}
+	st := g.sync(t, "owner")
+	if len(st.Resources) != 1 || st.Resources[0].State != spec.SyncSynced {
+		t.Fatalf("a source that may not write in default marked the owner's resources: %+v", st.Resources)
+	}
+}
+
+// TestGitOpsDriftOnDeleteByHand: deleting an owned service by hand starts
+// the owner's pass at once (drift shows without waiting for the poll).
+func TestGitOpsDriftOnDeleteByHand(t *testing.T) {
+	g := newGitEnv(t)
+	g.repo.Write("m/fraud-v1.onnx", string(g.model))
+	g.repo.Write("m/fraud.yaml", g.modelYAML([]int{1}, 1))
+	g.repo.Write("s/fraud.yaml", gitServiceYAML)
+	g.repo.Commit("v1")
+	applyGitSource(t, g.srv, "deploy", fmt.Sprintf("{url: %q, interval: 1h}", g.repo.Dir()))
+	if st := g.sync(t, "deploy"); st.Sync != spec.SyncSynced {
+		t.Fatalf("sync: %+v", st)
+	}
+	mustCLI(t, g.srv, "delete", "isvc", "fraud")
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		var gs spec.GitSource
+		getJSON(t, g.srv.URL+"/api/v1/namespaces/default/resources/gitsources/deploy", &gs)
+		return gs.Status != nil && gs.Status.Sync == spec.SyncOutOfSync
+	}, "a service deleted by hand did not show as drift before the next poll")
+}
+
+// TestGitOpsChildSourceStaysInside: a GitSource declared in a source's
+// repository syncs as the identity of the source that wrote it, so it may
+// target only namespaces that source may write into: a source an admin
+// kept to default cannot reach risk through a GitSource of its own.
+func TestGitOpsChildSourceStaysInside(t *testing.T) {
+	g := newGitEnv(t)
+	g.repo.Write("p/child.yaml", fmt.Sprintf("apiVersion: nimbus.dev/v1\nkind: GitSource\nmetadata: {name: child}\nspec: {url: %q, path: c, targetNamespaces: [risk]}\n", g.repo.Dir()))
+	g.repo.Write("c/fraud-v1.onnx", string(g.model))
+	g.repo.Write("c/fraud.yaml", strings.Replace(g.modelYAML([]int{1}, 1), "metadata: {name: fraud-detector}", "metadata: {name: fraud-detector, namespace: risk}", 1))
+	g.repo.Commit("a child source into risk")
+	applyGitSource(t, g.srv, "parent", fmt.Sprintf("{url: %q, path: p}", g.repo.Dir()))
+	st := g.sync(t, "parent")
+	if st.Sync != spec.SyncFailed || len(st.Errors) == 0 || st.Errors[0].Field != "spec.targetNamespaces[0]" {
+		t.Fatalf("a source kept to default declared a GitSource targeting risk: %+v", st)
+	}
+	if code := getJSON(t, g.srv.URL+"/api/v1/namespaces/default/resources/gitsources/child", nil); code != 404 {
+		t.Fatalf("the child source was created: %d", code)
+	}
+}
+
+// TestGitOpsAdoptsWhatADeletedSourceLeft: what a deleted GitSource deployed
+// is owned by no live source, so another source declaring it adopts it (a
+// source renamed or replaced) instead of failing on a conflict forever.
+func TestGitOpsAdoptsWhatADeletedSourceLeft(t *testing.T) {
+	g := newGitEnv(t)
+	g.repo.Write("m/fraud-v1.onnx", string(g.model))
+	g.repo.Write("m/fraud.yaml", g.modelYAML([]int{1}, 1))
+	g.repo.Commit("v1")
+	applyGitSource(t, g.srv, "old", fmt.Sprintf("{url: %q}", g.repo.Dir()))
+	if st := g.sync(t, "old"); st.Sync != spec.SyncSynced {
+		t.Fatalf("old: %+v", st)
+	}
+	mustCLI(t, g.srv, "delete", "gs", "old")
+	applyGitSource(t, g.srv, "new", fmt.Sprintf("{url: %q}", g.repo.Dir()))
+	if st := g.sync(t, "new"); st.Sync != spec.SyncSynced {
+		t.Fatalf("the replacing source could not adopt what the deleted one left: %+v", st)
+	}
+	var m spec.Model
+	if getJSON(t, g.srv.URL+"/api/v1/namespaces/default/resources/models/fraud-detector", &m); m.Metadata.ManagedBy != "gitsource/new" {
+		t.Fatalf("managedBy = %q", m.Metadata.ManagedBy)
 	}
 }

@@ -145,7 +145,12 @@ func (c *Controller) Reconcile(ctx context.Context, k reconcile.Key) (reconcile.
 	p.run(ctx)
 	if c.opts.Metrics != nil {
 		c.opts.Metrics.GitSync(k.Namespace, k.Name, p.result, c.opts.Clock.Now().Sub(start))
-		if p.next.LastSyncTime != nil {
+		// A pass that leaves the source Synced is a good sync, whether it
+		// applied a commit or found the live state matching an unchanged
+		// one: a quiet repository is not a failing one.
+		if p.next.Sync == spec.SyncSynced {
+			c.opts.Metrics.GitSynced(k.Namespace, k.Name, start)
+		} else if p.next.LastSyncTime != nil {
 			c.opts.Metrics.GitSynced(k.Namespace, k.Name, *p.next.LastSyncTime)
 		}
 	}
@@ -205,13 +210,21 @@ func (p *pass) run(ctx context.Context) {
 		return
 	}
 	declared, broken := declaredBy(files, ns)
-	p.c.claim(p.key, declared)
+	targets := append([]string{ns}, p.spec.TargetNamespaces...)
+	// Only what this source may write is claimed: a document it is refused
+	// marks no other source's resource as in conflict.
+	var claimed []resourceKey
+	for _, rk := range declared {
+		if slices.Contains(targets, rk.ns) && authorize(rk.ns) == nil {
+			claimed = append(claimed, rk)
+		}
+	}
+	p.c.claim(p.key, claimed)
 	if len(declared) == 0 && !broken && !spec.Flag(p.spec.AllowEmpty, false) {
 		p.fail(commit, "EmptyRender", fmt.Sprintf("commit %s declares no resources under %q; refusing to sync (and prune everything this source owns): set spec.allowEmpty: true if that is meant",
 			short(commit), "/"+strings.Trim(p.spec.Path, "/")), nil)
 		return
 	}
-	targets := append([]string{ns}, p.spec.TargetNamespaces...)
 	p.c.mu.Lock()
 	p.c.writes[p.key] = targets
 	p.c.mu.Unlock()
@@ -234,7 +247,10 @@ func (p *pass) run(ctx context.Context) {
 		AllowEmpty:      spec.Flag(p.spec.AllowEmpty, false),
 	}
 
-	changed := commit != p.prev.SyncedCommit || p.stored.Generation != p.prevObserved() || p.prev.Sync == spec.SyncFailed
+	// Only a commit or a GitSource not yet applied is applied: after a
+	// failed pass (a git host down, a token revoked) the commit that is
+	// live is compared, so that a change by hand stays unless selfHeal.
+	changed := commit != p.prev.SyncedCommit || p.stored.Generation != p.prev.SyncedGeneration
 	if !changed {
 		dry := req
 		dry.DryRun = true
@@ -269,12 +285,11 @@ func (p *pass) run(ctx context.Context) {
 	}
 }
 
-func (p *pass) prevObserved() int64 { return p.prev.ObservedGeneration }
-
 // synced records a commit applied (or found unchanged) in full.
 func (p *pass) synced(commit string, resp *spec.Response, applied bool) {
 	p.next.Sync = spec.SyncSynced
 	p.next.SyncedCommit = commit
+	p.next.SyncedGeneration = p.stored.Generation
 	p.next.Reason = ""
 	p.next.Resources = p.resources(resp, nil)
 	changedSomething := false

@@ -5,11 +5,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,10 +31,17 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// repos adapts the real git cache (internal/system has the same adapter).
-type repos struct{ c *gitrepo.Cache }
+// repos adapts the real git cache (internal/system has the same adapter);
+// while *fail is set, every fetch fails (a git host down).
+type repos struct {
+	c    *gitrepo.Cache
+	fail *atomic.Bool
+}
 
 func (r repos) Fetch(ctx context.Context, rem gitops.Remote, ref string) (gitops.Snapshot, error) {
+	if r.fail != nil && r.fail.Load() {
+		return nil, errors.New("git host unreachable")
+	}
 	s, err := r.c.Fetch(ctx, gitrepo.Remote{URL: rem.URL, Token: rem.Token}, ref)
 	if err != nil {
 		return nil, err
@@ -57,10 +66,15 @@ func (everyone) Authorizer(context.Context, string) (func(string) error, error) 
 // env is the real engine over real SQLite, a real repository and a fake clock.
 type env struct {
 	db    *sqlite.Store
+	reg   *registry.Registry
 	eng   *apply.Engine
 	repo  *gittest.Repo
 	clock *reconcile.FakeClock
 	cache *gitrepo.Cache
+	// failFetch makes every fetch fail while set.
+	failFetch atomic.Bool
+	// metrics, when set, records the controllers' passes.
+	metrics gitops.Metrics
 }
 
 func newEnv(t *testing.T) *env {
@@ -73,7 +87,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{db: db, eng: apply.NewEngine(apply.Options{Registry: reg, Resources: db, Audit: db, Logger: log}),
+	return &env{db: db, reg: reg, eng: apply.NewEngine(apply.Options{Registry: reg, Resources: db, Audit: db, Logger: log}),
 		repo: repo, clock: reconcile.NewFakeClock(time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)), cache: cache}
 }
 
@@ -84,7 +98,7 @@ func (e *env) controller(t *testing.T, a gitops.Applier) (*gitops.Controller, fu
 	if a == nil {
 		a = e.eng
 	}
-	c := gitops.New(gitops.Options{Resources: e.db, Applier: a, Repos: repos{e.cache}, Identities: everyone{}, Clock: e.clock})
+	c := gitops.New(gitops.Options{Resources: e.db, Applier: a, Repos: repos{e.cache, &e.failFetch}, Identities: everyone{}, Clock: e.clock, Metrics: e.metrics})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Start(ctx) }()
@@ -242,5 +256,82 @@ func TestNoOpPassWritesNothing(t *testing.T) {
 	model2, _ := e.db.GetResource(context.Background(), spec.KindModel, "default", "m")
 	if !after.UpdatedAt.Equal(before.UpdatedAt) || model2.ResourceVersion != model.ResourceVersion {
 		t.Fatalf("no-op passes wrote: status %v → %v, model rv %d → %d", before.UpdatedAt, after.UpdatedAt, model.ResourceVersion, model2.ResourceVersion)
+	}
+}
+
+// TestFailedFetchDoesNotRevertDrift: with selfHeal off, a change made by
+// hand stays after the git host was unreachable for a pass: the pass after
+// the outage compares (OutOfSync) instead of applying the commit again.
+func TestFailedFetchDoesNotRevertDrift(t *testing.T) {
+	e := newEnv(t)
+	commit := e.commitModel(t, 1)
+	e.applySource(t, "1m")
+	c, _ := e.controller(t, nil)
+	<-c.Ready()
+	waitFor(t, "first sync", func() bool { return e.status(t).SyncedCommit == commit })
+	ctx := context.Background()
+	if err := e.reg.SetAlias(ctx, "default", "m", "champion", 2); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := c.Sync(ctx, "default", "src"); err != nil || st.Sync != spec.SyncOutOfSync {
+		t.Fatalf("after a change by hand: %+v, %v", st, err)
+	}
+	e.failFetch.Store(true)
+	if st, err := c.Sync(ctx, "default", "src"); err != nil || st.Reason != "FetchFailed" {
+		t.Fatalf("git host down: %+v, %v", st, err)
+	}
+	e.failFetch.Store(false)
+	st, err := c.Sync(ctx, "default", "src")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := e.reg.GetModel(ctx, "default", "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Sync != spec.SyncOutOfSync || m.Aliases["champion"] != 2 {
+		t.Fatalf("selfHeal is off, yet the pass after a failed fetch reverted the change by hand: sync %s, champion %d", st.Sync, m.Aliases["champion"])
+	}
+}
+
+// lastGood records the time of the last good sync the controller reports.
+type lastGood struct {
+	mu sync.Mutex
+	at time.Time
+}
+
+func (*lastGood) GitSync(string, string, string, time.Duration) {}
+func (l *lastGood) GitSynced(_, _ string, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.at = at
+}
+func (*lastGood) GitForget(string, string) {}
+
+func (l *lastGood) get() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.at
+}
+
+// TestQuietRepoSyncAgeStaysLow: a pass that finds the live state in sync
+// with an unchanged commit is a good sync: the age of the last good sync
+// (alerted on past a few intervals) does not grow while nothing is
+// committed.
+func TestQuietRepoSyncAgeStaysLow(t *testing.T) {
+	e := newEnv(t)
+	lg := &lastGood{}
+	e.metrics = lg
+	commit := e.commitModel(t, 1)
+	e.applySource(t, "1m")
+	c, _ := e.controller(t, nil)
+	<-c.Ready()
+	waitFor(t, "first sync", func() bool { return e.status(t).SyncedCommit == commit })
+	e.clock.Step(time.Hour)
+	if st, err := c.Sync(context.Background(), "default", "src"); err != nil || st.Sync != spec.SyncSynced {
+		t.Fatalf("pass an hour later: %+v, %v", st, err)
+	}
+	if age := e.clock.Now().Sub(lg.get()); age != 0 {
+		t.Fatalf("last good sync %v ago after a pass that found everything in sync", age)
 	}
 }

@@ -76,6 +76,7 @@ type Secrets interface {
 // Metrics records each sync.
 type Metrics interface {
 	GitSync(ns, name, result string, took time.Duration)
+	// GitSynced records a good sync at at (the latest one reported counts).
 	GitSynced(ns, name string, at time.Time)
 	GitForget(ns, name string)
 }

@@ -16,7 +16,6 @@ const (
 	maxRenderFiles  = 10_000
 	maxFileBytes    = 4 << 20  // one YAML file
 	maxRenderBytes  = 64 << 20 // every YAML file of the path together
-	yamlSuffixes    = ".yaml .yml"
 	renderErrorCode = "invalid_argument"
 )
 
@@ -28,7 +27,8 @@ func render(snap Snapshot, dir string) ([]spec.File, error) {
 	var files []spec.File
 	var total int64
 	err := snap.Walk(dir, func(p string, size int64) error {
-		if !isYAML(p) {
+		// Hidden is judged below dir: a source may sync a hidden folder.
+		if !isYAML(strings.TrimPrefix(p, dir+"/")) {
 			return nil
 		}
 		if len(files) == maxRenderFiles {
@@ -60,7 +60,9 @@ func render(snap Snapshot, dir string) ([]spec.File, error) {
 
 func isYAML(p string) bool {
 	ext := strings.ToLower(path.Ext(p))
-	return ext != "" && strings.Contains(yamlSuffixes, ext) && !strings.HasPrefix(path.Base(p), ".")
+	// Hidden files and folders (.github/workflows/ci.yml) are another
+	// tool's configuration, not resources.
+	return (ext == ".yaml" || ext == ".yml") && !strings.HasPrefix(p, ".") && !strings.Contains(p, "/.")
 }
 
 // declaredBy is what the files declare, documents in ns unless they name

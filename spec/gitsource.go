@@ -114,6 +114,9 @@ type GitSyncStatus struct {
 	Sync string `json:"sync,omitempty" yaml:"sync,omitempty"`
 	// SyncedCommit is the last commit applied in full.
 	SyncedCommit string `json:"syncedCommit,omitempty" yaml:"syncedCommit,omitempty"`
+	// SyncedGeneration is the GitSource's generation SyncedCommit was
+	// applied with (observedGeneration also moves on a failed pass).
+	SyncedGeneration int64 `json:"syncedGeneration,omitempty" yaml:"syncedGeneration,omitempty"`
 	// LastAttemptedCommit is the last commit a sync was tried with.
 	LastAttemptedCommit string     `json:"lastAttemptedCommit,omitempty" yaml:"lastAttemptedCommit,omitempty"`
 	LastSyncTime        *time.Time `json:"lastSyncTime,omitempty" yaml:"lastSyncTime,omitempty"`

@@ -33,7 +33,7 @@ func newGitCollectors(reg *prometheus.Registry) *gitCollectors {
 		}, []string{"namespace", "gitsource"}),
 		lastGood: map[[2]string]time.Time{},
 		age: prometheus.NewDesc("nimbus_gitsource_last_sync_age_seconds",
-			"Seconds since the GitSource last synced a commit in full (alert when it exceeds a few intervals).",
+			"Seconds since a pass last left the GitSource Synced: a commit applied, or found in sync (alert when it exceeds a few intervals).",
 			[]string{"namespace", "gitsource"}, nil),
 		now: time.Now,
 	}
@@ -58,11 +58,16 @@ func (m *Metrics) GitSync(ns, name, result string, took time.Duration) {
 	m.git.duration.WithLabelValues(ns, name).Observe(took.Seconds())
 }
 
-// GitSynced records when a GitSource last synced in full.
+// GitSynced records when a GitSource last synced in full; an earlier time
+// than the one recorded (the last applied commit, reported by a failed pass)
+// changes nothing.
 func (m *Metrics) GitSynced(ns, name string, at time.Time) {
 	m.git.mu.Lock()
 	defer m.git.mu.Unlock()
-	m.git.lastGood[[2]string{ns, name}] = at
+	k := [2]string{ns, name}
+	if at.After(m.git.lastGood[k]) {
+		m.git.lastGood[k] = at
+	}
 }
 
 // GitForget drops a deleted GitSource's series.

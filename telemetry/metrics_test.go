@@ -64,3 +64,20 @@ func TestVersionSeriesGoAwayOnUnload(t *testing.T) {
 		t.Error("another version's series were deleted")
 	}
 }
+
+// TestGitSyncAgeNeverGoesBack: a failed pass reports the last applied
+// commit's time, older than the last good pass: the age stays that of the
+// latest good sync.
+func TestGitSyncAgeNeverGoesBack(t *testing.T) {
+	m := NewMetrics()
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	m.git.now = func() time.Time { return now }
+	m.GitSynced("default", "src", now.Add(-time.Minute))
+	m.GitSynced("default", "src", now.Add(-72*time.Hour))
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(rec.Body)
+	if want := `nimbus_gitsource_last_sync_age_seconds{gitsource="src",namespace="default"} 60`; !strings.Contains(string(body), want) {
+		t.Fatalf("want %s:\n%s", want, grep(string(body), "nimbus_gitsource_last_sync_age_seconds"))
+	}
+}

@@ -298,7 +298,9 @@ func (s *System) Run(ctx context.Context) error {
 		g.Add("tokens", s.Auth)
 	}
 	g.Add("resources", s.Resources)
-	g.Add("gitops", s.GitOps)
+	// Not a Readier: serving never waits for a git host (what was synced
+	// is in the registry, and the router's controller serves it).
+	g.Add("gitops", run.Func(s.GitOps.Start))
 	g.Add("api", run.Func(s.serve))
 	runErr := g.Run(ctx)
 	closed := make(chan struct{})
