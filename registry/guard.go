@@ -2,11 +2,8 @@ package registry
 
 import (
 	"context"
-	"fmt"
 	"maps"
 	"slices"
-
-	"github.com/nimbus-ai/nimbus/audit"
 )
 
 // DeleteIntent is a delete of a model, a version or an alias that is about to
@@ -75,27 +72,9 @@ func (r *Registry) SetAliasHold(h AliasHold) { r.holds = h }
 // rolling back); its declared version stays. Moving it to the declared
 // version ends the hold.
 func (r *Registry) SetEffectiveAlias(ctx context.Context, ns, model, alias string, version int64) error {
-	ns, err := checkModelRef(ns, model)
-	if err == nil {
-		err = ValidateAlias(alias)
-	}
-	if err == nil {
-		err = ValidateVersion(version)
-	}
-	if err == nil {
-		err = r.atomic(ctx, func(ctx context.Context) error {
-			if err := r.store.SetEffectiveAlias(ctx, ns, model, alias, version); err != nil {
-				return err
-			}
-			r.changed(ctx, Change{Kind: AliasChanged, Namespace: ns, Model: model, Version: version})
-			return r.record(ctx, modelEvent(audit.ActionUpdate, ns, model, "alias "+alias+" serves", struct {
-				Version int64 `json:"version"`
-			}{version}))
-		})
-	}
-	if err != nil {
-		return fmt.Errorf("registry: set effective alias: %w", err)
-	}
-	r.log.Info("effective alias moved", "namespace", ns, "model", model, "alias", alias, "version", version)
-	return nil
+	return r.moveAlias(ctx, ns, model, alias, version, aliasMove{op: "set effective alias", summary: "serving version of alias ",
+		logged: "effective alias moved",
+		set: func(context.Context, string) func(context.Context, string, string, string, int64) error {
+			return r.store.SetEffectiveAlias
+		}})
 }

@@ -504,6 +504,25 @@ func (r *Registry) ListVersions(ctx context.Context, ns, model string) ([]Versio
 
 // SetAlias points alias at version (validated: not all digits, DNS-label-like).
 func (r *Registry) SetAlias(ctx context.Context, ns, model, alias string, version int64) error {
+	return r.moveAlias(ctx, ns, model, alias, version, aliasMove{op: "set alias", summary: "set alias ", logged: "alias set",
+		set: func(ctx context.Context, ns string) func(context.Context, string, string, string, int64) error {
+			if r.holds != nil && r.holds(ctx, ns, model, alias) {
+				return r.store.SetAliasHeld // a rollout moves the effective version
+			}
+			return r.store.SetAlias
+		}})
+}
+
+// aliasMove is what SetAlias and SetEffectiveAlias differ in.
+type aliasMove struct {
+	op, summary, logged string
+	// set picks the store call, inside the transaction.
+	set func(ctx context.Context, ns string) func(ctx context.Context, ns, model, alias string, version int64) error
+}
+
+// moveAlias validates, then moves alias in one transaction with its change
+// notification and audit event.
+func (r *Registry) moveAlias(ctx context.Context, ns, model, alias string, version int64, m aliasMove) error {
 	ns, err := checkModelRef(ns, model)
 	if err == nil {
 		err = ValidateAlias(alias)
@@ -513,23 +532,19 @@ func (r *Registry) SetAlias(ctx context.Context, ns, model, alias string, versio
 	}
 	if err == nil {
 		err = r.atomic(ctx, func(ctx context.Context) error {
-			set := r.store.SetAlias
-			if r.holds != nil && r.holds(ctx, ns, model, alias) {
-				set = r.store.SetAliasHeld // a rollout moves the effective version
-			}
-			if err := set(ctx, ns, model, alias, version); err != nil {
+			if err := m.set(ctx, ns)(ctx, ns, model, alias, version); err != nil {
 				return err
 			}
 			r.changed(ctx, Change{Kind: AliasChanged, Namespace: ns, Model: model, Version: version})
-			return r.record(ctx, modelEvent(audit.ActionUpdate, ns, model, "set alias "+alias, struct {
+			return r.record(ctx, modelEvent(audit.ActionUpdate, ns, model, m.summary+alias, struct {
 				Version int64 `json:"version"`
 			}{version}))
 		})
 	}
 	if err != nil {
-		return fmt.Errorf("registry: set alias: %w", err)
+		return fmt.Errorf("registry: %s: %w", m.op, err)
 	}
-	r.log.Info("alias set", "namespace", ns, "model", model, "alias", alias, "version", version)
+	r.log.Info(m.logged, "namespace", ns, "model", model, "alias", alias, "version", version)
 	return nil
 }
 
