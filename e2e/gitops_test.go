@@ -206,7 +206,10 @@ func TestGitOpsWalkthrough(t *testing.T) {
 		}
 	}
 
-	// describe shows it for people.
+	// get lists it, describe shows it for people.
+	if out := mustCLI(t, g.srv, "get", "gs"); !strings.Contains(out, "deploy") || !strings.Contains(out, "Synced") || !strings.Contains(out, fixed[:12]) {
+		t.Fatalf("get gs:\n%s", out)
+	}
 	out := mustCLI(t, g.srv, "describe", "gs", "deploy")
 	for _, want := range []string{"deploy", fixed[:12], "Synced"} {
 		if !strings.Contains(out, want) {
