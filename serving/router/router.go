@@ -132,6 +132,8 @@ type svcKey struct{ ns, name string }
 // request finishes on the table it picked.
 type service struct {
 	tab atomic.Pointer[table]
+	// window is the open measurement window (nil: none), see OpenWindow.
+	window atomic.Pointer[windowState]
 }
 
 // New returns a Router in front of b.
@@ -167,7 +169,11 @@ func (r *Router) Set(ns, name string, cfg Config) {
 	k := svcKey{ns, name}
 	if v, ok := r.services.Load(k); ok {
 		svc := v.(*service)
-		svc.tab.Store(r.newTable(cfg, svc.tab.Load(), ns, name))
+		tab := r.newTable(cfg, svc.tab.Load(), ns, name)
+		if svc.window.Load() != nil {
+			openWindows(tab, false) // new targets are counted from now
+		}
+		svc.tab.Store(tab)
 		return
 	}
 	svc := &service{}

@@ -67,6 +67,8 @@ func (r *Router) Stats(ns, name string) (ServiceStats, bool) {
 
 type targetStats struct {
 	requests, errors, latency atomic.Int64
+	// window counts the open measurement window (nil: none open).
+	window atomic.Pointer[targetWindow]
 }
 
 func (s *targetStats) record(d time.Duration, err error) {
@@ -75,17 +77,27 @@ func (s *targetStats) record(d time.Duration, err error) {
 	if err != nil {
 		s.errors.Add(1)
 	}
+	if w := s.window.Load(); w != nil {
+		w.record(d, err)
+	}
 }
 
 type shadowStats struct {
 	sent, errors, dropped, compared, exact atomic.Int64
 	maxDiff                                atomic.Uint64 // float64 bits; diffs are >= 0, so bits order like values
+	window                                 atomic.Pointer[shadowWindow]
 }
 
 func (s *shadowStats) recordComparison(exact bool, diff float64) {
 	s.compared.Add(1)
 	if exact {
 		s.exact.Add(1)
+	}
+	if w := s.window.Load(); w != nil {
+		w.compared.Add(1)
+		if !exact {
+			w.mismatches.Add(1)
+		}
 	}
 	bits := math.Float64bits(diff)
 	for {
