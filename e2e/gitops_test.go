@@ -294,8 +294,10 @@ func TestGitOpsWebhook(t *testing.T) {
 		mac.Write(body)
 		return "sha256=" + hex.EncodeToString(mac.Sum(nil))
 	}
-	send := func(sig string) (int, string) {
-		req, _ := http.NewRequest("POST", url, strings.NewReader(string(body)))
+	var sendBody func(payload, sig string) (int, string)
+	send := func(sig string) (int, string) { return sendBody(string(body), sig) }
+	sendBody = func(payload, sig string) (int, string) {
+		req, _ := http.NewRequest("POST", url, strings.NewReader(payload))
 		req.Header.Set("Content-Type", "application/json")
 		if sig != "" {
 			req.Header.Set("X-Hub-Signature-256", sig)
@@ -319,6 +321,9 @@ func TestGitOpsWebhook(t *testing.T) {
 	}
 	if code, b := send("sha256=zz"); code != 401 {
 		t.Fatalf("malformed signature: %d %s", code, b)
+	}
+	if code, b := sendBody(strings.Repeat("x", 1<<20+1), "sha256="+strings.Repeat("0", 64)); code != 413 {
+		t.Fatalf("a webhook body over 1 MiB: %d %s, want 413", code, b)
 	}
 	if code, b := send(sign("hook-secret")); code != 202 || strings.Contains(b, "commit") {
 		t.Fatalf("good signature: %d %s (want 202 with nothing about the source)", code, b)

@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -78,8 +79,12 @@ func (a *api) checkSignature(r *http.Request, ns, name, sig string) error {
 		return errBadSignature
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxWebhookBytes))
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return errs.New(errs.TooLarge, "webhook body: more than %d bytes", maxWebhookBytes)
+	}
 	if err != nil {
-		return errs.New(errs.InvalidArgument, "webhook body: more than %d bytes or unreadable", maxWebhookBytes)
+		return errs.New(errs.InvalidArgument, "webhook body: unreadable")
 	}
 	secret, err := a.opts.GitSync.WebhookSecret(r.Context(), ns, name)
 	if err != nil || len(secret) == 0 {
