@@ -182,6 +182,11 @@ func (p *pass) run(ctx context.Context) {
 	ns, name := p.key.Namespace, p.key.Name
 
 	authorize, err := p.c.opts.Identities.Authorizer(ctx, p.stored.AppliedBy)
+	if err != nil && errs.KindOf(err) == errs.Unavailable {
+		// The token store could not answer: not the identity's fault.
+		p.fail("", "IdentityUnavailable", "the identity this GitSource syncs as cannot be checked right now; the next pass tries again", nil)
+		return
+	}
 	if err != nil {
 		p.fail("", "IdentityInvalid", fmt.Sprintf("the identity that applied this GitSource (%s) may no longer sync it: %s; apply the GitSource again with a valid token",
 			p.stored.AppliedBy, errs.PublicMessage(err)), nil)

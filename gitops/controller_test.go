@@ -21,6 +21,7 @@ import (
 	"github.com/nimbus-ai/nimbus/gitops"
 	"github.com/nimbus-ai/nimbus/gitops/gitrepo"
 	"github.com/nimbus-ai/nimbus/gitops/gitrepo/gittest"
+	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/internal/testutil"
 	"github.com/nimbus-ai/nimbus/reconcile"
 	"github.com/nimbus-ai/nimbus/registry"
@@ -333,5 +334,39 @@ func TestQuietRepoSyncAgeStaysLow(t *testing.T) {
 	}
 	if age := e.clock.Now().Sub(lg.get()); age != 0 {
 		t.Fatalf("last good sync %v ago after a pass that found everything in sync", age)
+	}
+}
+
+// flakyIdentities answers like everyone, except that the token store is
+// down (Unavailable) while down is set.
+type flakyIdentities struct{ down *bool }
+
+func (f flakyIdentities) Authorizer(ctx context.Context, by string) (func(string) error, error) {
+	if *f.down {
+		return nil, errs.New(errs.Unavailable, "tokens cannot be checked right now")
+	}
+	return everyone{}.Authorizer(ctx, by)
+}
+
+// TestTokenStoreDownIsNotAnInvalidIdentity: a store that cannot answer fails
+// the pass as IdentityUnavailable (not "apply it again with a valid token"),
+// and the next pass syncs.
+func TestTokenStoreDownIsNotAnInvalidIdentity(t *testing.T) {
+	e := newEnv(t)
+	commit := e.commitModel(t, 1)
+	e.applySource(t, "1m")
+	down := true
+	c := gitops.New(gitops.Options{Resources: e.db, Applier: e.eng, Repos: repos{e.cache, &e.failFetch}, Identities: flakyIdentities{&down}, Clock: e.clock})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Start(ctx) }()
+	defer func() { cancel(); <-done }()
+	st, err := c.Sync(context.Background(), "default", "src")
+	if err != nil || st.Reason != "IdentityUnavailable" {
+		t.Fatalf("store down: %+v %v", st, err)
+	}
+	down = false
+	if st, err := c.Sync(context.Background(), "default", "src"); err != nil || st.SyncedCommit != commit {
+		t.Fatalf("store back: %+v %v", st, err)
 	}
 }
