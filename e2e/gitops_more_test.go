@@ -68,9 +68,19 @@ func TestGitOpsOwnershipAndNamespaces(t *testing.T) {
 	if st.Sync != spec.SyncFailed || len(st.Errors) == 0 || !strings.Contains(st.Errors[0].Message, "owned by gitsource/first") {
 		t.Fatalf("second source took a resource the first owns: %+v", st)
 	}
-	st = g.sync(t, "first")
-	if len(st.Resources) != 1 || st.Resources[0].State != spec.SyncConflict || !strings.Contains(st.Resources[0].Message, "gitsource/default/second") {
-		t.Fatalf("the owner does not show the conflict: %+v", st.Resources)
+	// The second's claim wakes the owner: its status shows the conflict
+	// without a sync of its own.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var gs spec.GitSource
+		getJSON(t, g.srv.URL+"/api/v1/namespaces/default/resources/gitsources/first", &gs)
+		if r := gs.Status.Resources; len(r) == 1 && r[0].State == spec.SyncConflict && strings.Contains(r[0].Message, "gitsource/default/second") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the owner does not show the conflict: %+v", gs.Status.Resources)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 
 	// A document in another namespace: refused unless listed, and then only

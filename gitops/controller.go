@@ -425,15 +425,33 @@ func applyMessage(commit string, err error) string {
 }
 
 // claim records what source k declared on its last render.
+// A source that newly claims a resource others claim wakes them, so the
+// conflict shows in every status at once (a claim already known wakes no
+// one: two sources in conflict do not wake each other forever).
 func (c *Controller) claim(k reconcile.Key, keys []resourceKey) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	wake := map[reconcile.Key]bool{}
+	had := map[resourceKey]bool{}
+	for rk, srcs := range c.claims {
+		if srcs[k] {
+			had[rk] = true
+		}
+	}
 	c.releaseClaimsLocked(k)
 	for _, rk := range keys {
 		if c.claims[rk] == nil {
 			c.claims[rk] = map[reconcile.Key]bool{}
 		}
+		if !had[rk] {
+			for other := range c.claims[rk] {
+				wake[other] = true
+			}
+		}
 		c.claims[rk][k] = true
+	}
+	c.mu.Unlock()
+	for other := range wake {
+		c.ctrl.Enqueue(other)
 	}
 }
 
