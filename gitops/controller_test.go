@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"path/filepath"
 	"sync"
@@ -32,29 +31,19 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// repos adapts the real git cache (internal/system has the same adapter);
-// while *fail is set, every fetch fails (a git host down).
-type repos struct {
-	c    *gitrepo.Cache
+// failing is the real git cache, except that while *fail is set every
+// fetch fails (a git host down).
+type failing struct {
+	gitops.Repos
 	fail *atomic.Bool
 }
 
-func (r repos) Fetch(ctx context.Context, rem gitops.Remote, ref string) (gitops.Snapshot, error) {
-	if r.fail != nil && r.fail.Load() {
+func (r failing) Fetch(ctx context.Context, rem gitops.Remote, ref string) (gitops.Snapshot, error) {
+	if r.fail.Load() {
 		return nil, errors.New("git host unreachable")
 	}
-	s, err := r.c.Fetch(ctx, gitrepo.Remote{URL: rem.URL, Token: rem.Token}, ref)
-	if err != nil {
-		return nil, err
-	}
-	return snap{s}, nil
+	return r.Repos.Fetch(ctx, rem, ref)
 }
-
-type snap struct{ s *gitrepo.Snapshot }
-
-func (s snap) Commit() string                                      { return s.s.Commit }
-func (s snap) Walk(dir string, fn func(string, int64) error) error { return s.s.Walk(dir, fn) }
-func (s snap) Open(p string) (io.ReadCloser, int64, error)         { return s.s.Open(p) }
 
 // everyone may write everywhere: who may sync what is the e2e tests' subject
 // (with real tokens); here it is the controller's timing.
@@ -94,12 +83,16 @@ func newEnv(t *testing.T) *env {
 
 // controller starts a controller over e with applier a (the engine when nil)
 // and returns it with its stop.
-func (e *env) controller(t *testing.T, a gitops.Applier) (*gitops.Controller, func()) {
+func (e *env) controller(t *testing.T, a gitops.Applier, change ...func(*gitops.Options)) (*gitops.Controller, func()) {
 	t.Helper()
 	if a == nil {
 		a = e.eng
 	}
-	c := gitops.New(gitops.Options{Resources: e.db, Applier: a, Repos: repos{e.cache, &e.failFetch}, Identities: everyone{}, Clock: e.clock, Metrics: e.metrics})
+	opts := gitops.Options{Resources: e.db, Applier: a, Repos: failing{gitops.CacheRepos(e.cache), &e.failFetch}, Identities: everyone{}, Clock: e.clock, Metrics: e.metrics}
+	for _, f := range change {
+		f(&opts)
+	}
+	c := gitops.New(opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Start(ctx) }()
@@ -339,10 +332,10 @@ func TestQuietRepoSyncAgeStaysLow(t *testing.T) {
 
 // flakyIdentities answers like everyone, except that the token store is
 // down (Unavailable) while down is set.
-type flakyIdentities struct{ down *bool }
+type flakyIdentities struct{ down *atomic.Bool }
 
 func (f flakyIdentities) Authorizer(ctx context.Context, by string) (func(string) error, error) {
-	if *f.down {
+	if f.down.Load() {
 		return nil, errs.New(errs.Unavailable, "tokens cannot be checked right now")
 	}
 	return everyone{}.Authorizer(ctx, by)
@@ -355,17 +348,14 @@ func TestTokenStoreDownIsNotAnInvalidIdentity(t *testing.T) {
 	e := newEnv(t)
 	commit := e.commitModel(t, 1)
 	e.applySource(t, "1m")
-	down := true
-	c := gitops.New(gitops.Options{Resources: e.db, Applier: e.eng, Repos: repos{e.cache, &e.failFetch}, Identities: flakyIdentities{&down}, Clock: e.clock})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Start(ctx) }()
-	defer func() { cancel(); <-done }()
+	var down atomic.Bool
+	down.Store(true)
+	c, _ := e.controller(t, nil, func(o *gitops.Options) { o.Identities = flakyIdentities{&down} })
 	st, err := c.Sync(context.Background(), "default", "src")
 	if err != nil || st.Reason != "IdentityUnavailable" {
 		t.Fatalf("store down: %+v %v", st, err)
 	}
-	down = false
+	down.Store(false)
 	if st, err := c.Sync(context.Background(), "default", "src"); err != nil || st.SyncedCommit != commit {
 		t.Fatalf("store back: %+v %v", st, err)
 	}

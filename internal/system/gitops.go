@@ -3,7 +3,6 @@ package system
 import (
 	"context"
 	"fmt"
-	"io"
 	"path/filepath"
 	"time"
 
@@ -35,7 +34,7 @@ func (s *System) setupGitOps() error {
 		return fmt.Errorf("gitops: %w", err)
 	}
 	s.GitOps = gitops.New(gitops.Options{
-		Resources: s.Store.(spec.ResourceStore), Applier: s.Resources, Repos: repos{cache},
+		Resources: s.Store.(spec.ResourceStore), Applier: s.Resources, Repos: gitops.CacheRepos(cache),
 		Identities: identities{s.Auth}, Secrets: secretTokens{s}, Fetcher: s.fetcher,
 		Metrics: s.Metrics, Logger: s.Log,
 	})
@@ -56,25 +55,6 @@ func (s *System) applyServerGitSource(ctx context.Context) error {
 	}
 	return nil
 }
-
-// repos adapts gitrepo.Cache to gitops.Repos.
-type repos struct{ c *gitrepo.Cache }
-
-func (r repos) Fetch(ctx context.Context, rem gitops.Remote, ref string) (gitops.Snapshot, error) {
-	snap, err := r.c.Fetch(ctx, gitrepo.Remote{URL: rem.URL, Token: rem.Token}, ref)
-	if err != nil {
-		return nil, err
-	}
-	return snapshot{snap}, nil
-}
-
-type snapshot struct{ s *gitrepo.Snapshot }
-
-func (s snapshot) Commit() string { return s.s.Commit }
-func (s snapshot) Walk(dir string, fn func(string, int64) error) error {
-	return s.s.Walk(dir, fn)
-}
-func (s snapshot) Open(p string) (io.ReadCloser, int64, error) { return s.s.Open(p) }
 
 // identities turns a GitSource's AppliedBy back into what it may write.
 type identities struct{ a *auth.Authenticator }
