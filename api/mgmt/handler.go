@@ -208,7 +208,6 @@ func NewHandler(reg Registry, opts Options) *Handler {
 		{"GET " + nsp + "/resources/{kind}", read, noBody, a.withResources(a.listResources)},
 		{"GET " + nsp + "/resources/{kind}/{name}", read, noBody, a.withResources(a.getResource)},
 		{"DELETE " + nsp + "/resources/{kind}/{name}", write, noBody, a.withResources(a.deleteResource)},
-		// The handler checks the rule unless a webhook signature takes its place.
 		{"POST " + nsp + "/resources/gitsources/{name}/sync", write, noBody, a.syncGitSource(write)},
 		{"GET /api/v1/events", anyRd, noBody, a.listEvents},
 		{"GET " + nsp + "/events", read, noBody, a.listEvents},
@@ -240,10 +239,13 @@ func NewHandler(reg Registry, opts Options) *Handler {
 		{"PUT " + nsp + "/blobs/uploads/{id}", write, noBody, a.finishUpload},
 		{"DELETE " + nsp + "/blobs/uploads/{id}", write, noBody, a.cancelUpload},
 	}
+	// Signed routes check their rule in the handler: a git host's webhook
+	// carries a signature instead of a token.
+	signedRoutes := map[string]bool{"POST " + nsp + "/resources/gitsources/{name}/sync": true}
 	h := &Handler{}
 	for _, rt := range routes {
 		method, path, _ := strings.Cut(rt.pattern, " ")
-		signed := strings.HasSuffix(path, "/sync")
+		signed := signedRoutes[rt.pattern]
 		h.routes = append(h.routes, Route{Method: method, Pattern: path, Rule: rt.rule, Signed: signed})
 		if signed {
 			mux.Handle(rt.pattern, a.wrap(rt.h))
