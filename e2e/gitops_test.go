@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -294,9 +295,7 @@ func TestGitOpsWebhook(t *testing.T) {
 		mac.Write(body)
 		return "sha256=" + hex.EncodeToString(mac.Sum(nil))
 	}
-	var sendBody func(payload, sig string) (int, string)
-	send := func(sig string) (int, string) { return sendBody(string(body), sig) }
-	sendBody = func(payload, sig string) (int, string) {
+	sendBody := func(payload, sig string) (int, string) {
 		req, _ := http.NewRequest("POST", url, strings.NewReader(payload))
 		req.Header.Set("Content-Type", "application/json")
 		if sig != "" {
@@ -307,12 +306,13 @@ func TestGitOpsWebhook(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
-		var b strings.Builder
-		buf := make([]byte, 4096)
-		n, _ := resp.Body.Read(buf)
-		b.Write(buf[:n])
-		return resp.StatusCode, b.String()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, string(b)
 	}
+	send := func(sig string) (int, string) { return sendBody(string(body), sig) }
 	if code, b := send(sign("wrong")); code != 401 || !strings.Contains(b, "signature does not match") {
 		t.Fatalf("wrong secret: %d %s", code, b)
 	}
