@@ -147,6 +147,15 @@ func TestGitOpsWalkthrough(t *testing.T) {
 	if fe := st.Errors[0]; fe.File != "models/fraud.yaml" || fe.Line != 8 || fe.Field != "spec.aliasses" {
 		t.Fatalf("broken commit error %+v, want models/fraud.yaml:8 spec.aliasses", fe)
 	}
+	// The CLI says so too: exit 1, the place in the table, the status in JSON.
+	if out, _, code := runCLI(t, g.srv, "gs", "sync", "deploy"); code != 1 || !strings.Contains(out, "models/fraud.yaml:8: spec.aliasses") {
+		t.Fatalf("nimbus gs sync on a broken commit: exit %d\n%s", code, out)
+	}
+	out, _, _ := runCLI(t, g.srv, "gs", "sync", "deploy", "-o", "json")
+	var js spec.GitSourceStatus
+	if err := json.Unmarshal([]byte(out), &js); err != nil || js.Sync != spec.SyncFailed || js.SyncedCommit != second {
+		t.Fatalf("gs sync -o json: %v %+v\n%s", err, js, out)
+	}
 	if a := g.alias(t, "champion"); a != 2 {
 		t.Fatalf("champion = %d after a broken commit (want 2, unchanged)", a)
 	}
@@ -211,7 +220,7 @@ func TestGitOpsWalkthrough(t *testing.T) {
 	if out := mustCLI(t, g.srv, "get", "gs"); !strings.Contains(out, "deploy") || !strings.Contains(out, "Synced") || !strings.Contains(out, fixed[:12]) {
 		t.Fatalf("get gs:\n%s", out)
 	}
-	out := mustCLI(t, g.srv, "describe", "gs", "deploy")
+	out = mustCLI(t, g.srv, "describe", "gs", "deploy")
 	for _, want := range []string{"deploy", fixed[:12], "Synced"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("describe gs lacks %q:\n%s", want, out)
