@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nimbus-ai/nimbus/apply"
+	"github.com/nimbus-ai/nimbus/internal/testutil"
 	"github.com/nimbus-ai/nimbus/reconcile"
 	"github.com/nimbus-ai/nimbus/spec"
 )
@@ -99,25 +100,14 @@ func TestRouterRepairsWhatAnEventMissed(t *testing.T) {
 	}
 	waitTimerAt(t, clock)
 	clock.Step(time.Minute)
-	waitFor(t, func() bool {
+	testutil.Eventually(t, 5*time.Second, func() bool {
 		got := r2.list()
 		return slices.Contains(got, "set default/svc 2") && slices.Contains(got, "delete default/gone")
-	})
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	}, "the resync did not repair the router")
 }
 
 // waitTimerAt waits until a timer is pending on clock (the resync's).
 func waitTimerAt(t *testing.T, clock *reconcile.FakeClock) {
 	t.Helper()
-	waitFor(t, func() bool { _, ok := clock.NextDeadline(); return ok })
+	testutil.Eventually(t, 5*time.Second, func() bool { _, ok := clock.NextDeadline(); return ok }, "no resync timer")
 }

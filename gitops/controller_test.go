@@ -140,17 +140,6 @@ func (e *env) status(t *testing.T) spec.GitSyncStatus {
 	return out
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 10s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // TestPollsAtItsInterval: with no webhook and no sync call, a new commit is
 // applied by the pass one interval after the last one, and not before.
 func TestPollsAtItsInterval(t *testing.T) {
@@ -159,10 +148,10 @@ func TestPollsAtItsInterval(t *testing.T) {
 	e.applySource(t, "30s")
 	c, _ := e.controller(t, nil)
 	<-c.Ready()
-	waitFor(t, "first sync", func() bool { return e.status(t).SyncedCommit == first })
+	testutil.Eventually(t, 10*time.Second, func() bool { return e.status(t).SyncedCommit == first }, "first sync")
 
 	second := e.commitModel(t, 2)
-	waitFor(t, "the poll timer", func() bool { _, ok := e.clock.NextDeadline(); return ok })
+	testutil.Eventually(t, 10*time.Second, func() bool { _, ok := e.clock.NextDeadline(); return ok }, "the poll timer")
 	e.clock.Step(29 * time.Second)
 	// Nothing is due yet: the status still names the first commit after the
 	// controller has had every chance to run (a Sync of another key drains
@@ -175,7 +164,7 @@ func TestPollsAtItsInterval(t *testing.T) {
 		t.Fatalf("synced %s before the interval passed", got)
 	}
 	e.clock.Step(time.Second)
-	waitFor(t, "the polled commit", func() bool { return e.status(t).SyncedCommit == second })
+	testutil.Eventually(t, 10*time.Second, func() bool { return e.status(t).SyncedCommit == second }, "the polled commit")
 }
 
 // blockingApplier holds the first real (not dry-run) sync until released.
@@ -220,7 +209,7 @@ func TestRestartMidSync(t *testing.T) {
 	}
 	c2, _ := e.controller(t, nil)
 	<-c2.Ready()
-	waitFor(t, "sync after restart", func() bool { return e.status(t).SyncedCommit == commit })
+	testutil.Eventually(t, 10*time.Second, func() bool { return e.status(t).SyncedCommit == commit }, "sync after restart")
 }
 
 // TestNoOpPassWritesNothing: a pass over an unchanged repository and an
@@ -231,7 +220,7 @@ func TestNoOpPassWritesNothing(t *testing.T) {
 	e.applySource(t, "1m")
 	c, _ := e.controller(t, nil)
 	<-c.Ready()
-	waitFor(t, "first sync", func() bool { return e.status(t).SyncedCommit == commit })
+	testutil.Eventually(t, 10*time.Second, func() bool { return e.status(t).SyncedCommit == commit }, "first sync")
 	// One more pass for the OnChange-less setup: Sync waits for it.
 	if _, err := c.Sync(context.Background(), "default", "src"); err != nil {
 		t.Fatal(err)
@@ -262,7 +251,7 @@ func TestFailedFetchDoesNotRevertDrift(t *testing.T) {
 	e.applySource(t, "1m")
 	c, _ := e.controller(t, nil)
 	<-c.Ready()
-	waitFor(t, "first sync", func() bool { return e.status(t).SyncedCommit == commit })
+	testutil.Eventually(t, 10*time.Second, func() bool { return e.status(t).SyncedCommit == commit }, "first sync")
 	ctx := context.Background()
 	if err := e.reg.SetAlias(ctx, "default", "m", "champion", 2); err != nil {
 		t.Fatal(err)
@@ -320,7 +309,7 @@ func TestQuietRepoSyncAgeStaysLow(t *testing.T) {
 	e.applySource(t, "1m")
 	c, _ := e.controller(t, nil)
 	<-c.Ready()
-	waitFor(t, "first sync", func() bool { return e.status(t).SyncedCommit == commit })
+	testutil.Eventually(t, 10*time.Second, func() bool { return e.status(t).SyncedCommit == commit }, "first sync")
 	e.clock.Step(time.Hour)
 	if st, err := c.Sync(context.Background(), "default", "src"); err != nil || st.Sync != spec.SyncSynced {
 		t.Fatalf("pass an hour later: %+v, %v", st, err)
