@@ -20,9 +20,11 @@ import (
 	"time"
 
 	"github.com/nimbus-ai/nimbus/audit"
+	"github.com/nimbus-ai/nimbus/delivery"
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/reconcile"
 	"github.com/nimbus-ai/nimbus/registry"
+	"github.com/nimbus-ai/nimbus/rollout"
 	"github.com/nimbus-ai/nimbus/spec"
 	"github.com/nimbus-ai/nimbus/tensor"
 )
@@ -67,10 +69,19 @@ type Fetcher interface {
 }
 
 // Routes receives the InferenceServices to serve. SetService replaces a
-// service's routing table atomically.
+// service's routing table atomically; route, when set, is what a rollout
+// makes the service's one target serve instead of the declared ref.
 type Routes interface {
-	SetService(ns, name string, generation int64, s spec.ServiceSpec)
+	SetService(ns, name string, generation int64, s spec.ServiceSpec, route *rollout.Route)
 	DeleteService(ns, name string)
+}
+
+// Rollouts decides the progressive rollouts of services that declare one
+// (*delivery.Controller); the InferenceService controller calls it in each
+// pass, so one writer routes a service and records its status.
+type Rollouts interface {
+	Reconcile(ctx context.Context, svc delivery.Service) (delivery.Result, error)
+	Deleted(ctx context.Context, ns, name string) error
 }
 
 // Options configure an Engine. Resources and Audit must live in the registry's
@@ -82,6 +93,9 @@ type Options struct {
 	Audit     audit.Log
 	Fetcher   Fetcher
 	Routes    Routes
+	// Rollouts runs services' rollouts (nil: a rollout spec is stored
+	// but nothing rolls out).
+	Rollouts Rollouts
 	// Observer adds live state (loaded versions, traffic counters) to status;
 	// nil leaves it out.
 	Observer Observer
@@ -134,7 +148,7 @@ func NewEngine(opts Options) *Engine {
 		opts.Registry.AddDeleteGuard(e.guardDelete)
 	}
 	if opts.Routes != nil && opts.Resources != nil {
-		rr := &routeReconciler{resources: opts.Resources, routes: opts.Routes, now: opts.Now, routed: map[reconcile.Key]bool{}}
+		rr := &routeReconciler{resources: opts.Resources, routes: opts.Routes, rollouts: opts.Rollouts, now: opts.Now, routed: map[reconcile.Key]bool{}}
 		e.services = reconcile.New("inferenceservices", rr,
 			reconcile.Options{List: rr.list, Resync: opts.Resync, Clock: opts.Clock, Logger: e.log})
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/nimbus-ai/nimbus/internal/testutil"
 	"github.com/nimbus-ai/nimbus/registry"
 	"github.com/nimbus-ai/nimbus/registry/sqlite"
+	"github.com/nimbus-ai/nimbus/rollout"
 	"github.com/nimbus-ai/nimbus/runtime"
 	"github.com/nimbus-ai/nimbus/spec"
 )
@@ -49,7 +50,7 @@ type routes struct {
 	calls []string
 }
 
-func (r *routes) SetService(ns, name string, gen int64, s spec.ServiceSpec) {
+func (r *routes) SetService(ns, name string, gen int64, s spec.ServiceSpec, _ *rollout.Route) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.calls = append(r.calls, fmt.Sprintf("set %s/%s %d", ns, name, gen))

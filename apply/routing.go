@@ -1,12 +1,14 @@
 package apply
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
 
+	"github.com/nimbus-ai/nimbus/delivery"
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/reconcile"
 	"github.com/nimbus-ai/nimbus/spec"
@@ -24,6 +26,7 @@ func ServiceKey(ns, name string) reconcile.Key {
 type routeReconciler struct {
 	resources spec.ResourceStore
 	routes    Routes
+	rollouts  Rollouts // nil: none run
 	now       func() time.Time
 	// routed is what the router was told to serve: a resync reconciles
 	// those keys too, so a delete the controller missed is repaired (a list
@@ -47,6 +50,9 @@ func (r *routeReconciler) Reconcile(ctx context.Context, k reconcile.Key) (recon
 	if errs.KindOf(err) == errs.NotFound {
 		r.routes.DeleteService(k.Namespace, k.Name)
 		r.setRouted(k, false)
+		if r.rollouts != nil {
+			return reconcile.Result{}, r.rollouts.Deleted(ctx, k.Namespace, k.Name)
+		}
 		return reconcile.Result{}, nil
 	}
 	if err != nil {
@@ -58,25 +64,66 @@ func (r *routeReconciler) Reconcile(ctx context.Context, k reconcile.Key) (recon
 		// fixed by retrying.
 		return reconcile.Result{}, reconcile.Terminal(fmt.Errorf("decode %s: %w", k, err))
 	}
-	r.routes.SetService(k.Namespace, k.Name, stored.Generation, s)
-	r.setRouted(k, true)
-	return reconcile.Result{}, r.recordRouted(ctx, k, stored.Generation)
-}
-
-// recordRouted stores that generation gen is routed, writing nothing when
-// the status says so already (a no-op pass makes no write).
-func (r *routeReconciler) recordRouted(ctx context.Context, k reconcile.Key, gen int64) error {
 	st, err := r.resources.GetStatus(ctx, k.Kind, k.Namespace, k.Name)
 	if err != nil && errs.KindOf(err) != errs.NotFound {
-		return err
+		return reconcile.Result{}, err
 	}
-	if c, ok := st.Condition(spec.ConditionReady); ok && st.ObservedGeneration == gen && c.Status == spec.ConditionTrue && c.Reason == "Routed" {
+	details, err := decodeServiceDetails(st.Details)
+	if err != nil {
+		// A status is the controller's own record: start it again.
+		details = serviceDetails{}
+	}
+	var ro delivery.Result
+	if r.rollouts != nil {
+		ro, err = r.rollouts.Reconcile(ctx, delivery.Service{Namespace: k.Namespace, Name: k.Name, Created: stored.CreatedAt,
+			Spec: s, Status: details.Rollout})
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+	}
+	r.routes.SetService(k.Namespace, k.Name, stored.Generation, s, ro.Route)
+	r.setRouted(k, true)
+	if ro.AfterRoute != nil {
+		ro.AfterRoute()
+	}
+	details.Rollout = ro.Status
+	return reconcile.Result{RequeueAfter: ro.RequeueAfter}, r.recordRouted(ctx, k, stored.Generation, st, details)
+}
+
+// serviceDetails are an InferenceService's own stored status fields.
+type serviceDetails struct {
+	Rollout *spec.RolloutStatus `json:"rollout,omitempty"`
+}
+
+func decodeServiceDetails(raw json.RawMessage) (serviceDetails, error) {
+	var d serviceDetails
+	if len(raw) == 0 {
+		return d, nil
+	}
+	err := json.Unmarshal(raw, &d)
+	return d, err
+}
+
+// recordRouted stores that generation gen is routed, with the service's
+// details, writing nothing when the status says so already (a no-op pass
+// makes no write).
+func (r *routeReconciler) recordRouted(ctx context.Context, k reconcile.Key, gen int64, st spec.Status, d serviceDetails) error {
+	var raw json.RawMessage
+	if d.Rollout != nil {
+		b, err := json.Marshal(d)
+		if err != nil {
+			return fmt.Errorf("encode status of %s: %w", k, err)
+		}
+		raw = b
+	}
+	if c, ok := st.Condition(spec.ConditionReady); ok && st.ObservedGeneration == gen && c.Status == spec.ConditionTrue && c.Reason == "Routed" &&
+		bytes.Equal(st.Details, raw) {
 		return nil
 	}
-	st.ObservedGeneration = gen
+	st.ObservedGeneration, st.Details = gen, raw
 	st.Conditions = spec.SetCondition(st.Conditions, spec.Condition{Type: spec.ConditionReady, Status: spec.ConditionTrue, Reason: "Routed",
 		Message: fmt.Sprintf("the router serves generation %d", gen)}, r.now())
-	err = r.resources.PutStatus(ctx, k.Kind, k.Namespace, k.Name, st)
+	err := r.resources.PutStatus(ctx, k.Kind, k.Namespace, k.Name, st)
 	if errs.KindOf(err) == errs.NotFound {
 		return nil // deleted meanwhile: the delete queues another pass
 	}
@@ -124,6 +171,14 @@ func (e *Engine) syncService(ctx context.Context, ns, name string) {
 	if err := e.services.Sync(ctx, ServiceKey(ns, name)); err != nil {
 		e.log.Warn("router has not caught up with a committed InferenceService; it will retry",
 			"namespace", ns, "name", name, "err", err)
+	}
+}
+
+// EnqueueService asks the InferenceService controller for a pass over
+// ns/name (a rollout's registry change, a rollout command).
+func (e *Engine) EnqueueService(ns, name string) {
+	if e.services != nil {
+		e.services.Enqueue(ServiceKey(ns, name))
 	}
 }
 

@@ -201,8 +201,13 @@ func (e *Engine) serviceObject(ctx context.Context, r spec.StoredResource) (*spe
 		counted[t.Target] = t
 		total += t.Requests
 	}
+	if stored, err := e.opts.Resources.GetStatus(ctx, r.Kind, r.Namespace, r.Name); err == nil {
+		if d, err := decodeServiceDetails(stored.Details); err == nil {
+			st.Rollout = d.Rollout
+		}
+	}
 	var missing, failed, loading []string
-	for _, t := range s.Spec.Traffic {
+	for _, t := range servedTraffic(s.Spec.Traffic, st.Rollout) {
 		ts := spec.TrafficStatus{Model: t.Model}
 		if t.Weight != nil {
 			ts.Weight = *t.Weight
@@ -274,6 +279,26 @@ func (e *Engine) serviceObject(ctx context.Context, r spec.StoredResource) (*spe
 	}
 	s.Status = st
 	return s, nil
+}
+
+// servedTraffic is the traffic the router serves: the declared targets,
+// or while a rollout routes the target by version, the stable version and
+// the canary at their weights.
+func servedTraffic(declared []spec.TrafficTarget, ro *spec.RolloutStatus) []spec.TrafficTarget {
+	if ro == nil || ro.Stable == 0 || (ro.Phase != spec.RolloutProgressing && ro.Phase != spec.RolloutFailed) {
+		return declared
+	}
+	model, _, err := spec.ParseTarget(ro.Target)
+	if err != nil {
+		return declared
+	}
+	at := func(v int64, w int) spec.TrafficTarget {
+		return spec.TrafficTarget{Model: model + "@" + strconv.FormatInt(v, 10), Weight: &w}
+	}
+	if ro.Phase == spec.RolloutFailed || ro.CanaryWeight == 0 {
+		return []spec.TrafficTarget{at(ro.Stable, 100)}
+	}
+	return []spec.TrafficTarget{at(ro.Stable, 100-ro.CanaryWeight), at(ro.Canary, ro.CanaryWeight)}
 }
 
 // Delete deletes one resource. A Model still targeted by an InferenceService

@@ -21,6 +21,13 @@ type MLPSpec struct {
 	// FixedBatch, when above 0, fixes the first dimension to that size instead
 	// of the dynamic "batch": a model that cannot be batched.
 	FixedBatch int
+	// Guarded makes a version that fails on some inputs: y is multiplied by
+	// table[int(x[:, GuardColumn])] with a table of two ones, so a batch
+	// holding a row whose column GuardColumn truncates to an integer outside
+	// -2..1 fails in ONNX Runtime (Gather: index out of bounds) and every
+	// other row answers as the unguarded model does.
+	Guarded     bool
+	GuardColumn int
 }
 
 // BigMLP is the cold-start benchmark's large model: 256 → 4096 → 256, 8.4 MB.
@@ -45,10 +52,17 @@ const (
 	pbGraphInput       = 11
 	pbGraphOutput      = 12
 
-	pbNodeInput  = 1
-	pbNodeOutput = 2
-	pbNodeName   = 3
-	pbNodeOpType = 4
+	pbNodeInput     = 1
+	pbNodeOutput    = 2
+	pbNodeName      = 3
+	pbNodeOpType    = 4
+	pbNodeAttribute = 5
+
+	pbAttrName  = 1
+	pbAttrInt   = 3
+	pbAttrType  = 20
+	onnxAttrInt = 2
+	onnxInt64   = 7
 
 	pbTensorDims     = 1
 	pbTensorDataType = 2
@@ -76,25 +90,57 @@ func (s MLPSpec) ONNX() []byte {
 	w1, b1, w2, b2 := s.weights()
 
 	var g []byte
-	for _, n := range []struct {
-		op  string
-		in  []string
-		out string
-	}{
-		{"MatMul", []string{"x", "w1"}, "h1"},
-		{"Add", []string{"h1", "b1"}, "h2"},
-		{"Relu", []string{"h2"}, "h3"},
-		{"MatMul", []string{"h3", "w2"}, "h4"},
-		{"Add", []string{"h4", "b2"}, "y"},
-	} {
-		var node []byte
+	type node struct {
+		op    string
+		in    []string
+		out   string
+		attrs map[string]int64
+	}
+	last := "y"
+	if s.Guarded {
+		last = "y_unguarded"
+	}
+	nodes := []node{
+		{"MatMul", []string{"x", "w1"}, "h1", nil},
+		{"Add", []string{"h1", "b1"}, "h2", nil},
+		{"Relu", []string{"h2"}, "h3", nil},
+		{"MatMul", []string{"h3", "w2"}, "h4", nil},
+		{"Add", []string{"h4", "b2"}, last, nil},
+	}
+	if s.Guarded {
+		nodes = append(nodes,
+			node{"Gather", []string{"x", "guard_column"}, "guard_f", map[string]int64{"axis": 1}},
+			node{"Cast", []string{"guard_f"}, "guard_i", map[string]int64{"to": onnxInt64}},
+			node{"Gather", []string{"guard_table", "guard_i"}, "guard_g", map[string]int64{"axis": 0}},
+			node{"Unsqueeze", []string{"guard_g", "guard_axes"}, "guard", nil},
+			node{"Mul", []string{last, "guard"}, "y", nil},
+		)
+	}
+	for _, n := range nodes {
+		var nb []byte
 		for _, in := range n.in {
-			node = appendString(node, pbNodeInput, in)
+			nb = appendString(nb, pbNodeInput, in)
 		}
-		node = appendString(node, pbNodeOutput, n.out)
-		node = appendString(node, pbNodeName, n.out+"_"+n.op)
-		node = appendString(node, pbNodeOpType, n.op)
-		g = appendBytes(g, pbGraphNode, node)
+		nb = appendString(nb, pbNodeOutput, n.out)
+		nb = appendString(nb, pbNodeName, n.out+"_"+n.op)
+		nb = appendString(nb, pbNodeOpType, n.op)
+		for _, k := range []string{"axis", "to"} {
+			if v, ok := n.attrs[k]; ok {
+				var a []byte
+				a = appendString(a, pbAttrName, k)
+				a = protowire.AppendTag(a, pbAttrInt, protowire.VarintType)
+				a = protowire.AppendVarint(a, uint64(v))
+				a = protowire.AppendTag(a, pbAttrType, protowire.VarintType)
+				a = protowire.AppendVarint(a, onnxAttrInt)
+				nb = appendBytes(nb, pbNodeAttribute, a)
+			}
+		}
+		g = appendBytes(g, pbGraphNode, nb)
+	}
+	if s.Guarded {
+		g = appendBytes(g, pbGraphInitializer, int64Tensor("guard_column", nil, []int64{int64(s.GuardColumn)}))
+		g = appendBytes(g, pbGraphInitializer, floatTensor("guard_table", []int64{2}, []float32{1, 1}))
+		g = appendBytes(g, pbGraphInitializer, int64Tensor("guard_axes", []int64{1}, []int64{1}))
 	}
 	g = appendString(g, pbGraphName, s.Name())
 	g = appendBytes(g, pbGraphInitializer, floatTensor("w1", []int64{int64(s.Inputs), int64(s.Hidden)}, w1))
@@ -159,6 +205,23 @@ func floatTensor(name string, dims []int64, data []float32) []byte {
 	raw := make([]byte, 4*len(data))
 	for i, f := range data {
 		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(f))
+	}
+	return appendBytes(t, pbTensorRawData, raw)
+}
+
+// int64Tensor is an INT64 TensorProto (dims nil: a scalar).
+func int64Tensor(name string, dims []int64, data []int64) []byte {
+	var t []byte
+	for _, d := range dims {
+		t = protowire.AppendTag(t, pbTensorDims, protowire.VarintType)
+		t = protowire.AppendVarint(t, uint64(d))
+	}
+	t = protowire.AppendTag(t, pbTensorDataType, protowire.VarintType)
+	t = protowire.AppendVarint(t, onnxInt64)
+	t = appendString(t, pbTensorName, name)
+	raw := make([]byte, 8*len(data))
+	for i, v := range data {
+		binary.LittleEndian.PutUint64(raw[8*i:], uint64(v))
 	}
 	return appendBytes(t, pbTensorRawData, raw)
 }

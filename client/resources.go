@@ -250,3 +250,17 @@ func (c *Client) SyncGitSource(ctx context.Context, ns, name string) (spec.GitSo
 	err := c.call(ctx, request{method: http.MethodPost, path: resourcesPath(ns, "gitsources") + "/" + esc(name) + "/sync"}, &st)
 	return st, err
 }
+
+// RolloutCommand runs command (promote, abort, retry) on InferenceService
+// ns/name's rollout and returns the service after it.
+func (c *Client) RolloutCommand(ctx context.Context, ns, name, command string) (*spec.InferenceService, error) {
+	var raw json.RawMessage
+	if err := c.call(ctx, request{method: http.MethodPost, path: resourcesPath(ns, "inferenceservices") + "/" + esc(name) + "/rollout/" + esc(command)}, &raw); err != nil {
+		return nil, err
+	}
+	obj, err := decodeObject(raw, spec.KindInferenceService)
+	if err != nil {
+		return nil, err
+	}
+	return obj.(*spec.InferenceService), nil
+}

@@ -56,57 +56,95 @@ type Plan struct {
 // ErrInvalid marks a plan that cannot run.
 var ErrInvalid = errors.New("invalid rollout")
 
+// Problem is one thing wrong with a plan: the field (as a rollout spec
+// names it, like "analysis.metrics[1].max") and what is wrong.
+type Problem struct{ Field, Message string }
+
 // Validate checks p; its errors name the field.
 func (p Plan) Validate() error {
-	var problems []string
-	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	problems := p.Problems()
+	if len(problems) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(problems))
+	for i, pr := range problems {
+		msgs[i] = pr.Field + ": " + pr.Message
+	}
+	return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(msgs, "; "))
+}
+
+// Problems lists what is wrong with p (none: it can run).
+func (p Plan) Problems() []Problem {
+	var problems []Problem
+	bad := func(field, format string, args ...any) {
+		problems = append(problems, Problem{field, fmt.Sprintf(format, args...)})
+	}
 	if len(p.Steps) == 0 {
-		bad("steps: at least one canary weight, like [5, 25, 50]")
+		bad("steps", "at least one canary weight, like [5, 25, 50]")
 	}
 	for i, w := range p.Steps {
 		switch {
 		case w < 1 || w > 99:
-			bad("steps[%d]: %d is not a canary weight in 1..99 (the canary takes 100%% when the last step passes)", i, w)
+			bad(fmt.Sprintf("steps[%d]", i), "%d is not a canary weight in 1..99 (the canary takes 100%% when the last step passes)", w)
 		case i > 0 && w <= p.Steps[i-1]:
-			bad("steps[%d]: %d does not increase on %d", i, w, p.Steps[i-1])
+			bad(fmt.Sprintf("steps[%d]", i), "%d does not increase on %d", w, p.Steps[i-1])
 		}
 	}
 	if p.Interval < time.Second {
-		bad("interval: at least 1s, got %v", p.Interval)
+		bad("interval", "at least 1s, got %v", p.Interval)
 	}
 	if p.MinSamples < 1 {
-		bad("analysis.minSamples: at least 1, got %d", p.MinSamples)
+		bad("analysis.minSamples", "at least 1, got %d", p.MinSamples)
 	}
 	if !(p.Confidence > 0 && p.Confidence < 1) {
-		bad("analysis.confidence: in (0, 1), like 0.95, got %v", p.Confidence)
+		bad("analysis.confidence", "in (0, 1), like 0.95, got %v", p.Confidence)
 	}
 	if len(p.Metrics) == 0 {
-		bad("analysis.metrics: at least one")
+		bad("analysis.metrics", "at least one")
 	}
+	seen := map[string]bool{}
 	for i, m := range p.Metrics {
+		f := fmt.Sprintf("analysis.metrics[%d]", i)
+		if seen[m.Name] {
+			bad(f+".name", "%q is listed twice", m.Name)
+		}
+		seen[m.Name] = true
 		switch m.Name {
 		case ErrorRate, ShadowMismatchRate:
 			if !(m.Max >= 0 && m.Max < 1) {
-				bad("analysis.metrics[%d].max: a rate in [0, 1), got %v", i, m.Max)
+				bad(f+".max", "a rate in [0, 1), got %v", m.Max)
+			}
+			if m.MaxRatioToStable != 0 {
+				bad(f+".maxRatioToStable", "applies to %s only; %s takes max", LatencyP99, m.Name)
 			}
 		case LatencyP99:
 			if !(m.MaxRatioToStable >= 1) {
-				bad("analysis.metrics[%d].maxRatioToStable: at least 1, got %v", i, m.MaxRatioToStable)
+				bad(f+".maxRatioToStable", "at least 1, got %v", m.MaxRatioToStable)
+			}
+			if m.Max != 0 {
+				bad(f+".max", "%s is compared with the stable version: use maxRatioToStable", LatencyP99)
 			}
 		default:
-			bad("analysis.metrics[%d].name: %q is not one of %s, %s, %s", i, m.Name, ErrorRate, LatencyP99, ShadowMismatchRate)
+			bad(f+".name", "%q is not one of %s, %s, %s", m.Name, ErrorRate, LatencyP99, ShadowMismatchRate)
 		}
 	}
 	if p.MaxFailures < 0 {
-		bad("analysis.maxFailures: not negative, got %d", p.MaxFailures)
+		bad("analysis.maxFailures", "not negative, got %d", p.MaxFailures)
 	}
 	if least := time.Duration(len(p.Steps)) * p.Interval; p.ProgressDeadline <= 0 || p.ProgressDeadline < least {
-		bad("progressDeadline: %v is shorter than %d steps of %v", p.ProgressDeadline, len(p.Steps), p.Interval)
+		bad("progressDeadline", "%v is shorter than %d steps of %v", p.ProgressDeadline, len(p.Steps), p.Interval)
 	}
-	if len(problems) > 0 {
-		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(problems, "; "))
+	return problems
+}
+
+// Has reports whether p gates on metric name.
+func (p Plan) Has(name string) bool {
+	for _, m := range p.Metrics {
+		if m.Name == name {
+			return true
+		}
 	}
-	return nil
+	return false
 }
 
 // Phase of a rollout.
@@ -294,4 +332,17 @@ func orNone(s, none string) string {
 		return none
 	}
 	return s
+}
+
+// Route is what a service serves while a rollout moves its target: the
+// stable version takes 100−CanaryWeight of the target's traffic, the canary
+// the rest, and ShadowPercent of the stable version's answered requests are
+// mirrored to the canary (0: none), their answers compared within Tolerance.
+// A zero CanaryWeight serves the stable version alone.
+type Route struct {
+	Model          string
+	Stable, Canary int64
+	CanaryWeight   int
+	ShadowPercent  int
+	Tolerance      float64
 }

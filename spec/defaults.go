@@ -3,8 +3,10 @@ package spec
 import (
 	"reflect"
 	"slices"
+	"time"
 
 	"github.com/nimbus-ai/nimbus/registry"
+	"github.com/nimbus-ai/nimbus/rollout"
 )
 
 // DefaultTrafficWeight is the weight of a service's only target when it names none.
@@ -49,6 +51,9 @@ func Default(obj Object, namespace string) {
 		if s.Routing.StickyBy == "" {
 			s.Routing.StickyBy = StickyByHeader
 		}
+		if s.Rollout != nil {
+			defaultRollout(s.Rollout)
+		}
 	case *GitSource:
 		o.TypeMeta = TypeMeta{APIVersion: APIVersion, Kind: KindGitSource}
 		s := &o.Spec
@@ -67,6 +72,60 @@ func Default(obj Object, namespace string) {
 }
 
 func pointerTo[T any](v T) *T { return &v }
+
+// Rollout defaults.
+const (
+	DefaultRolloutInterval         = time.Minute
+	DefaultRolloutProgressDeadline = 30 * time.Minute
+	DefaultRolloutMinSamples       = 200
+	DefaultRolloutConfidence       = 0.95
+	DefaultRolloutMaxErrorRate     = 0.01
+)
+
+// defaultRollout fills a rollout's interval (1m), progressDeadline (30m, or
+// twice the steps' least duration when that is longer), minSamples (200),
+// confidence (0.95), metrics (errorRate below 0.01), maxFailures (0) and
+// shadowPercent (100).
+func defaultRollout(r *RolloutSpec) {
+	if r.Interval == 0 {
+		r.Interval = registry.Duration(DefaultRolloutInterval)
+	}
+	if r.ProgressDeadline == 0 {
+		d := DefaultRolloutProgressDeadline
+		if least := time.Duration(len(r.Steps)) * r.Interval.D(); 2*least > d {
+			d = 2 * least
+		}
+		r.ProgressDeadline = registry.Duration(d)
+	}
+	a := &r.Analysis
+	if a.MinSamples == 0 {
+		a.MinSamples = DefaultRolloutMinSamples
+	}
+	if a.Confidence == 0 {
+		a.Confidence = DefaultRolloutConfidence
+	}
+	if len(a.Metrics) == 0 {
+		a.Metrics = []RolloutMetric{{Name: "errorRate", Max: DefaultRolloutMaxErrorRate}}
+	}
+	if a.MaxFailures == nil {
+		a.MaxFailures = pointerTo(0)
+	}
+	if a.ShadowPercent == nil {
+		a.ShadowPercent = pointerTo(DefaultShadowPercent)
+	}
+}
+
+// Plan is the rollout's plan for package rollout (defaults applied).
+func (r RolloutSpec) Plan() rollout.Plan {
+	defaultRollout(&r)
+	r.Analysis.Metrics = slices.Clone(r.Analysis.Metrics)
+	p := rollout.Plan{Steps: slices.Clone(r.Steps), Interval: r.Interval.D(), MinSamples: r.Analysis.MinSamples,
+		Confidence: r.Analysis.Confidence, MaxFailures: *r.Analysis.MaxFailures, ProgressDeadline: r.ProgressDeadline.D()}
+	for _, m := range r.Analysis.Metrics {
+		p.Metrics = append(p.Metrics, rollout.Metric{Name: m.Name, Max: m.Max, MaxRatioToStable: m.MaxRatioToStable})
+	}
+	return p
+}
 
 // Normalize puts obj in the canonical form that comparisons and stored specs
 // use, in place:

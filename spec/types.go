@@ -139,6 +139,52 @@ type ServiceSpec struct {
 	// RateLimit bounds the service's inference requests (a token bucket);
 	// unset takes the server's --rate-limit-per-service.
 	RateLimit *RateLimit `json:"rateLimit,omitempty" yaml:"rateLimit,omitempty"`
+	// Rollout makes a change of the version the service's target resolves
+	// to (an alias moved, a ref changed) roll out step by step under
+	// analysis instead of at once.
+	Rollout *RolloutSpec `json:"rollout,omitempty" yaml:"rollout,omitempty"`
+}
+
+// RolloutSpec is a progressive rollout: canary weights walked step by step,
+// each gated by analysis of the canary against the stable version.
+type RolloutSpec struct {
+	// Steps are the canary's weights (each 1..99, increasing) while the
+	// stable version takes the rest.
+	Steps []int `json:"steps" yaml:"steps"`
+	// Interval is the least time a step lasts (default 1m).
+	Interval registry.Duration `json:"interval,omitempty" yaml:"interval,omitempty"`
+	Analysis RolloutAnalysis   `json:"analysis" yaml:"analysis"`
+	// ProgressDeadline bounds the whole rollout (default 30m).
+	ProgressDeadline registry.Duration `json:"progressDeadline,omitempty" yaml:"progressDeadline,omitempty"`
+}
+
+// RolloutAnalysis says what each step must show before the next.
+type RolloutAnalysis struct {
+	// MinSamples is the least number of requests per version per step
+	// before a metric can pass or fail (default 200).
+	MinSamples int64 `json:"minSamples,omitempty" yaml:"minSamples,omitempty"`
+	// Confidence of every interval (default 0.95).
+	Confidence float64 `json:"confidence,omitempty" yaml:"confidence,omitempty"`
+	// Metrics are the gates (default: errorRate max 0.01).
+	Metrics []RolloutMetric `json:"metrics,omitempty" yaml:"metrics,omitempty"`
+	// MaxFailures is how many failed analyses the rollout survives
+	// (default 0: the first one rolls back).
+	MaxFailures *int `json:"maxFailures,omitempty" yaml:"maxFailures,omitempty"`
+	// ShadowPercent is the share of the stable version's requests mirrored
+	// to the canary for shadowMismatchRate (default 100).
+	ShadowPercent *int `json:"shadowPercent,omitempty" yaml:"shadowPercent,omitempty"`
+	// Tolerance is the largest absolute difference between the stable and
+	// canary answers still counted as a match for shadowMismatchRate
+	// (default 0: exact).
+	Tolerance float64 `json:"tolerance,omitempty" yaml:"tolerance,omitempty"`
+}
+
+// RolloutMetric is one gate: errorRate and shadowMismatchRate take max (a
+// rate), latencyP99 takes maxRatioToStable.
+type RolloutMetric struct {
+	Name             string  `json:"name" yaml:"name"`
+	Max              float64 `json:"max,omitempty" yaml:"max,omitempty"`
+	MaxRatioToStable float64 `json:"maxRatioToStable,omitempty" yaml:"maxRatioToStable,omitempty"`
 }
 
 // RateLimit is a token bucket: RequestsPerSecond refill, Burst capacity
@@ -178,6 +224,93 @@ type ServiceStatus struct {
 	URL                string          `json:"url,omitempty" yaml:"url,omitempty"`
 	Traffic            []TrafficStatus `json:"traffic,omitempty" yaml:"traffic,omitempty"`
 	Shadow             *ShadowStatus   `json:"shadow,omitempty" yaml:"shadow,omitempty"`
+	// Rollout is the service's progressive rollout, nil without one.
+	Rollout *RolloutStatus `json:"rollout,omitempty" yaml:"rollout,omitempty"`
+}
+
+// Rollout phases, as a rollout's status names them.
+const (
+	RolloutIdle        = "Idle"        // nothing to roll out: the target serves its declared version
+	RolloutProgressing = "Progressing" // walking the steps
+	RolloutSucceeded   = "Succeeded"   // the canary took 100% and is now the stable version
+	RolloutFailed      = "Failed"      // rolled back; the declared version is not retried
+	RolloutFollowing   = "Following"   // another service owns the alias's rollout
+)
+
+// RolloutStatus is a service's rollout as the controller recorded it: the
+// state it resumes from after a restart, and the last analysis.
+type RolloutStatus struct {
+	Phase string `json:"phase" yaml:"phase"`
+	// Target is the traffic target rolled out ("model@alias").
+	Target string `json:"target,omitempty" yaml:"target,omitempty"`
+	// Stable is the version that serves (the alias's effective version);
+	// Canary the declared one being rolled out (0: none).
+	Stable int64 `json:"stable,omitempty" yaml:"stable,omitempty"`
+	Canary int64 `json:"canary,omitempty" yaml:"canary,omitempty"`
+	// Step is the 1-based step in progress (0 when none), of Steps.
+	Step         int `json:"step,omitempty" yaml:"step,omitempty"`
+	Steps        int `json:"steps,omitempty" yaml:"steps,omitempty"`
+	CanaryWeight int `json:"canaryWeight" yaml:"canaryWeight"`
+	// Failures counts failed analyses of this rollout.
+	Failures    int        `json:"failures,omitempty" yaml:"failures,omitempty"`
+	Started     *time.Time `json:"started,omitempty" yaml:"started,omitempty"`
+	StepStarted *time.Time `json:"stepStarted,omitempty" yaml:"stepStarted,omitempty"`
+	Finished    *time.Time `json:"finished,omitempty" yaml:"finished,omitempty"`
+	// Message says what happens now, or why it ended.
+	Message string `json:"message,omitempty" yaml:"message,omitempty"`
+	// FailedVersion is the declared version a failed rollout gave up on:
+	// it is not retried until another version is declared (or `nimbus
+	// rollout retry`).
+	FailedVersion int64 `json:"failedVersion,omitempty" yaml:"failedVersion,omitempty"`
+	// Owner names the service that owns the alias's rollout when this one
+	// follows it.
+	Owner string `json:"owner,omitempty" yaml:"owner,omitempty"`
+	// StableRequests and CanaryRequests count the current step's window
+	// (since the step began, or since the server restarted in it).
+	StableRequests int64 `json:"stableRequests,omitempty" yaml:"stableRequests,omitempty"`
+	CanaryRequests int64 `json:"canaryRequests,omitempty" yaml:"canaryRequests,omitempty"`
+	// Analysis is each metric's last verdict in the current step's window.
+	Analysis []RolloutCheck `json:"analysis,omitempty" yaml:"analysis,omitempty"`
+	// History lists the steps done so far, with their last analysis.
+	History []RolloutStep `json:"history,omitempty" yaml:"history,omitempty"`
+}
+
+// RolloutCheck is one metric's verdict: its value, confidence interval,
+// sample count and the bound it was held to.
+type RolloutCheck struct {
+	Metric  string `json:"metric" yaml:"metric"`
+	Verdict string `json:"verdict" yaml:"verdict"` // pass, fail, wait
+	// Value is the point estimate; Lower and Upper the interval at the
+	// rollout's confidence (nil: a bound the samples cannot give yet).
+	Value   float64  `json:"value" yaml:"value"`
+	Lower   *float64 `json:"lower" yaml:"lower"`
+	Upper   *float64 `json:"upper" yaml:"upper"`
+	Samples int64    `json:"samples" yaml:"samples"`
+	// Max is the bound: a rate, or for latencyP99 the ratio to the stable
+	// version's p99 (Value and the interval in seconds).
+	Max float64 `json:"max" yaml:"max"`
+	// Stable is the stable version's p99 interval, for latencyP99.
+	Stable *RolloutInterval `json:"stable,omitempty" yaml:"stable,omitempty"`
+	Note   string           `json:"note,omitempty" yaml:"note,omitempty"`
+}
+
+// RolloutInterval is a point estimate and its interval (nil bounds: not
+// given by the samples yet).
+type RolloutInterval struct {
+	Value   float64  `json:"value" yaml:"value"`
+	Lower   *float64 `json:"lower" yaml:"lower"`
+	Upper   *float64 `json:"upper" yaml:"upper"`
+	Samples int64    `json:"samples" yaml:"samples"`
+}
+
+// RolloutStep is one step's outcome.
+type RolloutStep struct {
+	Step         int            `json:"step" yaml:"step"`
+	CanaryWeight int            `json:"canaryWeight" yaml:"canaryWeight"`
+	Outcome      string         `json:"outcome" yaml:"outcome"` // passed, failed, promoted, aborted
+	At           time.Time      `json:"at" yaml:"at"`
+	Requests     [2]int64       `json:"requests" yaml:"requests"` // stable, canary
+	Analysis     []RolloutCheck `json:"analysis,omitempty" yaml:"analysis,omitempty"`
 }
 
 // TrafficStatus is one target as served: what it resolves to now and what it

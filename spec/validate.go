@@ -3,6 +3,7 @@ package spec
 import (
 	"fmt"
 	"maps"
+	"math"
 	"net/url"
 	"path"
 	"slices"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/registry"
+	"github.com/nimbus-ai/nimbus/rollout"
 )
 
 // Service bounds.
@@ -249,6 +251,9 @@ func (v *validator) service(s *ServiceSpec) {
 	if r := s.Routing; r != nil && r.StickyBy != StickyByHeader && r.StickyBy != StickyByRequestID {
 		v.errorf("spec.routing.stickyBy", "must be %q or %q, got %q", StickyByHeader, StickyByRequestID, r.StickyBy)
 	}
+	if r := s.Rollout; r != nil {
+		v.rollout(s, r)
+	}
 	if rl := s.RateLimit; rl != nil {
 		if rl.RequestsPerSecond < 0 || rl.RequestsPerSecond > 1e9 || rl.RequestsPerSecond != rl.RequestsPerSecond {
 			v.errorf("spec.rateLimit.requestsPerSecond", "must be 0..1e9 (0: unlimited), got %g", rl.RequestsPerSecond)
@@ -256,6 +261,26 @@ func (v *validator) service(s *ServiceSpec) {
 		if rl.Burst < 0 || rl.Burst > 1e9 {
 			v.errorf("spec.rateLimit.burst", "must be 0..1e9 (0: the default), got %d", rl.Burst)
 		}
+	}
+}
+
+// rollout checks a service's rollout: one traffic target (the one rolled
+// out), a plan that can run, a shadow share in 0..100.
+func (v *validator) rollout(s *ServiceSpec, r *RolloutSpec) {
+	if len(s.Traffic) > 1 {
+		v.errorf("spec.rollout", "a rollout moves one target: spec.traffic must have exactly one (it has %d); split traffic by hand or roll out one target", len(s.Traffic))
+	}
+	if a := r.Analysis; a.ShadowPercent != nil && (*a.ShadowPercent < 0 || *a.ShadowPercent > 100) {
+		v.errorf("spec.rollout.analysis.shadowPercent", "must be 0..100, got %d", *a.ShadowPercent)
+	}
+	if t := r.Analysis.Tolerance; !(t >= 0) || math.IsInf(t, 1) {
+		v.errorf("spec.rollout.analysis.tolerance", "must be a finite number ≥ 0, got %v", t)
+	}
+	if a := r.Analysis; a.ShadowPercent != nil && *a.ShadowPercent == 0 && r.Plan().Has(rollout.ShadowMismatchRate) {
+		v.errorf("spec.rollout.analysis.shadowPercent", "is 0, so %s could never be measured", rollout.ShadowMismatchRate)
+	}
+	for _, p := range r.Plan().Problems() {
+		v.errorf("spec.rollout."+p.Field, "%s", p.Message)
 	}
 }
 

@@ -89,6 +89,8 @@ type Options struct {
 	Tokens Tokens
 	// GitSync serves "sync now" of GitSources; nil answers it with 503.
 	GitSync GitSync
+	// Rollouts serves rollout commands; nil answers them with 503.
+	Rollouts Rollouts
 	// Locks refuses changes to models a GitSource locks (lockImperative);
 	// nil locks nothing.
 	Locks Locks
@@ -209,6 +211,7 @@ func NewHandler(reg Registry, opts Options) *Handler {
 		{"GET " + nsp + "/resources/{kind}/{name}", read, noBody, a.withResources(a.getResource)},
 		{"DELETE " + nsp + "/resources/{kind}/{name}", write, noBody, a.withResources(a.deleteResource)},
 		{"POST " + nsp + "/resources/gitsources/{name}/sync", write, noBody, a.syncGitSource(write)},
+		{"POST " + nsp + "/resources/inferenceservices/{name}/rollout/{command}", write, noBody, a.rolloutCommand},
 		{"GET /api/v1/events", anyRd, noBody, a.listEvents},
 		{"GET " + nsp + "/events", read, noBody, a.listEvents},
 

@@ -225,6 +225,11 @@ func describeService(t *table, s *spec.InferenceService) {
 		}
 	}
 
+	if s.Spec.Rollout != nil {
+		t.row("")
+		describeRollout(t, s.Spec.Rollout, st.Rollout)
+	}
+
 	t.row("")
 	if s.Spec.Shadow == nil && st.Shadow == nil {
 		t.row("Shadow:", "<none>")

@@ -2,11 +2,15 @@ package system
 
 import (
 	"context"
+	"strconv"
+	"time"
 
 	"github.com/nimbus-ai/nimbus/api/mgmt"
 	"github.com/nimbus-ai/nimbus/apply"
+	"github.com/nimbus-ai/nimbus/delivery"
 	"github.com/nimbus-ai/nimbus/internal/ratelimit"
 	"github.com/nimbus-ai/nimbus/registry"
+	"github.com/nimbus-ai/nimbus/rollout"
 	"github.com/nimbus-ai/nimbus/serving"
 	"github.com/nimbus-ai/nimbus/serving/router"
 	"github.com/nimbus-ai/nimbus/spec"
@@ -69,10 +73,32 @@ type routes struct{ r *router.Router }
 
 var _ apply.Routes = routes{}
 
-// RouterConfig converts a service spec into the router's table. The spec was
-// validated, so targets parse.
-func RouterConfig(generation int64, s spec.ServiceSpec) router.Config {
+// routerConfig converts a service spec into the router's table. The spec was
+// validated, so targets parse. A rollout's route replaces the one target
+// with the stable version and the canary at the route's weights, and the
+// shadow with the canary fed from the stable version.
+func routerConfig(generation int64, s spec.ServiceSpec, route *rollout.Route) router.Config {
 	cfg := router.Config{Generation: generation, Timeout: s.Timeout.D()}
+	cfg.StickyByRequestID = s.Routing != nil && s.Routing.StickyBy == spec.StickyByRequestID
+	if rl := s.RateLimit; rl != nil {
+		cfg.RateLimit = &ratelimit.Limit{RequestsPerSecond: rl.RequestsPerSecond, Burst: rl.Burst}
+	}
+	if route != nil {
+		stable := router.Target{Model: route.Model, Ref: strconv.FormatInt(route.Stable, 10), Weight: 100 - route.CanaryWeight}
+		cfg.Targets = []router.Target{stable}
+		if route.CanaryWeight > 0 {
+			canary := router.Target{Model: route.Model, Ref: strconv.FormatInt(route.Canary, 10), Weight: route.CanaryWeight}
+			cfg.Targets = append(cfg.Targets, canary)
+			if route.ShadowPercent > 0 {
+				cfg.Shadow = &router.Shadow{Model: canary.Model, Ref: canary.Ref, Percent: route.ShadowPercent,
+					From: stable.String(), Tolerance: route.Tolerance}
+			}
+		}
+		if cfg.Shadow == nil && s.Shadow != nil {
+			cfg.Shadow = shadowOf(s.Shadow)
+		}
+		return cfg
+	}
 	for _, t := range s.Traffic {
 		model, ref, _ := spec.ParseTarget(t.Model)
 		w := 100
@@ -82,22 +108,55 @@ func RouterConfig(generation int64, s spec.ServiceSpec) router.Config {
 		cfg.Targets = append(cfg.Targets, router.Target{Model: model, Ref: ref, Weight: w})
 	}
 	if s.Shadow != nil {
-		model, ref, _ := spec.ParseTarget(s.Shadow.Model)
-		pct := 100
-		if s.Shadow.Percent != nil {
-			pct = *s.Shadow.Percent
-		}
-		cfg.Shadow = &router.Shadow{Model: model, Ref: ref, Percent: pct}
-	}
-	cfg.StickyByRequestID = s.Routing != nil && s.Routing.StickyBy == spec.StickyByRequestID
-	if rl := s.RateLimit; rl != nil {
-		cfg.RateLimit = &ratelimit.Limit{RequestsPerSecond: rl.RequestsPerSecond, Burst: rl.Burst}
+		cfg.Shadow = shadowOf(s.Shadow)
 	}
 	return cfg
 }
 
-func (r routes) SetService(ns, name string, generation int64, s spec.ServiceSpec) {
-	r.r.Set(ns, name, RouterConfig(generation, s))
+func shadowOf(sh *spec.ShadowTarget) *router.Shadow {
+	model, ref, _ := spec.ParseTarget(sh.Model)
+	pct := 100
+	if sh.Percent != nil {
+		pct = *sh.Percent
+	}
+	return &router.Shadow{Model: model, Ref: ref, Percent: pct}
+}
+
+func (r routes) SetService(ns, name string, generation int64, s spec.ServiceSpec, route *rollout.Route) {
+	r.r.Set(ns, name, routerConfig(generation, s, route))
+}
+
+// windows reads the router's measurement windows as a rollout's two
+// versions.
+type windows struct{ r *router.Router }
+
+var _ delivery.Windows = windows{}
+
+func (w windows) OpenWindow(ns, name string, now time.Time) bool {
+	return w.r.OpenWindow(ns, name, now)
+}
+func (w windows) CloseWindow(ns, name string) { w.r.CloseWindow(ns, name) }
+
+// ReadWindow is false unless the router serves both versions (the route a
+// rollout just set may not be installed yet).
+func (w windows) ReadWindow(ns, name, stable, canary string) (rollout.Window, bool) {
+	win, ok := w.r.ReadWindow(ns, name)
+	if !ok {
+		return rollout.Window{}, false
+	}
+	s, okS := win.Targets[stable]
+	c, okC := win.Targets[canary]
+	if !okS || !okC {
+		return rollout.Window{}, false
+	}
+	out := rollout.Window{
+		Stable: rollout.Sample{Requests: s.Requests, Errors: s.Errors, Latency: s.Latency},
+		Canary: rollout.Sample{Requests: c.Requests, Errors: c.Errors, Latency: c.Latency},
+	}
+	if win.Shadow != nil && win.ShadowTarget == canary {
+		out.Canary.Compared, out.Canary.Mismatches = win.Shadow.Compared, win.Shadow.Mismatches
+	}
+	return out, true
 }
 
 func (r routes) DeleteService(ns, name string) { r.r.Delete(ns, name) }
@@ -138,4 +197,15 @@ func (o observer) ServiceStats(ns, name string) (apply.ServiceStats, bool) {
 			Compared: sh.Compared, ExactMatch: sh.ExactMatch, MaxAbsDiff: sh.MaxAbsDiff}
 	}
 	return out, true
+}
+
+// rolloutCommands serves the management API's rollout commands.
+type rolloutCommands struct{ c *delivery.Controller }
+
+func (r rolloutCommands) Command(ctx context.Context, ns, name, command, actor string) error {
+	kind, err := delivery.ParseCommand(command)
+	if err != nil {
+		return err
+	}
+	return r.c.Command(ctx, ns, name, kind, actor)
 }

@@ -90,7 +90,7 @@ func startSystem(t *testing.T, mutate func(*config.Config), wrap func(runtime.Ru
 	}
 	shutdown := cfg.ShutdownTimeout
 	ctx, cancel := context.WithCancel(context.Background())
-	s, err := newSystem(ctx, cfg, "test", slog.New(slog.DiscardHandler), wrap)
+	s, err := newSystem(ctx, cfg, "test", slog.New(slog.DiscardHandler), hooks{wrapRuntime: wrap})
 	if err != nil {
 		cancel()
 		t.Fatal(err)

@@ -27,12 +27,14 @@ import (
 	"github.com/nimbus-ai/nimbus/apply"
 	"github.com/nimbus-ai/nimbus/auth"
 	"github.com/nimbus-ai/nimbus/config"
+	"github.com/nimbus-ai/nimbus/delivery"
 	"github.com/nimbus-ai/nimbus/egress"
 	"github.com/nimbus-ai/nimbus/gitops"
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/internal/limits"
 	"github.com/nimbus-ai/nimbus/internal/ratelimit"
 	"github.com/nimbus-ai/nimbus/internal/run"
+	"github.com/nimbus-ai/nimbus/reconcile"
 	"github.com/nimbus-ai/nimbus/registry"
 	"github.com/nimbus-ai/nimbus/registry/blob"
 	"github.com/nimbus-ai/nimbus/registry/sqlite"
@@ -57,6 +59,8 @@ type System struct {
 	// Router routes InferenceServices; Resources applies declarative resources.
 	Router    *router.Router
 	Resources *apply.Engine
+	// Rollouts runs the progressive rollouts of InferenceServices.
+	Rollouts *delivery.Controller
 	// Auth verifies and manages tokens (nil with auth off); Guard attaches
 	// identities to requests either way.
 	Auth  *auth.Authenticator
@@ -101,12 +105,21 @@ const shutdownGrace = time.Second
 // New opens the data dir and binds the listeners. On error, whatever was opened
 // is closed again.
 func New(ctx context.Context, cfg config.Config, version string, log *slog.Logger) (*System, error) {
-	return newSystem(ctx, cfg, version, log, nil)
+	return newSystem(ctx, cfg, version, log, hooks{})
 }
 
-// newSystem is New; wrapRuntime, if set, wraps the ONNX runtime the manager
-// loads models with (tests hold model runs with it).
-func newSystem(ctx context.Context, cfg config.Config, version string, log *slog.Logger, wrapRuntime func(runtime.Runtime) runtime.Runtime) (_ *System, err error) {
+// hooks are what tests change in a system.
+type hooks struct {
+	// wrapRuntime, if set, wraps the ONNX runtime the manager loads models
+	// with (tests hold model runs with it).
+	wrapRuntime func(runtime.Runtime) runtime.Runtime
+	// clock, if set, is the resource controllers' and the rollouts' clock.
+	clock reconcile.Clock
+}
+
+// newSystem is New with test hooks.
+func newSystem(ctx context.Context, cfg config.Config, version string, log *slog.Logger, h hooks) (_ *System, err error) {
+	wrapRuntime := h.wrapRuntime
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration:\n%w", err)
 	}
@@ -163,6 +176,10 @@ func newSystem(ctx context.Context, cfg config.Config, version string, log *slog
 		default:
 			s.Manager.Invalidate(c.Namespace, c.Model)
 		}
+		// The services whose rollout routes to the model look again.
+		if s.Rollouts != nil {
+			s.Rollouts.ModelChanged(c.Namespace, c.Model)
+		}
 		// A model changed by hand (an alias moved, a version deleted) may
 		// be one a GitSource owns: its sources look again (drift).
 		if s.GitOps != nil {
@@ -187,8 +204,15 @@ func newSystem(ctx context.Context, cfg config.Config, version string, log *slog
 	}
 	s.Router = router.New(s.Manager, router.Options{Metrics: s.Metrics, Logger: log.With("component", "router"),
 		DefaultRateLimit: serviceLimit})
+	var now func() time.Time
+	if h.clock != nil {
+		now = h.clock.Now
+	}
+	s.Rollouts = delivery.New(delivery.Options{Registry: s.Registry, Services: db, Windows: windows{s.Router}, Audit: db,
+		Logger: log, Now: now})
+	s.Registry.SetAliasHold(s.Rollouts.Hold)
 	s.Resources = apply.NewEngine(apply.Options{
-		Registry: s.Registry, Resources: db, Audit: db, Routes: routes{s.Router},
+		Registry: s.Registry, Resources: db, Audit: db, Routes: routes{s.Router}, Rollouts: s.Rollouts, Clock: h.clock, Now: now,
 		Fetcher:  fetch,
 		Observer: observer{s.Manager, s.Router}, Logger: log,
 		OnChange: func(kind, ns, name, managedBy string) {
@@ -197,6 +221,7 @@ func newSystem(ctx context.Context, cfg config.Config, version string, log *slog
 			}
 		},
 	})
+	s.Rollouts.SetEnqueue(s.Resources.EnqueueService)
 	if err := s.setupGitOps(); err != nil {
 		return nil, err
 	}
@@ -217,6 +242,7 @@ func newSystem(ctx context.Context, cfg config.Config, version string, log *slog
 	mopts := mgmt.Options{
 		UploadDir: filepath.Join(cfg.DataDir, "uploads"), MaxBlobBytes: cfg.MaxBlobBytes, Logger: log,
 		Residency: s.Manager, Resources: s.Resources, Audit: db, GitSync: s.GitOps, Locks: s.Resources,
+		Rollouts: rolloutCommands{s.Rollouts},
 	}
 	if s.Auth != nil {
 		mopts.Tokens = s.Auth

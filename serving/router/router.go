@@ -52,6 +52,13 @@ type Shadow struct {
 	Model   string
 	Ref     string
 	Percent int // 0..100
+	// From, when set, mirrors only requests answered by the target of that
+	// name ("model@ref"): a rollout mirrors the stable version's traffic to
+	// the canary.
+	From string
+	// Tolerance is the largest absolute difference a measurement window
+	// still counts as a match (0: exact answers only).
+	Tolerance float64
 }
 
 // String is the shadow target as configured: "model@ref", or "model".
@@ -266,7 +273,7 @@ func (r *Router) Infer(ctx context.Context, req *serving.InferRequest) (*serving
 	// The backend's answer is this request's own: name the service in it.
 	resp.ModelName = name
 	resp.Target = rt.targetOf(resp.ModelVersion)
-	if tab.shadow != nil && tab.shadow.selected() {
+	if sh := tab.shadow; sh != nil && (sh.from == nil || sh.from == rt) && sh.selected() {
 		r.mirror(ctx, ns, name, tab, req, resp.Outputs)
 	}
 	return resp, nil

@@ -62,13 +62,19 @@ func (r *Router) runShadow(ctx context.Context, timeout time.Duration, ns, servi
 	sh.stats.sent.Add(1)
 	if err != nil {
 		sh.stats.errors.Add(1)
+		// A rollout's shadow is the canary: an error is an answer that
+		// does not match.
+		if w := sh.stats.window.Load(); w != nil {
+			w.compared.Add(1)
+			w.mismatches.Add(1)
+		}
 		sh.series.Result(telemetry.ShadowError)
 		r.log.Debug("shadow request failed", "namespace", ns, "service", service, "shadow", sh.name, "err", err)
 		return
 	}
 	sh.series.Result(telemetry.ShadowOK)
-	exact, diff := compareOutputs(primary, resp.Outputs)
-	sh.stats.recordComparison(exact, diff)
+	exact, diff, within := compareOutputs(primary, resp.Outputs)
+	sh.stats.recordComparison(exact, diff, exact || within && diff <= sh.tolerance)
 	sh.series.Compared(exact, diff)
 }
 
@@ -93,34 +99,41 @@ func (r *Router) callShadow(ctx context.Context, req *serving.InferRequest) (res
 // difference between elements of numeric outputs present in both with equal
 // shapes (datatypes may differ); outputs that cannot be compared make the answer
 // inexact without adding to maxDiff, and so do non-finite differences (NaN
-// against a number, Inf against a finite value).
-func compareOutputs(primary, shadow []*tensor.Tensor) (exact bool, maxDiff float64) {
+// against a number, Inf against a finite value). within: every output was
+// compared element by element (so maxDiff bounds every difference), or the
+// answers are exact.
+func compareOutputs(primary, shadow []*tensor.Tensor) (exact bool, maxDiff float64, within bool) {
 	exact = len(primary) == len(shadow)
+	within = exact
 	for _, p := range primary {
 		if p == nil {
-			exact = false
+			exact, within = false, false
 			continue
 		}
 		i := slices.IndexFunc(shadow, func(t *tensor.Tensor) bool { return t != nil && t.Name == p.Name })
 		if i < 0 {
-			exact = false
+			exact, within = false, false
 			continue
 		}
 		s := shadow[i]
 		if !slices.Equal(p.Shape, s.Shape) {
-			exact = false
+			exact, within = false, false
 			continue
 		}
-		if p.DataType != s.DataType || !bytes.Equal(p.Data, s.Data) || !slices.EqualFunc(p.Strings, s.Strings, bytes.Equal) {
+		same := p.DataType == s.DataType && bytes.Equal(p.Data, s.Data) && slices.EqualFunc(p.Strings, s.Strings, bytes.Equal)
+		if !same {
 			exact = false
+			if !numeric(p.DataType) || !numeric(s.DataType) {
+				within = false // BYTES that differ have no distance
+			}
 		}
 		d, ok := maxAbsDiff(p, s)
 		if !ok {
-			exact = false
+			exact, within = false, false
 		}
 		maxDiff = max(maxDiff, d)
 	}
-	return exact, maxDiff
+	return exact, maxDiff, within || exact
 }
 
 // maxAbsDiff is the largest finite |p[i]-s[i]|; ok is false when the tensors

@@ -326,27 +326,28 @@ func TestCompareOutputs(t *testing.T) {
 		primary, shadow []*tensor.Tensor
 		exact           bool
 		diff            float64
+		within          bool // diff bounds every difference
 	}{
-		{"identical", []*tensor.Tensor{fp32("y", []int64{2}, 1, 2), i64("label", 3)}, []*tensor.Tensor{i64("label", 3), fp32("y", []int64{2}, 1, 2)}, true, 0},
-		{"small diff", []*tensor.Tensor{fp32("y", []int64{2}, 1, 2)}, []*tensor.Tensor{fp32("y", []int64{2}, 1, 2.5)}, false, 0.5},
-		{"int diff", []*tensor.Tensor{i64("label", 3, -4)}, []*tensor.Tensor{i64("label", 3, 6)}, false, 10},
-		{"dtype differs, values equal", []*tensor.Tensor{fp32("y", []int64{1}, 2)}, []*tensor.Tensor{i64("y", 2)}, false, 0},
-		{"shape differs", []*tensor.Tensor{fp32("y", []int64{2}, 1, 2)}, []*tensor.Tensor{fp32("y", []int64{2, 1}, 1, 9)}, false, 0},
-		{"missing output", []*tensor.Tensor{fp32("y", []int64{1}, 1), fp32("z", []int64{1}, 1)}, []*tensor.Tensor{fp32("y", []int64{1}, 1)}, false, 0},
-		{"extra output", []*tensor.Tensor{fp32("y", []int64{1}, 1)}, []*tensor.Tensor{fp32("y", []int64{1}, 1), fp32("z", []int64{1}, 1)}, false, 0},
-		{"renamed output", []*tensor.Tensor{fp32("y", []int64{1}, 1)}, []*tensor.Tensor{fp32("w", []int64{1}, 1)}, false, 0},
-		{"NaN both", []*tensor.Tensor{fp32("y", []int64{2}, nan, 1)}, []*tensor.Tensor{fp32("y", []int64{2}, nan, 1.125)}, false, 0.125},
-		{"NaN one side", []*tensor.Tensor{fp32("y", []int64{2}, nan, 1)}, []*tensor.Tensor{fp32("y", []int64{2}, 0, 1)}, false, 0},
-		{"fp16", []*tensor.Tensor{half("h", 0x3c00, 0x4000)}, []*tensor.Tensor{half("h", 0x3c00, 0x4200)}, false, 1}, // 1,2 vs 1,3
-		{"fp16 subnormal", []*tensor.Tensor{half("h", 0x0001)}, []*tensor.Tensor{half("h", 0x0000)}, false, math.Ldexp(1, -24)},
-		{"bytes equal", []*tensor.Tensor{str("s", "a", "b")}, []*tensor.Tensor{str("s", "a", "b")}, true, 0},
-		{"bytes differ", []*tensor.Tensor{str("s", "a", "b")}, []*tensor.Tensor{str("s", "a", "c")}, false, 0},
-		{"none", nil, nil, true, 0},
+		{"identical", []*tensor.Tensor{fp32("y", []int64{2}, 1, 2), i64("label", 3)}, []*tensor.Tensor{i64("label", 3), fp32("y", []int64{2}, 1, 2)}, true, 0, true},
+		{"small diff", []*tensor.Tensor{fp32("y", []int64{2}, 1, 2)}, []*tensor.Tensor{fp32("y", []int64{2}, 1, 2.5)}, false, 0.5, true},
+		{"int diff", []*tensor.Tensor{i64("label", 3, -4)}, []*tensor.Tensor{i64("label", 3, 6)}, false, 10, true},
+		{"dtype differs, values equal", []*tensor.Tensor{fp32("y", []int64{1}, 2)}, []*tensor.Tensor{i64("y", 2)}, false, 0, true},
+		{"shape differs", []*tensor.Tensor{fp32("y", []int64{2}, 1, 2)}, []*tensor.Tensor{fp32("y", []int64{2, 1}, 1, 9)}, false, 0, false},
+		{"missing output", []*tensor.Tensor{fp32("y", []int64{1}, 1), fp32("z", []int64{1}, 1)}, []*tensor.Tensor{fp32("y", []int64{1}, 1)}, false, 0, false},
+		{"extra output", []*tensor.Tensor{fp32("y", []int64{1}, 1)}, []*tensor.Tensor{fp32("y", []int64{1}, 1), fp32("z", []int64{1}, 1)}, false, 0, false},
+		{"renamed output", []*tensor.Tensor{fp32("y", []int64{1}, 1)}, []*tensor.Tensor{fp32("w", []int64{1}, 1)}, false, 0, false},
+		{"NaN both", []*tensor.Tensor{fp32("y", []int64{2}, nan, 1)}, []*tensor.Tensor{fp32("y", []int64{2}, nan, 1.125)}, false, 0.125, true},
+		{"NaN one side", []*tensor.Tensor{fp32("y", []int64{2}, nan, 1)}, []*tensor.Tensor{fp32("y", []int64{2}, 0, 1)}, false, 0, false},
+		{"fp16", []*tensor.Tensor{half("h", 0x3c00, 0x4000)}, []*tensor.Tensor{half("h", 0x3c00, 0x4200)}, false, 1, true}, // 1,2 vs 1,3
+		{"fp16 subnormal", []*tensor.Tensor{half("h", 0x0001)}, []*tensor.Tensor{half("h", 0x0000)}, false, math.Ldexp(1, -24), true},
+		{"bytes equal", []*tensor.Tensor{str("s", "a", "b")}, []*tensor.Tensor{str("s", "a", "b")}, true, 0, true},
+		{"bytes differ", []*tensor.Tensor{str("s", "a", "b")}, []*tensor.Tensor{str("s", "a", "c")}, false, 0, false},
+		{"none", nil, nil, true, 0, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			exact, diff := compareOutputs(tc.primary, tc.shadow)
-			if exact != tc.exact || diff != tc.diff {
-				t.Errorf("compare = %v, %v; want %v, %v", exact, diff, tc.exact, tc.diff)
+			exact, diff, within := compareOutputs(tc.primary, tc.shadow)
+			if exact != tc.exact || diff != tc.diff || within != tc.within {
+				t.Errorf("compare = %v, %v, %v; want %v, %v, %v", exact, diff, within, tc.exact, tc.diff, tc.within)
 			}
 		})
 	}

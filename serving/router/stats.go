@@ -88,14 +88,16 @@ type shadowStats struct {
 	window                                 atomic.Pointer[shadowWindow]
 }
 
-func (s *shadowStats) recordComparison(exact bool, diff float64) {
+// recordComparison counts one compared answer; match says whether it counts
+// as a match in a measurement window (exact, or within the tolerance).
+func (s *shadowStats) recordComparison(exact bool, diff float64, match bool) {
 	s.compared.Add(1)
 	if exact {
 		s.exact.Add(1)
 	}
 	if w := s.window.Load(); w != nil {
 		w.compared.Add(1)
-		if !exact {
+		if !match {
 			w.mismatches.Add(1)
 		}
 	}

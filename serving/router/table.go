@@ -60,6 +60,8 @@ type shadowRoute struct {
 	model, ref string
 	name       string
 	percent    int
+	from       *route // nil: mirrors every target's answers
+	tolerance  float64
 	stats      *shadowStats
 	series     *telemetry.ShadowSeries
 	n          atomic.Uint64 // answered requests seen: picks the mirrored ones
@@ -114,7 +116,17 @@ func newTable(cfg Config, prev *table, m *telemetry.Metrics, ns, name string) *t
 	}
 	t.seq = schedule(t.live)
 	if s := cfg.Shadow; s != nil {
-		sr := &shadowRoute{model: s.Model, ref: s.Ref, name: s.String(), percent: min(max(s.Percent, 0), 100)}
+		sr := &shadowRoute{model: s.Model, ref: s.Ref, name: s.String(), percent: min(max(s.Percent, 0), 100), tolerance: s.Tolerance}
+		if s.From != "" {
+			// A From that names no target mirrors nothing: never a
+			// comparison of the canary with itself.
+			sr.from = &route{}
+			for _, rt := range t.routes {
+				if rt.name == s.From {
+					sr.from = rt
+				}
+			}
+		}
 		if prev != nil && prev.shadow != nil && prev.shadow.name == sr.name {
 			sr.stats, sr.series = prev.shadow.stats, prev.shadow.series
 		} else {

@@ -7,6 +7,11 @@
 //	go run ./bench/cmd/mlpgen -inputs 4 -hidden 16 -outputs 1 -seed 1 -o testdata/models/fraud_v1.onnx
 //	go run ./bench/cmd/mlpgen -inputs 4 -hidden 16 -outputs 1 -seed 2 -o testdata/models/fraud_v2.onnx
 //	go run ./bench/cmd/mlpgen -inputs 4 -hidden 16 -outputs 1 -seed 3 -fixed-batch 1 -o testdata/models/fixed_batch.onnx
+//
+// and fraud_v3_broken.onnx, a version that fails on transactions whose third
+// feature is 2 or more (the rollback walkthrough):
+//
+//	go run ./bench/cmd/mlpgen -inputs 4 -hidden 16 -outputs 1 -seed 5 -fail-on-column 2 -o testdata/models/fraud_v3_broken.onnx
 package main
 
 import (
@@ -25,8 +30,10 @@ func main() {
 	flag.IntVar(&s.Outputs, "outputs", 1, "outputs")
 	flag.Uint64Var(&s.Seed, "seed", 1, "weight seed")
 	flag.IntVar(&s.FixedBatch, "fixed-batch", 0, "fix the first dimension to this size (0: dynamic batch)")
+	flag.IntVar(&s.GuardColumn, "fail-on-column", -1, "fail (in ONNX Runtime) on rows whose input in this column truncates to an integer outside -2..1 (-1: never fail)")
 	flag.StringVar(&out, "o", "", "output file (required)")
 	flag.Parse()
+	s.Guarded = s.GuardColumn >= 0
 	if out == "" || s.Inputs < 1 || s.Hidden < 1 || s.Outputs < 1 {
 		fmt.Fprintln(os.Stderr, "mlpgen: -o and positive sizes are required")
 		os.Exit(2)

@@ -1,0 +1,417 @@
+package system
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nimbus-ai/nimbus/audit"
+
+	"github.com/nimbus-ai/nimbus/config"
+	"github.com/nimbus-ai/nimbus/reconcile"
+	"github.com/nimbus-ai/nimbus/registry"
+	"github.com/nimbus-ai/nimbus/spec"
+)
+
+// These tests run whole servers with real models (ONNX Runtime) and real
+// HTTP traffic; only the controllers' clock is a FakeClock, so a rollout's
+// minute-long steps pass when the test says so, and only once each
+// version's window holds the samples the analysis needs.
+
+const rolloutNS = "default"
+
+// rolloutRig is a running system, its fake clock, and the load on it.
+type rolloutRig struct {
+	t     *testing.T
+	s     *System
+	clock *reconcile.FakeClock
+	dir   string
+	stop  func()
+}
+
+func startRolloutRig(t *testing.T, dir string, clock *reconcile.FakeClock) *rolloutRig {
+	t.Helper()
+	cfg := config.Default()
+	cfg.DataDir = dir
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.GRPCAddr = ""
+	cfg.ShutdownTimeout = 5 * time.Second
+	// Access is tested with real tokens in e2e; rollouts are about routing.
+	cfg.Auth, cfg.CLIConfig = "off", "none"
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := newSystem(ctx, cfg, "test", slog.New(slog.DiscardHandler), hooks{clock: clock})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	r := &rolloutRig{t: t, s: s, clock: clock, dir: dir}
+	var once sync.Once
+	r.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				t.Errorf("the server did not stop")
+			}
+		})
+	}
+	t.Cleanup(r.stop)
+	waitUntil(t, func() bool {
+		resp, err := http.Get("http://" + s.HTTPAddr() + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	}, "the server to serve")
+	return r
+}
+
+func modelBytes(t *testing.T, name string) []byte {
+	t.Helper()
+	_, file, _, _ := goruntime.Caller(0)
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "testdata", "models", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// push registers model bytes as the next version of fraud-detector.
+func (r *rolloutRig) push(model []byte) int64 {
+	r.t.Helper()
+	ctx := context.Background()
+	blob, err := r.s.Registry.PutBlob(ctx, bytes.NewReader(model), "")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	v, err := r.s.Registry.CreateVersion(ctx, registry.CreateVersionRequest{Namespace: rolloutNS, Model: "fraud-detector", SHA256: blob.SHA256})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return v.Version
+}
+
+func (r *rolloutRig) setChampion(v int64) {
+	r.t.Helper()
+	if err := r.s.Registry.SetAlias(context.Background(), rolloutNS, "fraud-detector", "champion", v); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *rolloutRig) apply(yaml string) {
+	r.t.Helper()
+	if _, err := r.s.Resources.Apply(context.Background(), spec.Request{Files: []spec.File{{Name: "svc.yaml", Content: yaml}}}); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// rollout is service name's rollout status as the API shows it.
+func (r *rolloutRig) rollout(name string) *spec.RolloutStatus {
+	r.t.Helper()
+	obj, err := r.s.Resources.Get(context.Background(), spec.KindInferenceService, rolloutNS, name)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	st := obj.(*spec.InferenceService).Status
+	if st == nil || st.Rollout == nil {
+		return &spec.RolloutStatus{}
+	}
+	return st.Rollout
+}
+
+// advance steps the fake clock one analysis tick at a time until cond
+// holds: with load, a tick is taken only once both versions' windows hold
+// minSamples requests (so a step never passes for lack of waiting), and
+// without load at once.
+func (r *rolloutRig) advance(name string, tick time.Duration, minSamples int64, loaded bool, cond func(*spec.RolloutStatus) bool, what string) *spec.RolloutStatus {
+	r.t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		st := r.rollout(name)
+		if cond(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("timed out waiting for %s; rollout: %+v", what, st)
+		}
+		ready := !loaded
+		if w, ok := r.s.Router.ReadWindow(rolloutNS, name); ok && loaded && st.Phase == spec.RolloutProgressing {
+			s, c := w.Targets[fmt.Sprintf("fraud-detector@%d", st.Stable)], w.Targets[fmt.Sprintf("fraud-detector@%d", st.Canary)]
+			ready = s.Requests >= minSamples && c.Requests >= minSamples
+		}
+		if ready && r.clock.Pending() > 0 {
+			r.clock.Step(tick)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// load sends requests to service name from n clients until stop; a share
+// badEvery (0: none) of them carry a third feature of 5, which only the
+// broken version fails on. It counts answers by version and failures.
+type load struct {
+	ok         sync.Map // version -> *atomic.Int64
+	failed     atomic.Int64
+	lastFailed atomic.Value
+	stop       chan struct{}
+	stopOnce   sync.Once
+	wg         sync.WaitGroup
+}
+
+func (r *rolloutRig) startLoad(name string, n, badEvery int) *load {
+	l := &load{stop: make(chan struct{})}
+	url := "http://" + r.s.HTTPAddr() + "/v2/models/" + name + "/infer"
+	for i := range n {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			client := &http.Client{Timeout: 10 * time.Second}
+			for k := i; ; k += n {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				third := k % 2
+				if badEvery > 0 && k%badEvery == 0 {
+					third = 5
+				}
+				body := fmt.Sprintf(`{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[0.3,12,%d,0]}]}`, third)
+				resp, err := client.Post(url, "application/json", strings.NewReader(body))
+				if err != nil {
+					l.failed.Add(1)
+					l.lastFailed.Store(err.Error())
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					l.failed.Add(1)
+					l.lastFailed.Store(string(b))
+					continue
+				}
+				var out struct {
+					ModelVersion string `json:"model_version"`
+				}
+				_ = json.Unmarshal(b, &out)
+				c, _ := l.ok.LoadOrStore(out.ModelVersion, new(atomic.Int64))
+				c.(*atomic.Int64).Add(1)
+			}
+		}()
+	}
+	return l
+}
+
+func (l *load) end() {
+	l.stopOnce.Do(func() { close(l.stop) })
+	l.wg.Wait()
+}
+
+func (l *load) answered(version string) int64 {
+	c, ok := l.ok.Load(version)
+	if !ok {
+		return 0
+	}
+	return c.(*atomic.Int64).Load()
+}
+
+func serviceWithRollout(name, metrics string, minSamples int) string {
+	return fmt.Sprintf(`apiVersion: nimbus.dev/v1
+kind: InferenceService
+metadata: {name: %s}
+spec:
+  traffic: [{model: fraud-detector@champion, weight: 100}]
+  rollout:
+    steps: [10, 50]
+    interval: 1m
+    analysis:
+      minSamples: %d
+      confidence: 0.95
+      metrics: [%s]
+    progressDeadline: 30m
+`, name, minSamples, metrics)
+}
+
+const rolloutTick = 10 * time.Second // a sixth of the 1m interval
+
+func newRolloutClock() *reconcile.FakeClock {
+	return reconcile.NewFakeClock(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC))
+}
+
+// TestRolloutPromotesUnderGoodTraffic: moving champion to version 2 leaves
+// version 1 serving, walks 10% then 50% as each step's analysis passes,
+// then promotes: the alias's effective version moves and every request is
+// answered throughout (none fails, stable or canary).
+func TestRolloutPromotesUnderGoodTraffic(t *testing.T) {
+	r := startRolloutRig(t, t.TempDir(), newRolloutClock())
+	v1 := r.push(modelBytes(t, "fraud_v1.onnx"))
+	v2 := r.push(modelBytes(t, "fraud_v2.onnx"))
+	r.setChampion(v1)
+	r.apply(serviceWithRollout("fraud", "{name: errorRate, max: 0.05}, {name: latencyP99, maxRatioToStable: 3}", 400))
+	l := r.startLoad("fraud", 4, 0)
+	defer l.end()
+
+	r.setChampion(v2)
+	m, err := r.s.Registry.GetModel(context.Background(), rolloutNS, "fraud-detector")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Aliases["champion"] != v2 || m.Effective["champion"] != v1 {
+		t.Fatalf("after alias set: declared %d, effective %v; want 2 declared, 1 effective (held by the rollout)", m.Aliases["champion"], m.Effective)
+	}
+	st := r.advance("fraud", rolloutTick, 400, true, func(s *spec.RolloutStatus) bool { return s.Phase == spec.RolloutProgressing }, "the rollout to start")
+	if st.Stable != v1 || st.Canary != v2 || st.Step != 1 || st.CanaryWeight != 10 {
+		t.Fatalf("started: %+v; want stable 1, canary 2 at step 1 (10%%)", st)
+	}
+	st = r.advance("fraud", rolloutTick, 400, true, func(s *spec.RolloutStatus) bool { return s.Phase != spec.RolloutProgressing || s.Step == 2 }, "step 2")
+	if st.Phase != spec.RolloutProgressing || st.CanaryWeight != 50 {
+		t.Fatalf("after step 1: %+v; want step 2 at 50%%", st)
+	}
+	st = r.advance("fraud", rolloutTick, 400, true, func(s *spec.RolloutStatus) bool { return s.Phase != spec.RolloutProgressing }, "the rollout to end")
+	if st.Phase != spec.RolloutSucceeded || st.Stable != v2 {
+		t.Fatalf("end: %+v; want Succeeded with version 2 stable", st)
+	}
+	if len(st.History) != 2 || st.History[0].Outcome != "passed" || st.History[1].Outcome != "promoted" {
+		t.Fatalf("history %+v; want step 1 passed, step 2 promoted", st.History)
+	}
+	for _, c := range st.History[1].Analysis {
+		if c.Verdict != "pass" || c.Samples < 400 {
+			t.Errorf("step 2's %s: %+v; want pass on at least 400 samples", c.Metric, c)
+		}
+	}
+	m, _ = r.s.Registry.GetModel(context.Background(), rolloutNS, "fraud-detector")
+	if len(m.Effective) != 0 || m.Aliases["champion"] != v2 {
+		t.Fatalf("after promotion: declared %v, effective %v; want champion at 2, no hold", m.Aliases, m.Effective)
+	}
+	// Requests now all go to version 2.
+	before := l.answered("2")
+	waitUntil(t, func() bool { return l.answered("2") > before+50 }, "version 2 to answer after the promotion")
+	l.end()
+	if n := l.failed.Load(); n != 0 {
+		t.Fatalf("%d requests failed during the rollout (last: %v)", n, l.lastFailed.Load())
+	}
+	if l.answered("1") == 0 || l.answered("2") == 0 {
+		t.Fatalf("answers: v1 %d, v2 %d; want both", l.answered("1"), l.answered("2"))
+	}
+	evs, err := r.s.Store.(audit.Log).ListEvents(context.Background(), audit.Query{Namespace: rolloutNS, Kind: spec.KindInferenceService, Name: "fraud"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var summaries []string
+	for _, e := range evs {
+		if e.Source == "rollout" {
+			summaries = append(summaries, e.Summary)
+		}
+	}
+	if len(summaries) < 3 || !strings.Contains(summaries[0], "started") || !strings.Contains(summaries[len(summaries)-1], "succeeded") {
+		t.Fatalf("audit log of the rollout: %q", summaries)
+	}
+}
+
+// TestRolloutRollsBackOnErrors: version 3 fails on one request in five (a
+// real ONNX Runtime error on some inputs). The analysis fails on the
+// errorRate interval, all traffic goes back to version 1 at once, the alias
+// stays effectively on 1 while 3 stays declared, the failure is recorded
+// with its interval, and the rollout is not retried — not by a pass, not by
+// declaring 3 again. Every request version 1 got was answered.
+func TestRolloutRollsBackOnErrors(t *testing.T) {
+	r := startRolloutRig(t, t.TempDir(), newRolloutClock())
+	v1 := r.push(modelBytes(t, "fraud_v1.onnx"))
+	v3 := r.push(modelBytes(t, "fraud_v3_broken.onnx")) // version 2 here
+	r.setChampion(v1)
+	r.apply(serviceWithRollout("fraud", "{name: errorRate, max: 0.01}", 200))
+	l := r.startLoad("fraud", 4, 5)
+	defer l.end()
+
+	r.setChampion(v3)
+	st := r.advance("fraud", rolloutTick, 200, true, func(s *spec.RolloutStatus) bool { return s.Phase == spec.RolloutFailed }, "the rollback")
+	if st.Stable != v1 || st.FailedVersion != v3 || st.CanaryWeight != 0 {
+		t.Fatalf("failed: %+v; want stable 1, failed version 3, canary at 0%%", st)
+	}
+	if !strings.Contains(st.Message, "errorRate") || !strings.Contains(st.Message, "rolled back to version 1") {
+		t.Fatalf("message %q: want the metric and the rollback", st.Message)
+	}
+	last := st.History[len(st.History)-1]
+	if last.Outcome != "failed" || last.Analysis[0].Verdict != "fail" || last.Analysis[0].Lower == nil || *last.Analysis[0].Lower <= 0.01 {
+		t.Fatalf("last step %+v; want a failed errorRate whose interval lies above 1%%", last)
+	}
+	m, err := r.s.Registry.GetModel(context.Background(), rolloutNS, "fraud-detector")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Aliases["champion"] != v3 || m.Effective["champion"] != v1 {
+		t.Fatalf("after the rollback: declared %v effective %v; want 3 declared, 1 effective", m.Aliases, m.Effective)
+	}
+	// From now on only version 1 answers, and answers everything.
+	failedAtRollback := l.failed.Load()
+	v1Before := l.answered("1")
+	waitUntil(t, func() bool { return l.answered("1") > v1Before+300 }, "version 1 to keep answering")
+	r.clock.Step(time.Hour) // any pass there is: nothing is retried
+	if err := r.s.Registry.SetAlias(context.Background(), rolloutNS, "fraud-detector", "champion", v3); err != nil {
+		t.Fatal(err)
+	}
+	v1Before = l.answered("1")
+	waitUntil(t, func() bool { return l.answered("1") > v1Before+300 }, "version 1 to keep answering")
+	l.end()
+	if n := l.failed.Load() - failedAtRollback; n != 0 {
+		t.Fatalf("%d requests failed after the rollback (last: %v)", n, l.lastFailed.Load())
+	}
+	if st := r.rollout("fraud"); st.Phase != spec.RolloutFailed || st.FailedVersion != v3 {
+		t.Fatalf("after declaring 3 again: %+v; want it still Failed (not retried)", st)
+	}
+	if n := l.answered(strconv.FormatInt(v3, 10)); n == 0 {
+		l.ok.Range(func(k, v any) bool { t.Logf("answered %v: %d", k, v.(*atomic.Int64).Load()); return true })
+		t.Fatalf("version 3 never answered: the canary took no traffic; failed %d, last %v; %+v", l.failed.Load(), l.lastFailed.Load(), r.rollout("fraud"))
+	}
+	stats, _ := r.s.Router.Stats(rolloutNS, "fraud")
+	for _, tg := range stats.Targets {
+		if tg.Target == "fraud-detector@1" && tg.Errors != 0 {
+			t.Fatalf("version 1 failed %d requests during the rollout", tg.Errors)
+		}
+	}
+}
+
+// TestRolloutWaitsWithoutTrafficThenFails: with no requests every metric
+// waits ("0 of 200 requests" in status) until the progress deadline, then
+// the rollout fails and the stable version keeps serving.
+func TestRolloutWaitsWithoutTrafficThenFails(t *testing.T) {
+	r := startRolloutRig(t, t.TempDir(), newRolloutClock())
+	v1 := r.push(modelBytes(t, "fraud_v1.onnx"))
+	v2 := r.push(modelBytes(t, "fraud_v2.onnx"))
+	r.setChampion(v1)
+	r.apply(serviceWithRollout("fraud", "{name: errorRate, max: 0.01}", 200))
+	r.setChampion(v2)
+	st := r.advance("fraud", rolloutTick, 0, false, func(s *spec.RolloutStatus) bool {
+		return s.Phase == spec.RolloutProgressing && s.Started != nil && r.clock.Now().Sub(*s.Started) >= 5*time.Minute
+	}, "five minutes of rollout")
+	if st.Step != 1 || !strings.Contains(st.Message, "waiting") || !strings.Contains(st.Message, "0 of 200 requests") {
+		t.Fatalf("without traffic: %+v; want step 1 waiting for 0 of 200 requests", st)
+	}
+	st = r.advance("fraud", rolloutTick, 0, false, func(s *spec.RolloutStatus) bool { return s.Phase != spec.RolloutProgressing }, "the deadline")
+	if st.Phase != spec.RolloutFailed || !strings.Contains(st.Message, "progress deadline 30m0s passed at step 1") {
+		t.Fatalf("at the deadline: %+v", st)
+	}
+	if got := r.clock.Now().Sub(*st.Started); got < 30*time.Minute || got > 31*time.Minute {
+		t.Fatalf("failed %v after the start; want at the 30m deadline", got)
+	}
+	m, _ := r.s.Registry.GetModel(context.Background(), rolloutNS, "fraud-detector")
+	if m.Effective["champion"] != v1 {
+		t.Fatalf("effective %v; want version 1 to stay", m.Effective)
+	}
+}
