@@ -87,7 +87,11 @@ func (r *routeReconciler) Reconcile(ctx context.Context, k reconcile.Key) (recon
 		ro.AfterRoute()
 	}
 	details.Rollout = ro.Status
-	return reconcile.Result{RequeueAfter: ro.RequeueAfter}, r.recordRouted(ctx, k, stored.Generation, st, details)
+	err = r.recordRouted(ctx, k, stored.Generation, st, details)
+	if ro.Recorded != nil {
+		ro.Recorded(err)
+	}
+	return reconcile.Result{RequeueAfter: ro.RequeueAfter}, err
 }
 
 // serviceDetails are an InferenceService's own stored status fields.

@@ -121,7 +121,7 @@ func testFloats(n int) []byte {
 // checkMLP computes the spec's forward pass in float64 and compares.
 func checkMLP(t *testing.T, s MLPSpec, x *tensor.Tensor, out []*tensor.Tensor) {
 	t.Helper()
-	w1, b1, w2, b2 := s.weights()
+	w1, b1, w2, b2 := s.Weights()
 	if len(out) != 1 || out[0].Name != "y" || !slices.Equal(out[0].Shape, []int64{x.Shape[0], int64(s.Outputs)}) {
 		t.Fatalf("outputs %+v", out)
 	}

@@ -131,6 +131,9 @@ type Result struct {
 	AfterRoute func()
 	// RequeueAfter asks for the next analysis (0: none needed).
 	RequeueAfter time.Duration
+	// Recorded, when set, is told whether Status was stored (it answers a
+	// rollout command only then).
+	Recorded func(error)
 }
 
 // Reconcile decides the rollout of one service. Errors are transient (the
@@ -139,8 +142,13 @@ func (c *Controller) Reconcile(ctx context.Context, svc Service) (Result, error)
 	key := svcKey{svc.Namespace, svc.Name}
 	cmd := c.takeCommand(key)
 	res, err := c.reconcile(ctx, svc, cmd)
-	if cmd != nil {
-		cmd.finish(errors.Join(err, cmd.err))
+	switch {
+	case cmd == nil:
+	case err != nil:
+		cmd.finish(err)
+	default:
+		// The command is done once its outcome is stored.
+		res.Recorded = func(err error) { cmd.finish(errors.Join(cmd.err, err)) }
 	}
 	return res, err
 }

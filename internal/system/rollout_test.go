@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nimbus-ai/nimbus/audit"
+	"github.com/nimbus-ai/nimbus/internal/mlpgen"
 
 	"github.com/nimbus-ai/nimbus/config"
 	"github.com/nimbus-ai/nimbus/reconcile"
@@ -413,5 +414,202 @@ func TestRolloutWaitsWithoutTrafficThenFails(t *testing.T) {
 	m, _ := r.s.Registry.GetModel(context.Background(), rolloutNS, "fraud-detector")
 	if m.Effective["champion"] != v1 {
 		t.Fatalf("effective %v; want version 1 to stay", m.Effective)
+	}
+}
+
+// TestRolloutRollsBackOnSlowCanary: a version whose p99 latency is far
+// above the stable version's fails latencyP99 (the canary's p99 interval
+// lies above maxRatioToStable × the stable one's) and rolls back.
+func TestRolloutRollsBackOnSlowCanary(t *testing.T) {
+	r := startRolloutRig(t, t.TempDir(), newRolloutClock())
+	v1 := r.push(modelBytes(t, "fraud_v1.onnx"))
+	slow := r.push(mlpgen.MLPSpec{Inputs: 4, Hidden: 1 << 18, Outputs: 1, Seed: 9}.ONNX()) // 4 MB of weights: ~1 ms a row
+	r.setChampion(v1)
+	r.apply(serviceWithRollout("fraud", "{name: latencyP99, maxRatioToStable: 1.5}", 400))
+	l := r.startLoad("fraud", 4, 0)
+	defer l.end()
+	r.setChampion(slow)
+	st := r.advance("fraud", rolloutTick, 400, true, func(s *spec.RolloutStatus) bool {
+		return s.Phase == spec.RolloutFailed || s.Phase == spec.RolloutSucceeded
+	}, "the end of the rollout")
+	if st.Phase != spec.RolloutFailed || st.FailedVersion != slow || !strings.Contains(st.Message, "latencyP99") {
+		t.Fatalf("slow canary: %+v; want Failed on latencyP99", st)
+	}
+	c := st.History[len(st.History)-1].Analysis[0]
+	if c.Verdict != "fail" || c.Lower == nil || c.Stable == nil || c.Stable.Upper == nil || *c.Lower <= 1.5**c.Stable.Upper {
+		t.Fatalf("latency check %+v (stable %+v): want the canary's lower bound above 1.5 × the stable upper bound", c, c.Stable)
+	}
+	l.end()
+	if n := l.failed.Load(); n != 0 {
+		t.Fatalf("%d requests failed (last %v)", n, l.lastFailed.Load())
+	}
+}
+
+// TestRolloutShadowMismatch: shadowMismatchRate mirrors the stable
+// version's requests to the canary and compares answers. A new artifact of
+// the same weights (other bytes, same answers) promotes; version 2, whose
+// answers differ, fails on mismatches.
+func TestRolloutShadowMismatch(t *testing.T) {
+	r := startRolloutRig(t, t.TempDir(), newRolloutClock())
+	v1bytes := modelBytes(t, "fraud_v1.onnx")
+	v1 := r.push(v1bytes)
+	same := r.push(mlpgen.Variant(v1bytes, 1))
+	differs := r.push(modelBytes(t, "fraud_v2.onnx"))
+	r.setChampion(v1)
+	r.apply(serviceWithRollout("fraud", "{name: errorRate, max: 0.05}, {name: shadowMismatchRate, max: 0.02}", 200))
+	l := r.startLoad("fraud", 4, 0)
+	defer l.end()
+
+	r.setChampion(same)
+	st := r.advance("fraud", rolloutTick, 200, true, func(s *spec.RolloutStatus) bool {
+		return s.Phase == spec.RolloutFailed || s.Phase == spec.RolloutSucceeded
+	}, "the first rollout to end")
+	if st.Phase != spec.RolloutSucceeded {
+		t.Fatalf("same answers: %+v; want Succeeded", st)
+	}
+	for _, c := range st.History[len(st.History)-1].Analysis {
+		if c.Metric == "shadowMismatchRate" && (c.Verdict != "pass" || c.Samples < 200 || c.Value != 0) {
+			t.Fatalf("shadow check %+v; want pass on ≥ 200 comparisons, none mismatched", c)
+		}
+	}
+	r.setChampion(differs)
+	st = r.advance("fraud", rolloutTick, 200, true, func(s *spec.RolloutStatus) bool {
+		return s.Phase == spec.RolloutFailed || s.Phase == spec.RolloutSucceeded && s.Canary == differs
+	}, "the second rollout to end")
+	if st.Phase != spec.RolloutFailed || !strings.Contains(st.Message, "shadowMismatchRate") || st.Stable != same {
+		t.Fatalf("different answers: %+v; want Failed on shadowMismatchRate, back to version %d", st, same)
+	}
+}
+
+// TestRolloutResumesAfterRestart: a server stopped in step 2 comes back
+// in step 2 with the step's start time kept, measures again, and promotes.
+func TestRolloutResumesAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	clock := newRolloutClock()
+	r := startRolloutRig(t, dir, clock)
+	v1 := r.push(modelBytes(t, "fraud_v1.onnx"))
+	v2 := r.push(modelBytes(t, "fraud_v2.onnx"))
+	r.setChampion(v1)
+	r.apply(serviceWithRollout("fraud", "{name: errorRate, max: 0.05}", 200))
+	l := r.startLoad("fraud", 4, 0)
+	r.setChampion(v2)
+	before := r.advance("fraud", rolloutTick, 200, true, func(s *spec.RolloutStatus) bool { return s.Step == 2 }, "step 2")
+	l.end()
+	r.stop()
+
+	clock2 := newRolloutClock()
+	clock2.Step(clock.Now().Sub(clock2.Now()) + time.Second)
+	r = startRolloutRig(t, dir, clock2)
+	after := r.rollout("fraud")
+	if after.Phase != spec.RolloutProgressing || after.Step != 2 || !after.StepStarted.Equal(*before.StepStarted) || !after.Started.Equal(*before.Started) {
+		t.Fatalf("after the restart: %+v; want step 2 with its start times kept (%v, %v)", after, before.Started, before.StepStarted)
+	}
+	if m, _ := r.s.Registry.GetModel(context.Background(), rolloutNS, "fraud-detector"); m.Effective["champion"] != v1 {
+		t.Fatalf("after the restart effective %v; want 1 still", m.Effective)
+	}
+	l = r.startLoad("fraud", 4, 0)
+	defer l.end()
+	st := r.advance("fraud", rolloutTick, 200, true, func(s *spec.RolloutStatus) bool { return s.Phase != spec.RolloutProgressing }, "the end")
+	if st.Phase != spec.RolloutSucceeded || st.Stable != v2 {
+		t.Fatalf("end: %+v; want Succeeded", st)
+	}
+	l.end()
+	if n := l.failed.Load(); n != 0 {
+		t.Fatalf("%d requests failed after the restart (last %v)", n, l.lastFailed.Load())
+	}
+}
+
+// TestRolloutTwoServicesOneAlias: the older service owns the alias's
+// rollout; the other follows the effective version (its status says whose
+// rollout it follows) and moves when the owner promotes.
+func TestRolloutTwoServicesOneAlias(t *testing.T) {
+	r := startRolloutRig(t, t.TempDir(), newRolloutClock())
+	v1 := r.push(modelBytes(t, "fraud_v1.onnx"))
+	v2 := r.push(modelBytes(t, "fraud_v2.onnx"))
+	r.setChampion(v1)
+	r.apply(serviceWithRollout("fraud", "{name: errorRate, max: 0.05}", 200))
+	r.clock.Step(time.Second) // the second service is younger
+	r.apply(serviceWithRollout("fraud-mirror", "{name: errorRate, max: 0.05}", 200))
+	l := r.startLoad("fraud", 4, 0)
+	defer l.end()
+	r.setChampion(v2)
+	r.advance("fraud", rolloutTick, 200, true, func(s *spec.RolloutStatus) bool { return s.Phase == spec.RolloutProgressing }, "the owner's rollout")
+	waitUntil(t, func() bool { return r.rollout("fraud-mirror").Phase == spec.RolloutFollowing }, "the other service to follow")
+	f := r.rollout("fraud-mirror")
+	if f.Owner != "fraud" || f.Stable != v1 {
+		t.Fatalf("follower: %+v; want owner fraud, serving version 1", f)
+	}
+	if code, version := inferOnce(t, r, "fraud-mirror"); code != 200 || version != "1" {
+		t.Fatalf("follower answered %d from version %q; want version 1 while the owner rolls out", code, version)
+	}
+	r.advance("fraud", rolloutTick, 200, true, func(s *spec.RolloutStatus) bool { return s.Phase == spec.RolloutSucceeded }, "the promotion")
+	waitUntil(t, func() bool { return r.rollout("fraud-mirror").Stable == v2 }, "the follower to move to version 2")
+	if code, version := inferOnce(t, r, "fraud-mirror"); code != 200 || version != "2" {
+		t.Fatalf("follower answered %d from version %q; want version 2 after the promotion", code, version)
+	}
+}
+
+func inferOnce(t *testing.T, r *rolloutRig, service string) (int, string) {
+	t.Helper()
+	resp, err := http.Post("http://"+r.s.HTTPAddr()+"/v2/models/"+service+"/infer", "application/json",
+		strings.NewReader(`{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[0.3,12,1,0]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		ModelVersion string `json:"model_version"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out.ModelVersion
+}
+
+// TestRolloutCommands: abort rolls back at once, retry starts the failed
+// version over, promote ends it; each over the management API, and a
+// command that does not apply is 412 with the reason.
+func TestRolloutCommands(t *testing.T) {
+	r := startRolloutRig(t, t.TempDir(), newRolloutClock())
+	v1 := r.push(modelBytes(t, "fraud_v1.onnx"))
+	v2 := r.push(modelBytes(t, "fraud_v2.onnx"))
+	r.setChampion(v1)
+	r.apply(serviceWithRollout("fraud", "{name: errorRate, max: 0.05}", 200))
+	command := func(cmd string) (int, string) {
+		resp, err := http.Post("http://"+r.s.HTTPAddr()+"/api/v1/namespaces/default/resources/inferenceservices/fraud/rollout/"+cmd, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := command("promote"); code != http.StatusPreconditionFailed || !strings.Contains(body, "not in progress") {
+		t.Fatalf("promote with nothing to roll out: %d %s", code, body)
+	}
+	r.setChampion(v2)
+	waitUntil(t, func() bool { return r.rollout("fraud").Phase == spec.RolloutProgressing }, "the rollout")
+	if code, body := command("abort"); code != 200 {
+		t.Fatalf("abort: %d %s", code, body)
+	}
+	st := r.rollout("fraud")
+	if st.Phase != spec.RolloutFailed || st.History[len(st.History)-1].Outcome != "aborted" || !strings.Contains(st.Message, "aborted by hand") {
+		t.Fatalf("after abort: %+v", st)
+	}
+	if code, body := command("retry"); code != 200 {
+		t.Fatalf("retry: %d %s", code, body)
+	}
+	if st := r.rollout("fraud"); st.Phase != spec.RolloutProgressing || st.Step != 1 {
+		t.Fatalf("after retry: %+v; want step 1 again", st)
+	}
+	if code, body := command("retry"); code != http.StatusPreconditionFailed || !strings.Contains(body, "in progress") {
+		t.Fatalf("retry while in progress: %d %s", code, body)
+	}
+	if code, body := command("promote"); code != 200 {
+		t.Fatalf("promote: %d %s", code, body)
+	}
+	if st := r.rollout("fraud"); st.Phase != spec.RolloutSucceeded || st.Stable != v2 {
+		t.Fatalf("after promote: %+v", st)
+	}
+	if code, body := command("jump"); code != http.StatusBadRequest || !strings.Contains(body, "promote, abort or retry") {
+		t.Fatalf("unknown command: %d %s", code, body)
 	}
 }

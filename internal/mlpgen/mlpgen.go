@@ -1,4 +1,7 @@
-package bench
+// Package mlpgen writes deterministic multilayer perceptrons as ONNX files
+// without any ONNX tooling: the test and benchmark models Nimbus generates
+// instead of committing (bench, internal/system tests, cmd/mlpgen).
+package mlpgen
 
 import (
 	"encoding/binary"
@@ -87,7 +90,7 @@ const (
 // ONNX writes the spec as a serialized ModelProto (IR version 8, opset 17, the
 // batch dimension named "batch").
 func (s MLPSpec) ONNX() []byte {
-	w1, b1, w2, b2 := s.weights()
+	w1, b1, w2, b2 := s.Weights()
 
 	var g []byte
 	type node struct {
@@ -173,9 +176,9 @@ func Variant(model []byte, i int) []byte {
 	return appendString(out, pbModelDocString, doc)
 }
 
-// weights are the spec's parameters, row-major: w1 [Inputs, Hidden], b1
+// Weights are the spec's parameters, row-major: w1 [Inputs, Hidden], b1
 // [Hidden], w2 [Hidden, Outputs], b2 [Outputs].
-func (s MLPSpec) weights() (w1, b1, w2, b2 []float32) {
+func (s MLPSpec) Weights() (w1, b1, w2, b2 []float32) {
 	rng := rand.New(rand.NewPCG(s.Seed, 0x6e696d627573))
 	w1 = randFloats(rng, s.Inputs*s.Hidden, s.Inputs)
 	b1 = randFloats(rng, s.Hidden, s.Inputs)
