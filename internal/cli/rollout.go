@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -23,22 +24,41 @@ each step's weight while the stable version takes the rest, and each step is
 judged from confidence intervals (errorRate, latencyP99, shadowMismatchRate).
 The last step passing promotes the canary; a failed analysis rolls it back.`,
 	}
+	var watch bool
+	var interval time.Duration
 	status := &cobra.Command{
 		Use:   "status SERVICE",
 		Short: "Show a rollout: phase, versions, each step and each metric's interval and verdict",
 		Long: `Show a service's rollout. The exit status is 0 while it progresses or after
-it succeeded, 1 when it failed (rolled back), so scripts can wait on it.`,
+it succeeded, 1 when it failed (rolled back), so scripts can wait on it.
+With --watch it prints a line each time the rollout moves (a step begins, an
+analysis waits or fails) until the rollout ends, then the whole status.`,
 		Example: `  nimbus rollout status fraud -n payments
+  nimbus rollout status fraud --watch          # until Succeeded (exit 0) or Failed (exit 1)
   nimbus rollout status fraud -o json | jq .status.rollout.phase`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			obj, err := a.client().GetResource(cmd.Context(), spec.KindInferenceService, a.namespace, argv[0])
-			if err != nil {
-				return fmt.Errorf("rollout status %s: %w", argv[0], err)
+			get := func() (*spec.InferenceService, error) {
+				obj, err := a.client().GetResource(cmd.Context(), spec.KindInferenceService, a.namespace, argv[0])
+				if err != nil {
+					return nil, fmt.Errorf("rollout status %s: %w", argv[0], err)
+				}
+				return obj.(*spec.InferenceService), nil
 			}
-			return a.printRollout(obj.(*spec.InferenceService))
+			s, err := get()
+			if err != nil {
+				return err
+			}
+			if watch && s.Spec.Rollout != nil {
+				if s, err = a.watchRollout(cmd, s, get, interval); err != nil {
+					return err
+				}
+			}
+			return a.printRollout(s)
 		},
 	}
+	status.Flags().BoolVarP(&watch, "watch", "w", false, "follow the rollout until it ends")
+	status.Flags().DurationVar(&interval, "interval", time.Second, "how often --watch looks")
 	cmd.AddCommand(status)
 	for _, c := range []struct{ name, short, long string }{
 		{"promote", "Promote the canary now, skipping the remaining steps and analysis",
@@ -65,6 +85,70 @@ it succeeded, 1 when it failed (rolled back), so scripts can wait on it.`,
 		})
 	}
 	return cmd
+}
+
+// watchRollout polls until the rollout is no longer in progress, writing a
+// line to stderr for each change (stdout stays the final status, for -o json).
+func (a *app) watchRollout(cmd *cobra.Command, s *spec.InferenceService, get func() (*spec.InferenceService, error), every time.Duration) (*spec.InferenceService, error) {
+	last := ""
+	// A change the server has not acted on yet (an alias moved a moment
+	// ago) still shows the previous rollout's end: wait a little for the
+	// declared version to show up.
+	settle := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(max(every, 100*time.Millisecond))
+	defer tick.Stop()
+	for {
+		var ro *spec.RolloutStatus
+		if s.Status != nil {
+			ro = s.Status.Rollout
+		}
+		if ro != nil {
+			line := fmt.Sprintf("%s %s", ro.Phase, ro.Message)
+			if ro.Phase == spec.RolloutProgressing {
+				line = fmt.Sprintf("%s step %d/%d, canary %d%% (version %d over %d; window %d/%d requests): %s",
+					ro.Phase, ro.Step, ro.Steps, ro.CanaryWeight, ro.Canary, ro.Stable, ro.StableRequests, ro.CanaryRequests, ro.Message)
+			}
+			if line != last {
+				fmt.Fprintf(a.stderr, "%s  %s\n", time.Now().Format("15:04:05"), line)
+				last = line
+			}
+			if ro.Phase != spec.RolloutProgressing && (time.Now().After(settle) || a.rolloutCaughtUp(cmd, ro)) {
+				return s, nil
+			}
+		}
+		select {
+		case <-cmd.Context().Done():
+			return nil, cmd.Context().Err()
+		case <-tick.C:
+		}
+		var err error
+		if s, err = get(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// rolloutCaughtUp reports whether a finished rollout is about the version
+// its target declares now.
+func (a *app) rolloutCaughtUp(cmd *cobra.Command, ro *spec.RolloutStatus) bool {
+	model, ref, err := spec.ParseTarget(ro.Target)
+	if err != nil || ro.Phase == spec.RolloutFollowing {
+		return true
+	}
+	m, err := a.client().GetModel(cmd.Context(), a.namespace, model)
+	if err != nil {
+		return true
+	}
+	declared, ok := m.Aliases[ref]
+	if ref == "" {
+		declared, ok = m.Aliases["champion"]
+	}
+	if !ok {
+		if v, err := strconv.ParseInt(ref, 10, 64); err == nil {
+			declared, ok = v, true
+		}
+	}
+	return !ok || ro.Stable == declared || ro.FailedVersion == declared
 }
 
 // printRollout writes a service's rollout (JSON and YAML: the whole service);
