@@ -89,3 +89,49 @@ func TestMeasurementWindows(t *testing.T) {
 		t.Fatal("closing the window stopped the running counters")
 	}
 }
+
+// TestRolloutShadow: a shadow with From mirrors only the requests that
+// target answered (never the canary's own, which would compare it with
+// itself); a window counts an answer within Tolerance as a match and a
+// shadow error as a mismatch; a From naming no target mirrors nothing.
+func TestRolloutShadow(t *testing.T) {
+	f := newFake()
+	f.models["m"] = scaled("1", 1, 0)
+	r := newRouter(t, f, Options{})
+	set := func(shadowModel string, tol float64, from string) {
+		r.Set("default", "svc", Config{Generation: 1,
+			Targets: []Target{{Model: "m", Ref: "1", Weight: 50}, {Model: "m", Ref: "2", Weight: 50}},
+			Shadow:  &Shadow{Model: shadowModel, Percent: 100, From: from, Tolerance: tol}})
+		r.OpenWindow("default", "svc", time.Time{})
+	}
+	read := func() WindowSample {
+		for range 20 {
+			if _, err := r.Infer(context.Background(), request("svc")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r.shadows.Wait()
+		w, _ := r.ReadWindow("default", "svc")
+		return *w.Shadow
+	}
+	f.models["close"] = scaled("2", 1, 0.001) // off by 1e-3
+	set("close", 0.01, "m@1")
+	if s := read(); s.Compared != 10 || s.Mismatches != 0 {
+		t.Fatalf("within tolerance, from m@1 only: %+v; want 10 compared (half the requests), none mismatched", s)
+	}
+	set("close", 0, "m@1")
+	if s := read(); s.Compared != 10 || s.Mismatches != 10 {
+		t.Fatalf("exact: %+v; want 10 mismatches", s)
+	}
+	f.models["broken"] = func(context.Context, *serving.InferRequest) (*serving.InferResponse, error) {
+		return nil, errs.New(errs.Internal, "broken")
+	}
+	set("broken", 1, "m@1")
+	if s := read(); s.Compared != 10 || s.Mismatches != 10 {
+		t.Fatalf("shadow errors: %+v; want each counted as a mismatch", s)
+	}
+	set("close", 0.01, "m@9")
+	if s := read(); s.Compared != 0 {
+		t.Fatalf("From naming no target: %+v; want nothing mirrored", s)
+	}
+}
