@@ -243,7 +243,7 @@ func (c *Controller) reconcile(ctx context.Context, svc Service, cmd *command) (
 	// A new declared version: start at the first step.
 	s := rollout.Start(now)
 	st = c.status(st, plan, s, stable, desired, plan.Steps[0])
-	st.FailedVersion = 0
+	st.FailedVersion, st.History = 0, nil // a new rollout: its own story
 	st.Message = fmt.Sprintf("rolling out version %d over version %d: step 1 (%d%%)", desired, stable, plan.Steps[0])
 	actor := ""
 	if cmd != nil {

@@ -13,6 +13,7 @@ package rollout
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -303,8 +304,7 @@ func evaluate(p Plan, w Window) ([]Check, error) {
 			}
 			c.Verdict, c.Canary, c.Stable, err = analysis.RatioVerdict(w.Canary.Latency, w.Stable.Latency, 0.99, m.MaxRatioToStable, p.Confidence, p.MinSamples)
 			if c.Verdict == analysis.Wait {
-				c.Note = fmt.Sprintf("(canary %d, stable %d of %d requests, or intervals overlap the bound)",
-					w.Canary.Latency.Count(), w.Stable.Latency.Count(), p.MinSamples)
+				c.Note = latencyNote(c, p.MinSamples, m.MaxRatioToStable)
 			}
 		default:
 			err = fmt.Errorf("metric %q: %w", m.Name, ErrInvalid)
@@ -318,6 +318,19 @@ func evaluate(p Plan, w Window) ([]Check, error) {
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// latencyNote says why a p99 ratio waits: too few requests, a p99 the
+// canary's samples cannot bound from above yet, or intervals that overlap.
+func latencyNote(c Check, minSamples int64, ratio float64) string {
+	switch {
+	case c.Canary.N < minSamples || c.Stable.N < minSamples:
+		return fmt.Sprintf("(canary %d, stable %d of %d requests)", c.Canary.N, c.Stable.N, minSamples)
+	case math.IsInf(c.Canary.Hi, 1) || math.IsInf(c.Stable.Lo, -1):
+		return fmt.Sprintf("(%d canary and %d stable requests bound no p99 yet at this confidence)", c.Canary.N, c.Stable.N)
+	}
+	return fmt.Sprintf("(the canary's p99 interval [%.3g, %.3g] s overlaps %g × the stable one [%.3g, %.3g] s)",
+		c.Canary.Lo, c.Canary.Hi, ratio, c.Stable.Lo, c.Stable.Hi)
 }
 
 func describe(c Check) string {

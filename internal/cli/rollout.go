@@ -210,7 +210,11 @@ func describeRollout(t *table, r *spec.RolloutSpec, ro *spec.RolloutStatus) {
 		strings.Join(steps, " → "), r.Interval, r.ProgressDeadline, r.Analysis.Confidence, r.Analysis.MinSamples))
 	if len(ro.Analysis) > 0 {
 		t.row("")
-		t.row("Analysis (current step):")
+		if ro.Phase == spec.RolloutProgressing {
+			t.row("Analysis (current step):")
+		} else {
+			t.row("Analysis (the last one):")
+		}
 		analysisRows(t, ro.Analysis)
 	}
 	if len(ro.History) > 0 {
