@@ -6,7 +6,7 @@ LDFLAGS  := -X github.com/nimbus-ai/nimbus/internal/cli.Version=$(VERSION)
 ARGS     ?=
 FUZZTIME ?= 10s
 
-.PHONY: all setup build run test test-short fuzz bench bench-serverless bench-gitops bench-security models lint clean
+.PHONY: all setup build run test test-short fuzz bench bench-serverless bench-gitops bench-security bench-rollout models lint clean
 
 all: build
 
@@ -38,6 +38,10 @@ bench-serverless: setup build ## serverless benchmarks: cold start, density, mem
 
 bench-gitops: setup ## GitOps benchmarks: commit to serving, 1,000-resource syncs (~2 min); see docs/BENCHMARKS.md
 	go test -run '^$$' -bench GitOps -benchtime 20x -count 2 ./e2e/
+
+bench-rollout: ## rollout cost: measurement windows on the request path, one analysis tick (~1 min); see docs/BENCHMARKS.md
+	go test -run '^$$' -bench RolloutWindow -benchmem -count 5 ./serving/router/
+	go test -run '^$$' -bench Next -benchmem -count 5 ./rollout/
 
 bench-security: setup ## auth and rate limiter cost: middleware and over loopback (~2 min); see docs/BENCHMARKS.md
 	go test -run '^$$' -bench . -benchmem -count 3 ./auth/

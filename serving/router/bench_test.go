@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/nimbus-ai/nimbus/telemetry"
 )
@@ -69,5 +70,45 @@ func BenchmarkRoute(b *testing.B) {
 				}
 			}
 		})
+	})
+}
+
+// BenchmarkRolloutWindow is what a rollout adds to the request path: the
+// same infer as BenchmarkRoute's, with a measurement window open (two
+// counters and a histogram bucket per request), and with the rollout's
+// shadow mirroring the stable target's answers to the canary; and what an
+// analysis tick costs to read the window (a snapshot of each histogram).
+func BenchmarkRolloutWindow(b *testing.B) {
+	fb := fakeFor(2)
+	r := New(fb, Options{Metrics: telemetry.NewMetrics()})
+	defer r.Close()
+	cfg := Config{Targets: targetsOf([]int{90, 10})}
+	req := request("svc")
+	infer := func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := r.Infer(context.Background(), req); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	r.Set("default", "svc", cfg)
+	b.Run("infer-parallel/closed", infer)
+	r.OpenWindow("default", "svc", time.Time{})
+	b.Run("infer-parallel/open", infer)
+	shadowed := cfg
+	shadowed.Shadow = &Shadow{Model: "m1", Ref: "2", Percent: 100, From: "m0@1"}
+	r.Set("default", "svc", shadowed)
+	b.Run("infer-parallel/open+shadow", infer)
+	r.shadows.Wait()
+	b.Run("read", func(b *testing.B) {
+		for b.Loop() {
+			if _, ok := r.ReadWindow("default", "svc"); !ok {
+				b.Fatal("no window")
+			}
+		}
 	})
 }
