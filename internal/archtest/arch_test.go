@@ -132,6 +132,14 @@ func TestLayering(t *testing.T) {
 		"reconcile":    {""},
 		// Rollout decisions are pure: the statistics, nothing else of ours.
 		"rollout": {"serving", "api", "registry", "spec", "apply", "runtime", "gitops", "reconcile", "internal/system", "internal/cli", "client"},
+		// The rollout controller decides from the stored state, the registry's
+		// aliases and the router's windows, all through small interfaces; the
+		// InferenceService controller (apply) calls it, so it imports neither
+		// apply nor the controller runtime, nor the router.
+		"delivery": {"serving", "api", "runtime", "registry/sqlite", "registry/blob", "internal/system", "internal/cli", "client",
+			"apply", "gitops", "reconcile"},
+		// Generated test and benchmark models: a leaf any test may use.
+		"internal/mlpgen": {""},
 		// Rollout statistics (intervals, verdicts, latency histograms) are
 		// pure math: a leaf the canary controller and serving both use.
 		"analysis": {""},

@@ -613,3 +613,44 @@ func TestRolloutCommands(t *testing.T) {
 		t.Fatalf("unknown command: %d %s", code, body)
 	}
 }
+
+// TestRolloutOfARefChange: editing the service's target from @1 to @2 is
+// rolled out like an alias move: version 1 keeps serving, 2 takes the
+// steps, then serves alone; editing it to the broken version is rolled
+// back and the service stays on version 2 although its spec says @3.
+func TestRolloutOfARefChange(t *testing.T) {
+	r := startRolloutRig(t, t.TempDir(), newRolloutClock())
+	r.push(modelBytes(t, "fraud_v1.onnx"))
+	r.push(modelBytes(t, "fraud_v2.onnx"))
+	r.push(modelBytes(t, "fraud_v3_broken.onnx"))
+	svc := func(ref int) string {
+		return strings.Replace(serviceWithRollout("fraud", "{name: errorRate, max: 0.05}", 200),
+			"fraud-detector@champion", fmt.Sprintf("fraud-detector@%d", ref), 1)
+	}
+	r.apply(svc(1))
+	l := r.startLoad("fraud", 4, 5)
+	defer l.end()
+	if st := r.rollout("fraud"); st.Phase != spec.RolloutIdle || st.Stable != 1 {
+		t.Fatalf("first apply: %+v; want idle on version 1", st)
+	}
+	r.apply(svc(2))
+	st := r.advance("fraud", rolloutTick, 200, true, func(s *spec.RolloutStatus) bool { return s.Phase != spec.RolloutProgressing && s.Stable != 1 || s.Phase == spec.RolloutFailed }, "version 2 to be promoted")
+	if st.Phase != spec.RolloutSucceeded || st.Stable != 2 || st.History[0].Requests[0] < 200 {
+		t.Fatalf("ref 1 → 2: %+v; want Succeeded after steps that version 1 shared", st)
+	}
+	r.apply(svc(3))
+	st = r.advance("fraud", rolloutTick, 200, true, func(s *spec.RolloutStatus) bool { return s.Phase == spec.RolloutFailed }, "version 3 to roll back")
+	if st.Stable != 2 || st.FailedVersion != 3 {
+		t.Fatalf("ref 2 → 3: %+v; want rolled back to 2", st)
+	}
+	before := l.answered("2")
+	failed := l.failed.Load()
+	waitUntil(t, func() bool { return l.answered("2") > before+200 }, "version 2 to serve after the rollback")
+	l.end()
+	if n := l.failed.Load() - failed; n != 0 {
+		t.Fatalf("%d requests failed after the rollback (last %v)", n, l.lastFailed.Load())
+	}
+	if code, v := inferOnce(t, r, "fraud"); code != 200 || v != "2" {
+		t.Fatalf("after the rollback the service answered %d from version %q; want version 2 (its spec says @3)", code, v)
+	}
+}
