@@ -197,35 +197,32 @@ func randFloats(rng *rand.Rand, n, fanIn int) []float32 {
 }
 
 func floatTensor(name string, dims []int64, data []float32) []byte {
-	var t []byte
-	for _, d := range dims {
-		t = protowire.AppendTag(t, pbTensorDims, protowire.VarintType)
-		t = protowire.AppendVarint(t, uint64(d))
-	}
-	t = protowire.AppendTag(t, pbTensorDataType, protowire.VarintType)
-	t = protowire.AppendVarint(t, onnxFloat)
-	t = appendString(t, pbTensorName, name)
 	raw := make([]byte, 4*len(data))
 	for i, f := range data {
 		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(f))
 	}
-	return appendBytes(t, pbTensorRawData, raw)
+	return rawTensor(name, dims, onnxFloat, raw)
 }
 
 // int64Tensor is an INT64 TensorProto (dims nil: a scalar).
 func int64Tensor(name string, dims []int64, data []int64) []byte {
+	raw := make([]byte, 8*len(data))
+	for i, v := range data {
+		binary.LittleEndian.PutUint64(raw[8*i:], uint64(v))
+	}
+	return rawTensor(name, dims, onnxInt64, raw)
+}
+
+// rawTensor is a TensorProto of data type dt holding raw little-endian data.
+func rawTensor(name string, dims []int64, dt uint64, raw []byte) []byte {
 	var t []byte
 	for _, d := range dims {
 		t = protowire.AppendTag(t, pbTensorDims, protowire.VarintType)
 		t = protowire.AppendVarint(t, uint64(d))
 	}
 	t = protowire.AppendTag(t, pbTensorDataType, protowire.VarintType)
-	t = protowire.AppendVarint(t, onnxInt64)
+	t = protowire.AppendVarint(t, dt)
 	t = appendString(t, pbTensorName, name)
-	raw := make([]byte, 8*len(data))
-	for i, v := range data {
-		binary.LittleEndian.PutUint64(raw[8*i:], uint64(v))
-	}
 	return appendBytes(t, pbTensorRawData, raw)
 }
 

@@ -251,6 +251,11 @@ spec:
 
 const rolloutTick = 10 * time.Second // a sixth of the 1m interval
 
+// rolloutEnded is true once a rollout succeeded or failed.
+func rolloutEnded(s *spec.RolloutStatus) bool {
+	return s.Phase == spec.RolloutFailed || s.Phase == spec.RolloutSucceeded
+}
+
 func newRolloutClock() *reconcile.FakeClock {
 	return reconcile.NewFakeClock(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC))
 }
@@ -429,9 +434,7 @@ func TestRolloutRollsBackOnSlowCanary(t *testing.T) {
 	l := r.startLoad("fraud", 4, 0)
 	defer l.end()
 	r.setChampion(slow)
-	st := r.advance("fraud", rolloutTick, 400, true, func(s *spec.RolloutStatus) bool {
-		return s.Phase == spec.RolloutFailed || s.Phase == spec.RolloutSucceeded
-	}, "the end of the rollout")
+	st := r.advance("fraud", rolloutTick, 400, true, rolloutEnded, "the end of the rollout")
 	if st.Phase != spec.RolloutFailed || st.FailedVersion != slow || !strings.Contains(st.Message, "latencyP99") {
 		t.Fatalf("slow canary: %+v; want Failed on latencyP99", st)
 	}
@@ -461,9 +464,7 @@ func TestRolloutShadowMismatch(t *testing.T) {
 	defer l.end()
 
 	r.setChampion(same)
-	st := r.advance("fraud", rolloutTick, 200, true, func(s *spec.RolloutStatus) bool {
-		return s.Phase == spec.RolloutFailed || s.Phase == spec.RolloutSucceeded
-	}, "the first rollout to end")
+	st := r.advance("fraud", rolloutTick, 200, true, rolloutEnded, "the first rollout to end")
 	if st.Phase != spec.RolloutSucceeded {
 		t.Fatalf("same answers: %+v; want Succeeded", st)
 	}
@@ -634,7 +635,9 @@ func TestRolloutOfARefChange(t *testing.T) {
 		t.Fatalf("first apply: %+v; want idle on version 1", st)
 	}
 	r.apply(svc(2))
-	st := r.advance("fraud", rolloutTick, 200, true, func(s *spec.RolloutStatus) bool { return s.Phase != spec.RolloutProgressing && s.Stable != 1 || s.Phase == spec.RolloutFailed }, "version 2 to be promoted")
+	st := r.advance("fraud", rolloutTick, 200, true, func(s *spec.RolloutStatus) bool {
+		return s.Phase != spec.RolloutProgressing && s.Stable != 1 || s.Phase == spec.RolloutFailed
+	}, "version 2 to be promoted")
 	if st.Phase != spec.RolloutSucceeded || st.Stable != 2 || st.History[0].Requests[0] < 200 {
 		t.Fatalf("ref 1 → 2: %+v; want Succeeded after steps that version 1 shared", st)
 	}
