@@ -269,6 +269,9 @@ func TestGitOpsRolloutWalkthrough(t *testing.T) {
 			t.Fatalf("rollout status (exit %d) lacks %q:\n%s", code, want, table)
 		}
 	}
+	if out := mustCLI(t, g.srv, "get", "isvc", "-o", "wide"); !strings.Contains(out, "Failed:v3") {
+		t.Fatalf("get isvc -o wide does not show the failed rollout:\n%s", out)
+	}
 	if out := mustCLI(t, g.srv, "events", "--kind", "isvc"); !strings.Contains(out, "rolled back to version 2") {
 		t.Fatalf("the rollback is not in the audit log:\n%s", out)
 	}

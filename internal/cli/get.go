@@ -66,8 +66,9 @@ Tables:
   models             NAME  VERSIONS  ALIASES  READY  AGE
   inferenceservices  NAME  TRAFFIC   READY    AGE
 -A (--all-namespaces) adds a NAMESPACE column. -o wide adds GENERATION and,
-for services, SHADOW and the requests each traffic target answered (REQUESTS,
-in TRAFFIC's order, since the server started).
+for services, SHADOW, the requests each traffic target answered (REQUESTS,
+in TRAFFIC's order, since the server started) and the ROLLOUT (its phase, step
+and canary weight; "nimbus rollout status" shows it whole).
 
 -o yaml prints the resources as YAML documents that "nimbus apply -f" takes
 back unchanged (status and server-set metadata are ignored on apply); -o json
@@ -153,7 +154,7 @@ func renderResources(t *table, kind string, objs []spec.Object, now time.Time, a
 	} else {
 		head = append(head, "NAME", "TRAFFIC", "READY", "AGE")
 		if wide {
-			head = append(head, "SHADOW", "REQUESTS", "GENERATION")
+			head = append(head, "SHADOW", "REQUESTS", "GENERATION", "ROLLOUT")
 		}
 	}
 	t.row(head...)
@@ -174,7 +175,7 @@ func renderResources(t *table, kind string, objs []spec.Object, now time.Time, a
 		case *spec.InferenceService:
 			row = append(row, meta.Name, formatTraffic(o.Spec.Traffic), readyOf(conds), formatAge(meta.CreationTimestamp, now))
 			if wide {
-				row = append(row, formatShadow(o.Spec.Shadow), formatRequests(o.Status), strconv.FormatInt(meta.Generation, 10))
+				row = append(row, formatShadow(o.Spec.Shadow), formatRequests(o.Status), strconv.FormatInt(meta.Generation, 10), formatRollout(o))
 			}
 		case *spec.GitSource:
 			st := o.Status
@@ -189,6 +190,29 @@ func renderResources(t *table, kind string, objs []spec.Object, now time.Time, a
 		}
 		t.row(row...)
 	}
+}
+
+// formatRollout is a service's rollout in one word or three: "-" without
+// one, "Progressing:1/2@20%", "Succeeded:v2", "Failed:v3", "Following:fraud".
+func formatRollout(s *spec.InferenceService) string {
+	if s.Spec.Rollout == nil {
+		return "-"
+	}
+	if s.Status == nil || s.Status.Rollout == nil {
+		return "Pending"
+	}
+	ro := s.Status.Rollout
+	switch ro.Phase {
+	case spec.RolloutProgressing:
+		return fmt.Sprintf("%s:%d/%d@%d%%", ro.Phase, ro.Step, ro.Steps, ro.CanaryWeight)
+	case spec.RolloutSucceeded, spec.RolloutIdle:
+		return fmt.Sprintf("%s:v%d", ro.Phase, ro.Stable)
+	case spec.RolloutFailed:
+		return fmt.Sprintf("%s:v%d", ro.Phase, ro.FailedVersion)
+	case spec.RolloutFollowing:
+		return ro.Phase + ":" + ro.Owner
+	}
+	return ro.Phase
 }
 
 // statusOf is what get and describe show of an object's status: the observed

@@ -698,8 +698,8 @@ func TestGetResources(t *testing.T) {
 			"NAME   TRAFFIC                                                  READY  AGE\n" +
 				"fraud  fraud-detector@champion=90,fraud-detector@challenger=10  False  2h\n"},
 		{"services wide", []string{"get", "inferenceservices", "-o", "wide"},
-			"NAME   TRAFFIC                                                  READY  AGE  SHADOW                 REQUESTS  GENERATION\n" +
-				"fraud  fraud-detector@champion=90,fraud-detector@challenger=10  False  2h   fraud-detector@4=100%  900,100   3\n"},
+			"NAME   TRAFFIC                                                  READY  AGE  SHADOW                 REQUESTS  GENERATION  ROLLOUT\n" +
+				"fraud  fraud-detector@champion=90,fraud-detector@challenger=10  False  2h   fraud-detector@4=100%  900,100   3           -\n"},
 		{"all namespaces", []string{"get", "isvc", "-A"},
 			"NAMESPACE  NAME   TRAFFIC                                                  READY  AGE\n" +
 				"default    fraud  fraud-detector@champion=90,fraud-detector@challenger=10  False  2h\n" +
@@ -764,8 +764,8 @@ func TestRenderResourcesWithoutStatus(t *testing.T) {
 			Spec:     spec.ServiceSpec{Traffic: []spec.TrafficTarget{{Model: "churn", Weight: &w}}},
 		}}, time.Now(), true, true)
 	})
-	want := "NAMESPACE  NAME   TRAFFIC    READY  AGE  SHADOW  REQUESTS  GENERATION\n" +
-		"retail     churn  churn=100  -      -    -       -         1\n"
+	want := "NAMESPACE  NAME   TRAFFIC    READY  AGE  SHADOW  REQUESTS  GENERATION  ROLLOUT\n" +
+		"retail     churn  churn=100  -      -    -       -         1           -\n"
 	if err != nil || b.String() != want {
 		t.Errorf("table (%v):\n%s\nwant:\n%s", err, b.String(), want)
 	}
