@@ -67,6 +67,15 @@ type Options struct {
 	// Enqueue asks for a pass over service ns/name (set before use: the
 	// InferenceService controller's Enqueue).
 	Enqueue func(ns, name string)
+	// Metrics records each rollout's state and transitions (nil: none).
+	Metrics Metrics
+}
+
+// Metrics receives rollouts' state (*telemetry.Metrics is one).
+type Metrics interface {
+	RolloutState(ns, name string, stable, canary int64, weight int)
+	RolloutEvent(ns, name, event string)
+	RolloutForget(ns, name string)
 }
 
 // Controller decides the rollouts of every service that declares one.
@@ -142,6 +151,16 @@ func (c *Controller) Reconcile(ctx context.Context, svc Service) (Result, error)
 	key := svcKey{svc.Namespace, svc.Name}
 	cmd := c.takeCommand(key)
 	res, err := c.reconcile(ctx, svc, cmd)
+	if m := c.opts.Metrics; m != nil && err == nil {
+		switch st := res.Status; {
+		case st == nil:
+			m.RolloutForget(svc.Namespace, svc.Name)
+		case st.Phase == spec.RolloutProgressing:
+			m.RolloutState(svc.Namespace, svc.Name, st.Stable, st.Canary, st.CanaryWeight)
+		default:
+			m.RolloutState(svc.Namespace, svc.Name, st.Stable, 0, 0)
+		}
+	}
 	switch {
 	case cmd == nil:
 	case err != nil:
@@ -220,7 +239,7 @@ func (c *Controller) reconcile(ctx context.Context, svc Service, cmd *command) (
 		}
 		st.Message = fmt.Sprintf("serving version %d, the declared one", stable)
 		if prev != nil && prev.Phase == spec.RolloutProgressing {
-			c.record(ctx, ns, name, "", fmt.Sprintf("rollout of %s version %d cancelled: version %d is declared again", model, prev.Canary, desired))
+			c.record(ctx, ns, name, "", "cancelled", fmt.Sprintf("rollout of %s version %d cancelled: version %d is declared again", model, prev.Canary, desired))
 		}
 		if prev != nil && prev.FailedVersion != 0 && prev.FailedVersion != desired {
 			st.FailedVersion = 0
@@ -249,7 +268,7 @@ func (c *Controller) reconcile(ctx context.Context, svc Service, cmd *command) (
 	if cmd != nil {
 		actor = cmd.actor
 	}
-	c.record(ctx, ns, name, actor, fmt.Sprintf("rollout of %s started: version %d over %d, step 1 (%d%%)", model, desired, stable, plan.Steps[0]))
+	c.record(ctx, ns, name, actor, "started", fmt.Sprintf("rollout of %s started: version %d over %d, step 1 (%d%%)", model, desired, stable, plan.Steps[0]))
 	return Result{Status: st, Route: c.route(svc.Spec.Rollout, plan, model, stable, desired, plan.Steps[0]),
 		AfterRoute: c.opener(ns, name), RequeueAfter: tick(plan)}, nil
 }
@@ -309,7 +328,7 @@ func (c *Controller) progress(ctx context.Context, svc Service, plan rollout.Pla
 		st.History = append(st.History, step("promoted"))
 		st.Phase, st.Stable, st.Step, st.CanaryWeight = spec.RolloutSucceeded, canary, 0, 100
 		st.Finished = timePtr(now)
-		c.record(ctx, ns, name, actor, fmt.Sprintf("rollout of %s succeeded: version %d promoted (%s)", model, canary, d.State.Reason))
+		c.record(ctx, ns, name, actor, "succeeded", fmt.Sprintf("rollout of %s succeeded: version %d promoted (%s)", model, canary, d.State.Reason))
 		return Result{Status: st, AfterRoute: c.closer(ns, name, prev)}, nil
 	case rollout.Failed:
 		outcome := "failed"
@@ -320,7 +339,7 @@ func (c *Controller) progress(ctx context.Context, svc Service, plan rollout.Pla
 		st.Phase, st.FailedVersion, st.Step, st.CanaryWeight = spec.RolloutFailed, canary, 0, 0
 		st.Finished = timePtr(now)
 		st.Message = fmt.Sprintf("rolled back to version %d: %s", stable, d.State.Reason)
-		c.record(ctx, ns, name, actor, fmt.Sprintf("rollout of %s version %d failed; rolled back to version %d: %s", model, canary, stable, d.State.Reason))
+		c.record(ctx, ns, name, actor, "failed", fmt.Sprintf("rollout of %s version %d failed; rolled back to version %d: %s", model, canary, stable, d.State.Reason))
 		c.log.Warn("rollout failed; rolled back", "namespace", ns, "service", name, "model", model, "canary", canary, "stable", stable, "reason", d.State.Reason)
 		return Result{Status: st, Route: &rollout.Route{Model: model, Stable: stable}, AfterRoute: c.closer(ns, name, prev)}, nil
 	}
@@ -332,7 +351,11 @@ func (c *Controller) progress(ctx context.Context, svc Service, plan rollout.Pla
 		}
 		st.History = append(st.History, step(outcome))
 		res.AfterRoute = c.opener(ns, name)
-		c.record(ctx, ns, name, actor, fmt.Sprintf("rollout of %s version %d: %s", model, canary, d.State.Reason))
+		event := "step"
+		if outcome != "passed" {
+			event = "analysis_failed"
+		}
+		c.record(ctx, ns, name, actor, event, fmt.Sprintf("rollout of %s version %d: %s", model, canary, d.State.Reason))
 	}
 	return res, nil
 }
@@ -357,6 +380,9 @@ func (c *Controller) noRollout(ctx context.Context, svc Service) (Result, error)
 // its alias stays held until the next rollout on it or an alias change.)
 func (c *Controller) Deleted(ctx context.Context, ns, name string) error {
 	target := c.untrack(svcKey{ns, name})
+	if c.opts.Metrics != nil {
+		c.opts.Metrics.RolloutForget(ns, name)
+	}
 	if cmd := c.takeCommand(svcKey{ns, name}); cmd != nil {
 		cmd.finish(errs.New(errs.NotFound, "inference service %s/%s not found", ns, name))
 	}
@@ -561,8 +587,11 @@ func (c *Controller) closer(ns, name string, prev *spec.RolloutStatus) func() {
 
 // record appends a rollout event to the audit log; a failure to record is
 // logged, not retried (the rollout's status holds the same story).
-func (c *Controller) record(ctx context.Context, ns, name, actor, summary string) {
+func (c *Controller) record(ctx context.Context, ns, name, actor, event, summary string) {
 	c.log.Info(summary, "namespace", ns, "service", name)
+	if c.opts.Metrics != nil {
+		c.opts.Metrics.RolloutEvent(ns, name, event)
+	}
 	if c.opts.Audit == nil {
 		return
 	}

@@ -38,6 +38,7 @@ type Metrics struct {
 	version      *versionCollectors
 	service      *serviceCollectors // InferenceServices: service.go
 	git          *gitCollectors     // GitSources: gitops.go
+	rollout      *rolloutCollectors // rollouts: rollouts.go
 }
 
 // NewMetrics registers every collector on a fresh registry (plus Go and process collectors).
@@ -114,6 +115,7 @@ func NewMetrics() *Metrics {
 	m.version = newVersionCollectors(reg)
 	m.service = newServiceCollectors(reg)
 	m.git = newGitCollectors(reg)
+	m.rollout = newRolloutCollectors(reg)
 	m.version.perVersion = append(m.version.perVersion, m.requests, m.latency, m.inferRows)
 	reg.MustRegister(m.inFlight, m.requests, m.latency, m.loadSeconds, m.loadFailures, m.loadedModels, m.loadedBytes, m.inferRows)
 	return m

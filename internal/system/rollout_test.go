@@ -138,11 +138,14 @@ func (r *rolloutRig) rollout(name string) *spec.RolloutStatus {
 
 // advance steps the fake clock one analysis tick at a time until cond
 // holds: with load, a tick is taken only once both versions' windows hold
-// minSamples requests (so a step never passes for lack of waiting), and
-// without load at once.
+// minSamples requests and the canary has answered minSamples/4 more since
+// the last tick (so a tick stands for traffic, as it would on the wall
+// clock, and a step never passes for lack of waiting); without load at
+// once.
 func (r *rolloutRig) advance(name string, tick time.Duration, minSamples int64, loaded bool, cond func(*spec.RolloutStatus) bool, what string) *spec.RolloutStatus {
 	r.t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
+	var lastCanary int64
 	for {
 		st := r.rollout(name)
 		if cond(st) {
@@ -154,7 +157,13 @@ func (r *rolloutRig) advance(name string, tick time.Duration, minSamples int64, 
 		ready := !loaded
 		if w, ok := r.s.Router.ReadWindow(rolloutNS, name); ok && loaded && st.Phase == spec.RolloutProgressing {
 			s, c := w.Targets[fmt.Sprintf("fraud-detector@%d", st.Stable)], w.Targets[fmt.Sprintf("fraud-detector@%d", st.Canary)]
-			ready = s.Requests >= minSamples && c.Requests >= minSamples
+			if c.Requests < lastCanary {
+				lastCanary = 0 // a new window
+			}
+			ready = s.Requests >= minSamples && c.Requests >= minSamples && c.Requests >= lastCanary+minSamples/4
+			if ready {
+				lastCanary = c.Requests
+			}
 		}
 		if ready && r.clock.Pending() > 0 {
 			r.clock.Step(tick)
@@ -269,7 +278,10 @@ func TestRolloutPromotesUnderGoodTraffic(t *testing.T) {
 	v1 := r.push(modelBytes(t, "fraud_v1.onnx"))
 	v2 := r.push(modelBytes(t, "fraud_v2.onnx"))
 	r.setChampion(v1)
-	r.apply(serviceWithRollout("fraud", "{name: errorRate, max: 0.05}, {name: latencyP99, maxRatioToStable: 3}", 400))
+	// A generous latency bound: both versions are the same small MLP, but on
+	// a shared 2-core machine the canary's tenth of the traffic batches
+	// less and its p99 can be twice the stable one's.
+	r.apply(serviceWithRollout("fraud", "{name: errorRate, max: 0.05}, {name: latencyP99, maxRatioToStable: 5}", 400))
 	l := r.startLoad("fraud", 4, 0)
 	defer l.end()
 
@@ -328,6 +340,33 @@ func TestRolloutPromotesUnderGoodTraffic(t *testing.T) {
 	if len(summaries) < 3 || !strings.Contains(summaries[0], "started") || !strings.Contains(summaries[len(summaries)-1], "succeeded") {
 		t.Fatalf("audit log of the rollout: %q", summaries)
 	}
+	r.expectMetrics(`nimbus_rollouts_total{event="started",namespace="default",service="fraud"} 1`,
+		`nimbus_rollouts_total{event="step",namespace="default",service="fraud"} 1`,
+		`nimbus_rollouts_total{event="succeeded",namespace="default",service="fraud"} 1`,
+		`nimbus_rollout_canary_weight{namespace="default",service="fraud"} 0`,
+		`nimbus_rollout_version{namespace="default",role="stable",service="fraud"} 2`)
+}
+
+// expectMetrics fails unless /metrics shows every line of want.
+func (r *rolloutRig) expectMetrics(want ...string) {
+	r.t.Helper()
+	resp, err := http.Get("http://" + r.s.HTTPAddr() + "/metrics")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, w := range want {
+		if !strings.Contains(string(b), w) {
+			var got []string
+			for _, l := range strings.Split(string(b), "\n") {
+				if strings.HasPrefix(l, "nimbus_rollout") {
+					got = append(got, l)
+				}
+			}
+			r.t.Fatalf("/metrics lacks %s; rollout series:\n%s", w, strings.Join(got, "\n"))
+		}
+	}
 }
 
 // TestRolloutRollsBackOnErrors: version 3 fails on one request in five (a
@@ -385,6 +424,8 @@ func TestRolloutRollsBackOnErrors(t *testing.T) {
 		l.ok.Range(func(k, v any) bool { t.Logf("answered %v: %d", k, v.(*atomic.Int64).Load()); return true })
 		t.Fatalf("version 3 never answered: the canary took no traffic; failed %d, last %v; %+v", l.failed.Load(), l.lastFailed.Load(), r.rollout("fraud"))
 	}
+	r.expectMetrics(`nimbus_rollouts_total{event="failed",namespace="default",service="fraud"} 1`,
+		`nimbus_rollout_version{namespace="default",role="stable",service="fraud"} 1`)
 	stats, _ := r.s.Router.Stats(rolloutNS, "fraud")
 	for _, tg := range stats.Targets {
 		if tg.Target == "fraud-detector@1" && tg.Errors != 0 {
@@ -428,7 +469,7 @@ func TestRolloutWaitsWithoutTrafficThenFails(t *testing.T) {
 func TestRolloutRollsBackOnSlowCanary(t *testing.T) {
 	r := startRolloutRig(t, t.TempDir(), newRolloutClock())
 	v1 := r.push(modelBytes(t, "fraud_v1.onnx"))
-	slow := r.push(mlpgen.MLPSpec{Inputs: 4, Hidden: 1 << 18, Outputs: 1, Seed: 9}.ONNX()) // 4 MB of weights: ~1 ms a row
+	slow := r.push(mlpgen.MLPSpec{Inputs: 4, Hidden: 1 << 20, Outputs: 1, Seed: 9}.ONNX()) // 16 MB of weights: a few ms a row
 	r.setChampion(v1)
 	r.apply(serviceWithRollout("fraud", "{name: latencyP99, maxRatioToStable: 1.5}", 400))
 	l := r.startLoad("fraud", 4, 0)

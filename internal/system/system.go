@@ -209,7 +209,7 @@ func newSystem(ctx context.Context, cfg config.Config, version string, log *slog
 		now = h.clock.Now
 	}
 	s.Rollouts = delivery.New(delivery.Options{Registry: s.Registry, Services: db, Windows: windows{s.Router}, Audit: db,
-		Logger: log, Now: now})
+		Logger: log, Now: now, Metrics: s.Metrics})
 	s.Registry.SetAliasHold(s.Rollouts.Hold)
 	s.Resources = apply.NewEngine(apply.Options{
 		Registry: s.Registry, Resources: db, Audit: db, Routes: routes{s.Router}, Rollouts: s.Rollouts, Clock: h.clock, Now: now,
