@@ -138,6 +138,8 @@ func TestLayering(t *testing.T) {
 		// apply nor the controller runtime, nor the router.
 		"delivery": {"serving", "api", "runtime", "registry/sqlite", "registry/blob", "internal/system", "internal/cli", "client",
 			"apply", "gitops", "reconcile"},
+		// Event formats: payloads to tensors and back, pure (tensor only).
+		"events/format": {"serving", "api", "registry", "spec", "apply", "runtime", "reconcile", "internal/system", "internal/cli", "client", "audit"},
 		// Generated test and benchmark models: a leaf any test may use.
 		"internal/mlpgen": {""},
 		// Rollout statistics (intervals, verdicts, latency histograms) are
