@@ -1,0 +1,164 @@
+// Package eventstest is the conformance suite every events adapter passes:
+// what Fetch returns, how long an empty fetch waits, redelivery of what
+// was not acknowledged (and not of what was), stable message IDs, and a
+// sink whose published records arrive with their headers.
+package eventstest
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nimbus-ai/nimbus/events"
+)
+
+// Bus is one fresh topology (unique names) on a real broker.
+type Bus struct {
+	// Open opens the source's consumer (again: the same durable state).
+	Open func(t *testing.T) events.Source
+	// Inject publishes payloads where the source reads.
+	Inject func(t *testing.T, payloads ...[]byte)
+	// Sink publishes where Read reads.
+	Sink events.Sink
+	// Read returns the next n records the sink published, in order,
+	// waiting at most within.
+	Read func(t *testing.T, n int, within time.Duration) []events.Record
+	// Redelivery is the longest a message given back (Nak) or left
+	// unacknowledged by a closed source takes to come again.
+	Redelivery time.Duration
+}
+
+// Run runs the suite; newBus makes a fresh Bus for each test.
+func Run(t *testing.T, newBus func(t *testing.T) Bus) {
+	ctx := context.Background()
+	payloads := func(n int) [][]byte {
+		out := make([][]byte, n)
+		for i := range out {
+			out[i] = fmt.Appendf(nil, `{"n":%d}`, i)
+		}
+		return out
+	}
+	fetchAll := func(t *testing.T, src events.Source, n int, within time.Duration) []*events.Message {
+		t.Helper()
+		var got []*events.Message
+		deadline := time.Now().Add(within)
+		for len(got) < n && time.Now().Before(deadline) {
+			ms, err := src.Fetch(ctx, n-len(got), 200*time.Millisecond)
+			if err != nil {
+				t.Fatalf("fetch: %v", err)
+			}
+			got = append(got, ms...)
+		}
+		if len(got) != n {
+			t.Fatalf("fetched %d messages within %s, want %d", len(got), within, n)
+		}
+		return got
+	}
+
+	t.Run("FetchReturnsWhatWasPublishedInOrderUpToMax", func(t *testing.T) {
+		b := newBus(t)
+		src := b.Open(t)
+		defer src.Close()
+		b.Inject(t, payloads(10)...)
+		first := fetchAll(t, src, 4, 5*time.Second)
+		rest := fetchAll(t, src, 6, 5*time.Second)
+		all := append(first, rest...)
+		ids := map[string]bool{}
+		for i, m := range all {
+			if string(m.Payload) != fmt.Sprintf(`{"n":%d}`, i) {
+				t.Fatalf("message %d: %s", i, m.Payload)
+			}
+			if m.ID == "" || ids[m.ID] || m.Position == "" || m.Redelivered {
+				t.Fatalf("message %d: id %q (seen %v) position %q redelivered %v", i, m.ID, ids[m.ID], m.Position, m.Redelivered)
+			}
+			ids[m.ID] = true
+			if err := m.Ack(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if ms, err := src.Fetch(ctx, 4, 10*time.Millisecond); err != nil || len(ms) > 4 {
+			t.Fatalf("fetch beyond max: %d, %v", len(ms), err)
+		}
+	})
+
+	t.Run("AnEmptyFetchWaitsMaxWait", func(t *testing.T) {
+		b := newBus(t)
+		src := b.Open(t)
+		defer src.Close()
+		start := time.Now()
+		ms, err := src.Fetch(ctx, 8, 300*time.Millisecond)
+		took := time.Since(start)
+		if err != nil || len(ms) != 0 {
+			t.Fatalf("empty fetch: %d messages, %v", len(ms), err)
+		}
+		if took < 250*time.Millisecond || took > 3*time.Second {
+			t.Fatalf("empty fetch took %s; want about the 300ms maxWait", took)
+		}
+	})
+
+	t.Run("WhatIsNotAcknowledgedComesAgainAndWhatIsDoesNot", func(t *testing.T) {
+		b := newBus(t)
+		src := b.Open(t)
+		b.Inject(t, payloads(4)...)
+		got := fetchAll(t, src, 4, 5*time.Second)
+		// 0 and 1 acknowledged, 2 given back, 3 left hanging by a closed source.
+		for _, m := range got[:2] {
+			if err := m.Ack(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := got[2].Nak(ctx); err != nil {
+			t.Fatal(err)
+		}
+		src.Close()
+		src = b.Open(t)
+		defer src.Close()
+		// Acknowledged as they come: one not acknowledged in time would
+		// (rightly) come a third time.
+		again := map[string]*events.Message{}
+		deadline := time.Now().Add(b.Redelivery + 5*time.Second)
+		for len(again) < 2 && time.Now().Before(deadline) {
+			ms, err := src.Fetch(ctx, 2, 200*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range ms {
+				if err := m.Ack(ctx); err != nil {
+					t.Fatal(err)
+				}
+				again[m.ID] = m
+			}
+		}
+		for _, want := range got[2:] {
+			m, ok := again[want.ID]
+			if !ok || string(m.Payload) != string(want.Payload) || !m.Redelivered {
+				t.Fatalf("redelivered: %v; want %s (id %q) again, marked redelivered", again, want.Payload, want.ID)
+			}
+		}
+		if len(again) != 2 {
+			t.Fatalf("redelivered %d distinct messages, want 2 (the acknowledged ones came again?)", len(again))
+		}
+		if ms, err := src.Fetch(ctx, 8, 500*time.Millisecond); err != nil || len(ms) != 0 {
+			t.Fatalf("after every message was acknowledged: %d more, %v", len(ms), err)
+		}
+	})
+
+	t.Run("TheSinkPublishesRecordsWithTheirHeaders", func(t *testing.T) {
+		b := newBus(t)
+		var rs []events.Record
+		for i, p := range payloads(5) {
+			rs = append(rs, events.Record{Payload: p, ID: fmt.Sprintf("in:%d", i), Headers: map[string][]string{"Nimbus-Source-Id": {fmt.Sprintf("in:%d", i)}}})
+		}
+		if err := b.Sink.Publish(ctx, rs); err != nil {
+			t.Fatal(err)
+		}
+		got := b.Read(t, 5, 5*time.Second)
+		for i, r := range got {
+			if string(r.Payload) != string(rs[i].Payload) || !slices.Equal(r.Headers["Nimbus-Source-Id"], rs[i].Headers["Nimbus-Source-Id"]) {
+				t.Fatalf("record %d: %s %v; want %s %v", i, r.Payload, r.Headers, rs[i].Payload, rs[i].Headers)
+			}
+		}
+	})
+}
