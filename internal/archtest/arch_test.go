@@ -144,6 +144,9 @@ func TestLayering(t *testing.T) {
 		"events":            {"tensor", "serving", "api", "registry", "spec", "apply", "runtime", "reconcile", "internal/system", "internal/cli", "client", "audit"},
 		"events/natsjs":     {"tensor", "serving", "api", "registry", "spec", "apply", "runtime", "reconcile", "internal/system", "internal/cli", "client", "audit", "events/format"},
 		"events/eventstest": {"tensor", "serving", "api", "registry", "spec", "apply", "runtime", "reconcile", "internal/system", "internal/cli", "client", "audit", "events/format"},
+		// The trigger loop feeds the router through a small interface and
+		// knows no store, API or concrete bus.
+		"trigger": {"api", "registry/sqlite", "registry/blob", "runtime/onnx", "internal/system", "internal/cli", "client", "apply", "gitops", "events/natsjs"},
 		// Event formats: payloads to tensors and back, pure (tensor only).
 		"events/format": {"serving", "api", "registry", "spec", "apply", "runtime", "reconcile", "internal/system", "internal/cli", "client", "audit"},
 		// Generated test and benchmark models: a leaf any test may use.

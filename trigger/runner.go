@@ -1,0 +1,285 @@
+// Package trigger runs Triggers: a loop that fetches events from a source,
+// maps each to an inference request, sends it through the same router and
+// batcher as REST and gRPC, and publishes the result — or a dead-letter
+// record naming the error — before it acknowledges the event. Delivery is
+// at least once: an event is acknowledged only once its result or its
+// dead-letter record is durably published. A sink that is down stops the
+// loop (back-pressure) instead of dropping: what was fetched is held and
+// published again, and nothing more is fetched meanwhile.
+package trigger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/nimbus-ai/nimbus/events"
+	"github.com/nimbus-ai/nimbus/events/format"
+	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/serving"
+)
+
+// Inferer answers inference requests (the router).
+type Inferer interface {
+	Infer(ctx context.Context, req *serving.InferRequest) (*serving.InferResponse, error)
+}
+
+// Config is one running trigger.
+type Config struct {
+	Namespace, Name string
+	// Service is the InferenceService (or model[@ref]) the events feed.
+	Service, Version string
+	Inferer          Inferer
+	Source           events.Source
+	Sink, DeadLetter events.Sink
+	Inputs           *format.Inputs
+	Outputs          *format.Outputs
+	// FetchMax and FetchWait bound one pull (default 128, 5ms).
+	FetchMax  int
+	FetchWait time.Duration
+	// Concurrency bounds the requests in flight at once (default 4).
+	Concurrency int
+	Logger      *slog.Logger
+	// Observe, when set, is told of every settled event.
+	Observe func(Outcome)
+}
+
+// Outcome is what became of one event.
+type Outcome struct {
+	Result      bool // published to the sink
+	DeadLetter  bool // published to the dead-letter destination
+	Redelivered bool
+	Latency     time.Duration // from receipt to acknowledgement
+}
+
+// DeadLetter is the record published for an event that cannot be scored.
+type DeadLetter struct {
+	Error    string `json:"error"`
+	Trigger  string `json:"trigger"`
+	Source   string `json:"source,omitempty"` // the position of the event
+	ID       string `json:"id,omitempty"`
+	Payload  string `json:"payload"` // the event as received (UTF-8; invalid bytes replaced)
+	FailedAt string `json:"failedAt"`
+}
+
+// Run serves cfg until ctx ends; what is in flight then is finished
+// (published and acknowledged, or left unacknowledged for redelivery).
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.FetchMax <= 0 {
+		cfg.FetchMax = 128
+	}
+	if cfg.FetchWait <= 0 {
+		cfg.FetchWait = 5 * time.Millisecond
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 4
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Inferer == nil || cfg.Inputs == nil || cfg.Outputs == nil || cfg.Source == nil || cfg.Sink == nil || cfg.DeadLetter == nil {
+		return errors.New("trigger: a service, a source, a sink, a dead-letter sink and both formats are required")
+	}
+	log := cfg.Logger.With("trigger", cfg.Namespace+"/"+cfg.Name)
+	var backoff time.Duration
+	for ctx.Err() == nil {
+		msgs, err := cfg.Source.Fetch(ctx, cfg.FetchMax, cfg.FetchWait)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			backoff = next(backoff)
+			log.Warn("source unavailable; retrying", "err", err, "retry_in", backoff)
+			sleep(ctx, backoff)
+			continue
+		}
+		backoff = 0
+		if len(msgs) == 0 {
+			continue
+		}
+		// The batch is finished even when ctx ends: its results are
+		// published and its events acknowledged, or it is left for
+		// redelivery — never half-published silently.
+		if retried := processBatch(context.WithoutCancel(ctx), ctx, cfg, msgs, log); retried {
+			// The service could not take some events: they were given back;
+			// wait before fetching them again.
+			backoff = next(backoff)
+			sleep(ctx, backoff)
+		}
+	}
+	return nil
+}
+
+// scored is one event's outcome before publication.
+type scored struct {
+	msg    *events.Message
+	result []byte // nil: dead letter (or retry)
+	dead   []byte
+	retry  bool // not the event's fault (the service is unavailable): give it back
+}
+
+// processBatch scores msgs with at most cfg.Concurrency requests at once,
+// publishes results and dead letters (retrying while stop is not done),
+// then acknowledges what was published. It reports whether some events
+// were given back because the service could not take them.
+func processBatch(ctx, stop context.Context, cfg Config, msgs []*events.Message, log *slog.Logger) (retried bool) {
+	out := make([]scored, len(msgs))
+	sem := make(chan struct{}, cfg.Concurrency)
+	var wg sync.WaitGroup
+	for i, m := range msgs {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			out[i] = score(ctx, cfg, m)
+		}()
+	}
+	wg.Wait()
+
+	var results, dead []events.Record
+	for _, s := range out {
+		switch {
+		case s.result != nil:
+			results = append(results, record(s.msg, s.result))
+		case s.dead != nil:
+			dead = append(dead, record(s.msg, s.dead))
+		}
+	}
+	if !publish(ctx, stop, cfg.Sink, results, "sink", log) || !publish(ctx, stop, cfg.DeadLetter, dead, "dead-letter destination", log) {
+		// Stopping with results unpublished: leave the events unacknowledged
+		// (redelivered after the restart).
+		return false
+	}
+	for _, s := range out {
+		var err error
+		if s.retry {
+			retried = true
+			err = s.msg.Nak(ctx)
+		} else {
+			err = s.msg.Ack(ctx)
+		}
+		if err != nil {
+			log.Warn("cannot settle an event; it will be delivered again", "id", s.msg.ID, "err", err)
+		}
+		if cfg.Observe != nil && !s.retry {
+			cfg.Observe(Outcome{Result: s.result != nil, DeadLetter: s.dead != nil, Redelivered: s.msg.Redelivered, Latency: time.Since(s.msg.Received)})
+		}
+	}
+	return retried
+}
+
+// publish retries rs with backoff until it is published or stop ends
+// (false).
+func publish(ctx, stop context.Context, sink events.Sink, rs []events.Record, what string, log *slog.Logger) bool {
+	if len(rs) == 0 {
+		return true
+	}
+	var backoff time.Duration
+	for {
+		err := sink.Publish(ctx, rs)
+		if err == nil {
+			return true
+		}
+		if stop.Err() != nil {
+			return false
+		}
+		backoff = next(backoff)
+		log.Warn("cannot publish to the "+what+"; holding the batch and retrying", "records", len(rs), "err", err, "retry_in", backoff)
+		sleep(stop, backoff)
+	}
+}
+
+func record(m *events.Message, payload []byte) events.Record {
+	r := events.Record{Payload: payload, ID: m.ID, Headers: map[string][]string{}}
+	for k, v := range m.Headers {
+		r.Headers[k] = v
+	}
+	if m.ID != "" {
+		r.Headers["Nimbus-Source-Id"] = []string{m.ID}
+	}
+	return r
+}
+
+// score runs one event through the service.
+func score(ctx context.Context, cfg Config, m *events.Message) scored {
+	s := scored{msg: m}
+	dead := func(err error) scored {
+		s.dead = deadLetter(cfg, m, err)
+		return s
+	}
+	ev, err := cfg.Inputs.Decode(m.Payload)
+	if err != nil {
+		return dead(err)
+	}
+	inputs, err := cfg.Inputs.Tensors(ev)
+	if err != nil {
+		return dead(err)
+	}
+	id := m.ID
+	if ev.ID != "" {
+		id = ev.ID
+	}
+	resp, err := cfg.infer(ctx, &serving.InferRequest{Namespace: cfg.Namespace, Model: cfg.Service, Version: cfg.Version, ID: id, Inputs: inputs})
+	if err != nil {
+		if rejected(err) {
+			return dead(fmt.Errorf("the service rejected the event: %s", errs.PublicMessage(err)))
+		}
+		s.retry = true
+		return s
+	}
+	if s.result, err = cfg.Outputs.Result(ev, resp.Outputs); err != nil {
+		return dead(err)
+	}
+	return s
+}
+
+// infer calls the service. A model that failed to run is asked once more:
+// the batcher may have run this event with a batch-mate the model fails on,
+// and an event must not be dead-lettered for another's fault.
+func (c Config) infer(ctx context.Context, req *serving.InferRequest) (*serving.InferResponse, error) {
+	resp, err := c.Inferer.Infer(ctx, req)
+	if errs.KindOf(err) == errs.Internal {
+		resp, err = c.Inferer.Infer(ctx, req)
+	}
+	return resp, err
+}
+
+// rejected says whether err is the event's fault (a dead letter) rather
+// than the service's (retried): a malformed or mismatched input, or a model
+// that failed on this input.
+func rejected(err error) bool {
+	switch errs.KindOf(err) {
+	case errs.InvalidArgument, errs.FailedPrecondition, errs.NotFound, errs.Internal:
+		return true
+	}
+	return false
+}
+
+func deadLetter(cfg Config, m *events.Message, cause error) []byte {
+	b, _ := json.Marshal(DeadLetter{
+		Error: cause.Error(), Trigger: cfg.Namespace + "/" + cfg.Name, Source: m.Position, ID: m.ID,
+		Payload: string(m.Payload), FailedAt: time.Now().UTC().Format(time.RFC3339Nano),
+	})
+	return b
+}
+
+// next is the next backoff: doubling from 50ms to 5s, with ±25% jitter.
+func next(d time.Duration) time.Duration {
+	d = min(max(2*d, 50*time.Millisecond), 5*time.Second)
+	return time.Duration(float64(d) * (0.75 + 0.5*rand.Float64()))
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
