@@ -28,14 +28,14 @@ import (
 var seq atomic.Int64
 
 type rig struct {
-	t            *testing.T
+	t            testing.TB
 	nc           *nats.Conn
 	js           jetstream.JetStream
 	in, out, dlq string // stream names; subjects are nimbus.test.<name>
 	srv          *testutil.Server
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	t.Helper()
 	url := os.Getenv("NIMBUS_TEST_NATS_URL")
 	if url == "" {
@@ -104,7 +104,11 @@ func (r *rig) read(stream string, n int) []string {
 	return out
 }
 
-func (r *rig) start(ctx context.Context) <-chan error {
+func (r *rig) start(ctx context.Context) <-chan error { return r.startWith(ctx, 32, 4) }
+
+// startWith runs the trigger pulling fetchMax events at a time with
+// concurrency requests in flight.
+func (r *rig) startWith(ctx context.Context, fetchMax, concurrency int) <-chan error {
 	r.t.Helper()
 	src, err := natsjs.NewSource(ctx, r.nc, natsjs.SourceConfig{Stream: r.in, Subject: "nimbus.test." + r.in, Durable: "scorer", AckWait: 5 * time.Second})
 	if err != nil {
@@ -129,7 +133,7 @@ func (r *rig) start(ctx context.Context) <-chan error {
 	done := make(chan error, 1)
 	go func() {
 		done <- trigger.Run(ctx, trigger.Config{Namespace: "default", Name: "score", Service: "fraud-detector", Inferer: r.srv.Sys.Router,
-			Source: src, Sink: sink, DeadLetter: dlq, Inputs: in, Outputs: out, FetchMax: 32, Concurrency: 4})
+			Source: src, Sink: sink, DeadLetter: dlq, Inputs: in, Outputs: out, FetchMax: fetchMax, Concurrency: concurrency})
 	}()
 	return done
 }

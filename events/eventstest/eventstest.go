@@ -145,6 +145,34 @@ func Run(t *testing.T, newBus func(t *testing.T) Bus) {
 		}
 	})
 
+	t.Run("ShortFetchesLoseNothingInFlight", func(t *testing.T) {
+		// Many small pulls with a tiny wait, as a busy trigger makes: a
+		// message on its way when a pull ends must still be handed over,
+		// not left for the ack wait to bring again.
+		b := newBus(t)
+		src := b.Open(t)
+		defer src.Close()
+		b.Inject(t, payloads(3000)...)
+		got := map[string]bool{}
+		deadline := time.Now().Add(b.Redelivery / 2)
+		for len(got) < 3000 && time.Now().Before(deadline) {
+			ms, err := src.Fetch(ctx, 128, 5*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range ms {
+				if m.Redelivered || got[m.ID] {
+					t.Fatalf("message %s came twice: a pull lost it in flight", m.ID)
+				}
+				got[m.ID] = true
+				m.Ack(ctx)
+			}
+		}
+		if len(got) != 3000 {
+			t.Fatalf("%d of 3000 messages within %s (half the redelivery time): pulls lose messages in flight", len(got), b.Redelivery/2)
+		}
+	})
+
 	t.Run("TheSinkPublishesRecordsWithTheirHeaders", func(t *testing.T) {
 		b := newBus(t)
 		var rs []events.Record

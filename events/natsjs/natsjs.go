@@ -89,15 +89,14 @@ func (s *Source) Fetch(ctx context.Context, max int, maxWait time.Duration) ([]*
 	if maxWait < time.Millisecond {
 		maxWait = time.Millisecond
 	}
-	// The caller's cancellation ends the wait too: a context bounded by
-	// maxWait (the library takes a context or a wait, not both).
-	fctx, cancel := context.WithTimeout(ctx, maxWait)
-	defer cancel()
-	batch, err := s.cons.Fetch(max, jetstream.FetchContext(fctx))
+	// The server ends the pull after maxWait. Not a context: a pull the
+	// client abandons leaves messages already on their way undelivered
+	// until the ack wait brings them again.
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	batch, err := s.cons.Fetch(max, jetstream.FetchMaxWait(maxWait))
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
 		return nil, fmt.Errorf("natsjs: fetch: %w", unavailable(err))
 	}
 	var out []*events.Message

@@ -66,7 +66,7 @@ func TestConformance(t *testing.T) {
 		inSubj, outSubj := "nimbus.test."+in, "nimbus.test."+out
 		newStream(t, js, in, inSubj)
 		newStream(t, js, out, outSubj)
-		cfg := natsjs.SourceConfig{Stream: in, Subject: inSubj, Durable: "scorer", AckWait: time.Second}
+		cfg := natsjs.SourceConfig{Stream: in, Subject: inSubj, Durable: "scorer", AckWait: 2 * time.Second}
 		sink, err := natsjs.NewSink(ctx, nc, natsjs.SinkConfig{Subject: outSubj})
 		if err != nil {
 			t.Fatal(err)
@@ -109,7 +109,7 @@ func TestConformance(t *testing.T) {
 				}
 				return out
 			},
-			Redelivery: time.Second,
+			Redelivery: 2 * time.Second,
 		}
 	})
 }
