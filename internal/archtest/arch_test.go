@@ -141,9 +141,10 @@ func TestLayering(t *testing.T) {
 		// The bus interface and its adapters know nothing of models or
 		// resources: a Trigger's controller feeds them (adapters import events
 		// only).
-		"events":            {"tensor", "serving", "api", "registry", "spec", "apply", "runtime", "reconcile", "internal/system", "internal/cli", "client", "audit"},
-		"events/natsjs":     {"tensor", "serving", "api", "registry", "spec", "apply", "runtime", "reconcile", "internal/system", "internal/cli", "client", "audit", "events/format"},
-		"events/eventstest": {"tensor", "serving", "api", "registry", "spec", "apply", "runtime", "reconcile", "internal/system", "internal/cli", "client", "audit", "events/format"},
+		"events":             {"tensor", "serving", "api", "registry", "spec", "apply", "runtime", "reconcile", "internal/system", "internal/cli", "client", "audit"},
+		"events/natsjs":      {"tensor", "serving", "api", "registry", "spec", "apply", "runtime", "reconcile", "internal/system", "internal/cli", "client", "audit", "events/format"},
+		"events/redisstream": {"tensor", "serving", "api", "registry", "spec", "apply", "runtime", "reconcile", "internal/system", "internal/cli", "client", "audit", "events/format"},
+		"events/eventstest":  {"tensor", "serving", "api", "registry", "spec", "apply", "runtime", "reconcile", "internal/system", "internal/cli", "client", "audit", "events/format"},
 		// The trigger loop feeds the router through a small interface and
 		// knows no store, API or concrete bus.
 		"trigger": {"api", "registry/sqlite", "registry/blob", "runtime/onnx", "internal/system", "internal/cli", "client", "apply", "gitops", "events/natsjs"},
