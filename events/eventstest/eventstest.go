@@ -28,6 +28,10 @@ type Bus struct {
 	// Redelivery is the longest a message given back (Nak) or left
 	// unacknowledged by a closed source takes to come again.
 	Redelivery time.Duration
+	// NoRedeliveryMark: the bus cannot tell a message read again after a
+	// restart from a new one (Kafka replays offsets without a count), so
+	// Redelivered is checked only for messages given back in-session.
+	NoRedeliveryMark bool
 }
 
 // Run runs the suite; newBus makes a fresh Bus for each test.
@@ -133,7 +137,7 @@ func Run(t *testing.T, newBus func(t *testing.T) Bus) {
 		}
 		for _, want := range got[2:] {
 			m, ok := again[want.ID]
-			if !ok || string(m.Payload) != string(want.Payload) || !m.Redelivered {
+			if !ok || string(m.Payload) != string(want.Payload) || !m.Redelivered && !b.NoRedeliveryMark {
 				t.Fatalf("redelivered: %v; want %s (id %q) again, marked redelivered", again, want.Payload, want.ID)
 			}
 		}
