@@ -6,7 +6,7 @@ LDFLAGS  := -X github.com/nimbus-ai/nimbus/internal/cli.Version=$(VERSION)
 ARGS     ?=
 FUZZTIME ?= 10s
 
-.PHONY: all setup build run test test-short fuzz bench bench-serverless bench-gitops bench-security bench-rollout models lint clean
+.PHONY: all setup build run test test-short fuzz bench bench-serverless bench-gitops bench-security bench-rollout bench-events models lint clean
 
 all: build
 
@@ -42,6 +42,9 @@ bench-gitops: setup ## GitOps benchmarks: commit to serving, 1,000-resource sync
 bench-rollout: ## rollout cost: measurement windows on the request path, one analysis tick (~1 min); see docs/BENCHMARKS.md
 	go test -run '^$$' -bench RolloutWindow -benchmem -count 5 ./serving/router/
 	go test -run '^$$' -bench Next -benchmem -count 5 ./rollout/
+
+bench-events: setup ## trigger loop vs each broker's pass-through, on the loopback NATS and Redis (~1 min); see docs/BENCHMARKS.md
+	go test -run '^$$' -bench 'TriggerNATS|NATSPassThrough|TriggerRedis|RedisPassThrough' -benchtime 1x -count 3 ./trigger/
 
 bench-security: setup ## auth and rate limiter cost: middleware and over loopback (~2 min); see docs/BENCHMARKS.md
 	go test -run '^$$' -bench . -benchmem -count 3 ./auth/

@@ -8,6 +8,13 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/nimbus-ai/nimbus/events/format"
+	"github.com/nimbus-ai/nimbus/events/redisstream"
+	"github.com/nimbus-ai/nimbus/internal/testutil"
+	"github.com/nimbus-ai/nimbus/tensor"
+	"github.com/nimbus-ai/nimbus/trigger"
 )
 
 // benchEvents is how many events one benchmark iteration moves.
@@ -126,6 +133,104 @@ func (r *rig) purge(b *testing.B, stream string) {
 		err = st.Purge(context.Background())
 	}
 	if err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkTriggerRedis is BenchmarkTriggerNATS on Redis Streams, beside
+// BenchmarkRedisPassThrough (read 128 through the group, append each to the
+// result stream in one MULTI/EXEC, XACK them): the limit.
+func BenchmarkTriggerRedis(b *testing.B) {
+	srv := testutil.StartServer(b)
+	srv.Push(b, "fraud-detector", "fraud_v1")
+	for range b.N {
+		b.StopTimer()
+		rdb, in, out, dlq := redisStreams(b)
+		prefillRedis(b, rdb, in, benchEvents)
+		src, sink, dl := openBus(b, "redis", in, out, dlq)
+		inputs, _ := format.NewInputs([]format.Input{{Name: "x", DataType: tensor.FP32, Fields: []string{"amount", "merchant_risk", "foreign", "hour"}}}, false)
+		outputs, _ := format.NewOutputs(map[string]string{"score": "y[0]"}, []string{"id"})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		start := time.Now()
+		b.StartTimer()
+		go func() {
+			done <- trigger.Run(ctx, trigger.Config{Namespace: "default", Name: "bench", Service: "fraud-detector", Inferer: srv.Sys.Router,
+				Source: src, Sink: sink, DeadLetter: dl, Inputs: inputs, Outputs: outputs, FetchMax: 128, Concurrency: 64})
+		}()
+		for n, _ := rdb.XLen(context.Background(), out).Result(); n < benchEvents; n, _ = rdb.XLen(context.Background(), out).Result() {
+			time.Sleep(5 * time.Millisecond)
+		}
+		b.StopTimer()
+		took := time.Since(start)
+		cancel()
+		<-done
+		b.ReportMetric(float64(benchEvents)/took.Seconds(), "events/s")
+	}
+}
+
+func BenchmarkRedisPassThrough(b *testing.B) {
+	ctx := context.Background()
+	for range b.N {
+		b.StopTimer()
+		rdb, in, out, _ := redisStreams(b)
+		prefillRedis(b, rdb, in, benchEvents)
+		b.StartTimer()
+		start := time.Now()
+		for moved := 0; moved < benchEvents; {
+			res, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "crash", Consumer: "raw", Streams: []string{in, ">"}, Count: 128, Block: time.Second}).Result()
+			if err != nil {
+				b.Fatal(err)
+			}
+			ms := res[0].Messages
+			var ids []string
+			if _, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				for _, m := range ms {
+					p.XAdd(ctx, &redis.XAddArgs{Stream: out, Values: []any{redisstream.PayloadField, m.Values[redisstream.PayloadField]}})
+					ids = append(ids, m.ID)
+				}
+				return nil
+			}); err != nil {
+				b.Fatal(err)
+			}
+			if err := rdb.XAck(ctx, in, "crash", ids...).Err(); err != nil {
+				b.Fatal(err)
+			}
+			moved += len(ms)
+		}
+		b.StopTimer()
+		b.ReportMetric(float64(benchEvents)/time.Since(start).Seconds(), "events/s")
+	}
+}
+
+// redisStreams makes fresh input (with group "crash"), output and
+// dead-letter streams, deleted when the benchmark ends.
+func redisStreams(b *testing.B) (*redis.Client, string, string, string) {
+	b.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	b.Cleanup(func() { rdb.Close() })
+	id := fmt.Sprintf("%d:%d", time.Now().UnixNano(), seq.Add(1))
+	in, out, dlq := "nimbus-bench:in:"+id, "nimbus-bench:out:"+id, "nimbus-bench:dlq:"+id
+	b.Cleanup(func() { rdb.Del(context.Background(), in, out, dlq) })
+	if err := rdb.XGroupCreateMkStream(context.Background(), in, "crash", "0").Err(); err != nil {
+		b.Fatal(err)
+	}
+	return rdb, in, out, dlq
+}
+
+func prefillRedis(b *testing.B, rdb *redis.Client, stream string, n int) {
+	b.Helper()
+	ctx := context.Background()
+	pipe := rdb.Pipeline()
+	for i := range n {
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{redisstream.PayloadField, txn(i)}})
+		if i%1000 == 999 {
+			if _, err := pipe.Exec(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
 		b.Fatal(err)
 	}
 }
