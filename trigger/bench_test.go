@@ -218,7 +218,7 @@ func redisStreams(b *testing.B) (*redis.Client, string, string, string) {
 	return rdb, in, out, dlq
 }
 
-func prefillRedis(b *testing.B, rdb *redis.Client, stream string, n int) {
+func prefillRedis(b testing.TB, rdb *redis.Client, stream string, n int) {
 	b.Helper()
 	ctx := context.Background()
 	pipe := rdb.Pipeline()

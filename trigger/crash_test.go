@@ -224,18 +224,7 @@ func TestCrashRedis(t *testing.T) {
 	}
 	count := func(stream string) int { n, _ := rdb.XLen(ctx, stream).Result(); return int(n) }
 	crash(t, "redis", func(n int) {
-		pipe := rdb.Pipeline()
-		for i := range n {
-			pipe.XAdd(ctx, &redis.XAddArgs{Stream: in, Values: []any{redisstream.PayloadField, txn(i)}})
-			if i%1000 == 999 {
-				if _, err := pipe.Exec(ctx); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			t.Fatal(err)
-		}
+		prefillRedis(t, rdb, in, n)
 	}, count, func() map[string]int {
 		seen := map[string]int{}
 		start := "-"
