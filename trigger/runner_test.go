@@ -104,11 +104,9 @@ func (r *rig) read(stream string, n int) []string {
 	return out
 }
 
-func (r *rig) start(ctx context.Context) <-chan error { return r.startWith(ctx, 32, 4) }
-
-// startWith runs the trigger pulling fetchMax events at a time with
-// concurrency requests in flight.
-func (r *rig) startWith(ctx context.Context, fetchMax, concurrency int) <-chan error {
+// start runs the trigger pulling 32 events at a time with 4 requests in
+// flight.
+func (r *rig) start(ctx context.Context) <-chan error {
 	r.t.Helper()
 	src, err := natsjs.NewSource(ctx, r.nc, natsjs.SourceConfig{Stream: r.in, Subject: "nimbus.test." + r.in, Durable: "scorer", AckWait: 5 * time.Second})
 	if err != nil {
@@ -133,7 +131,7 @@ func (r *rig) startWith(ctx context.Context, fetchMax, concurrency int) <-chan e
 	done := make(chan error, 1)
 	go func() {
 		done <- trigger.Run(ctx, trigger.Config{Namespace: "default", Name: "score", Service: "fraud-detector", Inferer: r.srv.Sys.Router,
-			Source: src, Sink: sink, DeadLetter: dlq, Inputs: in, Outputs: out, FetchMax: fetchMax, Concurrency: concurrency})
+			Source: src, Sink: sink, DeadLetter: dlq, Inputs: in, Outputs: out, FetchMax: 32, Concurrency: 4})
 	}()
 	return done
 }
