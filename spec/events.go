@@ -1,0 +1,352 @@
+package spec
+
+import (
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nimbus-ai/nimbus/events/format"
+	"github.com/nimbus-ai/nimbus/registry"
+	"github.com/nimbus-ai/nimbus/secrets"
+)
+
+// Kinds of event-driven inference. (Their decoding, apply and controller
+// come next: the types and their checks are here first.)
+const (
+	KindConnection = "Connection"
+	KindTrigger    = "Trigger"
+)
+
+// Connection is where a broker is and how to authenticate to it; an admin
+// declares it in a namespace for that namespace's Triggers.
+type Connection struct {
+	TypeMeta `json:",inline" yaml:",inline"`
+	Metadata ObjectMeta     `json:"metadata" yaml:"metadata"`
+	Spec     ConnectionSpec `json:"spec" yaml:"spec"`
+}
+
+// GetKind implements Object.
+func (*Connection) GetKind() string { return KindConnection }
+
+// GetMeta implements Object.
+func (c *Connection) GetMeta() *ObjectMeta { return &c.Metadata }
+
+// ConnectionSpec names exactly one bus.
+type ConnectionSpec struct {
+	NATS  *URLConnection   `json:"nats,omitempty" yaml:"nats,omitempty"`
+	MQTT  *URLConnection   `json:"mqtt,omitempty" yaml:"mqtt,omitempty"`
+	Redis *URLConnection   `json:"redis,omitempty" yaml:"redis,omitempty"`
+	Kafka *KafkaConnection `json:"kafka,omitempty" yaml:"kafka,omitempty"`
+}
+
+// Bus is the bus a connection names ("" when it names none, or several).
+func (s ConnectionSpec) Bus() string {
+	var buses []string
+	for name, set := range map[string]bool{"nats": s.NATS != nil, "mqtt": s.MQTT != nil, "redis": s.Redis != nil, "kafka": s.Kafka != nil} {
+		if set {
+			buses = append(buses, name)
+		}
+	}
+	if len(buses) != 1 {
+		return ""
+	}
+	return buses[0]
+}
+
+// URLConnection is a broker reached at one URL.
+type URLConnection struct {
+	URL  string          `json:"url" yaml:"url"`
+	Auth *ConnectionAuth `json:"auth,omitempty" yaml:"auth,omitempty"`
+}
+
+// KafkaConnection is a Kafka cluster's seed brokers.
+type KafkaConnection struct {
+	Brokers []string        `json:"brokers" yaml:"brokers"`
+	Auth    *ConnectionAuth `json:"auth,omitempty" yaml:"auth,omitempty"`
+}
+
+// ConnectionAuth names credentials by reference only.
+type ConnectionAuth struct {
+	TokenFrom    *secrets.Ref `json:"tokenFrom,omitempty" yaml:"tokenFrom,omitempty"`
+	Username     string       `json:"username,omitempty" yaml:"username,omitempty"`
+	PasswordFrom *secrets.Ref `json:"passwordFrom,omitempty" yaml:"passwordFrom,omitempty"`
+}
+
+// Trigger feeds a service from a source and publishes its results.
+type Trigger struct {
+	TypeMeta `json:",inline" yaml:",inline"`
+	Metadata ObjectMeta  `json:"metadata" yaml:"metadata"`
+	Spec     TriggerSpec `json:"spec" yaml:"spec"`
+}
+
+// GetKind implements Object.
+func (*Trigger) GetKind() string { return KindTrigger }
+
+// GetMeta implements Object.
+func (t *Trigger) GetMeta() *ObjectMeta { return &t.Metadata }
+
+// TriggerSpec is what a Trigger declares.
+type TriggerSpec struct {
+	// Service is an InferenceService, or model[@ref], of the namespace.
+	Service    string          `json:"service" yaml:"service"`
+	Source     TriggerEndpoint `json:"source" yaml:"source"`
+	Sink       TriggerEndpoint `json:"sink" yaml:"sink"`
+	DeadLetter TriggerEndpoint `json:"deadLetter" yaml:"deadLetter"`
+	Format     *TriggerFormat  `json:"format,omitempty" yaml:"format,omitempty"`
+	Fetch      *TriggerFetch   `json:"fetch,omitempty" yaml:"fetch,omitempty"`
+	// Concurrency bounds the requests in flight (default 4).
+	Concurrency int `json:"concurrency,omitempty" yaml:"concurrency,omitempty"`
+	// Suspend stops fetching once in-flight work drains; the consumer stays.
+	Suspend bool `json:"suspend,omitempty" yaml:"suspend,omitempty"`
+	// KeepConsumer keeps the durable consumer (or group) when the Trigger
+	// is deleted.
+	KeepConsumer bool `json:"keepConsumer,omitempty" yaml:"keepConsumer,omitempty"`
+}
+
+// TriggerEndpoint is where events come from or go: a Connection of the
+// namespace and the bus's own names.
+type TriggerEndpoint struct {
+	Connection string         `json:"connection" yaml:"connection"`
+	NATS       *NATSEndpoint  `json:"nats,omitempty" yaml:"nats,omitempty"`
+	MQTT       *MQTTEndpoint  `json:"mqtt,omitempty" yaml:"mqtt,omitempty"`
+	Redis      *RedisEndpoint `json:"redis,omitempty" yaml:"redis,omitempty"`
+	Kafka      *KafkaEndpoint `json:"kafka,omitempty" yaml:"kafka,omitempty"`
+}
+
+// NATSEndpoint: a JetStream stream and durable consumer (source), or a
+// subject (sink; a stream must capture it unless Durable is false).
+type NATSEndpoint struct {
+	Stream  string `json:"stream,omitempty" yaml:"stream,omitempty"`
+	Subject string `json:"subject" yaml:"subject"`
+	Durable string `json:"durable,omitempty" yaml:"durable,omitempty"`
+	Create  bool   `json:"create,omitempty" yaml:"create,omitempty"`
+}
+
+// MQTTEndpoint: a topic at QoS 1.
+type MQTTEndpoint struct {
+	Topic    string `json:"topic" yaml:"topic"`
+	ClientID string `json:"clientId,omitempty" yaml:"clientId,omitempty"`
+}
+
+// RedisEndpoint: a stream, and for a source its consumer group.
+type RedisEndpoint struct {
+	Stream   string `json:"stream" yaml:"stream"`
+	Group    string `json:"group,omitempty" yaml:"group,omitempty"`
+	Consumer string `json:"consumer,omitempty" yaml:"consumer,omitempty"`
+	Create   bool   `json:"create,omitempty" yaml:"create,omitempty"`
+}
+
+// KafkaEndpoint: a topic, and for a source its consumer group.
+type KafkaEndpoint struct {
+	Topic  string `json:"topic" yaml:"topic"`
+	Group  string `json:"group,omitempty" yaml:"group,omitempty"`
+	Create bool   `json:"create,omitempty" yaml:"create,omitempty"`
+}
+
+// Bus is the bus an endpoint names ("" when none or several).
+func (e TriggerEndpoint) Bus() string {
+	n := 0
+	bus := ""
+	for name, set := range map[string]bool{"nats": e.NATS != nil, "mqtt": e.MQTT != nil, "redis": e.Redis != nil, "kafka": e.Kafka != nil} {
+		if set {
+			n++
+			bus = name
+		}
+	}
+	if n != 1 {
+		return ""
+	}
+	return bus
+}
+
+// TriggerFormat maps events to requests and answers to results.
+type TriggerFormat struct {
+	Input  TriggerInput  `json:"input" yaml:"input"`
+	Output TriggerOutput `json:"output" yaml:"output"`
+}
+
+// TriggerInput: a flat JSON object by field lists (input name → fields).
+type TriggerInput struct {
+	JSON        *JSONFields `json:"json,omitempty" yaml:"json,omitempty"`
+	CloudEvents bool        `json:"cloudEvents,omitempty" yaml:"cloudEvents,omitempty"`
+}
+
+// JSONFields maps each model input to the event fields of its row.
+type JSONFields struct {
+	Fields map[string][]string `json:"fields" yaml:"fields"`
+}
+
+// TriggerOutput: result fields from output expressions, and input fields
+// kept.
+type TriggerOutput struct {
+	JSON *JSONResult `json:"json,omitempty" yaml:"json,omitempty"`
+}
+
+// JSONResult is a result object: fields from expressions ("y[0]"), then
+// the input's Keep fields copied.
+type JSONResult struct {
+	Fields map[string]string `json:"fields" yaml:"fields"`
+	Keep   []string          `json:"keep,omitempty" yaml:"keep,omitempty"`
+}
+
+// TriggerFetch bounds one pull.
+type TriggerFetch struct {
+	Max     int               `json:"max,omitempty" yaml:"max,omitempty"`
+	MaxWait registry.Duration `json:"maxWait,omitempty" yaml:"maxWait,omitempty"`
+}
+
+// Trigger defaults and bounds.
+const (
+	DefaultTriggerFetchMax     = 128
+	DefaultTriggerFetchMaxWait = 5 * time.Millisecond
+	DefaultTriggerConcurrency  = 4
+	MaxTriggerFetch            = 10_000
+	MaxTriggerFetchWait        = 10 * time.Second
+	MaxTriggerConcurrency      = 1024
+)
+
+// DefaultTrigger fills fetch (128, 5ms) and concurrency (4).
+func DefaultTrigger(t *TriggerSpec) {
+	if t.Fetch == nil {
+		t.Fetch = &TriggerFetch{}
+	}
+	if t.Fetch.Max == 0 {
+		t.Fetch.Max = DefaultTriggerFetchMax
+	}
+	if t.Fetch.MaxWait == 0 {
+		t.Fetch.MaxWait = registry.Duration(DefaultTriggerFetchMaxWait)
+	}
+	if t.Concurrency == 0 {
+		t.Concurrency = DefaultTriggerConcurrency
+	}
+}
+
+// ValidateConnection checks a connection; each problem names its field.
+func ValidateConnection(s ConnectionSpec) []FieldError {
+	var out []FieldError
+	bad := func(field, format string, args ...any) {
+		out = append(out, FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
+	}
+	bus := s.Bus()
+	if bus == "" {
+		bad("spec", "name exactly one bus: nats, mqtt, redis or kafka")
+		return out
+	}
+	checkURL := func(field string, u *URLConnection, schemes ...string) {
+		p, err := url.Parse(u.URL)
+		switch {
+		case u.URL == "":
+			bad(field+".url", "required, like %s://127.0.0.1", schemes[0])
+		case err != nil || p.Host == "" || !slices.Contains(schemes, p.Scheme):
+			bad(field+".url", "%q is not a %s URL", u.URL, strings.Join(schemes, " or "))
+		case p.User != nil:
+			bad(field+".url", "credentials do not go in the URL: name them in auth (tokenFrom, passwordFrom)")
+		}
+	}
+	switch bus {
+	case "nats":
+		checkURL("spec.nats", s.NATS, "nats", "tls")
+	case "mqtt":
+		checkURL("spec.mqtt", s.MQTT, "tcp", "ssl", "mqtt", "mqtts")
+	case "redis":
+		checkURL("spec.redis", s.Redis, "redis", "rediss")
+	case "kafka":
+		if len(s.Kafka.Brokers) == 0 {
+			bad("spec.kafka.brokers", "required: at least one host:port")
+		}
+		for i, b := range s.Kafka.Brokers {
+			if _, port, ok := strings.Cut(b, ":"); !ok || port == "" || strings.Contains(b, "/") {
+				bad(fmt.Sprintf("spec.kafka.brokers[%d]", i), "%q is not host:port", b)
+			}
+		}
+	}
+	return out
+}
+
+// ValidateTrigger checks a trigger on its own; that its connections exist
+// and name the endpoints' buses is checked on apply. Each problem names its
+// field.
+func ValidateTrigger(t TriggerSpec) []FieldError {
+	var out []FieldError
+	bad := func(field, format string, args ...any) {
+		out = append(out, FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
+	}
+	if t.Service == "" {
+		bad("spec.service", "required: an InferenceService or model[@ref] of the namespace")
+	} else if _, _, err := ParseTarget(t.Service); err != nil {
+		bad("spec.service", "%s", err.Error())
+	}
+	for _, ep := range []struct {
+		field  string
+		e      TriggerEndpoint
+		source bool
+	}{{"spec.source", t.Source, true}, {"spec.sink", t.Sink, false}, {"spec.deadLetter", t.DeadLetter, false}} {
+		if ep.e.Connection == "" {
+			bad(ep.field+".connection", "required: a Connection of the namespace")
+		}
+		switch ep.e.Bus() {
+		case "":
+			bad(ep.field, "name exactly one bus: nats, mqtt, redis or kafka")
+		case "nats":
+			n := ep.e.NATS
+			if n.Subject == "" {
+				bad(ep.field+".nats.subject", "required")
+			}
+			if ep.source && (n.Stream == "" || n.Durable == "") {
+				bad(ep.field+".nats", "a source needs stream and durable (a JetStream durable pull consumer)")
+			}
+		case "mqtt":
+			if ep.e.MQTT.Topic == "" {
+				bad(ep.field+".mqtt.topic", "required")
+			}
+		case "redis":
+			r := ep.e.Redis
+			if r.Stream == "" {
+				bad(ep.field+".redis.stream", "required")
+			}
+			if ep.source && r.Group == "" {
+				bad(ep.field+".redis.group", "required for a source (a consumer group)")
+			}
+		case "kafka":
+			k := ep.e.Kafka
+			if k.Topic == "" {
+				bad(ep.field+".kafka.topic", "required")
+			}
+			if ep.source && k.Group == "" {
+				bad(ep.field+".kafka.group", "required for a source (a consumer group)")
+			}
+		}
+	}
+	if f := t.Format; f != nil {
+		if in := f.Input.JSON; in != nil {
+			if len(in.Fields) == 0 {
+				bad("spec.format.input.json.fields", "map each model input to its event fields, like {x: [amount, merchant_risk]}")
+			}
+			for name, fields := range in.Fields {
+				if len(fields) == 0 || len(fields) > format.MaxFields {
+					bad("spec.format.input.json.fields."+name, "1..%d fields", format.MaxFields)
+				}
+			}
+		}
+		if res := f.Output.JSON; res != nil {
+			if _, err := format.NewOutputs(res.Fields, res.Keep); err != nil {
+				bad("spec.format.output.json", "%s", strings.TrimPrefix(err.Error(), "format: "))
+			}
+		}
+	}
+	if fe := t.Fetch; fe != nil {
+		if fe.Max < 0 || fe.Max > MaxTriggerFetch {
+			bad("spec.fetch.max", "must be 1..%d, got %d", MaxTriggerFetch, fe.Max)
+		}
+		if w := fe.MaxWait.D(); w < 0 || w > MaxTriggerFetchWait {
+			bad("spec.fetch.maxWait", "must be at most %s, got %s", MaxTriggerFetchWait, w)
+		}
+	}
+	if t.Concurrency < 0 || t.Concurrency > MaxTriggerConcurrency {
+		bad("spec.concurrency", "must be 1..%d, got %d", MaxTriggerConcurrency, t.Concurrency)
+	}
+	slices.SortFunc(out, func(a, b FieldError) int { return strings.Compare(a.Field, b.Field) })
+	return out
+}

@@ -1,0 +1,89 @@
+package spec
+
+import (
+	"strings"
+	"testing"
+)
+
+func fields(fes []FieldError) string {
+	var b strings.Builder
+	for _, fe := range fes {
+		b.WriteString(fe.Field + ": " + fe.Message + "\n")
+	}
+	return b.String()
+}
+
+func goodTrigger() TriggerSpec {
+	return TriggerSpec{
+		Service:    "fraud",
+		Source:     TriggerEndpoint{Connection: "nats-main", NATS: &NATSEndpoint{Stream: "TXNS", Subject: "txns.new", Durable: "scorer"}},
+		Sink:       TriggerEndpoint{Connection: "nats-main", NATS: &NATSEndpoint{Subject: "txns.scored"}},
+		DeadLetter: TriggerEndpoint{Connection: "nats-main", NATS: &NATSEndpoint{Subject: "txns.dlq"}},
+		Format: &TriggerFormat{
+			Input:  TriggerInput{JSON: &JSONFields{Fields: map[string][]string{"x": {"amount", "merchant_risk"}}}},
+			Output: TriggerOutput{JSON: &JSONResult{Fields: map[string]string{"score": "y[0]"}, Keep: []string{"id"}}},
+		},
+	}
+}
+
+func TestValidateTrigger(t *testing.T) {
+	if fes := ValidateTrigger(goodTrigger()); len(fes) != 0 {
+		t.Fatalf("a good trigger: %s", fields(fes))
+	}
+	for name, c := range map[string]struct {
+		mutate func(*TriggerSpec)
+		want   string
+	}{
+		"no service":      {func(s *TriggerSpec) { s.Service = "" }, "spec.service: required"},
+		"bad service":     {func(s *TriggerSpec) { s.Service = "Fraud" }, "spec.service: target \"Fraud\""},
+		"two buses":       {func(s *TriggerSpec) { s.Sink.Redis = &RedisEndpoint{Stream: "x"} }, "spec.sink: name exactly one bus"},
+		"no connection":   {func(s *TriggerSpec) { s.DeadLetter.Connection = "" }, "spec.deadLetter.connection: required"},
+		"no durable":      {func(s *TriggerSpec) { s.Source.NATS.Durable = "" }, "spec.source.nats: a source needs stream and durable"},
+		"redis no group":  {func(s *TriggerSpec) { s.Source = TriggerEndpoint{Connection: "r", Redis: &RedisEndpoint{Stream: "s"}} }, "spec.source.redis.group: required for a source"},
+		"kafka no topic":  {func(s *TriggerSpec) { s.Sink = TriggerEndpoint{Connection: "k", Kafka: &KafkaEndpoint{}} }, "spec.sink.kafka.topic: required"},
+		"bad expression":  {func(s *TriggerSpec) { s.Format.Output.JSON.Fields["score"] = "y[x]" }, `spec.format.output.json: result field "score"`},
+		"empty fields":    {func(s *TriggerSpec) { s.Format.Input.JSON.Fields["x"] = nil }, "spec.format.input.json.fields.x: 1..4096 fields"},
+		"fetch too big":   {func(s *TriggerSpec) { s.Fetch = &TriggerFetch{Max: 20000} }, "spec.fetch.max: must be 1..10000"},
+		"concurrency":     {func(s *TriggerSpec) { s.Concurrency = -1 }, "spec.concurrency: must be 1..1024"},
+		"mqtt no topic":   {func(s *TriggerSpec) { s.Sink = TriggerEndpoint{Connection: "m", MQTT: &MQTTEndpoint{}} }, "spec.sink.mqtt.topic: required"},
+		"no bus at all":   {func(s *TriggerSpec) { s.Source = TriggerEndpoint{Connection: "n"} }, "spec.source: name exactly one bus"},
+		"kept & computed": {func(s *TriggerSpec) { s.Format.Output.JSON.Keep = []string{"score"} }, "both kept and computed"},
+	} {
+		s := goodTrigger()
+		c.mutate(&s)
+		if got := fields(ValidateTrigger(s)); !strings.Contains(got, c.want) {
+			t.Errorf("%s: errors\n%swant one containing %q", name, got, c.want)
+		}
+	}
+	s := goodTrigger()
+	DefaultTrigger(&s)
+	if s.Fetch.Max != 128 || s.Fetch.MaxWait.D().String() != "5ms" || s.Concurrency != 4 {
+		t.Fatalf("defaults: %+v %d", s.Fetch, s.Concurrency)
+	}
+}
+
+func TestValidateConnection(t *testing.T) {
+	for _, good := range []ConnectionSpec{
+		{NATS: &URLConnection{URL: "nats://127.0.0.1:4222"}},
+		{MQTT: &URLConnection{URL: "tcp://127.0.0.1:1883"}},
+		{Redis: &URLConnection{URL: "redis://127.0.0.1:6379/0"}},
+		{Kafka: &KafkaConnection{Brokers: []string{"k1:9092", "k2:9092"}}},
+	} {
+		if fes := ValidateConnection(good); len(fes) != 0 {
+			t.Errorf("%+v: %s", good, fields(fes))
+		}
+	}
+	for want, c := range map[string]ConnectionSpec{
+		"spec: name exactly one bus":                   {},
+		"spec: name exactly one bus: nats":             {NATS: &URLConnection{URL: "nats://a:1"}, Redis: &URLConnection{URL: "redis://a:1"}},
+		"spec.nats.url: required":                      {NATS: &URLConnection{}},
+		`spec.nats.url: "http://a:1" is not a nats`:    {NATS: &URLConnection{URL: "http://a:1"}},
+		"spec.redis.url: credentials do not go in":     {Redis: &URLConnection{URL: "redis://u:p@a:6379"}},
+		`spec.kafka.brokers[1]: "k2" is not host:port`: {Kafka: &KafkaConnection{Brokers: []string{"k1:9092", "k2"}}},
+		"spec.kafka.brokers: required":                 {Kafka: &KafkaConnection{}},
+	} {
+		if got := fields(ValidateConnection(c)); !strings.Contains(got, want) {
+			t.Errorf("errors\n%swant one containing %q", got, want)
+		}
+	}
+}
