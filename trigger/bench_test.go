@@ -148,7 +148,7 @@ func runBench(b *testing.B, srv *testutil.Server, src events.Source, sink, dlq e
 	b.StartTimer()
 	go func() {
 		done <- trigger.Run(ctx, trigger.Config{Namespace: "default", Name: "bench", Service: "fraud-detector", Inferer: srv.Sys.Router,
-			Source: src, Sink: sink, DeadLetter: dlq, Inputs: inputs, Outputs: outputs, FetchMax: 128, Concurrency: 64,
+			Source: src, Sink: sink, DeadLetter: dlq, Codec: trigger.FlatJSON{Inputs: inputs, Outputs: outputs}, FetchMax: 128, Concurrency: 64,
 			Observe: func(o trigger.Outcome) { lat.Record(o.Latency.Seconds()) }})
 	}()
 	for produced() < benchEvents {

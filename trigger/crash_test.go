@@ -55,7 +55,7 @@ func TestCrashHelper(t *testing.T) {
 	out, _ := format.NewOutputs(map[string]string{"score": "y[0]"}, []string{"id"})
 	fmt.Println("helper ready")
 	trigger.Run(ctx, trigger.Config{Namespace: "default", Name: "crash", Service: "fraud-detector", Inferer: srv.Sys.Router,
-		Source: src, Sink: sink, DeadLetter: dlq, Inputs: in, Outputs: out, FetchMax: 128, Concurrency: 64})
+		Source: src, Sink: sink, DeadLetter: dlq, Codec: trigger.FlatJSON{Inputs: in, Outputs: out}, FetchMax: 128, Concurrency: 64})
 }
 
 // openBus opens the source and sinks of bus ("nats" or "redis") on the

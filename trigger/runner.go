@@ -37,8 +37,8 @@ type Config struct {
 	Inferer          Inferer
 	Source           events.Source
 	Sink, DeadLetter events.Sink
-	Inputs           *format.Inputs
-	Outputs          *format.Outputs
+	// Codec turns events into requests and answers into results.
+	Codec Codec
 	// FetchMax and FetchWait bound one pull (default 128, 5ms).
 	FetchMax  int
 	FetchWait time.Duration
@@ -55,6 +55,40 @@ type Outcome struct {
 	DeadLetter  bool // published to the dead-letter destination
 	Redelivered bool
 	Latency     time.Duration // from receipt to acknowledgement
+}
+
+// Codec maps an event to an inference request (with its inputs; the
+// trigger names the service) and the answer to a result. An error from
+// Request or Result dead-letters the event with its message.
+type Codec interface {
+	// Request decodes m; state is handed back to Result (the decoded event).
+	Request(m *events.Message) (req *serving.InferRequest, state any, err error)
+	Result(state any, req *serving.InferRequest, resp *serving.InferResponse) ([]byte, error)
+}
+
+// FlatJSON is the Codec of flat JSON events: fields to input rows, output
+// expressions and kept fields to a result object (package events/format).
+type FlatJSON struct {
+	Inputs  *format.Inputs
+	Outputs *format.Outputs
+}
+
+// Request implements Codec.
+func (c FlatJSON) Request(m *events.Message) (*serving.InferRequest, any, error) {
+	ev, err := c.Inputs.Decode(m.Payload)
+	if err != nil {
+		return nil, nil, err
+	}
+	inputs, err := c.Inputs.Tensors(ev)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &serving.InferRequest{ID: ev.ID, Inputs: inputs}, ev, nil
+}
+
+// Result implements Codec.
+func (c FlatJSON) Result(state any, _ *serving.InferRequest, resp *serving.InferResponse) ([]byte, error) {
+	return c.Outputs.Result(state.(format.Event), resp.Outputs)
 }
 
 // DeadLetter is the record published for an event that cannot be scored.
@@ -82,8 +116,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Inferer == nil || cfg.Inputs == nil || cfg.Outputs == nil || cfg.Source == nil || cfg.Sink == nil || cfg.DeadLetter == nil {
-		return errors.New("trigger: a service, a source, a sink, a dead-letter sink and both formats are required")
+	if cfg.Inferer == nil || cfg.Codec == nil || cfg.Source == nil || cfg.Sink == nil || cfg.DeadLetter == nil {
+		return errors.New("trigger: a service, a codec, a source, a sink and a dead-letter sink are required")
 	}
 	log := cfg.Logger.With("trigger", cfg.Namespace+"/"+cfg.Name)
 	var backoff time.Duration
@@ -213,19 +247,15 @@ func score(ctx context.Context, cfg Config, m *events.Message) scored {
 		s.dead = deadLetter(cfg, m, err)
 		return s
 	}
-	ev, err := cfg.Inputs.Decode(m.Payload)
+	req, ev, err := cfg.Codec.Request(m)
 	if err != nil {
 		return dead(err)
 	}
-	inputs, err := cfg.Inputs.Tensors(ev)
-	if err != nil {
-		return dead(err)
+	req.Namespace, req.Model, req.Version = cfg.Namespace, cfg.Service, cfg.Version
+	if req.ID == "" {
+		req.ID = m.ID
 	}
-	id := m.ID
-	if ev.ID != "" {
-		id = ev.ID
-	}
-	resp, err := cfg.infer(ctx, &serving.InferRequest{Namespace: cfg.Namespace, Model: cfg.Service, Version: cfg.Version, ID: id, Inputs: inputs})
+	resp, err := cfg.infer(ctx, req)
 	if err != nil {
 		if rejected(err) {
 			return dead(fmt.Errorf("the service rejected the event: %s", errs.PublicMessage(err)))
@@ -233,7 +263,7 @@ func score(ctx context.Context, cfg Config, m *events.Message) scored {
 		s.retry = true
 		return s
 	}
-	if s.result, err = cfg.Outputs.Result(ev, resp.Outputs); err != nil {
+	if s.result, err = cfg.Codec.Result(ev, req, resp); err != nil {
 		return dead(err)
 	}
 	return s

@@ -19,6 +19,7 @@ import (
 	"github.com/nimbus-ai/nimbus/internal/testutil"
 	"github.com/nimbus-ai/nimbus/tensor"
 	"github.com/nimbus-ai/nimbus/trigger"
+	"github.com/nimbus-ai/nimbus/trigger/oipcodec"
 )
 
 // These tests score events from the real NATS server (JetStream, on
@@ -131,7 +132,7 @@ func (r *rig) start(ctx context.Context) <-chan error {
 	done := make(chan error, 1)
 	go func() {
 		done <- trigger.Run(ctx, trigger.Config{Namespace: "default", Name: "score", Service: "fraud-detector", Inferer: r.srv.Sys.Router,
-			Source: src, Sink: sink, DeadLetter: dlq, Inputs: in, Outputs: out, FetchMax: 32, Concurrency: 4})
+			Source: src, Sink: sink, DeadLetter: dlq, Codec: trigger.FlatJSON{Inputs: in, Outputs: out}, FetchMax: 32, Concurrency: 4})
 	}()
 	return done
 }
@@ -275,4 +276,41 @@ func postJSON(t *testing.T, url, body string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// TestOIPEvents: events that are OIP v2 JSON requests are answered with
+// OIP v2 JSON responses; a malformed one is dead-lettered with the REST
+// API's own message.
+func TestOIPEvents(t *testing.T) {
+	r := newRig(t)
+	r.publish(`{"id":"a1","inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[1.5,0.3,0,1]}]}`,
+		`{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[1,2,3]}]}`)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	src, sink, dlq := openBus(t, "nats", r.in, r.out, r.dlq)
+	done := make(chan error, 1)
+	go func() {
+		done <- trigger.Run(ctx, trigger.Config{Namespace: "default", Name: "oip", Service: "fraud-detector", Inferer: r.srv.Sys.Router,
+			Source: src, Sink: sink, DeadLetter: dlq, Codec: oipcodec.Codec{}})
+	}()
+	res := r.read(r.out, 1)[0]
+	dead := r.read(r.dlq, 1)[0]
+	cancel()
+	<-done
+	var resp struct {
+		ID           string `json:"id"`
+		ModelName    string `json:"model_name"`
+		ModelVersion string `json:"model_version"`
+		Outputs      []struct {
+			Name string    `json:"name"`
+			Data []float64 `json:"data"`
+		} `json:"outputs"`
+	}
+	if err := json.Unmarshal([]byte(res), &resp); err != nil || resp.ID != "a1" || resp.ModelVersion != "1" || len(resp.Outputs) != 1 || resp.Outputs[0].Name != "y" {
+		t.Fatalf("result %s: %v", res, err)
+	}
+	var dl trigger.DeadLetter
+	if err := json.Unmarshal([]byte(dead), &dl); err != nil || dl.Error != `not an inference request: input "x": shape [1,4] needs 4 elements, data has 3` {
+		t.Fatalf("dead letter %s: %v", dead, err)
+	}
 }

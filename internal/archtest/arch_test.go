@@ -148,6 +148,9 @@ func TestLayering(t *testing.T) {
 		// The trigger loop feeds the router through a small interface and
 		// knows no store, API or concrete bus.
 		"trigger": {"api", "registry/sqlite", "registry/blob", "runtime/onnx", "internal/system", "internal/cli", "client", "apply", "gitops", "events/natsjs"},
+		// The OIP codec of triggers uses the REST API's own decoder, and nothing
+		// of the server beyond it.
+		"trigger/oipcodec": {"api/mgmt", "api/grpcapi", "registry/sqlite", "registry/blob", "runtime/onnx", "internal/system", "internal/cli", "client", "apply", "gitops"},
 		// Event formats: payloads to tensors and back, pure (tensor only).
 		"events/format": {"serving", "api", "registry", "spec", "apply", "runtime", "reconcile", "internal/system", "internal/cli", "client", "audit"},
 		// Generated test and benchmark models: a leaf any test may use.
