@@ -154,7 +154,11 @@ func (c *Controller) Reconcile(ctx context.Context, svc Service) (Result, error)
 	if m := c.opts.Metrics; m != nil && err == nil {
 		switch st := res.Status; {
 		case st == nil:
-			m.RolloutForget(svc.Namespace, svc.Name)
+			// Only a service that had a rollout has series to drop: a pass
+			// over every other service costs nothing here.
+			if svc.Status != nil {
+				m.RolloutForget(svc.Namespace, svc.Name)
+			}
 		case st.Phase == spec.RolloutProgressing:
 			m.RolloutState(svc.Namespace, svc.Name, st.Stable, st.Canary, st.CanaryWeight)
 		default:

@@ -43,16 +43,22 @@ type ConnectionSpec struct {
 
 // Bus is the bus a connection names ("" when it names none, or several).
 func (s ConnectionSpec) Bus() string {
-	var buses []string
-	for name, set := range map[string]bool{"nats": s.NATS != nil, "mqtt": s.MQTT != nil, "redis": s.Redis != nil, "kafka": s.Kafka != nil} {
+	return oneBus(s.NATS != nil, s.MQTT != nil, s.Redis != nil, s.Kafka != nil)
+}
+
+// oneBus names the one bus set among nats, mqtt, redis and kafka ("" when
+// none or several are).
+func oneBus(nats, mqtt, redis, kafka bool) string {
+	bus := ""
+	for name, set := range map[string]bool{"nats": nats, "mqtt": mqtt, "redis": redis, "kafka": kafka} {
 		if set {
-			buses = append(buses, name)
+			if bus != "" {
+				return ""
+			}
+			bus = name
 		}
 	}
-	if len(buses) != 1 {
-		return ""
-	}
-	return buses[0]
+	return bus
 }
 
 // URLConnection is a broker reached at one URL.
@@ -147,18 +153,7 @@ type KafkaEndpoint struct {
 
 // Bus is the bus an endpoint names ("" when none or several).
 func (e TriggerEndpoint) Bus() string {
-	n := 0
-	bus := ""
-	for name, set := range map[string]bool{"nats": e.NATS != nil, "mqtt": e.MQTT != nil, "redis": e.Redis != nil, "kafka": e.Kafka != nil} {
-		if set {
-			n++
-			bus = name
-		}
-	}
-	if n != 1 {
-		return ""
-	}
-	return bus
+	return oneBus(e.NATS != nil, e.MQTT != nil, e.Redis != nil, e.Kafka != nil)
 }
 
 // TriggerFormat maps events to requests and answers to results.

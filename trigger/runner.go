@@ -255,7 +255,9 @@ func score(ctx context.Context, cfg Config, m *events.Message) scored {
 	if req.ID == "" {
 		req.ID = m.ID
 	}
-	resp, err := cfg.infer(ctx, req)
+	// A batch the model fails on is re-run request by request by the
+	// batcher, so an error here is this event's own.
+	resp, err := cfg.Inferer.Infer(ctx, req)
 	if err != nil {
 		if rejected(err) {
 			return dead(fmt.Errorf("the service rejected the event: %s", errs.PublicMessage(err)))
@@ -267,17 +269,6 @@ func score(ctx context.Context, cfg Config, m *events.Message) scored {
 		return dead(err)
 	}
 	return s
-}
-
-// infer calls the service. A model that failed to run is asked once more:
-// the batcher may have run this event with a batch-mate the model fails on,
-// and an event must not be dead-lettered for another's fault.
-func (c Config) infer(ctx context.Context, req *serving.InferRequest) (*serving.InferResponse, error) {
-	resp, err := c.Inferer.Infer(ctx, req)
-	if errs.KindOf(err) == errs.Internal {
-		resp, err = c.Inferer.Infer(ctx, req)
-	}
-	return resp, err
 }
 
 // rejected says whether err is the event's fault (a dead letter) rather
