@@ -122,6 +122,20 @@ func (r *rolloutRig) apply(yaml string) {
 	}
 }
 
+// modelEffective is fraud-detector's status.effectiveAliases as the API
+// shows the Model: the aliases a rollout holds, with the version each serves.
+func (r *rolloutRig) modelEffective() map[string]int64 {
+	r.t.Helper()
+	obj, err := r.s.Resources.Get(context.Background(), spec.KindModel, rolloutNS, "fraud-detector")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if st := obj.(*spec.Model).Status; st != nil {
+		return st.EffectiveAliases
+	}
+	return nil
+}
+
 // rollout is service name's rollout status as the API shows it.
 func (r *rolloutRig) rollout(name string) *spec.RolloutStatus {
 	r.t.Helper()
@@ -293,6 +307,9 @@ func TestRolloutPromotesUnderGoodTraffic(t *testing.T) {
 	if m.Aliases["champion"] != v2 || m.Effective["champion"] != v1 {
 		t.Fatalf("after alias set: declared %d, effective %v; want 2 declared, 1 effective (held by the rollout)", m.Aliases["champion"], m.Effective)
 	}
+	if eff := r.modelEffective(); eff["champion"] != v1 {
+		t.Fatalf("the Model's status shows effective aliases %v while the rollout holds champion; want champion: 1", eff)
+	}
 	st := r.advance("fraud", rolloutTick, 400, true, func(s *spec.RolloutStatus) bool { return s.Phase == spec.RolloutProgressing }, "the rollout to start")
 	if st.Stable != v1 || st.Canary != v2 || st.Step != 1 || st.CanaryWeight != 10 {
 		t.Fatalf("started: %+v; want stable 1, canary 2 at step 1 (10%%)", st)
@@ -316,6 +333,9 @@ func TestRolloutPromotesUnderGoodTraffic(t *testing.T) {
 	m, _ = r.s.Registry.GetModel(context.Background(), rolloutNS, "fraud-detector")
 	if len(m.Effective) != 0 || m.Aliases["champion"] != v2 {
 		t.Fatalf("after promotion: declared %v, effective %v; want champion at 2, no hold", m.Aliases, m.Effective)
+	}
+	if eff := r.modelEffective(); len(eff) != 0 {
+		t.Fatalf("the Model's status shows effective aliases %v after the promotion; want none", eff)
 	}
 	// Requests now all go to version 2.
 	before := l.answered("2")
