@@ -99,6 +99,8 @@ type Options struct {
 	// Observer adds live state (loaded versions, traffic counters) to status;
 	// nil leaves it out.
 	Observer Observer
+	// Triggers adds a running trigger's counters to its status; nil: none.
+	Triggers TriggerObserver
 	Logger   *slog.Logger
 	Now      func() time.Time
 	// MaxDecodes bounds how many requests decode their YAML at once (default
@@ -251,9 +253,19 @@ func (e *Engine) plan(ctx context.Context, req spec.Request, so SyncOptions, doc
 			p.planService(ctx, d, s)
 		}
 	}
+	connections := map[string]*spec.Connection{}
 	for _, d := range docs {
-		if g, ok := d.Object.(*spec.GitSource); ok {
-			p.planGitSource(ctx, d, g)
+		switch o := d.Object.(type) {
+		case *spec.GitSource:
+			p.planGitSource(ctx, d, o)
+		case *spec.Connection:
+			p.planConnection(ctx, d, o)
+			connections[o.Metadata.Namespace+"/"+o.Metadata.Name] = o
+		}
+	}
+	for _, d := range docs {
+		if t, ok := d.Object.(*spec.Trigger); ok {
+			p.planTrigger(ctx, d, t, connections)
 		}
 	}
 	// Only a plan that can commit prunes: a document that failed to decode

@@ -7,7 +7,7 @@ import (
 	"github.com/nimbus-ai/nimbus/spec"
 )
 
-// authorize asks req.Authorize about the namespace of every document, before
+// authorize asks req.Authorize about the kind and namespace of every document, before
 // anything is planned, fetched or changed: one document the caller may not
 // touch refuses the whole request (403), naming each refused document. The
 // documents that failed decoding or validation (invalid) are asked about too,
@@ -18,13 +18,13 @@ func authorize(req spec.Request, docs, invalid []spec.Document) spec.Errors {
 		return nil
 	}
 	var denied spec.Errors
-	verdicts := map[string]error{}
+	verdicts := map[[2]string]error{}
 	for _, d := range slices.Concat(docs, invalid) {
-		ns := d.Object.GetMeta().Namespace
-		err, seen := verdicts[ns]
+		k := [2]string{d.Object.GetKind(), d.Object.GetMeta().Namespace}
+		err, seen := verdicts[k]
 		if !seen {
-			err = req.Authorize(ns)
-			verdicts[ns] = err
+			err = req.Authorize(k[0], k[1])
+			verdicts[k] = err
 		}
 		if err != nil {
 			denied = append(denied, d.Errorf("metadata.namespace", errs.PermissionDenied, "%s", errs.PublicMessage(err)))

@@ -75,87 +75,10 @@ func (p *plan) existing(ctx context.Context, d spec.Document) (stored *spec.Stor
 	return stored, managedBy, adopted, ok
 }
 
-// planGitSource adds the step of a GitSource: stored like any resource; its
-// controller does the rest.
-func (p *plan) planGitSource(ctx context.Context, d spec.Document, g *spec.GitSource) {
-	ns, name := g.Metadata.Namespace, g.Metadata.Name
-	stored, managedBy, adopted, ok := p.existing(ctx, d)
-	if !ok {
-		return
-	}
-	if p.sync.Owner != nil && p.req.Authorize != nil {
-		// It will sync as the identity of the source declaring it: it may
-		// target only what that source may write, or a source kept to
-		// its own namespace could reach any through one of its own.
-		refused := false
-		for i, tn := range g.Spec.TargetNamespaces {
-			if err := p.req.Authorize(tn); err != nil {
-				p.errs = append(p.errs, d.Errorf(fmt.Sprintf("spec.targetNamespaces[%d]", i), errs.PermissionDenied,
-					"a GitSource declared by gitsource %s/%s may target only namespaces it may write into: %s",
-					p.sync.Owner.Namespace, p.sync.Owner.Name, errs.PublicMessage(err)))
-				refused = true
-			}
-		}
-		if refused {
-			return
-		}
-	}
-	specJSON, err := marshalSpec(g.Spec)
-	if err != nil {
-		p.fail(err)
-		return
-	}
-	var beforeObj spec.Object
-	gen, expect := int64(1), int64(0)
-	metaChanged := true
-	if stored != nil {
-		var prev spec.GitSource
-		if err := json.Unmarshal(stored.Spec, &prev.Spec); err != nil {
-			p.fail(fmt.Errorf("decode stored gitsource %s/%s: %w", ns, name, err))
-			return
-		}
-		prev.Metadata = spec.ObjectMeta{Name: name, Namespace: ns, Labels: stored.Labels, Annotations: stored.Annotations}
-		prev.TypeMeta = spec.TypeMeta{APIVersion: spec.APIVersion, Kind: spec.KindGitSource}
-		beforeObj = &prev
-		gen, expect = stored.Generation, stored.ResourceVersion
-		if string(stored.Spec) != string(specJSON) {
-			gen++
-		}
-		metaChanged = !sameMeta(stored, g.Metadata) || stored.AppliedBy != p.req.AppliedBy
-	}
-	after := spec.Clone(g).(*spec.GitSource)
-	after.Status = nil
-	after.Metadata = spec.ObjectMeta{Name: name, Namespace: ns, Labels: g.Metadata.Labels, Annotations: g.Metadata.Annotations}
-	diff := diffOf(beforeObj, after)
-	st := &step{action: audit.ActionUpdate, summary: "gitsource " + spec.RedactURI(g.Spec.URL), managedBy: managedBy}
-	st.result = spec.Result{Kind: spec.KindGitSource, Namespace: ns, Name: name, Generation: gen, Diff: diff}
-	switch {
-	case stored == nil:
-		st.result.Action, st.action = spec.ActionCreated, audit.ActionCreate
-	case diff != "" || adopted || metaChanged:
-		// A GitSource applied again by someone else is configured: it now
-		// syncs as them.
-		st.result.Action = spec.ActionConfigured
-	default:
-		st.result.Action = spec.ActionUnchanged
-		st.commit = func(context.Context) error { return nil }
-		p.steps = append(p.steps, st)
-		return
-	}
-	st.commit = func(ctx context.Context) error {
-		_, err := p.e.opts.Resources.PutResource(ctx, spec.StoredResource{
-			Kind: spec.KindGitSource, Namespace: ns, Name: name,
-			Labels: emptyToNil(g.Metadata.Labels), Annotations: emptyToNil(g.Metadata.Annotations),
-			Spec: specJSON, Generation: gen, ManagedBy: managedBy, AppliedBy: p.req.AppliedBy,
-		}, expect)
-		return err
-	}
-	p.steps = append(p.steps, st)
-}
-
-// pruneKinds are deleted services first: a Model a pruned service targeted
-// may go in the same transaction.
-var pruneKinds = []string{spec.KindGitSource, spec.KindInferenceService, spec.KindModel}
+// deleteKinds is the order a delete of several kinds goes in: what refers
+// to a resource before it (a Trigger before its Connection, a service
+// before the Model it targets), so that both may go in one transaction.
+var deleteKinds = append(slices.Clone(storedKinds), spec.KindInferenceService, spec.KindModel)
 
 // planPrune adds a delete step for every resource the apply's owner owns in
 // the prune namespaces that no document declares. A resource made by hand,
@@ -170,7 +93,7 @@ func (p *plan) planPrune(ctx context.Context, docs []spec.Document) {
 	}
 	deleting := map[string]bool{}
 	var victims []spec.DeleteRequest
-	for _, kind := range pruneKinds {
+	for _, kind := range deleteKinds {
 		for _, ns := range slices.Compact(slices.Sorted(slices.Values(p.sync.PruneNamespaces))) {
 			rs, err := p.e.opts.Resources.ListResources(ctx, kind, ns)
 			if err != nil {
@@ -184,19 +107,18 @@ func (p *plan) planPrune(ctx context.Context, docs []spec.Document) {
 				}
 				victims = append(victims, spec.DeleteRequest{Kind: kind, Namespace: ns, Name: r.Name,
 					DryRun: p.req.DryRun, Actor: p.req.Actor, Source: p.req.Source})
-				if kind == spec.KindInferenceService {
-					deleting[ns+"/"+r.Name] = true
-				}
+				markDeleting(deleting, kind, ns, r.Name)
 			}
 		}
 	}
-	verdicts := map[string]error{}
+	verdicts := map[[2]string]error{}
 	for _, dr := range victims {
 		if p.req.Authorize != nil {
-			err, seen := verdicts[dr.Namespace]
+			k := [2]string{dr.Kind, dr.Namespace}
+			err, seen := verdicts[k]
 			if !seen {
-				err = p.req.Authorize(dr.Namespace)
-				verdicts[dr.Namespace] = err
+				err = p.req.Authorize(dr.Kind, dr.Namespace)
+				verdicts[k] = err
 			}
 			if err != nil {
 				p.errs = append(p.errs, spec.FieldError{Kind: dr.Kind, Name: dr.Namespace + "/" + dr.Name,

@@ -41,6 +41,12 @@ type TargetStats struct {
 	Latency  time.Duration // total
 }
 
+// TriggerObserver reports what a running trigger counted (the Trigger
+// controller).
+type TriggerObserver interface {
+	TriggerCounts(ns, name string) (spec.TriggerCounts, bool)
+}
+
 // Get returns one resource with its status.
 func (e *Engine) Get(ctx context.Context, kind, ns, name string) (spec.Object, error) {
 	switch kind {
@@ -59,15 +65,9 @@ func (e *Engine) Get(ctx context.Context, kind, ns, name string) (spec.Object, e
 			return nil, fmt.Errorf("get inferenceservice: %w", err)
 		}
 		return e.serviceObject(ctx, r)
-	case spec.KindGitSource:
-		r, err := e.opts.Resources.GetResource(ctx, spec.KindGitSource, ns, name)
-		if errors.Is(err, errs.ErrNotFound) {
-			return nil, errs.New(errs.NotFound, "gitsource %s not found in namespace %s", name, ns)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("get gitsource: %w", err)
-		}
-		return e.gitSourceObject(ctx, r)
+	}
+	if isStoredKind(kind) {
+		return e.getStored(ctx, kind, ns, name)
 	}
 	return nil, errs.New(errs.NotFound, "unknown kind %q", kind)
 }
@@ -117,19 +117,10 @@ func (e *Engine) List(ctx context.Context, kind, ns string) ([]spec.Object, erro
 			}
 			out = append(out, obj)
 		}
-	case spec.KindGitSource:
-		rs, err := e.opts.Resources.ListResources(ctx, spec.KindGitSource, ns)
-		if err != nil {
-			return nil, fmt.Errorf("list gitsources: %w", err)
-		}
-		for _, r := range rs {
-			obj, err := e.gitSourceObject(ctx, r)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, obj)
-		}
 	default:
+		if isStoredKind(kind) {
+			return e.listStored(ctx, kind, ns)
+		}
 		return nil, errs.New(errs.NotFound, "unknown kind %q", kind)
 	}
 	return out, nil
@@ -374,17 +365,15 @@ func (e *Engine) deleteLocked(ctx context.Context, dr spec.DeleteRequest, deleti
 				e.opts.OnChange(spec.KindInferenceService, dr.Namespace, dr.Name, managedBy)
 			}
 		}
-	case spec.KindGitSource:
-		// What it deployed stays, owned by no live source, until someone
-		// deletes it or another source adopts it.
+	default:
+		if err := e.deleteStored(ctx, dr, deleting); err != nil {
+			return res, nil, err
+		}
 		if dr.DryRun {
 			return res, nil, nil
 		}
-		if err := e.opts.Resources.DeleteResource(ctx, spec.KindGitSource, dr.Namespace, dr.Name, 0); err != nil {
-			return res, nil, err
-		}
 		if e.opts.OnChange != nil {
-			after = func(context.Context) { e.opts.OnChange(spec.KindGitSource, dr.Namespace, dr.Name, managedBy) }
+			after = func(context.Context) { e.opts.OnChange(dr.Kind, dr.Namespace, dr.Name, managedBy) }
 		}
 	}
 	if err := e.record(ctx, spec.Request{Actor: dr.Actor, Source: dr.Source}, &step{result: res, action: audit.ActionDelete, summary: "deleted"}); err != nil {
@@ -425,9 +414,8 @@ func (e *Engine) DeleteFiles(ctx context.Context, req spec.Request) (*spec.Respo
 	// before anything is deleted, dry run or not.
 	deleting := map[string]bool{}
 	for _, d := range docs {
-		if m := d.Object.GetMeta(); d.Object.GetKind() == spec.KindInferenceService {
-			deleting[m.Namespace+"/"+m.Name] = true
-		}
+		m := d.Object.GetMeta()
+		markDeleting(deleting, d.Object.GetKind(), m.Namespace, m.Name)
 	}
 	var inUse spec.Errors
 	for _, d := range docs {
@@ -450,7 +438,7 @@ func (e *Engine) DeleteFiles(ctx context.Context, req spec.Request) (*spec.Respo
 	resp := &spec.Response{DryRun: req.DryRun}
 	var afters []func(context.Context)
 	deleteAll := func(ctx context.Context) error {
-		for _, kind := range []string{spec.KindGitSource, spec.KindInferenceService, spec.KindModel} {
+		for _, kind := range deleteKinds {
 			for _, d := range docs {
 				if d.Object.GetKind() != kind {
 					continue
@@ -515,6 +503,15 @@ func stripped(obj spec.Object) spec.Object {
 		return &c
 	case *spec.InferenceService:
 		return serviceView(o)
+	}
+	if isStoredKind(obj.GetKind()) {
+		m := obj.GetMeta()
+		if r, err := storedRowOf(obj); err == nil {
+			r.Labels, r.Annotations = m.Labels, m.Annotations
+			if v, err := specObject(r); err == nil {
+				return v
+			}
+		}
 	}
 	return obj
 }

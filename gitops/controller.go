@@ -220,7 +220,7 @@ func (p *pass) run(ctx context.Context) {
 	// marks no other source's resource as in conflict.
 	var claimed []resourceKey
 	for _, rk := range declared {
-		if slices.Contains(targets, rk.ns) && authorize(rk.ns) == nil {
+		if slices.Contains(targets, rk.ns) && authorize(rk.kind, rk.ns) == nil {
 			claimed = append(claimed, rk)
 		}
 	}
@@ -236,11 +236,11 @@ func (p *pass) run(ctx context.Context) {
 	req := spec.Request{
 		Files: files, Namespace: ns,
 		Actor: Actor(ns, name), Source: SourceGitOps,
-		Authorize: func(target string) error {
+		Authorize: func(kind, target string) error {
 			if !slices.Contains(targets, target) {
 				return errs.New(errs.PermissionDenied, "namespace %q is not this GitSource's (%s) nor in its spec.targetNamespaces", target, ns)
 			}
-			return authorize(target)
+			return authorize(kind, target)
 		},
 		AppliedBy: p.stored.AppliedBy,
 	}

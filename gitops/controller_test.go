@@ -49,8 +49,8 @@ func (r failing) Fetch(ctx context.Context, rem gitops.Remote, ref string) (gito
 // (with real tokens); here it is the controller's timing.
 type everyone struct{}
 
-func (everyone) Authorizer(context.Context, string) (func(string) error, error) {
-	return func(string) error { return nil }, nil
+func (everyone) Authorizer(context.Context, string) (func(string, string) error, error) {
+	return func(string, string) error { return nil }, nil
 }
 
 // env is the real engine over real SQLite, a real repository and a fake clock.
@@ -323,7 +323,7 @@ func TestQuietRepoSyncAgeStaysLow(t *testing.T) {
 // down (Unavailable) while down is set.
 type flakyIdentities struct{ down *atomic.Bool }
 
-func (f flakyIdentities) Authorizer(ctx context.Context, by string) (func(string) error, error) {
+func (f flakyIdentities) Authorizer(ctx context.Context, by string) (func(string, string) error, error) {
 	if f.down.Load() {
 		return nil, errs.New(errs.Unavailable, "tokens cannot be checked right now")
 	}

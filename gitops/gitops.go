@@ -65,7 +65,7 @@ type Resources interface {
 // write into ns. An error says the identity is gone (a revoked or expired
 // token): the source then syncs nothing.
 type Identities interface {
-	Authorizer(ctx context.Context, appliedBy string) (authorize func(ns string) error, err error)
+	Authorizer(ctx context.Context, appliedBy string) (authorize func(kind, ns string) error, err error)
 }
 
 // Secrets resolves the token reference of an https remote.

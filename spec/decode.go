@@ -32,6 +32,8 @@ var kindConstructors = map[string]func() Object{
 	KindModel:            func() Object { return new(Model) },
 	KindInferenceService: func() Object { return new(InferenceService) },
 	KindGitSource:        func() Object { return new(GitSource) },
+	KindConnection:       func() Object { return new(Connection) },
+	KindTrigger:          func() Object { return new(Trigger) },
 }
 
 // knownKinds lists the kinds for error messages.

@@ -68,6 +68,11 @@ func Default(obj Object, namespace string) {
 				*b = pointerTo(false)
 			}
 		}
+	case *Connection:
+		o.TypeMeta = TypeMeta{APIVersion: APIVersion, Kind: KindConnection}
+	case *Trigger:
+		o.TypeMeta = TypeMeta{APIVersion: APIVersion, Kind: KindTrigger}
+		DefaultTrigger(&o.Spec)
 	}
 }
 
@@ -173,6 +178,8 @@ func Normalize(obj Object) {
 		if len(o.Spec.TargetNamespaces) == 0 {
 			o.Spec.TargetNamespaces = nil
 		}
+	case *Trigger:
+		o.Status = nil
 	}
 }
 
@@ -203,6 +210,10 @@ func SpecEqual(a, b Object) bool {
 		return reflect.DeepEqual(x.Spec, b.(*InferenceService).Spec)
 	case *GitSource:
 		return reflect.DeepEqual(x.Spec, b.(*GitSource).Spec)
+	case *Connection:
+		return reflect.DeepEqual(x.Spec, b.(*Connection).Spec)
+	case *Trigger:
+		return reflect.DeepEqual(x.Spec, b.(*Trigger).Spec)
 	}
 	return false
 }

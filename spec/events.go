@@ -12,8 +12,7 @@ import (
 	"github.com/nimbus-ai/nimbus/secrets"
 )
 
-// Kinds of event-driven inference. (Their decoding, apply and controller
-// come next: the types and their checks are here first.)
+// Kinds of event-driven inference.
 const (
 	KindConnection = "Connection"
 	KindTrigger    = "Trigger"
@@ -83,9 +82,51 @@ type ConnectionAuth struct {
 // Trigger feeds a service from a source and publishes its results.
 type Trigger struct {
 	TypeMeta `json:",inline" yaml:",inline"`
-	Metadata ObjectMeta  `json:"metadata" yaml:"metadata"`
-	Spec     TriggerSpec `json:"spec" yaml:"spec"`
+	Metadata ObjectMeta     `json:"metadata" yaml:"metadata"`
+	Spec     TriggerSpec    `json:"spec" yaml:"spec"`
+	Status   *TriggerStatus `json:"status,omitempty" yaml:"status,omitempty"`
 }
+
+// TriggerStatus is what the Trigger controller observed.
+type TriggerStatus struct {
+	ObservedGeneration int64       `json:"observedGeneration,omitempty" yaml:"observedGeneration,omitempty"`
+	Conditions         []Condition `json:"conditions,omitempty" yaml:"conditions,omitempty"`
+	TriggerCounts      `json:",inline" yaml:",inline"`
+	// Warnings are what the trigger runs with but should not (a core-NATS
+	// sink: at-most-once).
+	Warnings []string `json:"warnings,omitempty" yaml:"warnings,omitempty"`
+}
+
+// TriggerCounts are a trigger's counters since the server started, with
+// its end-to-end latency (receipt to acknowledgement).
+type TriggerCounts struct {
+	Consumed     int64 `json:"consumed" yaml:"consumed"`
+	Produced     int64 `json:"produced" yaml:"produced"`
+	DeadLettered int64 `json:"deadLettered" yaml:"deadLettered"`
+	Redelivered  int64 `json:"redelivered" yaml:"redelivered"`
+	InFlight     int64 `json:"inFlight" yaml:"inFlight"`
+	// Lag is the events waiting at the source, where the broker reports it
+	// (-1: it does not).
+	Lag          int64   `json:"lag" yaml:"lag"`
+	LatencyP50Ms float64 `json:"latencyP50Ms,omitempty" yaml:"latencyP50Ms,omitempty"`
+	LatencyP99Ms float64 `json:"latencyP99Ms,omitempty" yaml:"latencyP99Ms,omitempty"`
+}
+
+// Reasons of a Trigger's Ready condition.
+const (
+	ReasonRunning           = "Running"
+	ReasonSuspended         = "Suspended"
+	ReasonSourceMissing     = "SourceMissing"
+	ReasonBrokerUnavailable = "BrokerUnavailable"
+	ReasonConnectionMissing = "ConnectionMissing"
+	ReasonServiceMissing    = "ServiceMissing"
+	ReasonInvalid           = "Invalid"
+)
+
+// AdminOnly reports whether only an admin of a namespace may create,
+// change or delete resources of kind there (a Connection: where brokers
+// are and with what credentials).
+func AdminOnly(kind string) bool { return kind == KindConnection }
 
 // GetKind implements Object.
 func (*Trigger) GetKind() string { return KindTrigger }

@@ -17,8 +17,12 @@ func NormalizeKind(s string) (string, error) {
 		return KindInferenceService, nil
 	case "gitsource", "gitsources", "gs":
 		return KindGitSource, nil
+	case "connection", "connections", "conn":
+		return KindConnection, nil
+	case "trigger", "triggers", "tr":
+		return KindTrigger, nil
 	}
-	return "", errs.New(errs.NotFound, "unknown kind %q; known kinds: Model (models), InferenceService (inferenceservices, isvc), GitSource (gitsources, gs)", s).WithField("kind")
+	return "", errs.New(errs.NotFound, "unknown kind %q; known kinds: Model (models), InferenceService (inferenceservices, isvc), GitSource (gitsources, gs), Connection (connections, conn), Trigger (triggers, tr)", s).WithField("kind")
 }
 
 // Plural is a Kind as REST paths name it ("models", "inferenceservices").

@@ -25,10 +25,12 @@ type Request struct {
 	// Actor and Source are recorded in the audit log (set by the server, not the body).
 	Actor  string `json:"-"`
 	Source string `json:"-"`
-	// Authorize, when set, is asked about every document's namespace before
-	// anything else happens; an error refuses the whole request (set by the
-	// server from the caller's token).
-	Authorize func(namespace string) error `json:"-"`
+	// Authorize, when set, is asked about every document's kind and
+	// namespace before anything else happens; an error refuses the whole
+	// request (set by the server from the caller's token). kind "" asks
+	// whether the caller may write in the namespace at all; an AdminOnly
+	// kind needs an admin of it.
+	Authorize func(kind, namespace string) error `json:"-"`
 	// AppliedBy is the caller's identity as a GitSource applied by this
 	// request will sync (a token id; set by the server).
 	AppliedBy string `json:"-"`

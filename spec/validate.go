@@ -45,6 +45,12 @@ func Validate(doc Document) []FieldError {
 	case *GitSource:
 		v.meta(&o.Metadata, "gitsource name")
 		v.gitSource(&o.Spec, o.Metadata.Namespace)
+	case *Connection:
+		v.meta(&o.Metadata, "connection name")
+		v.fields(ValidateConnection(o.Spec))
+	case *Trigger:
+		v.meta(&o.Metadata, "trigger name")
+		v.fields(ValidateTrigger(o.Spec))
 	default:
 		v.errorf("kind", "unknown kind %q; known kinds: %s", doc.Object.GetKind(), knownKinds())
 	}
@@ -58,6 +64,13 @@ type validator struct {
 
 func (v *validator) errorf(field, format string, args ...any) {
 	v.errs = append(v.errs, v.doc.Errorf(field, errs.InvalidArgument, format, args...))
+}
+
+// fields records problems a kind's own check found, at their fields.
+func (v *validator) fields(fes []FieldError) {
+	for _, fe := range fes {
+		v.errorf(fe.Field, "%s", fe.Message)
+	}
 }
 
 // check records err, a registry validation error, at field.

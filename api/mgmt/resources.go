@@ -110,8 +110,17 @@ func (a *api) readApply(w http.ResponseWriter, r *http.Request) (spec.Request, e
 	// The route let any deployer in; each document's namespace is checked by
 	// the engine before anything is planned.
 	ctx := r.Context()
-	req.Authorize = func(ns string) error { return auth.CanNamespace(ctx, auth.PermWrite, ns) }
+	req.Authorize = func(kind, ns string) error { return auth.CanNamespace(ctx, writePerm(kind), ns) }
 	return req, nil
+}
+
+// writePerm is what writing a resource of kind takes: an admin of its
+// namespace for an AdminOnly kind (a Connection), write otherwise.
+func writePerm(kind string) auth.Perm {
+	if spec.AdminOnly(kind) {
+		return auth.PermAdmin
+	}
+	return auth.PermWrite
 }
 
 // writeApplyError answers spec.Errors as {"errors": [...]}; other errors go the
@@ -181,6 +190,11 @@ func (a *api) deleteResource(w http.ResponseWriter, r *http.Request, res Resourc
 	kind, err := spec.NormalizeKind(r.PathValue("kind"))
 	if err != nil {
 		return err
+	}
+	if spec.AdminOnly(kind) {
+		if err := auth.CanNamespace(r.Context(), auth.PermAdmin, r.PathValue("ns")); err != nil {
+			return err
+		}
 	}
 	dry, err := boolQuery(r, "dryRun")
 	if err != nil {

@@ -59,7 +59,7 @@ func (s *System) applyServerGitSource(ctx context.Context) error {
 // identities turns a GitSource's AppliedBy back into what it may write.
 type identities struct{ a *auth.Authenticator }
 
-func (i identities) Authorizer(ctx context.Context, appliedBy string) (func(ns string) error, error) {
+func (i identities) Authorizer(ctx context.Context, appliedBy string) (func(kind, ns string) error, error) {
 	var id *auth.Identity
 	switch {
 	case appliedBy == appliedByServer:
@@ -74,7 +74,13 @@ func (i identities) Authorizer(ctx context.Context, appliedBy string) (func(ns s
 			return nil, err
 		}
 	}
-	return func(ns string) error {
+	return func(kind, ns string) error {
+		if spec.AdminOnly(kind) {
+			if id.Can(auth.PermAdmin, ns) {
+				return nil
+			}
+			return errs.New(errs.PermissionDenied, "%s (role %s) may not change a %s in namespace %q: only an admin of it may", id.Actor(), id.Role, kind, ns)
+		}
 		if id.Can(auth.PermWrite, ns) {
 			return nil
 		}
