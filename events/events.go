@@ -66,6 +66,19 @@ type Source interface {
 	Close() error
 }
 
+// Remover is a Source whose consumer (a durable, a group member, a
+// persistent session) can be removed from the broker once the trigger is
+// deleted. Call it after Close.
+type Remover interface {
+	Remove(ctx context.Context) error
+}
+
+// Lagger is a Source that can say how many messages wait at the broker for
+// it (not yet delivered).
+type Lagger interface {
+	Lag(ctx context.Context) (int64, error)
+}
+
 // Record is one message to publish.
 type Record struct {
 	Payload []byte

@@ -149,7 +149,11 @@ func runBench(b *testing.B, srv *testutil.Server, src events.Source, sink, dlq e
 	go func() {
 		done <- trigger.Run(ctx, trigger.Config{Namespace: "default", Name: "bench", Service: "fraud-detector", Inferer: srv.Sys.Router,
 			Source: src, Sink: sink, DeadLetter: dlq, Codec: trigger.FlatJSON{Inputs: inputs, Outputs: outputs}, FetchMax: 128, Concurrency: 64,
-			Observe: func(o trigger.Outcome) { lat.Record(o.Latency.Seconds()) }})
+			Observe: func(o trigger.Outcome) {
+				if o.Result || o.DeadLetter {
+					lat.Record(o.Latency.Seconds())
+				}
+			}})
 	}()
 	for produced() < benchEvents {
 		time.Sleep(5 * time.Millisecond)

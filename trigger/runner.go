@@ -45,14 +45,26 @@ type Config struct {
 	// Concurrency bounds the requests in flight at once (default 4).
 	Concurrency int
 	Logger      *slog.Logger
-	// Observe, when set, is told of every settled event.
+	// Fetched, when set, is told how many events each fetch brought in;
+	// Observe, when set, is told what became of each of them. Between the
+	// two, an event is in flight.
+	Fetched func(n int)
 	Observe func(Outcome)
+	// SourceDown, when set, is told of every failed fetch (the broker is
+	// unavailable) and, with nil, of the first fetch that succeeds after.
+	SourceDown func(err error)
 }
 
-// Outcome is what became of one event.
+// Outcome is what became of one event that left the trigger: published and
+// acknowledged (Result or DeadLetter), given back to its source because the
+// service could not take it (Retried), or left unacknowledged because the
+// trigger stopped before its result was published (Abandoned); the source
+// delivers the last two again.
 type Outcome struct {
 	Result      bool // published to the sink
 	DeadLetter  bool // published to the dead-letter destination
+	Retried     bool
+	Abandoned   bool
 	Redelivered bool
 	Latency     time.Duration // from receipt to acknowledgement
 }
@@ -121,20 +133,31 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	log := cfg.Logger.With("trigger", cfg.Namespace+"/"+cfg.Name)
 	var backoff time.Duration
+	down := false
 	for ctx.Err() == nil {
 		msgs, err := cfg.Source.Fetch(ctx, cfg.FetchMax, cfg.FetchWait)
 		if err != nil {
 			if ctx.Err() != nil {
 				break
 			}
+			if cfg.SourceDown != nil {
+				cfg.SourceDown(err)
+			}
+			down = true
 			backoff = next(backoff)
 			log.Warn("source unavailable; retrying", "err", err, "retry_in", backoff)
 			sleep(ctx, backoff)
 			continue
 		}
-		backoff = 0
+		if down && cfg.SourceDown != nil {
+			cfg.SourceDown(nil)
+		}
+		backoff, down = 0, false
 		if len(msgs) == 0 {
 			continue
+		}
+		if cfg.Fetched != nil {
+			cfg.Fetched(len(msgs))
 		}
 		// The batch is finished even when ctx ends: its results are
 		// published and its events acknowledged, or it is left for
@@ -188,6 +211,11 @@ func processBatch(ctx, stop context.Context, cfg Config, msgs []*events.Message,
 	if !publish(ctx, stop, cfg.Sink, results, "sink", log) || !publish(ctx, stop, cfg.DeadLetter, dead, "dead-letter destination", log) {
 		// Stopping with results unpublished: leave the events unacknowledged
 		// (redelivered after the restart).
+		if cfg.Observe != nil {
+			for _, s := range out {
+				cfg.Observe(Outcome{Abandoned: true, Redelivered: s.msg.Redelivered})
+			}
+		}
 		return false
 	}
 	for _, s := range out {
@@ -201,8 +229,9 @@ func processBatch(ctx, stop context.Context, cfg Config, msgs []*events.Message,
 		if err != nil {
 			log.Warn("cannot settle an event; it will be delivered again", "id", s.msg.ID, "err", err)
 		}
-		if cfg.Observe != nil && !s.retry {
-			cfg.Observe(Outcome{Result: s.result != nil, DeadLetter: s.dead != nil, Redelivered: s.msg.Redelivered, Latency: time.Since(s.msg.Received)})
+		if cfg.Observe != nil {
+			cfg.Observe(Outcome{Result: s.result != nil, DeadLetter: s.dead != nil, Retried: s.retry,
+				Redelivered: s.msg.Redelivered, Latency: time.Since(s.msg.Received)})
 		}
 	}
 	return retried

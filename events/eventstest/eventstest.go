@@ -202,4 +202,42 @@ func Run(t *testing.T, newBus func(t *testing.T) Bus) {
 			}
 		}
 	})
+
+	t.Run("LagCountsWhatWaitsAndRemoveIsIdempotent", func(t *testing.T) {
+		b := newBus(t)
+		src := b.Open(t)
+		b.Inject(t, payloads(5)...)
+		if l, ok := src.(events.Lagger); ok {
+			deadline := time.Now().Add(5 * time.Second)
+			var lag int64
+			var err error
+			for time.Now().Before(deadline) {
+				if lag, err = l.Lag(ctx); err == nil && lag == 5 {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if err != nil || lag != 5 {
+				t.Fatalf("lag before any fetch: %d, %v; want 5", lag, err)
+			}
+			for _, m := range fetchAll(t, src, 5, 5*time.Second) {
+				if err := m.Ack(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if lag, err = l.Lag(ctx); err != nil || lag != 0 {
+				t.Fatalf("lag after all were fetched: %d, %v; want 0", lag, err)
+			}
+		}
+		if err := src.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if r, ok := src.(events.Remover); ok {
+			for i := range 2 {
+				if err := r.Remove(ctx); err != nil {
+					t.Fatalf("remove %d: %v", i+1, err)
+				}
+			}
+		}
+	})
 }

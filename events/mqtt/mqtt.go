@@ -25,6 +25,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -40,6 +41,9 @@ type SourceConfig struct {
 	ClientID string // the persistent session's identity
 	Username string
 	Password string
+	// Dialer, when set, makes the connections (one obeying the egress
+	// rule).
+	Dialer *net.Dialer
 }
 
 // Source is a QoS 1 subscription in a persistent session.
@@ -71,9 +75,8 @@ func NewSource(ctx context.Context, cfg SourceConfig) (*Source, error) {
 }
 
 func (s *Source) connect(ctx context.Context) error {
-	opts := paho.NewClientOptions().AddBroker(s.cfg.Broker).SetClientID(s.cfg.ClientID).SetCleanSession(false).
+	opts := s.options().SetCleanSession(false).
 		SetAutoAckDisabled(true).SetOrderMatters(true).SetAutoReconnect(true).SetConnectRetry(false).
-		SetUsername(s.cfg.Username).SetPassword(s.cfg.Password).
 		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { s.in <- m })
 	cl := paho.NewClient(opts)
 	if err := wait(ctx, cl.Connect()); err != nil {
@@ -87,6 +90,16 @@ func (s *Source) connect(ctx context.Context) error {
 	s.cl = cl
 	s.mu.Unlock()
 	return nil
+}
+
+// options are the client options every connection of the source shares.
+func (s *Source) options() *paho.ClientOptions {
+	o := paho.NewClientOptions().AddBroker(s.cfg.Broker).SetClientID(s.cfg.ClientID).
+		SetUsername(s.cfg.Username).SetPassword(s.cfg.Password)
+	if s.cfg.Dialer != nil {
+		o.SetDialer(s.cfg.Dialer)
+	}
+	return o
 }
 
 // Fetch takes up to max delivered messages, waiting at most maxWait for
@@ -169,10 +182,24 @@ func (s *Source) Close() error {
 	return nil
 }
 
+// Remove ends the persistent session at the broker: a clean-session
+// connect under its client id discards it.
+func (s *Source) Remove(ctx context.Context) error {
+	cl := paho.NewClient(s.options().SetCleanSession(true).SetAutoReconnect(false))
+	if err := wait(ctx, cl.Connect()); err != nil {
+		return fmt.Errorf("mqtt: remove session %s: %w: %w", s.cfg.ClientID, events.ErrUnavailable, err)
+	}
+	cl.Disconnect(100)
+	return nil
+}
+
+var _ events.Remover = (*Source)(nil)
+
 // SinkConfig names where a sink publishes.
 type SinkConfig struct {
 	Broker, Topic, ClientID string
 	Username, Password      string
+	Dialer                  *net.Dialer
 }
 
 // Sink publishes at QoS 1.
@@ -188,8 +215,12 @@ func NewSink(ctx context.Context, cfg SinkConfig) (*Sink, error) {
 	if cfg.Broker == "" || cfg.Topic == "" || cfg.ClientID == "" {
 		return nil, fmt.Errorf("mqtt: a sink needs a broker, a topic and a client id")
 	}
-	cl := paho.NewClient(paho.NewClientOptions().AddBroker(cfg.Broker).SetClientID(cfg.ClientID).SetAutoReconnect(true).
-		SetUsername(cfg.Username).SetPassword(cfg.Password))
+	o := paho.NewClientOptions().AddBroker(cfg.Broker).SetClientID(cfg.ClientID).SetAutoReconnect(true).
+		SetUsername(cfg.Username).SetPassword(cfg.Password)
+	if cfg.Dialer != nil {
+		o.SetDialer(cfg.Dialer)
+	}
+	cl := paho.NewClient(o)
 	if err := wait(ctx, cl.Connect()); err != nil {
 		return nil, fmt.Errorf("mqtt: connect to %s: %w: %w", cfg.Broker, events.ErrUnavailable, err)
 	}

@@ -36,8 +36,10 @@ type SourceConfig struct {
 
 // Source reads a JetStream durable pull consumer.
 type Source struct {
-	cons   jetstream.Consumer
-	stream string
+	js      jetstream.JetStream
+	cons    jetstream.Consumer
+	stream  string
+	durable string
 }
 
 var _ events.Source = (*Source)(nil)
@@ -81,7 +83,7 @@ func NewSource(ctx context.Context, nc *nats.Conn, cfg SourceConfig) (*Source, e
 	if err != nil {
 		return nil, fmt.Errorf("natsjs: consumer %s on stream %s: %w", cfg.Durable, cfg.Stream, unavailable(err))
 	}
-	return &Source{cons: cons, stream: cfg.Stream}, nil
+	return &Source{js: js, cons: cons, stream: cfg.Stream, durable: cfg.Durable}, nil
 }
 
 // Fetch pulls up to max messages, waiting at most maxWait.
@@ -126,6 +128,29 @@ func (s *Source) Fetch(ctx context.Context, max int, maxWait time.Duration) ([]*
 // Close does nothing: the durable consumer stays, the connection is the
 // caller's.
 func (s *Source) Close() error { return nil }
+
+// Remove deletes the durable consumer (one already gone is not an error).
+func (s *Source) Remove(ctx context.Context) error {
+	err := s.js.DeleteConsumer(ctx, s.stream, s.durable)
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("natsjs: delete consumer %s on stream %s: %w", s.durable, s.stream, unavailable(err))
+	}
+	return nil
+}
+
+// Lag is the consumer's messages not yet delivered.
+func (s *Source) Lag(ctx context.Context) (int64, error) {
+	info, err := s.cons.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("natsjs: consumer info: %w", unavailable(err))
+	}
+	return int64(info.NumPending), nil
+}
+
+var (
+	_ events.Remover = (*Source)(nil)
+	_ events.Lagger  = (*Source)(nil)
+)
 
 // SinkConfig names where a sink publishes.
 type SinkConfig struct {

@@ -198,6 +198,36 @@ func (s *Source) giveBack(ids ...string) {
 // client is the caller's.
 func (s *Source) Close() error { return nil }
 
+// Remove deletes this consumer from its group (the group stays: others
+// may read through it). Call it once what it was handed is settled: Redis
+// drops the consumer's pending entries with it.
+func (s *Source) Remove(ctx context.Context) error {
+	if err := s.rdb.XGroupDelConsumer(ctx, s.cfg.Stream, s.cfg.Group, s.cfg.Consumer).Err(); err != nil && !strings.Contains(err.Error(), "no such key") && !strings.Contains(err.Error(), "NOGROUP") {
+		return fmt.Errorf("redisstream: delete consumer %s of group %s: %w", s.cfg.Consumer, s.cfg.Group, unavailable(err))
+	}
+	return nil
+}
+
+// Lag is the group's entries not yet delivered (Redis 7; -1 where the
+// server cannot tell).
+func (s *Source) Lag(ctx context.Context) (int64, error) {
+	groups, err := s.rdb.XInfoGroups(ctx, s.cfg.Stream).Result()
+	if err != nil {
+		return 0, fmt.Errorf("redisstream: stream %s: %w", s.cfg.Stream, unavailable(err))
+	}
+	for _, g := range groups {
+		if g.Name == s.cfg.Group {
+			return g.Lag, nil
+		}
+	}
+	return 0, fmt.Errorf("redisstream: group %s on stream %s: %w", s.cfg.Group, s.cfg.Stream, events.ErrMissing)
+}
+
+var (
+	_ events.Remover = (*Source)(nil)
+	_ events.Lagger  = (*Source)(nil)
+)
+
 // SinkConfig names where a sink appends.
 type SinkConfig struct {
 	Stream string
