@@ -197,7 +197,7 @@ func TestNormalizeKind(t *testing.T) {
 		{"isvc", "InferenceService", "inferenceservices"},
 		{"ISVC", "InferenceService", "inferenceservices"},
 		{"inferenceservice.nimbus.dev", "InferenceService", "inferenceservices"},
-		{"trigger", "", ""},
+		{"pipeline", "", ""},
 		{"", "", ""},
 	}
 	for _, tt := range tests {
@@ -262,7 +262,7 @@ func TestGetResource(t *testing.T) {
 	if _, err := c.GetResource(context.Background(), "isvc", "", "x"); !client.IsNotFound(err) {
 		t.Errorf("missing: %v", err)
 	}
-	if _, err := c.GetResource(context.Background(), "trigger", "", "x"); err == nil || !strings.Contains(err.Error(), "unknown kind") {
+	if _, err := c.GetResource(context.Background(), "pipeline", "", "x"); err == nil || !strings.Contains(err.Error(), "unknown kind") {
 		t.Errorf("bad kind: %v", err)
 	}
 }

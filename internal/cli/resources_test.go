@@ -372,7 +372,7 @@ func TestApplyRefused(t *testing.T) {
 	bad := writeTree(t, map[string]string{
 		"a/model.yaml": modelYAML,
 		"b/svc.yaml": serviceYAML + "---\napiVersion: nimbus.dev/v1\nkind: InferenceService\nmetadata: {name: x}\n" +
-			"spec:\n  traffic: [{model: m, weight: 90}]\n---\napiVersion: nimbus.dev/v1\nkind: Trigger\nmetadata: {name: t}\n",
+			"spec:\n  traffic: [{model: m, weight: 90}]\n---\napiVersion: nimbus.dev/v1\nkind: Pipeline\nmetadata: {name: t}\n",
 	})
 	r := runCLI(t, nil, "--server", s.url, "apply", "-f", bad)
 	svc := filepath.ToSlash(filepath.Join(bad, "b", "svc.yaml"))
@@ -380,7 +380,7 @@ func TestApplyRefused(t *testing.T) {
 	lines := strings.Split(r.err, "\n")
 	if r.code != 1 || r.out != "" || len(lines) != 4 ||
 		lines[0] != svc+":14: spec.traffic: weights sum to 90, must be 100" ||
-		lines[1] != svc+`:17: kind: unknown kind "Trigger"; known kinds: GitSource, InferenceService, Model` ||
+		lines[1] != svc+`:17: kind: unknown kind "Pipeline"; known kinds: Connection, GitSource, InferenceService, Model, Trigger` ||
 		lines[2] != "Error: apply refused: 2 problems; nothing was changed" {
 		t.Errorf("exit %d\nstdout: %s\nstderr:\n%s", r.code, r.out, r.err)
 	}
@@ -741,7 +741,7 @@ func TestGetResources(t *testing.T) {
 		errHas string
 	}{
 		"not found":      {[]string{"get", "isvc", "nope"}, 1, `Error: get inferenceservice.nimbus.dev/nope: inferenceservice nope not found in namespace default`},
-		"unknown kind":   {[]string{"get", "triggers"}, 2, `unknown kind "triggers"`},
+		"unknown kind":   {[]string{"get", "pipelines"}, 2, `unknown kind "pipelines"`},
 		"no kind":        {[]string{"get"}, 2, "accepts between 1 and 2 arg(s)"},
 		"name with -A":   {[]string{"get", "isvc", "fraud", "-A"}, 2, "--all-namespaces lists"},
 		"wide elsewhere": {[]string{"models", "list", "-o", "wide"}, 2, "nimbus models list does not support --output wide"},
