@@ -38,6 +38,7 @@ type Metrics struct {
 	version      *versionCollectors
 	service      *serviceCollectors // InferenceServices: service.go
 	git          *gitCollectors     // GitSources: gitops.go
+	triggers     *triggerCollectors // Triggers: triggers.go
 	rollout      *rolloutCollectors // rollouts: rollouts.go
 }
 
@@ -115,6 +116,7 @@ func NewMetrics() *Metrics {
 	m.version = newVersionCollectors(reg)
 	m.service = newServiceCollectors(reg)
 	m.git = newGitCollectors(reg)
+	m.triggers = newTriggerCollectors(reg)
 	m.rollout = newRolloutCollectors(reg)
 	m.version.perVersion = append(m.version.perVersion, m.requests, m.latency, m.inferRows)
 	reg.MustRegister(m.inFlight, m.requests, m.latency, m.loadSeconds, m.loadFailures, m.loadedModels, m.loadedBytes, m.inferRows)

@@ -302,10 +302,11 @@ func score(ctx context.Context, cfg Config, m *events.Message) scored {
 
 // rejected says whether err is the event's fault (a dead letter) rather
 // than the service's (retried): a malformed or mismatched input, or a model
-// that failed on this input.
+// that failed on this input. A service that is not found (deleted, or not
+// routed yet) is not the event's fault: the event is given back.
 func rejected(err error) bool {
 	switch errs.KindOf(err) {
-	case errs.InvalidArgument, errs.FailedPrecondition, errs.NotFound, errs.Internal:
+	case errs.InvalidArgument, errs.FailedPrecondition, errs.Internal:
 		return true
 	}
 	return false

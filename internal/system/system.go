@@ -44,6 +44,7 @@ import (
 	"github.com/nimbus-ai/nimbus/serving"
 	"github.com/nimbus-ai/nimbus/serving/router"
 	"github.com/nimbus-ai/nimbus/telemetry"
+	"github.com/nimbus-ai/nimbus/trigger/controller"
 )
 
 // System holds every subsystem of one server process.
@@ -73,6 +74,8 @@ type System struct {
 	Inflight *limits.Budget
 	// GitOps syncs GitSources.
 	GitOps *gitops.Controller
+	// Triggers runs the Triggers: events from brokers scored by services.
+	Triggers *controller.Controller
 
 	// egress is the rule for connections made on a caller's behalf, secrets
 	// resolves secret references, fetcher fetches declared artifacts.
@@ -185,6 +188,11 @@ func newSystem(ctx context.Context, cfg config.Config, version string, log *slog
 		if s.GitOps != nil {
 			s.GitOps.NamespaceChanged(c.Namespace)
 		}
+		// Triggers of the namespace look again (their service's signature,
+		// or whether it exists).
+		if s.Triggers != nil {
+			s.Triggers.NamespaceChanged(c.Namespace)
+		}
 	})
 
 	// Bind before the fetcher is built: the default egress rule depends on
@@ -211,14 +219,16 @@ func newSystem(ctx context.Context, cfg config.Config, version string, log *slog
 	s.Rollouts = delivery.New(delivery.Options{Registry: s.Registry, Services: db, Windows: windows{s.Router}, Audit: db,
 		Logger: log, Now: now, Metrics: s.Metrics})
 	s.Registry.SetAliasHold(s.Rollouts.Hold)
+	s.setupTriggers(h)
 	s.Resources = apply.NewEngine(apply.Options{
 		Registry: s.Registry, Resources: db, Audit: db, Routes: routes{s.Router}, Rollouts: s.Rollouts, Clock: h.clock, Now: now,
 		Fetcher:  fetch,
-		Observer: observer{s.Manager, s.Router}, Logger: log,
+		Observer: observer{s.Manager, s.Router}, Logger: log, Triggers: s.Triggers,
 		OnChange: func(kind, ns, name, managedBy string) {
 			if s.GitOps != nil {
 				s.GitOps.Changed(kind, ns, name, managedBy)
 			}
+			s.Triggers.Changed(kind, ns, name)
 		},
 	})
 	s.Rollouts.SetEnqueue(s.Resources.EnqueueService)
@@ -327,6 +337,9 @@ func (s *System) Run(ctx context.Context) error {
 	// Not a Readier: serving never waits for a git host (what was synced
 	// is in the registry, and the router's controller serves it).
 	g.Add("gitops", run.Func(s.GitOps.Start))
+	// Stopped before the models and after the servers: what triggers hold
+	// in flight is scored and published, or left for redelivery.
+	g.Add("triggers", run.Func(s.Triggers.Start))
 	g.Add("api", run.Func(s.serve))
 	runErr := g.Run(ctx)
 	closed := make(chan struct{})
