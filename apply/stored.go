@@ -231,6 +231,7 @@ func (e *Engine) storedView(ctx context.Context, r spec.StoredResource) (spec.Ob
 		default:
 			return nil, err
 		}
+		st.Lag = -1 // not running here: nothing known of its lag
 		if e.opts.Triggers != nil {
 			if c, ok := e.opts.Triggers.TriggerCounts(r.Namespace, r.Name); ok {
 				st.TriggerCounts = c

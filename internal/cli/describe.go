@@ -24,7 +24,7 @@ type description struct {
 func (a *app) describeCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "describe KIND NAME",
-		Short: "Show a model or inference service in detail, with its latest events",
+		Short: "Show a resource in detail (model, service, GitSource, Trigger, Connection), with its latest events",
 		Long: `Show one resource for people: metadata, generation (declared and observed),
 what it declares, its conditions and the last 10 changes from the audit log.
 
@@ -33,10 +33,15 @@ version it resolves to now, the requests it answered since the server started,
 its share of them, errors and mean latency; then the shadow's counters (copies
 sent, errors, dropped, answers compared, exact matches, largest absolute
 difference). For a model: its versions (with the first 12 characters of the
-sha256), aliases and serving settings.
+sha256), aliases and serving settings. For a trigger: its source, sink and
+dead-letter destination, its format, and what it counted since the server
+started (consumed, produced, dead-lettered, in flight, redelivered, lag,
+end-to-end latency p50/p99). For a connection: its bus, endpoint and how it
+authenticates (secret references, never secrets).
 
 -o json and -o yaml print {"resource": ..., "events": [...]}.`,
 		Example: `  nimbus describe isvc fraud
+  nimbus describe trigger score-transactions -n payments
   nimbus describe model fraud-detector -n payments
   nimbus describe inferenceservice.nimbus.dev/fraud`,
 		Args: args(cobra.RangeArgs(1, 2)),
@@ -93,6 +98,10 @@ func renderDescription(t *table, obj spec.Object, events []audit.Event) {
 		describeService(t, o)
 	case *spec.GitSource:
 		describeGitSource(t, o)
+	case *spec.Trigger:
+		describeTrigger(t, o)
+	case *spec.Connection:
+		describeConnection(t, o)
 	}
 
 	t.row("")

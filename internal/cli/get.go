@@ -58,17 +58,24 @@ func (a *app) getResourcesCommand() *cobra.Command {
 	var all bool
 	cmd := &cobra.Command{
 		Use:   "get KIND [NAME]",
-		Short: "List or show declared models and inference services",
+		Short: "List or show declared resources: models, services, GitSources, Triggers, Connections",
 		Long: `List the resources of a kind, or show one. Kinds: model(s),
-inferenceservice(s) or isvc; "KIND/NAME" works too.
+inferenceservice(s) or isvc, gitsource(s) or gs, trigger(s) or tr,
+connection(s) or conn; "KIND/NAME" works too.
 
 Tables:
   models             NAME  VERSIONS  ALIASES  READY  AGE
   inferenceservices  NAME  TRAFFIC   READY    AGE
+  gitsources         NAME  URL  REF  SYNC  COMMIT  READY  AGE
+  triggers           NAME  SERVICE  SOURCE  READY  REASON  CONSUMED  PRODUCED  DLQ  LAG  AGE
+  connections        NAME  BUS  ENDPOINT  AUTH  AGE
 -A (--all-namespaces) adds a NAMESPACE column. -o wide adds GENERATION and,
 for services, SHADOW, the requests each traffic target answered (REQUESTS,
 in TRAFFIC's order, since the server started) and the ROLLOUT (its phase, step
-and canary weight; "nimbus rollout status" shows it whole).
+and canary weight; "nimbus rollout status" shows it whole); for triggers, IN
+FLIGHT, REDELIVERED, the end-to-end latency p50/p99 in ms, the SINK and the
+Ready message. A trigger's counts are since the server started; LAG is what
+waits at the broker ("-" where the broker does not report it: Kafka, MQTT).
 
 -o yaml prints the resources as YAML documents that "nimbus apply -f" takes
 back unchanged (status and server-set metadata are ignored on apply); -o json
@@ -76,6 +83,7 @@ prints one object, or {"items": [...]} for a list.`,
 		Example: `  nimbus get models
   nimbus get isvc -A
   nimbus get isvc fraud -o wide
+  nimbus get triggers -n payments -o wide
   nimbus get isvc fraud -o yaml > fraud.yaml && nimbus apply -f fraud.yaml
   nimbus get model fraud-detector -n payments -o json`,
 		Annotations: map[string]string{annotationWide: "true"},
@@ -151,6 +159,10 @@ func renderResources(t *table, kind string, objs []spec.Object, now time.Time, a
 		if wide {
 			head = append(head, "LAST SYNC", "MESSAGE")
 		}
+	} else if kind == spec.KindTrigger {
+		head = append(head, triggerHead(wide)...)
+	} else if kind == spec.KindConnection {
+		head = append(head, connectionHead(wide)...)
 	} else {
 		head = append(head, "NAME", "TRAFFIC", "READY", "AGE")
 		if wide {
@@ -187,6 +199,10 @@ func renderResources(t *table, kind string, objs []spec.Object, now time.Time, a
 			if wide {
 				row = append(row, formatAge(st.LastSyncTime, now), orDash(st.Message))
 			}
+		case *spec.Trigger:
+			row = append(row, triggerRow(o, now, wide)...)
+		case *spec.Connection:
+			row = append(row, connectionRow(o, now)...)
 		}
 		t.row(row...)
 	}
@@ -228,6 +244,10 @@ func statusOf(obj spec.Object) (observed int64, conds []spec.Condition) {
 			return o.Status.ObservedGeneration, o.Status.Conditions
 		}
 	case *spec.GitSource:
+		if o.Status != nil {
+			return o.Status.ObservedGeneration, o.Status.Conditions
+		}
+	case *spec.Trigger:
 		if o.Status != nil {
 			return o.Status.ObservedGeneration, o.Status.Conditions
 		}

@@ -52,6 +52,15 @@ type resourceServer struct {
 	obs    *fakeObserver
 	rec    *recorder
 	clock  *clock
+	// triggers are the counts running triggers report (none run here).
+	triggers fakeTriggers
+}
+
+type fakeTriggers map[string]spec.TriggerCounts
+
+func (f fakeTriggers) TriggerCounts(ns, name string) (spec.TriggerCounts, bool) {
+	c, ok := f[ns+"/"+name]
+	return c, ok
 }
 
 // recorder keeps what reached the server: apply and delete bodies, the change
@@ -149,10 +158,11 @@ func newResourceServer(t *testing.T) *resourceServer {
 	dir := t.TempDir()
 	log := slog.New(slog.DiscardHandler)
 	s := &resourceServer{
-		dbPath: filepath.Join(dir, "nimbus.db"),
-		obs:    &fakeObserver{states: map[string]string{}, stats: map[string]apply.ServiceStats{}},
-		rec:    &recorder{},
-		clock:  &clock{base: time.Now().Add(-3 * time.Hour).Truncate(time.Second).UTC()},
+		dbPath:   filepath.Join(dir, "nimbus.db"),
+		obs:      &fakeObserver{states: map[string]string{}, stats: map[string]apply.ServiceStats{}},
+		rec:      &recorder{},
+		clock:    &clock{base: time.Now().Add(-3 * time.Hour).Truncate(time.Second).UTC()},
+		triggers: fakeTriggers{},
 	}
 	store, err := sqlite.Open(ctx, s.dbPath)
 	if err != nil {
@@ -166,7 +176,7 @@ func newResourceServer(t *testing.T) *resourceServer {
 	}
 	reg := registry.New(store, blobs, map[string]nruntime.Inspector{"onnx": onnx.Inspector{}}, log)
 	engine := apply.NewEngine(apply.Options{
-		Registry: reg, Resources: store, Audit: store, Observer: s.obs, Logger: log, Now: s.clock.now,
+		Registry: reg, Resources: store, Audit: store, Observer: s.obs, Logger: log, Now: s.clock.now, Triggers: s.triggers,
 		Fetcher: system.NewFetcher(source.New(source.Options{AllowedDir: modelsDir})),
 	})
 	h := openMgmt(reg, mgmt.Options{Logger: log, UploadDir: filepath.Join(dir, "uploads"), Resources: engine, Audit: store})
