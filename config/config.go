@@ -101,6 +101,13 @@ type Config struct {
 	GitURL  string `yaml:"gitURL"`
 	GitRef  string `yaml:"gitRef"`
 	GitPath string `yaml:"gitPath"`
+	// Connections are broker Connections the server declares at start (as
+	// itself, an admin): each is applied as a kind: Connection in its
+	// namespace, so deployers' Triggers name it and never a raw address.
+	// The file wins over changes made through the API at every start; a
+	// connection removed from the file stays until deleted (nimbus delete
+	// connection NAME). Not settable from the environment.
+	Connections []Connection `yaml:"connections"`
 	// ReadTimeout is the time a REST request body may take to arrive, plus one
 	// second per MinTransferRate bytes received (so large uploads on slow links
 	// still arrive); 0 means no body deadline.
@@ -116,6 +123,16 @@ type Config struct {
 	// ("1GiB"), a percentage of the machine's memory ("10%"), or "0" for
 	// unlimited. Requests past it get 429 / RESOURCE_EXHAUSTED with Retry-After.
 	MaxInflightBytes string `yaml:"maxInflightBytes"`
+}
+
+// Connection is one entry of connections: a name, a namespace (default
+// "default") and exactly one bus as in a Connection's spec, e.g.
+// nats: {url: "nats://127.0.0.1:4222", auth: {tokenFrom: {env: NIMBUS_SECRET_NATS}}}.
+// The bus is checked as a Connection's spec is, when the server applies it.
+type Connection struct {
+	Name      string         `yaml:"name"`
+	Namespace string         `yaml:"namespace,omitempty"`
+	Bus       map[string]any `yaml:",inline"`
 }
 
 // Default returns the embedded default configuration.
@@ -366,6 +383,24 @@ func (c *Config) Validate() error {
 		bad("minTransferRate", "%q: a rate is a size per second (e.g. 64KiB), not a percentage", c.MinTransferRate)
 	} else if _, err := ParseBytes(c.MinTransferRate, 0); err != nil {
 		bad("minTransferRate", "%v", err)
+	}
+	seen := map[string]bool{}
+	for i, cn := range c.Connections {
+		field := fmt.Sprintf("connections[%d]", i)
+		ns := cn.Namespace
+		if ns == "" {
+			ns = "default"
+		}
+		switch {
+		case cn.Name == "":
+			bad(field+".name", "required")
+		case seen[ns+"/"+cn.Name]:
+			bad(field+".name", "connection %s is declared twice in namespace %s", cn.Name, ns)
+		}
+		seen[ns+"/"+cn.Name] = true
+		if len(cn.Bus) != 1 {
+			bad(field, "name exactly one bus: nats, mqtt, redis or kafka (with its url or brokers)")
+		}
 	}
 	if n, err := ParseBytes(c.MaxInflightBytes, 1<<40); err != nil { // syntax; a percentage is checked at start
 		bad("maxInflightBytes", "%v", err)

@@ -79,3 +79,28 @@ func TestDefaultIsValid(t *testing.T) {
 		t.Fatalf("empty file: %v", err)
 	}
 }
+
+func TestConnectionsFromYAML(t *testing.T) {
+	c := Default()
+	err := c.loadYAML("nimbus.yaml", []byte(`connections:
+  - name: nats-main
+    namespace: payments
+    nats: {url: "nats://127.0.0.1:4222", auth: {tokenFrom: {env: NIMBUS_SECRET_NATS}}}
+  - name: bus
+    kafka: {brokers: ["127.0.0.1:9092"]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Connections) != 2 || c.Connections[0].Name != "nats-main" || c.Connections[0].Namespace != "payments" ||
+		c.Connections[1].Namespace != "" || c.Connections[1].Bus["kafka"] == nil || len(c.Connections[0].Bus) != 1 {
+		t.Errorf("connections = %+v", c.Connections)
+	}
+	if err := c.Validate(); err != nil {
+		t.Error(err)
+	}
+	c.Connections = append(c.Connections, Connection{Name: "nats-main", Namespace: "payments", Bus: map[string]any{"nats": nil}})
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "connections[2].name: connection nats-main is declared twice in namespace payments") {
+		t.Errorf("twice: %v", err)
+	}
+}

@@ -235,6 +235,9 @@ func newSystem(ctx context.Context, cfg config.Config, version string, log *slog
 	if err := s.setupGitOps(); err != nil {
 		return nil, err
 	}
+	if err := s.applyServerConnections(ctx); err != nil {
+		return nil, err
+	}
 	if err := s.applyServerGitSource(ctx); err != nil {
 		return nil, err
 	}
