@@ -163,7 +163,8 @@ type TriggerEndpoint struct {
 }
 
 // NATSEndpoint: a JetStream stream and durable consumer (source), or a
-// subject (sink; a stream must capture it unless Durable is false).
+// subject (sink; a stream must capture it unless Durable is "false": a
+// core NATS subject, at most once).
 type NATSEndpoint struct {
 	Stream  string `json:"stream,omitempty" yaml:"stream,omitempty"`
 	Subject string `json:"subject" yaml:"subject"`
@@ -191,6 +192,10 @@ type KafkaEndpoint struct {
 	Group  string `json:"group,omitempty" yaml:"group,omitempty"`
 	Create bool   `json:"create,omitempty" yaml:"create,omitempty"`
 }
+
+// CoreNATS reports whether a sink endpoint publishes to core NATS (durable:
+// false): delivery is at most once.
+func (e TriggerEndpoint) CoreNATS() bool { return e.NATS != nil && e.NATS.Durable == "false" }
 
 // Bus is the bus an endpoint names ("" when none or several).
 func (e TriggerEndpoint) Bus() string {
@@ -332,6 +337,12 @@ func ValidateTrigger(t TriggerSpec) []FieldError {
 			}
 			if ep.source && (n.Stream == "" || n.Durable == "") {
 				bad(ep.field+".nats", "a source needs stream and durable (a JetStream durable pull consumer)")
+			}
+			if !ep.source && n.Durable != "" && n.Durable != "true" && n.Durable != "false" {
+				bad(ep.field+".nats.durable", "a sink takes durable: false (core NATS, at-most-once) or nothing (a JetStream stream stores what it publishes), got %q", n.Durable)
+			}
+			if !ep.source && n.Stream != "" {
+				bad(ep.field+".nats.stream", "a sink publishes to a subject; the stream that captures it is found by the subject")
 			}
 		case "mqtt":
 			if ep.e.MQTT.Topic == "" {

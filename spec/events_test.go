@@ -34,20 +34,22 @@ func TestValidateTrigger(t *testing.T) {
 		mutate func(*TriggerSpec)
 		want   string
 	}{
-		"no service":      {func(s *TriggerSpec) { s.Service = "" }, "spec.service: required"},
-		"bad service":     {func(s *TriggerSpec) { s.Service = "Fraud" }, "spec.service: target \"Fraud\""},
-		"two buses":       {func(s *TriggerSpec) { s.Sink.Redis = &RedisEndpoint{Stream: "x"} }, "spec.sink: name exactly one bus"},
-		"no connection":   {func(s *TriggerSpec) { s.DeadLetter.Connection = "" }, "spec.deadLetter.connection: required"},
-		"no durable":      {func(s *TriggerSpec) { s.Source.NATS.Durable = "" }, "spec.source.nats: a source needs stream and durable"},
-		"redis no group":  {func(s *TriggerSpec) { s.Source = TriggerEndpoint{Connection: "r", Redis: &RedisEndpoint{Stream: "s"}} }, "spec.source.redis.group: required for a source"},
-		"kafka no topic":  {func(s *TriggerSpec) { s.Sink = TriggerEndpoint{Connection: "k", Kafka: &KafkaEndpoint{}} }, "spec.sink.kafka.topic: required"},
-		"bad expression":  {func(s *TriggerSpec) { s.Format.Output.JSON.Fields["score"] = "y[x]" }, `spec.format.output.json: result field "score"`},
-		"empty fields":    {func(s *TriggerSpec) { s.Format.Input.JSON.Fields["x"] = nil }, "spec.format.input.json.fields.x: 1..4096 fields"},
-		"fetch too big":   {func(s *TriggerSpec) { s.Fetch = &TriggerFetch{Max: 20000} }, "spec.fetch.max: must be 1..10000"},
-		"concurrency":     {func(s *TriggerSpec) { s.Concurrency = -1 }, "spec.concurrency: must be 1..1024"},
-		"mqtt no topic":   {func(s *TriggerSpec) { s.Sink = TriggerEndpoint{Connection: "m", MQTT: &MQTTEndpoint{}} }, "spec.sink.mqtt.topic: required"},
-		"no bus at all":   {func(s *TriggerSpec) { s.Source = TriggerEndpoint{Connection: "n"} }, "spec.source: name exactly one bus"},
-		"kept & computed": {func(s *TriggerSpec) { s.Format.Output.JSON.Keep = []string{"score"} }, "both kept and computed"},
+		"no service":        {func(s *TriggerSpec) { s.Service = "" }, "spec.service: required"},
+		"bad service":       {func(s *TriggerSpec) { s.Service = "Fraud" }, "spec.service: target \"Fraud\""},
+		"two buses":         {func(s *TriggerSpec) { s.Sink.Redis = &RedisEndpoint{Stream: "x"} }, "spec.sink: name exactly one bus"},
+		"no connection":     {func(s *TriggerSpec) { s.DeadLetter.Connection = "" }, "spec.deadLetter.connection: required"},
+		"no durable":        {func(s *TriggerSpec) { s.Source.NATS.Durable = "" }, "spec.source.nats: a source needs stream and durable"},
+		"sink durable name": {func(s *TriggerSpec) { s.Sink.NATS.Durable = "scorer" }, `spec.sink.nats.durable: a sink takes durable: false (core NATS, at-most-once) or nothing`},
+		"sink stream":       {func(s *TriggerSpec) { s.Sink.NATS.Stream = "OUT" }, "spec.sink.nats.stream: a sink publishes to a subject"},
+		"redis no group":    {func(s *TriggerSpec) { s.Source = TriggerEndpoint{Connection: "r", Redis: &RedisEndpoint{Stream: "s"}} }, "spec.source.redis.group: required for a source"},
+		"kafka no topic":    {func(s *TriggerSpec) { s.Sink = TriggerEndpoint{Connection: "k", Kafka: &KafkaEndpoint{}} }, "spec.sink.kafka.topic: required"},
+		"bad expression":    {func(s *TriggerSpec) { s.Format.Output.JSON.Fields["score"] = "y[x]" }, `spec.format.output.json: result field "score"`},
+		"empty fields":      {func(s *TriggerSpec) { s.Format.Input.JSON.Fields["x"] = nil }, "spec.format.input.json.fields.x: 1..4096 fields"},
+		"fetch too big":     {func(s *TriggerSpec) { s.Fetch = &TriggerFetch{Max: 20000} }, "spec.fetch.max: must be 1..10000"},
+		"concurrency":       {func(s *TriggerSpec) { s.Concurrency = -1 }, "spec.concurrency: must be 1..1024"},
+		"mqtt no topic":     {func(s *TriggerSpec) { s.Sink = TriggerEndpoint{Connection: "m", MQTT: &MQTTEndpoint{}} }, "spec.sink.mqtt.topic: required"},
+		"no bus at all":     {func(s *TriggerSpec) { s.Source = TriggerEndpoint{Connection: "n"} }, "spec.source: name exactly one bus"},
+		"kept & computed":   {func(s *TriggerSpec) { s.Format.Output.JSON.Keep = []string{"score"} }, "both kept and computed"},
 	} {
 		s := goodTrigger()
 		c.mutate(&s)

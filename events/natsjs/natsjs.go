@@ -216,6 +216,57 @@ func (s *Sink) Publish(ctx context.Context, rs []events.Record) error {
 // Close does nothing: the connection is the caller's.
 func (s *Sink) Close() error { return nil }
 
+// CoreSink publishes to a core NATS subject, with no stream behind it:
+// Publish returns once the server has received every record (a flush), not
+// once anything stored it, so a result published while no subscriber
+// listens is lost — at most once. Triggers use it only when the sink says
+// durable: false, and their status warns.
+type CoreSink struct {
+	nc      *nats.Conn
+	subject string
+}
+
+var _ events.Sink = (*CoreSink)(nil)
+
+// flushWithin bounds a core sink's flush when the caller sets no deadline.
+const flushWithin = 5 * time.Second
+
+// NewCoreSink returns a core NATS sink on subject.
+func NewCoreSink(nc *nats.Conn, subject string) (*CoreSink, error) {
+	if subject == "" {
+		return nil, fmt.Errorf("natsjs: a sink needs a subject")
+	}
+	return &CoreSink{nc: nc, subject: subject}, nil
+}
+
+// Publish sends every record, then flushes.
+func (s *CoreSink) Publish(ctx context.Context, rs []events.Record) error {
+	for _, r := range rs {
+		m := &nats.Msg{Subject: s.subject, Data: r.Payload, Header: nats.Header{}}
+		for k, vs := range r.Headers {
+			m.Header[k] = vs
+		}
+		if r.ID != "" {
+			m.Header.Set(jetstream.MsgIDHeader, r.ID)
+		}
+		if err := s.nc.PublishMsg(m); err != nil {
+			return fmt.Errorf("natsjs: publish to %s: %w", s.subject, unavailable(err))
+		}
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, flushWithin)
+		defer cancel()
+	}
+	if err := s.nc.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("natsjs: flush to %s: %w", s.subject, unavailable(err))
+	}
+	return nil
+}
+
+// Close does nothing: the connection is the caller's.
+func (s *CoreSink) Close() error { return nil }
+
 // unavailable marks connection-level failures as events.ErrUnavailable.
 func unavailable(err error) error {
 	switch {

@@ -284,7 +284,19 @@ func (c *Controller) pass(ctx context.Context, k reconcile.Key, stored spec.Stor
 }
 
 func running(ts spec.TriggerSpec) outcome {
-	return outcome{reason: spec.ReasonRunning, message: fmt.Sprintf("scoring %s events with %s", ts.Source.Bus(), ts.Service)}
+	return outcome{reason: spec.ReasonRunning, message: fmt.Sprintf("scoring %s events with %s", ts.Source.Bus(), ts.Service), warnings: warnings(ts)}
+}
+
+// warnings are what the trigger runs with but should not.
+func warnings(ts spec.TriggerSpec) []string {
+	var out []string
+	if ts.Sink.CoreNATS() {
+		out = append(out, "spec.sink: core NATS (durable: false): delivery is at most once; a result published while no subscriber listens is lost (capture the subject in a JetStream stream for at least once)")
+	}
+	if ts.DeadLetter.CoreNATS() {
+		out = append(out, "spec.deadLetter: core NATS (durable: false): delivery is at most once; a dead letter published while no subscriber listens is lost")
+	}
+	return out
 }
 
 // connections resolves the Connections ts names; o is set when the trigger

@@ -165,8 +165,8 @@ func event(i int) string {
 // its counts, stops fetching when suspended (what comes meanwhile waits),
 // resumes, and removes its durable consumer when deleted.
 func TestNATSTriggerLifecycle(t *testing.T) {
+	n := newNATS(t) // before the server: it stops first, then the streams go
 	r := newRig(t)
-	n := newNATS(t)
 	r.apply(n.connection("nats-main") + n.trigger("fraud", "fraud-detector", ""))
 	if c := ready(r.status("fraud")); c.Status != spec.ConditionTrue || c.Reason != spec.ReasonRunning {
 		t.Fatalf("ready = %+v", c)
@@ -240,8 +240,8 @@ func TestNATSTriggerLifecycle(t *testing.T) {
 
 // A trigger that cannot run says why, and runs once the cause is gone.
 func TestTriggerSaysWhyItDoesNotRun(t *testing.T) {
+	n := newNATS(t) // before the server: it stops first, then the streams go
 	r := newRig(t)
-	n := newNATS(t)
 
 	// The service does not exist yet: nothing is fetched (the events would
 	// be dead-lettered), until the model is pushed.
@@ -443,5 +443,34 @@ spec:
 				t.Errorf("dead letter %+v: %v", dl, err)
 			}
 		})
+	}
+}
+
+// A core NATS sink (durable: false) needs no stream; the trigger runs with a
+// warning in its status that delivery is at most once.
+func TestCoreNATSSinkRunsWithAWarning(t *testing.T) {
+	n := newNATS(t) // before the server: it stops first, then the streams go
+	r := newRig(t)
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	subject := "nimbus.t.core." + unique("")
+	sub, err := nc.SubscribeSync(subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Flush()
+	yaml := strings.Replace(n.trigger("core", "fraud-detector", ""), "subject: "+n.outS+"}", "subject: "+subject+", durable: false}", 1)
+	r.apply(n.connection("nats-main") + yaml)
+	st := r.status("core")
+	if c := ready(st); c.Reason != spec.ReasonRunning || len(st.Warnings) != 1 || !strings.Contains(st.Warnings[0], "at most once") {
+		t.Fatalf("status = %+v", st)
+	}
+	n.publish(t, event(7))
+	m, err := sub.NextMsg(20 * time.Second)
+	if err != nil || !strings.Contains(string(m.Data), `"id":"t7"`) || m.Header.Get("Nimbus-Source-Id") == "" {
+		t.Fatalf("core NATS result: %v %v", m, err)
 	}
 }

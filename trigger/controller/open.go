@@ -230,7 +230,11 @@ func (b *buses) sink(ctx context.Context, ep spec.TriggerEndpoint, role string) 
 		if cerr != nil {
 			return nil, cerr
 		}
-		s, err = natsjs.NewSink(ctx, nc, natsjs.SinkConfig{Subject: ep.NATS.Subject})
+		if ep.CoreNATS() {
+			s, err = natsjs.NewCoreSink(nc, ep.NATS.Subject)
+		} else {
+			s, err = natsjs.NewSink(ctx, nc, natsjs.SinkConfig{Subject: ep.NATS.Subject})
+		}
 	case ep.Redis != nil:
 		rdb, cerr := b.redisClient(ctx, ep.Connection, cs)
 		if cerr != nil {
