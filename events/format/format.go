@@ -157,6 +157,34 @@ func unwrapCloudEvent(obj map[string]any) (Event, error) {
 	return Event{Fields: data, ID: id}, nil
 }
 
+// CloudEventData takes the data of a structured-mode CloudEvent (specversion
+// 1.0, JSON data) out of payload, as sent, with the envelope's id: what a
+// codec of another format (OIP v2 requests) then decodes.
+func CloudEventData(payload []byte) (data []byte, id string, err error) {
+	var env struct {
+		SpecVersion     any             `json:"specversion"`
+		ID              string          `json:"id"`
+		DataContentType *string         `json:"datacontenttype"`
+		Data            json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(payload, &env); err != nil {
+		return nil, "", fmt.Errorf("%w: not a JSON object: %v", ErrEvent, err)
+	}
+	if v, _ := env.SpecVersion.(string); v != "1.0" {
+		return nil, "", fmt.Errorf("%w: not a CloudEvent 1.0 (specversion %v)", ErrEvent, env.SpecVersion)
+	}
+	if env.ID == "" {
+		return nil, "", fmt.Errorf("%w: CloudEvent without an id", ErrEvent)
+	}
+	if ct := env.DataContentType; ct != nil && *ct != "application/json" && !strings.HasSuffix(*ct, "+json") {
+		return nil, "", fmt.Errorf("%w: CloudEvent data is %s, not JSON", ErrEvent, *ct)
+	}
+	if len(env.Data) == 0 || env.Data[0] != '{' {
+		return nil, "", fmt.Errorf("%w: CloudEvent data is not a JSON object", ErrEvent)
+	}
+	return env.Data, env.ID, nil
+}
+
 // number reads a JSON number or boolean.
 func number(v any) (float64, error) {
 	switch x := v.(type) {

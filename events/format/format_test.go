@@ -212,3 +212,15 @@ func FuzzEvent(f *testing.F) {
 		}
 	})
 }
+
+func FuzzCloudEventData(f *testing.F) {
+	f.Add([]byte(`{"specversion":"1.0","id":"a","data":{"x":1}}`))
+	f.Add([]byte(`{"specversion":1,"id":"a"}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		data, id, err := CloudEventData(b)
+		if err == nil && (id == "" || len(data) == 0 || data[0] != '{') {
+			t.Fatalf("accepted %q: data %q id %q", b, data, id)
+		}
+	})
+}

@@ -359,13 +359,10 @@ func signature(md *serving.ModelMetadata) string {
 func newCodec(ts spec.TriggerSpec, md *serving.ModelMetadata) (trigger.Codec, error) {
 	f := ts.Format
 	if f == nil || f.Input.JSON == nil {
-		if f != nil && f.Input.CloudEvents {
-			return nil, errors.New("spec.format.input.cloudEvents: unwraps flat JSON events; declare format.input.json.fields too")
-		}
 		if f != nil && f.Output.JSON != nil {
 			return nil, errors.New("spec.format.output.json: results are OIP v2 responses unless format.input.json maps the events' fields")
 		}
-		return oipcodec.Codec{}, nil
+		return oipcodec.Codec{CloudEvents: f != nil && f.Input.CloudEvents}, nil
 	}
 	names := func(ts []tensorSpec) string {
 		var out []string

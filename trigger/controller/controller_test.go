@@ -474,3 +474,34 @@ func TestCoreNATSSinkRunsWithAWarning(t *testing.T) {
 		t.Fatalf("core NATS result: %v %v", m, err)
 	}
 }
+
+// With no field mapping, events are OIP v2 requests (here wrapped in
+// structured-mode CloudEvents) and results OIP v2 responses.
+func TestOIPRequestsInCloudEvents(t *testing.T) {
+	n := newNATS(t)
+	r := newRig(t)
+	yaml := n.trigger("oip", "fraud-detector", "")
+	yaml = yaml[:strings.Index(yaml, "  format:")] + "  format: {input: {cloudEvents: true}}\n"
+	r.apply(n.connection("nats-main") + yaml)
+	if c := ready(r.status("oip")); c.Reason != spec.ReasonRunning {
+		t.Fatalf("ready = %+v", c)
+	}
+	n.publish(t, `{"specversion":"1.0","id":"ce-1","type":"txn","source":"/shop","data":{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[900,0.9,1,3]}]}}`,
+		`{"specversion":"1.0","id":"ce-2","data":{"inputs":[{"name":"x","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]}}`)
+	var resp struct {
+		ID        string `json:"id"`
+		ModelName string `json:"model_name"`
+		Outputs   []struct {
+			Name string    `json:"name"`
+			Data []float64 `json:"data"`
+		} `json:"outputs"`
+	}
+	if err := json.Unmarshal([]byte(n.read(t, n.out, 1)[0]), &resp); err != nil || resp.ID != "ce-1" || resp.ModelName != "fraud-detector" ||
+		len(resp.Outputs) != 1 || resp.Outputs[0].Name != "y" || len(resp.Outputs[0].Data) != 1 {
+		t.Errorf("response %+v (%v)", resp, err)
+	}
+	var dl trigger.DeadLetter
+	if err := json.Unmarshal([]byte(n.read(t, n.dlq, 1)[0]), &dl); err != nil || !strings.Contains(dl.Error, "shape") {
+		t.Errorf("dead letter %+v (%v)", dl, err)
+	}
+}

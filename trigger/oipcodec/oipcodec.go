@@ -9,21 +9,36 @@ import (
 
 	"github.com/nimbus-ai/nimbus/api/oip"
 	"github.com/nimbus-ai/nimbus/events"
+	"github.com/nimbus-ai/nimbus/events/format"
 	"github.com/nimbus-ai/nimbus/serving"
 	"github.com/nimbus-ai/nimbus/trigger"
 )
 
 // Codec implements trigger.Codec.
-type Codec struct{}
+type Codec struct {
+	// CloudEvents: each event is a structured-mode CloudEvent whose data is
+	// the request; the envelope's id is the request's id unless it has one.
+	CloudEvents bool
+}
 
 var _ trigger.Codec = Codec{}
 
 // Request decodes the event as an OIP v2 JSON request (its model and
 // version, named by the trigger, are ignored if present).
-func (Codec) Request(m *events.Message) (*serving.InferRequest, any, error) {
-	req, err := oip.DecodeInferRequest(m.Payload, 0)
+func (c Codec) Request(m *events.Message) (*serving.InferRequest, any, error) {
+	payload, id := m.Payload, ""
+	if c.CloudEvents {
+		var err error
+		if payload, id, err = format.CloudEventData(m.Payload); err != nil {
+			return nil, nil, err
+		}
+	}
+	req, err := oip.DecodeInferRequest(payload, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("not an inference request: %w", err)
+	}
+	if req.ID == "" {
+		req.ID = id
 	}
 	return req, nil, nil
 }
