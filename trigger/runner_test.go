@@ -314,3 +314,42 @@ func TestOIPEvents(t *testing.T) {
 		t.Fatalf("dead letter %s: %v", dead, err)
 	}
 }
+
+// A service that is not found (deleted while the trigger runs, or not
+// routed yet) is not the event's fault: the event is given back, not
+// dead-lettered, and is scored once the service exists.
+func TestAMissingServiceGivesEventsBack(t *testing.T) {
+	r := newRig(t)
+	r.publish(txn(1))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	src, sink, dlq := openBus(t, "nats", r.in, r.out, r.dlq)
+	in, _ := format.NewInputs([]format.Input{{Name: "x", DataType: tensor.FP32, Fields: []string{"amount", "merchant_risk", "foreign", "hour"}}}, false)
+	out, _ := format.NewOutputs(map[string]string{"score": "y[0]"}, []string{"id"})
+	retried := make(chan struct{}, 100)
+	done := make(chan error, 1)
+	go func() {
+		done <- trigger.Run(ctx, trigger.Config{Namespace: "default", Name: "late", Service: "late-model", Inferer: r.srv.Sys.Router,
+			Source: src, Sink: sink, DeadLetter: dlq, Codec: trigger.FlatJSON{Inputs: in, Outputs: out},
+			Observe: func(o trigger.Outcome) {
+				if o.Retried {
+					retried <- struct{}{}
+				}
+			}})
+	}()
+	select {
+	case <-retried:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the event was never given back")
+	}
+	r.srv.Push(t, "late-model", "fraud_v1")
+	res := r.read(r.out, 1)[0]
+	cancel()
+	<-done
+	if !strings.Contains(res, `"id":"t1"`) {
+		t.Errorf("result %s", res)
+	}
+	if n := r.count(r.dlq); n != 0 {
+		t.Errorf("%d dead letters for a missing service", n)
+	}
+}
