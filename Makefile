@@ -43,7 +43,7 @@ bench-rollout: ## rollout cost: measurement windows on the request path, one ana
 	go test -run '^$$' -bench RolloutWindow -benchmem -count 5 ./serving/router/
 	go test -run '^$$' -bench Next -benchmem -count 5 ./rollout/
 
-bench-events: setup ## trigger loop vs each broker's pass-through: loopback NATS and Redis, in-process kfake (~2 min); see docs/BENCHMARKS.md
+bench-events: setup ## trigger loop vs each broker's pass-through, small and medium MLP: loopback NATS, Redis and Mosquitto, in-process kfake (~8 min); see docs/BENCHMARKS.md
 	go test -run '^$$' -bench 'Trigger|PassThrough' -benchtime 1x -count 3 ./trigger/
 
 bench-security: setup ## auth and rate limiter cost: middleware and over loopback (~2 min); see docs/BENCHMARKS.md

@@ -3,6 +3,8 @@ package trigger_test
 import (
 	"context"
 	"fmt"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/nimbus-ai/nimbus/events"
 	"github.com/nimbus-ai/nimbus/events/format"
 	"github.com/nimbus-ai/nimbus/events/kafka"
+	"github.com/nimbus-ai/nimbus/events/mqtt"
 	"github.com/nimbus-ai/nimbus/events/redisstream"
 	"github.com/nimbus-ai/nimbus/internal/testutil"
 	"github.com/nimbus-ai/nimbus/tensor"
@@ -26,12 +29,54 @@ import (
 // benchEvents is how many events one benchmark iteration moves.
 const benchEvents = 20_000
 
-// prefill publishes n transactions to the rig's input stream (not timed).
-func (r *rig) prefill(b *testing.B, n int) {
+// benchModel is a model the benchmarks score with, and its events.
+type benchModel struct {
+	label, name, file string
+	fields            []string
+	event             func(i int) string
+}
+
+// benchModels: the small fraud MLP (4 fields, 4→16→1) and the medium MLP
+// (64 fields, 64→512→512→10; 1.2 MB of weights).
+var benchModels = []benchModel{
+	{"small", "fraud-detector", "fraud_v1", []string{"amount", "merchant_risk", "foreign", "hour"}, txn},
+	{"medium", "mlp-medium", "mlp_medium", mediumFields(), mediumEvent},
+}
+
+func mediumFields() []string {
+	f := make([]string, 64)
+	for i := range f {
+		f[i] = fmt.Sprintf("f%d", i)
+	}
+	return f
+}
+
+// mediumEvent is a flat event of 64 numeric fields, about 600 bytes.
+func mediumEvent(i int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `{"id":"t%d"`, i)
+	for j := range 64 {
+		fmt.Fprintf(&b, `,"f%d":%d.%d`, j, (i+j)%10, (i*j)%100)
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+// pushBenchModels stores both models in srv.
+func pushBenchModels(b *testing.B, srv *testutil.Server) {
+	for _, m := range benchModels {
+		if m.name != "fraud-detector" { // newRig pushed it
+			srv.Push(b, m.name, m.file)
+		}
+	}
+}
+
+// prefill publishes n events to the rig's input stream (not timed).
+func (r *rig) prefill(b *testing.B, n int, event func(int) string) {
 	b.Helper()
 	futures := make([]jetstream.PubAckFuture, 0, n)
 	for i := range n {
-		f, err := r.js.PublishAsync("nimbus.test."+r.in, []byte(txn(i)))
+		f, err := r.js.PublishAsync("nimbus.test."+r.in, []byte(event(i)))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -51,24 +96,35 @@ func (r *rig) prefill(b *testing.B, n int) {
 // beside BenchmarkNATSPassThrough, the same broker path with no model: the
 // limit. `go test -run '^$' -bench 'TriggerNATS|NATSPassThrough' -benchtime 1x -count 3 ./trigger/`
 func BenchmarkTriggerNATS(b *testing.B) {
-	r := newRig(b)
-	for range b.N {
-		b.StopTimer()
-		r.prefill(b, benchEvents)
-		src, sink, dlq := openBus(b, "nats", r.in, r.out, r.dlq)
-		runBench(b, r.srv, src, sink, dlq, func() int { return r.count(r.out) })
-		r.purge(b, r.out)
+	for _, m := range benchModels {
+		b.Run(m.label, func(b *testing.B) {
+			r := newRig(b)
+			pushBenchModels(b, r.srv)
+			for range b.N {
+				b.StopTimer()
+				r.prefill(b, benchEvents, m.event)
+				src, sink, dlq := openBus(b, "nats", r.in, r.out, r.dlq)
+				runBench(b, r.srv, m, src, sink, dlq, func() int { return r.count(r.out) })
+				r.purge(b, r.out)
+			}
+		})
 	}
 }
 
 // BenchmarkNATSPassThrough: fetch 128, publish each to the result stream
 // awaiting its ack, acknowledge — the trigger's broker work without a model.
 func BenchmarkNATSPassThrough(b *testing.B) {
+	for _, m := range benchModels {
+		b.Run(m.label, func(b *testing.B) { natsPassThrough(b, m) })
+	}
+}
+
+func natsPassThrough(b *testing.B, m benchModel) {
 	r := newRig(b)
 	ctx := context.Background()
 	for range b.N {
 		b.StopTimer()
-		r.prefill(b, benchEvents)
+		r.prefill(b, benchEvents, m.event)
 		cons, err := r.js.CreateOrUpdateConsumer(ctx, r.in, jetstream.ConsumerConfig{Durable: fmt.Sprintf("raw%d", time.Now().UnixNano()), AckPolicy: jetstream.AckExplicitPolicy})
 		if err != nil {
 			b.Fatal(err)
@@ -122,24 +178,35 @@ func (r *rig) purge(b *testing.B, stream string) {
 // BenchmarkRedisPassThrough (read 128 through the group, append each to the
 // result stream in one MULTI/EXEC, XACK them): the limit.
 func BenchmarkTriggerRedis(b *testing.B) {
+	for _, m := range benchModels {
+		b.Run(m.label, func(b *testing.B) {
+			srv := benchServer(b)
+			for range b.N {
+				b.StopTimer()
+				rdb, in, out, dlq := redisStreams(b)
+				prefillRedis(b, rdb, in, benchEvents, m.event)
+				src, sink, dl := openBus(b, "redis", in, out, dlq)
+				runBench(b, srv, m, src, sink, dl, func() int { n, _ := rdb.XLen(context.Background(), out).Result(); return int(n) })
+			}
+		})
+	}
+}
+
+// benchServer is a server with both benchmark models.
+func benchServer(b *testing.B) *testutil.Server {
 	srv := testutil.StartServer(b)
 	srv.Push(b, "fraud-detector", "fraud_v1")
-	for range b.N {
-		b.StopTimer()
-		rdb, in, out, dlq := redisStreams(b)
-		prefillRedis(b, rdb, in, benchEvents)
-		src, sink, dl := openBus(b, "redis", in, out, dlq)
-		runBench(b, srv, src, sink, dl, func() int { n, _ := rdb.XLen(context.Background(), out).Result(); return int(n) })
-	}
+	pushBenchModels(b, srv)
+	return srv
 }
 
 // runBench times the trigger from src to sink until produced() reaches
 // benchEvents, and reports events/s and the p50 and p99 of the time each
 // event spent in Nimbus (fetched to acknowledged; with a backlog, the
 // broker's own wait is not in it).
-func runBench(b *testing.B, srv *testutil.Server, src events.Source, sink, dlq events.Sink, produced func() int) {
+func runBench(b *testing.B, srv *testutil.Server, m benchModel, src events.Source, sink, dlq events.Sink, produced func() int) {
 	b.Helper()
-	inputs, _ := format.NewInputs([]format.Input{{Name: "x", DataType: tensor.FP32, Fields: []string{"amount", "merchant_risk", "foreign", "hour"}}}, false)
+	inputs, _ := format.NewInputs([]format.Input{{Name: "x", DataType: tensor.FP32, Fields: m.fields}}, false)
 	outputs, _ := format.NewOutputs(map[string]string{"score": "y[0]"}, []string{"id"})
 	lat := analysis.NewHistogram(1e-6, 100)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -147,7 +214,7 @@ func runBench(b *testing.B, srv *testutil.Server, src events.Source, sink, dlq e
 	start := time.Now()
 	b.StartTimer()
 	go func() {
-		done <- trigger.Run(ctx, trigger.Config{Namespace: "default", Name: "bench", Service: "fraud-detector", Inferer: srv.Sys.Router,
+		done <- trigger.Run(ctx, trigger.Config{Namespace: "default", Name: "bench", Service: m.name, Inferer: srv.Sys.Router,
 			Source: src, Sink: sink, DeadLetter: dlq, Codec: trigger.FlatJSON{Inputs: inputs, Outputs: outputs}, FetchMax: 128, Concurrency: 64,
 			Observe: func(o trigger.Outcome) {
 				if o.Result || o.DeadLetter {
@@ -170,11 +237,17 @@ func runBench(b *testing.B, srv *testutil.Server, src events.Source, sink, dlq e
 }
 
 func BenchmarkRedisPassThrough(b *testing.B) {
+	for _, m := range benchModels {
+		b.Run(m.label, func(b *testing.B) { redisPassThrough(b, m) })
+	}
+}
+
+func redisPassThrough(b *testing.B, m benchModel) {
 	ctx := context.Background()
 	for range b.N {
 		b.StopTimer()
 		rdb, in, out, _ := redisStreams(b)
-		prefillRedis(b, rdb, in, benchEvents)
+		prefillRedis(b, rdb, in, benchEvents, m.event)
 		b.StartTimer()
 		start := time.Now()
 		for moved := 0; moved < benchEvents; {
@@ -218,12 +291,12 @@ func redisStreams(b *testing.B) (*redis.Client, string, string, string) {
 	return rdb, in, out, dlq
 }
 
-func prefillRedis(b testing.TB, rdb *redis.Client, stream string, n int) {
+func prefillRedis(b testing.TB, rdb *redis.Client, stream string, n int, event func(int) string) {
 	b.Helper()
 	ctx := context.Background()
 	pipe := rdb.Pipeline()
 	for i := range n {
-		pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{redisstream.PayloadField, txn(i)}})
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{redisstream.PayloadField, event(i)}})
 		if i%1000 == 999 {
 			if _, err := pipe.Exec(ctx); err != nil {
 				b.Fatal(err)
@@ -252,12 +325,17 @@ func (r *rig) count(stream string) int {
 // kfake cluster (no Kafka broker runs on this machine: a fake, sharing the
 // cores with the server), beside BenchmarkKafkaPassThrough.
 func BenchmarkTriggerKafka(b *testing.B) {
-	srv := testutil.StartServer(b)
-	srv.Push(b, "fraud-detector", "fraud_v1")
+	for _, m := range benchModels {
+		b.Run(m.label, func(b *testing.B) { triggerKafka(b, m) })
+	}
+}
+
+func triggerKafka(b *testing.B, m benchModel) {
+	srv := benchServer(b)
 	for range b.N {
 		b.StopTimer()
 		bs, in, out, dlq := kafkaTopics(b)
-		prefillKafka(b, bs, in, benchEvents)
+		prefillKafka(b, bs, in, benchEvents, m.event)
 		src, err := kafka.NewSource(context.Background(), kafka.SourceConfig{Brokers: bs, Topic: in, Group: "bench"})
 		if err != nil {
 			b.Fatal(err)
@@ -270,7 +348,7 @@ func BenchmarkTriggerKafka(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		runBench(b, srv, src, sink, dl, func() int { return kafkaCount(b, bs, out) })
+		runBench(b, srv, m, src, sink, dl, func() int { return kafkaCount(b, bs, out) })
 		src.Close()
 		sink.Close()
 		dl.Close()
@@ -278,11 +356,17 @@ func BenchmarkTriggerKafka(b *testing.B) {
 }
 
 func BenchmarkKafkaPassThrough(b *testing.B) {
+	for _, m := range benchModels {
+		b.Run(m.label, func(b *testing.B) { kafkaPassThrough(b, m) })
+	}
+}
+
+func kafkaPassThrough(b *testing.B, m benchModel) {
 	ctx := context.Background()
 	for range b.N {
 		b.StopTimer()
 		bs, in, out, _ := kafkaTopics(b)
-		prefillKafka(b, bs, in, benchEvents)
+		prefillKafka(b, bs, in, benchEvents, m.event)
 		cl, err := kgo.NewClient(kgo.SeedBrokers(bs...), kgo.ConsumerGroup("raw"), kgo.ConsumeTopics(in),
 			kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 		if err != nil {
@@ -321,7 +405,7 @@ func kafkaTopics(b *testing.B) (brokers []string, in, out, dlq string) {
 	return c.ListenAddrs(), in, out, dlq
 }
 
-func prefillKafka(b *testing.B, brokers []string, topic string, n int) {
+func prefillKafka(b *testing.B, brokers []string, topic string, n int, event func(int) string) {
 	b.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
@@ -330,7 +414,7 @@ func prefillKafka(b *testing.B, brokers []string, topic string, n int) {
 	defer cl.Close()
 	recs := make([]*kgo.Record, n)
 	for i := range n {
-		recs[i] = &kgo.Record{Topic: topic, Value: []byte(txn(i))}
+		recs[i] = &kgo.Record{Topic: topic, Value: []byte(event(i))}
 	}
 	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
 		b.Fatal(err)
@@ -354,4 +438,154 @@ func kafkaCount(b *testing.B, brokers []string, topic string) int {
 		return 0
 	}
 	return int(o.Offset)
+}
+
+// mqttBench is one MQTT topology on the loopback Mosquitto: the input
+// topic's persistent session (the trigger's source), a reader of the result
+// topic counting what arrives, and a producer. Mosquitto queues at most
+// 1,000 QoS 1 messages per session and drops the rest, so the producer is
+// paced: it keeps at most mqttWindow events ahead of the results. Both the
+// trigger and the pass-through run against the same producer and reader.
+type mqttBench struct {
+	in            string // the input topic
+	src           events.Source
+	sink, dlq     events.Sink
+	produced      atomic.Int64
+	stopReader    context.CancelFunc
+	readerStopped chan struct{}
+}
+
+const mqttWindow = 500
+
+func newMQTTBench(b *testing.B) *mqttBench {
+	b.Helper()
+	ctx := context.Background()
+	id := fmt.Sprintf("nimbus-bench-%d-%d", time.Now().UnixNano(), seq.Add(1))
+	broker := "tcp://127.0.0.1:1883"
+	src, err := mqtt.NewSource(ctx, mqtt.SourceConfig{Broker: broker, Topic: id + "/in", ClientID: id + "-src"})
+	if err != nil {
+		b.Fatalf("Mosquitto must run on 127.0.0.1:1883: %v", err)
+	}
+	reader, err := mqtt.NewSource(ctx, mqtt.SourceConfig{Broker: broker, Topic: id + "/out", ClientID: id + "-reader"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sink, err := mqtt.NewSink(ctx, mqtt.SinkConfig{Broker: broker, Topic: id + "/out", ClientID: id + "-sink"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	dlq, err := mqtt.NewSink(ctx, mqtt.SinkConfig{Broker: broker, Topic: id + "/dlq", ClientID: id + "-dlq"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := &mqttBench{in: id + "/in", src: src, sink: sink, dlq: dlq, readerStopped: make(chan struct{})}
+	rctx, cancel := context.WithCancel(ctx)
+	m.stopReader = cancel
+	go func() {
+		defer close(m.readerStopped)
+		for rctx.Err() == nil {
+			ms, err := reader.Fetch(rctx, 128, 5*time.Millisecond)
+			if err != nil {
+				continue
+			}
+			for _, msg := range ms {
+				msg.Ack(ctx)
+			}
+			m.produced.Add(int64(len(ms)))
+		}
+	}()
+	b.Cleanup(func() {
+		m.stopReader()
+		<-m.readerStopped
+		for _, s := range []interface{ Close() error }{src, reader, sink, dlq} {
+			s.Close()
+		}
+		src.Remove(ctx)
+		reader.Remove(ctx)
+	})
+	return m
+}
+
+// produce publishes n events at QoS 1, paced by the results, until done.
+func (m *mqttBench) produce(b *testing.B, id string, n int, event func(int) string) {
+	b.Helper()
+	pub, err := mqtt.NewSink(context.Background(), mqtt.SinkConfig{Broker: "tcp://127.0.0.1:1883", Topic: id, ClientID: fmt.Sprintf("nimbus-bench-pub-%d", seq.Add(1))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := m.produced.Load()
+	go func() {
+		defer pub.Close()
+		for i := 0; i < n; {
+			if int64(i)-(m.produced.Load()-start) > mqttWindow {
+				time.Sleep(time.Millisecond)
+				continue
+			}
+			var rs []events.Record
+			for j := 0; j < 100 && i < n; j++ {
+				rs = append(rs, events.Record{Payload: []byte(event(i))})
+				i++
+			}
+			if err := pub.Publish(context.Background(), rs); err != nil {
+				return
+			}
+		}
+	}()
+}
+
+// BenchmarkTriggerMQTT is BenchmarkTriggerNATS on the loopback Mosquitto
+// (QoS 1 in, QoS 1 out), with a paced producer (see mqttBench), beside
+// BenchmarkMQTTPassThrough.
+func BenchmarkTriggerMQTT(b *testing.B) {
+	for _, m := range benchModels {
+		b.Run(m.label, func(b *testing.B) {
+			srv := benchServer(b)
+			for range b.N {
+				b.StopTimer()
+				mb := newMQTTBench(b)
+				base := mb.produced.Load()
+				mb.produce(b, mb.in, benchEvents, m.event)
+				runBench(b, srv, m, mb.src, mb.sink, mb.dlq, func() int { return int(mb.produced.Load() - base) })
+			}
+		})
+	}
+}
+
+// BenchmarkMQTTPassThrough: fetch up to 128 through the same adapter,
+// publish them at QoS 1 awaiting the PUBACKs, acknowledge — the trigger's
+// broker work without a model, with the same producer and reader.
+func BenchmarkMQTTPassThrough(b *testing.B) {
+	for _, m := range benchModels {
+		b.Run(m.label, func(b *testing.B) {
+			ctx := context.Background()
+			for range b.N {
+				b.StopTimer()
+				mb := newMQTTBench(b)
+				base := mb.produced.Load()
+				mb.produce(b, mb.in, benchEvents, m.event)
+				b.StartTimer()
+				start := time.Now()
+				for mb.produced.Load()-base < benchEvents {
+					ms, err := mb.src.Fetch(ctx, 128, 5*time.Millisecond)
+					if err != nil {
+						b.Fatal(err)
+					}
+					rs := make([]events.Record, len(ms))
+					for i, msg := range ms {
+						rs[i] = events.Record{Payload: msg.Payload}
+					}
+					if len(rs) > 0 {
+						if err := mb.sink.Publish(ctx, rs); err != nil {
+							b.Fatal(err)
+						}
+					}
+					for _, msg := range ms {
+						msg.Ack(ctx)
+					}
+				}
+				b.StopTimer()
+				b.ReportMetric(float64(benchEvents)/time.Since(start).Seconds(), "events/s")
+			}
+		})
+	}
 }

@@ -224,7 +224,7 @@ func TestCrashRedis(t *testing.T) {
 	}
 	count := func(stream string) int { n, _ := rdb.XLen(ctx, stream).Result(); return int(n) }
 	crash(t, "redis", func(n int) {
-		prefillRedis(t, rdb, in, n)
+		prefillRedis(t, rdb, in, n, txn)
 	}, count, func() map[string]int {
 		seen := map[string]int{}
 		start := "-"
