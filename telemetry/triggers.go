@@ -19,6 +19,7 @@ type TriggerLevel struct {
 // which deployers declare.
 type triggerCollectors struct {
 	events  *prometheus.CounterVec
+	errors  *prometheus.CounterVec
 	latency *prometheus.HistogramVec
 	// levels, when set, reports the running triggers' gauges when scraped.
 	mu       sync.Mutex
@@ -33,6 +34,10 @@ func newTriggerCollectors(reg *prometheus.Registry) *triggerCollectors {
 			Name: "nimbus_trigger_events_total",
 			Help: "Events a trigger settled, by outcome: result (published and acknowledged), dead_letter, retried (given back: the service could not take it), abandoned (left for redelivery at stop).",
 		}, []string{"namespace", "trigger", "outcome"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nimbus_trigger_broker_errors_total",
+			Help: "Failed fetches (endpoint source) and publishes (sink, deadLetter) of a trigger: a broker outage, retried with backoff.",
+		}, []string{"namespace", "trigger", "endpoint"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "nimbus_trigger_latency_seconds",
 			Help:    "From an event's receipt to its acknowledgement, its result or dead-letter record published.",
@@ -42,7 +47,7 @@ func newTriggerCollectors(reg *prometheus.Registry) *triggerCollectors {
 		lag: prometheus.NewDesc("nimbus_trigger_lag", "Events waiting at the broker for a trigger (NATS JetStream, Redis Streams; absent where the broker does not say).",
 			[]string{"namespace", "trigger"}, nil),
 	}
-	reg.MustRegister(c.events, c.latency, c)
+	reg.MustRegister(c.events, c.errors, c.latency, c)
 	return c
 }
 
@@ -79,8 +84,14 @@ func (m *Metrics) ObserveTrigger(ns, name, outcome string, latency time.Duration
 	}
 }
 
+// TriggerBrokerError counts one failed fetch or publish of a trigger.
+func (m *Metrics) TriggerBrokerError(ns, name, endpoint string) {
+	m.triggers.errors.WithLabelValues(ns, name, endpoint).Inc()
+}
+
 // ForgetTrigger drops a deleted Trigger's series.
 func (m *Metrics) ForgetTrigger(ns, name string) {
 	m.triggers.events.DeletePartialMatch(prometheus.Labels{"namespace": ns, "trigger": name})
+	m.triggers.errors.DeletePartialMatch(prometheus.Labels{"namespace": ns, "trigger": name})
 	m.triggers.latency.DeleteLabelValues(ns, name)
 }

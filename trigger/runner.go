@@ -53,6 +53,10 @@ type Config struct {
 	// SourceDown, when set, is told of every failed fetch (the broker is
 	// unavailable) and, with nil, of the first fetch that succeeds after.
 	SourceDown func(err error)
+	// SinkDown, when set, is told of every failed publish to the sink
+	// ("sink") or the dead-letter destination ("deadLetter") and, with nil,
+	// of the first publish there that succeeds after.
+	SinkDown func(which string, err error)
 }
 
 // Outcome is what became of one event that left the trigger: published and
@@ -208,7 +212,7 @@ func processBatch(ctx, stop context.Context, cfg Config, msgs []*events.Message,
 			dead = append(dead, record(s.msg, s.dead))
 		}
 	}
-	if !publish(ctx, stop, cfg.Sink, results, "sink", log) || !publish(ctx, stop, cfg.DeadLetter, dead, "dead-letter destination", log) {
+	if !publish(ctx, stop, cfg, cfg.Sink, results, "sink", log) || !publish(ctx, stop, cfg, cfg.DeadLetter, dead, "deadLetter", log) {
 		// Stopping with results unpublished: leave the events unacknowledged
 		// (redelivered after the restart).
 		if cfg.Observe != nil {
@@ -238,16 +242,25 @@ func processBatch(ctx, stop context.Context, cfg Config, msgs []*events.Message,
 }
 
 // publish retries rs with backoff until it is published or stop ends
-// (false).
-func publish(ctx, stop context.Context, sink events.Sink, rs []events.Record, what string, log *slog.Logger) bool {
+// (false). which is "sink" or "deadLetter".
+func publish(ctx, stop context.Context, cfg Config, sink events.Sink, rs []events.Record, which string, log *slog.Logger) bool {
 	if len(rs) == 0 {
 		return true
 	}
+	what := map[string]string{"sink": "sink", "deadLetter": "dead-letter destination"}[which]
 	var backoff time.Duration
+	failed := false
 	for {
 		err := sink.Publish(ctx, rs)
 		if err == nil {
+			if failed && cfg.SinkDown != nil {
+				cfg.SinkDown(which, nil)
+			}
 			return true
+		}
+		failed = true
+		if cfg.SinkDown != nil {
+			cfg.SinkDown(which, err)
 		}
 		if stop.Err() != nil {
 			return false

@@ -60,6 +60,9 @@ type Secrets interface {
 // Metrics is told what each trigger does (telemetry.Metrics).
 type Metrics interface {
 	ObserveTrigger(ns, name, outcome string, latency time.Duration)
+	// TriggerBrokerError counts a failed fetch ("source") or publish
+	// ("sink", "deadLetter").
+	TriggerBrokerError(ns, name, endpoint string)
 	ForgetTrigger(ns, name string)
 }
 
@@ -268,8 +271,8 @@ func (c *Controller) pass(ctx context.Context, k reconcile.Key, stored spec.Stor
 	}
 	fp = fmt.Sprintf("gen %d; %s; service %s", stored.Generation, fp, signature(md))
 	if r := c.running(k); r != nil && r.fp == fp {
-		if down := r.down.Load(); down != nil {
-			return outcome{reason: spec.ReasonBrokerUnavailable, message: "the source cannot be read: " + *down + "; retrying with backoff"}, nil
+		if msg := r.broken(); msg != "" {
+			return outcome{reason: spec.ReasonBrokerUnavailable, message: msg, warnings: warnings(ts)}, nil
 		}
 		return running(ts), nil
 	}
@@ -428,8 +431,27 @@ type runner struct {
 	wg     sync.WaitGroup
 	src    events.Source
 	b      *buses
-	// down is the source's last fetch error while it fails, nil otherwise.
-	down atomic.Pointer[string]
+	// down is the source's last fetch error while it fails, nil otherwise;
+	// sinkDown the same of the sink and the dead-letter destination.
+	down     atomic.Pointer[string]
+	sinkDown [2]atomic.Pointer[string]
+}
+
+// broken is what the runner reports failing now ("" when nothing does).
+func (r *runner) broken() string {
+	var parts []string
+	if d := r.down.Load(); d != nil {
+		parts = append(parts, "the source cannot be read: "+*d)
+	}
+	for i, which := range []string{"spec.sink", "spec.deadLetter"} {
+		if d := r.sinkDown[i].Load(); d != nil {
+			parts = append(parts, which+" cannot be published to: "+*d+" (the batch is held)")
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return strings.Join(parts, "; ") + "; retrying with backoff"
 }
 
 func (c *Controller) running(k reconcile.Key) *runner {
@@ -467,20 +489,15 @@ func (c *Controller) start(ctx context.Context, k reconcile.Key, ts spec.Trigger
 		Namespace: k.Namespace, Name: k.Name, Service: model, Version: ref, Inferer: c.opts.Services,
 		Source: src, Sink: sink, DeadLetter: dl, Codec: codec,
 		FetchMax: ts.Fetch.Max, FetchWait: ts.Fetch.MaxWait.D(), Concurrency: ts.Concurrency, Logger: c.opts.Logger,
-		Fetched: func(n int) { st.consumed.Add(int64(n)) },
-		Observe: func(o trigger.Outcome) { st.observe(o, c.opts.Metrics, k) },
-		SourceDown: func(err error) {
-			// A change of state is a change of status: enqueue a pass.
-			if err == nil {
-				if r.down.Swap(nil) != nil {
-					c.ctrl.Enqueue(k)
-				}
-				return
+		Fetched:    func(n int) { st.consumed.Add(int64(n)) },
+		Observe:    func(o trigger.Outcome) { st.observe(o, c.opts.Metrics, k) },
+		SourceDown: func(err error) { c.brokerState(k, &r.down, "source", err) },
+		SinkDown: func(which string, err error) {
+			i := 0
+			if which == "deadLetter" {
+				i = 1
 			}
-			msg := err.Error()
-			if r.down.Swap(&msg) == nil {
-				c.ctrl.Enqueue(k)
-			}
+			c.brokerState(k, &r.sinkDown[i], which, err)
 		},
 	}
 	r.wg.Go(func() {
@@ -498,6 +515,24 @@ func (c *Controller) start(ctx context.Context, k reconcile.Key, ts spec.Trigger
 	c.mu.Unlock()
 	c.log.Info("trigger started", "trigger", k.Namespace+"/"+k.Name, "service", ts.Service, "source", ts.Source.Bus())
 	return nil
+}
+
+// brokerState records that an endpoint fails (err) or works again (nil);
+// a change of state is a change of status: it enqueues a pass.
+func (c *Controller) brokerState(k reconcile.Key, state *atomic.Pointer[string], endpoint string, err error) {
+	if err == nil {
+		if state.Swap(nil) != nil {
+			c.ctrl.Enqueue(k)
+		}
+		return
+	}
+	if c.opts.Metrics != nil {
+		c.opts.Metrics.TriggerBrokerError(k.Namespace, k.Name, endpoint)
+	}
+	msg := err.Error()
+	if state.Swap(&msg) == nil {
+		c.ctrl.Enqueue(k)
+	}
 }
 
 // pollLag asks the broker for the trigger's lag every LagEvery.

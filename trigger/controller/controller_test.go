@@ -505,3 +505,33 @@ func TestOIPRequestsInCloudEvents(t *testing.T) {
 		t.Errorf("dead letter %+v (%v)", dl, err)
 	}
 }
+
+// A sink that fails while the source works holds the batch, says so in the
+// status (BrokerUnavailable, naming the sink) and in the metrics, and
+// resumes by itself: the held result is published once the sink is back.
+func TestASinkThatFailsIsReported(t *testing.T) {
+	n := newNATS(t)
+	r := newRig(t)
+	r.apply(n.connection("nats-main") + n.trigger("held", "fraud-detector", ""))
+	if c := ready(r.status("held")); c.Reason != spec.ReasonRunning {
+		t.Fatalf("ready = %+v", c)
+	}
+	if err := n.js.DeleteStream(r.ctx, n.out); err != nil { // nothing captures the sink's subject now
+		t.Fatal(err)
+	}
+	n.publish(t, event(1))
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		c := ready(r.status("held"))
+		return c.Reason == spec.ReasonBrokerUnavailable && strings.Contains(c.Message, "spec.sink cannot be published to")
+	}, "the status never said the sink fails")
+	if _, err := n.js.CreateStream(r.ctx, jetstream.StreamConfig{Name: n.out, Subjects: []string{n.outS}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.read(t, n.out, 1)[0]; !strings.Contains(got, `"id":"t1"`) {
+		t.Errorf("held result %s", got)
+	}
+	testutil.Eventually(t, 20*time.Second, func() bool { return ready(r.status("held")).Reason == spec.ReasonRunning }, "never Running again")
+	if c, _ := r.srv.Sys.Triggers.TriggerCounts("default", "held"); c.Produced != 1 || c.DeadLettered != 0 {
+		t.Errorf("counts %+v", c)
+	}
+}
