@@ -261,10 +261,6 @@ func TestWalkthroughFraudScoring(t *testing.T) {
 			t.Fatalf("transaction %s: scored %v, dead-lettered %v", id, scored.has(id), dead.has(id))
 		}
 	}
-	total, _ := scored.count()
-	deadTotal, _ := dead.count()
-	t.Logf("%d transactions; %d scores published when killed; after the restart %d scores and %d dead letters, %d duplicates (%.2f%%), 0 lost",
-		n, atKill, total, deadTotal, total+deadTotal-n, 100*float64(total+deadTotal-n)/float64(n))
 
 	// What a consumer reads.
 	scored.mu.Lock()
@@ -291,6 +287,11 @@ func TestWalkthroughFraudScoring(t *testing.T) {
 		st := getTrigger().Status
 		return st != nil && st.InFlight == 0 && st.Consumed > 0 && st.Produced > 0 && st.Lag == 0
 	}, "the trigger's status never showed it drained")
+	// Drained: what was redelivered is in, and the duplicates are counted.
+	total, _ := scored.count()
+	deadTotal, _ := dead.count()
+	t.Logf("%d transactions; %d scores published when killed; after the restart %d scores and %d dead letters, %d duplicates (%.2f%%), 0 lost",
+		n, atKill, total, deadTotal, total+deadTotal-n, 100*float64(total+deadTotal-n)/float64(n))
 	table := mustCLI(t, srv, "get", "triggers")
 	if !strings.Contains(table, "score-transactions") || !strings.Contains(table, "Running") {
 		t.Errorf("get triggers:\n%s", table)
