@@ -243,13 +243,13 @@ func (c *Controller) pass(ctx context.Context, k reconcile.Key, stored spec.Stor
 		c.stop(k, false)
 		return outcome{reason: spec.ReasonSuspended, message: "suspended: nothing is fetched; the consumer keeps its place at the broker"}, nil
 	}
-	conns, fp, o, err := c.connections(ctx, k.Namespace, ts)
-	if err != nil || o != nil {
-		if o != nil {
-			c.stop(k, false)
-			return *o, nil
-		}
+	conns, fp, blocked, err := c.connections(ctx, k.Namespace, ts)
+	if err != nil {
 		return outcome{}, err
+	}
+	if blocked != nil {
+		c.stop(k, false)
+		return *blocked, nil
 	}
 	model, ref, err := spec.ParseTarget(ts.Service)
 	if err != nil {
@@ -312,29 +312,28 @@ func (c *Controller) connections(ctx context.Context, ns string, ts spec.Trigger
 		e     spec.TriggerEndpoint
 	}{{"spec.source", ts.Source}, {"spec.sink", ts.Sink}, {"spec.deadLetter", ts.DeadLetter}} {
 		name := ep.e.Connection
-		if _, done := conns[name]; done || slices.Contains(missing, name) {
-			if cs, ok := conns[name]; ok && cs.Bus() != ep.e.Bus() {
-				return nil, "", &outcome{reason: spec.ReasonInvalid, message: fmt.Sprintf("%s: connection %s is a %s connection, not %s", ep.field, name, cs.Bus(), ep.e.Bus())}, nil
+		if slices.Contains(missing, name) {
+			continue
+		}
+		cs, ok := conns[name]
+		if !ok {
+			r, err := c.opts.Resources.GetResource(ctx, spec.KindConnection, ns, name)
+			if errors.Is(err, errs.ErrNotFound) || errs.KindOf(err) == errs.NotFound {
+				missing = append(missing, name)
+				continue
 			}
-			continue
-		}
-		r, err := c.opts.Resources.GetResource(ctx, spec.KindConnection, ns, name)
-		if errors.Is(err, errs.ErrNotFound) || errs.KindOf(err) == errs.NotFound {
-			missing = append(missing, name)
-			continue
-		}
-		if err != nil {
-			return nil, "", nil, err
-		}
-		var cs spec.ConnectionSpec
-		if err := json.Unmarshal(r.Spec, &cs); err != nil {
-			return nil, "", nil, fmt.Errorf("decode connection %s/%s: %w", ns, name, err)
+			if err != nil {
+				return nil, "", nil, err
+			}
+			if err := json.Unmarshal(r.Spec, &cs); err != nil {
+				return nil, "", nil, fmt.Errorf("decode connection %s/%s: %w", ns, name, err)
+			}
+			conns[name] = cs
+			fps = append(fps, fmt.Sprintf("%s@%d", name, r.ResourceVersion))
 		}
 		if cs.Bus() != ep.e.Bus() {
 			return nil, "", &outcome{reason: spec.ReasonInvalid, message: fmt.Sprintf("%s: connection %s is a %s connection, not %s", ep.field, name, cs.Bus(), ep.e.Bus())}, nil
 		}
-		conns[name] = cs
-		fps = append(fps, fmt.Sprintf("%s@%d", name, r.ResourceVersion))
 	}
 	if len(missing) > 0 {
 		return nil, "", &outcome{reason: spec.ReasonConnectionMissing,

@@ -535,3 +535,21 @@ func TestASinkThatFailsIsReported(t *testing.T) {
 		t.Errorf("counts %+v", c)
 	}
 }
+
+// A Connection that goes away behind the engine's back (a row removed from
+// the store; the engine itself refuses to delete a used one) stops the
+// trigger with ConnectionMissing, naming it.
+func TestAVanishedConnectionStopsTheTrigger(t *testing.T) {
+	n := newNATS(t)
+	r := newRig(t)
+	r.apply(n.connection("nats-main") + n.trigger("orphan", "fraud-detector", ""))
+	if c := ready(r.status("orphan")); c.Reason != spec.ReasonRunning {
+		t.Fatalf("ready = %+v", c)
+	}
+	if err := r.srv.Sys.Store.(spec.ResourceStore).DeleteResource(r.ctx, spec.KindConnection, "default", "nats-main", 0); err != nil {
+		t.Fatal(err)
+	}
+	if c := ready(r.status("orphan")); c.Reason != spec.ReasonConnectionMissing || !strings.Contains(c.Message, "no Connection nats-main in namespace default") {
+		t.Errorf("ready = %+v", c)
+	}
+}
