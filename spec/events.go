@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nimbus-ai/nimbus/events/format"
+	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/registry"
 	"github.com/nimbus-ai/nimbus/secrets"
 )
@@ -77,6 +78,38 @@ type ConnectionAuth struct {
 	TokenFrom    *secrets.Ref `json:"tokenFrom,omitempty" yaml:"tokenFrom,omitempty"`
 	Username     string       `json:"username,omitempty" yaml:"username,omitempty"`
 	PasswordFrom *secrets.Ref `json:"passwordFrom,omitempty" yaml:"passwordFrom,omitempty"`
+	// TLS: the broker's CA and a client certificate, by reference (PEM).
+	TLS *ConnectionTLS `json:"tls,omitempty" yaml:"tls,omitempty"`
+}
+
+// ConnectionTLS is how a connection verifies its broker and proves who it
+// is: PEM files (or variables) by secret reference. Setting it makes the
+// connection use TLS.
+type ConnectionTLS struct {
+	// CAFrom: the certificates the broker's is checked against (default:
+	// the system's).
+	CAFrom *secrets.Ref `json:"caFrom,omitempty" yaml:"caFrom,omitempty"`
+	// CertFrom and KeyFrom: a client certificate and its key (together).
+	CertFrom *secrets.Ref `json:"certFrom,omitempty" yaml:"certFrom,omitempty"`
+	KeyFrom  *secrets.Ref `json:"keyFrom,omitempty" yaml:"keyFrom,omitempty"`
+	// ServerName is the name the broker's certificate must carry (default:
+	// the URL's host).
+	ServerName string `json:"serverName,omitempty" yaml:"serverName,omitempty"`
+}
+
+// AuthOf is the auth of the connection's bus (nil without one).
+func (s ConnectionSpec) AuthOf() *ConnectionAuth {
+	switch {
+	case s.NATS != nil:
+		return s.NATS.Auth
+	case s.MQTT != nil:
+		return s.MQTT.Auth
+	case s.Redis != nil:
+		return s.Redis.Auth
+	case s.Kafka != nil:
+		return s.Kafka.Auth
+	}
+	return nil
 }
 
 // Trigger feeds a service from a source and publishes its results.
@@ -120,6 +153,9 @@ const (
 	ReasonBrokerUnavailable = "BrokerUnavailable"
 	ReasonConnectionMissing = "ConnectionMissing"
 	ReasonServiceMissing    = "ServiceMissing"
+	// ReasonSecretUnavailable: a credential a Connection references cannot
+	// be resolved (a variable not set, a file missing) or used (not PEM).
+	ReasonSecretUnavailable = "SecretUnavailable"
 	ReasonInvalid           = "Invalid"
 )
 
@@ -286,6 +322,40 @@ func ValidateConnection(s ConnectionSpec) []FieldError {
 			bad(field+".url", "credentials do not go in the URL: name them in auth (tokenFrom, passwordFrom)")
 		}
 	}
+	if a := s.AuthOf(); a != nil {
+		field := "spec." + bus + ".auth"
+		for name, ref := range map[string]*secrets.Ref{"tokenFrom": a.TokenFrom, "passwordFrom": a.PasswordFrom} {
+			if ref != nil {
+				if err := ref.Validate(); err != nil {
+					bad(field+"."+name, "%s", errs.PublicMessage(err))
+				}
+			}
+		}
+		if a.PasswordFrom != nil && a.Username == "" && bus == "kafka" {
+			bad(field+".username", "required with passwordFrom (SASL PLAIN)")
+		}
+		if a.TokenFrom != nil && bus == "kafka" {
+			bad(field+".tokenFrom", "Kafka authenticates with username and passwordFrom (SASL PLAIN)")
+		}
+		if t := a.TLS; t != nil {
+			for name, ref := range map[string]*secrets.Ref{"caFrom": t.CAFrom, "certFrom": t.CertFrom, "keyFrom": t.KeyFrom} {
+				if ref != nil {
+					if err := ref.Validate(); err != nil {
+						bad(field+".tls."+name, "%s", errs.PublicMessage(err))
+					}
+				}
+			}
+			if (t.CertFrom == nil) != (t.KeyFrom == nil) {
+				bad(field+".tls", "certFrom and keyFrom go together (a client certificate and its key)")
+			}
+			if bus == "mqtt" && !strings.HasPrefix(s.MQTT.URL, "ssl://") && !strings.HasPrefix(s.MQTT.URL, "mqtts://") {
+				bad(field+".tls", "an MQTT connection with tls needs an ssl:// or mqtts:// url")
+			}
+			if bus == "redis" && !strings.HasPrefix(s.Redis.URL, "rediss://") {
+				bad(field+".tls", "a Redis connection with tls needs a rediss:// url")
+			}
+		}
+	}
 	switch bus {
 	case "nats":
 		checkURL("spec.nats", s.NATS, "nats", "tls")
@@ -303,6 +373,7 @@ func ValidateConnection(s ConnectionSpec) []FieldError {
 			}
 		}
 	}
+	slices.SortFunc(out, func(a, b FieldError) int { return strings.Compare(a.Field, b.Field) })
 	return out
 }
 

@@ -3,6 +3,8 @@ package spec
 import (
 	"strings"
 	"testing"
+
+	"github.com/nimbus-ai/nimbus/secrets"
 )
 
 func fields(fes []FieldError) string {
@@ -70,6 +72,9 @@ func TestValidateConnection(t *testing.T) {
 		{MQTT: &URLConnection{URL: "tcp://127.0.0.1:1883"}},
 		{Redis: &URLConnection{URL: "redis://127.0.0.1:6379/0"}},
 		{Kafka: &KafkaConnection{Brokers: []string{"k1:9092", "k2:9092"}}},
+		{NATS: &URLConnection{URL: "tls://n:4222", Auth: &ConnectionAuth{TLS: &ConnectionTLS{CAFrom: &secrets.Ref{File: "ca.pem"},
+			CertFrom: &secrets.Ref{File: "c.pem"}, KeyFrom: &secrets.Ref{File: "k.pem"}}}}},
+		{Kafka: &KafkaConnection{Brokers: []string{"k:9093"}, Auth: &ConnectionAuth{Username: "u", PasswordFrom: &secrets.Ref{Env: "NIMBUS_SECRET_P"}}}},
 	} {
 		if fes := ValidateConnection(good); len(fes) != 0 {
 			t.Errorf("%+v: %s", good, fields(fes))
@@ -83,6 +88,18 @@ func TestValidateConnection(t *testing.T) {
 		"spec.redis.url: credentials do not go in":     {Redis: &URLConnection{URL: "redis://u:p@a:6379"}},
 		`spec.kafka.brokers[1]: "k2" is not host:port`: {Kafka: &KafkaConnection{Brokers: []string{"k1:9092", "k2"}}},
 		"spec.kafka.brokers: required":                 {Kafka: &KafkaConnection{}},
+		"spec.nats.auth.tls: certFrom and keyFrom go together": {NATS: &URLConnection{URL: "nats://a:1",
+			Auth: &ConnectionAuth{TLS: &ConnectionTLS{CertFrom: &secrets.Ref{File: "c.pem"}}}}},
+		"spec.nats.auth.tls.caFrom:": {NATS: &URLConnection{URL: "nats://a:1", Auth: &ConnectionAuth{TLS: &ConnectionTLS{CAFrom: &secrets.Ref{File: "../ca.pem"}}}}},
+		"spec.mqtt.auth.tls: an MQTT connection with tls needs an ssl://": {MQTT: &URLConnection{URL: "tcp://a:1883",
+			Auth: &ConnectionAuth{TLS: &ConnectionTLS{}}}},
+		"spec.redis.auth.tls: a Redis connection with tls needs a rediss://": {Redis: &URLConnection{URL: "redis://a:1",
+			Auth: &ConnectionAuth{TLS: &ConnectionTLS{}}}},
+		"spec.kafka.auth.username: required with passwordFrom": {Kafka: &KafkaConnection{Brokers: []string{"k:1"},
+			Auth: &ConnectionAuth{PasswordFrom: &secrets.Ref{Env: "NIMBUS_SECRET_P"}}}},
+		"spec.kafka.auth.tokenFrom: Kafka authenticates with username": {Kafka: &KafkaConnection{Brokers: []string{"k:1"},
+			Auth: &ConnectionAuth{TokenFrom: &secrets.Ref{Env: "NIMBUS_SECRET_T"}}}},
+		"spec.nats.auth.passwordFrom:": {NATS: &URLConnection{URL: "nats://a:1", Auth: &ConnectionAuth{Username: "u", PasswordFrom: &secrets.Ref{}}}},
 	} {
 		if got := fields(ValidateConnection(c)); !strings.Contains(got, want) {
 			t.Errorf("errors\n%swant one containing %q", got, want)

@@ -23,6 +23,7 @@ package mqtt
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -44,6 +45,8 @@ type SourceConfig struct {
 	// Dialer, when set, makes the connections (one obeying the egress
 	// rule).
 	Dialer *net.Dialer
+	// TLSConfig, when set, is the TLS of ssl:// and mqtts:// brokers.
+	TLSConfig *tls.Config
 }
 
 // Source is a QoS 1 subscription in a persistent session.
@@ -98,6 +101,9 @@ func (s *Source) options() *paho.ClientOptions {
 		SetUsername(s.cfg.Username).SetPassword(s.cfg.Password)
 	if s.cfg.Dialer != nil {
 		o.SetDialer(s.cfg.Dialer)
+	}
+	if s.cfg.TLSConfig != nil {
+		o.SetTLSConfig(s.cfg.TLSConfig)
 	}
 	return o
 }
@@ -200,6 +206,7 @@ type SinkConfig struct {
 	Broker, Topic, ClientID string
 	Username, Password      string
 	Dialer                  *net.Dialer
+	TLSConfig               *tls.Config
 }
 
 // Sink publishes at QoS 1.
@@ -219,6 +226,9 @@ func NewSink(ctx context.Context, cfg SinkConfig) (*Sink, error) {
 		SetUsername(cfg.Username).SetPassword(cfg.Password)
 	if cfg.Dialer != nil {
 		o.SetDialer(cfg.Dialer)
+	}
+	if cfg.TLSConfig != nil {
+		o.SetTLSConfig(cfg.TLSConfig)
 	}
 	cl := paho.NewClient(o)
 	if err := wait(ctx, cl.Connect()); err != nil {

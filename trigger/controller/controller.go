@@ -281,6 +281,9 @@ func (c *Controller) pass(ctx context.Context, k reconcile.Key, stored spec.Stor
 		if errors.Is(err, events.ErrMissing) {
 			return outcome{reason: spec.ReasonSourceMissing, message: err.Error(), requeue: retryMissing}, nil
 		}
+		if errors.Is(err, errSecret) {
+			return outcome{reason: spec.ReasonSecretUnavailable, message: strings.Replace(err.Error(), errSecret.Error()+": ", "", 1), requeue: retryMissing}, nil
+		}
 		return outcome{reason: spec.ReasonBrokerUnavailable, message: err.Error(), requeue: retryBroker}, nil
 	}
 	return running(ts), nil

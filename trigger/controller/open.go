@@ -3,6 +3,8 @@ package controller
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -42,9 +44,15 @@ func newBuses(c *Controller, ns, name string, conns map[string]spec.ConnectionSp
 	return &buses{c: c, ns: ns, name: name, conns: conns, nats: map[string]*nats.Conn{}, redis: map[string]*redis.Client{}}
 }
 
+// errSecret marks a credential that cannot be resolved or used (status
+// SecretUnavailable): not the broker's fault.
+var errSecret = errors.New("secret unavailable")
+
 // creds are a connection's resolved credentials.
 type creds struct {
 	user, password, token string
+	// tls is set when the connection declares auth.tls.
+	tls *tls.Config
 }
 
 func (b *buses) creds(a *spec.ConnectionAuth) (creds, error) {
@@ -57,11 +65,11 @@ func (b *buses) creds(a *spec.ConnectionAuth) (creds, error) {
 			return "", nil
 		}
 		if b.c.opts.Secrets == nil {
-			return "", fmt.Errorf("auth.%s: no secret resolver is configured", field)
+			return "", fmt.Errorf("auth.%s: %w: no secret resolver is configured", field, errSecret)
 		}
 		s, err := b.c.opts.Secrets.Resolve(*ref)
 		if err != nil {
-			return "", fmt.Errorf("auth.%s: %w", field, err)
+			return "", fmt.Errorf("auth.%s: %w: %w", field, errSecret, err)
 		}
 		return s.Reveal(), nil
 	}
@@ -72,6 +80,35 @@ func (b *buses) creds(a *spec.ConnectionAuth) (creds, error) {
 	}
 	if out.password, err = reveal("passwordFrom", a.PasswordFrom); err != nil {
 		return out, err
+	}
+	if t := a.TLS; t != nil {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
+		ca, err := reveal("tls.caFrom", t.CAFrom)
+		if err != nil {
+			return out, err
+		}
+		if ca != "" {
+			cfg.RootCAs = x509.NewCertPool()
+			if !cfg.RootCAs.AppendCertsFromPEM([]byte(ca)) {
+				return out, fmt.Errorf("auth.tls.caFrom: %w: %s holds no PEM certificate", errSecret, t.CAFrom)
+			}
+		}
+		cert, err := reveal("tls.certFrom", t.CertFrom)
+		if err != nil {
+			return out, err
+		}
+		key, err := reveal("tls.keyFrom", t.KeyFrom)
+		if err != nil {
+			return out, err
+		}
+		if cert != "" || key != "" {
+			pair, err := tls.X509KeyPair([]byte(cert), []byte(key))
+			if err != nil {
+				return out, fmt.Errorf("auth.tls: %w: the client certificate (%s) and key (%s) do not load: %w", errSecret, t.CertFrom, t.KeyFrom, err)
+			}
+			cfg.Certificates = []tls.Certificate{pair}
+		}
+		out.tls = cfg
 	}
 	return out, nil
 }
@@ -105,6 +142,9 @@ func (b *buses) natsConn(name string, cs spec.ConnectionSpec) (*nats.Conn, error
 	if cr.user != "" {
 		opts = append(opts, nats.UserInfo(cr.user, cr.password))
 	}
+	if cr.tls != nil {
+		opts = append(opts, nats.Secure(cr.tls))
+	}
 	nc, err := nats.Connect(cs.NATS.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w: %w", cs.NATS.URL, events.ErrUnavailable, err)
@@ -132,8 +172,22 @@ func (b *buses) redisClient(ctx context.Context, name string, cs spec.Connection
 	if p := cmp.Or(cr.password, cr.token); p != "" {
 		opt.Password = p
 	}
+	if cr.tls != nil {
+		t := cr.tls.Clone()
+		if opt.TLSConfig != nil && t.ServerName == "" {
+			t.ServerName = opt.TLSConfig.ServerName
+		}
+		opt.TLSConfig = t
+	}
 	d := b.dialer()
 	opt.Dialer = d.DialContext
+	if opt.TLSConfig != nil {
+		// The dialer replaces go-redis's own, TLS included: wrap it.
+		t := opt.TLSConfig
+		opt.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return dialTLS(ctx, d, t, network, addr)
+		}
+	}
 	opt.DialTimeout = dialTimeout
 	rdb := redis.NewClient(opt)
 	b.closer = append(b.closer, rdb.Close)
@@ -149,7 +203,14 @@ func (b *buses) kafkaOpts(cs spec.ConnectionSpec) ([]kgo.Opt, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := []kgo.Opt{kgo.Dialer(b.dialer().DialContext), kgo.ClientID("nimbus-" + b.ns + "-" + b.name)}
+	d := b.dialer()
+	dial := d.DialContext
+	if cr.tls != nil {
+		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return dialTLS(ctx, d, cr.tls, network, addr)
+		}
+	}
+	opts := []kgo.Opt{kgo.Dialer(dial), kgo.ClientID("nimbus-" + b.ns + "-" + b.name)}
 	switch {
 	case cr.token != "":
 		return nil, errors.New("auth.tokenFrom: Kafka authenticates with username and passwordFrom (SASL PLAIN)")
@@ -160,9 +221,28 @@ func (b *buses) kafkaOpts(cs spec.ConnectionSpec) ([]kgo.Opt, error) {
 }
 
 // mqttCreds: a token is sent as the password.
-func (b *buses) mqttCreds(cs spec.ConnectionSpec) (user, password string, err error) {
+func (b *buses) mqttCreds(cs spec.ConnectionSpec) (user, password string, tc *tls.Config, err error) {
 	cr, err := b.creds(cs.MQTT.Auth)
-	return cr.user, cmp.Or(cr.password, cr.token), err
+	return cr.user, cmp.Or(cr.password, cr.token), cr.tls, err
+}
+
+// dialTLS dials through d (the egress rule's dialer) and then does the TLS
+// handshake, naming the host dialled unless cfg names another.
+func dialTLS(ctx context.Context, d *net.Dialer, cfg *tls.Config, network, addr string) (net.Conn, error) {
+	raw, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	c := cfg.Clone()
+	if c.ServerName == "" {
+		c.ServerName, _, _ = net.SplitHostPort(addr)
+	}
+	conn := tls.Client(raw, c)
+	if err := conn.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, err
+	}
+	return conn, nil
 }
 
 // clientID is the MQTT client id of one endpoint: the declared one, or one
@@ -203,12 +283,12 @@ func (b *buses) source(ctx context.Context, ep spec.TriggerEndpoint) (events.Sou
 		}
 		return s, nil
 	case ep.MQTT != nil:
-		user, pass, err := b.mqttCreds(cs)
+		user, pass, tc, err := b.mqttCreds(cs)
 		if err != nil {
 			return nil, err
 		}
 		s, err := mqtt.NewSource(ctx, mqtt.SourceConfig{Broker: cs.MQTT.URL, Topic: ep.MQTT.Topic, ClientID: b.clientID(ep.MQTT.ClientID, "source"),
-			Username: user, Password: pass, Dialer: b.dialer()})
+			Username: user, Password: pass, Dialer: b.dialer(), TLSConfig: tc})
 		if err != nil {
 			return nil, err
 		}
@@ -251,13 +331,13 @@ func (b *buses) sink(ctx context.Context, ep spec.TriggerEndpoint, role string) 
 			s = ks
 		}
 	case ep.MQTT != nil:
-		user, pass, cerr := b.mqttCreds(cs)
+		user, pass, tc, cerr := b.mqttCreds(cs)
 		if cerr != nil {
 			return nil, cerr
 		}
 		var ms *mqtt.Sink
 		if ms, err = mqtt.NewSink(ctx, mqtt.SinkConfig{Broker: cs.MQTT.URL, Topic: ep.MQTT.Topic, ClientID: b.clientID(ep.MQTT.ClientID, role),
-			Username: user, Password: pass, Dialer: b.dialer()}); err == nil {
+			Username: user, Password: pass, Dialer: b.dialer(), TLSConfig: tc}); err == nil {
 			s = ms
 		}
 	default:
