@@ -188,14 +188,7 @@ func NewSink(ctx context.Context, nc *nats.Conn, cfg SinkConfig) (*Sink, error) 
 func (s *Sink) Publish(ctx context.Context, rs []events.Record) error {
 	futures := make([]jetstream.PubAckFuture, 0, len(rs))
 	for _, r := range rs {
-		m := &nats.Msg{Subject: s.subject, Data: r.Payload, Header: nats.Header{}}
-		for k, vs := range r.Headers {
-			m.Header[k] = vs
-		}
-		if r.ID != "" {
-			m.Header.Set(jetstream.MsgIDHeader, r.ID)
-		}
-		f, err := s.js.PublishMsgAsync(m)
+		f, err := s.js.PublishMsgAsync(message(s.subject, r))
 		if err != nil {
 			return fmt.Errorf("natsjs: publish to %s: %w", s.subject, unavailable(err))
 		}
@@ -242,14 +235,7 @@ func NewCoreSink(nc *nats.Conn, subject string) (*CoreSink, error) {
 // Publish sends every record, then flushes.
 func (s *CoreSink) Publish(ctx context.Context, rs []events.Record) error {
 	for _, r := range rs {
-		m := &nats.Msg{Subject: s.subject, Data: r.Payload, Header: nats.Header{}}
-		for k, vs := range r.Headers {
-			m.Header[k] = vs
-		}
-		if r.ID != "" {
-			m.Header.Set(jetstream.MsgIDHeader, r.ID)
-		}
-		if err := s.nc.PublishMsg(m); err != nil {
+		if err := s.nc.PublishMsg(message(s.subject, r)); err != nil {
 			return fmt.Errorf("natsjs: publish to %s: %w", s.subject, unavailable(err))
 		}
 	}
@@ -266,6 +252,19 @@ func (s *CoreSink) Publish(ctx context.Context, rs []events.Record) error {
 
 // Close does nothing: the connection is the caller's.
 func (s *CoreSink) Close() error { return nil }
+
+// message is r as a NATS message on subject, its ID as Nats-Msg-Id (the
+// key JetStream deduplicates by).
+func message(subject string, r events.Record) *nats.Msg {
+	m := &nats.Msg{Subject: subject, Data: r.Payload, Header: nats.Header{}}
+	for k, vs := range r.Headers {
+		m.Header[k] = vs
+	}
+	if r.ID != "" {
+		m.Header.Set(jetstream.MsgIDHeader, r.ID)
+	}
+	return m
+}
 
 // unavailable marks connection-level failures as events.ErrUnavailable.
 func unavailable(err error) error {
