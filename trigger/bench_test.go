@@ -3,6 +3,9 @@ package trigger_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -587,5 +590,54 @@ func BenchmarkMQTTPassThrough(b *testing.B) {
 				b.ReportMetric(float64(benchEvents)/time.Since(start).Seconds(), "events/s")
 			}
 		})
+	}
+}
+
+// BenchmarkTriggerBacklogMemory: a backlog of NIMBUS_BENCH_BACKLOG events
+// (default 200,000) waiting in JetStream, drained by the trigger through the
+// small MLP, reporting the peak Go heap in use while it drains (the server
+// and the trigger share this process). In flight is bounded by fetch.max
+// and concurrency, so the peak does not grow with the backlog: compare two
+// sizes. `NIMBUS_BENCH_BACKLOG=50000 go test -run '^$' -bench BacklogMemory -benchtime 1x ./trigger/`
+func BenchmarkTriggerBacklogMemory(b *testing.B) {
+	n := 200_000
+	if v, err := strconv.Atoi(os.Getenv("NIMBUS_BENCH_BACKLOG")); err == nil && v > 0 {
+		n = v
+	}
+	r := newRig(b)
+	m := benchModels[0]
+	for range b.N {
+		b.StopTimer()
+		r.prefill(b, n, m.event)
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		base := ms.HeapInuse
+		src, sink, dlq := openBus(b, "nats", r.in, r.out, r.dlq)
+		inputs, _ := format.NewInputs([]format.Input{{Name: "x", DataType: tensor.FP32, Fields: m.fields}}, false)
+		outputs, _ := format.NewOutputs(map[string]string{"score": "y[0]"}, []string{"id"})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		b.StartTimer()
+		start := time.Now()
+		go func() {
+			done <- trigger.Run(ctx, trigger.Config{Namespace: "default", Name: "backlog", Service: m.name, Inferer: r.srv.Sys.Router,
+				Source: src, Sink: sink, DeadLetter: dlq, Codec: trigger.FlatJSON{Inputs: inputs, Outputs: outputs}, FetchMax: 128, Concurrency: 64})
+		}()
+		var peak uint64
+		for r.count(r.out) < n {
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapInuse)
+			time.Sleep(50 * time.Millisecond)
+		}
+		b.StopTimer()
+		took := time.Since(start)
+		cancel()
+		<-done
+		b.ReportMetric(float64(n)/took.Seconds(), "events/s")
+		b.ReportMetric(float64(base)/(1<<20), "heap-before-MB")
+		b.ReportMetric(float64(peak)/(1<<20), "heap-peak-MB")
+		r.purge(b, r.out)
+		r.purge(b, r.in)
 	}
 }
