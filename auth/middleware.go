@@ -88,7 +88,7 @@ func (g *Guard) grpcAuthorize(ctx context.Context, rules GRPCRules, method strin
 		ns = rules.NSOf(ctx)
 	}
 	if err := Authorize(ctx, rule, ns); err != nil {
-		return ctx, status.Error(errs.KindOf(err).GRPCCode(), errs.PublicMessage(err))
+		return ctx, errs.GRPC(ctx, err)
 	}
 	return ctx, nil
 }

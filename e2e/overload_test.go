@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/nimbus-ai/nimbus/api/inferencepb"
@@ -112,11 +114,12 @@ func TestOverloadSheds(t *testing.T) {
 		t.Errorf("REST over the queue bound: %d Retry-After=%q %s", st, hdr.Get("Retry-After"), body)
 	}
 	c := dialGRPC(t, srv)
+	var trailer metadata.MD
 	_, err = c.ModelInfer(context.Background(), &pb.ModelInferRequest{ModelName: "m",
 		Inputs:           []*pb.ModelInferRequest_InferInputTensor{{Name: "x", Datatype: "FP32", Shape: []int64{1, 64}}},
-		RawInputContents: [][]byte{make([]byte, 256)}})
-	if status.Code(err) != codes.ResourceExhausted {
-		t.Errorf("gRPC over the queue bound: %v", err)
+		RawInputContents: [][]byte{make([]byte, 256)}}, grpc.Trailer(&trailer))
+	if status.Code(err) != codes.ResourceExhausted || len(trailer.Get("grpc-retry-pushback-ms")) != 1 || trailer.Get("grpc-retry-pushback-ms")[0] != "1000" {
+		t.Errorf("gRPC over the queue bound: %v, trailer %v (want grpc-retry-pushback-ms 1000, the REST Retry-After)", err, trailer)
 	}
 	if got := metricValue(t, srv.URL, `nimbus_requests_rejected_total{model="m",namespace="default",version="1"}`); got != 2 {
 		t.Errorf("rejected counter = %v, want 2", got)

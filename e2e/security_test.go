@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/nimbus-ai/nimbus/api/inferencepb"
@@ -300,9 +301,10 @@ func TestRateLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	_, err = pb.NewGRPCInferenceServiceClient(conn).ModelMetadata(context.Background(), &pb.ModelMetadataRequest{Name: "m"})
-	if status.Code(err) != codes.ResourceExhausted {
-		t.Fatalf("gRPC over the limit: %v", err)
+	var trailer metadata.MD
+	_, err = pb.NewGRPCInferenceServiceClient(conn).ModelMetadata(context.Background(), &pb.ModelMetadataRequest{Name: "m"}, grpc.Trailer(&trailer))
+	if status.Code(err) != codes.ResourceExhausted || len(trailer.Get("grpc-retry-pushback-ms")) != 1 {
+		t.Fatalf("gRPC over the limit: %v, trailer %v (want grpc-retry-pushback-ms)", err, trailer)
 	}
 	// Other tokens are not affected.
 	if code, _, _ := as(t, srv.Token, "POST", srv.URL+"/v2/models/m/infer", "application/json", mlpRequest); code != 200 {

@@ -75,7 +75,7 @@ func (a *admitter) Unmarshal(data mem.BufferSlice, v any) error {
 			"decoded, this %s message would take about %s, more than %d× its size; send BYTES tensors in raw_input_contents, numbers packed, and fewer parameters",
 			config.FormatBytes(size), config.FormatBytes(cost), MaxDecodeFactor)
 	} else if err := adm.hold.Reserve(size + cost); err != nil {
-		adm.err = status.Error(errs.KindOf(err).GRPCCode(), errs.PublicMessage(err))
+		adm.err = err // answered in admit, where the RPC's trailer can carry its retry hint
 	} else if err := proto.Unmarshal(b, req); err != nil {
 		adm.hold.Release()
 		return err
@@ -98,7 +98,10 @@ func (a *admitter) admit(ctx context.Context, req any, _ *grpc.UnaryServerInfo, 
 	adm := v.(*admission)
 	defer adm.hold.Release()
 	if adm.err != nil {
-		return nil, adm.err
+		if _, isStatus := status.FromError(adm.err); isStatus {
+			return nil, adm.err
+		}
+		return nil, errs.GRPC(ctx, adm.err)
 	}
 	return next(ctx, req)
 }

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/nimbus-ai/nimbus/api/inferencepb"
@@ -67,9 +69,13 @@ func TestMessagesReserveTheInflightBudget(t *testing.T) {
 	if err := budget.Reserve(3 << 20); err != nil {
 		t.Fatal(err)
 	}
-	_, err := h.client.ModelInfer(ctx, rawOK())
+	var trailer metadata.MD
+	_, err := h.client.ModelInfer(ctx, rawOK(), grpc.Trailer(&trailer))
 	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "maxInflightBytes") {
 		t.Fatalf("with the budget held: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	if p := trailer.Get("grpc-retry-pushback-ms"); len(p) != 1 || p[0] == "" {
+		t.Errorf("trailer %v: want grpc-retry-pushback-ms, the REST Retry-After", trailer)
 	}
 	if budget.Used() != 3<<20 {
 		t.Fatalf("a refused request left %d bytes reserved", budget.Used()-3<<20)

@@ -228,7 +228,7 @@ func (s *Server) toStatus(ctx context.Context, method string, err error) error {
 	if k == errs.Internal {
 		s.log.ErrorContext(ctx, "gRPC request failed", "method", method, "err", err)
 	}
-	return status.Error(k.GRPCCode(), errs.PublicMessage(err))
+	return errs.GRPC(ctx, err)
 }
 
 // ServerLive reports that the process answers requests.
