@@ -1,12 +1,17 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	pb "github.com/nimbus-ai/nimbus/api/inferencepb"
 	"github.com/nimbus-ai/nimbus/config"
 	"github.com/nimbus-ai/nimbus/internal/testutil"
 	"github.com/nimbus-ai/nimbus/residency"
@@ -83,6 +88,27 @@ func TestServerlessThroughTheAPIAndCLI(t *testing.T) {
 	}
 	if v := rep.Versions[0]; v.MinInstances != 1 || v.MaxInstances != 4 || v.TargetConcurrency != 1 {
 		t.Fatalf("b after config: %+v", v)
+	}
+
+	// gRPC answers say the same: a (the evicted one) is cold again, then warm.
+	c := dialGRPC(t, srv)
+	grpcInfer := func(model string) metadata.MD {
+		t.Helper()
+		var header metadata.MD
+		if _, err := c.ModelInfer(context.Background(), &pb.ModelInferRequest{ModelName: model,
+			Inputs:           []*pb.ModelInferRequest_InferInputTensor{{Name: "x", Datatype: "FP32", Shape: []int64{1, 64}}},
+			RawInputContents: [][]byte{make([]byte, 256)}}, grpc.Header(&header)); err != nil {
+			t.Fatal(err)
+		}
+		return header
+	}
+	if v := grpcInfer("a").Get("nimbus-cold-start"); len(v) != 1 {
+		t.Errorf("cold gRPC answer: nimbus-cold-start %q", v)
+	} else if ms, err := strconv.ParseFloat(v[0], 64); err != nil || ms <= 0 {
+		t.Errorf("cold gRPC answer: nimbus-cold-start %q", v)
+	}
+	if v := grpcInfer("a").Get("nimbus-cold-start"); len(v) != 0 {
+		t.Errorf("warm gRPC answer says cold: %q", v)
 	}
 
 	// A model bigger than the whole budget: a clear error, not an eviction storm.

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strconv"
 	"time"
 
 	"google.golang.org/grpc"
@@ -45,6 +46,11 @@ const RoutingKeyMetadataKey = "nimbus-routing-key"
 // TargetMetadataKey is the response header naming the model and version that
 // answered a request to an InferenceService ("fraud-detector@4").
 const TargetMetadataKey = "nimbus-target"
+
+// ColdStartMetadataKey is the response header of answers that waited for
+// their version to load: the wait in milliseconds ("12.345"), as REST's
+// Nimbus-Cold-Start.
+const ColdStartMetadataKey = "nimbus-cold-start"
 
 // DefaultNamespace is used when a request carries no namespace metadata; it is the
 // namespace of the REST API's un-prefixed routes.
@@ -351,9 +357,12 @@ func (s *Server) infer(ctx context.Context, ns string, req *pb.ModelInferRequest
 	if out.Id == "" {
 		out.Id = req.GetId() // the spec echoes the id whether or not the backend did
 	}
+	// Best effort: a header can only fail once headers were sent.
 	if res.Target != "" {
-		// Best effort: a header can only fail once headers were sent.
 		_ = grpc.SetHeader(ctx, metadata.Pairs(TargetMetadataKey, res.Target))
+	}
+	if res.ColdStart > 0 {
+		_ = grpc.SetHeader(ctx, metadata.Pairs(ColdStartMetadataKey, strconv.FormatFloat(float64(res.ColdStart.Microseconds())/1000, 'f', 3, 64)))
 	}
 	return out, res.ModelVersion, nil
 }
