@@ -37,11 +37,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func TestServerRunsWithoutONNXRuntime(t *testing.T) {
+// childServer starts this test binary as `nimbus server` on a fresh data
+// dir with env added, and returns it with its stderr lines as they come.
+func childServer(t *testing.T, env ...string) (srv *testutil.Server, lines <-chan string) {
+	t.Helper()
 	cmd := exec.Command(os.Args[0])
 	dataDir := t.TempDir()
-	cmd.Env = append(os.Environ(), "NIMBUS_E2E_CHILD=server", "NIMBUS_E2E_DATA="+dataDir,
-		"NIMBUS_ORT_LIB=/nonexistent/libonnxruntime.so.1")
+	cmd.Env = append(append(os.Environ(), "NIMBUS_E2E_CHILD=server", "NIMBUS_E2E_DATA="+dataDir), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -62,13 +64,19 @@ func TestServerRunsWithoutONNXRuntime(t *testing.T) {
 	})
 	addrRe := regexp.MustCompile(`msg="nimbus serving" http=http://(127\.0\.0\.1:\d+)`)
 	addr := make(chan string, 1)
+	out := make(chan string, 1024)
 	go func() {
+		defer close(out)
 		sc := bufio.NewScanner(stderr)
 		sent := false
 		for sc.Scan() {
 			if m := addrRe.FindStringSubmatch(sc.Text()); m != nil && !sent {
 				addr <- m[1]
 				sent = true
+			}
+			select {
+			case out <- sc.Text():
+			default: // nobody reads: drop
 			}
 		}
 	}()
@@ -77,13 +85,40 @@ func TestServerRunsWithoutONNXRuntime(t *testing.T) {
 	case a := <-addr:
 		url = "http://" + a
 	case <-time.After(20 * time.Second):
-		t.Fatal("server without ONNX Runtime did not start")
+		t.Fatal("the server process did not start")
 	}
 	tok, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &testutil.Server{URL: url, Token: strings.TrimSpace(string(tok))}
+	return &testutil.Server{URL: url, Token: strings.TrimSpace(string(tok))}, out
+}
+
+// The ONNX Runtime library and environment are set up right after the
+// server starts, before any request (a fresh process: the environment is
+// process-wide), so the first request after a restart pays only its own
+// model's load.
+func TestONNXRuntimeIsReadyBeforeTheFirstRequest(t *testing.T) {
+	_, lines := childServer(t)
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("the server exited before ONNX Runtime was initialized")
+			}
+			if strings.Contains(l, `msg="ONNX Runtime initialized"`) {
+				return
+			}
+		case <-deadline:
+			t.Fatal("ONNX Runtime was not initialized within 20s of the start, with no request made")
+		}
+	}
+}
+
+func TestServerRunsWithoutONNXRuntime(t *testing.T) {
+	srv, _ := childServer(t, "NIMBUS_ORT_LIB=/nonexistent/libonnxruntime.so.1")
+	url := srv.URL
 	// The registry works without the runtime: push reads the signature in pure Go.
 	mustCLI(t, srv, "models", "push", testutil.Model("mlp"), "--name", "m")
 	st, _, body := do(t, "POST", url+"/v2/models/m/infer", "application/json",

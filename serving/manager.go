@@ -650,6 +650,17 @@ func (m *Manager) LoadModel(ctx context.Context, ns, model string) error {
 // idle versions (scale to zero); every ScaleEvery it samples load and resizes
 // instances (Autoscale).
 func (m *Manager) Start(ctx context.Context) error {
+	// The runtimes' one-time setup (the ONNX Runtime library, its
+	// environment, a warm-up run) happens now, in the background, so that
+	// the first request after a start pays only its own model's load. A
+	// runtime that cannot start yet (no library) is logged; every load tries
+	// again, so installing it later works without a restart.
+	inited := make(chan struct{})
+	go func() {
+		defer close(inited)
+		m.initRuntimes()
+	}()
+	defer func() { <-inited }()
 	t := time.NewTicker(m.opts.IdleCheckEvery)
 	defer t.Stop()
 	s := time.NewTicker(m.opts.ScaleEvery)
@@ -663,6 +674,22 @@ func (m *Manager) Start(ctx context.Context) error {
 		case <-t.C:
 			m.UnloadIdle()
 		}
+	}
+}
+
+// initRuntimes runs the one-time setup of every runtime that has one.
+func (m *Manager) initRuntimes() {
+	for format, rt := range m.runtimes {
+		in, ok := rt.(interface{ Init() error })
+		if !ok {
+			continue
+		}
+		start := time.Now()
+		if err := in.Init(); err != nil {
+			m.log.Warn("model runtime not ready; its models cannot load until it is", "format", format, "err", err)
+			continue
+		}
+		m.log.Debug("model runtime ready", "format", format, "took", time.Since(start).Round(time.Microsecond))
 	}
 }
 

@@ -54,6 +54,18 @@ var ortEnv struct {
 	err     error
 	libPath string
 	warm    sync.Once // Init's warm-up session
+	warmed  atomic.Bool
+}
+
+// Initialized reports whether the process's ONNX Runtime is set up: the
+// library loaded, the environment made and Init's warm-up run done.
+func Initialized() bool {
+	if !ortEnv.warmed.Load() {
+		return false
+	}
+	ortEnv.mu.Lock()
+	defer ortEnv.mu.Unlock()
+	return ortEnv.done && ortEnv.err == nil
 }
 
 // initModel is a tiny MLP (testdata/models/mlp.onnx) that Init loads and runs
@@ -73,6 +85,7 @@ func (r *Runtime) Init() error {
 		return err
 	}
 	ortEnv.warm.Do(func() {
+		defer ortEnv.warmed.Store(true)
 		m, err := r.load(initModel, runtime.Options{})
 		if err != nil {
 			r.log.Warn("ONNX Runtime warm-up model did not load", "err", err)

@@ -19,6 +19,9 @@ var _ runtime.Runtime = (*Runtime)(nil)
 // New returns a Runtime whose Load always fails: this build has no cgo.
 func New(libPath string, log *slog.Logger) *Runtime { return &Runtime{} }
 
+// Initialized is false: this build has no ONNX Runtime.
+func Initialized() bool { return false }
+
 // Format returns "onnx".
 func (*Runtime) Format() string { return Format }
 
