@@ -28,14 +28,14 @@ func (m *Manager) Infer(ctx context.Context, req *InferRequest) (*InferResponse,
 		return nil, err
 	}
 	start := time.Now()
-	if err := validateInputs(v, req.Inputs); err != nil {
+	// A request is checked against the version that will answer it. That is
+	// v, unless the reference moved to v and the version that served it so
+	// far still answers while v loads: a request that fits only that one is
+	// not refused for not fitting v.
+	outNames, verr := checkRequest(v, req)
+	if verr != nil && !m.refMoved(ns, req.Model, req.Version, v) {
 		m.countFailure(ns, v, start)
-		return nil, err
-	}
-	outNames, err := selectOutputs(v, req.Outputs)
-	if err != nil {
-		m.countFailure(ns, v, start)
-		return nil, err
+		return nil, verr
 	}
 	inst, waited, err := m.acquireServing(ctx, ns, req.Model, req.Version, v)
 	if err != nil {
@@ -45,16 +45,23 @@ func (m *Manager) Infer(ctx context.Context, req *InferRequest) (*InferResponse,
 	if prev := inst.version; prev.Version != v.Version {
 		// The reference moved to v while v loads: the version that served it so
 		// far answers — if the request fits its signature too; else it waits for v.
-		prevOuts, err := selectOutputs(prev, req.Outputs)
-		if err == nil && validateInputs(prev, req.Inputs) == nil {
+		if prevOuts, err := checkRequest(prev, req); err == nil {
 			v, outNames = prev, prevOuts
 		} else {
 			inst.release()
+			if verr != nil {
+				m.countFailure(ns, v, start)
+				return nil, verr
+			}
 			if inst, waited, err = m.acquire(ctx, v, true); err != nil {
 				m.countFailure(ns, v, start)
 				return nil, err
 			}
 		}
+	} else if verr != nil {
+		inst.release()
+		m.countFailure(ns, v, start)
+		return nil, verr
 	}
 	// The instance's batcher holds its version's statistics (load gave it
 	// statsFor(inst.key)): no map lookup on the request path.
@@ -184,6 +191,26 @@ func batchRows(inputs []*tensor.Tensor) int64 {
 // user can act on: "input x expects shape [-1,4] FP32, got [1,3]".
 //
 // It allocates nothing unless it fails: this runs on every request.
+// checkRequest checks req's inputs and requested outputs against v and
+// returns the names of the outputs to compute.
+func checkRequest(v registry.Version, req *InferRequest) ([]string, error) {
+	if err := validateInputs(v, req.Inputs); err != nil {
+		return nil, err
+	}
+	return selectOutputs(v, req.Outputs)
+}
+
+// refMoved reports whether ref (an alias, or the default reference) of
+// model last answered with a version other than v: it moved to v, and the
+// version it left may still answer while v loads.
+func (m *Manager) refMoved(ns, model, ref string, v registry.Version) bool {
+	if registry.IsVersionNumber(ref) {
+		return false
+	}
+	p, ok := m.lastServed.Load(refKey{ns, model, ref})
+	return ok && p.(versionKey).version != v.Version
+}
+
 func validateInputs(v registry.Version, inputs []*tensor.Tensor) error {
 	sig := v.Signature
 	field := func(i int, suffix string) string { return fmt.Sprintf("inputs[%d]%s", i, suffix) }

@@ -484,3 +484,38 @@ func TestSwitchToABrokenVersionKeepsTheOldOneServing(t *testing.T) {
 		return resp.ModelVersion == "2"
 	}, "traffic never moved to the repaired version 2")
 }
+
+// During an alias switch a request is checked against the version that
+// will answer it: while the new champion (another signature) loads, the old
+// one answers requests shaped for it; once the new one serves, those are
+// refused naming what it expects, and its own requests are answered.
+func TestASwitchChecksTheAnsweringVersion(t *testing.T) {
+	e := newEnvWith(t, nil, nil)
+	ctx := context.Background()
+	e.push(t, "default", "m", "mlp", "champion") // x [?,4]
+	e.push(t, "default", "m", "mlp_medium")      // x [?,64]
+	narrow := func() *serving.InferRequest {
+		return &serving.InferRequest{Model: "m", Version: "champion", Inputs: []*tensor.Tensor{f32("x", []int64{1, 4}, 1, 2, 3, 4)}}
+	}
+	if resp, err := e.mgr.Infer(ctx, narrow()); err != nil || resp.ModelVersion != "1" {
+		t.Fatalf("before: %v %+v", err, resp)
+	}
+	e.rt.gate = make(chan struct{}) // hold version 2's load
+	if err := e.reg.SetAlias(ctx, "default", "m", "champion", 2); err != nil {
+		t.Fatal(err)
+	}
+	e.mgr.Invalidate("default", "m")
+	if resp, err := e.mgr.Infer(ctx, narrow()); err != nil || resp.ModelVersion != "1" {
+		t.Fatalf("while version 2 loads, a request shaped for version 1: %v %+v (want version 1's answer)", err, resp)
+	}
+	close(e.rt.gate)
+	wide := &serving.InferRequest{Model: "m", Version: "champion", Inputs: []*tensor.Tensor{f32("x", []int64{1, 64}, make([]float32, 64)...)}}
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		resp, err := e.mgr.Infer(ctx, wide)
+		return err == nil && resp.ModelVersion == "2"
+	}, "version 2 never answered")
+	_, err := e.mgr.Infer(ctx, narrow())
+	if errs.KindOf(err) != errs.InvalidArgument || !strings.Contains(err.Error(), "expects shape [-1,64]") {
+		t.Fatalf("version 2 serving, a request shaped for version 1: %v", err)
+	}
+}
