@@ -592,18 +592,22 @@ func (r *Registry) SetModelServing(ctx context.Context, ns, model string, s Serv
 	}
 	var m Model
 	err = r.atomic(ctx, func(ctx context.Context) error {
-		if s.BatchSize() > 1 {
+		if s.BatchSize() > 1 || (s.Warmup != nil && len(s.Warmup.Inputs) > 0) {
 			vs, err := r.store.ListVersions(ctx, ns, model)
 			if err != nil {
 				return err
 			}
 			for _, v := range vs {
-				if v.Serving != nil && v.Serving.Batching != nil {
-					continue // the version's own override decides for it
+				if s.BatchSize() > 1 && (v.Serving == nil || v.Serving.Batching == nil) { // else the version's own override decides
+					if err := CheckBatchable(v.Signature); err != nil {
+						return bad("serving.batching.maxBatchSize",
+							"version %d cannot batch: %v; leave batching off for this model or override it on that version", v.Version, err)
+					}
 				}
-				if err := CheckBatchable(v.Signature); err != nil {
-					return bad("serving.batching.maxBatchSize",
-						"version %d cannot batch: %v; leave batching off for this model or override it on that version", v.Version, err)
+				if v.Serving == nil || v.Serving.Warmup == nil {
+					if err := CheckWarmupFits(s.Warmup, v.Signature); err != nil {
+						return bad("serving.warmup.inputs", "version %d: %v; give that version its own warm-up", v.Version, err)
+					}
 				}
 			}
 		}
@@ -631,13 +635,18 @@ func (r *Registry) SetVersionServing(ctx context.Context, ns, model string, vers
 	}
 	if err == nil {
 		err = r.atomic(ctx, func(ctx context.Context) error {
-			if s != nil && s.BatchSize() > 1 {
+			if s != nil && (s.BatchSize() > 1 || (s.Warmup != nil && len(s.Warmup.Inputs) > 0)) {
 				v, err := r.store.GetVersion(ctx, ns, model, version)
 				if err != nil {
 					return err
 				}
-				if err := CheckBatchable(v.Signature); err != nil {
-					return bad("serving.batching.maxBatchSize", "version %d cannot batch: %v", version, err)
+				if s.BatchSize() > 1 {
+					if err := CheckBatchable(v.Signature); err != nil {
+						return bad("serving.batching.maxBatchSize", "version %d cannot batch: %v", version, err)
+					}
+				}
+				if err := CheckWarmupFits(s.Warmup, v.Signature); err != nil {
+					return bad("serving.warmup.inputs", "version %d: %v", version, err)
 				}
 			}
 			if err := r.store.SetVersionServing(ctx, ns, model, version, s); err != nil {

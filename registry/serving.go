@@ -1,7 +1,10 @@
 package registry
 
 import (
+	"encoding/json"
 	"fmt"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/nimbus-ai/nimbus/internal/errs"
@@ -65,13 +68,121 @@ type ServingConfig struct {
 	Warmup *WarmupConfig `json:"warmup,omitempty" yaml:"warmup,omitempty"`
 }
 
-// WarmupConfig describes the warm-up requests: zero-valued tensors shaped by the
-// signature (a dynamic dim is 1, the batch dim BatchSize; strings are empty).
+// WarmupConfig describes the warm-up requests: a stored sample request
+// (Inputs), or zero-valued tensors shaped by the signature (a dynamic dim is
+// 1, the batch dim BatchSize; strings are empty).
 type WarmupConfig struct {
 	// Runs is how many warm-up requests run (default 1).
 	Runs int `json:"runs,omitempty" yaml:"runs,omitempty"`
-	// BatchSize is the rows of each warm-up request (default 1).
+	// BatchSize is the rows of each warm-up request (default 1); a sample
+	// request has its own.
 	BatchSize int `json:"batchSize,omitempty" yaml:"batchSize,omitempty"`
+	// Inputs, when set, are the warm-up request: real data, so that the
+	// paths a model takes only for real inputs (tree branches, a tokenizer's
+	// tables) are warm too. Every input of the versions it serves, each as
+	// it expects.
+	Inputs []WarmupInput `json:"inputs,omitempty" yaml:"inputs,omitempty"`
+}
+
+// WarmupInput is one input of a sample request: its elements row-major, as
+// text (numbers, true/false, strings for BYTES).
+type WarmupInput struct {
+	Name     string       `json:"name" yaml:"name"`
+	Datatype string       `json:"datatype" yaml:"datatype"`
+	Shape    []int64      `json:"shape" yaml:"shape"`
+	Data     SampleValues `json:"data" yaml:"data"`
+}
+
+// SampleValues are a sample input's elements as text; in JSON they may be
+// numbers, booleans or strings.
+type SampleValues []string
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (v *SampleValues) UnmarshalJSON(b []byte) error {
+	var raw []json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return fmt.Errorf("data: a list of numbers, booleans or strings: %w", err)
+	}
+	out := make(SampleValues, len(raw))
+	for i, r := range raw {
+		var s string
+		if len(r) > 0 && r[0] == '"' {
+			if err := json.Unmarshal(r, &s); err != nil {
+				return err
+			}
+		} else if t := string(r); t == "true" || t == "false" || (len(t) > 0 && (t[0] == '-' || (t[0] >= '0' && t[0] <= '9'))) {
+			s = t
+		} else {
+			return fmt.Errorf("data[%d]: %s is not a number, a boolean or a string", i, t)
+		}
+		out[i] = s
+	}
+	*v = out
+	return nil
+}
+
+// MarshalJSON writes numbers and booleans as such, other elements as strings.
+func (v SampleValues) MarshalJSON() ([]byte, error) {
+	b := []byte{'['}
+	for i, s := range v {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if _, err := strconv.ParseFloat(s, 64); err == nil && json.Valid([]byte(s)) || s == "true" || s == "false" {
+			b = append(b, s...)
+			continue
+		}
+		q, _ := json.Marshal(s)
+		b = append(b, q...)
+	}
+	return append(b, ']'), nil
+}
+
+// MaxWarmupElements bounds a stored sample request.
+const MaxWarmupElements = 1 << 16
+
+// Tensors builds the sample request.
+func (w *WarmupConfig) Tensors() ([]*tensor.Tensor, error) {
+	out := make([]*tensor.Tensor, 0, len(w.Inputs))
+	for _, in := range w.Inputs {
+		dt, ok := tensor.ParseDataType(in.Datatype)
+		if !ok {
+			return nil, fmt.Errorf("input %s: unknown datatype %q", in.Name, in.Datatype)
+		}
+		t, err := tensor.FromText(in.Name, dt, in.Shape, in.Data)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// CheckWarmupFits reports why a sample request does not fit a signature:
+// every input of it, by name, datatype and shape, and no other.
+func CheckWarmupFits(w *WarmupConfig, sig tensor.Signature) error {
+	if w == nil || len(w.Inputs) == 0 {
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, in := range w.Inputs {
+		i := slices.IndexFunc(sig.Inputs, func(s tensor.TensorSpec) bool { return s.Name == in.Name })
+		if i < 0 {
+			return fmt.Errorf("the sample's input %s is not an input of the model", in.Name)
+		}
+		spec := sig.Inputs[i]
+		if spec.DataType.String() != in.Datatype || !tensor.ShapeMatches(spec.Shape, in.Shape) {
+			return fmt.Errorf("the sample's input %s is %s %s; the model expects %s %s", in.Name,
+				in.Datatype, tensor.ShapeString(in.Shape), spec.DataType, tensor.ShapeString(spec.Shape))
+		}
+		seen[in.Name] = true
+	}
+	for _, s := range sig.Inputs {
+		if !seen[s.Name] {
+			return fmt.Errorf("the sample lacks input %s", s.Name)
+		}
+	}
+	return nil
 }
 
 // BatchingConfig is dynamic batching: requests are concatenated along dim 0.
@@ -257,6 +368,18 @@ func (c ServingConfig) Validate() error {
 		}
 		if w.BatchSize < 0 || w.BatchSize > MaxBatchSize {
 			return bad("serving.warmup.batchSize", "must be between 0 and %d, got %d", MaxBatchSize, w.BatchSize)
+		}
+		elements := 0
+		for i, in := range w.Inputs {
+			if in.Name == "" {
+				return bad(fmt.Sprintf("serving.warmup.inputs[%d].name", i), "required")
+			}
+			if elements += len(in.Data); elements > MaxWarmupElements {
+				return bad("serving.warmup.inputs", "at most %d elements in all", MaxWarmupElements)
+			}
+		}
+		if _, err := w.Tensors(); err != nil {
+			return bad("serving.warmup.inputs", "%v", err)
 		}
 	}
 	if c.MaxQueueSize < 0 || c.MaxQueueSize > MaxQueueSize {

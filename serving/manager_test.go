@@ -57,7 +57,8 @@ type runGate struct {
 	open          bool
 	runs, running int
 	peak          int
-	fail          error // if set, runs fail with it
+	fail          error            // if set, runs fail with it
+	last          []*tensor.Tensor // the inputs of the last run
 }
 
 func newRunGate(open bool) *runGate {
@@ -88,6 +89,7 @@ func (m *heldModel) Run(ctx context.Context, in []*tensor.Tensor, out []string) 
 	g := m.h
 	g.mu.Lock()
 	g.runs++
+	g.last = in
 	g.running++
 	g.peak = max(g.peak, g.running)
 	for !g.open {

@@ -218,7 +218,7 @@ func (m *Manager) loadMeasured(ctx context.Context, rt runtime.Runtime, v regist
 		if err != nil {
 			return nil, err
 		}
-		if err := warmUp(ctx, model, cfg); err != nil {
+		if err := warmUp(ctx, model, cfg, m.log.With("model", v.Model, "version", v.Version)); err != nil {
 			model.Close()
 			return nil, err
 		}

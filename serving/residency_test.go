@@ -519,3 +519,54 @@ func TestASwitchChecksTheAnsweringVersion(t *testing.T) {
 		t.Fatalf("version 2 serving, a request shaped for version 1: %v", err)
 	}
 }
+
+// A stored sample request is the warm-up: it runs as given before the
+// version serves. One that fits no version is refused when it is set,
+// naming the version; a version pushed later that it does not fit warms up
+// with zero-valued inputs instead of failing to load.
+func TestWarmupWithASampleRequest(t *testing.T) {
+	runs := newRunGate(true)
+	e := newEnvWith(t, runs, nil)
+	ctx := context.Background()
+	e.push(t, "default", "m", "mlp")
+	sample := &registry.WarmupConfig{Runs: 2, Inputs: []registry.WarmupInput{{Name: "x", Datatype: "FP32", Shape: []int64{1, 4}, Data: registry.SampleValues{"0.3", "12", "1", "0"}}}}
+	if _, err := e.reg.SetModelServing(ctx, "default", "m", registry.ServingConfig{Warmup: sample}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.mgr.LoadModel(ctx, "default", "m"); err != nil {
+		t.Fatal(err)
+	}
+	n, _, _ := runs.stats()
+	runs.mu.Lock()
+	last := runs.last
+	runs.mu.Unlock()
+	want := f32("x", []int64{1, 4}, 0.3, 12, 1, 0)
+	if n != 2 || len(last) != 1 || !bytes.Equal(last[0].Data, want.Data) {
+		t.Fatalf("%d warm-up runs, last with %+v; want 2 runs of the sample", n, last)
+	}
+
+	wrong := &registry.WarmupConfig{Inputs: []registry.WarmupInput{{Name: "x", Datatype: "FP32", Shape: []int64{1, 3}, Data: registry.SampleValues{"1", "2", "3"}}}}
+	_, err := e.reg.SetModelServing(ctx, "default", "m", registry.ServingConfig{Warmup: wrong})
+	if errs.KindOf(err) != errs.InvalidArgument || !strings.Contains(err.Error(), "version 1: the sample's input x is FP32 [1,3]; the model expects FP32 [-1,4]") {
+		t.Fatalf("a sample that fits no version: %v", err)
+	}
+	bad := &registry.WarmupConfig{Inputs: []registry.WarmupInput{{Name: "x", Datatype: "FP32", Shape: []int64{1, 2}, Data: registry.SampleValues{"1", "many"}}}}
+	if _, err := e.reg.SetModelServing(ctx, "default", "m", registry.ServingConfig{Warmup: bad}); errs.KindOf(err) != errs.InvalidArgument ||
+		!strings.Contains(err.Error(), `element 1: "many" is not a FP32 value`) {
+		t.Fatalf("a sample with a bad element: %v", err)
+	}
+
+	// A later version with another signature: the sample does not fit it.
+	e.push(t, "default", "m", "mlp_medium")
+	before, _, _ := runs.stats()
+	if err := e.mgr.LoadModel(ctx, "default", "m"); err != nil {
+		t.Fatalf("a version the sample does not fit failed to load: %v", err)
+	}
+	after, _, _ := runs.stats()
+	runs.mu.Lock()
+	last = runs.last
+	runs.mu.Unlock()
+	if after-before != 2 || len(last) != 1 || last[0].Shape[1] != 64 {
+		t.Fatalf("the new version warmed up %d times with %+v; want 2 zero-valued runs shaped for it", after-before, last)
+	}
+}

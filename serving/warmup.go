@@ -3,6 +3,7 @@ package serving
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/registry"
@@ -12,7 +13,7 @@ import (
 
 // warmUp runs the version's warm-up requests (serving.warmup) before it is
 // marked ready, so the first user request does not pay for first-run setup.
-func warmUp(ctx context.Context, model runtime.Model, cfg registry.ServingConfig) error {
+func warmUp(ctx context.Context, model runtime.Model, cfg registry.ServingConfig, log *slog.Logger) error {
 	runs, rows := cfg.WarmupRuns()
 	if runs == 0 {
 		return nil
@@ -20,6 +21,19 @@ func warmUp(ctx context.Context, model runtime.Model, cfg registry.ServingConfig
 	inputs, err := warmupInputs(model.Signature(), rows)
 	if err != nil {
 		return err
+	}
+	if w := cfg.Warmup; len(w.Inputs) > 0 {
+		// The stored sample request, when it fits this version; else the
+		// zero-valued one (a sample never makes a version unservable).
+		sample, err := w.Tensors()
+		if err == nil {
+			err = registry.CheckWarmupFits(w, model.Signature())
+		}
+		if err == nil {
+			inputs = sample
+		} else if log != nil {
+			log.Warn("the warm-up sample does not fit this version; warming up with zero-valued inputs", "err", err)
+		}
 	}
 	for i := range runs {
 		if _, err := model.Run(ctx, inputs, nil); err != nil {

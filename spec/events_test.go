@@ -106,3 +106,25 @@ func TestValidateConnection(t *testing.T) {
 		}
 	}
 }
+
+// A Model's warm-up sample is written as in an OIP request: numbers and
+// booleans are its elements' text.
+func TestDecodeWarmupSample(t *testing.T) {
+	docs, fes := Decode("m.yaml", []byte(`apiVersion: nimbus.dev/v1
+kind: Model
+metadata: {name: m}
+spec:
+  serving:
+    warmup:
+      runs: 2
+      inputs:
+        - {name: x, datatype: FP32, shape: [1, 4], data: [0.3, 12, 1, 0]}
+`))
+	if len(fes) != 0 || len(docs) != 1 {
+		t.Fatalf("decode: %v", fes)
+	}
+	w := docs[0].Object.(*Model).Spec.Serving.Warmup
+	if w == nil || w.Runs != 2 || len(w.Inputs) != 1 || strings.Join(w.Inputs[0].Data, ",") != "0.3,12,1,0" || w.Inputs[0].Shape[1] != 4 {
+		t.Fatalf("warm-up %+v", w)
+	}
+}

@@ -1,6 +1,11 @@
 package tensor
 
-import "testing"
+import (
+	"encoding/binary"
+	"math"
+	"strings"
+	"testing"
+)
 
 func TestDataTypes(t *testing.T) {
 	for dt := Bool; dt <= Bytes; dt++ {
@@ -59,6 +64,41 @@ func TestShapeMatches(t *testing.T) {
 	for _, c := range cases {
 		if got := ShapeMatches(c.spec, c.shape); got != c.want {
 			t.Errorf("ShapeMatches(%v, %v) = %v", c.spec, c.shape, got)
+		}
+	}
+}
+
+func TestFromText(t *testing.T) {
+	x, err := FromText("x", FP32, []int64{1, 3}, []string{"0.5", "-2", "1e3"})
+	if err != nil || x.Validate() != nil || math.Float32frombits(binary.LittleEndian.Uint32(x.Data[4:])) != -2 {
+		t.Fatalf("FP32: %+v %v", x, err)
+	}
+	b, err := FromText("b", Bool, []int64{2}, []string{"true", "0"})
+	if err != nil || string(b.Data) != "\x01\x00" {
+		t.Fatalf("BOOL: %+v %v", b, err)
+	}
+	i, err := FromText("i", Int16, []int64{1}, []string{"-2"})
+	if err != nil || binary.LittleEndian.Uint16(i.Data) != 0xfffe {
+		t.Fatalf("INT16: %+v %v", i, err)
+	}
+	s, err := FromText("s", Bytes, []int64{2}, []string{"a", ""})
+	if err != nil || len(s.Strings) != 2 || s.Validate() != nil {
+		t.Fatalf("BYTES: %+v %v", s, err)
+	}
+	for _, bad := range []struct {
+		dt     DataType
+		shape  []int64
+		values []string
+		want   string
+	}{
+		{FP32, []int64{2}, []string{"1"}, "shape [2] needs 2 elements, got 1"},
+		{Uint8, []int64{1}, []string{"256"}, `element 0: "256" is not a UINT8 value`},
+		{Int8, []int64{1}, []string{"x"}, `"x" is not a INT8 value`},
+		{Bool, []int64{1}, []string{"yes"}, "not a BOOL value"},
+		{FP32, []int64{-1}, []string{"1"}, "input x:"},
+	} {
+		if _, err := FromText("x", bad.dt, bad.shape, bad.values); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%v %v %v: %v (want %q)", bad.dt, bad.shape, bad.values, err, bad.want)
 		}
 	}
 }

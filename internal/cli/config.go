@@ -1,7 +1,10 @@
 package cli
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -10,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/nimbus-ai/nimbus/registry"
+	"github.com/nimbus-ai/nimbus/tensor"
 )
 
 // servingView is what `models config` prints.
@@ -33,6 +37,7 @@ type servingFlags struct {
 	targetConcurrency            int
 	stableWindow                 durationValue
 	warmupRuns, warmupBatchSize  int
+	warmupSample                 string
 	maxQueueSize                 int
 	timeout                      durationValue
 	idleTimeout                  durationValue
@@ -54,13 +59,14 @@ func (sf *servingFlags) register(f *pflag.FlagSet) {
 	f.Var(&sf.stableWindow, "stable-window", "autoscaler averaging window, e.g. 30s (instances.stableWindow; 0s: default 1m); a tenth of it is the panic window")
 	f.IntVar(&sf.warmupRuns, "warmup-runs", 0, "warm-up requests built from the signature before a loaded version serves (0 with no --warmup-batch-size: off)")
 	f.IntVar(&sf.warmupBatchSize, "warmup-batch-size", 0, "rows of each warm-up request (default 1)")
+	f.StringVar(&sf.warmupSample, "warmup-sample", "", `a sample request (an OIP v2 JSON request file) the warm-up runs instead of zero-valued inputs ("" clears)`)
 	f.IntVar(&sf.maxQueueSize, "max-queue-size", 0, fmt.Sprintf("most requests waiting for an instance before shedding (0: default, %d)", registry.DefaultMaxQueueSize))
 	f.Var(&sf.timeout, "timeout", "default request timeout, queueing included, e.g. 500ms or 5s (0s: none)")
 	f.Var(&sf.idleTimeout, "idle-timeout", "unload the version after this long without traffic (scale to zero; 0s: default 15m; --min-instances 1 keeps it)")
 	sf.batchingFlags = []string{"max-batch-size", "max-queue-delay", "preferred-batch-sizes"}
 	sf.settingsFlags = []string{"threads", "inter-op-threads", "max-batch-size", "max-queue-delay", "preferred-batch-sizes",
 		"no-batching", "instances", "min-instances", "target-concurrency", "stable-window", "max-queue-size", "timeout", "idle-timeout",
-		"warmup-runs", "warmup-batch-size"}
+		"warmup-runs", "warmup-batch-size", "warmup-sample"}
 }
 
 // given lists the flags among names that were set on the command line.
@@ -157,7 +163,7 @@ func (sf *servingFlags) apply(s *registry.ServingConfig, inherited *registry.Ser
 	if f.Changed("idle-timeout") {
 		s.IdleTimeout = sf.idleTimeout.d
 	}
-	if f.Changed("warmup-runs") || f.Changed("warmup-batch-size") {
+	if f.Changed("warmup-runs") || f.Changed("warmup-batch-size") || f.Changed("warmup-sample") {
 		w := &registry.WarmupConfig{}
 		if s.Warmup != nil {
 			*w = *s.Warmup
@@ -168,12 +174,76 @@ func (sf *servingFlags) apply(s *registry.ServingConfig, inherited *registry.Ser
 		if f.Changed("warmup-batch-size") {
 			w.BatchSize = sf.warmupBatchSize
 		}
-		if *w == (registry.WarmupConfig{}) {
+		if f.Changed("warmup-sample") {
+			w.Inputs = nil
+			if sf.warmupSample != "" {
+				inputs, err := readSample(sf.warmupSample)
+				if err != nil {
+					return fmt.Errorf("--warmup-sample: %w", err)
+				}
+				w.Inputs = inputs
+			}
+		}
+		if w.Runs == 0 && w.BatchSize == 0 && len(w.Inputs) == 0 {
 			w = nil // --warmup-runs 0: off
 		}
 		s.Warmup = w
 	}
 	return nil
+}
+
+// readSample reads an OIP v2 JSON request file as a warm-up sample: each
+// input's data, nested or flat, row-major as text.
+func readSample(path string) ([]registry.WarmupInput, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var req struct {
+		Inputs []struct {
+			Name     string  `json:"name"`
+			Datatype string  `json:"datatype"`
+			Shape    []int64 `json:"shape"`
+			Data     any     `json:"data"`
+		} `json:"inputs"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&req); err != nil {
+		return nil, fmt.Errorf("%s: not an OIP v2 JSON request: %w", path, err)
+	}
+	if len(req.Inputs) == 0 {
+		return nil, fmt.Errorf("%s: the request has no inputs", path)
+	}
+	out := make([]registry.WarmupInput, len(req.Inputs))
+	for i, in := range req.Inputs {
+		var vals registry.SampleValues
+		var flatten func(v any) error
+		flatten = func(v any) error {
+			switch x := v.(type) {
+			case []any:
+				for _, e := range x {
+					if err := flatten(e); err != nil {
+						return err
+					}
+				}
+			case json.Number:
+				vals = append(vals, x.String())
+			case bool:
+				vals = append(vals, strconv.FormatBool(x))
+			case string:
+				vals = append(vals, x)
+			default:
+				return fmt.Errorf("%s: input %s: data holds %v, not numbers, booleans or strings", path, in.Name, v)
+			}
+			return nil
+		}
+		if err := flatten(in.Data); err != nil {
+			return nil, err
+		}
+		out[i] = registry.WarmupInput{Name: in.Name, Datatype: in.Datatype, Shape: in.Shape, Data: vals}
+	}
+	return out, nil
 }
 
 func cloneBatching(b *registry.BatchingConfig) *registry.BatchingConfig {
@@ -339,6 +409,13 @@ var servingRows = []struct {
 			return "off"
 		}
 		runs, rows := s.WarmupRuns()
+		if len(s.Warmup.Inputs) > 0 {
+			var in []string
+			for _, x := range s.Warmup.Inputs {
+				in = append(in, x.Name+tensor.ShapeString(x.Shape))
+			}
+			return fmt.Sprintf("runs=%d sample=%s", runs, strings.Join(in, ","))
+		}
 		return fmt.Sprintf("runs=%d batchSize=%d", runs, rows)
 	}},
 }

@@ -126,6 +126,28 @@ warmup          off
 			outHas: "\ninstances       max=4 stableWindow=30s\nmaxQueueSize    1024 (default)\ntimeout         none\nidleTimeout     15m0s (default)\nwarmup          runs=2 batchSize=8\n",
 		},
 		{
+			name:   "warm-up sample",
+			args:   []string{"--warmup-runs", "3", "--warmup-sample", "testdata/warmup-sample.json"},
+			outHas: "\nwarmup          runs=3 sample=x[1,4]\n",
+			wantView: &servingView{Model: "churn",
+				Serving: registry.ServingConfig{Warmup: &registry.WarmupConfig{Runs: 3, Inputs: []registry.WarmupInput{
+					{Name: "x", Datatype: "FP32", Shape: []int64{1, 4}, Data: registry.SampleValues{"0.3", "12", "1", "0"}}}}},
+				Effective: registry.ServingConfig{Threads: 1, InterOpThreads: 1, Warmup: &registry.WarmupConfig{Runs: 3, Inputs: []registry.WarmupInput{
+					{Name: "x", Datatype: "FP32", Shape: []int64{1, 4}, Data: registry.SampleValues{"0.3", "12", "1", "0"}}}}}},
+		},
+		{
+			name:   "warm-up sample that does not fit",
+			args:   []string{"--warmup-sample", "testdata/warmup-sample-wrong.json"},
+			code:   1,
+			errHas: "serving.warmup.inputs: version 1: the sample's input x is FP32 [1,3]; the model expects FP32 [-1,4]",
+		},
+		{
+			name:   "warm-up sample file missing",
+			args:   []string{"--warmup-sample", "testdata/nope.json"},
+			code:   1,
+			errHas: "--warmup-sample: open testdata/nope.json",
+		},
+		{
 			name:   "warm-up off again",
 			setup:  [][]string{{"--warmup-runs", "2"}},
 			args:   []string{"--warmup-runs", "0"},

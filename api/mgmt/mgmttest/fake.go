@@ -166,6 +166,13 @@ func (f *Registry) SetModelServing(_ context.Context, ns, name string, s registr
 			}
 		}
 	}
+	for _, v := range f.versions[key(ns, name)] {
+		if v.Serving == nil || v.Serving.Warmup == nil {
+			if err := registry.CheckWarmupFits(s.Warmup, v.Signature); err != nil {
+				return registry.Model{}, errs.New(errs.InvalidArgument, "serving.warmup.inputs: version %d: %v; give that version its own warm-up", v.Version, err).WithField("serving.warmup.inputs")
+			}
+		}
+	}
 	m.Serving = s
 	return *m, nil
 }
