@@ -27,6 +27,12 @@ type Runtime interface {
 	Load(ctx context.Context, path string, opts Options) (Model, error)
 }
 
+// BytesLoader is a Runtime that can open an artifact from its bytes, as
+// read (and verified) by the caller: a load then reads the file once.
+type BytesLoader interface {
+	LoadBytes(ctx context.Context, data []byte, opts Options) (Model, error)
+}
+
 // Model is a loaded, runnable model. Run is safe for concurrent use.
 type Model interface {
 	Signature() tensor.Signature

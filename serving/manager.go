@@ -34,6 +34,12 @@ type Artifacts interface {
 	Verify(ctx context.Context, sha256 string) error
 }
 
+// ArtifactReader is Artifacts that can read an artifact whole, verifying it
+// as it reads (blob.FS).
+type ArtifactReader interface {
+	ReadVerified(ctx context.Context, sha256 string) ([]byte, error)
+}
+
 // Options configure a Manager.
 type Options struct {
 	Runtimes []runtime.Runtime
@@ -400,14 +406,27 @@ func (m *Manager) load(inst *instance) {
 		if err := m.fits(v, cost, measured); err != nil {
 			return err
 		}
-		if err := m.blobs.Verify(ctx, v.SHA256); err != nil {
-			return err
+		// The artifact is verified as it is read: a runtime that loads from
+		// bytes gets the verified ones (one read of the file per load).
+		var data []byte
+		if rb, ok := m.blobs.(ArtifactReader); ok {
+			if _, bl := rt.(runtime.BytesLoader); bl {
+				var err error
+				if data, err = rb.ReadVerified(ctx, v.SHA256); err != nil {
+					return err
+				}
+			}
+		}
+		if data == nil {
+			if err := m.blobs.Verify(ctx, v.SHA256); err != nil {
+				return err
+			}
 		}
 		cfg := m.servingConfig(ctx, v)
 		if err := m.reserve(inst, cost); err != nil {
 			return err
 		}
-		model, cost, err := m.loadMeasured(ctx, rt, v, cfg, cost, measured)
+		model, cost, err := m.loadMeasured(ctx, rt, v, data, cfg, cost, measured)
 		if err != nil {
 			return err
 		}

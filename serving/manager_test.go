@@ -29,17 +29,29 @@ import (
 // countingRuntime wraps the real ONNX runtime and counts loads.
 type countingRuntime struct {
 	runtime.Runtime
-	loads atomic.Int32
-	gate  chan struct{} // if set, loads wait for it (to pile up concurrent requests)
-	runs  *runGate      // if set, models' runs go through it
+	loads     atomic.Int32
+	pathLoads atomic.Int32  // loads that read the file themselves (not from verified bytes)
+	gate      chan struct{} // if set, loads wait for it (to pile up concurrent requests)
+	runs      *runGate      // if set, models' runs go through it
 }
 
 func (c *countingRuntime) Load(ctx context.Context, path string, opts runtime.Options) (runtime.Model, error) {
+	c.pathLoads.Add(1)
+	return c.wrap(func() (runtime.Model, error) { return c.Runtime.Load(ctx, path, opts) })
+}
+
+// LoadBytes is how the manager loads (runtime.BytesLoader): from the bytes
+// it read and verified.
+func (c *countingRuntime) LoadBytes(ctx context.Context, data []byte, opts runtime.Options) (runtime.Model, error) {
+	return c.wrap(func() (runtime.Model, error) { return c.Runtime.(runtime.BytesLoader).LoadBytes(ctx, data, opts) })
+}
+
+func (c *countingRuntime) wrap(load func() (runtime.Model, error)) (runtime.Model, error) {
 	c.loads.Add(1)
 	if c.gate != nil {
 		<-c.gate
 	}
-	m, err := c.Runtime.Load(ctx, path, opts)
+	m, err := load()
 	if err != nil || c.runs == nil {
 		return m, err
 	}
@@ -114,7 +126,7 @@ type env struct {
 	rt       *countingRuntime
 	mgr      *serving.Manager
 	now      atomic.Int64
-	verifies atomic.Int32 // artifact verifications (full sha256 reads) the manager asked for
+	verifies atomic.Int32 // artifact reads (each hashed whole) the manager asked for
 }
 
 // countingArtifacts counts the manager's artifact verifications.
@@ -126,6 +138,11 @@ type countingArtifacts struct {
 func (c countingArtifacts) Verify(ctx context.Context, sha256 string) error {
 	c.n.Add(1)
 	return c.FS.Verify(ctx, sha256)
+}
+
+func (c countingArtifacts) ReadVerified(ctx context.Context, sha256 string) ([]byte, error) {
+	c.n.Add(1)
+	return c.FS.ReadVerified(ctx, sha256)
 }
 
 func newEnv(t testing.TB) *env { t.Helper(); return newEnvWith(t, nil, nil) }

@@ -204,7 +204,7 @@ func (m *Manager) evict(vi *instance, forKey versionKey) bool {
 // loadMeasured loads v and runs its warm-up. The first load of an artifact runs
 // alone and measures the allocator's growth across it; later loads of the same
 // artifact reuse that figure.
-func (m *Manager) loadMeasured(ctx context.Context, rt runtime.Runtime, v registry.Version, cfg registry.ServingConfig, known int64, measured bool) (runtime.Model, int64, error) {
+func (m *Manager) loadMeasured(ctx context.Context, rt runtime.Runtime, v registry.Version, data []byte, cfg registry.ServingConfig, known int64, measured bool) (runtime.Model, int64, error) {
 	if in, ok := rt.(interface{ Init() error }); ok {
 		// The runtime's one-time setup is not the model's cost.
 		if err := in.Init(); err != nil {
@@ -214,7 +214,13 @@ func (m *Manager) loadMeasured(ctx context.Context, rt runtime.Runtime, v regist
 	opts := runtime.Options{IntraOpThreads: cfg.Threads, InterOpThreads: cfg.InterOpThreads}
 	path := m.blobs.Path(v.SHA256)
 	open := func() (runtime.Model, error) {
-		model, err := rt.Load(ctx, path, opts)
+		var model runtime.Model
+		var err error
+		if bl, ok := rt.(runtime.BytesLoader); ok && data != nil {
+			model, err = bl.LoadBytes(ctx, data, opts) // read and verified once, by load
+		} else {
+			model, err = rt.Load(ctx, path, opts)
+		}
 		if err != nil {
 			return nil, err
 		}

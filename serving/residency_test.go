@@ -570,3 +570,28 @@ func TestWarmupWithASampleRequest(t *testing.T) {
 		t.Fatalf("the new version warmed up %d times with %+v; want 2 zero-valued runs shaped for it", after-before, last)
 	}
 }
+
+// A load reads its artifact once: the bytes are hashed as they are read
+// and handed to the runtime, which reads no file itself. A corrupt artifact
+// is refused as before, naming the digest.
+func TestALoadReadsTheArtifactOnce(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	v := e.push(t, "default", "m", "mlp")
+	if err := e.mgr.LoadModel(ctx, "default", "m"); err != nil {
+		t.Fatal(err)
+	}
+	if reads, path := e.verifies.Load(), e.rt.pathLoads.Load(); reads != 1 || path != 0 || e.rt.loads.Load() != 1 {
+		t.Fatalf("one load: %d artifact reads, %d loads from the file by the runtime; want 1 and 0", reads, path)
+	}
+	if err := e.mgr.UnloadModel(ctx, "default", "m"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(e.blobs.Path(v.SHA256), []byte("not the model"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := e.mgr.LoadModel(ctx, "default", "m")
+	if err == nil || !strings.Contains(err.Error(), "artifact sha256:"+v.SHA256+" is corrupt") {
+		t.Fatalf("a corrupt artifact: %v", err)
+	}
+}

@@ -158,6 +158,19 @@ func (r *Runtime) Load(ctx context.Context, path string, opts runtime.Options) (
 	return m, nil
 }
 
+// LoadBytes opens a session on an artifact's bytes (runtime.BytesLoader):
+// the serving layer reads and verifies the file once and hands them over.
+func (r *Runtime) LoadBytes(ctx context.Context, data []byte, opts runtime.Options) (runtime.Model, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m, err := r.load(data, opts)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 // load opens a session on the model's bytes (ONNX Runtime reads them from
 // memory: the file is read once).
 func (r *Runtime) load(data []byte, opts runtime.Options) (*model, error) {
