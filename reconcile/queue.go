@@ -39,10 +39,14 @@ func newQueue(clock Clock) *queue {
 }
 
 // add queues k unless it is queued already.
-func (q *queue) add(k Key) {
+// add queues keys at once: a key given twice is queued once, before any
+// worker can take it.
+func (q *queue) add(keys ...Key) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.addLocked(k)
+	for _, k := range keys {
+		q.addLocked(k)
+	}
 }
 
 func (q *queue) addLocked(k Key) {

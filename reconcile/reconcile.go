@@ -136,11 +136,7 @@ func New(name string, r Reconciler, opts Options) *Controller {
 
 // Enqueue asks for a pass over each key (de-duplicated with passes not yet
 // started).
-func (c *Controller) Enqueue(keys ...Key) {
-	for _, k := range keys {
-		c.q.add(k)
-	}
-}
+func (c *Controller) Enqueue(keys ...Key) { c.q.add(keys...) }
 
 // EnqueueAfter asks for a pass over key once d has passed on the clock.
 func (c *Controller) EnqueueAfter(key Key, d time.Duration) { c.q.addAfter(key, d) }
