@@ -54,15 +54,7 @@ func startServerProcess(t *testing.T, dir, addr string) *exec.Cmd {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	testutil.Eventually(t, 30*time.Second, func() bool {
-		resp, err := http.Get("http://" + addr + "/v2/health/ready")
-		if err != nil {
-			return false
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, "the server process never became ready")
+	testutil.WaitReady(t, "http://"+addr, 30*time.Second)
 	return cmd
 }
 

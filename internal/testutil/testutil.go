@@ -167,8 +167,15 @@ func StartServer(t testing.TB, mutate ...func(*config.Config)) *Server {
 		})
 	}
 	t.Cleanup(s.Stop)
-	Eventually(t, 10*time.Second, func() bool {
-		resp, err := Client.Get(s.URL + "/v2/health/ready")
+	WaitReady(t, s.URL, 10*time.Second)
+	return s
+}
+
+// WaitReady waits until the server at url answers its readiness check.
+func WaitReady(t testing.TB, url string, within time.Duration) {
+	t.Helper()
+	Eventually(t, within, func() bool {
+		resp, err := Client.Get(url + "/v2/health/ready")
 		if err != nil {
 			return false
 		}
@@ -176,7 +183,6 @@ func StartServer(t testing.TB, mutate ...func(*config.Config)) *Server {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	}, "server never became ready")
-	return s
 }
 
 // Push stores the committed test model file (see Model) as a new version of
