@@ -86,22 +86,47 @@ func NewSource(ctx context.Context, nc *nats.Conn, cfg SourceConfig) (*Source, e
 	return &Source{js: js, cons: cons, stream: cfg.Stream, durable: cfg.Durable}, nil
 }
 
-// Fetch pulls up to max messages, waiting at most maxWait.
+// Fetch pulls up to max messages, waiting at most maxWait for the first.
+//
+// A pull the server ends by its expiry while it is still delivering loses
+// what it had on the way: those messages count as delivered and come again
+// only after the ack wait (nats-server 2.9 does this under load). So the
+// pulls that take a backlog do not expire: what is waiting is taken with
+// no-wait pulls (the server answers with what it has, then ends them), and
+// only an empty stream is waited on, for one message, whose arrival ends
+// the pull.
 func (s *Source) Fetch(ctx context.Context, max int, maxWait time.Duration) ([]*events.Message, error) {
 	if maxWait < time.Millisecond {
 		maxWait = time.Millisecond
 	}
-	// The server ends the pull after maxWait. Not a context: a pull the
-	// client abandons leaves messages already on their way undelivered
-	// until the ack wait brings them again.
+	// Not a context: a pull the client abandons leaves messages already on
+	// their way undelivered until the ack wait brings them again.
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	batch, err := s.cons.Fetch(max, jetstream.FetchMaxWait(maxWait))
+	batch, err := s.cons.FetchNoWait(max)
 	if err != nil {
 		return nil, fmt.Errorf("natsjs: fetch: %w", unavailable(err))
 	}
-	var out []*events.Message
+	out, err := s.collect(ctx, batch, nil)
+	if len(out) > 0 || err != nil {
+		return out, err
+	}
+	if batch, err = s.cons.Fetch(1, jetstream.FetchMaxWait(maxWait)); err != nil {
+		return nil, fmt.Errorf("natsjs: fetch: %w", unavailable(err))
+	}
+	if out, err = s.collect(ctx, batch, nil); len(out) == 0 || err != nil || max == 1 {
+		return out, err
+	}
+	// One came: take what came with it.
+	if batch, err = s.cons.FetchNoWait(max - 1); err != nil {
+		return out, nil // what came is delivered; the next fetch reports the error
+	}
+	return s.collect(ctx, batch, out)
+}
+
+// collect appends the messages of batch to out.
+func (s *Source) collect(ctx context.Context, batch jetstream.MessageBatch, out []*events.Message) ([]*events.Message, error) {
 	for m := range batch.Messages() {
 		msg := m
 		em := events.NewMessage(m.Data(), func(context.Context) error { return msg.Ack() }, func(context.Context) error { return msg.Nak() })
@@ -113,7 +138,7 @@ func (s *Source) Fetch(ctx context.Context, max int, maxWait time.Duration) ([]*
 		}
 		out = append(out, em)
 	}
-	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
 		if len(out) > 0 {
 			return out, nil // what came is delivered; the next fetch reports the error
 		}
