@@ -124,9 +124,12 @@ type Manager struct {
 	// costs maps an artifact's sha256 to its measured cost; measure serializes
 	// first loads (exclusive) against every other load (shared), since an
 	// allocator delta taken while another load runs would count both.
-	costMu  sync.Mutex
-	costs   map[string]int64
-	measure sync.RWMutex
+	costMu sync.Mutex
+	costs  map[string]int64
+	// shapeCosts maps what variants share (size and signature, variantKey)
+	// to the cost measured for one of them.
+	shapeCosts map[string]int64
+	measure    sync.RWMutex
 
 	records    sync.Map    // versionKey -> *record: residency history, kept across unloads
 	lastServed sync.Map    // refKey -> versionKey that last answered an alias or default ref
@@ -167,7 +170,7 @@ func NewManager(reg Registry, blobs Artifacts, opts Options) *Manager {
 		reg: reg, blobs: blobs, runtimes: rts, metrics: opts.Metrics, log: opts.Logger.With("component", "serving"),
 		opts: opts, loaded: map[versionKey]*instance{}, unloaded: map[modelKey]bool{},
 		refs:  refCache{m: map[modelKey]map[string]registry.Version{}},
-		costs: map[string]int64{}, bg: run.NewTracker(),
+		costs: map[string]int64{}, shapeCosts: map[string]int64{}, bg: run.NewTracker(),
 	}
 	m.stop, m.abort = context.WithCancel(context.Background())
 	return m

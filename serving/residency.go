@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,11 +95,33 @@ const loadOverhead = 128 << 10
 func (m *Manager) costOf(v registry.Version) (cost int64, measured bool) {
 	m.costMu.Lock()
 	c, ok := m.costs[v.SHA256]
+	if !ok {
+		// A variant of a measured artifact — the same size and signature
+		// (a fine-tuned copy, a model per tenant) — costs what it cost: it is
+		// not measured again. Measuring is not free: it runs alone and walks
+		// the allocator's free lists, which takes milliseconds on a heap that
+		// has loaded and freed many sessions.
+		c, ok = m.shapeCosts[variantKey(v)]
+	}
 	m.costMu.Unlock()
 	if ok {
 		return c, true
 	}
 	return v.Size + loadOverhead, false
+}
+
+// variantKey is what variants of one model share: the artifact's size and its
+// signature.
+func variantKey(v registry.Version) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %d", v.Format, v.Size)
+	for _, t := range v.Signature.Inputs {
+		fmt.Fprintf(&b, "|i %s %s %v", t.Name, t.DataType, t.Shape)
+	}
+	for _, t := range v.Signature.Outputs {
+		fmt.Fprintf(&b, "|o %s %s %v", t.Name, t.DataType, t.Shape)
+	}
+	return b.String()
 }
 
 // fits refuses a version that could not fit even with everything else evicted —
@@ -240,8 +263,11 @@ func (m *Manager) loadMeasured(ctx context.Context, rt runtime.Runtime, v regist
 	defer m.measure.Unlock()
 	m.costMu.Lock()
 	known, measured = m.costs[v.SHA256]
+	if !measured {
+		known, measured = m.shapeCosts[variantKey(v)]
+	}
 	m.costMu.Unlock()
-	if measured { // a load of the same artifact measured it while this one waited
+	if measured { // a load of the same artifact (or a variant) measured it while this one waited
 		model, err := open()
 		return model, known, err
 	}
@@ -256,6 +282,7 @@ func (m *Manager) loadMeasured(ctx context.Context, rt runtime.Runtime, v regist
 	}
 	m.costMu.Lock()
 	m.costs[v.SHA256] = cost
+	m.shapeCosts[variantKey(v)] = cost
 	m.costMu.Unlock()
 	return model, cost, nil
 }

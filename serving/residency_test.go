@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nimbus-ai/nimbus/internal/errs"
+	"github.com/nimbus-ai/nimbus/internal/mlpgen"
 	"github.com/nimbus-ai/nimbus/internal/testutil"
 	"github.com/nimbus-ai/nimbus/registry"
 	"github.com/nimbus-ai/nimbus/residency"
@@ -364,10 +365,12 @@ func TestWarmupRunsBeforeReady(t *testing.T) {
 // countingMeter is the real meter with its trims counted.
 type countingMeter struct {
 	serving.MemoryMeter
-	trims atomic.Int32
+	trims, reads atomic.Int32
 }
 
 func (c *countingMeter) Trim() { c.trims.Add(1); c.MemoryMeter.Trim() }
+
+func (c *countingMeter) InUse() (int64, bool) { c.reads.Add(1); return c.MemoryMeter.InUse() }
 
 // TestUnloadsTrimMemoryInTheBackground: unloads give memory back through one
 // coalesced trim; shutting down does not trim.
@@ -593,5 +596,44 @@ func TestALoadReadsTheArtifactOnce(t *testing.T) {
 	err := e.mgr.LoadModel(ctx, "default", "m")
 	if err == nil || !strings.Contains(err.Error(), "artifact sha256:"+v.SHA256+" is corrupt") {
 		t.Fatalf("a corrupt artifact: %v", err)
+	}
+}
+
+// A variant of a measured artifact (same size, same signature: a model per
+// tenant) is charged the measured cost without being measured again — a
+// measurement runs alone and walks the allocator's free lists.
+func TestVariantsAreMeasuredOnce(t *testing.T) {
+	meter := &countingMeter{MemoryMeter: serving.DefaultMemory()}
+	e := newEnvWith(t, nil, func(o *serving.Options) { o.Memory = meter })
+	ctx := context.Background()
+	base, err := os.ReadFile(testutil.Model("mlp_medium"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, name := range []string{"a", "b"} {
+		info, err := e.reg.PutBlob(ctx, bytes.NewReader(mlpgen.Variant(base, i+1)), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.reg.CreateVersion(ctx, registry.CreateVersionRequest{Namespace: "default", Model: name, SHA256: info.SHA256}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.mgr.LoadModel(ctx, "default", "a"); err != nil {
+		t.Fatal(err)
+	}
+	measured := meter.reads.Load()
+	if measured < 2 {
+		t.Fatalf("the first variant was not measured (%d allocator reads)", measured)
+	}
+	if err := e.mgr.LoadModel(ctx, "default", "b"); err != nil {
+		t.Fatal(err)
+	}
+	if got := meter.reads.Load(); got != measured {
+		t.Errorf("the second variant was measured again (%d more allocator reads)", got-measured)
+	}
+	a, b := versionState(t, e, "a"), versionState(t, e, "b")
+	if a.MemoryBytes < 1_200_000 || b.MemoryBytes != a.MemoryBytes {
+		t.Errorf("costs: a %d, b %d bytes; want b charged a's measured cost", a.MemoryBytes, b.MemoryBytes)
 	}
 }
