@@ -44,7 +44,7 @@ func newTriggerCollectors(reg *prometheus.Registry) *triggerCollectors {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18), // 0.5ms … 65s
 		}, []string{"namespace", "trigger"}),
 		inFlight: prometheus.NewDesc("nimbus_trigger_in_flight", "Events a trigger fetched and has not settled yet.", []string{"namespace", "trigger"}, nil),
-		lag: prometheus.NewDesc("nimbus_trigger_lag", "Events waiting at the broker for a trigger (NATS JetStream, Redis Streams; absent where the broker does not say).",
+		lag: prometheus.NewDesc("nimbus_trigger_lag", "Events waiting at the broker for a trigger (NATS JetStream, Redis Streams, Kafka; absent where the broker does not say: MQTT).",
 			[]string{"namespace", "trigger"}, nil),
 	}
 	reg.MustRegister(c.events, c.errors, c.latency, c)

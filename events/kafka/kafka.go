@@ -37,8 +37,8 @@ type SourceConfig struct {
 
 // Source consumes a topic in a consumer group.
 type Source struct {
-	cl    *kgo.Client
-	topic string
+	cl           *kgo.Client
+	topic, group string
 
 	mu sync.Mutex
 	// parts tracks each partition's acknowledged offsets.
@@ -55,9 +55,15 @@ type partition struct {
 	next  int64
 	acked map[int64]bool
 	epoch int32
+	// fetched is the offset after the last record polled (delivered to the
+	// trigger), for the lag.
+	fetched int64
 }
 
-var _ events.Source = (*Source)(nil)
+var (
+	_ events.Source = (*Source)(nil)
+	_ events.Lagger = (*Source)(nil)
+)
 
 // NewSource joins cfg.Group on cfg.Topic (from the earliest offset when the
 // group has none). A missing topic is events.ErrMissing unless cfg.Create.
@@ -68,7 +74,7 @@ func NewSource(ctx context.Context, cfg SourceConfig) (*Source, error) {
 	if err := ensureTopic(ctx, cfg.Brokers, cfg.Topic, cfg.Create, cfg.Options); err != nil {
 		return nil, err
 	}
-	s := &Source{topic: cfg.Topic, parts: map[int32]*partition{}}
+	s := &Source{topic: cfg.Topic, group: cfg.Group, parts: map[int32]*partition{}}
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...), kgo.ConsumerGroup(cfg.Group), kgo.ConsumeTopics(cfg.Topic),
 		kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -149,6 +155,7 @@ func (s *Source) Fetch(ctx context.Context, limit int, maxWait time.Duration) ([
 			p = &partition{next: r.Offset, acked: map[int64]bool{}, epoch: r.LeaderEpoch}
 			s.parts[r.Partition] = p
 		}
+		p.fetched = max(p.fetched, r.Offset+1)
 	}
 	s.mu.Unlock()
 	return s.messages(recs, false), nil
@@ -212,6 +219,48 @@ func (s *Source) commit(ctx context.Context) {
 	s.dirty = false
 	s.mu.Unlock()
 	s.cl.CommitOffsetsSync(ctx, offsets, nil)
+}
+
+// Lag is the records of the topic not yet delivered to this source: per
+// partition, its end offset less what was polled (or, for a partition not
+// polled yet, the group's committed offset, or the start of the log).
+func (s *Source) Lag(ctx context.Context) (int64, error) {
+	adm := kadm.NewClient(s.cl)
+	ends, err := adm.ListEndOffsets(ctx, s.topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("kafka: end offsets of %s: %w: %w", s.topic, events.ErrUnavailable, err)
+	}
+	starts, err := adm.ListStartOffsets(ctx, s.topic)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("kafka: start offsets of %s: %w: %w", s.topic, events.ErrUnavailable, err)
+	}
+	committed, err := adm.FetchOffsets(ctx, s.group)
+	if err != nil {
+		return 0, fmt.Errorf("kafka: offsets of group %s: %w: %w", s.group, events.ErrUnavailable, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var lag int64
+	ends.Each(func(o kadm.ListedOffset) {
+		pos := int64(0)
+		if st, ok := starts.Lookup(s.topic, o.Partition); ok {
+			pos = st.Offset
+		}
+		if c, ok := committed.Lookup(s.topic, o.Partition); ok && c.Err == nil && c.At >= 0 {
+			pos = max(pos, c.At)
+		}
+		if p := s.parts[o.Partition]; p != nil {
+			pos = max(pos, p.fetched)
+		}
+		lag += max(0, o.Offset-pos)
+	})
+	return lag, nil
 }
 
 // Close commits what was acknowledged and leaves the group.

@@ -75,7 +75,7 @@ in TRAFFIC's order, since the server started) and the ROLLOUT (its phase, step
 and canary weight; "nimbus rollout status" shows it whole); for triggers, IN
 FLIGHT, REDELIVERED, the end-to-end latency p50/p99 in ms, the SINK and the
 Ready message. A trigger's counts are since the server started; LAG is what
-waits at the broker ("-" where the broker does not report it: Kafka, MQTT).
+waits at the broker ("-" where the broker does not report it: MQTT).
 
 -o yaml prints the resources as YAML documents that "nimbus apply -f" takes
 back unchanged (status and server-set metadata are ignored on apply); -o json

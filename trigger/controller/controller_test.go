@@ -442,6 +442,15 @@ spec:
 			if err := json.Unmarshal([]byte(readAll(t, bc.dead, 1)[0]), &dl); err != nil || dl.Payload != `{"amount": "x"}` {
 				t.Errorf("dead letter %+v: %v", dl, err)
 			}
+			// The lag, where the broker reports it (polled every 5 s): nothing waits.
+			wantLag := int64(0)
+			if name == "mqtt" {
+				wantLag = -1
+			}
+			testutil.Eventually(t, 15*time.Second, func() bool {
+				c, ok := r.srv.Sys.Triggers.TriggerCounts("default", "scorer")
+				return ok && c.Lag == wantLag && c.Consumed == 3
+			}, "the lag never settled")
 		})
 	}
 }
