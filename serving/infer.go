@@ -187,10 +187,6 @@ func batchRows(inputs []*tensor.Tensor) int64 {
 	return inputs[0].Shape[0]
 }
 
-// validateInputs checks names, datatypes, shapes and data sizes, with messages a
-// user can act on: "input x expects shape [-1,4] FP32, got [1,3]".
-//
-// It allocates nothing unless it fails: this runs on every request.
 // checkRequest checks req's inputs and requested outputs against v and
 // returns the names of the outputs to compute.
 func checkRequest(v registry.Version, req *InferRequest) ([]string, error) {
@@ -211,6 +207,10 @@ func (m *Manager) refMoved(ns, model, ref string, v registry.Version) bool {
 	return ok && p.(versionKey).version != v.Version
 }
 
+// validateInputs checks names, datatypes, shapes and data sizes, with messages a
+// user can act on: "input x expects shape [-1,4] FP32, got [1,3]".
+//
+// It allocates nothing unless it fails: this runs on every request.
 func validateInputs(v registry.Version, inputs []*tensor.Tensor) error {
 	sig := v.Signature
 	field := func(i int, suffix string) string { return fmt.Sprintf("inputs[%d]%s", i, suffix) }
