@@ -409,21 +409,9 @@ func (m *Manager) load(inst *instance) {
 		if err := m.fits(v, cost, measured); err != nil {
 			return err
 		}
-		// The artifact is verified as it is read: a runtime that loads from
-		// bytes gets the verified ones (one read of the file per load).
-		var data []byte
-		if rb, ok := m.blobs.(ArtifactReader); ok {
-			if _, bl := rt.(runtime.BytesLoader); bl {
-				var err error
-				if data, err = rb.ReadVerified(ctx, v.SHA256); err != nil {
-					return err
-				}
-			}
-		}
-		if data == nil {
-			if err := m.blobs.Verify(ctx, v.SHA256); err != nil {
-				return err
-			}
+		data, err := m.readVerified(ctx, rt, v)
+		if err != nil {
+			return err
 		}
 		cfg := m.servingConfig(ctx, v)
 		if err := m.reserve(inst, cost); err != nil {
@@ -697,6 +685,17 @@ func (m *Manager) Start(ctx context.Context) error {
 			m.UnloadIdle()
 		}
 	}
+}
+
+// readVerified verifies v's artifact. For a runtime that loads from bytes
+// it returns them, hashed as they were read (one read of the file per
+// load); otherwise nil, and the runtime reads the verified file itself.
+func (m *Manager) readVerified(ctx context.Context, rt runtime.Runtime, v registry.Version) ([]byte, error) {
+	rb, readable := m.blobs.(ArtifactReader)
+	if _, fromBytes := rt.(runtime.BytesLoader); readable && fromBytes {
+		return rb.ReadVerified(ctx, v.SHA256)
+	}
+	return nil, m.blobs.Verify(ctx, v.SHA256)
 }
 
 // initRuntimes runs the one-time setup of every runtime that has one.
