@@ -50,8 +50,10 @@ bench-security: setup ## auth and rate limiter cost: middleware and over loopbac
 	go test -run '^$$' -bench . -benchmem -count 3 ./auth/
 	go test -run '^$$' -bench AuthLoopback -benchtime 5s -count 3 ./e2e/
 
-models: ## regenerate the test models (needs Debian's python3-onnx)
+models: ## regenerate the test models and their answers (needs Debian's python3-onnx, node and npm)
 	/usr/bin/python3 testdata/models/gen_models.py
+	cd bench/peers/node && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --silent
+	node testdata/models/node_answers.js
 
 clean:
 	rm -rf bin

@@ -10,15 +10,30 @@ import (
 
 	ort "github.com/yalue/onnxruntime_go"
 
+	"github.com/nimbus-ai/nimbus/runtime/onnx"
 	"github.com/nimbus-ai/nimbus/tensor"
 )
 
 // newORTDirect opens one ONNX Runtime AdvancedSession per worker with input and
 // output tensors bound once, so a call is ORT's Run and nothing else: below
 // raw-run, which converts tensors through Nimbus's adapter on every call. It
-// needs the environment already initialized (by the adapter's Load) and FP32
+// needs FP32
 // outputs whose dims past the first are fixed.
+//
+// It is the binding's own path into ONNX Runtime, beside Nimbus's cgo layer
+// (runtime/onnx): the binding opens the same library, and ONNX Runtime's
+// environment is one per process, shared by both.
 func newORTDirect(path string, sig tensor.Signature, x *tensor.Tensor, conc int) (op, func(), error) {
+	if !ort.IsInitialized() {
+		lib, err := onnx.FindLibrary()
+		if err != nil {
+			return nil, nil, err
+		}
+		ort.SetSharedLibraryPath(lib)
+		if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
+			return nil, nil, fmt.Errorf("ort-direct: %w", err)
+		}
+	}
 	batch := x.Shape[0]
 	floats := make([]float32, len(x.Data)/4)
 	for i := range floats {

@@ -409,6 +409,10 @@ func CheckBatchable(sig tensor.Signature) error {
 			if len(s.Shape) == 0 || s.Shape[0] != -1 {
 				return fmt.Errorf("%s %s has shape %s without a dynamic first (batch) dimension", kind, s.Name, tensor.ShapeString(s.Shape))
 			}
+			if s.Optional {
+				// Requests that give it and requests that leave it out cannot share a run.
+				return fmt.Errorf("%s %s is optional", kind, s.Name)
+			}
 		}
 		return nil
 	}

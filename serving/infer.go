@@ -240,11 +240,13 @@ func validateInputs(v registry.Version, inputs []*tensor.Tensor) error {
 	if len(inputs) != len(sig.Inputs) { // no duplicates, so some are missing
 		var missing []string
 		for j, s := range sig.Inputs {
-			if !seen[j] {
+			if !seen[j] && !s.Optional {
 				missing = append(missing, describeSpec(s))
 			}
 		}
-		return errs.New(errs.InvalidArgument, "missing input %s", strings.Join(missing, ", ")).WithField("inputs")
+		if len(missing) > 0 {
+			return errs.New(errs.InvalidArgument, "missing input %s", strings.Join(missing, ", ")).WithField("inputs")
+		}
 	}
 	return nil
 }
@@ -278,7 +280,11 @@ func describeSpec(s tensor.TensorSpec) string {
 	if !s.Supported() {
 		return s.Name + " " + s.Kind
 	}
-	return s.Name + " " + s.DataType.String() + " " + tensor.ShapeString(s.Shape)
+	d := s.Name + " " + s.DataType.String() + " " + tensor.ShapeString(s.Shape)
+	if s.Optional {
+		d += " (optional)"
+	}
+	return d
 }
 
 func describeSpecs(specs []tensor.TensorSpec) string {

@@ -48,10 +48,13 @@ func warmUp(ctx context.Context, model runtime.Model, cfg registry.ServingConfig
 const maxWarmupBytes = 256 << 20
 
 // warmupInputs builds zero-valued inputs from a signature: the first dynamic dim
-// is rows, other dynamic dims 1; strings are empty.
+// is rows, other dynamic dims 1; strings are empty; optional inputs are left out.
 func warmupInputs(sig tensor.Signature, rows int) ([]*tensor.Tensor, error) {
 	inputs := make([]*tensor.Tensor, 0, len(sig.Inputs))
 	for _, spec := range sig.Inputs {
+		if spec.Optional {
+			continue
+		}
 		if spec.Shape == nil {
 			return nil, fmt.Errorf("warm-up: input %s declares no shape to build a request from", spec.Name)
 		}

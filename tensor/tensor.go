@@ -162,11 +162,14 @@ func ShapeString(shape []int64) string {
 // TensorSpec describes one input or output of a model. Dynamic dims are -1.
 // Kind is "tensor" for tensors; anything else (e.g. "seq(map(int64,tensor(float)))")
 // is a value OIP cannot carry: it is reported in metadata and refused if requested.
+// Optional marks an input a request may leave out (an ONNX optional(tensor)
+// input: the model then runs with no value for it).
 type TensorSpec struct {
 	Name     string   `json:"name"`
 	DataType DataType `json:"datatype"`
 	Shape    []int64  `json:"shape"`
 	Kind     string   `json:"kind,omitempty"`
+	Optional bool     `json:"optional,omitempty"`
 }
 
 // Supported reports whether the value can travel over OIP v2.

@@ -212,6 +212,9 @@ type metadataTensorJSON struct {
 	Shape    []int64 `json:"shape"`
 	// Kind is set only for values OIP cannot carry (e.g. ONNX sequences and maps).
 	Kind string `json:"kind,omitempty"`
+	// Optional marks an input a request may leave out (as Triton's model
+	// configuration says optional: true).
+	Optional bool `json:"optional,omitempty"`
 }
 
 type modelMetadataJSON struct {
@@ -234,7 +237,9 @@ func (h *handler) modelMetadata(w http.ResponseWriter, r *http.Request) {
 		Outputs: make([]metadataTensorJSON, 0, len(md.Outputs)),
 	}
 	for _, s := range md.Inputs {
-		out.Inputs = append(out.Inputs, tensorSpecJSON(s.Name, s.DataType.String(), s.Shape, s.Kind, s.Supported()))
+		t := tensorSpecJSON(s.Name, s.DataType.String(), s.Shape, s.Kind, s.Supported())
+		t.Optional = s.Optional
+		out.Inputs = append(out.Inputs, t)
 	}
 	for _, s := range md.Outputs {
 		out.Outputs = append(out.Outputs, tensorSpecJSON(s.Name, s.DataType.String(), s.Shape, s.Kind, s.Supported()))

@@ -21,7 +21,7 @@ func TestResolveShape(t *testing.T) {
 		{"unknown param", []int64{-1}, []string{"other"}, ""},
 		{"anonymous dynamic dim", []int64{-1}, []string{""}, ""},
 		{"unknown rank", nil, nil, ""},
-		{"scalar", []int64{}, []string{}, ""},
+		{"scalar", []int64{}, []string{}, "[]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

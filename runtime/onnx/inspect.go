@@ -252,6 +252,11 @@ func (w *walker) signature(model span, info *modelInfo) error {
 		if isInit[in.spec.Name] {
 			continue
 		}
+		if in.optional != nil {
+			// optional(tensor(T)): a tensor input a request may leave out.
+			in.spec.Kind, in.spec.DataType, in.spec.Shape, in.spec.Optional = "tensor", in.optional.dt, in.optional.shape, true
+			in.params = in.optional.params
+		}
 		info.sig.Inputs = append(info.sig.Inputs, in.spec)
 		info.inDimParams = append(info.inDimParams, in.params)
 	}
@@ -265,6 +270,15 @@ func (w *walker) signature(model span, info *modelInfo) error {
 // valueSpec is a decoded ValueInfoProto and its dim names.
 type valueSpec struct {
 	spec   tensor.TensorSpec
+	params []string
+	// optional is the tensor inside an optional(tensor(T)) type: as an input it
+	// is a tensor a request may leave out.
+	optional *optionalTensor
+}
+
+type optionalTensor struct {
+	dt     tensor.DataType
+	shape  []int64
 	params []string
 }
 
@@ -317,7 +331,13 @@ func (w *walker) valueInfo(m span) (valueSpec, error) {
 			spec.Kind = "tensor"
 		}
 	}
-	return valueSpec{spec: spec, params: t.params}, nil
+	v := valueSpec{spec: spec, params: t.params}
+	if in := t.optionalOf; in != nil && in.isTensor {
+		if dt, ok := elemTypes[in.elem]; ok {
+			v.optional = &optionalTensor{dt: dt, shape: in.shape, params: in.params}
+		}
+	}
+	return v, nil
 }
 
 // onnxType is a decoded TypeProto.
@@ -327,6 +347,8 @@ type onnxType struct {
 	elem     int32
 	shape    []int64  // nil when the rank is unknown
 	params   []string // dim_param per dim
+	// optionalOf is the contained type of an optional(...) type.
+	optionalOf *onnxType
 }
 
 // parseType decodes a TypeProto; depth bounds recursion on hostile input.
@@ -370,6 +392,9 @@ func (w *walker) parseType(m span, depth int) (onnxType, error) {
 				name = "optional"
 			}
 			t = onnxType{kind: name + "(" + inner.kind + ")"}
+			if f.num == typeOptional && err == nil {
+				t.optionalOf = &inner
+			}
 		case typeMap:
 			t, err = w.parseMapType(f.val, depth)
 		case typeOpaque:

@@ -155,7 +155,7 @@ func TestInspectHandBuilt(t *testing.T) {
 				Inputs: []tensor.TensorSpec{
 					{Name: "r", DataType: tensor.FP64, Kind: "tensor"},
 					{Name: "c", Shape: []int64{1}, Kind: "tensor(complex64)"},
-					{Name: "o", Kind: "optional(tensor(int32))"},
+					{Name: "o", DataType: tensor.Int32, Kind: "tensor", Optional: true},
 					{Name: "m", Kind: "map(string,tensor(double))"},
 				},
 				Outputs: []tensor.TensorSpec{spec("y", tensor.FP32, 2)},

@@ -3,6 +3,7 @@
 package onnx
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -88,29 +89,32 @@ func TestHugeResolvedOutput(t *testing.T) {
 		}
 	})
 	t.Run("fp16", func(t *testing.T) {
-		// FP16 outputs can only be preallocated: a huge one is refused.
 		m := loadIdentityModel(t, batchDims(onnxFloat16, seq), batchDims(onnxFloat16, varint(dimValue, 3)))
 		x := &tensor.Tensor{Name: "x", DataType: tensor.FP16, Shape: []int64{huge, 0}}
-		_, err := m.Run(context.Background(), []*tensor.Tensor{x}, nil)
-		if errs.KindOf(err) != errs.TooLarge {
-			t.Fatalf("err = %v (kind %v), want TooLarge", err, errs.KindOf(err))
+		got, err := m.Run(context.Background(), []*tensor.Tensor{x}, nil)
+		if err != nil || len(got) != 1 || tensor.ShapeString(got[0].Shape) != "[1099511627776,0]" || len(got[0].Data) != 0 {
+			t.Fatalf("Run = %+v, %v", got, err)
 		}
 	})
 }
 
-// TestScalarModelsAreRefusedAtLoad: rank-0 tensors cannot cross the binding, so
-// such a model is refused once at load with the reason, not on every run.
-func TestScalarModelsAreRefusedAtLoad(t *testing.T) {
+// TestScalarsRun: rank-0 tensors cross into ONNX Runtime and back, for an
+// output preallocated from its declared (empty) shape and for one ONNX
+// Runtime allocates.
+func TestScalarsRun(t *testing.T) {
 	scalar := tensorType(onnxFloat, [][]byte{}...) // a shape with no dims
-	node := cat(msgField(1, []byte("x")), msgField(2, []byte("y")), msgField(4, []byte("Identity")))
-	data := cat(varint(modelIRVersion, 8), msgField(8, varint(2, 13)),
-		msgField(modelGraph, cat(msgField(1, node), msgField(graphInput, valueInfo("x", scalar)), msgField(graphOutput, valueInfo("y", scalar)))))
-	path := filepath.Join(t.TempDir(), "scalar.onnx")
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
+	m := loadIdentityModel(t, scalar, scalar)
+	x := &tensor.Tensor{Name: "x", DataType: tensor.FP32, Shape: []int64{}, Data: []byte{0, 0, 0x80, 0x3f}} // 1.0
+	for _, ortAllocates := range []bool{false, true} {
+		m.noPrealloc.Store(ortAllocates)
+		got, err := m.Run(context.Background(), []*tensor.Tensor{x}, nil)
+		if err != nil || len(got) != 1 || len(got[0].Shape) != 0 || !bytes.Equal(got[0].Data, x.Data) {
+			t.Fatalf("ortAllocates=%v: Run = %+v, %v", ortAllocates, got, err)
+		}
 	}
-	_, err := newTestRuntime(t).Load(context.Background(), path, runtime.Options{})
-	if errs.KindOf(err) != errs.Unimplemented || !strings.Contains(errs.PublicMessage(err), "is a scalar (rank 0)") {
-		t.Fatalf("loading a scalar model: %v", err)
+	// A scalar is one element: a request whose shape is [1] does not match.
+	_, err := m.Run(context.Background(), []*tensor.Tensor{{Name: "x", DataType: tensor.FP32, Shape: []int64{1}, Data: x.Data}}, nil)
+	if errs.KindOf(err) != errs.InvalidArgument || !strings.Contains(err.Error(), "does not match []") {
+		t.Fatalf("a [1] tensor for a scalar input: %v", err)
 	}
 }

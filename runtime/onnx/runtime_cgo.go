@@ -2,6 +2,9 @@
 
 package onnx
 
+// #include "onnxruntime_c_api.h"
+import "C"
+
 import (
 	"context"
 	_ "embed"
@@ -12,8 +15,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	ort "github.com/yalue/onnxruntime_go"
 
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/runtime"
@@ -121,8 +122,7 @@ func (r *Runtime) ensureEnv() error {
 		return errs.Wrap(errs.Unavailable, err, "%s (%s is not usable)", installHint, lib)
 	}
 	start := time.Now()
-	ort.SetSharedLibraryPath(lib)
-	err := ort.InitializeEnvironment(ort.WithLogLevelError())
+	err := ortInit(lib)
 	ortEnv.done, ortEnv.libPath = true, lib
 	if err != nil {
 		ortEnv.err = errs.Wrap(errs.Unavailable, err,
@@ -131,7 +131,7 @@ func (r *Runtime) ensureEnv() error {
 		r.log.Error("ONNX Runtime unavailable", "lib", lib, "err", err)
 		return ortEnv.err
 	}
-	r.log.Info("ONNX Runtime initialized", "version", ort.GetVersion(), "lib", lib,
+	r.log.Info("ONNX Runtime initialized", "version", ortVersion(), "lib", lib,
 		"took", time.Since(start).Round(time.Microsecond))
 	return nil
 }
@@ -184,19 +184,10 @@ func (r *Runtime) load(data []byte, opts runtime.Options) (*model, error) {
 				"onnx: input %s is %s, which the Open Inference Protocol cannot carry", in.Name, in.Kind)
 		}
 	}
-	if err := checkNoScalars(info.sig); err != nil {
-		return nil, err
-	}
 	if err := r.ensureEnv(); err != nil {
 		return nil, err
 	}
 	r.refuseConfigFromModel()
-
-	so, err := newSessionOptions(opts)
-	if err != nil {
-		return nil, err
-	}
-	defer so.Destroy()
 
 	m := &model{info: info, sig: info.sig, log: r.log, outIndex: map[string]int{}}
 	for _, params := range info.inDimParams {
@@ -221,10 +212,11 @@ func (r *Runtime) load(data []byte, opts runtime.Options) (*model, error) {
 		return nil, errs.New(errs.InvalidArgument,
 			"onnx: the model has no output the Open Inference Protocol can carry (all are sequences or maps)")
 	}
-	m.sess, err = ort.NewDynamicAdvancedSessionWithONNXData(data, inNames, outNames, so)
+	sess, err := ortSession(data, newSessionConfig(opts))
 	if err != nil {
 		return nil, errs.Wrap(errs.InvalidArgument, err, "onnx: ONNX Runtime cannot load the model (its reason is in the server log)")
 	}
+	m.sess, m.inNames, m.outNames = sess, newCStrings(inNames), newCStrings(outNames)
 	return m, nil
 }
 
@@ -249,7 +241,7 @@ func (r *Runtime) refuseConfigFromModel() {
 	}
 }
 
-func newSessionOptions(opts runtime.Options) (*ort.SessionOptions, error) {
+func newSessionConfig(opts runtime.Options) sessionConfig {
 	intra, inter := opts.IntraOpThreads, opts.InterOpThreads
 	if intra <= 0 {
 		intra = 1 // fastest on small boxes; the ORT default (all cores) also slows the first run
@@ -257,39 +249,28 @@ func newSessionOptions(opts runtime.Options) (*ort.SessionOptions, error) {
 	if inter <= 0 {
 		inter = 1
 	}
-	so, err := ort.NewSessionOptions()
-	if err != nil {
-		return nil, fmt.Errorf("onnx: session options: %w", err)
-	}
-	steps := []func() error{
-		func() error { return so.SetIntraOpNumThreads(intra) },
-		func() error { return so.SetInterOpNumThreads(inter) },
+	// No CPU arena either (ortSession disables it): with it a session keeps
+	// its largest run's buffers until it closes (2.4 vs 1.3 MB for mlp_medium
+	// after one batch of 64), and freed arena chunks fragment the heap across
+	// load/unload cycles. Measured no slower (go test -bench RawRun
+	// ./runtime/onnx; docs/SERVING.md).
+	return sessionConfig{intra: intra, inter: inter, entries: [][2]string{
 		// Spinning threads burn the cores other requests need.
-		func() error { return so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0") },
-		func() error { return so.AddSessionConfigEntry("session.inter_op.allow_spinning", "0") },
-		// No CPU arena: with it a session keeps its largest run's buffers until it
-		// closes (2.4 vs 1.3 MB for mlp_medium after one batch of 64), and freed
-		// arena chunks fragment the heap across load/unload cycles. Measured no
-		// slower (go test -bench RawRun ./runtime/onnx; docs/SERVING.md).
-		func() error { return so.SetCpuMemArena(false) },
+		{"session.intra_op.allow_spinning", "0"},
+		{"session.inter_op.allow_spinning", "0"},
 		// The bytes are always an ONNX protobuf, checked by the inspector: never
 		// let ONNX Runtime guess another format from them (an ORT flatbuffer the
 		// inspector did not read).
-		func() error { return so.AddSessionConfigEntry("session.load_model_format", "ONNX") },
-	}
-	for _, step := range steps {
-		if err := step(); err != nil {
-			so.Destroy()
-			return nil, fmt.Errorf("onnx: session options: %w", err)
-		}
-	}
-	return so, nil
+		{"session.load_model_format", "ONNX"},
+	}}
 }
 
 // model is a loaded ONNX Runtime session. ONNX Runtime's Run is thread-safe;
 // mu only keeps Close from destroying the session under a running Run.
 type model struct {
-	sess     *ort.DynamicAdvancedSession
+	sess     *C.OrtSession
+	inNames  cStrings // the inputs' names, in signature order
+	outNames cStrings // session output names: outNames[si] is info.sig.Outputs[sessOuts[si]]
 	info     *modelInfo
 	sig      tensor.Signature
 	log      *slog.Logger
@@ -301,7 +282,7 @@ type model struct {
 	hasDimParams bool
 	// noPrealloc is set when ONNX Runtime refused an output preallocated from the
 	// model's declared shape (a model whose outputs are not what it declares):
-	// from then on ONNX Runtime allocates the outputs it can convert.
+	// from then on ONNX Runtime allocates every output.
 	noPrealloc atomic.Bool
 
 	batches sync.Pool // *batch, sized for this model
@@ -321,9 +302,9 @@ func (m *model) Close() error {
 	}
 	m.closed = true
 	m.runOpts.close()
-	if err := m.sess.Destroy(); err != nil {
-		return fmt.Errorf("onnx: close: %w", err)
-	}
+	releaseSession(m.sess)
+	m.inNames.free()
+	m.outNames.free()
 	return nil
 }
 
@@ -361,24 +342,19 @@ func (m *model) Run(ctx context.Context, inputs []*tensor.Tensor, outputs []stri
 		return nil, errs.New(errs.Unavailable, "onnx: the model has been unloaded")
 	}
 
-	for i, t := range b.ordered {
-		if b.in[i], err = b.inputValue(t); err != nil {
-			return nil, err
-		}
-	}
+	b.prepareInputs(m)
 	prealloc := !m.noPrealloc.Load()
 	if err := b.prepareOutputs(m, prealloc); err != nil {
 		return nil, err
 	}
 	if err := m.runSession(ctx, b); err != nil {
-		if !prealloc || ctx.Err() != nil {
+		if !prealloc || ctx.Err() != nil || !b.preallocated() {
 			return nil, err
 		}
 		// Perhaps the model's outputs do not have the shapes it declares. Run
 		// again with ONNX Runtime allocating them; if that works, stop
 		// preallocating for this model. A failure that is not about shapes
 		// fails the same way twice (errors are rare; their cost does not matter).
-		b.releaseOutputs()
 		if perr := b.prepareOutputs(m, false); perr != nil {
 			return nil, err
 		}
@@ -393,12 +369,12 @@ func (m *model) Run(ctx context.Context, inputs []*tensor.Tensor, outputs []stri
 
 	res := make([]*tensor.Tensor, len(b.want))
 	ts := make([]tensor.Tensor, len(b.want))
-	for i, si := range b.want {
+	for k, si := range b.want {
 		spec := m.sig.Outputs[m.sessOuts[si]]
-		if err := b.outputTensor(&ts[i], si, spec); err != nil {
+		if err := b.outputTensor(&ts[k], k, spec); err != nil {
 			return nil, err
 		}
-		res[i] = &ts[i]
+		res[k] = &ts[k]
 	}
 	return res, nil
 }
@@ -406,20 +382,17 @@ func (m *model) Run(ctx context.Context, inputs []*tensor.Tensor, outputs []stri
 // runSession runs the session, stopping it if ctx ends mid-run.
 func (m *model) runSession(ctx context.Context, b *batch) error {
 	if ctx.Done() == nil {
-		if err := m.sess.Run(b.in, b.out); err != nil {
-			return fmt.Errorf("onnx: run: %w", err)
-		}
-		return nil
+		return wrapRunError(b.run(m, nil))
 	}
 	ro, err := m.runOpts.get()
 	if err != nil {
 		return fmt.Errorf("onnx: run options: %w", err)
 	}
-	// mu orders Terminate before Destroy: the AfterFunc may still be running when
-	// stop returns false.
+	// mu orders Terminate before release: the AfterFunc may still be running
+	// when stop returns false.
 	c := &runCancel{ro: ro}
 	stop := context.AfterFunc(ctx, c.terminate)
-	err = m.sess.RunWithOptions(b.in, b.out, ro)
+	err = b.run(m, ro)
 	if stop() {
 		// The AfterFunc never ran: ro was not terminated and can serve another Run.
 		m.runOpts.put(ro)
@@ -430,15 +403,22 @@ func (m *model) runSession(ctx context.Context, b *batch) error {
 		if cerr := ctx.Err(); cerr != nil {
 			return fmt.Errorf("onnx: run stopped: %w", cerr)
 		}
-		return fmt.Errorf("onnx: run: %w", err)
+		return wrapRunError(err)
 	}
 	return nil
+}
+
+func wrapRunError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("onnx: run: %w", err)
 }
 
 // runCancel terminates one Run's options when its context ends.
 type runCancel struct {
 	mu        sync.Mutex
-	ro        *ort.RunOptions
+	ro        *C.OrtRunOptions
 	destroyed bool
 }
 
@@ -446,7 +426,7 @@ func (c *runCancel) terminate() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.destroyed {
-		_ = c.ro.Terminate()
+		terminateRun(c.ro)
 	}
 }
 
@@ -454,21 +434,21 @@ func (c *runCancel) destroy() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.destroyed = true
-	_ = c.ro.Destroy()
+	releaseRunOptions(c.ro)
 }
 
 // runOptionsPool recycles OrtRunOptions (one cgo create and release per Run
 // otherwise). Only options that were never terminated come back. It is bounded;
-// close destroys what it holds.
+// close releases what it holds.
 type runOptionsPool struct {
 	mu     sync.Mutex
-	free   []*ort.RunOptions
+	free   []*C.OrtRunOptions
 	closed bool
 }
 
 const maxPooledRunOptions = 64
 
-func (p *runOptionsPool) get() (*ort.RunOptions, error) {
+func (p *runOptionsPool) get() (*C.OrtRunOptions, error) {
 	p.mu.Lock()
 	if n := len(p.free); n > 0 {
 		ro := p.free[n-1]
@@ -477,10 +457,10 @@ func (p *runOptionsPool) get() (*ort.RunOptions, error) {
 		return ro, nil
 	}
 	p.mu.Unlock()
-	return ort.NewRunOptions()
+	return newRunOptions()
 }
 
-func (p *runOptionsPool) put(ro *ort.RunOptions) {
+func (p *runOptionsPool) put(ro *C.OrtRunOptions) {
 	p.mu.Lock()
 	if !p.closed && len(p.free) < maxPooledRunOptions {
 		p.free = append(p.free, ro)
@@ -488,7 +468,7 @@ func (p *runOptionsPool) put(ro *ort.RunOptions) {
 		return
 	}
 	p.mu.Unlock()
-	_ = ro.Destroy()
+	releaseRunOptions(ro)
 }
 
 func (p *runOptionsPool) close() {
@@ -496,7 +476,7 @@ func (p *runOptionsPool) close() {
 	defer p.mu.Unlock()
 	p.closed = true
 	for _, ro := range p.free {
-		_ = ro.Destroy()
+		releaseRunOptions(ro)
 	}
 	p.free = nil
 }
@@ -548,7 +528,7 @@ func (m *model) orderInputs(inputs []*tensor.Tensor, ordered []*tensor.Tensor) e
 		ordered[i] = t
 	}
 	for i, t := range ordered {
-		if t == nil {
+		if t == nil && !m.sig.Inputs[i].Optional {
 			name := m.sig.Inputs[i].Name
 			return errs.New(errs.InvalidArgument, "missing input %q", name).WithField(name)
 		}
@@ -563,23 +543,4 @@ func (m *model) inputIndex(name string) int {
 		}
 	}
 	return -1
-}
-
-// checkNoScalars refuses rank-0 tensors: onnxruntime_go v1.27.0 cannot exchange
-// them, so every run would fail (and the binding leaks the outputs it had not yet
-// converted when one fails). Refusing at load says so once, clearly.
-func checkNoScalars(sig tensor.Signature) error {
-	for _, group := range []struct {
-		kind  string
-		specs []tensor.TensorSpec
-	}{{"input", sig.Inputs}, {"output", sig.Outputs}} {
-		kind := group.kind
-		for _, s := range group.specs {
-			if s.Supported() && s.Shape != nil && len(s.Shape) == 0 {
-				return errs.New(errs.Unimplemented,
-					"onnx: %s %s is a scalar (rank 0), which this ONNX Runtime binding cannot exchange; export it with shape [1]", kind, s.Name)
-			}
-		}
-	}
-	return nil
 }

@@ -42,7 +42,24 @@ def softmax(x):
 
 
 def tensor_case(dtype, arr):
-    return {"datatype": dtype, "shape": list(arr.shape), "data": arr.reshape(-1).tolist()}
+    """A tensor of cases.json. FP16 and BF16 data are the elements' bit patterns
+    (uint16); BYTES data are strings."""
+    if dtype == "FP16":
+        data = arr.astype(np.float16).view(np.uint16).reshape(-1).tolist()
+    elif dtype == "BF16":
+        data = bf16_bits(arr).reshape(-1).tolist()
+    elif dtype == "BYTES":
+        data = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in arr.reshape(-1).tolist()]
+    else:
+        data = arr.reshape(-1).tolist()
+    return {"datatype": dtype, "shape": list(arr.shape), "data": data}
+
+
+def bf16_bits(arr):
+    """The bfloat16 bit patterns of float32 values that bfloat16 holds exactly."""
+    bits = np.asarray(arr, dtype=np.float32).view(np.uint32)
+    assert not (bits & 0xFFFF).any(), "the test values must be exact in bfloat16"
+    return (bits >> 16).astype(np.uint16)
 
 
 # ---------------------------------------------------------------- mlp
@@ -247,6 +264,147 @@ def gen_dtypes():
     save(helper.make_model(g, opset_imports=OPSET), "dtypes.onnx")
 
 
+OIP_NAMES = {
+    "bool": "BOOL", "uint8": "UINT8", "uint16": "UINT16", "uint32": "UINT32", "uint64": "UINT64",
+    "int8": "INT8", "int16": "INT16", "int32": "INT32", "int64": "INT64", "fp16": "FP16", "fp32": "FP32",
+    "fp64": "FP64", "string": "BYTES", "bf16": "BF16",
+}
+SCALAR_VALUES = {  # one value per type, exact in the type
+    "bool": np.array(True), "uint8": np.array(200, dtype=np.uint8), "uint16": np.array(60000, dtype=np.uint16),
+    "uint32": np.array(4000000000, dtype=np.uint32), "uint64": np.array(2**63 + 5, dtype=np.uint64),
+    "int8": np.array(-100, dtype=np.int8), "int16": np.array(-30000, dtype=np.int16),
+    "int32": np.array(-2000000000, dtype=np.int32), "int64": np.array(-(2**62), dtype=np.int64),
+    "fp16": np.array(-2.5, dtype=np.float32), "fp32": np.array(3.25, dtype=np.float32),
+    "fp64": np.array(1e300, dtype=np.float64), "string": np.array("héllo\x00world", dtype=object),
+    "bf16": np.array(-0.75, dtype=np.float32),
+}
+
+
+def gen_scalars(name, types):
+    """types as rank-0 (scalar) inputs and outputs: scalars.onnx holds every OIP
+    type but BF16, which onnxruntime-node cannot exchange; scalars_bf16.onnx
+    holds BF16."""
+    nodes = [helper.make_node("Identity", [f"in_{s}"], [f"out_{s}"]) for s, _ in types]
+    g = helper.make_graph(nodes, name, [vi(f"in_{s}", t, []) for s, t in types],
+                          [vi(f"out_{s}", t, []) for s, t in types])
+    save(helper.make_model(g, opset_imports=OPSET), name + ".onnx")
+    case = {"inputs": {}, "outputs": {}}
+    for s, _ in types:
+        v = SCALAR_VALUES[s]
+        case["inputs"][f"in_{s}"] = tensor_case(OIP_NAMES[s], v)
+        case["outputs"][f"out_{s}"] = tensor_case(OIP_NAMES[s], v)
+    return [case]
+
+
+def gen_vad_like():
+    """Shaped like a voice-activity model (Silero VAD's `sr` is an INT64 scalar):
+    prob = Sigmoid(mean(input, axis 1) * sr / 16000) [batch,1], rate = sr (a
+    scalar output), energy = sum(input^2) (a scalar computed from the batch)."""
+    nodes = [
+        helper.make_node("ReduceMean", ["input"], ["mean"], axes=[1], keepdims=1),
+        helper.make_node("Cast", ["sr"], ["srf"], to=TensorProto.FLOAT),
+        helper.make_node("Div", ["srf", "base"], ["scale"]),
+        helper.make_node("Mul", ["mean", "scale"], ["logit"]),
+        helper.make_node("Sigmoid", ["logit"], ["prob"]),
+        helper.make_node("Identity", ["sr"], ["rate"]),
+        helper.make_node("Mul", ["input", "input"], ["sq"]),
+        helper.make_node("ReduceSum", ["sq"], ["energy"], keepdims=0),
+    ]
+    g = helper.make_graph(
+        nodes, "vad_like",
+        [vi("input", TensorProto.FLOAT, ["batch", 8]), vi("sr", TensorProto.INT64, [])],
+        [vi("prob", TensorProto.FLOAT, ["batch", 1]), vi("rate", TensorProto.INT64, []),
+         vi("energy", TensorProto.FLOAT, [])],
+        [init("base", np.array(16000.0, dtype=np.float32))],
+    )
+    save(helper.make_model(g, opset_imports=OPSET), "vad_like.onnx")
+    rng = np.random.default_rng(7)
+    cases = []
+    for n, sr in ((1, 16000), (3, 8000)):
+        x = rng.normal(0, 1, (n, 8)).astype(np.float32)
+        logit = x.mean(axis=1, keepdims=True) * np.float32(sr / 16000.0)
+        cases.append({
+            "inputs": {"input": tensor_case("FP32", x), "sr": tensor_case("INT64", np.array(sr, dtype=np.int64))},
+            "outputs": {"prob": tensor_case("FP32", (1 / (1 + np.exp(-logit))).astype(np.float32)),
+                        "rate": tensor_case("INT64", np.array(sr, dtype=np.int64)),
+                        "energy": tensor_case("FP32", np.array((x * x).sum(), dtype=np.float32))},
+        })
+    return cases
+
+
+def gen_dynamic_out(bf16):
+    """Outputs whose shape is known only after the run (Compress keeps what a
+    mask selects, Slice up to an input's column): FP16 and BYTES in
+    dynamic_out.onnx, BF16 in dynamic_bf16.onnx (onnxruntime-node opens no model
+    with a BF16 tensor)."""
+    if bf16:
+        # Compress takes no BF16 in opset 17; Slice up to a requested column does.
+        name = "dynamic_bf16"
+        nodes = [helper.make_node("Cast", ["x"], ["xb"], to=TensorProto.BFLOAT16),
+                 helper.make_node("Slice", ["xb", "zero", "n", "one"], ["bh"])]
+        ins = [vi("x", TensorProto.FLOAT, ["batch", 4]), vi("n", TensorProto.INT64, [1])]
+        outs = [vi("bh", TensorProto.BFLOAT16, ["batch", "kept"])]
+        inits = [init("zero", np.array([0], dtype=np.int64)), init("one", np.array([1], dtype=np.int64))]
+    else:
+        name = "dynamic_out"
+        nodes = [helper.make_node("Cast", ["x"], ["x16"], to=TensorProto.FLOAT16),
+                 helper.make_node("Compress", ["x16", "keep"], ["h"], axis=1),
+                 helper.make_node("Compress", ["words", "wkeep"], ["w"], axis=0)]
+        ins = [vi("x", TensorProto.FLOAT, ["batch", 4]), vi("keep", TensorProto.BOOL, [4]),
+               vi("words", TensorProto.STRING, ["n"]), vi("wkeep", TensorProto.BOOL, ["n"])]
+        outs = [vi("h", TensorProto.FLOAT16, ["batch", "kept"]), vi("w", TensorProto.STRING, ["kept_words"])]
+        inits = []
+    save(helper.make_model(helper.make_graph(nodes, name, ins, outs, inits), opset_imports=OPSET), name + ".onnx")
+    cases = []
+    for x, keep, words, wkeep in (
+        ([[1.0, -2.5, 0.25, 8.0], [-0.5, 3.0, 100.0, -7.0]], [True, False, True, True],
+         ["alpha", "", "gamma\x00delta", "é"], [True, True, False, True]),
+        ([[0.75, 1.5, -3.0, 2.0]], [False, False, False, False], ["only"], [False]),
+    ):
+        x = np.array(x, dtype=np.float32)
+        keep, wkeep = np.array(keep), np.array(wkeep)
+        words = np.array(words, dtype=object)
+        kept = x[:, keep]
+        if bf16:
+            n = int(keep.sum())
+            cases.append({"inputs": {"x": tensor_case("FP32", x), "n": tensor_case("INT64", np.array([n], dtype=np.int64))},
+                          "outputs": {"bh": tensor_case("BF16", x[:, :n])}})
+            continue
+        cases.append({
+            "inputs": {"x": tensor_case("FP32", x), "keep": tensor_case("BOOL", keep),
+                       "words": tensor_case("BYTES", words), "wkeep": tensor_case("BOOL", wkeep)},
+            "outputs": {"h": tensor_case("FP16", kept), "w": tensor_case("BYTES", words[wkeep])},
+        })
+    return cases
+
+
+def gen_optional_input():
+    """y = x + bias, where bias is an optional(tensor(float)) input: left out,
+    the model adds zeros."""
+    then = helper.make_graph([helper.make_node("OptionalGetElement", ["bias"], ["b_then"])], "then", [],
+                             [vi("b_then", TensorProto.FLOAT, [3])])
+    other = helper.make_graph([helper.make_node("Constant", [], ["b_else"],
+                                                value=numpy_helper.from_array(np.zeros(3, dtype=np.float32)))],
+                              "else", [], [vi("b_else", TensorProto.FLOAT, [3])])
+    nodes = [
+        helper.make_node("OptionalHasElement", ["bias"], ["has"]),
+        helper.make_node("If", ["has"], ["b"], then_branch=then, else_branch=other),
+        helper.make_node("Add", ["x", "b"], ["y"]),
+    ]
+    bias = helper.make_value_info("bias", helper.make_optional_type_proto(
+        helper.make_tensor_type_proto(TensorProto.FLOAT, [3])))
+    g = helper.make_graph(nodes, "optional_input", [vi("x", TensorProto.FLOAT, ["batch", 3]), bias],
+                          [vi("y", TensorProto.FLOAT, ["batch", 3])])
+    save(helper.make_model(g, opset_imports=OPSET), "optional_input.onnx")
+    x = np.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 4.0]], dtype=np.float32)
+    b = np.array([0.5, -1.0, 10.0], dtype=np.float32)
+    return [
+        {"inputs": {"x": tensor_case("FP32", x), "bias": tensor_case("FP32", b)},
+         "outputs": {"y": tensor_case("FP32", x + b)}},
+        {"inputs": {"x": tensor_case("FP32", x)}, "outputs": {"y": tensor_case("FP32", x)}},
+    ]
+
+
 def gen_lookup():
     """Embedding-style lookup: out[i] = table[idx[i]]. An index outside 0..9 makes
     ONNX Runtime fail the run, so tests have a real model that errors on bad values."""
@@ -302,7 +460,10 @@ def gen_hostile():
 
 
 def main():
-    cases = {"mlp": gen_mlp(), "multi_io": gen_multi_io(), "tree": gen_tree()}
+    cases = {"mlp": gen_mlp(), "multi_io": gen_multi_io(), "tree": gen_tree(), "scalars": gen_scalars("scalars", [d for d in DTYPES if d[0] != "bf16"]),
+             "scalars_bf16": gen_scalars("scalars_bf16", [d for d in DTYPES if d[0] == "bf16"]),
+             "vad_like": gen_vad_like(), "dynamic_out": gen_dynamic_out(False),
+             "dynamic_bf16": gen_dynamic_out(True), "optional_input": gen_optional_input()}
     gen_mlp_medium()
     gen_dtypes()
     gen_lookup()
