@@ -91,13 +91,13 @@ func (m *Manager) Autoscale() {
 			continue
 		}
 		window := inst.cfg.StableWindow()
-		inst.scale.observe(now, float64(inst.b.active.Load()), window)
-		cur := inst.b.instanceCount()
+		inst.scale.observe(now, float64(inst.b.Active()), window)
+		cur := inst.b.Instances()
 		d := inst.scale.decide(now, cur, lo, hi, inst.cfg.TargetConcurrency(), window)
 		if d.want == cur {
 			continue
 		}
-		inst.b.setInstances(d.want)
+		inst.b.SetInstances(d.want)
 		m.metrics.Scaled(inst.key.ns, d.want > cur)
 		m.log.Info("scaled instances", "namespace", inst.key.ns, "model", inst.key.model, "version", inst.key.version,
 			"from", cur, "to", d.want, "stable_concurrency", round2(d.stable), "panic_concurrency", round2(d.burst), "panic", d.panicking)

@@ -1,5 +1,7 @@
 package serving
 
+import "log/slog"
+
 // UnloadIdleAround is UnloadIdle with between run after its scan for idle
 // versions and before it unloads them: the window in which a request may use a
 // version the scan found idle.
@@ -9,3 +11,5 @@ func (m *Manager) UnloadIdleAround(between func()) int {
 	between()
 	return m.unloadIdle(now, idle)
 }
+
+func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }

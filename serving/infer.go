@@ -1,18 +1,16 @@
 package serving
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nimbus-ai/nimbus/internal/errs"
 	"github.com/nimbus-ai/nimbus/registry"
+	"github.com/nimbus-ai/nimbus/serving/batch"
 	"github.com/nimbus-ai/nimbus/tensor"
 )
 
@@ -63,9 +61,9 @@ func (m *Manager) Infer(ctx context.Context, req *InferRequest) (*InferResponse,
 		m.countFailure(ns, v, start)
 		return nil, verr
 	}
-	// The instance's batcher holds its version's statistics (load gave it
+	// The instance holds its version's statistics (load gave it
 	// statsFor(inst.key)): no map lookup on the request path.
-	st := inst.b.stats
+	st := inst.stats
 	version := strconv.FormatInt(v.Version, 10)
 	if waited > 0 {
 		m.metrics.ObserveColdWait(ns, waited)
@@ -82,7 +80,7 @@ func (m *Manager) Infer(ctx context.Context, req *InferRequest) (*InferResponse,
 			inst.lastUsed.Store(m.opts.Now().UnixNano())
 			inst.release() // also if the batcher panics
 		}()
-		return inst.b.submit(runCtx, req.Inputs, outNames)
+		return inst.b.Submit(runCtx, req.Inputs, outNames)
 	}()
 	ran := time.Now()
 	st.queue.add(loaded.Sub(start) + queued)
@@ -93,7 +91,7 @@ func (m *Manager) Infer(ctx context.Context, req *InferRequest) (*InferResponse,
 		}
 		return nil, err
 	}
-	rows := batchRows(req.Inputs)
+	rows := batch.Rows(req.Inputs)
 	st.computeInfer.add(ran.Sub(loaded) - queued)
 	st.success.add(ran.Sub(start))
 	st.record(rows, ran)
@@ -178,13 +176,6 @@ func (m *Manager) stayOn(prev versionKey, next registry.Version) *instance {
 	}
 	pi.lastUsed.Store(m.opts.Now().UnixNano())
 	return pi
-}
-
-func batchRows(inputs []*tensor.Tensor) int64 {
-	if len(inputs) == 0 || len(inputs[0].Shape) == 0 {
-		return 1
-	}
-	return inputs[0].Shape[0]
 }
 
 // checkRequest checks req's inputs and requested outputs against v and
@@ -312,144 +303,4 @@ func selectOutputs(v registry.Version, reqs []OutputRequest) ([]string, error) {
 		names = append(names, r.Name)
 	}
 	return names, nil
-}
-
-// versionStats are Triton-style counters for one version, updated on every
-// request without locks.
-type versionStats struct {
-	lastInference                      atomic.Int64 // unix nanos; 0: never
-	inferenceCount                     atomic.Int64
-	executionCount                     atomic.Int64
-	success, fail, queue, computeInfer durationStat
-}
-
-type durationStat struct{ count, total atomic.Int64 }
-
-func (d *durationStat) add(x time.Duration) {
-	d.count.Add(1)
-	d.total.Add(int64(x))
-}
-
-func (d *durationStat) get() Duration {
-	return Duration{Count: d.count.Load(), Total: time.Duration(d.total.Load())}
-}
-
-func (s *versionStats) record(rows int64, at time.Time) {
-	s.inferenceCount.Add(rows)
-	s.lastInference.Store(at.UnixNano())
-}
-
-// recordExecution counts one runtime call (a batch counts once).
-func (s *versionStats) recordExecution() { s.executionCount.Add(1) }
-
-func (m *Manager) statsFor(k versionKey) *versionStats {
-	if st, ok := m.stats.Load(k); ok {
-		return st.(*versionStats)
-	}
-	st, _ := m.stats.LoadOrStore(k, &versionStats{})
-	return st.(*versionStats)
-}
-
-// Stats returns statistics for one version, every version of a model (version ""),
-// or every model of the namespace (model "").
-func (m *Manager) Stats(ctx context.Context, ns, model, ref string) ([]ModelStats, error) {
-	var filter func(versionKey) bool
-	switch {
-	case model == "":
-		filter = func(k versionKey) bool { return k.ns == ns }
-	case ref == "":
-		if _, err := m.reg.GetModel(ctx, ns, model); err != nil {
-			return nil, err
-		}
-		filter = func(k versionKey) bool { return k.ns == ns && k.model == model }
-	default:
-		v, err := m.resolve(ctx, ns, model, ref)
-		if err != nil {
-			return nil, err
-		}
-		filter = func(k versionKey) bool { return k == versionKey{ns, model, v.Version} }
-	}
-	var keys []versionKey
-	m.stats.Range(func(k, _ any) bool {
-		if filter(k.(versionKey)) {
-			keys = append(keys, k.(versionKey))
-		}
-		return true
-	})
-	sortKeys(keys)
-	out := make([]ModelStats, 0, len(keys))
-	for _, k := range keys {
-		st := m.statsFor(k)
-		ms := ModelStats{
-			Name: k.model, Version: strconv.FormatInt(k.version, 10),
-			InferenceCount: st.inferenceCount.Load(), ExecutionCount: st.executionCount.Load(),
-		}
-		if n := st.lastInference.Load(); n != 0 {
-			ms.LastInference = time.Unix(0, n)
-		}
-		ms.Success, ms.Fail, ms.Queue, ms.ComputeInfer = st.success.get(), st.fail.get(), st.queue.get(), st.computeInfer.get()
-		out = append(out, ms)
-	}
-	return out, nil
-}
-
-func sortKeys(keys []versionKey) {
-	slices.SortFunc(keys, func(a, b versionKey) int {
-		if a.model != b.model {
-			return strings.Compare(a.model, b.model)
-		}
-		return cmp.Compare(a.version, b.version)
-	})
-}
-
-// refCache caches reference resolutions per model, so a change to a model drops
-// its entries with one delete. Version numbers are cached under their canonical
-// spelling (canonicalRef), so a model has at most one entry per version, alias
-// and the default: what the registry holds bounds it, not what callers write.
-//
-// A resolution reads the registry outside the cache's lock, so an invalidation
-// can land between that read and the store of its answer: gen counts
-// invalidations, a resolution notes it before reading (generation), and put
-// stores the answer only if no invalidation happened since — otherwise the
-// answer may predate the change and is returned to its caller but not cached.
-type refCache struct {
-	mu  sync.RWMutex
-	m   map[modelKey]map[string]registry.Version // ref -> version
-	gen atomic.Uint64                            // bumped by invalidate (written under mu)
-}
-
-func (c *refCache) get(mk modelKey, ref string) (registry.Version, bool) {
-	c.mu.RLock()
-	v, ok := c.m[mk][ref]
-	c.mu.RUnlock()
-	return v, ok
-}
-
-// generation is the invalidation count to pass to put for an answer read from
-// the registry after this call.
-func (c *refCache) generation() uint64 { return c.gen.Load() }
-
-// put caches v unless an invalidation happened since generation gen was read.
-func (c *refCache) put(mk modelKey, ref string, v registry.Version, gen uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.gen.Load() != gen {
-		return // the registry changed during the read: v may be stale
-	}
-	refs, ok := c.m[mk]
-	if !ok {
-		if len(c.m) >= 100_000 {
-			clear(c.m) // bound memory; entries refill on demand
-		}
-		refs = map[string]registry.Version{}
-		c.m[mk] = refs
-	}
-	refs[ref] = v
-}
-
-func (c *refCache) invalidate(mk modelKey) {
-	c.mu.Lock()
-	c.gen.Add(1)
-	delete(c.m, mk)
-	c.mu.Unlock()
 }

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/nimbus-ai/nimbus/registry"
 	"github.com/nimbus-ai/nimbus/residency"
 	"github.com/nimbus-ai/nimbus/runtime"
+	"github.com/nimbus-ai/nimbus/serving/batch"
 	"github.com/nimbus-ai/nimbus/telemetry"
 	"github.com/nimbus-ai/nimbus/tensor"
 )
@@ -86,7 +86,18 @@ type versionKey struct {
 	version   int64
 }
 
-// Manager loads model versions on demand and runs inference on them.
+// Manager loads model versions on demand and runs inference on them. Its
+// parts live in their own files: resolution and its cache (refcache.go), the
+// request path (infer.go), the memory budget (budget.go), residency history,
+// idle unload and trims (residency.go), autoscaling (autoscale.go),
+// statistics (stats.go), the repository extension (repository.go); each
+// version's scheduling is a batch.Batcher.
+//
+// Locks, in the order they may nest (never take one while holding a later
+// one): scaleMu (Autoscale only), then instance.run, then mu, then a leaf
+// lock — a Batcher's, a record's, refCache.mu, costBook.mu — under which
+// nothing else is taken. costBook.measure is held across a load's session
+// creation and warm-up, never together with mu or instance.run.
 type Manager struct {
 	reg      Registry
 	blobs    Artifacts
@@ -97,8 +108,6 @@ type Manager struct {
 
 	// mu guards loaded, unloaded, closed and the budget fields below. Requests
 	// and read-only scans take it shared; only changes take it exclusively.
-	// Lock order: instance.run, then mu, then a batcher's or a record's mu;
-	// costMu and measure are never held together with mu.
 	mu       sync.RWMutex
 	loaded   map[versionKey]*instance
 	unloaded map[modelKey]bool // explicitly unloaded through the repository API
@@ -121,15 +130,9 @@ type Manager struct {
 	// (the nimbus_models_loaded* gauges), kept as versions load and leave.
 	readyN     int
 	readyBytes int64
-	// costs maps an artifact's sha256 to its measured cost; measure serializes
-	// first loads (exclusive) against every other load (shared), since an
-	// allocator delta taken while another load runs would count both.
-	costMu sync.Mutex
-	costs  map[string]int64
-	// shapeCosts maps what variants share (size and signature, variantKey)
-	// to the cost measured for one of them.
-	shapeCosts map[string]int64
-	measure    sync.RWMutex
+	// costs is what artifacts cost once measured (budget.go); its locks are
+	// its own.
+	costs costBook
 
 	records    sync.Map    // versionKey -> *record: residency history, kept across unloads
 	lastServed sync.Map    // refKey -> versionKey that last answered an alias or default ref
@@ -170,7 +173,7 @@ func NewManager(reg Registry, blobs Artifacts, opts Options) *Manager {
 		reg: reg, blobs: blobs, runtimes: rts, metrics: opts.Metrics, log: opts.Logger.With("component", "serving"),
 		opts: opts, loaded: map[versionKey]*instance{}, unloaded: map[modelKey]bool{},
 		refs:  refCache{m: map[modelKey]map[string]registry.Version{}},
-		costs: map[string]int64{}, shapeCosts: map[string]int64{}, bg: run.NewTracker(),
+		costs: newCostBook(), bg: run.NewTracker(),
 	}
 	m.stop, m.abort = context.WithCancel(context.Background())
 	return m
@@ -185,7 +188,9 @@ type instance struct {
 	// Set before ready closes; read-only afterwards.
 	model    runtime.Model
 	cfg      registry.ServingConfig
-	b        *batcher
+	b        *batch.Batcher
+	stats    *versionStats             // this version's statistics (Manager.stats holds the same)
+	vm       *telemetry.VersionMetrics // this version's metrics
 	err      error
 	failedAt time.Time
 
@@ -200,95 +205,6 @@ type instance struct {
 	counted  bool  // loaded and counted in Manager.readyN
 
 	scale scaler // touched only by Autoscale
-}
-
-// resolve maps (ns, model, ref) to a version, through a cache that the registry's
-// change notifications invalidate. When the registry is unreachable, cached answers
-// keep the data path serving.
-func (m *Manager) resolve(ctx context.Context, ns, model, ref string) (registry.Version, error) {
-	mk := modelKey{ns, model}
-	key := canonicalRef(ref)
-	if v, ok := m.refs.get(mk, key); ok {
-		return v, nil
-	}
-	gen := m.refs.generation() // before the read: see refCache
-	v, err := m.reg.Resolve(ctx, ns, model, ref)
-	if err != nil {
-		return registry.Version{}, err
-	}
-	m.refs.put(mk, key, v, gen)
-	return v, nil
-}
-
-// ResolveInputs resolves a model reference before its request is decoded, so
-// that a request for a model or version that does not exist is refused before
-// its body is read, and returns the inputs the version expects (for
-// CheckInput). known is false while an alias or the default reference moves to
-// another version: the version that answered it so far may still answer, with
-// its own signature (see acquireServing).
-func (m *Manager) ResolveInputs(ctx context.Context, ns, model, ref string) (inputs []tensor.TensorSpec, known bool, _ error) {
-	if ns == "" {
-		ns = registry.DefaultNamespace
-	}
-	v, err := m.resolve(ctx, ns, model, ref)
-	if err != nil {
-		return nil, false, err
-	}
-	if !registry.IsVersionNumber(ref) {
-		if p, ok := m.lastServed.Load(refKey{ns, model, ref}); ok && p.(versionKey).version != v.Version {
-			return nil, false, nil
-		}
-	}
-	return v.Signature.Inputs, true, nil
-}
-
-// canonicalRef is the cache key of a reference: a version number without its
-// leading zeros ("007" and "7" name the same version, as the registry parses
-// them), anything else as written. It allocates nothing.
-func canonicalRef(ref string) string {
-	if !registry.IsVersionNumber(ref) {
-		return ref
-	}
-	if t := strings.TrimLeft(ref, "0"); t != "" {
-		return t
-	}
-	return "0" // not a version; the registry refuses it, so it is never cached
-}
-
-// Invalidate drops cached resolutions for a model; the registry calls it on every
-// change. Where a reference that has been serving (an alias, or the default) now
-// names another version, that version starts loading at once while the old one
-// keeps answering (see acquireServing).
-func (m *Manager) Invalidate(ns, model string) {
-	m.refs.invalidate(modelKey{ns, model})
-	m.lastServed.Range(func(k, p any) bool {
-		if rk := k.(refKey); rk.ns == ns && rk.model == model {
-			m.preload(rk, p.(versionKey))
-		}
-		return true
-	})
-}
-
-// preload loads what rk resolves to now, if that moved away from prev and prev
-// is still resident.
-func (m *Manager) preload(rk refKey, prev versionKey) {
-	m.mu.RLock()
-	_, live := m.loaded[prev]
-	live = live && !m.closed
-	m.mu.RUnlock()
-	if !live {
-		return
-	}
-	m.bg.Go(func(ctx context.Context) {
-		v, err := m.resolve(ctx, rk.ns, rk.model, rk.ref)
-		if err != nil || v.Version == prev.version {
-			return
-		}
-		if _, err := m.instanceFor(versionKey{v.Namespace, v.Model, v.Version}, v, false); err == nil {
-			m.log.Info("reference moved; loading its new version while the old one serves",
-				"namespace", rk.ns, "model", rk.model, "ref", rk.ref, "from", prev.version, "to", v.Version)
-		}
-	})
 }
 
 // acquire returns a loaded instance for v with its run lock held shared; the
@@ -430,8 +346,10 @@ func (m *Manager) load(inst *instance) {
 		inst.model = model
 		inst.cfg = cfg
 		inst.lastUsed.Store(m.opts.Now().UnixNano())
-		// Infer reads the statistics through inst.b.stats: the same pointer.
-		inst.b = newBatcher(m.stop, model, cfg, lo, m.statsFor(inst.key), m.metrics.ForVersion(v.Namespace, v.Model, strconv.FormatInt(v.Version, 10)), log)
+		// Infer reads the statistics through inst.stats: no map lookup per request.
+		inst.stats = m.statsFor(inst.key)
+		inst.vm = m.metrics.ForVersion(v.Namespace, v.Model, strconv.FormatInt(v.Version, 10))
+		inst.b = batch.New(m.stop, model, batchConfig(cfg, model.Signature(), lo, log), versionObserver{inst.vm, inst.stats}, log)
 		inst.loadedAt = m.opts.Now()
 		return nil
 	}()
@@ -466,6 +384,22 @@ func (m *Manager) load(inst *instance) {
 	}
 	close(inst.ready)
 	m.updateLoadedGauge()
+}
+
+// batchConfig is how the batcher of a version with signature sig schedules:
+// batching only where the signature allows it (said once, at load).
+func batchConfig(cfg registry.ServingConfig, sig tensor.Signature, instances int, log *slog.Logger) batch.Config {
+	c := batch.Config{MaxBatchSize: cfg.BatchSize(), MaxQueueSize: cfg.QueueSize(), Instances: instances}
+	if c.MaxBatchSize > 1 {
+		if err := registry.CheckBatchable(sig); err != nil {
+			log.Warn("batching disabled for this version", "reason", err.Error())
+			c.MaxBatchSize = 1
+		} else {
+			c.MaxQueueDelay = cfg.Batching.MaxQueueDelay.D()
+			c.PreferredBatchSizes = cfg.Batching.PreferredBatchSizes
+		}
+	}
+	return c
 }
 
 // servingConfig merges the model's settings with the version's override. If the
@@ -507,7 +441,8 @@ func (m *Manager) closeLocked(inst *instance) {
 	}
 	inst.closed = true
 	if inst.b != nil {
-		inst.b.close() // in-flight requests hold inst.run, so the queue is empty here
+		inst.b.Close() // in-flight requests hold inst.run, so the queue is empty here
+		inst.vm.Delete()
 	}
 	if inst.model != nil {
 		if err := inst.model.Close(); err != nil {
@@ -579,81 +514,6 @@ func (m *Manager) ModelReady(ctx context.Context, ns, model, ref string) (bool, 
 		}
 	}
 	return true, nil
-}
-
-// RepositoryIndex lists every version in a namespace with its state.
-func (m *Manager) RepositoryIndex(ctx context.Context, ns string, readyOnly bool) ([]RepositoryEntry, error) {
-	var out []RepositoryEntry
-	opt := registry.ListOptions{Limit: registry.MaxPageSize}
-	for {
-		page, err := m.reg.ListModels(ctx, ns, opt)
-		if err != nil {
-			return nil, err
-		}
-		for _, mod := range page.Items {
-			vs, err := m.reg.ListVersions(ctx, ns, mod.Name)
-			if err != nil {
-				return nil, err
-			}
-			for _, v := range vs {
-				e := m.entryState(ns, mod.Name, v.Version)
-				if readyOnly && e.State != StateReady {
-					continue
-				}
-				out = append(out, e)
-			}
-		}
-		if page.Next == "" {
-			return out, nil
-		}
-		opt.After = page.Next
-	}
-}
-
-func (m *Manager) entryState(ns, model string, version int64) RepositoryEntry {
-	e := RepositoryEntry{Name: model, Version: strconv.FormatInt(version, 10)}
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	if m.unloaded[modelKey{ns, model}] {
-		e.State, e.Reason = StateUnavailable, "unloaded"
-		return e
-	}
-	inst, ok := m.loaded[versionKey{ns, model, version}]
-	if !ok {
-		e.State, e.Reason = StateReady, "not resident; loads on first request"
-		return e
-	}
-	select {
-	case <-inst.ready:
-		if inst.err != nil {
-			e.State, e.Reason = StateUnavailable, errs.PublicMessage(inst.err)
-		} else {
-			e.State = StateReady
-		}
-	default:
-		e.State = StateLoading
-	}
-	return e
-}
-
-// LoadModel makes a model available again and loads its default version now.
-func (m *Manager) LoadModel(ctx context.Context, ns, model string) error {
-	v, err := m.resolve(ctx, ns, model, "")
-	if err != nil {
-		return err
-	}
-	m.mu.Lock()
-	delete(m.unloaded, modelKey{ns, model})
-	if inst, ok := m.loaded[versionKey{ns, model, v.Version}]; ok && inst.err != nil {
-		m.dropLocked(inst) // an explicit load retries at once
-	}
-	m.mu.Unlock()
-	inst, _, err := m.acquire(ctx, v, false)
-	if err != nil {
-		return err
-	}
-	inst.release()
-	return nil
 }
 
 // Start runs the background work until ctx ends: every IdleCheckEvery it unloads
@@ -801,20 +661,6 @@ func (m *Manager) unloadIfUnused(inst *instance, still func() bool, state, reaso
 	m.closeLocked(inst)
 	m.record(inst.key).update(func(r *recordData) { r.state, r.reason = state, reason })
 	return true
-}
-
-// UnloadModel frees every loaded version of a model and refuses requests until
-// LoadModel. In-flight requests finish first.
-func (m *Manager) UnloadModel(ctx context.Context, ns, model string) error {
-	if _, err := m.reg.GetModel(ctx, ns, model); err != nil {
-		return err
-	}
-	m.mu.Lock()
-	m.unloaded[modelKey{ns, model}] = true
-	victims := m.detachLocked(func(k versionKey) bool { return k.ns == ns && k.model == model })
-	m.mu.Unlock()
-	m.closeAll(victims)
-	return nil
 }
 
 // detachLocked removes matching instances from the loaded set and returns them

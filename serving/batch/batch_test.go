@@ -1,4 +1,4 @@
-package serving
+package batch
 
 import (
 	"bytes"
@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/nimbus-ai/nimbus/internal/errs"
-	"github.com/nimbus-ai/nimbus/registry"
 	"github.com/nimbus-ai/nimbus/runtime"
 	"github.com/nimbus-ai/nimbus/runtime/onnx"
 	"github.com/nimbus-ai/nimbus/tensor"
@@ -46,7 +45,7 @@ type gatedModel struct {
 func newGated(t testing.TB, name string) *gatedModel {
 	t.Helper()
 	_, file, _, _ := goruntime.Caller(0)
-	path := filepath.Join(filepath.Dir(file), "..", "testdata", "models", name+".onnx")
+	path := filepath.Join(filepath.Dir(file), "..", "..", "testdata", "models", name+".onnx")
 	m, err := onnx.New("", nil).Load(context.Background(), path, runtime.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -96,22 +95,18 @@ func (g *gatedModel) sawData(data []byte) bool {
 	return false
 }
 
-func batching(maxBatch int, delay time.Duration, instances int, preferred ...int) registry.ServingConfig {
-	return registry.ServingConfig{
-		Batching:  &registry.BatchingConfig{MaxBatchSize: maxBatch, MaxQueueDelay: registry.Duration(delay), PreferredBatchSizes: preferred},
-		Instances: &registry.InstancesConfig{Max: instances},
-	}
+func batching(maxBatch int, delay time.Duration, instances int, preferred ...int) Config {
+	return Config{MaxBatchSize: maxBatch, MaxQueueDelay: delay, PreferredBatchSizes: preferred, Instances: instances}
 }
 
-func newTestBatcher(t *testing.T, g *gatedModel, cfg registry.ServingConfig) *batcher {
+func newTestBatcher(t *testing.T, g *gatedModel, cfg Config) *Batcher {
 	t.Helper()
-	_, hi := cfg.InstanceBounds()
-	b := newBatcher(context.Background(), g, cfg, hi, &versionStats{}, nil, discardLog())
-	t.Cleanup(b.close)
+	b := New(context.Background(), g, cfg, nil, discardLog())
+	t.Cleanup(b.Close)
 	return b
 }
 
-func (b *batcher) queued() int {
+func (b *Batcher) queued() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return len(b.queue)
@@ -142,10 +137,10 @@ type answer struct {
 }
 
 // submitAsync submits in a goroutine; the answer arrives on the returned channel.
-func submitAsync(ctx context.Context, b *batcher, in *tensor.Tensor, outputs []string) <-chan answer {
+func submitAsync(ctx context.Context, b *Batcher, in *tensor.Tensor, outputs []string) <-chan answer {
 	ch := make(chan answer, 1)
 	go func() {
-		outs, _, err := b.submit(ctx, []*tensor.Tensor{in}, outputs)
+		outs, _, err := b.Submit(ctx, []*tensor.Tensor{in}, outputs)
 		ch <- answer{outs, err}
 	}()
 	return ch
@@ -203,7 +198,7 @@ func names(ts []*tensor.Tensor) []string {
 
 func TestBatchingOffRunsOneRequestPerCall(t *testing.T) {
 	g := newGated(t, "mlp")
-	b := newTestBatcher(t, g, registry.ServingConfig{})
+	b := newTestBatcher(t, g, Config{})
 	g.hold.Store(1)
 	first := submitAsync(context.Background(), b, row(0, 0, 0, 0), nil)
 	<-g.entered
@@ -325,7 +320,7 @@ func TestFullQueueSheds(t *testing.T) {
 	q1 := submitAsync(context.Background(), b, row(1, 0, 0, 0), nil)
 	q2 := submitAsync(context.Background(), b, row(2, 0, 0, 0), nil)
 	waitFor(t, "queue full", func() bool { return b.queued() == 2 })
-	_, _, err := b.submit(context.Background(), []*tensor.Tensor{row(3, 0, 0, 0)}, nil)
+	_, _, err := b.Submit(context.Background(), []*tensor.Tensor{row(3, 0, 0, 0)}, nil)
 	if errs.KindOf(err) != errs.ResourceExhausted || errs.RetryAfterOf(err) <= 0 {
 		t.Fatalf("over the queue bound: %v (retry after %v)", err, errs.RetryAfterOf(err))
 	}
@@ -372,7 +367,7 @@ func TestIdleModelNeverWaits(t *testing.T) {
 	b := newTestBatcher(t, g, batching(64, time.Hour, 1))
 	for i := range 3 {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, _, err := b.submit(ctx, []*tensor.Tensor{row(float32(i), 0, 0, 0)}, nil)
+		_, _, err := b.Submit(ctx, []*tensor.Tensor{row(float32(i), 0, 0, 0)}, nil)
 		cancel()
 		if err != nil {
 			t.Fatalf("request %d on an idle model: %v", i, err)
@@ -444,12 +439,12 @@ func TestBatchingEveryDatatype(t *testing.T) {
 	}
 	g.hold.Store(1)
 	first := make(chan answer, 1)
-	go func() { o, _, err := b.submit(context.Background(), mk(0), nil); first <- answer{o, err} }()
+	go func() { o, _, err := b.Submit(context.Background(), mk(0), nil); first <- answer{o, err} }()
 	<-g.entered
 	chans := make([]chan answer, 3)
 	for i := range chans {
 		chans[i] = make(chan answer, 1)
-		go func() { o, _, err := b.submit(context.Background(), mk(byte(i+1)), nil); chans[i] <- answer{o, err} }()
+		go func() { o, _, err := b.Submit(context.Background(), mk(byte(i+1)), nil); chans[i] <- answer{o, err} }()
 	}
 	waitFor(t, "queued", func() bool { return b.queued() == 3 })
 	g.release <- struct{}{}
@@ -487,10 +482,10 @@ func TestPanickingModelLosesNoInstance(t *testing.T) {
 	b := newTestBatcher(t, g, batching(8, 0, 1))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, _, err := b.submit(ctx, []*tensor.Tensor{bad}, nil); errs.KindOf(err) != errs.Internal {
+	if _, _, err := b.Submit(ctx, []*tensor.Tensor{bad}, nil); errs.KindOf(err) != errs.Internal {
 		t.Fatalf("inline panic: %v", err)
 	}
-	if _, _, err := b.submit(ctx, []*tensor.Tensor{row(1, 2, 3, 4)}, nil); err != nil {
+	if _, _, err := b.Submit(ctx, []*tensor.Tensor{row(1, 2, 3, 4)}, nil); err != nil {
 		t.Fatalf("after an inline panic: %v", err)
 	}
 	// In a worker: the panicking request is batched with a good one; the batch
@@ -511,7 +506,7 @@ func TestPanickingModelLosesNoInstance(t *testing.T) {
 	if a := <-goodCh; a.err != nil {
 		t.Errorf("good batch-mate of a panicking request: %v", a.err)
 	}
-	if _, _, err := b.submit(ctx, []*tensor.Tensor{row(1, 2, 3, 4)}, nil); err != nil {
+	if _, _, err := b.Submit(ctx, []*tensor.Tensor{row(1, 2, 3, 4)}, nil); err != nil {
 		t.Fatalf("after a worker panic: %v", err)
 	}
 }
@@ -521,7 +516,7 @@ func TestPanickingModelLosesNoInstance(t *testing.T) {
 func TestCloseDrainsQueueWhileCallersHoldInstances(t *testing.T) {
 	for range 3 { // which held call finishes first varies; any order must drain
 		g := newGated(t, "mlp")
-		b := newBatcher(context.Background(), g, registry.ServingConfig{Instances: &registry.InstancesConfig{Max: 2}}, 2, &versionStats{}, nil, discardLog())
+		b := New(context.Background(), g, Config{Instances: 2}, nil, discardLog())
 		g.hold.Store(2)
 		held := []<-chan answer{submitAsync(context.Background(), b, row(0, 0, 0, 0), nil), submitAsync(context.Background(), b, row(0, 0, 0, 1), nil)}
 		<-g.entered
@@ -529,7 +524,7 @@ func TestCloseDrainsQueueWhileCallersHoldInstances(t *testing.T) {
 		q := []<-chan answer{submitAsync(context.Background(), b, row(1, 0, 0, 0), nil), submitAsync(context.Background(), b, row(2, 0, 0, 0), nil)}
 		waitFor(t, "queued", func() bool { return b.queued() == 2 })
 		closed := make(chan struct{})
-		go func() { b.close(); close(closed) }()
+		go func() { b.Close(); close(closed) }()
 		g.release <- struct{}{}
 		g.release <- struct{}{}
 		<-held[0]
@@ -553,7 +548,7 @@ func TestCloseDrainsQueueWhileCallersHoldInstances(t *testing.T) {
 // are busy than the count allows, even with work queued.
 func TestFewerInstancesTakeEffectUnderLoad(t *testing.T) {
 	g := newGated(t, "mlp")
-	b := newTestBatcher(t, g, registry.ServingConfig{Instances: &registry.InstancesConfig{Max: 4}})
+	b := newTestBatcher(t, g, Config{Instances: 4})
 	const callers = 16
 	g.hold.Store(1 << 30) // every call waits for a release
 	ctx, cancel := context.WithCancel(context.Background())
@@ -569,7 +564,7 @@ func TestFewerInstancesTakeEffectUnderLoad(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				if _, _, err := b.submit(ctx, []*tensor.Tensor{row(float32(i), 0, 0, 0)}, nil); err != nil && ctx.Err() == nil {
+				if _, _, err := b.Submit(ctx, []*tensor.Tensor{row(float32(i), 0, 0, 0)}, nil); err != nil && ctx.Err() == nil {
 					t.Error(err)
 					return
 				}
@@ -593,7 +588,7 @@ func TestFewerInstancesTakeEffectUnderLoad(t *testing.T) {
 	}
 	waitFor(t, "4 worker calls running, 12 queued", busy(4, callers-4))
 
-	b.setInstances(1)
+	b.SetInstances(1)
 	for range 3 {
 		g.release <- struct{}{}
 	}
@@ -617,9 +612,8 @@ func TestAbortCancelsRunningBatchAndAnswersQueued(t *testing.T) {
 	g := newGated(t, "mlp")
 	stop, abort := context.WithCancel(context.Background())
 	defer abort()
-	_, hi := batching(2, 0, 1).InstanceBounds()
-	b := newBatcher(stop, g, batching(2, 0, 1), hi, &versionStats{}, nil, discardLog())
-	t.Cleanup(b.close)
+	b := New(stop, g, batching(2, 0, 1), nil, discardLog())
+	t.Cleanup(b.Close)
 
 	g.hold.Store(2) // the request run alone, then the first batch
 	first := submitAsync(context.Background(), b, row(0, 0, 0, 0), nil)
@@ -651,7 +645,7 @@ func TestAbortCancelsRunningBatchAndAnswersQueued(t *testing.T) {
 	if got := g.calls(); fmt.Sprint(got) != "[1 2]" {
 		t.Errorf("runtime calls by rows = %v, want [1 2]", got)
 	}
-	if _, _, err := b.submit(context.Background(), []*tensor.Tensor{row(1, 2, 3, 4)}, nil); errs.KindOf(err) != errs.Unavailable {
+	if _, _, err := b.Submit(context.Background(), []*tensor.Tensor{row(1, 2, 3, 4)}, nil); errs.KindOf(err) != errs.Unavailable {
 		t.Errorf("a request after abort: %v, want Unavailable", err)
 	}
 }

@@ -1,4 +1,10 @@
-package serving
+// Package batch schedules the runtime calls of one loaded model version: it
+// bounds them to the configured execution instances, queues what does not fit
+// (bounded; shedding past it) and, when batching is on, concatenates queued
+// requests along dim 0 into one call and splits the results back. It knows
+// nothing of the registry or the serving statistics: it takes a Config and
+// reports what happens to an Observer.
+package batch
 
 import (
 	"context"
@@ -13,13 +19,58 @@ import (
 	"time"
 
 	"github.com/nimbus-ai/nimbus/internal/errs"
-	"github.com/nimbus-ai/nimbus/registry"
-	"github.com/nimbus-ai/nimbus/runtime"
-	"github.com/nimbus-ai/nimbus/telemetry"
 	"github.com/nimbus-ai/nimbus/tensor"
 )
 
-// batcher runs one loaded version: it bounds concurrent runtime calls to the
+// Runner runs one call: a loaded model (runtime.Model satisfies it).
+type Runner interface {
+	Signature() tensor.Signature
+	Run(ctx context.Context, inputs []*tensor.Tensor, outputs []string) ([]*tensor.Tensor, error)
+}
+
+// Config is how a Batcher schedules.
+type Config struct {
+	// MaxBatchSize is the most rows per runtime call; 0 or 1 turns batching off.
+	// The caller checks that the model can batch (registry.CheckBatchable).
+	MaxBatchSize int
+	// MaxQueueDelay is the most a request waits for batch-mates while another
+	// instance runs.
+	MaxQueueDelay time.Duration
+	// PreferredBatchSizes are cut points for a batch.
+	PreferredBatchSizes []int
+	// MaxQueueSize bounds the requests waiting for an instance; past it they are
+	// refused with ResourceExhausted. 0 means DefaultMaxQueueSize.
+	MaxQueueSize int
+	// Instances is the number of runtime calls that may run at once (at least 1).
+	Instances int
+}
+
+// DefaultMaxQueueSize is the queue bound when Config sets none (as
+// registry.DefaultMaxQueueSize).
+const DefaultMaxQueueSize = 1024
+
+// Observer hears what a Batcher does; its methods must be cheap and safe for
+// concurrent use (*telemetry.VersionMetrics has the same methods).
+type Observer interface {
+	SetInstances(n int)
+	SetQueueDepth(n int)
+	ObserveQueueWait(d time.Duration)
+	// ObserveBatch is one runtime call of rows rows.
+	ObserveBatch(rows int64)
+	Rejected()
+	TimedOut()
+}
+
+type noObserver struct{}
+
+func (noObserver) SetInstances(int)               {}
+func (noObserver) SetQueueDepth(int)              {}
+func (noObserver) ObserveQueueWait(time.Duration) {}
+func (noObserver) ObserveBatch(int64)             {}
+func (noObserver) Rejected()                      {}
+func (noObserver) TimedOut()                      {}
+
+// Batcher runs one loaded version: it bounds concurrent runtime calls to the
 // configured instances, queues what does not fit (bounded; shedding past it),
 // and, when batching is on, concatenates queued requests along dim 0 into one
 // runtime call and splits the results back.
@@ -38,8 +89,8 @@ import (
 //     request never fails its batch-mates.
 //   - Once stop ends (the server's shutdown deadline passed), running batches
 //     are cancelled and queued requests are answered without running.
-type batcher struct {
-	model runtime.Model
+type Batcher struct {
+	model Runner
 	// stop ends when the manager aborts: batch runs use it (they belong to no
 	// single request), and queued work is refused once it has ended.
 	stop      context.Context
@@ -50,8 +101,7 @@ type batcher struct {
 	delay     time.Duration
 	preferred []int
 	queueCap  int
-	stats     *versionStats
-	vm        *telemetry.VersionMetrics
+	obs       Observer
 	log       *slog.Logger
 
 	mu     sync.Mutex
@@ -99,40 +149,45 @@ type result struct {
 	queue time.Duration // time spent queued
 }
 
-// newBatcher starts a batcher with the given number of execution instances.
-func newBatcher(stop context.Context, model runtime.Model, cfg registry.ServingConfig, instances int, stats *versionStats, vm *telemetry.VersionMetrics, log *slog.Logger) *batcher {
-	b := &batcher{
+// New starts a Batcher for model. Runs that belong to no single request (a
+// batch) use stop: once it ends they are cancelled and queued work is refused.
+// obs and log may be nil.
+func New(stop context.Context, model Runner, cfg Config, obs Observer, log *slog.Logger) *Batcher {
+	if obs == nil {
+		obs = noObserver{}
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	b := &Batcher{
 		stop:      stop,
 		model:     model,
 		sig:       model.Signature(),
-		instances: max(1, instances),
-		maxRows:   cfg.BatchSize(),
-		queueCap:  cfg.QueueSize(),
-		stats:     stats,
-		vm:        vm,
+		instances: max(1, cfg.Instances),
+		maxRows:   max(1, cfg.MaxBatchSize),
+		queueCap:  cfg.MaxQueueSize,
+		obs:       obs,
 		log:       log,
 	}
+	if b.queueCap <= 0 {
+		b.queueCap = DefaultMaxQueueSize
+	}
 	if b.maxRows > 1 {
-		if err := registry.CheckBatchable(b.sig); err != nil {
-			log.Warn("batching disabled for this version", "reason", err.Error())
-			b.maxRows = 1
-		} else {
-			b.delay = cfg.Batching.MaxQueueDelay.D()
-			b.preferred = slices.Clone(cfg.Batching.PreferredBatchSizes)
-		}
+		b.delay = cfg.MaxQueueDelay
+		b.preferred = slices.Clone(cfg.PreferredBatchSizes)
 	}
 	b.wake = sync.NewCond(&b.mu)
 	b.mu.Lock()
 	b.startWorkersLocked()
 	b.mu.Unlock()
-	b.vm.SetInstances(b.instances)
+	b.obs.SetInstances(b.instances)
 	return b
 }
 
 // startWorkersLocked starts workers until there is one per instance. Workers are
 // never stopped before close: past the instance count they wait in next(), since
 // b.busy bounds the runtime calls. b.mu is held.
-func (b *batcher) startWorkersLocked() {
+func (b *Batcher) startWorkersLocked() {
 	for b.started < b.instances {
 		b.started++
 		b.workers.Add(1)
@@ -140,9 +195,9 @@ func (b *batcher) startWorkersLocked() {
 	}
 }
 
-// setInstances changes how many runtime calls may run at once. Fewer takes effect
+// SetInstances changes how many runtime calls may run at once. Fewer takes effect
 // as running calls finish; more wakes queued work at once.
-func (b *batcher) setInstances(n int) {
+func (b *Batcher) SetInstances(n int) {
 	n = max(1, n)
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -152,18 +207,23 @@ func (b *batcher) setInstances(n int) {
 	b.instances = n
 	b.startWorkersLocked()
 	b.wake.Broadcast()
-	b.vm.SetInstances(n)
+	b.obs.SetInstances(n)
 }
 
-// instanceCount is the current number of execution instances.
-func (b *batcher) instanceCount() int {
+// Instances is the current number of execution instances.
+func (b *Batcher) Instances() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.instances
 }
 
-// submit runs one request (inputs already validated) and returns its outputs.
-func (b *batcher) submit(ctx context.Context, inputs []*tensor.Tensor, outputs []string) ([]*tensor.Tensor, time.Duration, error) {
+// Active is the number of requests inside Submit, running or queued: the load
+// signal an autoscaler samples.
+func (b *Batcher) Active() int64 { return b.active.Load() }
+
+// Submit runs one request (inputs already validated) and returns its outputs
+// and how long it waited in the queue.
+func (b *Batcher) Submit(ctx context.Context, inputs []*tensor.Tensor, outputs []string) ([]*tensor.Tensor, time.Duration, error) {
 	b.active.Add(1)
 	defer b.active.Add(-1)
 	ordered := b.order(inputs)
@@ -179,7 +239,7 @@ func (b *batcher) submit(ctx context.Context, inputs []*tensor.Tensor, outputs [
 		// An instance is free and nobody is waiting: run now, in this goroutine.
 		b.busy++
 		b.mu.Unlock()
-		rows := batchRows(ordered)
+		rows := Rows(ordered)
 		defer b.release()
 		outs, err := b.execute(ctx, ordered, outputs, rows)
 		b.mu.Lock()
@@ -189,16 +249,16 @@ func (b *batcher) submit(ctx context.Context, inputs []*tensor.Tensor, outputs [
 	}
 	if len(b.queue) >= b.queueCap {
 		b.mu.Unlock()
-		b.vm.Rejected()
+		b.obs.Rejected()
 		return nil, 0, &errs.Error{Kind: errs.ResourceExhausted, RetryAfter: time.Second,
 			Message: fmt.Sprintf("model is overloaded: %d requests queued (maxQueueSize); retry later", b.queueCap)}
 	}
-	p := &pending{ctx: ctx, inputs: ordered, outputs: outputs, rows: batchRows(ordered), enq: time.Now(), done: make(chan result, 1)}
+	p := &pending{ctx: ctx, inputs: ordered, outputs: outputs, rows: Rows(ordered), enq: time.Now(), done: make(chan result, 1)}
 	if b.maxRows > 1 {
 		p.key = shapeKey(ordered)
 	}
 	b.queue = append(b.queue, p)
-	b.vm.SetQueueDepth(len(b.queue))
+	b.obs.SetQueueDepth(len(b.queue))
 	b.signal()
 	b.mu.Unlock()
 
@@ -210,10 +270,10 @@ func (b *batcher) submit(ctx context.Context, inputs []*tensor.Tensor, outputs [
 			b.mu.Lock()
 			if i := slices.Index(b.queue, p); i >= 0 {
 				b.queue = slices.Delete(b.queue, i, i+1)
-				b.vm.SetQueueDepth(len(b.queue))
+				b.obs.SetQueueDepth(len(b.queue))
 			}
 			b.mu.Unlock()
-			b.vm.TimedOut()
+			b.obs.TimedOut()
 			return nil, time.Since(p.enq), errs.Wrap(errs.KindOf(ctx.Err()), ctx.Err(), "request %s while queued", ctxVerb(ctx.Err()))
 		}
 		// Already taken by a worker: its run is under way; the caller has gone.
@@ -223,7 +283,7 @@ func (b *batcher) submit(ctx context.Context, inputs []*tensor.Tensor, outputs [
 
 // aborted reports whether stop has ended, without taking its lock (a select on
 // Done is lock-free once the channel exists).
-func (b *batcher) aborted() bool {
+func (b *Batcher) aborted() bool {
 	select {
 	case <-b.stop.Done():
 		return true
@@ -243,7 +303,7 @@ func ctxVerb(err error) string {
 }
 
 // release frees an instance and wakes a worker if work is waiting.
-func (b *batcher) release() {
+func (b *Batcher) release() {
 	b.mu.Lock()
 	b.busy--
 	b.wakeAfterRelease()
@@ -253,7 +313,7 @@ func (b *batcher) release() {
 // wakeAfterRelease wakes a worker for queued work after an instance frees; while
 // closing, every worker, so that one waiting to drain the queue cannot miss it.
 // b.mu is held.
-func (b *batcher) wakeAfterRelease() {
+func (b *Batcher) wakeAfterRelease() {
 	switch {
 	case b.closed:
 		b.wake.Broadcast()
@@ -264,7 +324,7 @@ func (b *batcher) wakeAfterRelease() {
 
 // signal wakes a worker; every worker while one lingers, since the lingering one
 // must see new batch-mates (and a freed instance) at once. b.mu is held.
-func (b *batcher) signal() {
+func (b *Batcher) signal() {
 	if b.linger > 0 {
 		b.wake.Broadcast()
 		return
@@ -272,7 +332,7 @@ func (b *batcher) signal() {
 	b.wake.Signal()
 }
 
-func (b *batcher) worker() {
+func (b *Batcher) worker() {
 	defer b.workers.Done()
 	for {
 		batch := b.next() // nil only once closed and drained
@@ -294,7 +354,7 @@ func (b *batcher) worker() {
 // instances are busy than setInstances now allows (so that scaling down takes
 // effect under sustained load, not only once the queue empties), it frees the
 // instance and returns nil.
-func (b *batcher) continueOrRelease(last []*pending) []*pending {
+func (b *Batcher) continueOrRelease(last []*pending) []*pending {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.lastRows = 0
@@ -328,7 +388,7 @@ func (b *batcher) continueOrRelease(last []*pending) []*pending {
 			if batching && b.saturated {
 				batch = b.waitForMates(batch)
 			}
-			b.vm.SetQueueDepth(len(b.queue))
+			b.obs.SetQueueDepth(len(b.queue))
 			return batch
 		}
 	}
@@ -340,7 +400,7 @@ func (b *batcher) continueOrRelease(last []*pending) []*pending {
 
 // next blocks until it can take a batch (an instance is free and work is queued)
 // and returns it with b.busy incremented; nil once closed and drained.
-func (b *batcher) next() []*pending {
+func (b *Batcher) next() []*pending {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for {
@@ -363,14 +423,14 @@ func (b *batcher) next() []*pending {
 		if b.maxRows > 1 && b.delay > 0 && (others > 0 || b.saturated) && !b.closed {
 			batch = b.waitForMates(batch)
 		}
-		b.vm.SetQueueDepth(len(b.queue))
+		b.obs.SetQueueDepth(len(b.queue))
 		return batch
 	}
 }
 
 // take removes the oldest live request and its compatible followers (up to
 // maxRows, cut at a preferred size) from the queue. b.mu is held.
-func (b *batcher) take() []*pending {
+func (b *Batcher) take() []*pending {
 	var batch []*pending
 	rows := int64(0)
 	kept := b.queue[:0]
@@ -417,7 +477,7 @@ func (b *batcher) take() []*pending {
 
 // preferredCut returns how many requests of batch to keep so its rows do not pass
 // the largest preferred size that the batch reaches (whole requests only).
-func (b *batcher) preferredCut(batch []*pending) int {
+func (b *Batcher) preferredCut(batch []*pending) int {
 	if len(b.preferred) == 0 || len(batch) < 2 {
 		return len(batch)
 	}
@@ -448,7 +508,7 @@ func (b *batcher) preferredCut(batch []*pending) int {
 // the batch reaches its goal or the oldest request has waited maxQueueDelay, and,
 // unless the batcher is saturated, stops as soon as no other instance is busy.
 // The caller holds one instance (b.busy).
-func (b *batcher) waitForMates(batch []*pending) []*pending {
+func (b *Batcher) waitForMates(batch []*pending) []*pending {
 	goal := int64(b.maxRows)
 	rows := int64(0)
 	for _, p := range batch {
@@ -491,7 +551,7 @@ func (b *batcher) waitForMates(batch []*pending) []*pending {
 }
 
 // runBatch executes a batch taken from the queue and answers every request in it.
-func (b *batcher) runBatch(batch []*pending) {
+func (b *Batcher) runBatch(batch []*pending) {
 	start := time.Now()
 	if b.aborted() {
 		for _, p := range batch {
@@ -502,11 +562,11 @@ func (b *batcher) runBatch(batch []*pending) {
 	live := batch[:0]
 	for _, p := range batch {
 		if err := p.ctx.Err(); err != nil {
-			b.vm.TimedOut()
+			b.obs.TimedOut()
 			p.done <- result{err: errs.Wrap(errs.KindOf(err), err, "request %s while queued", ctxVerb(err)), queue: start.Sub(p.enq)}
 			continue
 		}
-		b.vm.ObserveQueueWait(start.Sub(p.enq))
+		b.obs.ObserveQueueWait(start.Sub(p.enq))
 		live = append(live, p)
 	}
 	switch len(live) {
@@ -541,15 +601,14 @@ func (b *batcher) runBatch(batch []*pending) {
 }
 
 // execute is one runtime call for one request.
-func (b *batcher) execute(ctx context.Context, inputs []*tensor.Tensor, outputs []string, rows int64) ([]*tensor.Tensor, error) {
-	b.vm.ObserveBatch(rows)
-	b.stats.recordExecution()
+func (b *Batcher) execute(ctx context.Context, inputs []*tensor.Tensor, outputs []string, rows int64) ([]*tensor.Tensor, error) {
+	b.obs.ObserveBatch(rows)
 	return b.run(ctx, inputs, outputs)
 }
 
 // run calls the model, turning a panic into an error so that an instance is never
 // lost and a worker never dies with requests in hand.
-func (b *batcher) run(ctx context.Context, inputs []*tensor.Tensor, outputs []string) (outs []*tensor.Tensor, err error) {
+func (b *Batcher) run(ctx context.Context, inputs []*tensor.Tensor, outputs []string) (outs []*tensor.Tensor, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			b.log.Error("model run panicked", "panic", r)
@@ -561,7 +620,7 @@ func (b *batcher) run(ctx context.Context, inputs []*tensor.Tensor, outputs []st
 
 // executeBatch concatenates the requests' inputs, runs them once and splits the
 // outputs per request (each request gets the outputs it selected, in its order).
-func (b *batcher) executeBatch(batch []*pending) ([][]*tensor.Tensor, error) {
+func (b *Batcher) executeBatch(batch []*pending) ([][]*tensor.Tensor, error) {
 	total := int64(0)
 	for _, p := range batch {
 		total += p.rows
@@ -587,8 +646,7 @@ func (b *batcher) executeBatch(batch []*pending) ([][]*tensor.Tensor, error) {
 		inputs[i] = t
 	}
 	outputs := unionOutputs(batch)
-	b.vm.ObserveBatch(total)
-	b.stats.recordExecution()
+	b.obs.ObserveBatch(total)
 	// The batch belongs to no single request: one caller's cancellation must not
 	// stop the others' work (their own contexts were checked just before); only
 	// the shutdown's abort does.
@@ -654,7 +712,7 @@ func unionOutputs(batch []*pending) []string {
 }
 
 // order returns inputs in signature order (validation guarantees a 1:1 match).
-func (b *batcher) order(inputs []*tensor.Tensor) []*tensor.Tensor {
+func (b *Batcher) order(inputs []*tensor.Tensor) []*tensor.Tensor {
 	if len(inputs) < 2 {
 		return inputs
 	}
@@ -685,7 +743,7 @@ func shapeKey(inputs []*tensor.Tensor) string {
 }
 
 // waitAtMost waits on b.wake (b.mu held) until woken or d has passed.
-func (b *batcher) waitAtMost(d time.Duration) {
+func (b *Batcher) waitAtMost(d time.Duration) {
 	t := time.AfterFunc(d, func() {
 		b.mu.Lock()
 		b.wake.Broadcast()
@@ -695,12 +753,20 @@ func (b *batcher) waitAtMost(d time.Duration) {
 	t.Stop()
 }
 
-// close stops accepting requests, lets the workers drain the queue, and waits.
-func (b *batcher) close() {
+// Close stops accepting requests, lets the workers drain the queue, and waits.
+func (b *Batcher) Close() {
 	b.mu.Lock()
 	b.closed = true
 	b.wake.Broadcast()
 	b.mu.Unlock()
 	b.workers.Wait()
-	b.vm.Delete()
+}
+
+// Rows is the number of rows of a request: the first input's first dim (1 for
+// a scalar or no input).
+func Rows(inputs []*tensor.Tensor) int64 {
+	if len(inputs) == 0 || len(inputs[0].Shape) == 0 {
+		return 1
+	}
+	return inputs[0].Shape[0]
 }

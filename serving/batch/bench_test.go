@@ -1,4 +1,4 @@
-package serving
+package batch
 
 import (
 	"context"
@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nimbus-ai/nimbus/registry"
 	"github.com/nimbus-ai/nimbus/tensor"
 )
 
@@ -21,12 +20,12 @@ func BenchmarkBatcher(b *testing.B) {
 			name := fmt.Sprintf("conc=%d/batching=%v", conc, on)
 			b.Run(name, func(b *testing.B) {
 				g := newGated(b, "mlp_medium")
-				cfg := registry.ServingConfig{}
+				cfg := Config{}
 				if on {
 					cfg = batching(64, time.Millisecond, 1)
 				}
-				bt := newBatcher(context.Background(), g, cfg, 1, &versionStats{}, nil, discardLog())
-				defer bt.close()
+				bt := New(context.Background(), g, cfg, nil, discardLog())
+				defer bt.Close()
 				in := &tensor.Tensor{Name: "x", DataType: tensor.FP32, Shape: []int64{1, 64}, Data: make([]byte, 256)}
 				var next atomic.Int64
 				var wg sync.WaitGroup
@@ -37,7 +36,7 @@ func BenchmarkBatcher(b *testing.B) {
 					go func() {
 						defer wg.Done()
 						for next.Add(1) <= int64(b.N) {
-							if _, _, err := bt.submit(context.Background(), []*tensor.Tensor{in}, nil); err != nil {
+							if _, _, err := bt.Submit(context.Background(), []*tensor.Tensor{in}, nil); err != nil {
 								b.Error(err)
 								return
 							}
