@@ -98,7 +98,10 @@ func TestLayering(t *testing.T) {
 		// Declarative resources sit above the registry and beside serving: the
 		// router knows nothing of YAML, and the apply engine reaches serving
 		// only through the small interfaces internal/system adapts.
-		"audit":          {""},
+		"audit": {""},
+		// One version's scheduler takes its config and reports to an observer:
+		// it knows no registry, statistics, metrics or runtime package.
+		"serving/batch":  {"registry", "telemetry", "runtime", "serving/router", "api", "internal/system", "internal/cli", "client"},
 		"serving/router": {"spec", "apply", "api", "registry/sqlite", "internal/system", "internal/cli", "client", "runtime/onnx"},
 		// spec is the pure resource model the client imports too: types,
 		// decoding, validation, defaults, canonical YAML, diffs. It does no
@@ -120,8 +123,9 @@ func TestLayering(t *testing.T) {
 		"internal/ratelimit": {"api", "serving", "spec", "apply", "runtime", "registry", "auth", "internal/system", "internal/cli", "client"},
 		"internal/cliconfig": {"api", "serving", "spec", "apply", "runtime", "registry", "auth", "internal/system", "internal/cli", "client", "config"},
 
-		// Test models built byte by byte: a leaf, so any test may use it.
-		"runtime/onnx/onnxtest": {""},
+		// Test models built byte by byte and the test cases of testdata/models:
+		// tensors only, so any test may use it.
+		"runtime/onnx/onnxtest": {"registry", "serving", "api", "runtime", "internal", "spec", "apply", "client", "config", "telemetry"},
 		// The egress rule and secret references serve every part that
 		// connects or authenticates on a caller's behalf (fetches now; git,
 		// brokers, remote runtimes later): leaves (secrets uses errs only).
