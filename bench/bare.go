@@ -1,7 +1,9 @@
 package bench
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/nimbus-ai/nimbus/api/inferencepb"
 )
@@ -20,6 +23,9 @@ import (
 type bareServers struct {
 	httpURL  string
 	grpcAddr string
+	// remote: the servers run in a child process (pinned mode, pinned.go);
+	// replies are set through its control path.
+	remote bool
 
 	httpReply atomic.Pointer[[]byte]
 	grpcReply atomic.Pointer[pb.ModelInferResponse]
@@ -39,7 +45,49 @@ func (g bareGRPC) ModelInfer(context.Context, *pb.ModelInferRequest) (*pb.ModelI
 	return g.b.grpcReply.Load(), nil
 }
 
-func startBare() (*bareServers, error) {
+// bareControlPath is where a bare server child takes its replies (PUT; the
+// gRPC one as a marshalled ModelInferResponse with ?kind=grpc).
+const bareControlPath = "/__nimbusbench/reply"
+
+func startBare() (*bareServers, error) { return startBareWith(false) }
+
+// controlClient keeps no idle connection to the bare child (its control
+// path is used once per workload).
+var controlClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+
+// setReplies makes the bare servers answer these bytes (REST) and this
+// response (gRPC).
+func (b *bareServers) setReplies(ctx context.Context, httpReply []byte, grpcReply *pb.ModelInferResponse) error {
+	if !b.remote {
+		b.httpReply.Store(&httpReply)
+		b.grpcReply.Store(proto.CloneOf(grpcReply))
+		return nil
+	}
+	g, err := proto.Marshal(grpcReply)
+	if err != nil {
+		return err
+	}
+	for _, r := range []struct {
+		query string
+		body  []byte
+	}{{"", httpReply}, {"?kind=grpc", g}} {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPut, b.httpURL+bareControlPath+r.query, bytes.NewReader(r.body))
+		if err != nil {
+			return err
+		}
+		resp, err := controlClient.Do(req)
+		if err != nil {
+			return fmt.Errorf("set the bare servers' reply: %w", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			return fmt.Errorf("set the bare servers' reply: %s", resp.Status)
+		}
+	}
+	return nil
+}
+
+func startBareWith(control bool) (*bareServers, error) {
 	b := &bareServers{done: make(chan struct{}, 2)}
 	hl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -58,6 +106,10 @@ func startBare() (*bareServers, error) {
 
 	b.httpSrv = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if control && r.Method == http.MethodPut && r.URL.Path == bareControlPath {
+				b.control(w, r)
+				return
+			}
 			io.Copy(io.Discard, r.Body)
 			reply := *b.httpReply.Load()
 			h := w.Header()
@@ -82,7 +134,30 @@ func startBare() (*bareServers, error) {
 	return b, nil
 }
 
+// control sets a reply (the child process's side of setReplies).
+func (b *bareServers) control(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if r.URL.Query().Get("kind") == "grpc" {
+		resp := &pb.ModelInferResponse{}
+		if err := proto.Unmarshal(body, resp); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		b.grpcReply.Store(resp)
+	} else {
+		b.httpReply.Store(&body)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
 func (b *bareServers) close() {
+	if b.remote {
+		return // the child process is stopped with the env
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	b.httpSrv.Shutdown(ctx)

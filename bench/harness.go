@@ -62,6 +62,9 @@ type Config struct {
 	Log *slog.Logger
 	// Progress, when non-nil, is told about each finished cell.
 	Progress func(Result)
+	// Pin, when set, runs Nimbus and the bare servers as child processes on
+	// their own cores (pinned.go); only the suite uses it.
+	Pin *Pinning
 }
 
 // Result is one cell: a path measured for one model, batch size and concurrency.
@@ -149,20 +152,24 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 
 // env is the servers and clients shared by every cell of a run.
 type env struct {
-	libPath string
-	url     string // Nimbus REST base URL
-	token   string // the bootstrap admin token every client sends
-	sys     *system.System
-	rest    http.Handler // the OIP handler over the running system's manager
-	hc      *http.Client
-	grpc    pb.GRPCInferenceServiceClient
-	bare    *bareServers
+	libPath  string
+	url      string         // Nimbus REST base URL
+	grpcAddr string         // Nimbus gRPC address
+	token    string         // the bootstrap admin token every client sends
+	sys      *system.System // nil when Nimbus is a child process (pinned runs)
+	rest     http.Handler   // the OIP handler over the running system's manager
+	hc       *http.Client
+	grpc     pb.GRPCInferenceServiceClient
+	bare     *bareServers
 
 	conns []*grpc.ClientConn
 	stop  func() error
 }
 
 func start(ctx context.Context, cfg Config) (_ *env, err error) {
+	if cfg.Pin != nil {
+		return startPinned(ctx, cfg, *cfg.Pin)
+	}
 	e := &env{stop: func() error { return nil }}
 	defer func() {
 		if err != nil {
@@ -199,7 +206,7 @@ func start(ctx context.Context, cfg Config) (_ *env, err error) {
 		os.RemoveAll(dir)
 		return err
 	}
-	e.url = sys.URL()
+	e.url, e.grpcAddr = sys.URL(), sys.GRPCAddr()
 	if e.token, err = readToken(dir); err != nil {
 		return nil, err
 	}

@@ -13,6 +13,9 @@ mkdir -p bench/results
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 bin=bench/results/nimbusbench
 "$GO" build -o "$bin" ./bench/cmd/nimbusbench
+case " $* " in
+*" -pin "*) "$GO" build -o bin/nimbus ./cmd/nimbus ;; # pinned runs start it as a child process
+esac
 
 mode=(-suite)
 args=("$@")

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	goruntime "runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +36,10 @@ type ServerOptions struct {
 	MemoryBudget string
 	// Log, when non-nil, receives the server's log lines (JSON).
 	Log io.Writer
+	// GRPC turns the gRPC listener on (a loopback port the kernel picks).
+	GRPC bool
+	// Prefix runs the server under a command, e.g. taskset -c 0.
+	Prefix []string
 }
 
 // ServerProcess is `nimbus server` running as a child of the benchmark, on a
@@ -42,6 +47,8 @@ type ServerOptions struct {
 // dies with the benchmark (SIGKILL on parent death).
 type ServerProcess struct {
 	URL string
+	// GRPCAddr is the gRPC listener's address ("" unless ServerOptions.GRPC).
+	GRPCAddr string
 	// Token is the bootstrap admin token the server wrote to its data dir.
 	Token string
 	PID   int
@@ -57,7 +64,11 @@ var errServerExited = errors.New("nimbus server exited")
 // StartServer runs opts.Binary server on 127.0.0.1 with a port the kernel
 // picks, reads the address it logs, and waits until it reports ready.
 func StartServer(ctx context.Context, opts ServerOptions) (*ServerProcess, error) {
-	args := []string{"server", "--data-dir", opts.DataDir, "--http-addr", "127.0.0.1:0", "--grpc-addr", "",
+	grpcAddr := ""
+	if opts.GRPC {
+		grpcAddr = "127.0.0.1:0"
+	}
+	args := []string{"server", "--data-dir", opts.DataDir, "--http-addr", "127.0.0.1:0", "--grpc-addr", grpcAddr,
 		"--log-format", "json", "--log-level", "info", "--cli-config", "none"}
 	if opts.ORTLib != "" {
 		args = append(args, "--ort-lib", opts.ORTLib)
@@ -65,7 +76,9 @@ func StartServer(ctx context.Context, opts ServerOptions) (*ServerProcess, error
 	if opts.MemoryBudget != "" {
 		args = append(args, "--memory-budget", opts.MemoryBudget)
 	}
-	cmd := exec.Command(opts.Binary, args...)
+	argv := append(slices.Clone(opts.Prefix), opts.Binary)
+	argv = append(argv, args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Env = append(os.Environ(), "NIMBUS_CONFIG=") // no stray config file
 	stderr, err := cmd.StderrPipe()
@@ -95,7 +108,7 @@ func StartServer(ctx context.Context, opts ServerOptions) (*ServerProcess, error
 		return nil, fmt.Errorf("start %s: %w", opts.Binary, err)
 	}
 	p.PID = cmd.Process.Pid
-	addr := make(chan string, 1)
+	addr := make(chan [2]string, 1)
 	go func() {
 		defer close(logDone)
 		sc := bufio.NewScanner(stderr)
@@ -113,17 +126,18 @@ func StartServer(ctx context.Context, opts ServerOptions) (*ServerProcess, error
 			var rec struct {
 				Msg  string `json:"msg"`
 				HTTP string `json:"http"`
+				GRPC string `json:"grpc"`
 			}
 			if json.Unmarshal(line, &rec) == nil && rec.Msg == "nimbus serving" && rec.HTTP != "" {
 				found = true
-				addr <- rec.HTTP
+				addr <- [2]string{rec.HTTP, rec.GRPC}
 			}
 		}
 		io.Copy(io.Discard, stderr)
 	}()
 	select {
 	case a := <-addr:
-		p.URL = a // the server logs its URL
+		p.URL, p.GRPCAddr = a[0], a[1] // the server logs its URL
 	case <-p.done:
 		return nil, fmt.Errorf("%w before listening (%v):\n%s", errServerExited, p.err, p.tail)
 	case <-time.After(30 * time.Second):

@@ -82,6 +82,9 @@ type SuiteConfig struct {
 	RepoRoot string
 	Log      *slog.Logger
 	Progress func(Cell)
+	// Pin separates the cores of Nimbus and its load generator (pinned.go);
+	// the in-process manager cells are left out then.
+	Pin *Pinning
 }
 
 // Cell is one measured (model, target, batching, driver, concurrency).
@@ -138,7 +141,7 @@ func RunSuite(ctx context.Context, cfg SuiteConfig) (*SuiteResult, error) {
 	if cfg.Instances <= 0 {
 		cfg.Instances = 1
 	}
-	base := Config{Concurrency: cfg.Concurrency, RepoRoot: cfg.RepoRoot, Log: logger(cfg.Log)}
+	base := Config{Concurrency: cfg.Concurrency, RepoRoot: cfg.RepoRoot, Log: logger(cfg.Log), Pin: cfg.Pin}
 	e, err := start(ctx, base)
 	if err != nil {
 		return nil, err
@@ -302,9 +305,12 @@ func suiteModel(ctx context.Context, e *env, mc *client.Client, cfg SuiteConfig,
 		target{TargetNimbusGRPC, false, grpcOp(e.grpc, w.grpcReq), name},
 		target{TargetNimbusGRPC, true, grpcOp(e.grpc, wb.grpcReq), batched},
 	)
-	inproc := []target{
-		{TargetManager, false, managerOp(name), name},
-		{TargetManager, true, managerOp(batched), batched},
+	var inproc []target
+	if e.sys != nil { // not when Nimbus is a child process
+		inproc = []target{
+			{TargetManager, false, managerOp(name), name},
+			{TargetManager, true, managerOp(batched), batched},
+		}
 	}
 
 	for _, conc := range cfg.Concurrency {
@@ -376,7 +382,7 @@ func suiteModel(ctx context.Context, e *env, mc *client.Client, cfg SuiteConfig,
 		}
 		if ghzOK {
 			for _, t := range targets {
-				addr, req := e.sys.GRPCAddr(), w.grpcReq
+				addr, req := e.grpcAddr, w.grpcReq
 				switch {
 				case t.name == TargetBareGRPC:
 					addr = e.bare.grpcAddr

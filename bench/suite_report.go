@@ -265,7 +265,12 @@ func (rep SuiteReport) WriteMarkdown(w io.Writer) error {
 	fmt.Fprintf(&b, "- date: %s\n", rep.Date.UTC().Format(time.RFC3339))
 	fmt.Fprintf(&b, "- command: `%s`\n", rep.Command)
 	m := rep.Machine
-	fmt.Fprintf(&b, "- machine: %s, %d CPUs (GOMAXPROCS %d), %s; clients, Nimbus, bare servers and peers share these cores\n", m.CPU, m.NumCPU, m.GOMAXPROCS, m.OS)
+	if p := cfg.Pin; p != nil {
+		fmt.Fprintf(&b, "- machine: %s, %s; **pinned**: Nimbus (`bin/nimbus server`, a child process) and the bare servers (another) on CPU %s, the clients and raw runs on CPU %s (`taskset`); each side has its CPUs to itself\n",
+			m.CPU, m.OS, p.ServerCPUs, p.ClientCPUs)
+	} else {
+		fmt.Fprintf(&b, "- machine: %s, %d CPUs (GOMAXPROCS %d), %s; clients, Nimbus, bare servers and peers share these cores\n", m.CPU, m.NumCPU, m.GOMAXPROCS, m.OS)
+	}
 	fmt.Fprintf(&b, "- software: %s, ONNX Runtime %s (1 intra-op thread, no spinning)\n", m.GoVersion, m.ORTVersion)
 	fmt.Fprintf(&b, "- closed loop and in-process: %s; open loop: %s, every target of a model and concurrency offered one rate, "+
 		"%.0f%% of the slowest one's closed-loop req/s; wrk/ghz: %s per cell\n",

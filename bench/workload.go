@@ -12,8 +12,6 @@ import (
 	"strconv"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	pb "github.com/nimbus-ai/nimbus/api/inferencepb"
 	"github.com/nimbus-ai/nimbus/api/oip"
 	"github.com/nimbus-ai/nimbus/runtime"
@@ -70,8 +68,9 @@ func (e *env) workload(ctx context.Context, name, path string, raw runtime.Model
 		return nil, fmt.Errorf("gRPC answer has no raw_output_contents")
 	}
 	w.restSize = len(reply)
-	e.bare.httpReply.Store(&reply)
-	e.bare.grpcReply.Store(proto.CloneOf(gresp))
+	if err := e.bare.setReplies(ctx, reply, gresp); err != nil {
+		return nil, err
+	}
 	return w, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -56,8 +57,18 @@ func run() error {
 		instances  = flag.Int("instances", 1, "suite: instances (Instances.Max) of every model")
 		drivers    = flag.String("drivers", "", "suite: comma-separated drivers (default all installed: "+strings.Join(bench.SuiteDrivers, ",")+")")
 		noExt      = flag.Bool("no-external", false, "suite: skip wrk, ghz and the Node peer even if installed")
+		pin        = flag.String("pin", "", "suite: SERVER:CLIENT CPU lists, e.g. 0:1 — Nimbus and the bare servers run as child processes on SERVER, the clients and raw runs on CLIENT (needs bin/nimbus and taskset)")
+		serveBare  = flag.Bool("serve-bare", false, "internal: serve the bare servers for a pinned run")
 	)
 	flag.Parse()
+	if *serveBare {
+		return bench.ServeBare()
+	}
+	if *pin != "" {
+		if err := pinSelf(*pin); err != nil {
+			return err
+		}
+	}
 	set := map[string]bool{}
 	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if *suite {
@@ -75,7 +86,7 @@ func run() error {
 		}
 		return runSuite(suiteFlags{models: *models, concs: *concs, duration: *duration, warmup: *warmup, iters: *iters,
 			quick: *quick, out: *out, command: *command, verbose: *verbose, openDur: *openDur, openFrac: *openFrac,
-			extDur: *extDur, maxBatch: *maxBatch, queueDelay: *queueDelay, instances: *instances, drivers: *drivers, noExt: *noExt})
+			extDur: *extDur, maxBatch: *maxBatch, queueDelay: *queueDelay, instances: *instances, drivers: *drivers, noExt: *noExt, pin: *pin})
 	}
 
 	cfg := bench.Config{Load: bench.Load{Warmup: *warmup, Duration: *duration, Iterations: *iters}}
@@ -146,7 +157,7 @@ func intList(name, s string) ([]int, error) {
 }
 
 type suiteFlags struct {
-	models, concs, out, command, drivers          string
+	models, concs, out, command, drivers, pin     string
 	duration, warmup, openDur, extDur, queueDelay time.Duration
 	iters, maxBatch, instances                    int
 	openFrac                                      float64
@@ -169,6 +180,17 @@ func runSuite(f suiteFlags) error {
 		Drivers:          bench.SplitList(f.drivers),
 		RawBatches:       []int{f.maxBatch},
 		RepoRoot:         root,
+	}
+	if f.pin != "" {
+		server, client, _ := strings.Cut(f.pin, ":")
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		cfg.Pin = &bench.Pinning{ServerCPUs: server, ClientCPUs: client, Binary: filepath.Join(root, "bin", "nimbus"), Self: self}
+		if fi, err := os.Stat(cfg.Pin.Binary); err != nil || fi.IsDir() {
+			return fmt.Errorf("-pin runs %s as a child process: build it first (make build)", cfg.Pin.Binary)
+		}
 	}
 	if f.quick {
 		cfg.Load = bench.Load{WarmupIterations: 20, Iterations: 200}
@@ -220,6 +242,31 @@ func runSuite(f suiteFlags) error {
 	rep := bench.SuiteReport{Date: date, Command: cmdline, Machine: bench.DescribeMachine(root), Config: cfg, Result: res, Commit: sourceCommit(root)}
 	fmt.Fprintf(os.Stderr, "nimbusbench: suite took %s\n", time.Since(start).Round(time.Second))
 	return bench.WriteReport(f.out, rep.WriteMarkdown)
+}
+
+// pinnedEnv marks a nimbusbench that already runs on the client CPUs.
+const pinnedEnv = "NIMBUSBENCH_PINNED"
+
+// pinSelf re-executes this process under taskset -c CLIENT (once): Go cannot
+// pin all of its own threads after start, a child of taskset starts pinned.
+func pinSelf(spec string) error {
+	server, client, ok := strings.Cut(spec, ":")
+	if !ok || server == "" || client == "" {
+		return fmt.Errorf("-pin wants SERVER:CLIENT CPU lists, e.g. 0:1; got %q", spec)
+	}
+	if os.Getenv(pinnedEnv) != "" {
+		return nil
+	}
+	taskset, err := exec.LookPath("taskset")
+	if err != nil {
+		return fmt.Errorf("-pin needs taskset (apt-get install -y util-linux): %w", err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	argv := append([]string{taskset, "-c", client, self}, os.Args[1:]...)
+	return syscall.Exec(taskset, argv, append(os.Environ(), pinnedEnv+"=1"))
 }
 
 func found(path string) string {
