@@ -167,9 +167,6 @@ type env struct {
 }
 
 func start(ctx context.Context, cfg Config) (_ *env, err error) {
-	if cfg.Pin != nil {
-		return startPinned(ctx, cfg, *cfg.Pin)
-	}
 	e := &env{stop: func() error { return nil }}
 	defer func() {
 		if err != nil {
@@ -183,36 +180,15 @@ func start(ctx context.Context, cfg Config) (_ *env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	scfg := config.Default()
-	scfg.DataDir = dir
-	scfg.HTTPAddr = "127.0.0.1:0"
-	scfg.GRPCAddr = "127.0.0.1:0"
-	scfg.ORTLib = e.libPath
-	scfg.ShutdownTimeout = 10 * time.Second
-	scfg.CLIConfig = "none"
-	sctx, cancel := context.WithCancel(context.Background())
-	sys, err := system.New(sctx, scfg, "bench", cfg.Log)
+	if cfg.Pin != nil {
+		err = e.startChildren(ctx, *cfg.Pin, dir)
+	} else {
+		err = e.startInProcess(cfg, dir)
+	}
 	if err != nil {
-		cancel()
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("start nimbus: %w", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- sys.Run(sctx) }()
-	e.sys = sys
-	e.stop = func() error {
-		cancel()
-		err := <-done
-		os.RemoveAll(dir)
-		return err
-	}
-	e.url, e.grpcAddr = sys.URL(), sys.GRPCAddr()
-	if e.token, err = readToken(dir); err != nil {
 		return nil, err
 	}
-	// The same constructor and options internal/system uses for its REST
-	// routes, behind the same authentication.
-	e.rest = sys.Guard.HTTP(oip.NewHandler(sys.Manager, oip.Options{MaxBodyBytes: scfg.MaxBodyBytes, Metrics: sys.Metrics, Logger: cfg.Log}))
 
 	maxConc := 1
 	for _, c := range cfg.Concurrency {
@@ -227,16 +203,53 @@ func start(ctx context.Context, cfg Config) (_ *env, err error) {
 	if err := waitReady(ctx, e.hc, e.url+"/v2/health/ready"); err != nil {
 		return nil, err
 	}
-	conn, err := dial(sys.GRPCAddr(), grpc.WithPerRPCCredentials(bearerCreds(e.token)))
+	conn, err := dial(e.grpcAddr, grpc.WithPerRPCCredentials(bearerCreds(e.token)))
 	if err != nil {
 		return nil, err
 	}
 	e.conns = append(e.conns, conn)
 	e.grpc = pb.NewGRPCInferenceServiceClient(conn)
-	if e.bare, err = startBare(); err != nil {
-		return nil, err
+	if e.bare == nil {
+		if e.bare, err = startBare(); err != nil {
+			return nil, err
+		}
 	}
 	return e, nil
+}
+
+// startInProcess runs Nimbus in this process (system.New) on dir; e.stop
+// stops it and removes dir.
+func (e *env) startInProcess(cfg Config, dir string) error {
+	scfg := config.Default()
+	scfg.DataDir = dir
+	scfg.HTTPAddr = "127.0.0.1:0"
+	scfg.GRPCAddr = "127.0.0.1:0"
+	scfg.ORTLib = e.libPath
+	scfg.ShutdownTimeout = 10 * time.Second
+	scfg.CLIConfig = "none"
+	sctx, cancel := context.WithCancel(context.Background())
+	sys, err := system.New(sctx, scfg, "bench", cfg.Log)
+	if err != nil {
+		cancel()
+		return fmt.Errorf("start nimbus: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sys.Run(sctx) }()
+	e.sys = sys
+	e.stop = func() error {
+		cancel()
+		err := <-done
+		os.RemoveAll(dir)
+		return err
+	}
+	e.url, e.grpcAddr = sys.URL(), sys.GRPCAddr()
+	if e.token, err = readToken(dir); err != nil {
+		return err
+	}
+	// The same constructor and options internal/system uses for its REST
+	// routes, behind the same authentication.
+	e.rest = sys.Guard.HTTP(oip.NewHandler(sys.Manager, oip.Options{MaxBodyBytes: scfg.MaxBodyBytes, Metrics: sys.Metrics, Logger: cfg.Log}))
+	return nil
 }
 
 func (e *env) close() {

@@ -6,16 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"syscall"
 	"time"
-
-	"google.golang.org/grpc"
-
-	pb "github.com/nimbus-ai/nimbus/api/inferencepb"
-	"github.com/nimbus-ai/nimbus/runtime/onnx"
 )
 
 // Pinning separates the cores: Nimbus (`bin/nimbus server`, a child process)
@@ -30,37 +24,22 @@ type Pinning struct {
 	Self       string // this executable, for -serve-bare
 }
 
-// startPinned starts the env of a pinned run: Nimbus and the bare servers as
-// children under taskset -c ServerCPUs.
-func startPinned(ctx context.Context, cfg Config, pin Pinning) (_ *env, err error) {
+// startChildren starts Nimbus (on dir) and the bare servers as children
+// under taskset -c ServerCPUs; e.stop stops them and removes dir.
+func (e *env) startChildren(ctx context.Context, pin Pinning, dir string) error {
 	taskset, err := exec.LookPath("taskset")
 	if err != nil {
-		return nil, fmt.Errorf("pinned runs need taskset (apt-get install -y util-linux): %w", err)
+		return fmt.Errorf("pinned runs need taskset (apt-get install -y util-linux): %w", err)
 	}
 	prefix := []string{taskset, "-c", pin.ServerCPUs}
-	e := &env{stop: func() error { return nil }}
-	defer func() {
-		if err != nil {
-			e.close()
-		}
-	}()
-	if e.libPath, err = onnx.FindLibrary(); err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "nimbusbench-pinned-")
-	if err != nil {
-		return nil, err
-	}
 	srv, err := StartServer(ctx, ServerOptions{Binary: pin.Binary, DataDir: dir, ORTLib: e.libPath, MemoryBudget: "0", GRPC: true, Prefix: prefix})
 	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
+		return err
 	}
 	bare, stopBare, err := startBareChild(ctx, append(prefix, pin.Self, "-serve-bare"))
 	if err != nil {
 		srv.Stop()
-		os.RemoveAll(dir)
-		return nil, err
+		return err
 	}
 	e.stop = func() error {
 		stopBare()
@@ -70,23 +49,7 @@ func startPinned(ctx context.Context, cfg Config, pin Pinning) (_ *env, err erro
 	}
 	e.bare = bare
 	e.url, e.token, e.grpcAddr = srv.URL, srv.Token, srv.GRPCAddr
-	maxConc := 1
-	for _, c := range cfg.Concurrency {
-		maxConc = max(maxConc, c)
-	}
-	e.hc = &http.Client{Transport: withToken(&http.Transport{
-		MaxIdleConns:        2 * maxConc,
-		MaxIdleConnsPerHost: maxConc,
-		IdleConnTimeout:     time.Minute,
-		DisableCompression:  true,
-	}, e.token)}
-	conn, err := dial(e.grpcAddr, grpc.WithPerRPCCredentials(bearerCreds(e.token)))
-	if err != nil {
-		return nil, err
-	}
-	e.conns = append(e.conns, conn)
-	e.grpc = pb.NewGRPCInferenceServiceClient(conn)
-	return e, nil
+	return nil
 }
 
 // bareAddrs is the line a -serve-bare child prints when it listens.
