@@ -395,6 +395,33 @@ func (r *Registry) collect(ctx context.Context, shas ...string) {
 	}
 }
 
+// ArtifactCost returns the measured load cost of sha256 under runtime, if the
+// store keeps costs (CostStore) and has one.
+func (r *Registry) ArtifactCost(ctx context.Context, sha256, runtime string) (int64, bool, error) {
+	cs, ok := r.store.(CostStore)
+	if !ok {
+		return 0, false, nil
+	}
+	c, found, err := cs.ArtifactCost(ctx, sha256, runtime)
+	if err != nil {
+		return 0, false, fmt.Errorf("registry: artifact cost: %w", err)
+	}
+	return c, found, nil
+}
+
+// SetArtifactCost records the measured load cost of sha256 under runtime
+// (nothing, if the store keeps no costs).
+func (r *Registry) SetArtifactCost(ctx context.Context, sha256, runtime string, cost int64) error {
+	cs, ok := r.store.(CostStore)
+	if !ok {
+		return nil
+	}
+	if err := cs.SetArtifactCost(ctx, sha256, runtime, cost); err != nil {
+		return fmt.Errorf("registry: set artifact cost: %w", err)
+	}
+	return nil
+}
+
 // GC deletes blobs no version references, skipping blobs younger than the grace
 // period (an upload may be about to create a version). It returns what it removed.
 func (r *Registry) GC(ctx context.Context) ([]BlobInfo, error) {
@@ -425,6 +452,11 @@ func (r *Registry) GC(ctx context.Context) ([]BlobInfo, error) {
 		}
 		if deleted {
 			removed = append(removed, b)
+			if cs, ok := r.store.(CostStore); ok {
+				if err := cs.DeleteArtifactCosts(ctx, b.SHA256); err != nil {
+					r.log.Warn("gc: forgetting the load costs of a collected blob", "sha256", b.SHA256, "err", err)
+				}
+			}
 		}
 	}
 	if len(removed) > 0 {

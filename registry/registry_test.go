@@ -450,6 +450,12 @@ func TestGC(t *testing.T) {
 	if err != nil || len(removed) != 0 {
 		t.Errorf("GC within grace period removed %v, %v", removed, err)
 	}
+	// A collected blob's load costs go with it; a kept one's stay.
+	for _, sha := range []string{orphan, kept.SHA256} {
+		if err := e.reg.SetArtifactCost(ctx, sha, "onnx 1.24.1", 4096); err != nil {
+			t.Fatal(err)
+		}
+	}
 	e.reg.SetGCGrace(0)
 	removed, err = e.reg.GC(ctx)
 	if err != nil || len(removed) != 1 || removed[0].SHA256 != orphan {
@@ -457,6 +463,12 @@ func TestGC(t *testing.T) {
 	}
 	if _, err := e.blobs.Stat(ctx, kept.SHA256); err != nil {
 		t.Errorf("referenced blob removed: %v", err)
+	}
+	if _, ok, err := e.reg.ArtifactCost(ctx, orphan, "onnx 1.24.1"); ok || err != nil {
+		t.Errorf("the collected blob's cost is still there (%v)", err)
+	}
+	if c, ok, err := e.reg.ArtifactCost(ctx, kept.SHA256, "onnx 1.24.1"); !ok || c != 4096 || err != nil {
+		t.Errorf("the kept blob's cost = %d, %v, %v", c, ok, err)
 	}
 }
 

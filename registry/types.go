@@ -154,6 +154,16 @@ type Store interface {
 	Close() error
 }
 
+// CostStore is a Store that also remembers what loading an artifact costs in
+// memory, per runtime (format and library version), so that the serving layer
+// measures each artifact once, not once per process. Optional: without it
+// costs are measured again after a restart.
+type CostStore interface {
+	ArtifactCost(ctx context.Context, sha256, runtime string) (cost int64, ok bool, err error)
+	SetArtifactCost(ctx context.Context, sha256, runtime string, cost int64) error
+	DeleteArtifactCosts(ctx context.Context, sha256 string) error
+}
+
 // BlobInfo describes a stored artifact.
 type BlobInfo struct {
 	SHA256  string    `json:"sha256"`

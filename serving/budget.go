@@ -26,6 +26,67 @@ import (
 // it: exclusively for a first load, which measures the allocator's growth
 // alone, shared for every other.
 
+// CostMemory keeps measured load costs across restarts, per artifact and
+// runtime (registry.Registry does, in its store). It is optional: a registry
+// without it has each artifact measured again after a restart.
+type CostMemory interface {
+	ArtifactCost(ctx context.Context, sha256, runtime string) (cost int64, ok bool, err error)
+	SetArtifactCost(ctx context.Context, sha256, runtime string, cost int64) error
+}
+
+// runtimeKey names what a cost was measured under: the format and the
+// runtime library's version ("" when the runtime does not say, or is not
+// set up: such costs are not kept).
+func runtimeKey(rt runtime.Runtime) string {
+	if in, ok := rt.(interface{ Init() error }); ok {
+		if in.Init() != nil {
+			return ""
+		}
+	}
+	if vr, ok := rt.(interface{ Version() string }); ok {
+		if v := vr.Version(); v != "" {
+			return rt.Format() + " " + v
+		}
+	}
+	return ""
+}
+
+// storedCost looks up a cost measured for v's artifact before this process
+// (costBook has none): it is then charged without a measurement, which runs
+// alone and walks the allocator's free lists.
+func (m *Manager) storedCost(ctx context.Context, rt runtime.Runtime, v registry.Version) (int64, bool) {
+	cm, ok := m.reg.(CostMemory)
+	if !ok {
+		return 0, false
+	}
+	key := runtimeKey(rt)
+	if key == "" {
+		return 0, false
+	}
+	cost, found, err := cm.ArtifactCost(ctx, v.SHA256, key)
+	if err != nil {
+		m.log.Warn("reading a stored load cost; measuring instead", "model", v.Model, "version", v.Version, "err", err)
+		return 0, false
+	}
+	if !found {
+		return 0, false
+	}
+	m.costs.store(v, cost)
+	return cost, true
+}
+
+// rememberCost stores a cost just measured, for later processes.
+func (m *Manager) rememberCost(ctx context.Context, rt runtime.Runtime, v registry.Version, cost int64) {
+	cm, ok := m.reg.(CostMemory)
+	key := runtimeKey(rt)
+	if !ok || key == "" {
+		return
+	}
+	if err := cm.SetArtifactCost(ctx, v.SHA256, key, cost); err != nil {
+		m.log.Warn("storing a measured load cost", "model", v.Model, "version", v.Version, "err", err)
+	}
+}
+
 // costBook remembers what artifacts cost once measured, for the life of the
 // process.
 type costBook struct {
@@ -196,11 +257,13 @@ func (m *Manager) evict(vi *instance, forKey versionKey) bool {
 // loadMeasured loads v and runs its warm-up. The first load of an artifact runs
 // alone and measures the allocator's growth across it; later loads of the same
 // artifact reuse that figure.
-func (m *Manager) loadMeasured(ctx context.Context, rt runtime.Runtime, v registry.Version, data []byte, cfg registry.ServingConfig, known int64, measured bool) (runtime.Model, int64, error) {
+//
+// fresh reports that this load measured the cost.
+func (m *Manager) loadMeasured(ctx context.Context, rt runtime.Runtime, v registry.Version, data []byte, cfg registry.ServingConfig, known int64, measured bool) (_ runtime.Model, _ int64, fresh bool, _ error) {
 	if in, ok := rt.(interface{ Init() error }); ok {
 		// The runtime's one-time setup is not the model's cost.
 		if err := in.Init(); err != nil {
-			return nil, 0, err
+			return nil, 0, false, err
 		}
 	}
 	opts := runtime.Options{IntraOpThreads: cfg.Threads, InterOpThreads: cfg.InterOpThreads}
@@ -226,25 +289,25 @@ func (m *Manager) loadMeasured(ctx context.Context, rt runtime.Runtime, v regist
 		m.costs.measure.RLock()
 		defer m.costs.measure.RUnlock()
 		model, err := open()
-		return model, known, err
+		return model, known, false, err
 	}
 	m.costs.measure.Lock()
 	defer m.costs.measure.Unlock()
 	if known, measured = m.costs.lookup(v); measured { // a load of the same artifact (or a variant) measured it while this one waited
 		model, err := open()
-		return model, known, err
+		return model, known, false, err
 	}
 	before, ok := m.opts.Memory.InUse()
 	model, err := open()
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, false, err
 	}
 	cost := v.Size
 	if after, _ := m.opts.Memory.InUse(); ok && after-before > cost {
 		cost = after - before
 	}
 	m.costs.store(v, cost)
-	return model, cost, nil
+	return model, cost, true, nil
 }
 
 // settleCost replaces inst's estimated charge with its measured cost and, if the

@@ -322,6 +322,13 @@ func (m *Manager) load(inst *instance) {
 		// The cheap refusal first: a version too big for the whole budget must
 		// not re-hash its artifact (or ask the registry) on every retry.
 		cost, measured := m.costOf(v)
+		if !measured {
+			// Measured by an earlier process: no measurement (and its
+			// allocator walk) in this one.
+			if c, ok := m.storedCost(ctx, rt, v); ok {
+				cost, measured = c, true
+			}
+		}
 		if err := m.fits(v, cost, measured); err != nil {
 			return err
 		}
@@ -333,9 +340,12 @@ func (m *Manager) load(inst *instance) {
 		if err := m.reserve(inst, cost); err != nil {
 			return err
 		}
-		model, cost, err := m.loadMeasured(ctx, rt, v, data, cfg, cost, measured)
+		model, cost, fresh, err := m.loadMeasured(ctx, rt, v, data, cfg, cost, measured)
 		if err != nil {
 			return err
+		}
+		if fresh {
+			m.rememberCost(ctx, rt, v, cost)
 		}
 		if err := m.fits(v, cost, true); err != nil {
 			model.Close()

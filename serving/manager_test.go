@@ -62,6 +62,8 @@ func (c *countingRuntime) wrap(load func() (runtime.Model, error)) (runtime.Mode
 // Init initializes the real runtime (so measured costs leave its setup out).
 func (c *countingRuntime) Init() error { return c.Runtime.(*onnx.Runtime).Init() }
 
+func (c *countingRuntime) Version() string { return c.Runtime.(*onnx.Runtime).Version() }
+
 // runGate counts the runs of a countingRuntime's models and, while closed,
 // holds them: tests pile up requests behind it on purpose.
 type runGate struct {

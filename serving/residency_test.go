@@ -17,6 +17,7 @@ import (
 	"github.com/nimbus-ai/nimbus/internal/testutil"
 	"github.com/nimbus-ai/nimbus/registry"
 	"github.com/nimbus-ai/nimbus/residency"
+	"github.com/nimbus-ai/nimbus/runtime"
 	"github.com/nimbus-ai/nimbus/serving"
 	"github.com/nimbus-ai/nimbus/tensor"
 )
@@ -635,5 +636,37 @@ func TestVariantsAreMeasuredOnce(t *testing.T) {
 	a, b := versionState(t, e, "a"), versionState(t, e, "b")
 	if a.MemoryBytes < 1_200_000 || b.MemoryBytes != a.MemoryBytes {
 		t.Errorf("costs: a %d, b %d bytes; want b charged a's measured cost", a.MemoryBytes, b.MemoryBytes)
+	}
+}
+
+// TestMeasuredCostSurvivesARestart: the cost measured at an artifact's first
+// load is kept in the registry, so a later process (a new Manager over the
+// same registry) charges it without measuring again — no allocator walk, the
+// same figure.
+func TestMeasuredCostSurvivesARestart(t *testing.T) {
+	meter := &countingMeter{MemoryMeter: serving.DefaultMemory()}
+	e := newEnvWith(t, nil, func(o *serving.Options) { o.Memory = meter })
+	ctx := context.Background()
+	e.push(t, "default", "m", "mlp_medium")
+	if err := e.mgr.LoadModel(ctx, "default", "m"); err != nil {
+		t.Fatal(err)
+	}
+	first := versionState(t, e, "m").MemoryBytes
+	if meter.reads.Load() < 2 || first < 1_200_000 {
+		t.Fatalf("the first load was not measured: %d allocator reads, cost %d", meter.reads.Load(), first)
+	}
+	e.mgr.Close()
+
+	again := &countingMeter{MemoryMeter: serving.DefaultMemory()}
+	e.mgr = serving.NewManager(e.reg, e.blobs, serving.Options{Runtimes: []runtime.Runtime{e.rt}, Memory: again})
+	t.Cleanup(func() { e.mgr.Close() })
+	if err := e.mgr.LoadModel(ctx, "default", "m"); err != nil {
+		t.Fatal(err)
+	}
+	if n := again.reads.Load(); n != 0 {
+		t.Errorf("the restarted manager measured the artifact again (%d allocator reads)", n)
+	}
+	if got := versionState(t, e, "m").MemoryBytes; got != first {
+		t.Errorf("cost after the restart = %d, want the stored %d", got, first)
 	}
 }

@@ -45,6 +45,17 @@ func New(libPath string, log *slog.Logger) *Runtime {
 // Format returns "onnx".
 func (*Runtime) Format() string { return Format }
 
+// Version is the ONNX Runtime library's version, "" until Init or a Load has
+// set its environment up.
+func (*Runtime) Version() string {
+	ortEnv.mu.Lock()
+	defer ortEnv.mu.Unlock()
+	if !ortEnv.done || ortEnv.err != nil {
+		return ""
+	}
+	return ortVersion()
+}
+
 // ortEnv is the process-wide ONNX Runtime environment. A failure to open the
 // library is remembered and returned by every later Load (reopening a broken
 // library would fail the same way); a library that was not found is not, so

@@ -25,6 +25,9 @@ func Initialized() bool { return false }
 // Format returns "onnx".
 func (*Runtime) Format() string { return Format }
 
+// Version is "": this build has no ONNX Runtime.
+func (*Runtime) Version() string { return "" }
+
 // Load fails: ONNX Runtime needs cgo.
 func (*Runtime) Load(ctx context.Context, path string, opts runtime.Options) (runtime.Model, error) {
 	return nil, errs.New(errs.Unavailable,
