@@ -118,3 +118,39 @@ func TestScalarsRun(t *testing.T) {
 		t.Fatalf("a [1] tensor for a scalar input: %v", err)
 	}
 }
+
+// TestHighRankOutputOfUnknownShape: an output ONNX Runtime allocates reports
+// its shape in the run's one C call up to maxInlineRank dims; a higher rank
+// takes a second call, and the shape must still come back whole.
+func TestHighRankOutputOfUnknownShape(t *testing.T) {
+	var dims [][]byte
+	shape := make([]int64, maxInlineRank+3)
+	for i := range shape {
+		shape[i] = int64(1 + i%2)
+		dims = append(dims, varint(dimValue, uint64(shape[i])))
+	}
+	m := loadIdentityModel(t, tensorType(onnxFloat, dims...), tensorType(onnxFloat)) // output: unknown rank
+	n, _ := tensor.NumElements(shape)
+	x := &tensor.Tensor{Name: "x", DataType: tensor.FP32, Shape: shape, Data: make([]byte, 4*n)}
+	for i := range x.Data {
+		x.Data[i] = byte(i)
+	}
+	got, err := m.Run(context.Background(), []*tensor.Tensor{x}, nil)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("Run = %v, %v", got, err)
+	}
+	if tensor.ShapeString(got[0].Shape) != tensor.ShapeString(shape) || !bytes.Equal(got[0].Data, x.Data) {
+		t.Fatalf("got shape %s (%d bytes), want %s", tensor.ShapeString(got[0].Shape), len(got[0].Data), tensor.ShapeString(shape))
+	}
+}
+
+// TestEmptyStrings: a string output whose elements are all empty (no bytes at
+// all) comes back as that many empty strings.
+func TestEmptyStrings(t *testing.T) {
+	m := loadIdentityModel(t, batchDims(onnxString), batchDims(onnxString))
+	x := &tensor.Tensor{Name: "x", DataType: tensor.Bytes, Shape: []int64{3}, Strings: [][]byte{{}, {}, {}}}
+	got, err := m.Run(context.Background(), []*tensor.Tensor{x}, nil)
+	if err != nil || len(got) != 1 || len(got[0].Strings) != 3 || len(got[0].Strings[0])+len(got[0].Strings[1])+len(got[0].Strings[2]) != 0 {
+		t.Fatalf("Run = %+v, %v", got, err)
+	}
+}
