@@ -1,6 +1,7 @@
 package oip
 
 import (
+	"math"
 	"strconv"
 	"strings"
 	"testing"
@@ -72,4 +73,28 @@ func BenchmarkCodec64x4FP32(b *testing.B) {
 
 func responseFor(req *serving.InferRequest) *serving.InferResponse {
 	return &serving.InferResponse{ModelName: "bench", ModelVersion: "1", ID: req.ID, Outputs: req.Inputs}
+}
+
+// BenchmarkDecodeShortestFP32 decodes one row of 64 FP32 values written as
+// shortest float32 texts (up to 9 digits: "1.9866497"), as the benchmark
+// suite's mlp_medium request and most clients' float32 arrays are.
+// `go test -run '^$' -bench DecodeShortestFP32 ./api/oip`
+func BenchmarkDecodeShortestFP32(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString(`{"inputs":[{"name":"x","shape":[1,64],"datatype":"FP32","data":[`)
+	for i := range 64 {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteString(strconv.FormatFloat(float64(float32(2*math.Sin(float64(i)*0.37))), 'g', -1, 32))
+	}
+	sb.WriteString(`]}]}`)
+	body := []byte(sb.String())
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if _, err := DecodeInferRequest(body, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -1,5 +1,7 @@
 package oip
 
+import "math"
+
 // Exact powers of ten: every one is representable, so one multiplication or
 // division by them rounds correctly (Clinger's fast path, as strconv's).
 var (
@@ -62,10 +64,10 @@ func parseFloatFast(lit []byte, bitSize int) (float64, bool) {
 	if i != len(lit) {
 		return 0, false
 	}
+	if bitSize == 32 && (mant >= 1<<24 || exp < -10 || exp > 10) {
+		return float32ViaFloat64(mant, exp, neg)
+	}
 	if bitSize == 32 {
-		if mant >= 1<<24 || exp < -10 || exp > 10 {
-			return 0, false
-		}
 		f := float32(mant)
 		if exp < 0 {
 			f /= pow10f32[-exp]
@@ -90,4 +92,32 @@ func parseFloatFast(lit []byte, bitSize int) (float64, bool) {
 		f = -f
 	}
 	return f, true
+}
+
+// float32ViaFloat64 parses what float32's own exact path cannot (shortest
+// float32 texts have up to 9 digits, past its 2^24): the float64 fast path
+// gives the correctly rounded float64 of the decimal, and rounding that to
+// float32 is right unless the float64 lies exactly halfway between two
+// float32s — the decimal may be on either side of that point, and rounding
+// twice could go the wrong way. Those, subnormals (their halfway points lie
+// elsewhere) and values past float32's range go to strconv.
+func float32ViaFloat64(mant uint64, exp int, neg bool) (float64, bool) {
+	if mant >= 1<<53 || exp < -22 || exp > 22 {
+		return 0, false
+	}
+	d := float64(mant)
+	if exp < 0 {
+		d /= pow10f64[-exp]
+	} else {
+		d *= pow10f64[exp]
+	}
+	const dropped = 52 - 23 // mantissa bits float64 has beyond float32's
+	if d != 0 && (d < 0x1p-126 || d > math.MaxFloat32 || math.Float64bits(d)&(1<<dropped-1) == 1<<(dropped-1)) {
+		return 0, false
+	}
+	f := float32(d)
+	if neg {
+		f = -f
+	}
+	return float64(f), true
 }

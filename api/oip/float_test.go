@@ -56,6 +56,26 @@ func TestParseFloatFast(t *testing.T) {
 	if fast < n/4 {
 		t.Errorf("only %d of %d literals took the fast path", fast, n)
 	}
+
+	// Shortest float32 texts (up to 9 digits) take the fast path as FP32
+	// almost always; decimals near a point halfway between two float32s
+	// (where rounding through float64 could go the wrong way) come out as
+	// strconv's, fast path or not.
+	fast32 := 0
+	for range n {
+		x := float32(r.NormFloat64() * math.Pow(10, float64(r.IntN(20)-10)))
+		checkFloatFast(t, strconv.FormatFloat(float64(x), 'g', -1, 32))
+		if _, ok := parseFloatFast([]byte(strconv.FormatFloat(float64(x), 'g', -1, 32)), 32); ok {
+			fast32++
+		}
+		half := (float64(x) + float64(math.Nextafter32(x, float32(math.Inf(1))))) / 2
+		for _, prec := range []int{-1, 9, 10, 12, 15, 17} {
+			checkFloatFast(t, strconv.FormatFloat(half, 'g', prec, 64))
+		}
+	}
+	if fast32 < n*9/10 {
+		t.Errorf("only %d of %d shortest float32 texts took the FP32 fast path", fast32, n)
+	}
 }
 
 func FuzzParseFloatFast(f *testing.F) {
