@@ -79,6 +79,16 @@ func parseFloatFast(lit []byte, bitSize int) (float64, bool) {
 		}
 		return float64(f), true
 	}
+	f, ok := exact64(mant, exp)
+	if ok && neg {
+		f = -f
+	}
+	return f, ok
+}
+
+// exact64 is mant × 10^exp correctly rounded to float64 when both are exact
+// in float64 (Clinger's fast path); false otherwise.
+func exact64(mant uint64, exp int) (float64, bool) {
 	if mant >= 1<<53 || exp < -22 || exp > 22 {
 		return 0, false
 	}
@@ -87,9 +97,6 @@ func parseFloatFast(lit []byte, bitSize int) (float64, bool) {
 		f /= pow10f64[-exp]
 	} else {
 		f *= pow10f64[exp]
-	}
-	if neg {
-		f = -f
 	}
 	return f, true
 }
@@ -102,14 +109,9 @@ func parseFloatFast(lit []byte, bitSize int) (float64, bool) {
 // twice could go the wrong way. Those, subnormals (their halfway points lie
 // elsewhere) and values past float32's range go to strconv.
 func float32ViaFloat64(mant uint64, exp int, neg bool) (float64, bool) {
-	if mant >= 1<<53 || exp < -22 || exp > 22 {
+	d, ok := exact64(mant, exp)
+	if !ok {
 		return 0, false
-	}
-	d := float64(mant)
-	if exp < 0 {
-		d /= pow10f64[-exp]
-	} else {
-		d *= pow10f64[exp]
 	}
 	const dropped = 52 - 23 // mantissa bits float64 has beyond float32's
 	if d != 0 && (d < 0x1p-126 || d > math.MaxFloat32 || math.Float64bits(d)&(1<<dropped-1) == 1<<(dropped-1)) {
