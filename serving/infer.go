@@ -300,6 +300,9 @@ func selectOutputs(v registry.Version, reqs []OutputRequest) ([]string, error) {
 		if !spec.Supported() {
 			return nil, errs.New(errs.InvalidArgument, "output %s is %s, which the Open Inference Protocol cannot carry", r.Name, spec.Kind).WithField(fmt.Sprintf("outputs[%d].name", i))
 		}
+		if slices.Contains(names, r.Name) {
+			return nil, errs.New(errs.InvalidArgument, "output %s is requested twice", r.Name).WithField(fmt.Sprintf("outputs[%d].name", i))
+		}
 		names = append(names, r.Name)
 	}
 	return names, nil

@@ -276,6 +276,8 @@ func TestInvalidRequests(t *testing.T) {
 		{"short data", serving.InferRequest{Model: "mlp", Inputs: []*tensor.Tensor{{Name: "x", DataType: tensor.FP32, Shape: []int64{1, 4}, Data: make([]byte, 12)}}},
 			errs.InvalidArgument, "needs 16 bytes, got 12"},
 		{"duplicate input", serving.InferRequest{Model: "mlp", Inputs: []*tensor.Tensor{good, good}}, errs.InvalidArgument, "given twice"},
+		{"output twice", serving.InferRequest{Model: "mlp", Inputs: []*tensor.Tensor{good}, Outputs: []serving.OutputRequest{{Name: "y"}, {Name: "y"}}},
+			errs.InvalidArgument, "output y is requested twice"},
 		{"unknown output", serving.InferRequest{Model: "mlp", Inputs: []*tensor.Tensor{good}, Outputs: []serving.OutputRequest{{Name: "q"}}},
 			errs.InvalidArgument, `unknown output "q"`},
 		{"zipmap output", serving.InferRequest{Model: "zip", Inputs: []*tensor.Tensor{{Name: "input", DataType: tensor.FP32, Shape: []int64{1, 4}, Data: make([]byte, 16)}},

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -505,6 +506,10 @@ func (m *model) selectOutputs(names []string, idx []int) ([]int, error) {
 					"output %s is %s, which the Open Inference Protocol cannot carry", name, spec.Kind).WithField(name)
 			}
 			return nil, errs.New(errs.InvalidArgument, "unknown output %q", name).WithField(name)
+		}
+		if slices.Contains(idx, si) {
+			// One value per output: nimbus_run binds each requested output once.
+			return nil, errs.New(errs.InvalidArgument, "output %s is requested twice", name).WithField(name)
 		}
 		idx = append(idx, si)
 	}

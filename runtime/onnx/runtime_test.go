@@ -289,6 +289,7 @@ func TestRunErrors(t *testing.T) {
 		{"short data", nil, []*tensor.Tensor{{Name: "a", DataType: tensor.FP32, Shape: []int64{2, 3}, Data: make([]byte, 5)}, b, mask},
 			nil, errs.InvalidArgument, "needs 24 bytes, got 5"},
 		{"unknown output", nil, ok, []string{"sum", "nope"}, errs.InvalidArgument, `unknown output "nope"`},
+		{"output twice", nil, ok, []string{"sum", "sum", "sum", "sum"}, errs.InvalidArgument, "output sum is requested twice"},
 		{"canceled", canceled, ok, nil, errs.Canceled, "context canceled"},
 	}
 	for _, tt := range tests {
