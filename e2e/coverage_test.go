@@ -188,6 +188,9 @@ func inferGRPC(t *testing.T, c pb.GRPCInferenceServiceClient, model string, in [
 				x.Strings = append(x.Strings, raw[4:4+n])
 				raw = raw[4+n:]
 			}
+			if len(raw) != 0 {
+				t.Fatalf("output %s: %d bytes after its last string", o.Name, len(raw))
+			}
 		}
 		out = append(out, x)
 	}

@@ -182,7 +182,13 @@ func compare(got, want *tensor.Tensor, cutAtNUL bool) error {
 			return fmt.Errorf("%s: %d elements, want %d", got.Name, len(g), len(w))
 		}
 		for i := range w {
-			if d := math.Abs(g[i] - w[i]); d > 1e-5*max(1, math.Abs(w[i])) || math.IsNaN(d) != math.IsNaN(w[i]) {
+			if math.IsNaN(g[i]) || math.IsNaN(w[i]) {
+				if math.IsNaN(g[i]) != math.IsNaN(w[i]) {
+					return fmt.Errorf("%s[%d] = %v, want %v", got.Name, i, g[i], w[i])
+				}
+				continue
+			}
+			if d := math.Abs(g[i] - w[i]); d > 1e-5*max(1, math.Abs(w[i])) || ((math.IsInf(g[i], 0) || math.IsInf(w[i], 0)) && g[i] != w[i]) {
 				return fmt.Errorf("%s[%d] = %v, want %v", got.Name, i, g[i], w[i])
 			}
 		}
